@@ -1,0 +1,333 @@
+"""The column registry: what each column of ``users`` reads, and how its value is rendered.
+
+One table drives row mapping, column validation and the README's column table.  A column
+is resolved once per wrapper instance, against the PostgreSQL type the user declared:
+
+* built-in columns (``username``, ``status``, ``enabled``, ``created_at``, ``updated_at``,
+  ``attributes``, ``mfa_options``) read the user record itself;
+* a column named like a standard attribute reads that attribute;
+* a column option ``attribute 'custom:tenant'`` reads any attribute;
+* any other name ``x`` reads ``custom:x`` when the pool's schema has it.
+
+Multicorn passes every value through the column type's input function as text, so the
+converters below produce text (or values whose ``str()`` is the right text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from .errors import ColumnError
+
+# Value kinds: what the source holds.
+STRING = "string"
+BOOLEAN = "boolean"  # "true"/"false" attribute strings, or the record's Enabled bool
+NUMBER = "number"  # decimal strings
+EPOCH = "epoch"  # the standard attribute updated_at: seconds since 1970 as a string
+INSTANT = "instant"  # an aware datetime from the API (UserCreateDate, ...)
+DATETIME = "datetime"  # a custom DateTime attribute: a string as the app wrote it
+JSON = "json"  # a Python object to serialise
+JSON_TEXT = "json_text"  # a string that already holds JSON (identities)
+
+# Type families, from ColumnDefinition.base_type_name.
+_TEXT = {"text", "character varying", "character", "varchar", "bpchar", "citext", "name"}
+_NUMERIC = {
+    "smallint",
+    "integer",
+    "bigint",
+    "numeric",
+    "real",
+    "double precision",
+    "int2",
+    "int4",
+    "int8",
+    "float4",
+    "float8",
+    "decimal",
+}
+_INTEGER = {"smallint", "integer", "bigint", "int2", "int4", "int8"}
+_TIMESTAMP = {"timestamp without time zone", "timestamp"}
+_TIMESTAMPTZ = {"timestamp with time zone", "timestamptz"}
+_JSON = {"json", "jsonb"}
+_KNOWN = _TEXT | _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | _JSON | {"boolean", "uuid", "bool", "date"}
+
+# Which declared types can hold each kind (text types hold everything).
+_ACCEPTS = {
+    STRING: {"uuid"},
+    BOOLEAN: {"boolean", "bool"},
+    NUMBER: _NUMERIC,
+    EPOCH: _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | {"date"},
+    INSTANT: _TIMESTAMP | _TIMESTAMPTZ | {"date"},
+    DATETIME: _TIMESTAMP | _TIMESTAMPTZ | {"date"},
+    JSON: _JSON,
+    JSON_TEXT: _JSON,
+}
+
+STANDARD_ATTRIBUTES = {
+    "address": STRING,
+    "birthdate": STRING,
+    "email": STRING,
+    "email_verified": BOOLEAN,
+    "family_name": STRING,
+    "gender": STRING,
+    "given_name": STRING,
+    "locale": STRING,
+    "middle_name": STRING,
+    "name": STRING,
+    "nickname": STRING,
+    "phone_number": STRING,
+    "phone_number_verified": BOOLEAN,
+    "picture": STRING,
+    "preferred_username": STRING,
+    "profile": STRING,
+    "sub": STRING,
+    "updated_at": EPOCH,
+    "website": STRING,
+    "zoneinfo": STRING,
+    "identities": JSON_TEXT,
+}
+
+# Built-in columns: name -> (record field, kind, description).  The first seven are
+# Supabase's cognito_fdw columns, kept so its SQL works unchanged.
+BUILTIN_COLUMNS = {
+    "username": ("Username", STRING, "the user name (Username)"),
+    "status": (
+        "UserStatus",
+        STRING,
+        "UserStatus: UNCONFIRMED, CONFIRMED, FORCE_CHANGE_PASSWORD, ...",
+    ),
+    "enabled": ("Enabled", BOOLEAN, "whether the user is enabled"),
+    "created_at": ("UserCreateDate", INSTANT, "UserCreateDate"),
+    "updated_at": (
+        "UserLastModifiedDate",
+        INSTANT,
+        "UserLastModifiedDate (the standard attribute of that name: see below)",
+    ),
+    "mfa_options": ("MFAOptions", JSON, "MFAOptions, as a JSON array (NULL when absent)"),
+}
+# The column holding every attribute as one JSON object ({"sub": ..., "custom:x": ...}).
+ALL_ATTRIBUTES = "attributes"
+
+# Cognito custom attribute data types -> kinds.
+CUSTOM_KINDS = {"String": STRING, "Number": NUMBER, "Boolean": BOOLEAN, "DateTime": DATETIME}
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A resolved column: where its value comes from and how it becomes text."""
+
+    name: str
+    field: str | None  # a field of the user record, or None for an attribute
+    attribute: str | None  # the attribute read; None with no field: all of them
+    kind: str
+    render: Callable[[object], object]
+
+    def value(self, user: Mapping, attrs: Mapping[str, str]):
+        if self.field is not None:
+            raw = user.get(self.field)
+        elif self.attribute is None:
+            raw = dict(attrs)
+        else:
+            raw = attrs.get(self.attribute)
+        return None if raw is None else self.render(raw)
+
+
+def _family(type_name: str) -> str:
+    name = type_name.lower()
+    if name.endswith("[]"):
+        return "array"
+    return name.split("(")[0].strip()
+
+
+def _utc(value: datetime) -> datetime:
+    # botocore returns aware datetimes in the server process's local zone (tzlocal), which
+    # is not the session's TimeZone: normalise to UTC before anything is rendered.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _epoch(value: str) -> datetime:
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+def _renderer(kind: str, family: str) -> Callable[[object], object]:
+    """How a value of ``kind`` becomes the input text of a column of ``family``."""
+    timestamp = family in _TIMESTAMP
+    if kind == INSTANT:
+        # timestamp holds UTC wall time; timestamptz gets an explicit +00:00 offset, so
+        # the instant is right whatever the session TimeZone.
+        if timestamp:
+            return lambda v: _utc(v).replace(tzinfo=None).isoformat()
+        return lambda v: _utc(v).isoformat()
+    if kind == EPOCH and (timestamp or family in _TIMESTAMPTZ or family == "date"):
+        if timestamp:
+            return lambda v: _render_epoch(v, naive=True)
+        return lambda v: _render_epoch(v, naive=False)
+    if kind == BOOLEAN:
+        return _render_bool
+    if kind == JSON:
+        return lambda v: json.dumps(v, ensure_ascii=False, default=str)
+    if kind == JSON_TEXT and family in _JSON:
+        return _render_json_text
+    if kind == NUMBER and family in _INTEGER:
+        return _render_integer
+    if family in _JSON:  # a string attribute into json: a JSON string
+        return lambda v: json.dumps(v, ensure_ascii=False)
+    return str
+
+
+def _render_bool(value) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip().lower()
+    # Cognito stores "true"/"false"; anything else is not a boolean, so it is NULL rather
+    # than an error that would stop the whole scan.
+    return text if text in ("true", "false") else None
+
+
+def _render_epoch(value, naive: bool):
+    try:
+        instant = _epoch(value)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return instant.replace(tzinfo=None).isoformat() if naive else instant.isoformat()
+
+
+def _render_json_text(value):
+    try:
+        json.loads(value)
+    except ValueError:
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _render_integer(value):
+    # An integer column takes "12" but not "12.0": render integral decimals as integers.
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return value
+    if number == number.to_integral_value():
+        return str(int(number))
+    return value
+
+
+def _accepts(kind: str, family: str) -> bool:
+    return family in _TEXT or family in _ACCEPTS.get(kind, ()) or family not in _KNOWN | {"array"}
+
+
+def describe_valid(custom: Mapping[str, str]) -> str:
+    names = sorted(set(BUILTIN_COLUMNS) | set(STANDARD_ATTRIBUTES) | {ALL_ATTRIBUTES})
+    text = "Valid column names: " + ", ".join(names)
+    if custom:
+        text += "; custom attributes of this pool: " + ", ".join(
+            sorted(name.split(":", 1)[1] for name in custom)
+        )
+    return text
+
+
+def resolve_columns(
+    fdw_columns: Mapping, load_custom: Callable[[], Mapping[str, str]]
+) -> list[Column]:
+    """Resolve every declared column, or raise one :class:`ColumnError` naming them all.
+
+    ``fdw_columns`` is Multicorn's name -> ColumnDefinition mapping; ``load_custom`` returns
+    the pool's custom attributes (``custom:x`` -> data type) and is only called when a
+    column needs it, so the common case costs no DescribeUserPool request.
+    """
+    custom_cache: list[Mapping[str, str]] = []
+
+    def custom() -> Mapping[str, str]:
+        if not custom_cache:
+            custom_cache.append(load_custom())
+        return custom_cache[0]
+
+    resolved, problems = [], []
+    for name, definition in fdw_columns.items():
+        family = _family(definition.base_type_name or definition.type_name)
+        options = definition.options or {}
+        unknown_options = sorted(set(options) - {"attribute"})
+        if unknown_options:
+            problems.append(
+                f"{name}: unknown column option {', '.join(unknown_options)} (only 'attribute')"
+            )
+            continue
+        attribute = options.get("attribute")
+        if attribute is None and name in BUILTIN_COLUMNS:
+            field, kind = BUILTIN_COLUMNS[name][:2]
+        elif attribute is None and name == ALL_ATTRIBUTES:
+            field, kind = None, JSON
+        else:
+            field = None
+            attribute, kind = _attribute_kind(attribute or name, attribute is not None, custom)
+            if kind is None:
+                problems.append(
+                    f"{name}: no built-in column, standard attribute or custom attribute "
+                    f"{attribute!r} in this pool"
+                )
+                continue
+        # uuid holds sub (or an app's own id in a custom attribute), never an email or name.
+        uuid_ok = attribute == "sub" or (attribute or "").startswith(("custom:", "dev:custom:"))
+        if not _accepts(kind, family) or (family == "uuid" and not uuid_ok):
+            problems.append(
+                f"{name}: type {definition.type_name} cannot hold {_kind_words(kind)}; "
+                f"use {_suggest(kind)}"
+            )
+            continue
+        resolved.append(Column(name, field, attribute, kind, _renderer(kind, family)))
+
+    if problems:
+        raise ColumnError(
+            "foreign table has column"
+            + ("s" if len(problems) > 1 else "")
+            + " that cannot be read: "
+            + "; ".join(problems),
+            hint=describe_valid(custom() if custom_cache else {})
+            + ". Map any attribute with a column option, e.g. "
+            "tenant text OPTIONS (attribute 'custom:tenant').",
+        )
+    return resolved
+
+
+def _attribute_kind(attribute: str, explicit: bool, custom: Callable[[], Mapping[str, str]]):
+    if attribute in STANDARD_ATTRIBUTES:
+        return attribute, STANDARD_ATTRIBUTES[attribute]
+    if attribute.startswith(("custom:", "dev:custom:")):
+        data_type = custom().get(attribute)
+        return attribute, CUSTOM_KINDS.get(data_type, STRING) if data_type else None
+    if not explicit and ":" not in attribute:
+        data_type = custom().get("custom:" + attribute)
+        if data_type:
+            return "custom:" + attribute, CUSTOM_KINDS.get(data_type, STRING)
+    return attribute, None
+
+
+def _kind_words(kind: str) -> str:
+    return {
+        STRING: "a string",
+        BOOLEAN: "a boolean",
+        NUMBER: "a number",
+        EPOCH: "seconds since 1970",
+        INSTANT: "a timestamp",
+        DATETIME: "a date and time",
+        JSON: "a JSON value",
+        JSON_TEXT: "JSON text",
+    }[kind]
+
+
+def _suggest(kind: str) -> str:
+    return {
+        STRING: "text (or uuid for sub)",
+        BOOLEAN: "boolean or text",
+        NUMBER: "numeric, an integer type or text",
+        EPOCH: "bigint, timestamptz or text",
+        INSTANT: "timestamptz, timestamp (UTC) or text",
+        DATETIME: "timestamptz or text",
+        JSON: "jsonb, json or text",
+        JSON_TEXT: "jsonb or text",
+    }[kind]

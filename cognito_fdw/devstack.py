@@ -1,0 +1,213 @@
+"""A throwaway PostgreSQL cluster with Multicorn2, and a moto Cognito emulator.
+
+Used by the real-server tests and by ``make dev`` on a machine without a Docker engine.
+Nothing here is imported by the wrapper itself.
+
+initdb and postgres refuse to run as root, so when started as root the cluster runs as
+an unprivileged OS user (``postgres`` when it exists, else ``nobody``); the files the
+server's Python reads must then be readable by that user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def postgres_bindir() -> Path | None:
+    """The newest local PostgreSQL's bin directory (Debian keeps them versioned)."""
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def multicorn_missing(bindir: Path | None) -> str | None:
+    """Why the real-server tier cannot run here, or None when it can."""
+    if bindir is None:
+        return "no local PostgreSQL server (apt-get install postgresql-15)"
+    pg_config = bindir / "pg_config"
+    if not pg_config.exists():
+        return f"{pg_config} is missing (apt-get install postgresql-server-dev-15)"
+    libdir = subprocess.run(
+        [str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if not Path(libdir, "multicorn.so").exists():
+        return (
+            f"Multicorn2 is not installed in the local PostgreSQL ({libdir}/multicorn.so is "
+            "missing): build it per its README, 'Building Multicorn2 against pre-built Postgres'"
+        )
+    embedded = embedded_python(Path(libdir, "multicorn.so"))
+    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if embedded and embedded != mine:
+        return f"multicorn.so embeds Python {embedded}, but the tests run on Python {mine}"
+    return None
+
+
+def embedded_python(library: Path) -> str | None:
+    out = subprocess.run(["ldd", str(library)], capture_output=True, text=True).stdout
+    for word in out.split():
+        if word.startswith("libpython"):
+            return word[len("libpython") :].split(".so")[0]
+    return None
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError("running as root, and no unprivileged user to run PostgreSQL as")
+
+
+def server_pythonpath() -> list[str]:
+    """The repository and this interpreter's site-packages (boto3 and friends).
+
+    The server embeds a Python of the same minor version (checked by multicorn_missing),
+    so the pure-Python packages installed for the tests serve it as well.
+    """
+    import sysconfig
+
+    paths = [str(REPO_ROOT), sysconfig.get_paths()["purelib"]]
+    return list(dict.fromkeys(paths))
+
+
+class LocalPostgres:
+    """initdb + postgres on a free loopback port, logging to a file, trust auth."""
+
+    def __init__(self, base: Path | None = None, port: int | None = None, env: dict | None = None):
+        self.bindir = postgres_bindir()
+        self.base = Path(base or tempfile.mkdtemp(prefix="cognito-fdw-pg-"))
+        self.data = self.base / "data"
+        self.log_path = self.base / "server.log"
+        self.port = port or free_port()
+        self.extra_env = env or {}
+        self.user = _server_user()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def _run_as(self):
+        if self.user is None:
+            return {}
+        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
+        env.update(
+            PYTHONPATH=os.pathsep.join(server_pythonpath()),
+            HOME=str(self.base),
+            LC_ALL="C.UTF-8",
+            # The credential chain must not probe the EC2 metadata address from here.
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> LocalPostgres:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            os.chown(self.base, self.user.pw_uid, self.user.pw_gid)
+        if not self.data.exists():
+            subprocess.run(
+                [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                 "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                check=True, capture_output=True, env=self._env(), **self._run_as(),
+            )  # fmt: skip
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes it until stop()
+        if self.user is not None:
+            os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
+        self.process = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.base}",
+             "-c", "fsync=off", "-c", "log_min_messages=warning",
+             "-c", "log_line_prefix=%m [%p] "],
+            stdout=log, stderr=subprocess.STDOUT, env=self._env(), **self._run_as(),
+        )  # fmt: skip
+        log.close()
+        wait_for_port(self.port, 30, self.process)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown: don't wait for sessions
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class MotoServer:
+    """moto's HTTP server (Cognito, STS) on a free loopback port."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+        self.port = port or free_port()
+        self.host = host
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+        self.process = subprocess.Popen(
+            [executable, "-H", self.host, "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port, 30, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None

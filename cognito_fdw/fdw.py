@@ -1,0 +1,141 @@
+"""The Multicorn adapter: the only module that imports ``multicorn``.
+
+Every entry point runs behind :func:`_guarded`, which turns any failure into one
+PostgreSQL ERROR with a HINT and no credential in it.  Multicorn's own ERROR is raised
+as ``MulticornException``, so that one is let through untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+from multicorn import ForeignDataWrapper
+from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
+
+from . import backend
+from .client import PAGE_SIZE, Pool, Stats
+from .columns import resolve_columns
+from .errors import CognitoFdwError, scrub
+from .options import SECRET_OPTIONS, parse_options
+from .rows import user_row
+
+# Planner row widths in bytes, per column; attributes carries every attribute.
+_WIDTHS = {"attributes": 400, "mfa_options": 40, "enabled": 1, "created_at": 8, "updated_at": 8}
+_DEFAULT_WIDTH = 24
+
+
+def _raise_error(error: CognitoFdwError) -> None:
+    log_to_postgres(error.message, ERROR, hint=error.hint, detail=error.detail)
+
+
+def _guarded(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except MulticornException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes untranslated
+            self._fail(exc)
+
+    return wrapper
+
+
+class CognitoFdw(ForeignDataWrapper):
+    """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
+
+    def __init__(self, fdw_options, fdw_columns):
+        super().__init__(fdw_options, fdw_columns)
+        self._raw_options = dict(fdw_options)
+        self._fdw_columns = fdw_columns
+        self._state = None
+        self._scan = None
+
+    # -- shared plumbing -------------------------------------------------------------
+
+    def _secrets(self):
+        # From the raw options, so even an option error that stopped parsing is scrubbed.
+        return [self._raw_options.get(name) for name in (*SECRET_OPTIONS, "aws_access_key_id")]
+
+    def _fail(self, exc: Exception) -> None:
+        if not isinstance(exc, CognitoFdwError):
+            exc = CognitoFdwError(
+                f"cognito_fdw internal error: {type(exc).__name__}: {scrub(str(exc))}",
+                hint="This is a bug in cognito_fdw: please report it with the query.",
+            )
+        _raise_error(exc.scrubbed(self._secrets()))
+
+    def _prepared(self):
+        """Options, pool and columns, validated once per instance (at the first query)."""
+        if self._state is None:
+            options = parse_options(self._raw_options)
+            pool = Pool(options)
+            columns = resolve_columns(self._fdw_columns, pool.custom_attributes)
+            self._state = (options, pool, columns)
+        return self._state
+
+    # -- planning --------------------------------------------------------------------
+
+    @_guarded
+    def get_rel_size(self, quals, columns):
+        _, pool, _ = self._prepared()
+        width = sum(_WIDTHS.get(name, _DEFAULT_WIDTH) for name in columns)
+        return (pool.estimated_users(), width)
+
+    def can_limit(self, limit, offset):
+        # Accepted: PostgreSQL then drops its Limit node, and execute() applies both.
+        return True
+
+    @_guarded
+    def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
+        options, _, _ = self._prepared()
+        wanted = _wanted(limit, offset)
+        pages = (
+            "all pages" if wanted is None else f"{max(1, math.ceil(wanted / PAGE_SIZE))} page(s)"
+        )
+        lines = [f"Cognito: ListUsers, page size {min(PAGE_SIZE, wanted or PAGE_SIZE)}, {pages}"]
+        if verbose:
+            lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
+        return lines
+
+    # -- scanning --------------------------------------------------------------------
+
+    def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
+        self._finish_scan()
+        self._scan = self._rows(limit, offset)
+        return self._scan
+
+    def _rows(self, limit, offset):
+        try:
+            _, pool, cols = self._prepared()
+            stats = Stats()
+            wanted = _wanted(limit, offset)
+            if wanted != 0:
+                users = pool.list_users(stats, limit=wanted)
+                for user in itertools.islice(users, offset or 0, wanted):
+                    yield user_row(user, cols)
+            self._report(stats)
+        except MulticornException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
+            self._fail(exc)
+
+    def _report(self, stats: Stats) -> None:
+        backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)
+
+    def _finish_scan(self):
+        if self._scan is not None:
+            self._scan.close()
+            self._scan = None
+
+    def end_scan(self):
+        self._finish_scan()
+
+
+def _wanted(limit, offset) -> int | None:
+    """How many users a pushed LIMIT/OFFSET needs from Cognito (None: all of them)."""
+    if limit is None:
+        return None
+    return (offset or 0) + limit

@@ -1,0 +1,238 @@
+"""Server, table and user-mapping options into one frozen dataclass.
+
+Multicorn hands the wrapper one flat dict of strings, merged from the foreign table, the
+server and the user mapping (later wins).  :func:`parse_options` validates it once; every
+error names the option, shows the bad value (never a secret's) and says what to set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from .errors import OptionError
+
+OBJECTS = ("users",)
+
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+# The API's own pattern for UserPoolId is [\w-]+_[0-9a-zA-Z]+; its prefix is the region.
+_POOL_RE = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9a-zA-Z]+$")
+_MAX_OPTION_LENGTH = 2048
+
+SECRET_OPTIONS = ("aws_secret_access_key", "aws_session_token")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    user_pool_id: str
+    region: str
+    object: str = "users"
+    endpoint_url: str | None = None
+    aws_access_key_id: str | None = dataclasses.field(default=None, repr=False)
+    aws_secret_access_key: str | None = dataclasses.field(default=None, repr=False)
+    aws_session_token: str | None = dataclasses.field(default=None, repr=False)
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    max_attempts: int = 5
+    retry_mode: str = "standard"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never appear in a message."""
+        return tuple(v for v in (self.aws_secret_access_key, self.aws_session_token) if v)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    description: str
+    default: str = ""
+
+
+# The README's options table is generated from (and tested against) this list.
+OPTION_SPECS = (
+    OptionSpec("user_pool_id", "Cognito user pool id, e.g. `us-east-1_AbCdEf123` (required)."),
+    OptionSpec(
+        "region", "AWS region of the pool; defaults to the pool id's prefix.", "from pool id"
+    ),
+    OptionSpec(
+        "object", "Table option: which Cognito object the table reads: `users`.", "(required)"
+    ),
+    OptionSpec(
+        "aws_access_key_id",
+        "Access key id; use with `aws_secret_access_key`, best in a user mapping.",
+        "credential chain",
+    ),
+    OptionSpec("aws_secret_access_key", "Secret access key (never shown in messages).", ""),
+    OptionSpec("aws_session_token", "Session token for temporary keys.", ""),
+    OptionSpec(
+        "endpoint_url",
+        "Another endpoint: an emulator or a VPC endpoint (`http://` or `https://`).",
+        "AWS",
+    ),
+    OptionSpec("connect_timeout", "Seconds to wait for a connection (0.1 to 300).", "5"),
+    OptionSpec("read_timeout", "Seconds to wait for an answer (0.1 to 900).", "15"),
+    OptionSpec(
+        "max_attempts",
+        "Attempts per request, retries included, with backoff and jitter (1 to 20).",
+        "5",
+    ),
+    OptionSpec(
+        "retry_mode",
+        "botocore retry mode: `standard` or `adaptive` (adaptive also "
+        "slows down client-side when throttled).",
+        "standard",
+    ),
+)
+KNOWN_OPTIONS = frozenset(spec.name for spec in OPTION_SPECS)
+
+
+def _float(opts: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = opts.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise OptionError(
+            f"invalid value for option {name}: {raw!r}",
+            hint=f"Set {name} to a number of seconds from {low:g} to {high:g} "
+            f"(default {default:g}).",
+        )
+    return value
+
+
+def _int(opts: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = opts.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise OptionError(
+            f"invalid value for option {name}: {raw!r}",
+            hint=f"Set {name} to a whole number from {low} to {high} (default {default}).",
+        )
+    return value
+
+
+def _choice(opts: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None):
+    raw = opts.get(name)
+    if raw is None:
+        if default is None:
+            raise OptionError(
+                f"missing option {name}",
+                hint=f"Set {name} on the foreign table to one of: {', '.join(choices)}, "
+                f"e.g. OPTIONS ({name} '{choices[0]}').",
+            )
+        return default
+    if raw not in choices:
+        raise OptionError(
+            f"invalid value for option {name}: {raw!r}",
+            hint=f"Set {name} to one of: {', '.join(choices)}.",
+        )
+    return raw
+
+
+def check_known(opts: Mapping[str, str], known: frozenset[str]) -> None:
+    """Refuse options the wrapper does not know, suggesting the closest known name."""
+    unknown = sorted(k for k in opts if k not in known)
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise OptionError(
+        f"unknown option{'s' if len(unknown) > 1 else ''}: {', '.join(parts)}",
+        hint="Valid options: " + ", ".join(sorted(known)) + ". Remove or rename the option "
+        "on the server, foreign table or user mapping.",
+    )
+
+
+def parse_options(opts: Mapping[str, str]) -> Options:
+    """Validate Multicorn's merged option dict; raise :class:`OptionError` on any problem."""
+    check_known(opts, KNOWN_OPTIONS)
+    for name, raw in opts.items():
+        if len(raw) > _MAX_OPTION_LENGTH:
+            raise OptionError(
+                f"option {name} is {len(raw)} characters long",
+                hint=f"Options are at most {_MAX_OPTION_LENGTH} characters; check the value.",
+            )
+        if raw.strip() == "" and name not in SECRET_OPTIONS:
+            raise OptionError(f"option {name} is empty", hint=f"Set {name} or remove it.")
+
+    pool_id = opts.get("user_pool_id")
+    if pool_id is None:
+        raise OptionError(
+            "missing option user_pool_id",
+            hint="Set user_pool_id on the server, e.g. OPTIONS (ADD user_pool_id "
+            "'us-east-1_AbCdEf123'); the Cognito console shows it on the pool's overview.",
+        )
+    pool_id = pool_id.strip()
+    match = _POOL_RE.match(pool_id)
+    if not match:
+        raise OptionError(
+            f"invalid value for option user_pool_id: {pool_id!r}",
+            hint="A user pool id is the region, an underscore and letters or digits, "
+            "e.g. us-east-1_AbCdEf123.",
+        )
+    region = (opts.get("region") or match.group(1)).strip()
+    if not _REGION_RE.match(region):
+        raise OptionError(
+            f"invalid value for option region: {region!r}",
+            hint="Set region to an AWS region name such as us-east-1 or eu-west-2.",
+        )
+    if match.group(1) != region:
+        raise OptionError(
+            f"user pool {pool_id} is in region {match.group(1)}, but option region is {region!r}",
+            hint=f"Set region to {match.group(1)!r} (or drop it: it defaults to the pool id's "
+            "region), or correct user_pool_id.",
+        )
+
+    endpoint = opts.get("endpoint_url")
+    if endpoint is not None:
+        endpoint = endpoint.strip()
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+            raise OptionError(
+                f"invalid value for option endpoint_url: {endpoint!r}",
+                hint="Set endpoint_url to an http:// or https:// URL with a host and no "
+                "credentials, e.g. http://127.0.0.1:5000, or remove it to use AWS.",
+            )
+
+    key_id = opts.get("aws_access_key_id")
+    secret = opts.get("aws_secret_access_key")
+    token = opts.get("aws_session_token")
+    if (key_id is None) != (secret is None):
+        missing = "aws_secret_access_key" if secret is None else "aws_access_key_id"
+        raise OptionError(
+            f"missing option {missing}",
+            hint="Set aws_access_key_id and aws_secret_access_key together (best in a user "
+            "mapping), or neither to use the server's AWS credential chain.",
+        )
+    if token is not None and key_id is None:
+        raise OptionError(
+            "option aws_session_token needs aws_access_key_id and aws_secret_access_key",
+            hint="Temporary credentials are three values: set all three in the user mapping.",
+        )
+
+    return Options(
+        user_pool_id=pool_id,
+        region=region,
+        object=_choice(opts, "object", OBJECTS, None),
+        endpoint_url=endpoint,
+        aws_access_key_id=key_id.strip() if key_id else None,
+        aws_secret_access_key=secret or None,
+        aws_session_token=token or None,
+        connect_timeout=_float(opts, "connect_timeout", 5.0, 0.1, 300.0),
+        read_timeout=_float(opts, "read_timeout", 15.0, 0.1, 900.0),
+        max_attempts=_int(opts, "max_attempts", 5, 1, 20),
+        retry_mode=_choice(opts, "retry_mode", ("standard", "adaptive"), "standard"),
+    )

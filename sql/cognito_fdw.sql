@@ -1,0 +1,72 @@
+-- cognito_fdw: the extension, a server, a user mapping and the users table, from psql variables.
+--
+--   psql -v user_pool_id=us-east-1_AbCdEf123 \
+--        [-v region=us-east-1] [-v endpoint_url=http://127.0.0.1:5000] \
+--        [-v aws_access_key_id=AKIA... -v aws_secret_access_key=...] \
+--        [-v server=cognito_server] [-v schema=cognito] \
+--        -f sql/cognito_fdw.sql
+--
+-- Without keys the server uses the AWS credential chain of the database server's OS user.
+-- Keys go into a user mapping for the current role, never into the server's options.
+-- Objects that already exist are left as they are.
+
+\set ON_ERROR_STOP on
+
+\if :{?user_pool_id}
+\else
+  \echo 'cognito_fdw.sql: set the pool with -v user_pool_id=us-east-1_AbCdEf123'
+  SELECT 1 / 0 AS missing_user_pool_id;
+\endif
+\if :{?server}
+\else
+  \set server cognito_server
+\endif
+\if :{?schema}
+\else
+  \set schema cognito
+\endif
+\if :{?region}
+\else
+  \set region ''
+\endif
+\if :{?endpoint_url}
+\else
+  \set endpoint_url ''
+\endif
+\if :{?aws_access_key_id}
+\else
+  \set aws_access_key_id ''
+\endif
+\if :{?aws_secret_access_key}
+\else
+  \set aws_secret_access_key ''
+\endif
+
+CREATE EXTENSION IF NOT EXISTS multicorn;
+
+SELECT format(
+  'CREATE SERVER IF NOT EXISTS %I FOREIGN DATA WRAPPER multicorn OPTIONS '
+  '(wrapper %L, user_pool_id %L%s%s)',
+  :'server', 'cognito_fdw.CognitoFdw', :'user_pool_id',
+  CASE WHEN :'region' <> '' THEN format(', region %L', :'region') ELSE '' END,
+  CASE WHEN :'endpoint_url' <> '' THEN format(', endpoint_url %L', :'endpoint_url') ELSE '' END
+) \gexec
+
+SELECT format(
+  'CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER %I OPTIONS '
+  '(aws_access_key_id %L, aws_secret_access_key %L)',
+  :'server', :'aws_access_key_id', :'aws_secret_access_key'
+) WHERE :'aws_access_key_id' <> '' \gexec
+
+SELECT format('CREATE SCHEMA IF NOT EXISTS %I', :'schema') \gexec
+
+-- The seven columns of Supabase's Cognito wrapper, so its SQL works unchanged; add any
+-- standard attribute by name (sub uuid, phone_number text, email_verified boolean, ...)
+-- or any attribute with OPTIONS (attribute 'custom:tenant').
+SELECT format(
+  'CREATE FOREIGN TABLE IF NOT EXISTS %I.users ('
+  '  username text, email text, status text, enabled boolean,'
+  '  created_at timestamp, updated_at timestamp, attributes jsonb'
+  ') SERVER %I OPTIONS (object %L)',
+  :'schema', :'server', 'users'
+) \gexec

@@ -1,0 +1,128 @@
+"""Tier 2: a real PostgreSQL with real Multicorn2, and moto's Cognito server over HTTP.
+
+Without Multicorn2 in the local PostgreSQL every test here is skipped with one reason;
+with a Docker engine instead, the server runs in a container built from docker/Dockerfile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import boto3
+import psycopg
+import pytest
+
+from cognito_fdw.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
+
+from .dockerpg import DockerPostgres, docker_available
+from .seeddata import POOL_REGION, seed_test_pool
+
+_MISSING = multicorn_missing(postgres_bindir())
+_USE_DOCKER = _MISSING is not None and docker_available()
+SKIP_REASON = (
+    f"tier 2 (real server) skipped: {_MISSING}; or run with a Docker engine for testcontainers"
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if _MISSING is None or _USE_DOCKER:
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if "integration" in item.nodeid and "server" in item.fixturenames:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    if _MISSING is None:
+        return "tier 2: local PostgreSQL with Multicorn2"
+    return "tier 2: Docker (testcontainers)" if _USE_DOCKER else SKIP_REASON
+
+
+@pytest.fixture(scope="session")
+def moto():
+    server = MotoServer(host="0.0.0.0" if _USE_DOCKER else "127.0.0.1").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cognito(moto):
+    return boto3.client(
+        "cognito-idp", region_name=POOL_REGION, endpoint_url=moto.url,
+        aws_access_key_id="AKIDTESTING", aws_secret_access_key="testing-secret",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pool(cognito):
+    """A pool of 150 varied users (three pages), and the users as Cognito lists them."""
+    return seed_test_pool(cognito)
+
+
+@pytest.fixture(scope="session")
+def server(moto, tmp_path_factory):
+    """The running PostgreSQL (started in the Asia/Kolkata zone, to catch local-time bugs)."""
+    env = {"TZ": "Asia/Kolkata"}
+    pg = DockerPostgres(env) if _USE_DOCKER else LocalPostgres(env=env)
+    pg.start()
+    pg.endpoint = moto.url if not _USE_DOCKER else pg.host_url(moto.port)
+    yield pg
+    log = pg.log()
+    pg.cleanup()
+    crashes = re.findall(r".*(?:terminated by signal|PANIC|server process .* exited).*", log)
+    assert not crashes, "a backend crashed during the tests:\n" + "\n".join(crashes)
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@pytest.fixture(scope="session")
+def setup(server, pool):
+    """Extension, server and user mapping; returns the endpoint and pool id."""
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS multicorn")
+        conn.execute(
+            "CREATE SERVER cognito_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
+            f"wrapper 'cognito_fdw.CognitoFdw', region {_sql(POOL_REGION)}, "
+            f"user_pool_id {_sql(pool.pool_id)}, endpoint_url {_sql(server.endpoint)})"
+        )
+        conn.execute(
+            "CREATE USER MAPPING FOR PUBLIC SERVER cognito_server OPTIONS ("
+            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
+        )
+        conn.execute("CREATE SCHEMA cognito")
+    return server
+
+
+@pytest.fixture
+def db(setup):
+    """A connection that collects the wrapper's DEBUG accounting lines."""
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.notices = []
+        conn.add_notice_handler(lambda diag: conn.notices.append(diag))
+        yield conn
+
+
+def requests_of(conn) -> list[int]:
+    """Requests per scan, from the DEBUG lines of the statements run since the last call."""
+    counts = [
+        int(m.group(1))
+        for d in conn.notices
+        if (m := re.match(r"cognito_fdw: (\d+) requests", d.message_primary or ""))
+    ]
+    conn.notices.clear()
+    return counts
+
+
+@contextlib.contextmanager
+def counting(conn):
+    """Within the block, the wrapper reports each scan's requests at DEBUG1."""
+    conn.execute("SET client_min_messages = debug1")
+    requests_of(conn)
+    try:
+        yield
+    finally:
+        conn.execute("RESET client_min_messages")
