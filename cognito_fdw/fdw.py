@@ -100,6 +100,20 @@ class CognitoFdw(ForeignDataWrapper):
             lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
         return lines
 
+    # -- writing ---------------------------------------------------------------------
+
+    @property
+    def rowid_column(self):
+        # Multicorn asks for it when planning INSERT/UPDATE/DELETE; answering with a clear
+        # error beats its default "Error in python: NotImplementedError".
+        self._fail(
+            CognitoFdwError(
+                "cognito_fdw tables of users are read-only",
+                hint="Change users in Cognito itself (console, AWS CLI or SDK); the table "
+                "shows the change at the next query.",
+            )
+        )
+
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):

@@ -50,9 +50,12 @@ def moto():
 @pytest.fixture(scope="session")
 def cognito(moto):
     return boto3.client(
-        "cognito-idp", region_name=POOL_REGION, endpoint_url=moto.url,
-        aws_access_key_id="AKIDTESTING", aws_secret_access_key="testing-secret",
-    )  # fmt: skip
+        "cognito-idp",
+        region_name=POOL_REGION,
+        endpoint_url=moto.url,
+        aws_access_key_id="AKIDTESTING",
+        aws_secret_access_key="testing-secret",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +105,8 @@ def db(setup):
     """A connection that collects the wrapper's DEBUG accounting lines."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.notices = []
-        conn.add_notice_handler(lambda diag: conn.notices.append(diag))
+        # A Diagnostic is valid only inside the callback: keep its text.
+        conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary or ""))
         yield conn
 
 
@@ -110,8 +114,8 @@ def requests_of(conn) -> list[int]:
     """Requests per scan, from the DEBUG lines of the statements run since the last call."""
     counts = [
         int(m.group(1))
-        for d in conn.notices
-        if (m := re.match(r"cognito_fdw: (\d+) requests", d.message_primary or ""))
+        for text in conn.notices
+        if (m := re.match(r"cognito_fdw: (\d+) requests", text))
     ]
     conn.notices.clear()
     return counts
