@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Optional, TextIO
+from typing import TextIO
 
 import boto3
 from botocore.config import Config
@@ -31,7 +31,7 @@ RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
 PROGRESS_THRESHOLD = 1000
 
 
-def make_client(region: Optional[str], endpoint_url: Optional[str]):
+def make_client(region: str | None, endpoint_url: str | None):
     """A cognito-idp client for the CLI; ``region`` None means the AWS config's default."""
     return boto3.client(
         "cognito-idp", region_name=region, endpoint_url=endpoint_url, config=RETRY_CONFIG
@@ -129,7 +129,7 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

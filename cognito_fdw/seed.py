@@ -40,7 +40,7 @@ import random
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 #: Cognito rejects page sizes above 60 for every list operation used here.
 PAGE_SIZE = 60
@@ -52,12 +52,24 @@ SIGNUP_CLIENT_NAME = "cognito-fdw-seed"
 
 #: Custom attributes of a pool created by :func:`ensure_pool` (Cognito adds ``custom:``).
 CUSTOM_ATTRIBUTES = (
-    {"Name": "tenant", "AttributeDataType": "String", "Mutable": True,
-     "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "64"}},
-    {"Name": "plan", "AttributeDataType": "String", "Mutable": True,
-     "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "32"}},
-    {"Name": "age", "AttributeDataType": "Number", "Mutable": True,
-     "NumberAttributeConstraints": {"MinValue": "0", "MaxValue": "150"}},
+    {
+        "Name": "tenant",
+        "AttributeDataType": "String",
+        "Mutable": True,
+        "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "64"},
+    },
+    {
+        "Name": "plan",
+        "AttributeDataType": "String",
+        "Mutable": True,
+        "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "32"},
+    },
+    {
+        "Name": "age",
+        "AttributeDataType": "Number",
+        "Mutable": True,
+        "NumberAttributeConstraints": {"MinValue": "0", "MaxValue": "150"},
+    },
     {"Name": "beta", "AttributeDataType": "Boolean", "Mutable": True},
 )
 
@@ -156,8 +168,11 @@ def demo_user(index: int) -> DemoUser:
     roll = rng.random()
     status = UNCONFIRMED if roll < 0.10 else FORCE_CHANGE_PASSWORD if roll < 0.25 else CONFIRMED
     enabled = rng.random() >= 0.08
-    groups = tuple(name for name, chance in (("admin", 0.04), ("editors", 0.2), ("viewers", 0.5))
-                   if rng.random() < chance)
+    groups = tuple(
+        name
+        for name, chance in (("admin", 0.04), ("editors", 0.2), ("viewers", 0.5))
+        if rng.random() < chance
+    )
     return DemoUser(username, attributes, status, enabled, groups)
 
 
@@ -201,7 +216,7 @@ def demo_users(count: int) -> Iterator[DemoUser]:
     return (demo_user(index) for index in range(1, count + 1))
 
 
-def find_pool(client, name: str) -> Optional[str]:
+def find_pool(client, name: str) -> str | None:
     """The id of the pool named ``name``, None if there is none; refuses an ambiguous name."""
     paginator = client.get_paginator("list_user_pools")
     found = [
@@ -236,7 +251,7 @@ def seed_pool(
     pool_id: str,
     users: int = 200,
     groups: bool = False,
-    progress: Optional[Progress] = None,
+    progress: Progress | None = None,
 ) -> SeedSummary:
     """Bring ``pool_id`` to the demo state for ``users`` users (and groups); see the module doc.
 
