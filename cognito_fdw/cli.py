@@ -67,6 +67,9 @@ def write_atomically(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as handle:
         handle.write(text)
+    # NamedTemporaryFile makes the file 0600; the reader may be another user (postgres in the
+    # db container reads what root wrote in the seed container). A pool id is no secret.
+    os.chmod(handle.name, 0o644)
     os.replace(handle.name, path)
 
 

@@ -105,4 +105,5 @@ def test_pool_id_file_is_replaced_whole(tmp_path):
     target.write_text("old-and-longer\n")
     cli.write_atomically(str(target), "us-east-1_abc\n")
     assert target.read_text() == "us-east-1_abc\n"
+    assert target.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["pool_id"]
