@@ -26,9 +26,9 @@ What a run produces:
   app client this module creates); some users disabled;
 - with ``groups=True``, the groups of :data:`DEMO_GROUPS` and their members.
 
-A rerun converges instead of duplicating: existing users are not recreated and their
-attributes are left alone, but a user left half-done by an interrupted run gets its
-password, its disabled flag and its group memberships put right.
+A rerun converges instead of duplicating: existing users and groups are not recreated, and
+a user left half-done by an interrupted run (or edited by hand) gets its demo attribute
+values, its password, its disabled flag and its group memberships put right.
 
 Requests respect Cognito's real limits (pages of at most 60) even though moto accepts more.
 Throttling (``TooManyRequestsException``) is left to the client's botocore retry config.
@@ -281,7 +281,7 @@ def seed_pool(
             summary.users_created += 1
         else:
             summary.users_existing += 1
-            if _repair_user(client, pool_id, user, current):
+            if _repair_user(client, pool_id, user, attributes, current):
                 summary.users_repaired += 1
         if progress is not None:
             progress(done, users)
@@ -344,20 +344,12 @@ def _attribute_list(attributes: dict[str, str]) -> list[dict[str, str]]:
 def _create_user(client, pool_id, user: DemoUser, attributes, signup_client_id) -> None:
     # Each step below is one the rerun can repair, so a crash midway leaves nothing stuck.
     if user.status == UNCONFIRMED:
-        # SignUp is the only way to get UNCONFIRMED; an app client may not set *_verified.
-        verified = {k: v for k, v in attributes.items() if k.endswith("_verified")}
-        client.sign_up(
-            ClientId=signup_client_id,
-            Username=user.username,
-            Password=_password(),
-            UserAttributes=_attribute_list(
-                {k: v for k, v in attributes.items() if k not in verified}
-            ),
-        )
-        if verified:
-            client.admin_update_user_attributes(
-                UserPoolId=pool_id, Username=user.username, UserAttributes=_attribute_list(verified)
-            )
+        # SignUp is the only way to get UNCONFIRMED. The attributes follow through the admin
+        # API, which may write what an app client may not (*_verified, custom attributes
+        # missing from the client's WriteAttributes).
+        client.sign_up(ClientId=signup_client_id, Username=user.username, Password=_password())
+        if attributes:
+            _update_attributes(client, pool_id, user.username, attributes)
     else:
         # SUPPRESS: a real pool must not send invitation messages for demo users.
         client.admin_create_user(
@@ -378,9 +370,25 @@ def _confirm(client, pool_id: str, username: str) -> None:
     )
 
 
-def _repair_user(client, pool_id: str, user: DemoUser, current: dict) -> bool:
-    """Finish what an interrupted run left undone; True if anything was changed."""
+def _update_attributes(client, pool_id: str, username: str, attributes: dict[str, str]) -> None:
+    client.admin_update_user_attributes(
+        UserPoolId=pool_id, Username=username, UserAttributes=_attribute_list(attributes)
+    )
+
+
+def _repair_user(client, pool_id: str, user: DemoUser, attributes, current: dict) -> bool:
+    """Bring an existing user back to its demo state; True if anything had to change.
+
+    Covers what an interrupted run leaves undone and what someone changed by hand: demo
+    attribute values, the permanent password, the disabled flag. Attributes the demo user
+    doesn't have are left alone, and UNCONFIRMED can't be restored once confirmed.
+    """
     repaired = False
+    have = {a["Name"]: a["Value"] for a in current.get("Attributes", [])}
+    differ = {name: value for name, value in attributes.items() if have.get(name) != value}
+    if differ:
+        _update_attributes(client, pool_id, user.username, differ)
+        repaired = True
     if user.status == CONFIRMED and current["UserStatus"] == FORCE_CHANGE_PASSWORD:
         _confirm(client, pool_id, user.username)
         repaired = True

@@ -155,9 +155,14 @@ def test_rerun_repairs_what_an_interrupted_run_left(client, pool_name):
     pool_id = ensure_pool(client, pool_name)
     wanted = list(demo_users(60))
     seed_pool(client, pool_id, users=60, groups=True)
-    disabled = next(u for u in wanted if not u.enabled)
+    disabled = next(u for u in wanted if not u.enabled and "custom:plan" in u.attributes)
     member = next(u for u in wanted if "viewers" in u.groups)
     client.admin_enable_user(UserPoolId=pool_id, Username=disabled.username)
+    client.admin_update_user_attributes(
+        UserPoolId=pool_id,
+        Username=disabled.username,
+        UserAttributes=[{"Name": "custom:plan", "Value": "hacked"}],
+    )
     client.admin_remove_user_from_group(
         UserPoolId=pool_id, Username=member.username, GroupName="viewers"
     )
@@ -168,6 +173,7 @@ def test_rerun_repairs_what_an_interrupted_run_left(client, pool_name):
     assert summary.memberships_added == 1
     user = client.admin_get_user(UserPoolId=pool_id, Username=disabled.username)
     assert user["Enabled"] is False
+    assert _attributes({"Attributes": user["UserAttributes"]}) == disabled.attributes
     assert member.username in _members(client, pool_id, "viewers")
 
 
