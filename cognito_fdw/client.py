@@ -56,12 +56,9 @@ def client_for(options: Options):
         options.read_timeout,
         options.max_attempts,
         options.retry_mode,
-        source.kind,
-        source.vault,
-        source.profile,
-        source.role.arn if source.role else None,
+        credentials.cache_slot(source),
     )
-    key = credentials.cache_key(source, keys)
+    key = credentials.cache_key(keys)
     with _lock:
         cached = _clients.get(slot)
         if cached is None or cached[0] != key:

@@ -134,21 +134,22 @@ def static_keys(source: Source, options: Options, read_secret) -> Keys | None:
     return None
 
 
-def cache_key(source: Source, keys: Keys | None) -> tuple:
-    """What tells two clients apart, with every secret replaced by a keyed fingerprint."""
-    role = source.role
+def cache_slot(source: Source) -> tuple:
+    """What tells two sources apart, every secret-ish value replaced by a fingerprint."""
+    vault, role = source.vault, source.role
     return (
         source.kind,
+        source.key_id,
         source.profile,
-        keys.access_key if keys else None,
-        fingerprint(keys.secret_key) if keys else None,
-        fingerprint(keys.token) if keys else None,
-        role.arn if role else None,
-        role.session_name if role else None,
-        role.duration if role else None,
-        fingerprint(role.external_id) if role else None,
-        role.sts_endpoint_url if role else None,
+        (vault.relation, vault.column, vault.value, fingerprint(vault.conninfo)) if vault else None,
+        role and (role.arn, role.session_name, role.duration, fingerprint(role.external_id)),
+        role and role.sts_endpoint_url,
     )
+
+
+def cache_key(keys: Keys | None) -> tuple:
+    """What tells two versions of a source's keys apart (a rotated secret), as fingerprints."""
+    return (fingerprint(keys.secret_key), fingerprint(keys.token)) if keys else ()
 
 
 def session_for(source: Source, keys: Keys | None, region: str) -> boto3.session.Session:
