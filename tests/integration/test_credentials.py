@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import urllib.request
 import uuid
 
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 
 from cognito_fdw.devstack import REPO_ROOT, LocalPostgres, MotoServer
+from cognito_fdw.secrets import APPLICATION_NAME
 
 from .seeddata import POOL_REGION
 
@@ -224,6 +226,11 @@ def test_vault_secret_by_name_and_by_id(pg, admin, aws):
     by_id = make_server(admin, aws, aws_access_key_id=key_id, api_key_id=str(secret_id))
     assert usernames(pg.dsn, by_name) == USERS
     assert usernames(pg.dsn, by_id) == USERS
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        plan = [r[0] for r in conn.execute(f"EXPLAIN VERBOSE SELECT * FROM {by_id}")]
+    assert (
+        "  Multicorn: Cognito: credentials from a secret in vault.decrypted_secrets (by id)" in plan
+    )
 
 
 def test_assume_role_on_top_of_keys_with_external_id(pg, admin, aws):
@@ -367,6 +374,37 @@ def test_a_secrets_relation_not_owned_by_a_superuser_is_refused(pg, admin, aws):
     assert err.diag.message_primary == f"secrets relation public.{role} is not owned by a superuser"
 
 
+def test_the_loopback_shows_no_secret_and_gives_up_on_a_lock(pg, admin, aws):
+    key_id, secret = aws.keys["vault"]
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    table = make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, secret_cache_seconds="0"
+    )
+    result = {}
+    with psycopg.connect(pg.dsn) as locker:
+        locker.execute("LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE")
+        reader = threading.Thread(
+            target=lambda: result.update(error=error_of(pg.dsn, f"SELECT * FROM {table}"))
+        )
+        reader.start()
+        rows = []
+        while reader.is_alive() and not rows:
+            rows = admin.execute(
+                "SELECT query, wait_event_type FROM pg_stat_activity"
+                " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                (APPLICATION_NAME,),
+            ).fetchall()
+        reader.join()
+        locker.rollback()
+    assert rows, "the loopback connection was never seen waiting"
+    assert "decrypted_secret" in rows[0][0]
+    assert secret not in repr(rows)
+    error = result["error"]
+    assert error.diag.message_primary == "reading the secret from vault.decrypted_secrets failed"
+    assert "lock timeout" in error.diag.message_detail
+
+
 # -- the guard ----------------------------------------------------------------------------
 
 
@@ -440,7 +478,7 @@ def test_no_error_path_leaks_a_secret(pg, admin, aws):
         make_server(admin, aws, aws_profile="nosuchprofile", **role_opts),
     ]
     role_dsn = pg.dsn.replace("user=postgres", f"user={role}")
-    seen = []
+    seen, errors = [], 0
     for dsn in (pg.dsn, role_dsn):
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SET client_min_messages = debug1")
@@ -454,7 +492,9 @@ def test_no_error_path_leaks_a_secret(pg, admin, aws):
                     except psycopg.Error as exc:
                         d = exc.diag
                         seen.append(f"{exc} {d.message_detail} {d.message_hint} {d.context}")
+                        errors += 1
             seen.extend(str(r) for r in admin.execute("SELECT * FROM pg_stat_activity"))
+    assert errors == 2 * 2 * len(tables)  # every statement took an error path
     assert any("may not read the secret" in s for s in seen)
     assert any("STS AssumeRole" in s for s in seen)
     everything = "\n".join(seen) + pg.log()
