@@ -76,8 +76,9 @@ _CHECK_POOL = (
     "Check user_pool_id and region: the pool id starts with its region, e.g. us-east-1_AbCdEf123."
 )
 _CHECK_KEYS = (
-    "Check the credentials: aws_access_key_id/aws_secret_access_key in the user mapping, "
-    "or the server's AWS credential chain (environment, profile, instance role)."
+    "Check the credentials: aws_access_key_id with aws_secret_access_key (user mapping or "
+    "server) or with the secret api_key_id/api_key_name names, aws_profile, or the server's "
+    "AWS credential chain (environment, instance role)."
 )
 _CHECK_PERMS = (
     "The credentials work but lack permission: allow the cognito-idp action named above on "

@@ -110,14 +110,14 @@ OPTION_SPECS = (
     OptionSpec(
         "secrets_relation",
         "Relation with columns `id`, `name`, `decrypted_secret` that `api_key_id`/`api_key_name` "
-        "read; must be owned by a superuser. Server only.",
+        "read; must be owned by a superuser. Server only (the guard refuses it elsewhere).",
         DEFAULT_SECRETS_RELATION,
     ),
     OptionSpec(
         "secrets_conninfo",
         "libpq connection string for reading the secret over a loopback connection; what it "
         "leaves out (host, port, dbname) is the server's own socket, port and database. "
-        "Server only.",
+        "Server only (the guard refuses it elsewhere).",
         "this database, as the server's OS user",
     ),
     OptionSpec(
@@ -127,7 +127,8 @@ OPTION_SPECS = (
     ),
     OptionSpec(
         "aws_profile",
-        "Profile in the shared config/credentials files of the server's OS user. Server only.",
+        "Profile in the shared config and credentials files of the server's OS user; server "
+        "only (the guard refuses it elsewhere).",
         "",
     ),
     OptionSpec(
@@ -140,7 +141,7 @@ OPTION_SPECS = (
     OptionSpec("role_duration_seconds", "AssumeRole DurationSeconds (900 to 43200).", "3600"),
     OptionSpec(
         "sts_endpoint_url",
-        "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator). Server only.",
+        "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator); server only.",
         "regional STS",
     ),
     OptionSpec(
