@@ -8,17 +8,15 @@ instances share them (facts sheet section 8).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
-from . import __version__
+from . import __version__, credentials, secrets
 from .backend import run_cancellable
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
@@ -45,33 +43,28 @@ class Stats:
         return f"{self.requests} requests, {self.rows} rows, {ms:.0f} ms"
 
 
-def _fingerprint(value: str | None) -> str | None:
-    # Cache keys hold a digest, not the secret, so no repr of the cache can leak it.
-    return hashlib.sha256(value.encode()).hexdigest() if value else None
-
-
 def client_for(options: Options):
-    key = (
+    """The backend's client for ``options``, with credentials from :mod:`credentials`.
+
+    Cached per configuration and credential source; a changed secret (a rotated vault
+    secret) replaces the client of its source instead of adding one.
+    """
+    source = credentials.resolve(options)
+    keys = credentials.static_keys(source, options, secrets.read_secret)
+    slot = (
         options.region,
         options.endpoint_url,
-        options.aws_access_key_id,
-        _fingerprint(options.aws_secret_access_key),
-        _fingerprint(options.aws_session_token),
         options.connect_timeout,
         options.read_timeout,
         options.max_attempts,
         options.retry_mode,
+        credentials.cache_slot(source),
     )
+    key = credentials.cache_key(keys)
     with _lock:
-        client = _clients.get(key)
-        if client is None:
-            # A session of its own: credentials stay in this object, never in os.environ.
-            session = boto3.session.Session(
-                aws_access_key_id=options.aws_access_key_id,
-                aws_secret_access_key=options.aws_secret_access_key,
-                aws_session_token=options.aws_session_token,
-                region_name=options.region,
-            )
+        cached = _clients.get(slot)
+        if cached is None or cached[0] != key:
+            session = credentials.session_for(source, keys, options.region)
             config = botocore.config.Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
@@ -82,8 +75,8 @@ def client_for(options: Options):
             client.meta.events.register(
                 "needs-retry.cognito-idp", _retry_truncated_bodies(options.max_attempts)
             )
-            _clients[key] = client
-        return client
+            cached = _clients[slot] = (key, client)
+        return cached[1]
 
 
 def _retry_truncated_bodies(max_attempts: int):
@@ -111,7 +104,11 @@ class Pool:
 
     def __init__(self, options: Options):
         self.options = options
-        self.client = client_for(options)
+
+    @property
+    def client(self):
+        # Looked up per request: a vault secret is re-read when its cache time is up.
+        return client_for(self.options)
 
     def call(self, operation: str, stats: Stats | None = None, **params) -> Mapping:
         """Call a Cognito API by its Python name; translate every failure."""

@@ -36,6 +36,10 @@ class ColumnError(CognitoFdwError):
     """A column that maps to nothing or whose type cannot hold its value."""
 
 
+class CredentialError(CognitoFdwError):
+    """No usable credentials: a secret that cannot be read, a profile or role that fails."""
+
+
 class CognitoApiError(CognitoFdwError):
     """Cognito, or the way to it, answered with an error."""
 
@@ -50,10 +54,20 @@ class CognitoApiError(CognitoFdwError):
 _ACCESS_KEY_RE = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b")
 
 
+# Secrets the wrapper read at run time (from a secrets table), which no option holds.
+_remembered: set[str] = set()
+
+
+def remember_secret(value: str) -> None:
+    """Scrub ``value`` from every message from now on, in this backend."""
+    if value:
+        _remembered.add(value)
+
+
 def scrub(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     if text is None:
         return None
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for secret in sorted({s for s in (*secrets, *_remembered) if s}, key=len, reverse=True):
         text = text.replace(secret, "***")
     return _ACCESS_KEY_RE.sub("***", text)
 
@@ -62,8 +76,9 @@ _CHECK_POOL = (
     "Check user_pool_id and region: the pool id starts with its region, e.g. us-east-1_AbCdEf123."
 )
 _CHECK_KEYS = (
-    "Check the credentials: aws_access_key_id/aws_secret_access_key in the user mapping, "
-    "or the server's AWS credential chain (environment, profile, instance role)."
+    "Check the credentials: aws_access_key_id with aws_secret_access_key (user mapping or "
+    "server) or with the secret api_key_id/api_key_name names, aws_profile, or the server's "
+    "AWS credential chain (environment, instance role)."
 )
 _CHECK_PERMS = (
     "The credentials work but lack permission: allow the cognito-idp action named above on "

@@ -14,7 +14,7 @@ import math
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend
+from . import backend, credentials
 from .client import PAGE_SIZE, Pool, Stats
 from .columns import resolve_columns
 from .errors import CognitoFdwError, scrub
@@ -98,6 +98,7 @@ class CognitoFdw(ForeignDataWrapper):
         lines = [f"Cognito: ListUsers, page size {min(PAGE_SIZE, wanted or PAGE_SIZE)}, {pages}"]
         if verbose:
             lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
+            lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
         return lines
 
     # -- writing ---------------------------------------------------------------------

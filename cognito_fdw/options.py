@@ -22,7 +22,23 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _POOL_RE = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9a-zA-Z]+$")
 _MAX_OPTION_LENGTH = 2048
 
-SECRET_OPTIONS = ("aws_secret_access_key", "aws_session_token")
+SECRET_OPTIONS = ("aws_secret_access_key", "aws_session_token", "external_id", "secrets_conninfo")
+# The options a user mapping may carry (sql/guard.sql holds the same list): credentials the
+# mapped role brings itself, never where requests go or whose credentials the server lends.
+USER_MAPPING_OPTIONS = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "api_key_id",
+    "api_key_name",
+    "role_arn",
+    "external_id",
+    "role_session_name",
+    "role_duration_seconds",
+)
+DEFAULT_SECRETS_RELATION = "vault.decrypted_secrets"
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +54,27 @@ class Options:
     read_timeout: float = 15.0
     max_attempts: int = 5
     retry_mode: str = "standard"
+    api_key_id: str | None = None
+    api_key_name: str | None = None
+    secrets_relation: str = DEFAULT_SECRETS_RELATION
+    secrets_conninfo: str | None = dataclasses.field(default=None, repr=False)
+    secret_cache_seconds: float = 60.0
+    aws_profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = dataclasses.field(default=None, repr=False)
+    role_session_name: str = "cognito-fdw"
+    role_duration_seconds: int = 3600
+    sts_endpoint_url: str | None = None
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never appear in a message."""
-        return tuple(v for v in (self.aws_secret_access_key, self.aws_session_token) if v)
+        values = (
+            self.aws_secret_access_key,
+            self.aws_session_token,
+            self.external_id,
+            self.secrets_conninfo,
+        )
+        return tuple(v for v in values if v)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +100,50 @@ OPTION_SPECS = (
     ),
     OptionSpec("aws_secret_access_key", "Secret access key (never shown in messages).", ""),
     OptionSpec("aws_session_token", "Session token for temporary keys.", ""),
+    OptionSpec(
+        "api_key_id",
+        "Id of the secret holding the secret access key in the secrets relation (Supabase "
+        "Vault's option name); use with `aws_access_key_id`.",
+        "",
+    ),
+    OptionSpec("api_key_name", "Like `api_key_id`, but the secret's name.", ""),
+    OptionSpec(
+        "secrets_relation",
+        "Relation with columns `id`, `name`, `decrypted_secret` that `api_key_id`/`api_key_name` "
+        "read; must be owned by a superuser. Server only (the guard refuses it elsewhere).",
+        DEFAULT_SECRETS_RELATION,
+    ),
+    OptionSpec(
+        "secrets_conninfo",
+        "libpq connection string for reading the secret over a loopback connection; what it "
+        "leaves out (host, port, dbname) is the server's own socket, port and database. "
+        "Server only (the guard refuses it elsewhere).",
+        "this database, as the server's OS user",
+    ),
+    OptionSpec(
+        "secret_cache_seconds",
+        "How long a backend keeps a secret it read (0 to 3600; 0 reads it for every request).",
+        "60",
+    ),
+    OptionSpec(
+        "aws_profile",
+        "Profile in the shared config and credentials files of the server's OS user; server "
+        "only (the guard refuses it elsewhere).",
+        "",
+    ),
+    OptionSpec(
+        "role_arn",
+        "IAM role to assume with STS on top of the credentials above; refreshed before expiry.",
+        "",
+    ),
+    OptionSpec("external_id", "ExternalId for AssumeRole (never shown in messages).", ""),
+    OptionSpec("role_session_name", "RoleSessionName for AssumeRole.", "cognito-fdw"),
+    OptionSpec("role_duration_seconds", "AssumeRole DurationSeconds (900 to 43200).", "3600"),
+    OptionSpec(
+        "sts_endpoint_url",
+        "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator); server only.",
+        "regional STS",
+    ),
     OptionSpec(
         "endpoint_url",
         "Another endpoint: an emulator or a VPC endpoint (`http://` or `https://`).",
@@ -196,31 +273,52 @@ def parse_options(opts: Mapping[str, str]) -> Options:
             "region), or correct user_pool_id.",
         )
 
-    endpoint = opts.get("endpoint_url")
-    if endpoint is not None:
-        endpoint = endpoint.strip()
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-            raise OptionError(
-                f"invalid value for option endpoint_url: {endpoint!r}",
-                hint="Set endpoint_url to an http:// or https:// URL with a host and no "
-                "credentials, e.g. http://127.0.0.1:5000, or remove it to use AWS.",
-            )
+    endpoint = _url(opts, "endpoint_url")
 
     key_id = opts.get("aws_access_key_id")
     secret = opts.get("aws_secret_access_key")
     token = opts.get("aws_session_token")
-    if (key_id is None) != (secret is None):
-        missing = "aws_secret_access_key" if secret is None else "aws_access_key_id"
+    vault_ref = opts.get("api_key_id") or opts.get("api_key_name")
+    if "api_key_id" in opts and "api_key_name" in opts:
         raise OptionError(
-            f"missing option {missing}",
-            hint="Set aws_access_key_id and aws_secret_access_key together (best in a user "
-            "mapping), or neither to use the server's AWS credential chain.",
+            "options api_key_id and api_key_name are both set",
+            hint="Name the secret once: keep api_key_id or api_key_name, drop the other.",
         )
-    if token is not None and key_id is None:
+    if key_id is None and (secret is not None or vault_ref is not None):
+        raise OptionError(
+            "missing option aws_access_key_id",
+            hint="The secret access key needs its key id: set aws_access_key_id beside "
+            "aws_secret_access_key, api_key_id or api_key_name.",
+        )
+    if key_id is not None and secret is None and vault_ref is None:
+        raise OptionError(
+            "missing option aws_secret_access_key",
+            hint="Set aws_access_key_id and aws_secret_access_key together (best in a user "
+            "mapping), or api_key_id/api_key_name to read the secret key from a secrets "
+            "table, or neither to use the server's AWS credential chain.",
+        )
+    if token is not None and secret is None:
         raise OptionError(
             "option aws_session_token needs aws_access_key_id and aws_secret_access_key",
             hint="Temporary credentials are three values: set all three in the user mapping.",
+        )
+    role_arn = opts.get("role_arn")
+    if role_arn is not None and not _ROLE_ARN_RE.match(role_arn.strip()):
+        raise OptionError(
+            f"invalid value for option role_arn: {role_arn!r}",
+            hint="Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader.",
+        )
+    for name in ("external_id", "role_session_name", "role_duration_seconds"):
+        if name in opts and role_arn is None:
+            raise OptionError(
+                f"option {name} needs role_arn",
+                hint=f"Set role_arn to the role to assume, or drop {name}.",
+            )
+    session_name = opts.get("role_session_name", "cognito-fdw").strip()
+    if not _SESSION_NAME_RE.match(session_name):
+        raise OptionError(
+            f"invalid value for option role_session_name: {session_name!r}",
+            hint="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule).",
         )
 
     return Options(
@@ -235,4 +333,35 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         read_timeout=_float(opts, "read_timeout", 15.0, 0.1, 900.0),
         max_attempts=_int(opts, "max_attempts", 5, 1, 20),
         retry_mode=_choice(opts, "retry_mode", ("standard", "adaptive"), "standard"),
+        api_key_id=_stripped(opts, "api_key_id"),
+        api_key_name=_stripped(opts, "api_key_name"),
+        secrets_relation=opts.get("secrets_relation", DEFAULT_SECRETS_RELATION).strip(),
+        secrets_conninfo=opts.get("secrets_conninfo") or None,
+        secret_cache_seconds=_float(opts, "secret_cache_seconds", 60.0, 0.0, 3600.0),
+        aws_profile=_stripped(opts, "aws_profile"),
+        role_arn=_stripped(opts, "role_arn"),
+        external_id=opts.get("external_id") or None,
+        role_session_name=session_name,
+        role_duration_seconds=_int(opts, "role_duration_seconds", 3600, 900, 43200),
+        sts_endpoint_url=_url(opts, "sts_endpoint_url"),
     )
+
+
+def _stripped(opts: Mapping[str, str], name: str) -> str | None:
+    raw = opts.get(name)
+    return raw.strip() if raw is not None else None
+
+
+def _url(opts: Mapping[str, str], name: str) -> str | None:
+    raw = opts.get(name)
+    if raw is None:
+        return None
+    url = raw.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise OptionError(
+            f"invalid value for option {name}: {url!r}",
+            hint=f"Set {name} to an http:// or https:// URL with a host and no "
+            "credentials, e.g. http://127.0.0.1:5000, or remove it to use AWS.",
+        )
+    return url

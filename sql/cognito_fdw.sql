@@ -44,6 +44,9 @@
 
 CREATE EXTENSION IF NOT EXISTS multicorn;
 
+-- The event trigger that keeps user mappings and tables from redirecting the server.
+\ir guard.sql
+
 SELECT format(
   'CREATE SERVER IF NOT EXISTS %I FOREIGN DATA WRAPPER multicorn OPTIONS '
   '(wrapper %L, user_pool_id %L%s%s)',

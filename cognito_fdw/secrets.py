@@ -1,0 +1,229 @@
+"""Reading a secret from a Vault-style relation, from inside the server, as the querying role.
+
+Multicorn gives Python no SPI (``plpy.execute`` fails outside a PL/Python function), so the
+wrapper opens a short loopback connection with psycopg:
+
+* **Where to:** by default the server's own first Unix socket directory, port and database,
+  read from the backend through ctypes (``Unix_socket_directories``, ``PostPortNumber``,
+  ``MyDatabaseId``/``get_database_name``), as the server's OS user (libpq's default user:
+  ``postgres`` peer-authenticated on a stock install).  ``secrets_conninfo`` says otherwise;
+  what it leaves out (host, port, dbname) is still filled in from the backend.
+* **With whose privileges:** the backend's current role (``GetUserId``/``GetUserNameFromId``,
+  read in the main thread while the query runs).  The loopback session ``SET ROLE``\\ s to
+  it before it reads, so a role that may not select the secret cannot use it through the
+  wrapper either.  The loopback user must be allowed to: a superuser, or a role that is
+  granted every role that uses the wrapper.
+* **What it runs:** the relation must be owned by a superuser (it runs with a session user
+  that could ``RESET ROLE``, so it must not be code an ordinary role wrote); the session has
+  ``search_path`` ``pg_catalog``, ``statement_timeout`` 5 s and ``lock_timeout`` 2 s (the
+  querying transaction may hold a lock the read would wait for), and the secret travels
+  only as a result row: the statement text carries the secret's id or name as a parameter.
+* **How long it is kept:** per backend and per role, ``secret_cache_seconds`` (default 60),
+  so a rotated secret is picked up.  It is never written to ``os.environ`` or any message.
+
+psycopg (3) is imported only when a secret is read; the runtime dependencies stay boto3.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+
+from .credentials import VaultRef, fingerprint
+from .errors import CredentialError, remember_secret
+
+APPLICATION_NAME = "cognito_fdw secret read"
+_SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_timeout=2000"
+
+_cache: dict[tuple, tuple[float, str]] = {}
+
+
+def _backend_function(name: str, restype, argtypes):
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError):
+        return None
+    function.restype = restype
+    function.argtypes = argtypes
+    return function
+
+
+def _backend_variable(name: str, ctype):
+    try:
+        return ctype.in_dll(ctypes.CDLL(None), name)
+    except (ValueError, OSError):
+        return None
+
+
+_get_user_id = _backend_function("GetUserId", ctypes.c_uint32, [])
+_user_name = _backend_function(
+    "GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool]
+)
+_database_name = _backend_function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
+_database_id = _backend_variable("MyDatabaseId", ctypes.c_uint32)
+_port = _backend_variable("PostPortNumber", ctypes.c_int)
+_socket_dirs = _backend_variable("Unix_socket_directories", ctypes.c_char_p)
+
+
+def current_role() -> tuple[int, str]:
+    """The backend's current role (after SET ROLE and inside SECURITY DEFINER): oid, name."""
+    if _get_user_id is None or _user_name is None:
+        raise CredentialError(
+            "api_key_id/api_key_name can only be read inside a PostgreSQL backend",
+            hint="Use the wrapper from PostgreSQL.",
+        )
+    oid = _get_user_id()
+    name = _user_name(oid, True)  # noerr: a NULL, never an ERROR longjmp through Python
+    if name is None:
+        raise CredentialError(f"the current role (oid {oid}) has no name")
+    return oid, name.decode()
+
+
+def backend_defaults() -> dict[str, str]:
+    """host, port and dbname of the backend's own server and database."""
+    defaults = {}
+    if _database_id is not None and _database_name is not None:
+        name = _database_name(_database_id.value)
+        if name is not None:
+            defaults["dbname"] = name.decode()
+    if _port is not None:
+        defaults["port"] = str(_port.value)
+    sockets = (_socket_dirs.value or b"").decode() if _socket_dirs is not None else ""
+    first = sockets.split(",")[0].strip()
+    if first:
+        defaults["host"] = first
+    return defaults
+
+
+def loopback_conninfo(conninfo: str | None, defaults: dict[str, str]) -> str:
+    """The user's conninfo, completed with the backend's host, port and dbname (pure)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = conninfo_to_dict(conninfo or "")
+    missing = {k: v for k, v in defaults.items() if k not in given}
+    if "host" not in given and "host" not in missing:
+        raise CredentialError(
+            "cannot find how to connect to this server to read the secret",
+            hint="The server listens on no Unix socket: set secrets_conninfo on the server, "
+            "e.g. 'host=127.0.0.1 user=cognito_reader' with a matching pg_hba.conf line.",
+        )
+    return make_conninfo(
+        conninfo or "",
+        **missing,
+        application_name=APPLICATION_NAME,
+        options=_SESSION_OPTIONS,
+        connect_timeout="5",
+    )
+
+
+def read_secret(ref: VaultRef) -> str:
+    """The secret ``ref`` names, read as the current role; cached per role for ``ref.ttl``."""
+    role_oid, role_name = current_role()
+    key = (ref.relation, ref.column, ref.value, fingerprint(ref.conninfo), role_oid)
+    now = time.monotonic()
+    cached = _cache.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    secret = _fetch(ref, role_name)
+    remember_secret(secret)
+    for stale in [k for k, (expires, _) in _cache.items() if expires <= now]:
+        del _cache[stale]
+    if ref.ttl > 0:
+        _cache[key] = (now + ref.ttl, secret)
+    return secret
+
+
+def _fetch(ref: VaultRef, role: str) -> str:
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError:
+        raise CredentialError(
+            "api_key_id/api_key_name need psycopg in the database server's Python",
+            hint="Install psycopg 3 where the server's Python finds it (pip install "
+            "'psycopg[binary]', or the distribution's python3-psycopg), or put the keys in a "
+            "user mapping instead.",
+        ) from None
+    conninfo = loopback_conninfo(ref.conninfo, backend_defaults())
+    password = psycopg.conninfo.conninfo_to_dict(conninfo).get("password")
+    if password:
+        remember_secret(password)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            qualified = _trusted_relation(conn, ref.relation)
+            conn.execute("SELECT pg_catalog.set_config('role', %s, false)", (role,))
+            query = sql.SQL(
+                "SELECT decrypted_secret FROM {} WHERE {} OPERATOR(pg_catalog.=) %s LIMIT 2"
+            ).format(sql.Identifier(*qualified), sql.Identifier(ref.column))
+            rows = conn.execute(query, (ref.value,)).fetchall()
+    except psycopg.Error as exc:
+        raise _translated(exc, ref, role) from None
+    what = f"api_key_{ref.column} {ref.value!r}"
+    if not rows:
+        raise CredentialError(
+            f"no secret with {what} in {ref.relation} for role {role}",
+            hint=f"Check api_key_{ref.column}; vault.create_secret() returns the id of a new "
+            "secret, and the secret must be visible to this role.",
+        )
+    if len(rows) > 1:
+        raise CredentialError(
+            f"more than one secret with {what} in {ref.relation}",
+            hint="Use api_key_id, or give the secrets distinct names.",
+        )
+    secret = rows[0][0]
+    if not secret:
+        raise CredentialError(
+            f"the secret with {what} in {ref.relation} is empty or could not be decrypted",
+            hint="Store the secret access key again with vault.update_secret().",
+        )
+    return secret
+
+
+def _trusted_relation(conn, relation: str) -> tuple[str, str]:
+    row = conn.execute(
+        "SELECT n.nspname, c.relname, r.rolsuper FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_roles r ON r.oid = c.relowner"
+        " WHERE c.oid = pg_catalog.to_regclass(%s)",
+        (relation,),
+    ).fetchone()
+    if row is None:
+        raise CredentialError(
+            f"secrets relation {relation} does not exist",
+            hint="Install sql/vault.sql (or Supabase Vault), or set secrets_relation on the "
+            "server to a relation with columns id, name and decrypted_secret.",
+        )
+    if not row[2]:
+        raise CredentialError(
+            f"secrets relation {relation} is not owned by a superuser",
+            hint="The wrapper reads it over a session that could take back superuser rights, "
+            "so only a superuser's relation is trusted: ALTER ... OWNER TO a superuser.",
+        )
+    return row[0], row[1]
+
+
+def _translated(exc, ref: VaultRef, role: str) -> CredentialError:
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(exc).strip()
+    detail = f"SQLSTATE {sqlstate}: {message}" if sqlstate else message
+    if sqlstate == "42501":
+        return CredentialError(
+            f"role {role} may not read the secret in {ref.relation}",
+            hint=f"A role that may use the secret needs GRANT USAGE on its schema and "
+            f"GRANT SELECT ON {ref.relation} TO {role}; the loopback user needs membership "
+            "in the role (or be a superuser) to SET ROLE to it.",
+            detail=detail,
+        )
+    if sqlstate is None:
+        return CredentialError(
+            "could not connect to this server to read the secret",
+            hint="Check secrets_conninfo (by default the server's own socket as its OS user) "
+            "and pg_hba.conf for that connection.",
+            detail=detail,
+        )
+    return CredentialError(
+        f"reading the secret from {ref.relation} failed",
+        hint="See DETAIL; check api_key_id/api_key_name and secrets_relation.",
+        detail=detail,
+    )

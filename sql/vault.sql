@@ -1,0 +1,170 @@
+-- vault: the part of Supabase Vault's interface cognito_fdw and its users need, for a
+-- self-hosted PostgreSQL (15 or later; run as a superuser):
+--
+--   psql [-v vault_key_file=/var/lib/postgresql/vault.keys] -f sql/vault.sql
+--
+--   SELECT vault.create_secret('<secret access key>', 'cognito', 'Cognito reader key');  -- id
+--   SELECT vault.update_secret('<id>', new_secret => '<new secret access key>');
+--   SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'cognito';
+--
+-- Secrets are encrypted with pgcrypto (pgp_sym_encrypt, AES-256).  The key is not in the
+-- database: it lives in a file of the database server's OS user, read through a file_fdw
+-- foreign table only this script's owner may select.  So pg_dump output, logical copies
+-- and the table itself hold ciphertext only; keep the key file out of the data directory
+-- (base backups copy that) and back it up apart from the database.
+--
+-- The key file has one line per key: a key number, a tab, the key.  Without it, this script
+-- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New secrets use the highest
+-- number; each secret remembers its own.
+--
+-- Rotating the key:
+--   1. append a line with the next number and a new key, as the server's OS user:
+--        printf '2\t%s\n' "$(openssl rand -hex 32)" >> /var/lib/postgresql/vault.keys
+--   2. SELECT vault.rotate_key();   -- re-encrypts every secret under the highest key
+--   3. delete the old line from the file (and from its backups, in time).
+--
+-- Who can read: nobody but the owner (the role running this script) and the roles it grants:
+--   GRANT USAGE ON SCHEMA vault TO alice;
+--   GRANT SELECT ON vault.decrypted_secrets TO alice;
+-- and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
+-- As in Supabase, vault.create_secret('x') in a statement log (log_statement = 'all')
+-- records its argument: create secrets with logging of statements off.
+
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+
+\if :{?vault_key_file}
+\else
+  -- Beside the data directory, not inside it.
+  SELECT regexp_replace(current_setting('data_directory'), '/[^/]+/?$', '') || '/vault.keys'
+    AS vault_key_file \gset
+\endif
+
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE EXTENSION IF NOT EXISTS file_fdw;
+
+-- The key file, created only when it is missing (never overwritten), readable by the
+-- server's OS user alone: COPY TO a file would create it world-readable, so a shell with
+-- umask 077 writes it.
+SELECT format(
+  'COPY (SELECT 1, encode(%I.gen_random_bytes(32), %L)) TO PROGRAM %L',
+  (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'pgcrypto'),
+  'hex', 'umask 077 && cat > ''' || replace(:'vault_key_file', '''', '''\''''') || ''''
+) WHERE pg_stat_file(:'vault_key_file', true) IS NULL \gexec
+
+CREATE SCHEMA IF NOT EXISTS vault;
+REVOKE ALL ON SCHEMA vault FROM PUBLIC;
+
+CREATE SERVER IF NOT EXISTS vault_key_file FOREIGN DATA WRAPPER file_fdw;
+SELECT format(
+  'CREATE FOREIGN TABLE IF NOT EXISTS vault.keys (id int, key text) '
+  'SERVER vault_key_file OPTIONS (filename %L, format %L)',
+  :'vault_key_file', 'text'
+) \gexec
+REVOKE ALL ON vault.keys FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS vault.secrets (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  name text UNIQUE,
+  description text NOT NULL DEFAULT '',
+  secret bytea NOT NULL,
+  key_id int NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON vault.secrets FROM PUBLIC;
+
+-- Function bodies resolve names with this path (SET search_path FROM CURRENT): the
+-- catalog first, then pgcrypto's schema, so no role's objects can stand in for them.
+SELECT set_config('search_path', format('pg_catalog, vault, %I', n.nspname), false)
+    AS vault_search_path
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'pgcrypto' \gset
+
+-- The key is joined in by the view's owner, so a reader never holds it.
+CREATE OR REPLACE VIEW vault.decrypted_secrets AS
+SELECT s.id, s.name, s.description, s.secret,
+       pgp_sym_decrypt(s.secret, k.key) AS decrypted_secret,
+       s.key_id, s.created_at, s.updated_at
+  FROM vault.secrets s
+  LEFT JOIN vault.keys k ON k.id = s.key_id;
+REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vault._current_key(OUT id int, OUT key text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+AS $$ SELECT id, key FROM vault.keys ORDER BY id DESC LIMIT 1 $$;
+REVOKE ALL ON FUNCTION vault._current_key() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vault.create_secret(
+  new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT ''
+) RETURNS uuid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+DECLARE
+  k record := vault._current_key();
+  new_id uuid;
+BEGIN
+  IF k.key IS NULL THEN
+    RAISE EXCEPTION 'vault: the key file has no key' USING HINT = 'See sql/vault.sql.';
+  END IF;
+  INSERT INTO vault.secrets (name, description, secret, key_id)
+  VALUES (new_name, coalesce(new_description, ''),
+          pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1'), k.id)
+  RETURNING id INTO new_id;
+  RETURN new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vault.update_secret(
+  secret_id uuid, new_secret text DEFAULT NULL, new_name text DEFAULT NULL,
+  new_description text DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+DECLARE
+  k record := vault._current_key();
+BEGIN
+  UPDATE vault.secrets s SET
+    secret = CASE WHEN new_secret IS NULL THEN s.secret
+             ELSE pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1') END,
+    key_id = CASE WHEN new_secret IS NULL THEN s.key_id ELSE k.id END,
+    name = coalesce(new_name, s.name),
+    description = coalesce(new_description, s.description),
+    updated_at = now()
+  WHERE s.id = secret_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'vault: no secret with id %', secret_id;
+  END IF;
+END
+$$;
+
+-- Re-encrypts every secret under the highest key in the key file; returns how many.
+CREATE OR REPLACE FUNCTION vault.rotate_key() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+DECLARE
+  k record := vault._current_key();
+  n bigint;
+BEGIN
+  UPDATE vault.secrets s SET
+    secret = pgp_sym_encrypt(pgp_sym_decrypt(s.secret, old.key), k.key,
+                             'cipher-algo=aes256, s2k-mode=1'),
+    key_id = k.id
+  FROM vault.keys old
+  WHERE old.id = s.key_id AND s.key_id <> k.id;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF EXISTS (SELECT FROM vault.secrets s WHERE s.key_id <> k.id) THEN
+    RAISE EXCEPTION 'vault: some secrets use a key that is no longer in the key file'
+      USING HINT = 'Put the old key''s line back in the key file, then rotate again.';
+  END IF;
+  RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault.rotate_key() FROM PUBLIC;
+
+RESET search_path;
+RESET client_min_messages;
