@@ -19,17 +19,30 @@ from .errors import CognitoFdwError
 T = TypeVar("T")
 
 
-def _symbol(name: str, ctype):
+def variable(name: str, ctype):
+    """A global variable of the backend, or None outside one."""
     try:
         return ctype.in_dll(ctypes.CDLL(None), name)
     except (ValueError, OSError):
         return None
 
 
-_interrupt_pending = _symbol("InterruptPending", ctypes.c_int)
-_cancel_pending = _symbol("QueryCancelPending", ctypes.c_int)
-_die_pending = _symbol("ProcDiePending", ctypes.c_int)
-_holdoff = _symbol("InterruptHoldoffCount", ctypes.c_uint32)
+def function(name: str, restype, argtypes):
+    """A C function of the backend, or None outside one.  Call it from the main thread only,
+    and only functions that cannot raise an ERROR (it would longjmp through Python)."""
+    try:
+        found = getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError):
+        return None
+    found.restype = restype
+    found.argtypes = argtypes
+    return found
+
+
+_interrupt_pending = variable("InterruptPending", ctypes.c_int)
+_cancel_pending = variable("QueryCancelPending", ctypes.c_int)
+_die_pending = variable("ProcDiePending", ctypes.c_int)
+_holdoff = variable("InterruptHoldoffCount", ctypes.c_uint32)
 
 
 def cancel_pending() -> bool:

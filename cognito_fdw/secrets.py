@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import time
 
+from .backend import function, variable
 from .credentials import VaultRef, fingerprint
 from .errors import CredentialError, remember_secret
 
@@ -38,31 +39,12 @@ _SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_
 _cache: dict[tuple, tuple[float, str]] = {}
 
 
-def _backend_function(name: str, restype, argtypes):
-    try:
-        function = getattr(ctypes.CDLL(None), name)
-    except (AttributeError, OSError):
-        return None
-    function.restype = restype
-    function.argtypes = argtypes
-    return function
-
-
-def _backend_variable(name: str, ctype):
-    try:
-        return ctype.in_dll(ctypes.CDLL(None), name)
-    except (ValueError, OSError):
-        return None
-
-
-_get_user_id = _backend_function("GetUserId", ctypes.c_uint32, [])
-_user_name = _backend_function(
-    "GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool]
-)
-_database_name = _backend_function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
-_database_id = _backend_variable("MyDatabaseId", ctypes.c_uint32)
-_port = _backend_variable("PostPortNumber", ctypes.c_int)
-_socket_dirs = _backend_variable("Unix_socket_directories", ctypes.c_char_p)
+_get_user_id = function("GetUserId", ctypes.c_uint32, [])
+_user_name = function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
+_database_name = function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
+_database_id = variable("MyDatabaseId", ctypes.c_uint32)
+_port = variable("PostPortNumber", ctypes.c_int)
+_socket_dirs = variable("Unix_socket_directories", ctypes.c_char_p)
 
 
 def current_role() -> tuple[int, str]:
