@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .errors import OptionError
 
-OBJECTS = ("users",)
+OBJECTS = ("users", "groups", "group_members")
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # The API's own pattern for UserPoolId is [\w-]+_[0-9a-zA-Z]+; its prefix is the region.
@@ -38,6 +38,7 @@ class Options:
     read_timeout: float = 15.0
     max_attempts: int = 5
     retry_mode: str = "standard"
+    writable: bool = False
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never appear in a message."""
@@ -58,7 +59,15 @@ OPTION_SPECS = (
         "region", "AWS region of the pool; defaults to the pool id's prefix.", "from pool id"
     ),
     OptionSpec(
-        "object", "Table option: which Cognito object the table reads: `users`.", "(required)"
+        "object",
+        "Table option: which Cognito object the table reads: `users`, `groups` or `group_members`.",
+        "(required)",
+    ),
+    OptionSpec(
+        "writable",
+        "Table option of `group_members`: `true` lets INSERT and DELETE add and remove "
+        "members, sent to Cognito at COMMIT.",
+        "false",
     ),
     OptionSpec(
         "aws_access_key_id",
@@ -235,4 +244,5 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         read_timeout=_float(opts, "read_timeout", 15.0, 0.1, 900.0),
         max_attempts=_int(opts, "max_attempts", 5, 1, 20),
         retry_mode=_choice(opts, "retry_mode", ("standard", "adaptive"), "standard"),
+        writable=_choice(opts, "writable", ("true", "false"), "false") == "true",
     )
