@@ -40,10 +40,12 @@ SELECT to_regclass(format('%I.users', :'cognito_schema')) IS NOT NULL
 \gset
 \if :have_tables
 \else
-  \echo 'sync.sql: foreign tables users and group_members not found in schema' :'cognito_schema'
-  \echo 'Run: IMPORT FOREIGN SCHEMA cognito FROM SERVER <server> INTO' :'cognito_schema' 'OPTIONS (writable ''true'');'
-  \echo 'or pass -v cognito_schema=<schema that has them>'
-  SELECT 1 / 0 AS missing_foreign_tables;
+  \warn 'sync.sql: foreign tables users and group_members not found in schema' :cognito_schema
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'sync.sql: foreign tables users and group_members not found',
+    HINT = 'Run IMPORT FOREIGN SCHEMA cognito FROM SERVER <server> INTO <schema> '
+           'OPTIONS (writable ''true''), then psql -v cognito_schema=<schema> -f sync.sql.';
+  END $$;
 \endif
 
 CREATE EXTENSION IF NOT EXISTS citext;
@@ -141,6 +143,28 @@ DROP TRIGGER IF EXISTS user_roles_to_cognito ON app.user_roles;
 CREATE TRIGGER user_roles_to_cognito
   AFTER INSERT OR UPDATE OR DELETE ON app.user_roles
   FOR EACH ROW EXECUTE FUNCTION app.user_roles_to_cognito();
+
+-- Deleting a user or a role revokes its grants first, while the trigger above can still
+-- read the user's name and the role's name (ON DELETE CASCADE runs after they are gone).
+CREATE OR REPLACE FUNCTION app.revoke_before_delete() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'users' THEN
+    DELETE FROM app.user_roles WHERE user_id = OLD.id;
+  ELSE
+    DELETE FROM app.user_roles WHERE role_id = OLD.id;
+  END IF;
+  RETURN OLD;
+END
+$$;
+
+DROP TRIGGER IF EXISTS revoke_before_delete ON app.users;
+CREATE TRIGGER revoke_before_delete BEFORE DELETE ON app.users
+  FOR EACH ROW EXECUTE FUNCTION app.revoke_before_delete();
+DROP TRIGGER IF EXISTS revoke_before_delete ON app.roles;
+CREATE TRIGGER revoke_before_delete BEFORE DELETE ON app.roles
+  FOR EACH ROW EXECUTE FUNCTION app.revoke_before_delete();
 
 -- Drift between app.user_roles and the roles' groups in Cognito (groups that are not
 -- roles are left alone).  'add': granted in the database, missing in Cognito; 'remove':

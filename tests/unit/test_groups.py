@@ -57,9 +57,15 @@ def test_plan_prefers_membership_then_username_then_group():
     assert table.plan([Qual("membership", "=", "garbage")]) == ("users", [])
 
 
-def test_a_citext_name_is_not_pushed_down():
+def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():
     table = members(group_name="citext", username="citext", membership="text")
     assert table.plan([Qual("username", "=", "Alice")]) == ("all", [])
+    assert table.path_keys() == [(("membership",), 1)]
+    assert [k for k, _ in members().path_keys()] == [
+        ("membership",),
+        ("username",),
+        ("group_name",),
+    ]
 
 
 def test_member_columns_resolve_user_columns_and_refuse_bad_types():
@@ -71,7 +77,7 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
 
 
 def test_group_columns():
-    assert [c.name for c in resolve_group_columns(cols(group_name="text", precedence="int"))]
+    assert [c.name for c in resolve_group_columns(cols(group_name="text", precedence="integer"))]
     with pytest.raises(ColumnError, match="nope: not a column of groups"):
         resolve_group_columns(cols(nope="text"))
 
