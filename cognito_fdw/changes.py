@@ -129,24 +129,29 @@ class ChangeLog:
         ]
 
 
-def apply(changes: list[Change], send: Callable[[Change], None]) -> None:
-    """Send ``changes`` in order; on a failure undo the ones sent, then raise.
+Send = Callable[[Change], None]
 
-    The error names the change that failed, says that the transaction is rolled back, and
-    lists every change that was sent but could not be undone (those need a person).
+
+def apply(steps: list[tuple[Change, Send]]) -> None:
+    """Send each change with its sender, in order; on a failure undo those sent, then raise.
+
+    Each change carries its own sender, so the changes of several tables (possibly on
+    different pools) commit or are undone together.  The error names the change that
+    failed, says that the transaction is rolled back, and lists every change that was
+    sent but could not be undone (those need a person).
     """
-    done: list[Change] = []
-    for change in changes:
+    done: list[tuple[Change, Send]] = []
+    for change, send in steps:
         try:
             send(change)
         except CognitoFdwError as exc:
-            raise _failed(change, exc, done, _undo(done, send)) from None
-        done.append(change)
+            raise _failed(change, exc, done, _undo(done)) from None
+        done.append((change, send))
 
 
-def _undo(done: list[Change], send: Callable[[Change], None]) -> list[tuple[Change, str]]:
+def _undo(done: list[tuple[Change, Send]]) -> list[tuple[Change, str]]:
     stuck = []
-    for change in reversed(done):
+    for change, send in reversed(done):
         try:
             send(change.undo())
         except CognitoFdwError as exc:

@@ -14,7 +14,7 @@ import math
 from multicorn import ColumnDefinition, ForeignDataWrapper, TableDefinition
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, importer
+from . import backend, groups, importer
 from .changes import ChangeLog
 from .client import PAGE_SIZE, Pool, Stats
 from .columns import resolve_columns
@@ -282,25 +282,29 @@ class GroupsFdw(CognitoFdw):
 
     def sub_commit(self, level):
         self._changes.sub_commit(level)
+        groups.release_savepoint(level)
 
     def sub_rollback(self, level):
         self._changes.sub_rollback(level)
+        groups.rollback_savepoint(level)
 
     @_guarded
     def pre_commit(self):
         # Changes are sent here, never in commit(): an error in commit() PANICs the server
         # (facts sheet H4); an error here aborts the transaction cleanly.
-        if not self._changes:
+        if not groups.has_pending():
             return
         stats = Stats()
         try:
-            self._members().commit(stats)
+            groups.commit_pending(stats)
         finally:
-            self._changes.clear()
+            groups.clear_pending()
         self._report(stats)
 
     def rollback(self):
         self._changes.clear()
+        groups.clear_pending()
 
     def commit(self):
         self._changes.clear()
+        groups.clear_pending()

@@ -371,6 +371,7 @@ class Members:
                 hint="Leave membership out of the INSERT: it is derived from the other two.",
             )
         self.log.add(group, username)
+        _pending[id(self)] = self
         return dict(values, **{ROWID: membership_key(group, username)})
 
     def delete(self, rowid) -> None:
@@ -378,6 +379,7 @@ class Members:
         if key is None:
             raise CognitoFdwError(f"invalid membership value {rowid!r}")
         self.log.remove(*key)
+        _pending[id(self)] = self
 
     @staticmethod
     def refuse_update() -> None:
@@ -386,8 +388,8 @@ class Members:
             hint="DELETE the membership and INSERT the new one, in one transaction.",
         )
 
-    def commit(self, stats: Stats) -> None:
-        """Send the transaction's changes; on a failure undo them and raise."""
+    def plan_commit(self, stats: Stats) -> list:
+        """The (change, sender) steps that bring Cognito to what the transaction wants."""
         for username in self.log.unknown_users():
             try:
                 groups = {
@@ -401,7 +403,7 @@ class Members:
                     raise
                 groups = set()  # adding fails below with the name of the group
             self.log.observe_user(username, groups)
-        changes.apply(self.log.plan(), lambda change: self._send(change, stats))
+        return [(change, lambda c: self._send(c, stats)) for change in self.log.plan()]
 
     def _send(self, change: Change, stats: Stats) -> None:
         operation = "admin_add_user_to_group" if change.add else "admin_remove_user_from_group"
@@ -414,3 +416,38 @@ class Members:
                     f"exist in user pool {self.pool.options.user_pool_id}."
                 )
             raise
+
+
+# Tables with changes not yet sent, across wrapper instances.  Multicorn drops an instance
+# and makes a new one when the table's options change, even in mid-transaction (ALTER,
+# SET ROLE to another user mapping), and the dropped one gets no more hooks; its changes
+# must still be sent at COMMIT, by whichever instance's pre_commit runs first.
+_pending: dict[int, Members] = {}
+
+
+def has_pending() -> bool:
+    return any(table.log for table in _pending.values())
+
+
+def commit_pending(stats: Stats) -> None:
+    """Send every table's changes; on a failure undo them all and raise."""
+    steps = [step for table in list(_pending.values()) for step in table.plan_commit(stats)]
+    changes.apply(steps)
+
+
+def clear_pending() -> None:
+    """The transaction ended: forget every table's changes."""
+    for table in _pending.values():
+        table.log.clear()
+    _pending.clear()
+
+
+def rollback_savepoint(level: int) -> None:
+    # Idempotent for a table Multicorn also calls; reaches a dropped instance's log.
+    for table in _pending.values():
+        table.log.sub_rollback(level)
+
+
+def release_savepoint(level: int) -> None:
+    for table in _pending.values():
+        table.log.sub_commit(level)

@@ -326,3 +326,40 @@ def test_delete_by_group_removes_every_member(db, gt, cognito):
         assert requests_of(db) == [1, 2]  # the scan, then two removals at COMMIT
     assert deleted == 2
     assert members(cognito, gt, "empty") == set()
+
+
+def test_changes_survive_the_table_being_altered_in_the_transaction(db, gt, cognito):
+    # ALTER makes Multicorn drop the wrapper instance holding the change and make another.
+    with db.transaction():
+        db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'erin')")
+        db.execute("ALTER FOREIGN TABLE gt.members OPTIONS (ADD read_timeout '20')")
+        assert rows(db, "SELECT username FROM gt.members WHERE group_name = 'empty'") == []
+    assert members(cognito, gt, "empty") == {"erin"}
+    db.execute("ALTER FOREIGN TABLE gt.members OPTIONS (DROP read_timeout)")
+    db.execute("DELETE FROM gt.members WHERE group_name = 'empty'")
+    assert members(cognito, gt, "empty") == set()
+
+
+def test_two_tables_commit_together_and_are_undone_together(db, gt, cognito):
+    db.execute(
+        "CREATE FOREIGN TABLE gt.members2 (group_name text, username text, membership text) "
+        "SERVER groups_server OPTIONS (object 'group_members', writable 'true')"
+    )
+    db.execute("BEGIN")
+    db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'dave')")
+    db.execute("INSERT INTO gt.members2 (group_name, username) VALUES ('nope', 'dave')")
+    with pytest.raises(psycopg.Error, match="cannot add user 'dave' to group 'nope'"):
+        db.execute("COMMIT")
+    assert members(cognito, gt, "empty") == set()
+    with db.transaction():
+        db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'dave')")
+        db.execute("INSERT INTO gt.members2 (group_name, username) VALUES ('staff', 'dave')")
+    assert members(cognito, gt, "empty") == {"dave"}
+    assert "dave" in members(cognito, gt, "staff")
+    db.execute("DELETE FROM gt.members2 WHERE username = 'dave'")
+    assert groups_of_dave(cognito, gt) == set()
+
+
+def groups_of_dave(cognito, pool_id) -> set[str]:
+    found = cognito.admin_list_groups_for_user(UserPoolId=pool_id, Username="dave")["Groups"]
+    return {g["GroupName"] for g in found}

@@ -127,7 +127,7 @@ class FakeCognito:
 def test_apply_sends_every_change_in_order():
     cognito = FakeCognito({("g", "old")})
     changes = [Change("g", "new", True), Change("g", "old", False)]
-    apply(changes, cognito.send)
+    apply([(c, cognito.send) for c in changes])
     assert cognito.members == {("g", "new")}
     assert cognito.sent == changes
 
@@ -136,7 +136,7 @@ def test_a_failing_change_undoes_the_applied_ones_and_names_the_failure():
     cognito = FakeCognito({("g", "old")}, fail={(("nope", "a"), True)})
     changes = [Change("g", "a", True), Change("g", "old", False), Change("nope", "a", True)]
     with pytest.raises(CognitoFdwError) as caught:
-        apply(changes, cognito.send)
+        apply([(c, cognito.send) for c in changes])
     assert cognito.members == {("g", "old")}
     error = caught.value
     assert error.message.startswith("cannot add user 'a' to group 'nope' at COMMIT: boom")
@@ -152,6 +152,6 @@ def test_an_undo_that_fails_is_named_in_the_message():
     )  # removing g/a again fails
     changes = [Change("g", "a", True), Change("g", "b", True), Change("nope", "a", True)]
     with pytest.raises(CognitoFdwError) as caught:
-        apply(changes, cognito.send)
+        apply([(c, cognito.send) for c in changes])
     assert "NOT undone in Cognito: add user 'a' to group 'g'" in caught.value.message
     assert cognito.members == {("g", "a")}
