@@ -231,9 +231,13 @@ class GroupsFdw(CognitoFdw):
     @_guarded
     def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
         table = self._prepared_table()
-        if isinstance(table, Members):
-            return table.explain(quals, columns)
-        return table.explain(quals)
+        lines = (
+            table.explain(quals, columns) if isinstance(table, Members) else table.explain(quals)
+        )
+        if verbose:
+            options = table.pool.options
+            lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
+        return lines
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
         self._finish_scan()

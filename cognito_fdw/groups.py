@@ -400,22 +400,42 @@ class Members:
                 }
             except CognitoApiError as exc:
                 if exc.code != "UserNotFoundException":
-                    raise
-                groups = set()  # adding fails below with the name of the group
+                    raise CognitoApiError(
+                        f"cannot read the groups of user {username!r} at COMMIT: {exc.message}; "
+                        "the transaction is rolled back and nothing was sent",
+                        hint=exc.hint,
+                        detail=exc.detail,
+                        code=exc.code,
+                    ) from None
+                groups = set()  # adding the user then fails, naming the user and the group
             self.log.observe_user(username, groups)
         return [(change, lambda c: self._send(c, stats)) for change in self.log.plan()]
 
     def _send(self, change: Change, stats: Stats) -> None:
-        operation = "admin_add_user_to_group" if change.add else "admin_remove_user_from_group"
+        api, operation = (
+            ("AdminAddUserToGroup", "admin_add_user_to_group")
+            if change.add
+            else ("AdminRemoveUserFromGroup", "admin_remove_user_from_group")
+        )
         try:
             self.pool.call(operation, stats, GroupName=change.group_name, Username=change.username)
         except CognitoApiError as exc:
-            if _missing(exc):
-                exc.hint = (
-                    f"Check that group {change.group_name!r} and user {change.username!r} "
-                    f"exist in user pool {self.pool.options.user_pool_id}."
-                )
-            raise
+            if not _missing(exc):
+                raise
+            what = (
+                f"user {change.username!r}"
+                if exc.code == "UserNotFoundException"
+                else f"group {change.group_name!r}"
+            )
+            raise CognitoApiError(
+                f"Cognito {api} failed: {what} does not exist in user pool "
+                f"{self.pool.options.user_pool_id} ({exc.code})",
+                hint="Create the group in Cognito first (CreateGroup), or check the names: "
+                "SELECT group_name FROM the groups table, username FROM the users table.",
+                detail=exc.detail,
+                code=exc.code,
+                request_id=exc.request_id,
+            ) from None
 
 
 # Tables with changes not yet sent, across wrapper instances.  Multicorn drops an instance

@@ -156,6 +156,8 @@ def test_explain_names_the_cognito_calls(db, gt):
     assert "AdminListGroupsForUser, and AdminGetUser for 1 user(s)" in plan("username = 'x'")
     assert "ListUsersInGroup for 1 group(s)" in plan("group_name = 'x'")
     assert "ListGroups, then ListUsersInGroup for every group" in plan("true")
+    verbose = rows(db, "EXPLAIN VERBOSE SELECT * FROM gt.groups")
+    assert f"Cognito: region us-east-1, user pool {gt}" in "\n".join(r[0] for r in verbose)
 
 
 def test_a_join_reads_one_user_per_outer_row(db, gt):
@@ -299,11 +301,13 @@ def test_a_failing_commit_aborts_undoes_and_names_the_failure(db, gt, cognito):
         db.execute("COMMIT")
     diag = caught.value.diag
     assert diag.message_primary.startswith(
-        "cannot add user 'carol' to group 'no-such-group' at COMMIT: Cognito AdminAddUserToGroup"
+        "cannot add user 'carol' to group 'no-such-group' at COMMIT: Cognito AdminAddUserToGroup "
+        f"failed: group 'no-such-group' does not exist in user pool {gt} "
+        "(ResourceNotFoundException); the transaction is rolled back"
     )
     assert "the transaction is rolled back" in diag.message_primary
     assert "NOT undone" not in diag.message_primary
-    assert "group 'no-such-group' and user 'carol' exist" in diag.message_hint
+    assert "Create the group in Cognito first" in diag.message_hint
     assert "undone in Cognito: the 2 change(s)" in diag.message_detail
     assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert rows(db, "SELECT * FROM gt.local_log") == []
@@ -314,7 +318,10 @@ def test_a_failing_commit_aborts_undoes_and_names_the_failure(db, gt, cognito):
 def test_an_unknown_user_fails_at_commit_with_its_name(db, gt, cognito):
     with pytest.raises(psycopg.Error) as caught:
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('staff', 'ghost')")
-    assert "cannot add user 'ghost' to group 'staff' at COMMIT" in str(caught.value)
+    assert caught.value.diag.message_primary.startswith(
+        "cannot add user 'ghost' to group 'staff' at COMMIT: Cognito AdminAddUserToGroup "
+        "failed: user 'ghost' does not exist"
+    )
     assert members(cognito, gt, "staff") == {"alice"}
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from .conftest import counting, requests_of
+
 pytestmark = pytest.mark.server
 
 SYNC_SQL = Path(__file__).resolve().parents[2] / "sql" / "sync.sql"
@@ -94,8 +96,10 @@ def test_sync_sql_refuses_a_schema_without_the_foreign_tables(setup):
 
 
 def test_the_sync_flow(db, app, cognito):
-    # Users created in Cognito arrive in app.users.
-    assert db.execute("SELECT * FROM app.sync_users()").fetchone() == (4, 0, 0, 0)
+    # Users created in Cognito arrive in app.users, in one ListUsers request.
+    with counting(db):
+        assert db.execute("SELECT * FROM app.sync_users()").fetchone() == (4, 0, 0, 0)
+        assert requests_of(db) == [1]
     got = db.execute("SELECT username, email::text, phone FROM app.users ORDER BY 1").fetchall()
     assert got == [(name, f"{name}@example.com", phone) for name, phone in PEOPLE.items()]
     subs = dict(db.execute("SELECT username, sub::text FROM app.users").fetchall())
@@ -160,7 +164,9 @@ def test_reconcile_reports_and_repairs_drift_both_ways(db, app, cognito):
     cognito.admin_remove_user_from_group(UserPoolId=app, GroupName="editor", Username="ben")
     cognito.admin_add_user_to_group(UserPoolId=app, GroupName="admin", Username="cat")
 
-    report = db.execute("SELECT * FROM app.reconcile_roles(repair => false)").fetchall()
+    with counting(db):
+        report = db.execute("SELECT * FROM app.reconcile_roles(repair => false)").fetchall()
+        assert requests_of(db) == [2]  # one ListUsersInGroup per role
     assert report == [("remove", "admin", "cat"), ("add", "editor", "ben")]
     assert groups_of(cognito, app, "cat") == {"admin"}  # only reported
 
