@@ -13,8 +13,9 @@ How a scan of group_members reaches Cognito (PostgreSQL re-checks every qual):
 * otherwise: ListGroups, then ListUsersInGroup for every group.
 
 With ``writable 'true'``, INSERT and DELETE record changes in a :class:`ChangeLog`; they are
-sent at COMMIT by :meth:`Members.commit`.  Scans in the transaction see those changes
-(rows added in it show NULL for the user columns until COMMIT).
+sent at COMMIT by :func:`commit_pending`, from the wrapper's ``pre_commit``.  Scans in the
+transaction see those changes (rows added in it show NULL for the user columns until
+COMMIT).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ MEMBER_COLUMNS = {
     "membership": "the row id for DELETE: the JSON array [group_name, username]",
 }
 ROWID = "membership"
-_CHEAP = {"group_name", "username", ROWID}
+_CHEAP = set(MEMBER_COLUMNS)
 _TEXT_FAMILIES = {"text", "character varying", "varchar"}
 
 # Planner guesses: rows a scan returns.
@@ -115,9 +116,10 @@ def _pushable(fdw_columns: Mapping, name: str) -> bool:
     # Cognito compares names exactly; a citext column compares without case, and pushing
     # its value would lose rows that PostgreSQL's re-check would have kept.
     definition = fdw_columns.get(name)
-    return definition is not None and _family(
-        definition.base_type_name or definition.type_name
-    ) in _TEXT_FAMILIES | {"character"}
+    return (
+        definition is not None
+        and _family(definition.base_type_name or definition.type_name) in _TEXT_FAMILIES
+    )
 
 
 def _equal_values(quals, name: str) -> list | None:
@@ -214,7 +216,7 @@ class Members:
             for name in ("group_name", ROWID)
             if name in fdw_columns
             and _family(fdw_columns[name].base_type_name or fdw_columns[name].type_name)
-            not in _TEXT_FAMILIES | {"character", "citext"}
+            not in _TEXT_FAMILIES | {"citext"}
         ]
         if problems:
             raise ColumnError(
