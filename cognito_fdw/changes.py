@@ -129,7 +129,8 @@ class ChangeLog:
         ]
 
 
-Send = Callable[[Change], None]
+# Sends one change; False when there was nothing to change after all.
+Send = Callable[[Change], bool]
 
 
 def apply(steps: list[tuple[Change, Send]]) -> None:
@@ -143,10 +144,11 @@ def apply(steps: list[tuple[Change, Send]]) -> None:
     done: list[tuple[Change, Send]] = []
     for change, send in steps:
         try:
-            send(change)
+            changed = send(change)
         except CognitoFdwError as exc:
             raise _failed(change, exc, done, _undo(done)) from None
-        done.append((change, send))
+        if changed:
+            done.append((change, send))
 
 
 def _undo(done: list[tuple[Change, Send]]) -> list[tuple[Change, str]]:

@@ -413,7 +413,7 @@ class Members:
             self.log.observe_user(username, groups)
         return [(change, lambda c: self._send(c, stats)) for change in self.log.plan()]
 
-    def _send(self, change: Change, stats: Stats) -> None:
+    def _send(self, change: Change, stats: Stats) -> bool:
         api, operation = (
             ("AdminAddUserToGroup", "admin_add_user_to_group")
             if change.add
@@ -424,6 +424,8 @@ class Members:
         except CognitoApiError as exc:
             if not _missing(exc):
                 raise
+            if not change.add:
+                return False  # gone since it was read: no member to remove, so quiet
             what = (
                 f"user {change.username!r}"
                 if exc.code == "UserNotFoundException"
@@ -438,6 +440,7 @@ class Members:
                 code=exc.code,
                 request_id=exc.request_id,
             ) from None
+        return True
 
 
 # Tables with changes not yet sent, across wrapper instances.  Multicorn drops an instance

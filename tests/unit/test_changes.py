@@ -121,7 +121,10 @@ class FakeCognito:
         self.sent.append(change)
         if (change.key, change.add) in self.fail:
             raise CognitoFdwError("boom", hint="a hint", detail="AWS error code: X")
+        if change.add == (change.key in self.members):
+            return False
         (self.members.add if change.add else self.members.discard)(change.key)
+        return True
 
 
 def test_apply_sends_every_change_in_order():
@@ -155,3 +158,13 @@ def test_an_undo_that_fails_is_named_in_the_message():
         apply([(c, cognito.send) for c in changes])
     assert "NOT undone in Cognito: add user 'a' to group 'g'" in caught.value.message
     assert cognito.members == {("g", "a")}
+
+
+def test_a_change_that_changed_nothing_is_not_undone():
+    # Removing g/x finds no member (gone meanwhile): undoing it must not add x back.
+    cognito = FakeCognito(set(), fail={(("nope", "a"), True)})
+    with pytest.raises(CognitoFdwError) as caught:
+        apply([(c, cognito.send) for c in [Change("g", "x", False), Change("nope", "a", True)]])
+    assert cognito.members == set()
+    assert cognito.sent == [Change("g", "x", False), Change("nope", "a", True)]
+    assert caught.value.detail == "AWS error code: X"
