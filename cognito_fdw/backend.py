@@ -10,6 +10,13 @@ Outside a backend (unit tests, the CLI) the flags are absent and both are no-ops
 from __future__ import annotations
 
 import ctypes
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import CognitoFdwError
+
+T = TypeVar("T")
 
 
 def _symbol(name: str, ctype):
@@ -30,6 +37,43 @@ def cancel_pending() -> bool:
     if _interrupt_pending is None or _cancel_pending is None or _die_pending is None:
         return False
     return bool(_interrupt_pending.value and (_cancel_pending.value or _die_pending.value))
+
+
+class Cancelled(CognitoFdwError):
+    """The statement was cancelled while the wrapper waited for Cognito."""
+
+
+def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
+    """Run a blocking request in a helper thread; poll for a cancel in the backend's thread.
+
+    A stalled endpoint would otherwise hold a cancel or statement_timeout for a whole read
+    timeout per retry.  On a cancel the request is abandoned (its thread ends with its own
+    timeout, touching nothing of PostgreSQL) and :class:`Cancelled` unwinds the scan.
+    """
+    if _interrupt_pending is None:  # not inside a backend: nothing can cancel us
+        return call()
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed over to the backend's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="cognito-fdw-request", daemon=True).start()
+    while not done.wait(poll_seconds):
+        if cancel_pending():
+            raise Cancelled(
+                "canceling statement: cognito_fdw stopped waiting for Cognito",
+                hint="The statement was cancelled (pg_cancel_backend, statement_timeout or "
+                "shutdown) while a request was in flight; the session stays usable.",
+            )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def report(log, message: str, level) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -18,6 +19,7 @@ import botocore.config
 import botocore.exceptions
 
 from . import __version__
+from .backend import run_cancellable
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
 
@@ -73,12 +75,35 @@ def client_for(options: Options):
             config = botocore.config.Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
-                retries={"mode": options.retry_mode, "max_attempts": options.max_attempts},
+                retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
                 user_agent_extra=f"cognito-fdw/{__version__}",
             )
             client = session.client("cognito-idp", endpoint_url=options.endpoint_url, config=config)
+            client.meta.events.register(
+                "needs-retry.cognito-idp", _retry_truncated_bodies(options.max_attempts)
+            )
             _clients[key] = client
         return client
+
+
+def _retry_truncated_bodies(max_attempts: int):
+    """A retry rule botocore lacks: a body shorter than its Content-Length.
+
+    botocore reads responses with content-length enforcement off and parses invalid JSON
+    into a bare ``{"message": ...}``, so a connection cut mid-body would look like a valid,
+    empty last page: rows silently lost.  Retried like any transient error instead.
+    """
+
+    def needs_retry(response=None, attempts=0, caught_exception=None, **_):
+        if response is None or caught_exception is not None or attempts >= max_attempts:
+            return None
+        http_response = response[0]
+        expected = http_response.headers.get("content-length")
+        if expected is None or len(http_response.content) >= int(expected):
+            return None
+        return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # full jitter
+
+    return needs_retry
 
 
 class Pool:
@@ -92,8 +117,9 @@ class Pool:
         """Call a Cognito API by its Python name; translate every failure."""
         if stats is not None:
             stats.requests += 1
+        method = getattr(self.client, operation)
         try:
-            return getattr(self.client, operation)(UserPoolId=self.options.user_pool_id, **params)
+            return run_cancellable(lambda: method(UserPoolId=self.options.user_pool_id, **params))
         except botocore.exceptions.ClientError as exc:
             raise from_client_error(exc, _api_name(operation), self.options.user_pool_id) from None
         except botocore.exceptions.BotoCoreError as exc:
@@ -118,7 +144,16 @@ class Pool:
             if token:
                 params["PaginationToken"] = token
             page = self.call("list_users", stats, **params)
-            users = page.get("Users") or []
+            users = page.get("Users")
+            if not isinstance(users, list):
+                raise CognitoApiError(
+                    "Cognito ListUsers answered without a list of users (a truncated or "
+                    "malformed response); stopped rather than return a partial answer",
+                    hint="Retry the query; if it persists, check endpoint_url and any proxy "
+                    "between the database server and Cognito.",
+                    detail=f"after {stats.requests} requests and {stats.rows} users",
+                    code="MalformedResponse",
+                )
             for user in users:
                 stats.rows += 1
                 yield user

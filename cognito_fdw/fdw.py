@@ -63,16 +63,6 @@ class CognitoFdw(ForeignDataWrapper):
         self._state = None
         self._scan = None
 
-    @property
-    @_guarded
-    def rowid_column(self):
-        object_ = parse_options(self._raw_options).object
-        raise CognitoFdwError(
-            f"cognito_fdw object {object_!r} is read-only",
-            hint="Only group memberships can be written: INSERT and DELETE on a foreign table "
-            "with OPTIONS (object 'group_members', writable 'true').",
-        )
-
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
         try:
@@ -145,6 +135,20 @@ class CognitoFdw(ForeignDataWrapper):
         if verbose:
             lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
         return lines
+
+    # -- writing ---------------------------------------------------------------------
+
+    @property
+    def rowid_column(self):
+        # Multicorn asks for it when planning INSERT/UPDATE/DELETE; answering with a clear
+        # error beats its default "Error in python: NotImplementedError".
+        self._fail(
+            CognitoFdwError(
+                "cognito_fdw tables of users are read-only",
+                hint="Change users in Cognito itself (console, AWS CLI or SDK); the table "
+                "shows the change at the next query.",
+            )
+        )
 
     # -- scanning --------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ with a Docker engine instead, the server runs in a container built from docker/D
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-import types
 
 import boto3
 import psycopg
@@ -17,6 +17,7 @@ import pytest
 from cognito_fdw.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
 
 from .dockerpg import DockerPostgres, docker_available
+from .reliability import Recorder
 from .seeddata import POOL_REGION, seed_test_pool
 
 _MISSING = multicorn_missing(postgres_bindir())
@@ -51,9 +52,12 @@ def moto():
 @pytest.fixture(scope="session")
 def cognito(moto):
     return boto3.client(
-        "cognito-idp", region_name=POOL_REGION, endpoint_url=moto.url,
-        aws_access_key_id="AKIDTESTING", aws_secret_access_key="testing-secret",
-    )  # fmt: skip
+        "cognito-idp",
+        region_name=POOL_REGION,
+        endpoint_url=moto.url,
+        aws_access_key_id="AKIDTESTING",
+        aws_secret_access_key="testing-secret",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +107,8 @@ def db(setup):
     """A connection that collects the wrapper's DEBUG accounting lines."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.notices = []
-        # libpq frees a notice when the handler returns: keep copies of its fields.
-        conn.add_notice_handler(
-            lambda diag: conn.notices.append(
-                types.SimpleNamespace(severity=diag.severity, message_primary=diag.message_primary)
-            )
-        )
+        # A Diagnostic is valid only inside the callback: keep its text.
+        conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary or ""))
         yield conn
 
 
@@ -116,8 +116,8 @@ def requests_of(conn) -> list[int]:
     """Requests per scan, from the DEBUG lines of the statements run since the last call."""
     counts = [
         int(m.group(1))
-        for d in conn.notices
-        if (m := re.match(r"cognito_fdw: (\d+) requests", d.message_primary or ""))
+        for text in conn.notices
+        if (m := re.match(r"cognito_fdw: (\d+) requests", text))
     ]
     conn.notices.clear()
     return counts
@@ -132,3 +132,22 @@ def counting(conn):
         yield
     finally:
         conn.execute("RESET client_min_messages")
+
+
+_RECORDER = Recorder()
+
+
+def record(area: str, case: str, observed: str) -> None:
+    """Note what the wrapper did in a reliability case, for RELIABILITY.md."""
+    _RECORDER.add(area, case, observed, os.environ.get("PYTEST_CURRENT_TEST", ""))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _RECORDER.outcome(report.nodeid, report.outcome)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("COGNITO_FDW_RELIABILITY_REPORT")
+    if target:
+        _RECORDER.write(target)

@@ -17,9 +17,11 @@ class TestPool:
 
 
 def user_attributes(i: int) -> list[dict]:
-    attrs = [{"Name": "given_name", "Value": GIVEN[i % len(GIVEN)]},
-             {"Name": "family_name", "Value": f"Family{i:03d}"},
-             {"Name": "custom:tenant", "Value": TENANTS[i % len(TENANTS)]}]  # fmt: skip
+    attrs = [
+        {"Name": "given_name", "Value": GIVEN[i % len(GIVEN)]},
+        {"Name": "family_name", "Value": f"Family{i:03d}"},
+        {"Name": "custom:tenant", "Value": TENANTS[i % len(TENANTS)]},
+    ]
     if i % 7:
         attrs.append({"Name": "email", "Value": f"user{i:03d}@example.com"})
         attrs.append({"Name": "email_verified", "Value": "true" if i % 2 else "false"})
@@ -43,9 +45,11 @@ def seed_test_pool(cognito) -> TestPool:
     for i in range(1, USERS + 1):
         username = f"user{i:03d}"
         cognito.admin_create_user(
-            UserPoolId=pool_id, Username=username, UserAttributes=user_attributes(i),
+            UserPoolId=pool_id,
+            Username=username,
+            UserAttributes=user_attributes(i),
             MessageAction="SUPPRESS",
-        )  # fmt: skip
+        )
         if i % 10 == 0:
             cognito.admin_disable_user(UserPoolId=pool_id, Username=username)
     users = []

@@ -206,7 +206,7 @@ def test_the_users_table_is_read_only(db, setup):
         "CREATE FOREIGN TABLE cognito.grp_users_ro (username text) "
         "SERVER cognito_server OPTIONS (object 'users')"
     )
-    with pytest.raises(psycopg.Error, match="object 'users' is read-only"):
+    with pytest.raises(psycopg.Error, match="cognito_fdw tables of users are read-only"):
         db.execute("DELETE FROM cognito.grp_users_ro")
 
 

@@ -1,0 +1,44 @@
+# cognito-fdw: `make test` runs every test; `make dev` (see README) starts a dev database.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15
+
+.PHONY: test lint unit reliability system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# PostgreSQL 15 from Debian for the real-server tests (Multicorn2 itself is not packaged:
+# see README, "Installing into PostgreSQL"; without it those tests skip with one line).
+system-deps:
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(PG_PACKAGES); \
+	  else \
+	    echo "PostgreSQL 15 server binaries missing: sudo apt-get install $(PG_PACKAGES)"; \
+	  fi; \
+	fi
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit -q
+
+test: system-deps $(VENV)/.installed lint
+	$(PY) -m pytest -rs -q
+
+# RELIABILITY.md from what the fault, load and hostile-input tests observe.
+reliability: system-deps $(VENV)/.installed
+	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md $(PY) -m pytest -q \
+	  tests/integration/test_faults.py tests/integration/test_load.py \
+	  tests/integration/test_hostile.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

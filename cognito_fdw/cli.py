@@ -1,0 +1,148 @@
+"""The ``cognito-fdw`` command line.
+
+    cognito-fdw seed --endpoint-url http://127.0.0.1:5000 --pool-name demo --users 200 --groups
+
+Each subcommand is a ``_add_<name>`` function that declares its arguments and sets
+``handler``; ``main`` only dispatches. Credentials come from the standard AWS chain
+(environment, profile, instance role); against moto any non-empty keys do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import TextIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cognito_fdw.seed import SeedError, ensure_pool, seed_pool
+
+PROG = "cognito-fdw"
+
+#: Retries absorb TooManyRequestsException (a quota shared with every app on the pool);
+#: standard mode backs off exponentially with jitter.
+RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
+
+#: Below this many users a non-TTY stderr gets no progress lines (logs stay short).
+PROGRESS_THRESHOLD = 1000
+
+
+def make_client(region: str | None, endpoint_url: str | None):
+    """A cognito-idp client for the CLI; ``region`` None means the AWS config's default."""
+    return boto3.client(
+        "cognito-idp", region_name=region, endpoint_url=endpoint_url, config=RETRY_CONFIG
+    )
+
+
+class TextProgress:
+    """A plain-text progress bar: redrawn in place on a TTY, a line per 10% otherwise."""
+
+    width = 30
+
+    def __init__(self, stream: TextIO, label: str):
+        self.stream = stream
+        self.label = label
+        self.tty = stream.isatty()
+        self.last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            filled = self.width * done // total
+            bar = "#" * filled + "." * (self.width - filled)
+            end = "\n" if done == total else ""
+            self.stream.write(f"\r[{bar}] {done}/{total} {self.label}{end}")
+            self.stream.flush()
+        elif 10 * done // total != self.last_decile:
+            self.last_decile = 10 * done // total
+            self.stream.write(f"{done}/{total} {self.label}\n")
+            self.stream.flush()
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` so that a reader (the db container's init script) never sees half of it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as handle:
+        handle.write(text)
+    # NamedTemporaryFile makes the file 0600; the reader may be another user (postgres in the
+    # db container reads what root wrote in the seed container). A pool id is no secret.
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)
+
+
+def _add_seed(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "seed",
+        help="fill a user pool with deterministic demo users and groups",
+        description="Fill a user pool with demo users user0001..userNNNN (and groups). "
+        "Rerunning is safe: existing users and groups are kept, not duplicated. "
+        "Prints the pool id on stdout.",
+    )
+    parser.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:5000 for moto")
+    parser.add_argument("--region", help="AWS region (default: from the AWS config)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--pool-id", help="seed this existing pool")
+    target.add_argument("--pool-name", help="seed the pool of this name, creating it if needed")
+    parser.add_argument("--users", type=_count, default=200, help="number of users (default 200)")
+    parser.add_argument("--groups", action="store_true", help="also create groups with members")
+    parser.add_argument("--pool-id-file", help="also write the pool id to this file")
+    parser.set_defaults(handler=_seed)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return value
+
+
+def _seed(args: argparse.Namespace) -> int:
+    client = make_client(args.region, args.endpoint_url)
+    pool_id = args.pool_id or ensure_pool(client, args.pool_name)
+    show_progress = sys.stderr.isatty() or args.users >= PROGRESS_THRESHOLD
+    progress = TextProgress(sys.stderr, "users") if show_progress and args.users else None
+    summary = seed_pool(client, pool_id, users=args.users, groups=args.groups, progress=progress)
+    print(summary, file=sys.stderr)
+    if args.pool_id_file:
+        write_atomically(args.pool_id_file, pool_id + "\n")
+    print(pool_id)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Tools for cognito-fdw.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_seed(subparsers)
+    return parser
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
+        text = f"{code}: {message}"
+        return f"{text} (request id {request_id})" if request_id else text
+    return str(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ClientError, BotoCoreError, SeedError, OSError) as error:
+        # One line the user can act on; a traceback of botocore internals would bury it.
+        print(f"{PROG} {args.command}: error: {_describe(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""Fill a Cognito user pool with deterministic demo users and groups.
+
+This backs ``cognito-fdw seed``, the compose stack's one-shot ``seed`` service, the
+integration tests and the benchmarks. It takes a boto3 ``cognito-idp`` client, so it works
+against moto and against a real pool alike::
+
+    import boto3
+    from cognito_fdw.seed import ensure_pool, seed_pool
+
+    client = boto3.client("cognito-idp", region_name="us-east-1",
+                          endpoint_url="http://127.0.0.1:5000")
+    pool_id = ensure_pool(client, "demo")
+    summary = seed_pool(client, pool_id, users=200, groups=True)
+
+What a run produces:
+
+- users ``user0001`` .. ``userNNNN``, each built by :func:`demo_user` from its own seeded
+  random generator, so user 17 is the same whatever N is and on every run;
+- varied attributes: ``example.com``/``example.org`` emails (reserved domains, so nobody gets
+  mail), fictional ``555-01xx`` phone numbers, names with é, ü, ñ, ø, ł and CJK, some users
+  missing email, phone or names, one in fifty with no attributes at all, ``email_verified``
+  true and false, and the custom attributes of :data:`CUSTOM_ATTRIBUTES` (only those the
+  pool's schema has, so a pool created elsewhere can be seeded too);
+- statuses: ``CONFIRMED`` (AdminCreateUser, then a permanent random password),
+  ``FORCE_CHANGE_PASSWORD`` (AdminCreateUser alone) and ``UNCONFIRMED`` (SignUp through an
+  app client this module creates); some users disabled;
+- with ``groups=True``, the groups of :data:`DEMO_GROUPS` and their members.
+
+A rerun converges instead of duplicating: existing users and groups are not recreated, and
+a user left half-done by an interrupted run (or edited by hand) gets its demo attribute
+values, its password, its disabled flag and its group memberships put right.
+
+Requests respect Cognito's real limits (pages of at most 60) even though moto accepts more.
+Throttling (``TooManyRequestsException``) is left to the client's botocore retry config.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Callable
+
+#: Cognito rejects page sizes above 60 for every list operation used here.
+PAGE_SIZE = 60
+
+USERNAME_PREFIX = "user"
+
+#: The app client SignUp goes through; found by this name on rerun, never duplicated.
+SIGNUP_CLIENT_NAME = "cognito-fdw-seed"
+
+#: Custom attributes of a pool created by :func:`ensure_pool` (Cognito adds ``custom:``).
+CUSTOM_ATTRIBUTES = (
+    {
+        "Name": "tenant",
+        "AttributeDataType": "String",
+        "Mutable": True,
+        "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "64"},
+    },
+    {
+        "Name": "plan",
+        "AttributeDataType": "String",
+        "Mutable": True,
+        "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "32"},
+    },
+    {
+        "Name": "age",
+        "AttributeDataType": "Number",
+        "Mutable": True,
+        "NumberAttributeConstraints": {"MinValue": "0", "MaxValue": "150"},
+    },
+    {"Name": "beta", "AttributeDataType": "Boolean", "Mutable": True},
+)
+
+#: (name, description, precedence): lower precedence wins in Cognito's token claims.
+DEMO_GROUPS = (
+    ("admin", "Administrators: full access", 1),
+    ("editors", "Can edit content", 10),
+    ("viewers", "Read-only access", 20),
+)
+
+# (given_name, family_name, name): CJK names are written family name first, without a space.
+_PEOPLE = (
+    ("Ana", "García", "Ana García"),
+    ("José", "Núñez", "José Núñez"),
+    ("Zoë", "Müller", "Zoë Müller"),
+    ("Jürgen", "Schröder", "Jürgen Schröder"),
+    ("Søren", "Kierkegård", "Søren Kierkegård"),
+    ("Łucja", "Wałęsa", "Łucja Wałęsa"),
+    ("Chloé", "Dubois", "Chloé Dubois"),
+    ("Iñigo", "Peña", "Iñigo Peña"),
+    ("Ömer", "Öztürk", "Ömer Öztürk"),
+    ("Olivia", "O'Brien", "Olivia O'Brien"),
+    ("Liam", "Smith", "Liam Smith"),
+    ("Priya", "Raman", "Priya Raman"),
+    ("太郎", "山田", "山田太郎"),
+    ("娜", "李", "李娜"),
+    ("민준", "김", "김민준"),
+    ("美咲", "佐藤", "佐藤美咲"),
+)
+_TENANTS = ("acme", "globex", "initech", "umbrella")
+_PLANS = ("free", "pro", "enterprise")
+_LOCALES = ("en-US", "fr-FR", "de-DE", "es-ES", "ja-JP", "pl-PL")
+_AREA_CODES = ("202", "312", "415", "617", "212")
+
+CONFIRMED = "CONFIRMED"
+FORCE_CHANGE_PASSWORD = "FORCE_CHANGE_PASSWORD"
+UNCONFIRMED = "UNCONFIRMED"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """The desired state of one demo user."""
+
+    username: str
+    attributes: dict[str, str]
+    status: str
+    enabled: bool
+    groups: tuple[str, ...]
+
+
+@dataclass
+class SeedSummary:
+    """What a :func:`seed_pool` run did; ``str()`` gives a one-line report."""
+
+    pool_id: str
+    users_created: int = 0
+    users_existing: int = 0
+    users_repaired: int = 0
+    groups_created: int = 0
+    memberships_added: int = 0
+    skipped_attributes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (
+            f"pool {self.pool_id}: {self.users_created} users created, "
+            f"{self.users_existing} already there ({self.users_repaired} repaired), "
+            f"{self.groups_created} groups created, {self.memberships_added} memberships added"
+        )
+        if self.skipped_attributes:
+            text += "; not in the pool's schema, left out: " + ", ".join(self.skipped_attributes)
+        return text
+
+
+class SeedError(Exception):
+    """A pool that cannot be seeded, with what to do about it."""
+
+
+def username_for(index: int) -> str:
+    """``user0001`` for 1; wider when N needs it (``user10000``)."""
+    return f"{USERNAME_PREFIX}{index:04d}"
+
+
+def demo_user(index: int) -> DemoUser:
+    """Build demo user ``index`` (1-based); the same index always gives the same user."""
+    # A string seed is hashed with SHA-512, so this is stable across runs and Python versions.
+    rng = random.Random(f"cognito-fdw-seed:{index}")
+    username = username_for(index)
+    attributes: dict[str, str] = {}
+    # One user in fifty has no attributes at all: the wrapper must give NULLs, not fail.
+    if index % 50 != 0:
+        attributes.update(_contact_attributes(rng, username))
+        attributes.update(_name_attributes(rng))
+        attributes.update(_custom_attributes(rng))
+    roll = rng.random()
+    status = UNCONFIRMED if roll < 0.10 else FORCE_CHANGE_PASSWORD if roll < 0.25 else CONFIRMED
+    enabled = rng.random() >= 0.08
+    groups = tuple(
+        name
+        for name, chance in (("admin", 0.04), ("editors", 0.2), ("viewers", 0.5))
+        if rng.random() < chance
+    )
+    return DemoUser(username, attributes, status, enabled, groups)
+
+
+def _contact_attributes(rng: random.Random, username: str) -> dict[str, str]:
+    attributes = {}
+    if rng.random() < 0.9:
+        domain = rng.choice(("example.com", "example.org"))
+        # A few mixed-case addresses, to exercise case handling in filters.
+        local = username.capitalize() if rng.random() < 0.05 else username
+        attributes["email"] = f"{local}@{domain}"
+        attributes["email_verified"] = "true" if rng.random() < 0.7 else "false"
+    if rng.random() < 0.6:
+        # 555-0100..0199 is reserved for fiction in the North American numbering plan.
+        number = f"+1{rng.choice(_AREA_CODES)}555{rng.randint(100, 199):04d}"
+        attributes["phone_number"] = number
+        attributes["phone_number_verified"] = "true" if rng.random() < 0.5 else "false"
+    return attributes
+
+
+def _name_attributes(rng: random.Random) -> dict[str, str]:
+    if rng.random() < 0.15:
+        return {}
+    given, family, name = rng.choice(_PEOPLE)
+    attributes = {"given_name": given, "family_name": family, "name": name}
+    if rng.random() < 0.7:
+        attributes["locale"] = rng.choice(_LOCALES)
+    return attributes
+
+
+def _custom_attributes(rng: random.Random) -> dict[str, str]:
+    attributes = {"custom:tenant": rng.choice(_TENANTS), "custom:plan": rng.choice(_PLANS)}
+    if rng.random() < 0.8:
+        attributes["custom:age"] = str(rng.randint(18, 90))
+    if rng.random() < 0.5:
+        attributes["custom:beta"] = "true" if rng.random() < 0.3 else "false"
+    return attributes
+
+
+def demo_users(count: int) -> Iterator[DemoUser]:
+    """Demo users 1..count."""
+    return (demo_user(index) for index in range(1, count + 1))
+
+
+def find_pool(client, name: str) -> str | None:
+    """The id of the pool named ``name``, None if there is none; refuses an ambiguous name."""
+    paginator = client.get_paginator("list_user_pools")
+    found = [
+        pool["Id"]
+        for page in paginator.paginate(PaginationConfig={"PageSize": PAGE_SIZE})
+        for pool in page["UserPools"]
+        if pool["Name"] == name
+    ]
+    if len(found) > 1:
+        raise SeedError(
+            f"{len(found)} user pools are named {name!r} ({', '.join(found)}); "
+            "pass the one to seed with --pool-id"
+        )
+    return found[0] if found else None
+
+
+def ensure_pool(client, name: str) -> str:
+    """The id of the pool named ``name``, created with the demo schema if it doesn't exist."""
+    pool_id = find_pool(client, name)
+    if pool_id is None:
+        response = client.create_user_pool(
+            PoolName=name,
+            Schema=list(CUSTOM_ATTRIBUTES),
+            UsernameConfiguration={"CaseSensitive": True},
+        )
+        pool_id = response["UserPool"]["Id"]
+    return pool_id
+
+
+def seed_pool(
+    client,
+    pool_id: str,
+    users: int = 200,
+    groups: bool = False,
+    progress: Progress | None = None,
+) -> SeedSummary:
+    """Bring ``pool_id`` to the demo state for ``users`` users (and groups); see the module doc.
+
+    ``progress(done, total)`` is called after each user.
+    """
+    if users < 0:
+        raise ValueError(f"users must be 0 or more, got {users}")
+    summary = SeedSummary(pool_id)
+    custom_attributes = _check_pool(client, pool_id)
+    existing = _existing_users(client, pool_id)
+    signup_client_id = None
+    wanted = list(demo_users(users))
+    skipped = set()
+    for done, user in enumerate(wanted, start=1):
+        # Standard attributes exist in every pool; custom ones only where the schema has them.
+        attributes = {
+            k: v
+            for k, v in user.attributes.items()
+            if not k.startswith("custom:") or k in custom_attributes
+        }
+        skipped.update(set(user.attributes) - set(attributes))
+        current = existing.get(user.username)
+        if current is None:
+            if user.status == UNCONFIRMED and signup_client_id is None:
+                signup_client_id = _ensure_signup_client(client, pool_id)
+            _create_user(client, pool_id, user, attributes, signup_client_id)
+            summary.users_created += 1
+        else:
+            summary.users_existing += 1
+            if _repair_user(client, pool_id, user, attributes, current):
+                summary.users_repaired += 1
+        if progress is not None:
+            progress(done, users)
+    summary.skipped_attributes = sorted(skipped)
+    if groups:
+        summary.groups_created, summary.memberships_added = _seed_groups(client, pool_id, wanted)
+    return summary
+
+
+def _check_pool(client, pool_id: str) -> set[str]:
+    """The pool's custom attributes; refuses pools whose usernames must be emails or phones."""
+    pool = client.describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    if pool.get("UsernameAttributes"):
+        raise SeedError(
+            f"pool {pool_id} uses {' or '.join(pool['UsernameAttributes'])} as the username, "
+            f"so demo usernames like {username_for(1)!r} are refused; seed a pool created "
+            "with --pool-name instead"
+        )
+    return {
+        attribute["Name"]
+        for attribute in pool.get("SchemaAttributes", [])
+        if attribute["Name"].startswith("custom:")
+    }
+
+
+def _existing_users(client, pool_id: str) -> dict[str, dict]:
+    """The pool's demo users by username (a prefix filter keeps other users out of the scan)."""
+    paginator = client.get_paginator("list_users")
+    pages = paginator.paginate(
+        UserPoolId=pool_id,
+        Filter=f'username ^= "{USERNAME_PREFIX}"',
+        PaginationConfig={"PageSize": PAGE_SIZE},
+    )
+    return {user["Username"]: user for page in pages for user in page["Users"]}
+
+
+def _ensure_signup_client(client, pool_id: str) -> str:
+    paginator = client.get_paginator("list_user_pool_clients")
+    for page in paginator.paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": PAGE_SIZE}):
+        for app_client in page["UserPoolClients"]:
+            if app_client["ClientName"] == SIGNUP_CLIENT_NAME:
+                return app_client["ClientId"]
+    # No secret: SignUp through a client with a secret needs a SecretHash on every call.
+    response = client.create_user_pool_client(
+        UserPoolId=pool_id, ClientName=SIGNUP_CLIENT_NAME, GenerateSecret=False
+    )
+    return response["UserPoolClient"]["ClientId"]
+
+
+def _password() -> str:
+    # Nobody logs in as a demo user, so the password is random and thrown away; the fixed
+    # suffix satisfies Cognito's default policy (upper, lower, digit, symbol).
+    return secrets.token_urlsafe(12) + "Aa1!"
+
+
+def _attribute_list(attributes: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Name": name, "Value": value} for name, value in attributes.items()]
+
+
+def _create_user(client, pool_id, user: DemoUser, attributes, signup_client_id) -> None:
+    # Each step below is one the rerun can repair, so a crash midway leaves nothing stuck.
+    if user.status == UNCONFIRMED:
+        # SignUp is the only way to get UNCONFIRMED. The attributes follow through the admin
+        # API, which may write what an app client may not (*_verified, custom attributes
+        # missing from the client's WriteAttributes).
+        client.sign_up(ClientId=signup_client_id, Username=user.username, Password=_password())
+        if attributes:
+            _update_attributes(client, pool_id, user.username, attributes)
+    else:
+        # SUPPRESS: a real pool must not send invitation messages for demo users.
+        client.admin_create_user(
+            UserPoolId=pool_id,
+            Username=user.username,
+            UserAttributes=_attribute_list(attributes),
+            MessageAction="SUPPRESS",
+        )
+        if user.status == CONFIRMED:
+            _confirm(client, pool_id, user.username)
+    if not user.enabled:
+        client.admin_disable_user(UserPoolId=pool_id, Username=user.username)
+
+
+def _confirm(client, pool_id: str, username: str) -> None:
+    client.admin_set_user_password(
+        UserPoolId=pool_id, Username=username, Password=_password(), Permanent=True
+    )
+
+
+def _update_attributes(client, pool_id: str, username: str, attributes: dict[str, str]) -> None:
+    client.admin_update_user_attributes(
+        UserPoolId=pool_id, Username=username, UserAttributes=_attribute_list(attributes)
+    )
+
+
+def _repair_user(client, pool_id: str, user: DemoUser, attributes, current: dict) -> bool:
+    """Bring an existing user back to its demo state; True if anything had to change.
+
+    Covers what an interrupted run leaves undone and what someone changed by hand: demo
+    attribute values, the permanent password, the disabled flag. Attributes the demo user
+    doesn't have are left alone, and UNCONFIRMED can't be restored once confirmed.
+    """
+    repaired = False
+    have = {a["Name"]: a["Value"] for a in current.get("Attributes", [])}
+    differ = {name: value for name, value in attributes.items() if have.get(name) != value}
+    if differ:
+        _update_attributes(client, pool_id, user.username, differ)
+        repaired = True
+    if user.status == CONFIRMED and current["UserStatus"] == FORCE_CHANGE_PASSWORD:
+        _confirm(client, pool_id, user.username)
+        repaired = True
+    if not user.enabled and current["Enabled"]:
+        client.admin_disable_user(UserPoolId=pool_id, Username=user.username)
+        repaired = True
+    return repaired
+
+
+def _seed_groups(client, pool_id: str, wanted: list[DemoUser]) -> tuple[int, int]:
+    paginator = client.get_paginator("list_groups")
+    pages = paginator.paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": PAGE_SIZE})
+    existing = {group["GroupName"] for page in pages for group in page["Groups"]}
+    created = added = 0
+    for name, description, precedence in DEMO_GROUPS:
+        if name not in existing:
+            client.create_group(
+                UserPoolId=pool_id, GroupName=name, Description=description, Precedence=precedence
+            )
+            created += 1
+        members = _group_members(client, pool_id, name)
+        for user in wanted:
+            if name in user.groups and user.username not in members:
+                client.admin_add_user_to_group(
+                    UserPoolId=pool_id, Username=user.username, GroupName=name
+                )
+                added += 1
+    return created, added
+
+
+def _group_members(client, pool_id: str, group: str) -> set[str]:
+    paginator = client.get_paginator("list_users_in_group")
+    pages = paginator.paginate(
+        UserPoolId=pool_id, GroupName=group, PaginationConfig={"PageSize": PAGE_SIZE}
+    )
+    return {user["Username"] for page in pages for user in page["Users"]}

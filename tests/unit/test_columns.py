@@ -1,0 +1,202 @@
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from dateutil.tz import tzlocal
+
+from cognito_fdw.columns import resolve_columns
+from cognito_fdw.errors import ColumnError
+from cognito_fdw.rows import user_row
+
+
+class Col:
+    """Shaped like Multicorn's ColumnDefinition."""
+
+    def __init__(self, name, type_name, options=None):
+        self.column_name = name
+        self.type_name = type_name
+        self.base_type_name = type_name.split("(")[0]
+        self.options = options or {}
+
+
+CUSTOM = {
+    "custom:tenant": "String",
+    "custom:age": "Number",
+    "custom:beta": "Boolean",
+    "custom:since": "DateTime",
+}
+
+
+def resolve(*cols, custom=None):
+    calls = []
+
+    def load():
+        calls.append(1)
+        return CUSTOM if custom is None else custom
+
+    resolved = resolve_columns({c.column_name: c for c in cols}, load)
+    return resolved, calls
+
+
+IST = timezone(timedelta(hours=5, minutes=30))
+USER = {
+    "Username": "zoë",
+    "Attributes": [
+        {"Name": "sub", "Value": "6a6c7bd5-0338-4b64-81c3-c544cb1842d3"},
+        {"Name": "email", "Value": "zoe@example.com"},
+        {"Name": "email_verified", "Value": "true"},
+        {"Name": "custom:tenant", "Value": "初期"},
+        {"Name": "custom:age", "Value": "42"},
+        {"Name": "custom:beta", "Value": "false"},
+        {"Name": "updated_at", "Value": "1700000000"},
+        {"Name": "identities", "Value": '[{"providerName": "Google"}]'},
+    ],
+    "UserCreateDate": datetime(2024, 1, 2, 8, 34, 5, 678000, tzinfo=IST),
+    "UserLastModifiedDate": datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+    "Enabled": False,
+    "UserStatus": "CONFIRMED",
+    "MFAOptions": [{"DeliveryMedium": "SMS", "AttributeName": "phone_number"}],
+}
+
+
+def row(*cols, user=USER):
+    resolved, _ = resolve(*cols)
+    return user_row(user, resolved)
+
+
+def test_supabase_columns_need_no_describe_user_pool():
+    cols = [
+        Col("username", "text"),
+        Col("email", "text"),
+        Col("status", "text"),
+        Col("enabled", "boolean"),
+        Col("created_at", "timestamp without time zone"),
+        Col("updated_at", "timestamp without time zone"),
+        Col("attributes", "jsonb"),
+    ]
+    resolved, calls = resolve(*cols)
+    assert not calls
+    values = user_row(USER, resolved)
+    assert values["username"] == "zoë" and values["status"] == "CONFIRMED"
+    assert values["enabled"] == "false"
+    # A timestamp holds UTC wall time, whatever zone botocore attached.
+    assert values["created_at"] == "2024-01-02T03:04:05.678000"
+    assert values["updated_at"] == "2024-01-02T03:04:05"
+    attrs = json.loads(values["attributes"])
+    assert attrs["custom:tenant"] == "初期" and attrs["sub"].startswith("6a6c")
+
+
+def test_timestamptz_is_rendered_as_the_instant_with_an_offset():
+    values = row(Col("created_at", "timestamp with time zone"))
+    assert values["created_at"] == "2024-01-02T03:04:05.678000+00:00"
+
+
+def test_tzlocal_datetimes_become_utc():
+    local = datetime(2024, 6, 1, 12, 0, tzinfo=tzlocal())
+    values = row(
+        Col("created_at", "timestamp without time zone"), user={**USER, "UserCreateDate": local}
+    )
+    expected = local.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    assert values["created_at"] == expected
+
+
+def test_standard_attributes_by_name_and_their_types():
+    values = row(
+        Col("sub", "uuid"),
+        Col("email_verified", "boolean"),
+        Col("phone_number", "character varying(20)"),
+        Col("identities", "jsonb"),
+        Col("mfa_options", "jsonb"),
+    )
+    assert values["sub"] == "6a6c7bd5-0338-4b64-81c3-c544cb1842d3"
+    assert values["email_verified"] == "true"
+    assert values["phone_number"] is None
+    assert json.loads(values["identities"]) == [{"providerName": "Google"}]
+    assert json.loads(values["mfa_options"])[0]["DeliveryMedium"] == "SMS"
+
+
+def test_standard_updated_at_attribute_through_the_attribute_option():
+    values = row(
+        Col("attr_updated", "timestamp with time zone", {"attribute": "updated_at"}),
+        Col("attr_epoch", "bigint", {"attribute": "updated_at"}),
+    )
+    assert values["attr_updated"] == "2023-11-14T22:13:20+00:00"
+    assert values["attr_epoch"] == "1700000000"
+
+
+def test_custom_attributes_by_bare_name_and_by_option():
+    cols = [
+        Col("tenant", "text"),
+        Col("age", "integer"),
+        Col("beta", "boolean"),
+        Col("t2", "text", {"attribute": "custom:tenant"}),
+    ]
+    resolved, calls = resolve(*cols)
+    assert len(calls) == 1  # one DescribeUserPool for all of them
+    values = user_row(USER, resolved)
+    assert values == {"tenant": "初期", "age": "42", "beta": "false", "t2": "初期"}
+
+
+def test_every_offending_column_is_named_in_one_error():
+    with pytest.raises(ColumnError) as caught:
+        resolve(
+            Col("foo", "text"),
+            Col("email", "integer"),
+            Col("enabled", "uuid"),
+            Col("x", "text", {"attribute": "custom:nope"}),
+            Col("sub", "text[]"),
+            Col("email_verified", "text", {"attr": "x"}),
+        )
+    message = caught.value.message
+    for name in ("foo:", "email:", "enabled:", "x:", "sub:", "email_verified:"):
+        assert name in message
+    assert "tenant" in caught.value.hint and "username" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "name, type_name",
+    [
+        ("email", "uuid"),
+        ("created_at", "integer"),
+        ("attributes", "integer"),
+        ("tenant", "boolean"),
+        ("age", "timestamp with time zone"),
+        ("enabled", "numeric"),
+    ],
+)
+def test_types_that_cannot_hold_the_value_are_refused(name, type_name):
+    with pytest.raises(ColumnError, match=name):
+        resolve(Col(name, type_name))
+
+
+@pytest.mark.parametrize("type_name", ["text", "character varying(3)", "citext", "email_domain"])
+def test_text_and_unknown_types_take_strings(type_name):
+    resolve(Col("email", type_name))
+
+
+def test_integer_columns_get_integral_numbers_without_a_fraction():
+    user = {**USER, "Attributes": [{"Name": "custom:age", "Value": "42.0"}]}
+    assert row(Col("age", "integer"), user=user) == {"age": "42"}
+    assert row(Col("age", "numeric"), user=user) == {"age": "42.0"}
+
+
+def test_missing_attributes_are_null_and_attributes_is_an_empty_object():
+    user = {"Username": "bare", "Enabled": True, "UserStatus": "CONFIRMED"}
+    values = row(
+        Col("email", "text"),
+        Col("attributes", "jsonb"),
+        Col("created_at", "timestamp"),
+        Col("mfa_options", "jsonb"),
+        user=user,
+    )
+    assert values == {"email": None, "attributes": "{}", "created_at": None, "mfa_options": None}
+
+
+def test_admin_get_user_records_use_user_attributes():
+    user = {"Username": "u", "UserAttributes": [{"Name": "email", "Value": "u@x.org"}]}
+    assert row(Col("email", "text"), user=user) == {"email": "u@x.org"}
+
+
+def test_a_non_boolean_value_in_a_boolean_attribute_is_null():
+    user = {**USER, "Attributes": [{"Name": "email_verified", "Value": "maybe"}]}
+    assert row(Col("email_verified", "boolean"), user=user) == {"email_verified": None}

@@ -1,0 +1,18 @@
+"""The README's tables stay true to the registries they document."""
+
+from pathlib import Path
+
+from cognito_fdw.columns import ALL_ATTRIBUTES, BUILTIN_COLUMNS, STANDARD_ATTRIBUTES
+from cognito_fdw.options import OPTION_SPECS
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+
+
+def test_every_option_is_documented():
+    missing = [spec.name for spec in OPTION_SPECS if f"| `{spec.name}` |" not in README]
+    assert not missing
+
+
+def test_every_column_and_standard_attribute_is_documented():
+    names = {*BUILTIN_COLUMNS, *STANDARD_ATTRIBUTES, ALL_ATTRIBUTES}
+    assert not [name for name in sorted(names) if f"`{name}`" not in README]
