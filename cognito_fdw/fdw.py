@@ -11,7 +11,7 @@ import functools
 import itertools
 import math
 
-from multicorn import ColumnDefinition, ForeignDataWrapper, TableDefinition
+from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
 from . import backend, groups, importer
@@ -65,6 +65,10 @@ class CognitoFdw(ForeignDataWrapper):
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
+        # Imported here: only IMPORT FOREIGN SCHEMA needs them (and the unit tests' double
+        # of multicorn has none).
+        from multicorn import ColumnDefinition, TableDefinition
+
         try:
             pool = Pool(parse_options(dict(srv_options, object="users")))
             wanted = importer.table_definitions(pool.custom_attributes(), options)
