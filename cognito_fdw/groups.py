@@ -320,9 +320,13 @@ class Members:
         seen = set()
         try:
             for user in _pages(self.pool, "list_users_in_group", "Users", stats, GroupName=group):
-                seen.add(user["Username"])
-                self.log.observe((group, user["Username"]), True)
-                if self.log.wanted((group, user["Username"])) is not False:
+                key = (group, user["Username"])
+                seen.add(key[1])
+                wanted = self.log.wanted(key)
+                # Only keys the transaction changed: a big group must not fill memory.
+                if wanted is not None:
+                    self.log.observe(key, True)
+                if wanted is not False:
                     yield self._row(group, user, stats)
         except CognitoApiError as exc:
             if not _missing(exc):
@@ -380,6 +384,9 @@ class Members:
         key = parse_membership(rowid)
         if key is None:
             raise CognitoFdwError(f"invalid membership value {rowid!r}")
+        if self.log.wanted(key) is None:
+            # The scan yielded it and the transaction had not added it: it is in Cognito.
+            self.log.observe(key, True)
         self.log.remove(*key)
         _pending[id(self)] = self
 
