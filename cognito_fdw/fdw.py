@@ -14,10 +14,12 @@ import math
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, credentials
+from . import backend, credentials, groups, importer
+from .changes import ChangeLog
 from .client import PAGE_SIZE, Pool, Stats
 from .columns import resolve_columns
 from .errors import CognitoFdwError, scrub
+from .groups import Groups, Members
 from .options import SECRET_OPTIONS, parse_options
 from .rows import user_row
 
@@ -46,12 +48,50 @@ def _guarded(method):
 class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
+    def __new__(cls, fdw_options=None, fdw_columns=None):
+        # One server class for every object: groups and group_members get their own
+        # subclass; a bad object option is reported by parse_options at the first query.
+        kind = {"groups": GroupsFdw, "group_members": GroupsFdw}.get(
+            (fdw_options or {}).get("object"), cls
+        )
+        return super().__new__(kind if issubclass(kind, cls) else cls)
+
     def __init__(self, fdw_options, fdw_columns):
         super().__init__(fdw_options, fdw_columns)
         self._raw_options = dict(fdw_options)
         self._fdw_columns = fdw_columns
         self._state = None
         self._scan = None
+
+    @classmethod
+    def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
+        # Imported here: only IMPORT FOREIGN SCHEMA needs them (and the unit tests' double
+        # of multicorn has none).
+        from multicorn import ColumnDefinition, TableDefinition
+
+        try:
+            pool = Pool(parse_options(dict(srv_options, object="users")))
+            wanted = importer.table_definitions(pool.custom_attributes(), options)
+        except CognitoFdwError as exc:
+            _raise_error(exc.scrubbed(srv_options.get(name) for name in SECRET_OPTIONS))
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes untranslated
+            _raise_error(
+                CognitoFdwError(
+                    f"cognito_fdw internal error: {type(exc).__name__}",
+                    hint="This is a bug in cognito_fdw: please report it with the statement.",
+                )
+            )
+        return [
+            TableDefinition(
+                table.name,
+                columns=[
+                    ColumnDefinition(c.name, type_name=c.type_name, options=c.options)
+                    for c in table.columns
+                ],
+                options=table.options,
+            )
+            for table in wanted
+        ]
 
     # -- shared plumbing -------------------------------------------------------------
 
@@ -154,3 +194,130 @@ def _wanted(limit, offset) -> int | None:
     if limit is None:
         return None
     return (offset or 0) + limit
+
+
+class GroupsFdw(CognitoFdw):
+    """``object 'groups'`` and ``object 'group_members'``; logic in groups.py, changes.py."""
+
+    def __init__(self, fdw_options, fdw_columns):
+        super().__init__(fdw_options, fdw_columns)
+        self._table = None
+        self._changes = ChangeLog()
+
+    def _prepared_table(self):
+        if self._table is None:
+            options = parse_options(self._raw_options)
+            pool = Pool(options)
+            if options.object == "groups":
+                self._table = Groups(pool, self._fdw_columns)
+            else:
+                self._table = Members(pool, self._fdw_columns, options.writable, self._changes)
+        return self._table
+
+    def _members(self) -> Members:
+        table = self._prepared_table()
+        if not isinstance(table, Members):
+            raise CognitoFdwError(
+                "cognito_fdw object 'groups' is read-only",
+                hint="Group memberships can be written: INSERT and DELETE on a foreign table "
+                "with OPTIONS (object 'group_members', writable 'true').",
+            )
+        return table
+
+    @_guarded
+    def get_rel_size(self, quals, columns):
+        width = len(columns) * 24
+        return (self._prepared_table().rel_size(quals), width)
+
+    def can_limit(self, limit, offset):
+        return False
+
+    @_guarded
+    def get_path_keys(self):
+        table = self._prepared_table()
+        return table.path_keys() if isinstance(table, Members) else []
+
+    @_guarded
+    def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
+        table = self._prepared_table()
+        lines = (
+            table.explain(quals, columns) if isinstance(table, Members) else table.explain(quals)
+        )
+        if verbose:
+            options = table.pool.options
+            lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
+        return lines
+
+    def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
+        self._finish_scan()
+        self._scan = self._table_rows(quals, columns)
+        return self._scan
+
+    def _table_rows(self, quals, columns):
+        try:
+            table = self._prepared_table()
+            stats = Stats()
+            if isinstance(table, Members):
+                yield from table.rows(quals, columns, stats)
+            else:
+                yield from table.rows(quals, stats)
+            self._report(stats)
+        except MulticornException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
+            self._fail(exc)
+
+    # -- writing: recorded per transaction, sent at COMMIT -----------------------------
+
+    @property
+    @_guarded
+    def rowid_column(self):
+        return self._members().check_writable()
+
+    @_guarded
+    def insert(self, values):
+        return self._members().insert(values)
+
+    @_guarded
+    def delete(self, oldvalues):
+        # Multicorn passes the rowid value only (facts sheet section 11).
+        self._members().delete(oldvalues)
+
+    @_guarded
+    def update(self, oldvalues, newvalues):
+        self._members().refuse_update()
+
+    def begin(self, serializable):
+        self._changes.clear()
+
+    def sub_begin(self, level):
+        self._changes.sub_begin(level)
+
+    def sub_commit(self, level):
+        self._changes.sub_commit(level)
+        groups.release_savepoint(level)
+
+    def sub_rollback(self, level):
+        self._changes.sub_rollback(level)
+        groups.rollback_savepoint(level)
+
+    @_guarded
+    def pre_commit(self):
+        # Changes are sent here, never in commit(): an error in commit() PANICs the server
+        # (facts sheet H4); an error here aborts the transaction cleanly.
+        if not groups.has_pending():
+            return
+        stats = Stats()
+        try:
+            groups.commit_pending(stats)
+        finally:
+            groups.clear_pending()
+        self._report(stats)
+
+    def rollback(self):
+        self._changes.clear()
+        groups.clear_pending()
+
+    def commit(self):
+        self._changes.clear()
+        groups.clear_pending()

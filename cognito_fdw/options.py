@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .errors import OptionError
 
-OBJECTS = ("users",)
+OBJECTS = ("users", "groups", "group_members")
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # The API's own pattern for UserPoolId is [\w-]+_[0-9a-zA-Z]+; its prefix is the region.
@@ -65,6 +65,7 @@ class Options:
     role_session_name: str = "cognito-fdw"
     role_duration_seconds: int = 3600
     sts_endpoint_url: str | None = None
+    writable: bool = False
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never appear in a message."""
@@ -91,7 +92,15 @@ OPTION_SPECS = (
         "region", "AWS region of the pool; defaults to the pool id's prefix.", "from pool id"
     ),
     OptionSpec(
-        "object", "Table option: which Cognito object the table reads: `users`.", "(required)"
+        "object",
+        "Table option: which Cognito object the table reads: `users`, `groups` or `group_members`.",
+        "(required)",
+    ),
+    OptionSpec(
+        "writable",
+        "Table option of `group_members`: `true` lets INSERT and DELETE add and remove "
+        "members, sent to Cognito at COMMIT.",
+        "false",
     ),
     OptionSpec(
         "aws_access_key_id",
@@ -344,6 +353,7 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         role_session_name=session_name,
         role_duration_seconds=_int(opts, "role_duration_seconds", 3600, 900, 43200),
         sts_endpoint_url=_url(opts, "sts_endpoint_url"),
+        writable=_choice(opts, "writable", ("true", "false"), "false") == "true",
     )
 
 

@@ -1,0 +1,177 @@
+"""Tier 2: sql/sync.sql end to end, on a pool and server of its own.
+
+Users are created in Cognito, synced into app.users, roles granted and revoked in the
+database with the group memberships following at COMMIT, and drift reconciled.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from .conftest import counting, requests_of
+
+pytestmark = pytest.mark.server
+
+SYNC_SQL = Path(__file__).resolve().parents[2] / "sql" / "sync.sql"
+SCHEMA = "sync_cognito"  # not the default, so the -v cognito_schema path is what runs
+PEOPLE = {"ann": "+15550000001", "ben": "+15550000002", "cat": None, "dan": None}
+
+
+def psql(server, *args) -> subprocess.CompletedProcess:
+    binary = server.bindir / "psql" if getattr(server, "bindir", None) else shutil.which("psql")
+    return subprocess.run(
+        [str(binary), server.dsn, "-X", "-q", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def spool(cognito):
+    pool_id = cognito.create_user_pool(PoolName="cognito-fdw-sync")["UserPool"]["Id"]
+    for name, phone in PEOPLE.items():
+        attrs = [{"Name": "email", "Value": f"{name}@example.com"}]
+        if phone:
+            attrs.append({"Name": "phone_number", "Value": phone})
+        cognito.admin_create_user(
+            UserPoolId=pool_id, Username=name, UserAttributes=attrs, MessageAction="SUPPRESS"
+        )
+    for group in ("admin", "editor"):
+        cognito.create_group(UserPoolId=pool_id, GroupName=group)
+    return pool_id
+
+
+@pytest.fixture(scope="module")
+def app(setup, spool):
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE SERVER sync_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
+            f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{spool}', "
+            f"endpoint_url '{setup.endpoint}')"
+        )
+        conn.execute(
+            "CREATE USER MAPPING FOR PUBLIC SERVER sync_server OPTIONS ("
+            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
+        )
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(
+            f"IMPORT FOREIGN SCHEMA cognito FROM SERVER sync_server INTO {SCHEMA} "
+            "OPTIONS (writable 'true')"
+        )
+    for _ in range(2):  # the file can be run again over an existing install
+        loaded = psql(setup, "-v", f"cognito_schema={SCHEMA}", "-f", str(SYNC_SQL))
+        assert loaded.returncode == 0, loaded.stderr
+    return spool
+
+
+def groups_of(cognito, pool_id, user) -> set[str]:
+    found = cognito.admin_list_groups_for_user(UserPoolId=pool_id, Username=user)["Groups"]
+    return {g["GroupName"] for g in found}
+
+
+def grant(db, user, role):
+    db.execute(
+        "INSERT INTO app.user_roles SELECT u.id, r.id FROM app.users u, app.roles r "
+        "WHERE u.username = %s AND r.name = %s",
+        (user, role),
+    )
+
+
+def revoke(db, user, role):
+    db.execute(
+        "DELETE FROM app.user_roles ur USING app.users u, app.roles r "
+        "WHERE ur.user_id = u.id AND ur.role_id = r.id AND u.username = %s AND r.name = %s",
+        (user, role),
+    )
+
+
+def test_sync_sql_refuses_a_schema_without_the_foreign_tables(setup):
+    result = psql(setup, "-v", "cognito_schema=no_such_schema", "-f", str(SYNC_SQL))
+    assert result.returncode != 0
+    assert "not found in schema no_such_schema" in result.stderr
+    assert "ERROR:  sync.sql: foreign tables users and group_members not found" in result.stderr
+    assert "HINT:  Run IMPORT FOREIGN SCHEMA" in result.stderr
+
+
+def test_the_sync_flow(db, app, cognito):
+    # Users created in Cognito arrive in app.users, in one ListUsers request.
+    with counting(db):
+        assert db.execute("SELECT * FROM app.sync_users()").fetchone() == (4, 0, 0, 0)
+        assert requests_of(db) == [1]
+    got = db.execute("SELECT username, email::text, phone FROM app.users ORDER BY 1").fetchall()
+    assert got == [(name, f"{name}@example.com", phone) for name, phone in PEOPLE.items()]
+    subs = dict(db.execute("SELECT username, sub::text FROM app.users").fetchall())
+    ben = cognito.admin_get_user(UserPoolId=app, Username="ben")["UserAttributes"]
+    assert subs["ben"] == {a["Name"]: a["Value"] for a in ben}["sub"]
+
+    # A changed email, and a change of case only (citext would call that equal), are synced.
+    for user, email in (("ben", "ben@new.example.com"), ("cat", "Cat@Example.com")):
+        cognito.admin_update_user_attributes(
+            UserPoolId=app, Username=user, UserAttributes=[{"Name": "email", "Value": email}]
+        )
+    assert db.execute("SELECT * FROM app.sync_users()").fetchone() == (0, 2, 2, 0)
+    emails = dict(db.execute("SELECT username, email::text FROM app.users").fetchall())
+    assert emails["ben"] == "ben@new.example.com"
+    assert emails["cat"] == "Cat@Example.com"
+    assert db.execute("SELECT * FROM app.sync_users()").fetchone() == (0, 0, 4, 0)
+
+    db.execute("INSERT INTO app.roles (name) VALUES ('admin'), ('editor')")
+
+    # A grant rolled back never reaches Cognito.
+    with pytest.raises(psycopg.errors.DivisionByZero), db.transaction():
+        grant(db, "ann", "admin")
+        db.execute("SELECT 1/0")
+    assert groups_of(cognito, app, "ann") == set()
+
+    # A grant reaches Cognito at COMMIT, not before.
+    with db.transaction():
+        grant(db, "ann", "admin")
+        grant(db, "ann", "editor")
+        assert groups_of(cognito, app, "ann") == set()
+    assert groups_of(cognito, app, "ann") == {"admin", "editor"}
+
+    # A revoke, and a user's deletion (cascading to user_roles), remove the memberships.
+    revoke(db, "ann", "editor")
+    assert groups_of(cognito, app, "ann") == {"admin"}
+    grant(db, "dan", "editor")
+    assert groups_of(cognito, app, "dan") == {"editor"}
+    db.execute("DELETE FROM app.users WHERE username = 'dan'")
+    assert groups_of(cognito, app, "dan") == set()
+    assert db.execute("SELECT * FROM app.sync_users()").fetchone() == (1, 0, 3, 0)  # dan again
+
+
+def test_a_grant_of_a_role_without_a_group_fails_at_commit(db, app, cognito):
+    db.execute("SELECT app.sync_users()")
+    db.execute("INSERT INTO app.roles (name) VALUES ('auditor')")
+    with pytest.raises(psycopg.Error) as caught:
+        grant(db, "cat", "auditor")
+    assert "cannot add user 'cat' to group 'auditor' at COMMIT" in str(caught.value)
+    granted = db.execute(
+        "SELECT count(*) FROM app.user_roles ur JOIN app.roles r ON r.id = ur.role_id "
+        "WHERE r.name = 'auditor'"
+    ).fetchone()
+    assert granted == (0,)
+    db.execute("DELETE FROM app.roles WHERE name = 'auditor'")
+
+
+def test_reconcile_reports_and_repairs_drift_both_ways(db, app, cognito):
+    db.execute("SELECT app.sync_users()")
+    db.execute("INSERT INTO app.roles (name) VALUES ('admin'), ('editor') ON CONFLICT DO NOTHING")
+    grant(db, "ben", "editor")
+    # Drift made behind the database's back.
+    cognito.admin_remove_user_from_group(UserPoolId=app, GroupName="editor", Username="ben")
+    cognito.admin_add_user_to_group(UserPoolId=app, GroupName="admin", Username="cat")
+
+    with counting(db):
+        report = db.execute("SELECT * FROM app.reconcile_roles(repair => false)").fetchall()
+        assert requests_of(db) == [2]  # one ListUsersInGroup per role
+    assert report == [("remove", "admin", "cat"), ("add", "editor", "ben")]
+    assert groups_of(cognito, app, "cat") == {"admin"}  # only reported
+
+    assert db.execute("SELECT * FROM app.reconcile_roles()").fetchall() == report
+    assert groups_of(cognito, app, "cat") == set()
+    assert groups_of(cognito, app, "ben") == {"editor"}
+    assert db.execute("SELECT * FROM app.reconcile_roles()").fetchall() == []

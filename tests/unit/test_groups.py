@@ -1,0 +1,119 @@
+"""group_members' pure parts: the membership key, scan planning, column checks; import."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cognito_fdw.changes import ChangeLog
+from cognito_fdw.errors import ColumnError, OptionError
+from cognito_fdw.groups import Members, membership_key, parse_membership, resolve_group_columns
+from cognito_fdw.importer import column_name, table_definitions
+
+Col = collections.namedtuple("Col", "column_name type_name base_type_name options")
+Qual = collections.namedtuple("Qual", "field_name operator value")
+
+
+def cols(**types):
+    return {name: Col(name, t, t, {}) for name, t in types.items()}
+
+
+class FakePool:
+    def custom_attributes(self):
+        return {"custom:tenant": "String"}
+
+    def estimated_users(self):
+        return 150
+
+
+def members(**types):
+    types = types or {"group_name": "text", "username": "text", "membership": "text"}
+    return Members(FakePool(), cols(**types), writable=True, log=ChangeLog())
+
+
+@given(st.text(min_size=1), st.text(min_size=1))
+def test_membership_key_round_trips(group, user):
+    assert parse_membership(membership_key(group, user)) == (group, user)
+
+
+@pytest.mark.parametrize("value", ["", "x", "[]", '["a"]', '["a", 1]', '{"a": "b"}', None])
+def test_values_that_are_not_membership_keys(value):
+    assert parse_membership(value) is None
+
+
+def test_plan_prefers_membership_then_username_then_group():
+    table = members()
+    key = membership_key("admins", "alice")
+    both = [Qual("group_name", "=", "admins"), Qual("username", "=", "alice")]
+    assert table.plan([Qual("membership", "=", key)]) == ("users", ["alice"])
+    assert table.plan(both) == ("users", ["alice"])
+    assert table.plan([Qual("group_name", "=", "admins")]) == ("groups", ["admins"])
+    assert table.plan([Qual("group_name", ("=", True), ["a", "b"])]) == ("groups", ["a", "b"])
+    assert table.plan([Qual("group_name", "~~", "a%")]) == ("all", [])
+    assert table.plan([Qual("username", "=", None)]) == ("all", [])
+    assert table.plan([Qual("membership", "=", "garbage")]) == ("users", [])
+
+
+def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():
+    table = members(group_name="citext", username="citext", membership="text")
+    assert table.plan([Qual("username", "=", "Alice")]) == ("all", [])
+    assert table.path_keys() == [(("membership",), 1)]
+    assert [k for k, _ in members().path_keys()] == [
+        ("membership",),
+        ("username",),
+        ("group_name",),
+    ]
+
+
+def test_member_columns_resolve_user_columns_and_refuse_bad_types():
+    table = members(group_name="text", username="text", email="text", tenant="text")
+    assert [c.name for c in table.user_columns] == ["username", "email", "tenant"]
+    assert not table.has_rowid
+    with pytest.raises(ColumnError, match="group_name: type integer"):
+        members(group_name="integer", username="text")
+
+
+def test_group_columns():
+    assert [c.name for c in resolve_group_columns(cols(group_name="text", precedence="integer"))]
+    with pytest.raises(ColumnError, match="nope: not a column of groups"):
+        resolve_group_columns(cols(nope="text"))
+
+
+@pytest.mark.parametrize(
+    "attribute, expected",
+    [
+        ("custom:tenant", "tenant"),
+        ("custom:TenantId", "tenant_id"),
+        ("custom:order", "custom_order"),
+        ("custom:email", "custom_email"),
+        ("custom:2fa", "custom_2fa"),
+        ("dev:custom:x-y z", "x_y_z"),
+    ],
+)
+def test_imported_column_names_need_no_quoting(attribute, expected):
+    assert column_name(attribute, {"email", "username"}) == expected
+
+
+def test_import_definitions():
+    tables = table_definitions(
+        {"custom:tenant": "String", "custom:age": "Number", "custom:beta": "Boolean"},
+        {"writable": "true"},
+    )
+    assert [t.name for t in tables] == ["users", "groups", "group_members"]
+    users = {c.name: c for c in tables[0].columns}
+    assert users["age"].type_name == "numeric"
+    assert users["age"].options == {"attribute": "custom:age"}
+    assert users["beta"].type_name == "boolean"
+    assert users["sub"].type_name == "uuid"
+    assert users["updated_at"].type_name == "timestamp with time zone"
+    assert tables[2].options == {"object": "group_members", "writable": "true"}
+    for table in tables:  # keys are emitted unquoted by Multicorn: keep them lower case
+        for key in [*table.options, *(k for c in table.columns for k in c.options)]:
+            assert key.isidentifier() and key == key.lower()
+    with pytest.raises(OptionError, match="unknown IMPORT FOREIGN SCHEMA option: prefix"):
+        table_definitions({}, {"prefix": "x"})
+    with pytest.raises(OptionError, match="invalid value for option writable"):
+        table_definitions({}, {"writable": "yes"})
