@@ -182,7 +182,10 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"{PROG} dev: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
-        print(f"{PROG} dev: `{' '.join(map(str, error.cmd))}` failed", file=sys.stderr)
+        output = error.stderr or ""
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
+        print(f"{PROG} dev: `{' '.join(map(str, error.cmd))}` failed\n{output}", file=sys.stderr)
         return 1
 
 

@@ -210,9 +210,16 @@ def _port_free(port: int) -> bool:
 
 def _prepare_base(base: Path) -> None:
     base.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        # PostgreSQL runs as an unprivileged user, which must reach base/pg.
-        base.chmod(0o755)
+    if os.geteuid() != 0:
+        return
+    # As root, PostgreSQL runs as an unprivileged user (devstack), which must reach base/pg.
+    base.chmod(0o755)
+    closed = [p for p in base.parents if not p.stat().st_mode & 0o001]
+    if closed:
+        raise DevError(
+            f"PostgreSQL will run as an unprivileged user, which cannot enter {closed[0]}; "
+            f"run make dev from a directory it can reach, or chmod o+x {closed[0]}"
+        )
 
 
 def _say(text: str) -> None:
