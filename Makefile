@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15
 
-.PHONY: test lint unit system-deps clean
+.PHONY: test lint unit system-deps clean dev down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ unit: $(VENV)/.installed
 
 test: system-deps $(VENV)/.installed lint
 	$(PY) -m pytest -rs -q
+
+# The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
+# under .dev/ (PostgreSQL with Multicorn2 + moto); without either it says what to install.
+dev: $(VENV)/.installed
+	$(VENV)/bin/cognito-fdw dev up
+
+down: $(VENV)/.installed
+	$(VENV)/bin/cognito-fdw dev down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
