@@ -97,6 +97,11 @@ def _server_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root, and no unprivileged user to run PostgreSQL as")
 
 
+# What the wrapper needs inside the server: the package and its runtime dependencies.
+_SERVER_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py",
+                    "urllib3", "psycopg", "psycopg_binary", "typing_extensions.py")  # fmt: skip
+
+
 def server_pythonpath() -> list[str]:
     """The repository and this interpreter's site-packages (boto3 and friends).
 
@@ -107,6 +112,27 @@ def server_pythonpath() -> list[str]:
 
     paths = [str(REPO_ROOT), sysconfig.get_paths()["purelib"]]
     return list(dict.fromkeys(paths))
+
+
+def _readable_by(user: pwd.struct_passwd, path: str) -> bool:
+    probe = subprocess.run(["test", "-r", path, "-a", "-x", path], user=user.pw_uid,
+                           group=user.pw_gid, extra_groups=[])  # fmt: skip
+    return probe.returncode == 0
+
+
+def _copy_for_server(paths: list[str], target: Path) -> list[str]:
+    """Copies of the wrapper and its dependencies where the server's OS user can read them
+    (a checkout under /root is not)."""
+    target.mkdir(exist_ok=True)
+    shutil.copytree(REPO_ROOT / "cognito_fdw", target / "cognito_fdw", dirs_exist_ok=True)
+    for name in _SERVER_PACKAGES:
+        for directory in paths[1:]:
+            source = Path(directory, name)
+            if source.is_dir():
+                shutil.copytree(source, target / name, dirs_exist_ok=True)
+            elif source.exists():
+                shutil.copy2(source, target / name)
+    return [str(target)]
 
 
 class LocalPostgres:
@@ -129,6 +155,7 @@ class LocalPostgres:
         # A detached server has its own session: it outlives its starter, and a Ctrl-C typed
         # at the terminal (into psql, say) does not reach it.
         self.detached = detached
+        self._pythonpath: list[str] = []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -140,10 +167,16 @@ class LocalPostgres:
             return {}
         return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
 
+    def _resolve_pythonpath(self) -> list[str]:
+        paths = server_pythonpath()
+        if self.user is not None and not all(_readable_by(self.user, p) for p in paths):
+            paths = _copy_for_server(paths, self.base / "python")
+        return paths
+
     def _env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
         env.update(
-            PYTHONPATH=os.pathsep.join(server_pythonpath()),
+            PYTHONPATH=os.pathsep.join(self._pythonpath),
             HOME=str(self.base),
             LC_ALL="C.UTF-8",
             # The credential chain must not probe the EC2 metadata address from here.
@@ -156,6 +189,7 @@ class LocalPostgres:
         self.base.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
             os.chown(self.base, self.user.pw_uid, self.user.pw_gid)
+        self._pythonpath = self._resolve_pythonpath()
         if not self.data.exists():
             subprocess.run(
                 [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",

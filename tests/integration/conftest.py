@@ -7,6 +7,7 @@ with a Docker engine instead, the server runs in a container built from docker/D
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import boto3
@@ -16,6 +17,7 @@ import pytest
 from cognito_fdw.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
 
 from .dockerpg import DockerPostgres, docker_available
+from .reliability import Recorder
 from .seeddata import POOL_REGION, seed_test_pool
 
 _MISSING = multicorn_missing(postgres_bindir())
@@ -130,3 +132,22 @@ def counting(conn):
         yield
     finally:
         conn.execute("RESET client_min_messages")
+
+
+_RECORDER = Recorder()
+
+
+def record(area: str, case: str, observed: str) -> None:
+    """Note what the wrapper did in a reliability case, for RELIABILITY.md."""
+    _RECORDER.add(area, case, observed, os.environ.get("PYTEST_CURRENT_TEST", ""))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _RECORDER.outcome(report.nodeid, report.outcome)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("COGNITO_FDW_RELIABILITY_REPORT")
+    if target:
+        _RECORDER.write(target)

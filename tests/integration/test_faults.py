@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from .conftest import counting, requests_of
+from .conftest import counting, record, requests_of
 from .faultproxy import Fault, FaultProxy
 
 READ_TIMEOUT = 2
@@ -84,6 +84,8 @@ def test_transient_faults_mid_paging_give_the_exact_answer(faulty, db, pool, pro
         assert scan(db) == expected(pool)
         assert requests_of(db) == [3]  # API calls; the retries are botocore's
     attempts = proxy.requests("ListUsers")
+    record("fault", f"{fault.kind} mid-paging", f"exact answer: 150 rows from 3 API calls in "
+           f"{len(attempts)} HTTP attempts")  # fmt: skip
     assert [kind for _, kind in attempts if kind] == [fault.kind] * (
         len(attempts) - 3 if fault.kind != "slow" else 3
     )
@@ -92,6 +94,7 @@ def test_transient_faults_mid_paging_give_the_exact_answer(faulty, db, pool, pro
 def test_throttling_beyond_the_retries_is_a_clear_error(faulty, db, proxy):
     proxy.arm(Fault("throttle", "ListUsers", skip=1, times=-1))
     err = clear_error(db)
+    record("fault", "throttled beyond max_attempts", err.diag.message_primary)
     assert "TooManyRequestsException" in err.diag.message_primary
     assert "request id: fault-TooManyRequestsException" in err.diag.message_detail
     assert "max_requests_per_second" in err.diag.message_hint
@@ -103,6 +106,7 @@ def test_throttling_beyond_the_retries_is_a_clear_error(faulty, db, proxy):
 def test_a_repeated_pagination_token_is_reported_not_looped_on(faulty, db, proxy):
     proxy.arm(Fault("repeat_token", "ListUsers", skip=1, times=1))
     err = clear_error(db)
+    record("fault", "repeated pagination token", err.diag.message_primary)
     assert "pagination token it had already returned" in err.diag.message_primary
     assert len(proxy.requests("ListUsers")) == 2
 
@@ -116,6 +120,8 @@ def test_a_stalled_endpoint_ends_in_a_clear_error_within_the_timeouts(faulty, db
         elapsed = time.monotonic() - started
     finally:
         db.execute("ALTER SERVER fault_srv OPTIONS (SET max_attempts '4')")
+    record("fault", "stalled endpoint, read_timeout 2 s, 2 attempts",
+           f"{err.diag.message_primary} after {elapsed:.1f} s")  # fmt: skip
     assert "did not answer in time" in err.diag.message_primary
     assert "read_timeout" in err.diag.message_hint
     # Two attempts of READ_TIMEOUT each, plus botocore's backoff: bounded, not a hang.
@@ -144,6 +150,11 @@ def test_cancel_during_a_stalled_request_is_prompt_and_the_session_lives_on(faul
         canceller.join()
     finally:
         db.execute("ALTER SERVER fault_srv OPTIONS (SET read_timeout '2')")
+    record(
+        "cancel",
+        "pg_cancel_backend during a stalled request (read_timeout 30 s)",
+        f"returned {elapsed - 1.0:.2f} s after the cancel; next query in the session worked",
+    )
     assert "cancel" in err.diag.message_primary
     assert elapsed < 1.0 + 2.0  # two seconds after the cancel, not the 30 s read timeout
     proxy.arm()
@@ -160,6 +171,11 @@ def test_statement_timeout_during_slow_paging_is_prompt(faulty, db, proxy):
         elapsed = time.monotonic() - started
     finally:
         db.execute("RESET statement_timeout")
+    record(
+        "cancel",
+        "statement_timeout 1 s during slow paging (1.5 s a page)",
+        f"returned after {elapsed:.2f} s; next query in the session worked",
+    )
     assert "cancel" in str(caught.value) or "statement timeout" in str(caught.value)
     assert elapsed < 1.0 + 2.0 + READ_TIMEOUT
     proxy.arm()
