@@ -71,13 +71,18 @@ def test_down_brings_the_compose_stack_down(fake_docker, tmp_path):
 
 
 def test_a_pid_counts_as_ours_only_with_our_command_line():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print(flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )
+    child.stdout.readline()  # until then /proc may still show the parent's command line
     try:
         assert dev._running(child.pid, "time.sleep(30)")
         assert not dev._running(child.pid, "moto_server")
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     assert not dev._running(child.pid, "time.sleep(30)")
     assert not dev._running(None, "anything")
 
