@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15
 
-.PHONY: test lint unit reliability system-deps clean
+.PHONY: test lint unit reliability system-deps clean dev down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ reliability: system-deps $(VENV)/.installed
 	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md $(PY) -m pytest -q \
 	  tests/integration/test_faults.py tests/integration/test_load.py \
 	  tests/integration/test_hostile.py
+
+# The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
+# under .dev/ (PostgreSQL with Multicorn2 + moto); without either it says what to install.
+dev: $(VENV)/.installed
+	$(VENV)/bin/cognito-fdw dev up
+
+down: $(VENV)/.installed
+	$(VENV)/bin/cognito-fdw dev down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,6 +1,8 @@
 """The ``cognito-fdw`` command line.
 
     cognito-fdw seed --endpoint-url http://127.0.0.1:5000 --pool-name demo --users 200 --groups
+    cognito-fdw doctor postgresql://postgres@127.0.0.1:54329/postgres
+    cognito-fdw dev up | down        (what make dev / make down run)
 
 Each subcommand is a ``_add_<name>`` function that declares its arguments and sets
 ``handler``; ``main`` only dispatches. Credentials come from the standard AWS chain
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 from typing import TextIO
@@ -115,10 +118,83 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_doctor(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check an installation: multicorn, the server's Python, servers, tables, Cognito",
+        description="Check a PostgreSQL with cognito_fdw from the outside, changing nothing "
+        "(every probe is rolled back). Prints each problem with its fix; exits 1 when "
+        "something is broken. Needs psycopg (pip install 'cognito-fdw[doctor]').",
+    )
+    parser.add_argument("dsn", metavar="DSN", help="libpq connection string or URI")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per probe (default 10)"
+    )
+    parser.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    try:
+        from cognito_fdw.doctor import diagnose
+
+        report = diagnose(args.dsn, args.timeout)
+    except ImportError as error:
+        print(
+            f"{PROG} doctor: needs psycopg ({error}): pip install 'cognito-fdw[doctor]'",
+            file=sys.stderr,
+        )
+        return 2
+    print(report.render())
+    return 1 if report.failed else 0
+
+
+def _add_dev(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="start or stop the dev stack (make dev / make down)",
+        description="up: the compose stack with a Docker engine, else a local one under "
+        "--base (PostgreSQL with Multicorn2, moto, a seeded demo pool), then psql on it. "
+        "down: stop whichever runs.",
+    )
+    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("--base", default=".dev", help="the local stack's directory (.dev)")
+    parser.add_argument(
+        "--mode", choices=("auto", "docker", "local"), default="auto",
+        help="auto (default) prefers Docker when its engine answers",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-psql", dest="psql", action="store_false", help="do not open psql at the end"
+    )
+    parser.set_defaults(handler=_dev)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cognito_fdw import dev
+
+    base = Path(args.base).resolve()
+    try:
+        if args.action == "up":
+            return dev.up(base, args.mode, args.psql)
+        return dev.down(base)
+    except dev.DevError as error:
+        print(f"{PROG} dev: {error}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as error:
+        output = error.stderr or ""
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
+        print(f"{PROG} dev: `{' '.join(map(str, error.cmd))}` failed\n{output}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Tools for cognito-fdw.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_seed(subparsers)
+    _add_doctor(subparsers)
+    _add_dev(subparsers)
     return parser
 
 

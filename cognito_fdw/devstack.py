@@ -138,7 +138,13 @@ def _copy_for_server(paths: list[str], target: Path) -> list[str]:
 class LocalPostgres:
     """initdb + postgres on a free loopback port, logging to a file, trust auth."""
 
-    def __init__(self, base: Path | None = None, port: int | None = None, env: dict | None = None):
+    def __init__(
+        self,
+        base: Path | None = None,
+        port: int | None = None,
+        env: dict | None = None,
+        detached: bool = False,
+    ):
         self.bindir = postgres_bindir()
         self.base = Path(base or tempfile.mkdtemp(prefix="cognito-fdw-pg-"))
         self.data = self.base / "data"
@@ -146,6 +152,9 @@ class LocalPostgres:
         self.port = port or free_port()
         self.extra_env = env or {}
         self.user = _server_user()
+        # A detached server has its own session: it outlives its starter, and a Ctrl-C typed
+        # at the terminal (into psql, say) does not reach it.
+        self.detached = detached
         self._pythonpath: list[str] = []
         self.process: subprocess.Popen | None = None
 
@@ -195,11 +204,28 @@ class LocalPostgres:
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.base}",
              "-c", "fsync=off", "-c", "log_min_messages=warning",
              "-c", "log_line_prefix=%m [%p] "],
-            stdout=log, stderr=subprocess.STDOUT, env=self._env(), **self._run_as(),
+            stdout=log, stderr=subprocess.STDOUT, env=self._env(),
+            start_new_session=self.detached, **self._run_as(),
         )  # fmt: skip
         log.close()
         wait_for_port(self.port, 30, self.process)
+        self._wait_ready(30)
         return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        """The port opens before recovery ends ("the database system is starting up")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}")
+            time.sleep(0.1)
+        raise TimeoutError(f"PostgreSQL on port {self.port} not ready within {timeout:.0f} s")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -222,9 +248,19 @@ class LocalPostgres:
 class MotoServer:
     """moto's HTTP server (Cognito, STS) on a free loopback port."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        env: dict | None = None,
+        detached: bool = False,
+        log_path: Path | None = None,
+    ):
         self.port = port or free_port()
         self.host = host
+        self.extra_env = env or {}
+        self.detached = detached
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
     @property
@@ -233,10 +269,14 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [executable, "-H", self.host, "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.extra_env},
+            start_new_session=self.detached,
         )  # fmt: skip
+        if self.log_path:
+            log.close()
         wait_for_port(self.port, 30, self.process)
         return self
 

@@ -1,0 +1,91 @@
+"""The local ``make dev`` path end to end: ``cognito-fdw dev up --no-psql``, the demo query,
+doctor on the result, ``dev down``, nothing left running; then again on the kept cluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cognito_fdw import dev
+from cognito_fdw.devstack import REPO_ROOT, multicorn_missing, postgres_bindir
+
+pytestmark = pytest.mark.skipif(
+    multicorn_missing(postgres_bindir()) is not None,
+    reason="the local dev stack needs a local PostgreSQL with Multicorn2",
+)
+
+
+def cognito_fdw(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "cognito_fdw.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def base():
+    path = Path(tempfile.mkdtemp(prefix="cognito-fdw-dev-")) / ".dev"
+    path.parent.chmod(0o755)  # as a checkout is: PostgreSQL's OS user must enter it
+    yield path
+    # Whatever happened, stop what the test started before deleting its files.
+    cognito_fdw("dev", "down", "--base", str(path))
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def up_and_down(base: Path) -> tuple[subprocess.CompletedProcess, dev.State]:
+    up = cognito_fdw("dev", "up", "--mode", "local", "--no-psql", "--base", str(base))
+    assert up.returncode == 0, up.stderr
+    state = dev.State.load(base / "state.json")
+    assert dev._running(state.postgres_pid, str(base / "pg" / "data"))
+    assert dev._running(state.moto_pid, "moto_server")
+
+    dsn = f"postgresql://postgres@127.0.0.1:{state.db_port}/postgres"
+    checked = cognito_fdw("doctor", dsn)
+    assert checked.returncode == 0, checked.stdout
+
+    down = cognito_fdw("dev", "down", "--base", str(base))
+    assert down.returncode == 0, down.stderr
+    assert not dev._running(state.postgres_pid, str(base / "pg" / "data"))
+    assert not dev._running(state.moto_pid, "moto_server")
+    assert not listening(state.db_port) and not listening(state.moto_port)
+    assert processes_mentioning(str(base)) == []
+    return up, state
+
+
+def test_dev_up_query_down_and_again(base):
+    first, state = up_and_down(base)
+    assert "user0001 | user0001@example.com | CONFIRMED" in first.stdout
+    assert "(5 rows)" in first.stdout
+    assert "200 users created" in first.stderr
+    assert f"psql postgresql://postgres@127.0.0.1:{state.db_port}/postgres" in first.stdout
+
+    # The cluster is kept; moto starts empty and is seeded again under the same pool id.
+    second, _ = up_and_down(base)
+    assert "(5 rows)" in second.stdout
+    assert "NOTICE" not in second.stderr
+    assert (base / "pg" / "data").is_dir()

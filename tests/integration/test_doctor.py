@@ -1,0 +1,149 @@
+"""``cognito-fdw doctor`` against a real PostgreSQL with Multicorn2 and moto: a healthy
+install, and the broken ones it must catch (each printed with its fix, exit status 1)."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass
+
+import boto3
+import psycopg
+import pytest
+
+from cognito_fdw import cli
+from cognito_fdw.devstack import LocalPostgres, free_port, multicorn_missing, postgres_bindir
+
+from .seeddata import POOL_REGION
+
+
+def doctor(capsys, dsn: str) -> tuple[int, str]:
+    status = cli.main(["doctor", dsn, "--timeout", "20"])
+    return status, capsys.readouterr().out
+
+
+@dataclass
+class Database:
+    dsn: str
+    conn: psycopg.Connection
+    endpoint: str
+
+
+@pytest.fixture
+def database(setup):
+    """A database of its own in the tier-2 cluster, so doctor sees only this test's servers."""
+    name = f"doctor_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = f"host=127.0.0.1 port={setup.port} user=postgres dbname={name}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield Database(dsn, conn, setup.endpoint)
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def make_server(conn, name, pool_id, endpoint, keys=True, table=True):
+    conn.execute("CREATE EXTENSION IF NOT EXISTS multicorn")
+    conn.execute(
+        f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+        f"'cognito_fdw.CognitoFdw', region '{POOL_REGION}', user_pool_id '{pool_id}', "
+        f"endpoint_url '{endpoint}')"
+    )
+    if keys:
+        conn.execute(
+            f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS "
+            "(aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
+        )
+    if table:
+        conn.execute(
+            f"CREATE FOREIGN TABLE {name}_users (username text, email text, enabled boolean) "
+            f"SERVER {name} OPTIONS (object 'users')"
+        )
+
+
+def test_a_healthy_install_passes_and_shows_versions_and_latency(database, pool, capsys):
+    make_server(database.conn, "good", pool.pool_id, database.endpoint)
+    database.conn.execute("CREATE EXTENSION plpython3u")
+
+    status, out = doctor(capsys, database.dsn)
+
+    assert status == 0, out
+    assert "ok    multicorn: extension 3.2" in out
+    assert "ok    wrapper: the server's Python imports cognito_fdw.CognitoFdw" in out
+    assert f"boto3 {boto3.__version__}" in out and "cognito_fdw 0.1.0" in out
+    assert "ok    table public.good_users: 1 row(s) in 1 request(s)" in out
+    assert "request latency: median" in out
+    assert "testing-secret" not in out
+    assert out.endswith("no problems found\n")
+
+
+def test_without_plpython_versions_are_a_note_not_a_failure(database, pool, capsys):
+    make_server(database.conn, "good", pool.pool_id, database.endpoint)
+    status, out = doctor(capsys, database.dsn)
+    assert status == 0, out
+    assert "note  versions: not shown" in out
+
+
+def test_missing_extension(database, capsys):
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "FAIL  multicorn: available (3.2) but not created in database doctor_" in out
+    assert "fix: CREATE EXTENSION multicorn" in out
+
+
+def test_unknown_pool(database, capsys):
+    make_server(database.conn, "lost", "us-east-1_NoSuchPool", database.endpoint)
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "FAIL  table public.lost_users: Cognito DescribeUserPool failed on user pool " in out
+    assert "was not found (ResourceNotFoundException)" in out
+    assert "fix: Check user_pool_id and region" in out
+
+
+def test_no_credentials_for_a_server_without_tables(database, pool, capsys):
+    make_server(database.conn, "keyless", pool.pool_id, database.endpoint, keys=False, table=False)
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "info  server keyless: " in out and "no user mapping" in out
+    assert "FAIL  server keyless: no foreign table; probe table: " in out
+    assert "no usable AWS credentials (NoCredentialsError)" in out
+    assert "fix: Set aws_access_key_id and aws_secret_access_key in a user mapping" in out
+    # The probe table lived in a rolled-back transaction.
+    assert database.conn.execute("SELECT count(*) FROM pg_foreign_table").fetchone()[0] == 0
+
+
+def test_endpoint_that_refuses(database, pool, capsys):
+    make_server(database.conn, "refused", pool.pool_id, f"http://127.0.0.1:{free_port()}")
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "FAIL  table public.refused_users: " in out
+    assert "could not be reached" in out
+
+
+def test_unreachable_database(capsys):
+    status, out = doctor(capsys, f"host=127.0.0.1 port={free_port()} user=postgres")
+    assert status == 1
+    assert "FAIL  connection: " in out and "fix: check the DSN" in out
+
+
+@pytest.mark.skipif(
+    multicorn_missing(postgres_bindir()) is not None, reason="needs local PostgreSQL + Multicorn2"
+)
+def test_wrong_python_path(moto, pool, capsys):
+    """Servers defined while the install worked, then PostgreSQL restarted with a PYTHONPATH
+    that lacks cognito_fdw (boto3 stays importable from the system's dist-packages)."""
+    pg = LocalPostgres().start()
+    try:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            make_server(conn, "good", pool.pool_id, moto.url)
+        pg.stop()
+        empty = tempfile.mkdtemp(prefix="cognito-fdw-empty-")
+        broken = LocalPostgres(base=pg.base, port=pg.port, env={"PYTHONPATH": empty}).start()
+        status, out = doctor(capsys, pg.dsn)
+        assert status == 1
+        assert "FAIL  wrapper: the server's Python cannot import cognito_fdw" in out
+        assert "FAIL  table public.good_users: the server's Python cannot import cognito_fdw" in out
+        assert "PYTHONPATH of the PostgreSQL server" in out
+        assert "terminated by signal" not in broken.log()
+    finally:
+        pg.cleanup()

@@ -1,0 +1,96 @@
+"""``cognito-fdw dev``: which stack, what it says when there is none, the compose commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cognito_fdw import cli, dev
+
+
+@pytest.fixture
+def neither(monkeypatch):
+    monkeypatch.setattr(dev, "docker_missing", lambda: "no `docker` command on PATH")
+    monkeypatch.setattr(dev, "multicorn_missing", lambda bindir: "multicorn.so is missing")
+
+
+def test_without_docker_or_multicorn_it_says_what_is_missing_and_how_to_get_it(neither, capsys):
+    assert cli.main(["dev", "up", "--base", "unused"]) == 1
+    err = capsys.readouterr().err
+    assert "Docker: no `docker` command on PATH" in err
+    assert "Local PostgreSQL + Multicorn2: multicorn.so is missing" in err
+    assert "https://docs.docker.com/engine/install/" in err
+    assert "apt-get install postgresql-15 postgresql-server-dev-15" in err
+    assert "https://github.com/pgsql-io/multicorn2" in err
+
+
+def test_auto_prefers_docker(monkeypatch):
+    monkeypatch.setattr(dev, "docker_missing", lambda: None)
+    monkeypatch.setattr(dev, "multicorn_missing", lambda bindir: None)
+    assert dev.choose_mode("auto") == "docker"
+    assert dev.choose_mode("local") == "local"
+
+
+def test_auto_falls_back_to_local(monkeypatch):
+    monkeypatch.setattr(dev, "docker_missing", lambda: "`docker info` failed: no daemon")
+    monkeypatch.setattr(dev, "multicorn_missing", lambda bindir: None)
+    assert dev.choose_mode("auto") == "local"
+    with pytest.raises(dev.DevError, match="no daemon"):
+        dev.choose_mode("docker")
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """A ``docker`` that records its arguments and succeeds (there is no engine here)."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "docker"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    return lambda: calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_docker_up_builds_waits_and_shows_the_query(fake_docker, tmp_path, capsys):
+    assert cli.main(["dev", "up", "--no-psql", "--base", str(tmp_path / "dev")]) == 0
+    compose = f"compose -f {dev.COMPOSE_FILE}"
+    assert fake_docker() == [
+        "info",
+        "compose version",
+        f"{compose} up -d --build --wait",
+        f"{compose} exec db psql -U postgres -d postgres -c {dev.DEMO_QUERY}",
+    ]
+    assert "postgresql://postgres:postgres@127.0.0.1:54329/postgres" in capsys.readouterr().out
+
+
+def test_down_brings_the_compose_stack_down(fake_docker, tmp_path):
+    assert cli.main(["dev", "down", "--base", str(tmp_path / "dev")]) == 0
+    assert fake_docker()[-1] == f"compose -f {dev.COMPOSE_FILE} down"
+
+
+def test_a_pid_counts_as_ours_only_with_our_command_line():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print(flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )
+    child.stdout.readline()  # until then /proc may still show the parent's command line
+    try:
+        assert dev._running(child.pid, "time.sleep(30)")
+        assert not dev._running(child.pid, "moto_server")
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert not dev._running(child.pid, "time.sleep(30)")
+    assert not dev._running(None, "anything")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to another user")
+def test_as_root_a_base_the_server_user_cannot_enter_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dev, "multicorn_missing", lambda bindir: None)
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    assert cli.main(["dev", "up", "--mode", "local", "--base", str(closed / ".dev")]) == 1
+    assert f"cannot enter {closed}" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""The pure part of ``cognito-fdw doctor``: facts from answers, fixes from errors, the report."""
+
+from __future__ import annotations
+
+from cognito_fdw.doctor import (
+    FAIL,
+    OK,
+    WARN,
+    Report,
+    import_failure,
+    parse_accounting,
+    probe_failure,
+    server_summary,
+    versions_text,
+)
+
+
+def test_accounting_is_read_from_the_wrappers_debug_line():
+    notices = ["some other notice", "cognito_fdw: 2 requests, 1 rows, 37 ms"]
+    assert parse_accounting(notices) == (2, 1, 37.0)
+    assert parse_accounting(["unrelated"]) is None
+
+
+def test_missing_wrapper_module_names_the_fix():
+    what, fix = import_failure(
+        "Error in python: ModuleNotFoundError", "No module named 'cognito_fdw'"
+    )
+    assert "cannot import cognito_fdw" in what
+    assert "PYTHONPATH" in fix and "restart PostgreSQL" in fix
+
+
+def test_missing_boto3_is_told_apart_from_a_missing_wrapper():
+    what, fix = import_failure(
+        "Error in python: ModuleNotFoundError", "No module named 'botocore.config'"
+    )
+    assert "cannot import botocore" in what
+    assert "install boto3" in fix
+
+
+def test_a_wrapper_error_is_not_an_import_failure():
+    assert import_failure("Cognito ListUsers failed: ...", None) is None
+
+
+def test_a_statement_timeout_points_at_the_network():
+    what, fix = probe_failure(
+        "57014", "canceling statement due to statement timeout", None, None, 5
+    )
+    assert what == "no answer within 5 s"
+    assert "endpoint" in fix
+
+
+def test_a_wrapper_error_keeps_its_hint_as_the_fix():
+    what, fix = probe_failure(
+        "XX000", "Cognito DescribeUserPool failed: not found", "Check user_pool_id.", "code X", 10
+    )
+    assert what == "Cognito DescribeUserPool failed: not found (code X)"
+    assert fix == "Check user_pool_id."
+
+
+def test_server_summary_never_shows_a_secret_and_warns_where_it_sits():
+    options = {
+        "wrapper": "cognito_fdw.CognitoFdw",
+        "user_pool_id": "us-east-1_Abc",
+        "region": "us-east-1",
+        "aws_access_key_id": "AKIDEXAMPLE",
+        "aws_secret_access_key": "s3cr3t-value",
+    }
+    text, warnings = server_summary("prod", options, [])
+    assert "us-east-1_Abc" in text and "no user mapping" in text
+    assert "s3cr3t-value" not in text + repr(warnings)
+    assert [w.status for w in warnings] == [WARN]
+    assert "aws_secret_access_key" in warnings[0].text
+    assert "USER MAPPING" in warnings[0].fix
+
+
+def test_server_summary_without_keys_in_options_warns_nothing():
+    text, warnings = server_summary("s", {"user_pool_id": "p"}, ["PUBLIC", "app"])
+    assert "user mappings: PUBLIC, app" in text
+    assert warnings == []
+
+
+def test_versions_line_and_the_modules_that_failed():
+    found = {
+        "python": "3.11.2",
+        "cognito_fdw": {"version": "0.1.0", "path": "/x/cognito_fdw/__init__.py"},
+        "boto3": {"error": "ModuleNotFoundError: No module named 'boto3'"},
+        "botocore": {"version": "1.35.0", "path": "/y/botocore/__init__.py"},
+    }
+    text, errors = versions_text(found)
+    assert text.startswith("Python 3.11.2, cognito_fdw 0.1.0 (/x/cognito_fdw/__init__.py)")
+    assert "botocore 1.35.0" in text
+    assert errors == [("boto3", "ModuleNotFoundError: No module named 'boto3'")]
+
+
+def test_report_fails_only_on_a_failure_and_prints_each_fix():
+    report = Report()
+    report.add(OK, "multicorn", "extension 3.2")
+    report.add(WARN, "server s", "keys in options", "move them")
+    assert not report.failed
+    report.add(FAIL, "table t", "broken", "mend it")
+    report.latencies.extend([10.0, 30.0, 20.0])
+    text = report.render()
+    assert report.failed
+    assert "FAIL  table t: broken\n      fix: mend it" in text
+    assert "warn  server s: keys in options\n      fix: move them" in text
+    assert "median 20 ms, max 30 ms" in text
+    assert text.endswith("1 problem(s) found")
