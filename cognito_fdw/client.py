@@ -11,6 +11,7 @@ import dataclasses
 import random
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator, Mapping
 
 import botocore.config
@@ -97,6 +98,17 @@ def _retry_truncated_bodies(max_attempts: int):
         return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # full jitter
 
     return needs_retry
+
+
+def is_cognito_name(value: str) -> bool:
+    """Whether a value could be a Username or GroupName at all.
+
+    Both are 1 to 128 characters of the Unicode categories letter, mark, symbol, number and
+    punctuation.  Anything else is in no pool, and sending it would be refused (botocore
+    checks the length, Cognito the pattern): a lookup of such a value is zero rows, not an
+    error.
+    """
+    return 0 < len(value) <= 128 and all(unicodedata.category(c)[0] in "LMSNP" for c in value)
 
 
 class Pool:

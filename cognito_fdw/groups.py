@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 
 from . import changes
 from .changes import Change, ChangeLog
-from .client import PAGE_SIZE, Pool, Stats
+from .client import PAGE_SIZE, Pool, Stats, is_cognito_name
 from .columns import (
     INSTANT,
     NUMBER,
@@ -123,14 +123,23 @@ def _pushable(fdw_columns: Mapping, name: str) -> bool:
 
 
 def _equal_values(quals, name: str) -> list | None:
-    """The values a qual ``name = v`` or ``name IN (...)`` allows, or None if there is none."""
+    """The values a qual ``name = v`` or ``name IN (...)`` allows, or None if there is none.
+
+    Values that cannot be a Cognito name match nothing, so they are dropped here rather than
+    sent (Cognito would refuse them).
+    """
     for qual in quals:
         if qual.field_name != name:
             continue
         if qual.operator == "=" and isinstance(qual.value, str):
-            return [qual.value]
-        if qual.operator == ("=", True) and isinstance(qual.value, list):
-            return [v for v in qual.value if isinstance(v, str)]
+            values = [qual.value]
+        elif qual.operator == ("=", True) and isinstance(qual.value, list):
+            values = [v for v in qual.value if isinstance(v, str)]
+        else:
+            continue
+        if name == ROWID:
+            return values
+        return [v for v in values if is_cognito_name(v)]
     return None
 
 
@@ -232,7 +241,8 @@ class Members:
         """("users", names), ("groups", names) or ("all", []): how a scan reads Cognito."""
         keys = _equal_values(quals, ROWID) if _pushable(self._fdw_columns, ROWID) else None
         if keys is not None:
-            return "users", [k[1] for k in map(parse_membership, keys) if k]
+            pairs = [k for k in map(parse_membership, keys) if k]
+            return "users", [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
         for kind, column in (("users", "username"), ("groups", "group_name")):
             if _pushable(self._fdw_columns, column):
                 values = _equal_values(quals, column)

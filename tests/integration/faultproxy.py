@@ -149,10 +149,11 @@ class FaultProxy:
             def _repeat_token(self, request_body: bytes, payload: bytes) -> bytes:
                 # Answer with the token the request carried: the client is sent back to a
                 # page it has already read.
-                sent = json.loads(request_body or b"{}").get("PaginationToken")
+                sent = json.loads(request_body or b"{}")
                 data = json.loads(payload)
-                if sent and data.get("PaginationToken"):
-                    data["PaginationToken"] = sent
+                for key in ("PaginationToken", "NextToken"):  # ListUsers; the group APIs
+                    if sent.get(key):
+                        data[key] = sent[key]
                 return json.dumps(data).encode()
 
             def _error(self, status: int, code: str, message: str):

@@ -180,3 +180,72 @@ def test_statement_timeout_during_slow_paging_is_prompt(faulty, db, proxy):
     assert elapsed < 1.0 + 2.0 + READ_TIMEOUT
     proxy.arm()
     assert len(scan(db)) == 150
+
+
+GROUP_SIZE = 70  # two ListUsersInGroup pages
+
+
+@pytest.fixture(scope="module")
+def fault_groups(faulty, cognito, pool):
+    """Groups in the shared pool (groups don't change what users scans return)."""
+    for group in ("fault_big", "fault_small"):
+        cognito.create_group(UserPoolId=pool.pool_id, GroupName=group)
+    for i in range(1, GROUP_SIZE + 1):
+        cognito.admin_add_user_to_group(
+            UserPoolId=pool.pool_id, GroupName="fault_big", Username=f"user{i:03d}"
+        )
+    with psycopg.connect(faulty.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FOREIGN TABLE fault_members (group_name text, username text, "
+            "membership text) SERVER fault_srv OPTIONS (object 'group_members', writable 'true')"
+        )
+    return faulty
+
+
+def big_group(db):
+    sql = "SELECT username FROM fault_members WHERE group_name = 'fault_big' ORDER BY 1"
+    return db.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("throttle", "ListUsersInGroup", skip=1, times=2),
+        Fault("reset", "ListUsersInGroup", skip=1, times=1),
+        Fault("truncate", "ListUsersInGroup", skip=1, times=1),
+        Fault("503", "ListUsersInGroup", skip=1, times=1),
+    ],
+    ids=lambda f: f.kind,
+)
+def test_group_members_paging_survives_transient_faults(fault_groups, db, proxy, fault):
+    proxy.arm(fault)
+    rows = big_group(db)
+    record("fault", f"{fault.kind} mid-paging of group_members",
+           f"exact answer: {len(rows)} members")  # fmt: skip
+    assert rows == [(f"user{i:03d}",) for i in range(1, GROUP_SIZE + 1)]
+
+
+def test_group_members_repeated_token_is_reported(fault_groups, db, proxy):
+    proxy.arm(Fault("repeat_token", "ListUsersInGroup", skip=1, times=1))
+    err = clear_error(db, "SELECT username FROM fault_members WHERE group_name = 'fault_big'")
+    record("fault", "repeated NextToken in group_members", err.diag.message_primary)
+    assert "NextToken it had already returned" in err.diag.message_primary
+
+
+def test_a_commit_that_fails_midway_is_undone_and_named(fault_groups, db, proxy, cognito, pool):
+    # The second add is throttled beyond every retry: the first must be taken back.
+    proxy.arm(Fault("throttle", "AdminAddUserToGroup", skip=1, times=-1))
+    db.execute("BEGIN")
+    db.execute(
+        "INSERT INTO fault_members (group_name, username) "
+        "VALUES ('fault_small', 'user001'), ('fault_small', 'user002')"
+    )
+    err = clear_error(db, "COMMIT")
+    record("fault", "throttled beyond retries while applying memberships at COMMIT",
+           err.diag.message_primary)  # fmt: skip
+    assert "fault_small" in err.diag.message_primary
+    assert "user002" in err.diag.message_primary
+    assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    proxy.arm()
+    listed = cognito.list_users_in_group(UserPoolId=pool.pool_id, GroupName="fault_small")
+    assert listed["Users"] == []  # user001's add was undone

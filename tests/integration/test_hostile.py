@@ -137,3 +137,58 @@ def test_current_user_in_a_qual(hostile, db):
            "Multicorn's own error; (SELECT CURRENT_USER::text) works")  # fmt: skip
     assert rows == []
     assert db.execute("SELECT count(*) FROM hostile_users").fetchone()[0] == 150
+
+
+MEMBERS = "group_name text, username text, membership text"
+GROUP_CASES = [
+    ("writable not a boolean", MEMBERS, "object 'group_members', writable 'yes please'",
+     "INSERT INTO hostile_gm (group_name, username) VALUES ('hostile_g', 'user001')",
+     "invalid value for option writable"),
+    ("INSERT without writable", MEMBERS, "object 'group_members'",
+     "INSERT INTO hostile_gm (group_name, username) VALUES ('hostile_g', 'user001')",
+     "writable"),
+    ("UPDATE of a membership", MEMBERS, "object 'group_members', writable 'true'",
+     "UPDATE hostile_gm SET username = 'user002' WHERE group_name = 'hostile_g'", "UPDATE"),
+    ("INSERT into groups", "group_name text", "object 'groups'",
+     "INSERT INTO hostile_gm (group_name) VALUES ('g')", "read-only"),
+    ("a group that does not exist, at COMMIT", MEMBERS, "object 'group_members', writable 'true'",
+     "INSERT INTO hostile_gm (group_name, username) VALUES ('no such group', 'user001')",
+     "no such group"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hostile_group(hostile, cognito, pool):
+    cognito.create_group(UserPoolId=pool.pool_id, GroupName="hostile_g")
+    cognito.admin_add_user_to_group(
+        UserPoolId=pool.pool_id, GroupName="hostile_g", Username="user001"
+    )
+    return hostile
+
+
+@pytest.mark.parametrize(
+    "case, columns, options, sql, message", GROUP_CASES, ids=[c[0] for c in GROUP_CASES]
+)
+def test_bad_group_statements(hostile_group, db, case, columns, options, sql, message):
+    db.execute("DROP FOREIGN TABLE IF EXISTS hostile_gm")
+    db.execute(f"CREATE FOREIGN TABLE hostile_gm ({columns}) SERVER cognito_server "
+               f"OPTIONS ({options})")  # fmt: skip
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(sql)
+    err = caught.value
+    text = f"{err.diag.message_primary} {err.diag.message_hint}"
+    record("hostile input", f"groups: {case}", err.diag.message_primary[:120])
+    assert message in text
+    assert "Error in python" not in text and err.diag.message_hint
+
+
+def test_group_names_with_hostile_values_read_exactly(hostile, db):
+    db.execute("DROP FOREIGN TABLE IF EXISTS hostile_gm")
+    db.execute("CREATE FOREIGN TABLE hostile_gm (group_name text, username text) "
+               "SERVER cognito_server OPTIONS (object 'group_members')")  # fmt: skip
+    for value in ['a"b', "a\\b", "%", "_", "", " ", "a b", "\x01", "李", "x" * 500]:
+        rows = db.execute("SELECT * FROM hostile_gm WHERE group_name = %s", (value,)).fetchall()
+        assert rows == []
+        rows = db.execute("SELECT * FROM hostile_gm WHERE username = %s", (value,)).fetchall()
+        assert rows == []
+    record("hostile input", "groups: hostile group names and usernames in WHERE", "zero rows")

@@ -6,7 +6,7 @@ import pytest
 from botocore.stub import Stubber
 
 from cognito_fdw import client as client_module
-from cognito_fdw.client import Pool, Stats
+from cognito_fdw.client import Pool, Stats, is_cognito_name
 from cognito_fdw.errors import CognitoApiError
 from cognito_fdw.options import parse_options
 
@@ -113,3 +113,12 @@ def test_each_error_code_gets_a_hint(pool, code, words):
     with pytest.raises(CognitoApiError) as caught:
         names(pool)
     assert words in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "value, ok",
+    [("alice", True), ("李", True), ("a.b-c_d@e+f", True), ("x" * 128, True), ("", False),
+     ("x" * 129, False), ("a b", False), ("tab\there", False), ("\x01", False)],
+)  # fmt: skip
+def test_is_cognito_name(value, ok):
+    assert is_cognito_name(value) is ok
