@@ -149,6 +149,14 @@ def from_client_error(exc, operation: str, pool_id: str | None) -> CognitoApiErr
 def from_botocore_error(exc, operation: str, endpoint: str) -> CognitoApiError:
     """Translate a botocore error that is not an AWS answer (network, credentials)."""
     name = type(exc).__name__
+    if name == "ParamValidationError":
+        return CognitoApiError(
+            f"Cognito {operation} not sent: a value is outside what the API accepts",
+            hint="Check the values the query compares with (names are 1 to 128 characters) "
+            "and the table's options; DETAIL names the parameter.",
+            detail=str(exc),
+            code=name,
+        )
     if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
         return CognitoApiError(
             f"Cognito {operation} failed: no usable AWS credentials ({name})",

@@ -25,3 +25,10 @@ def test_unreachable_endpoint_names_it_and_hints_at_timeouts():
 def test_missing_credentials_say_where_to_put_them():
     err = from_botocore_error(botocore.exceptions.NoCredentialsError(), "ListUsers", "AWS")
     assert "credentials" in err.message and "user mapping" in err.hint
+
+
+def test_parameter_validation_is_not_blamed_on_the_endpoint():
+    exc = botocore.exceptions.ParamValidationError(report="Invalid length for parameter X")
+    err = from_botocore_error(exc, "GetGroup", "AWS")
+    assert "not sent" in err.message and "Invalid length" in err.detail
+    assert "endpoint_url" not in err.hint
