@@ -25,11 +25,29 @@ _die_pending = _symbol("ProcDiePending", ctypes.c_int)
 _holdoff = _symbol("InterruptHoldoffCount", ctypes.c_uint32)
 
 
+def _function(name: str, restype):
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError):
+        return None
+    function.restype = restype
+    function.argtypes = []
+    return function
+
+
+_statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64)
+
+
 def cancel_pending() -> bool:
     """True when the statement is being cancelled (cancel, timeout) or the backend is dying."""
     if _interrupt_pending is None or _cancel_pending is None or _die_pending is None:
         return False
     return bool(_interrupt_pending.value and (_cancel_pending.value or _die_pending.value))
+
+
+def statement_started() -> int | None:
+    """When the running statement started (microseconds), identifying it; None outside."""
+    return None if _statement_start is None else _statement_start()
 
 
 def report(log, message: str, level) -> None:

@@ -38,6 +38,10 @@ class Options:
     read_timeout: float = 15.0
     max_attempts: int = 5
     retry_mode: str = "standard"
+    pushdown: bool = True
+    max_requests_per_second: float = 25.0
+    scan_workers: int = 4
+    describe_ttl: float = 300.0
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never appear in a message."""
@@ -84,6 +88,30 @@ OPTION_SPECS = (
         "botocore retry mode: `standard` or `adaptive` (adaptive also "
         "slows down client-side when throttled).",
         "standard",
+    ),
+    OptionSpec(
+        "pushdown",
+        "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
+        "whole pool (for comparing results, or a pool whose matching is unusual).",
+        "true",
+    ),
+    OptionSpec(
+        "max_requests_per_second",
+        "Client-side cap on Cognito requests per second, per database connection, shared by "
+        "its scan workers (0.1 to 1000); Cognito's ListUsers quota is 30/s per account.",
+        "25",
+    ),
+    OptionSpec(
+        "scan_workers",
+        "Threads that read a large full scan concurrently, in 16 parts by `sub` prefix "
+        "(1 to 16; 1 pages sequentially).",
+        "4",
+    ),
+    OptionSpec(
+        "describe_ttl",
+        "Seconds to cache DescribeUserPool (the planner's user count, custom attributes) per "
+        "connection (0 to 86400).",
+        "300",
     ),
 )
 KNOWN_OPTIONS = frozenset(spec.name for spec in OPTION_SPECS)
@@ -138,6 +166,21 @@ def _choice(opts: Mapping[str, str], name: str, choices: tuple[str, ...], defaul
             hint=f"Set {name} to one of: {', '.join(choices)}.",
         )
     return raw
+
+
+def _bool(opts: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = opts.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise OptionError(
+        f"invalid value for option {name}: {raw!r}",
+        hint=f"Set {name} to 'true' or 'false' (default {'true' if default else 'false'}).",
+    )
 
 
 def check_known(opts: Mapping[str, str], known: frozenset[str]) -> None:
@@ -235,4 +278,25 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         read_timeout=_float(opts, "read_timeout", 15.0, 0.1, 900.0),
         max_attempts=_int(opts, "max_attempts", 5, 1, 20),
         retry_mode=_choice(opts, "retry_mode", ("standard", "adaptive"), "standard"),
+        pushdown=_bool(opts, "pushdown", True),
+        max_requests_per_second=_rate(opts),
+        scan_workers=_int(opts, "scan_workers", 4, 1, 16),
+        describe_ttl=_float(opts, "describe_ttl", 300.0, 0.0, 86400.0),
     )
+
+
+def _rate(opts: Mapping[str, str]) -> float:
+    raw = opts.get("max_requests_per_second")
+    if raw is None:
+        return 25.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not 0.1 <= value <= 1000.0:
+        raise OptionError(
+            f"invalid value for option max_requests_per_second: {raw!r}",
+            hint="Set max_requests_per_second to a number of requests per second from 0.1 to "
+            "1000 (default 25); keep it under Cognito's quota of 30 ListUsers requests/s.",
+        )
+    return value
