@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import types
 
 import boto3
 import psycopg
@@ -102,7 +103,17 @@ def db(setup):
     """A connection that collects the wrapper's DEBUG accounting lines."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.notices = []
-        conn.add_notice_handler(lambda diag: conn.notices.append(diag))
+        # psycopg frees a notice's fields when the handler returns: keep a copy.
+        conn.add_notice_handler(
+            lambda diag: conn.notices.append(
+                types.SimpleNamespace(
+                    severity=diag.severity,
+                    message_primary=diag.message_primary,
+                    message_detail=diag.message_detail,
+                    message_hint=diag.message_hint,
+                )
+            )
+        )
         yield conn
 
 
