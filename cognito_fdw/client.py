@@ -75,6 +75,8 @@ def client_for(options: Options):
                 read_timeout=options.read_timeout,
                 retries={"mode": options.retry_mode, "max_attempts": options.max_attempts},
                 user_agent_extra=f"cognito-fdw/{__version__}",
+                # One connection per scan worker (at most 16) and the main thread.
+                max_pool_connections=20,
             )
             client = session.client("cognito-idp", endpoint_url=options.endpoint_url, config=config)
             _clients[key] = client
