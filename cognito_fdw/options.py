@@ -39,7 +39,7 @@ class Options:
     max_attempts: int = 5
     retry_mode: str = "standard"
     pushdown: bool = True
-    max_requests_per_second: float = 25.0
+    max_requests_per_second: int = 25
     scan_workers: int = 4
     describe_ttl: float = 300.0
 
@@ -98,7 +98,7 @@ OPTION_SPECS = (
     OptionSpec(
         "max_requests_per_second",
         "Client-side cap on Cognito requests per second, per database connection, shared by "
-        "its scan workers (0.1 to 1000); Cognito's ListUsers quota is 30/s per account.",
+        "its scan workers (1 to 1000); Cognito's ListUsers quota is 30/s per account.",
         "25",
     ),
     OptionSpec(
@@ -279,24 +279,7 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         max_attempts=_int(opts, "max_attempts", 5, 1, 20),
         retry_mode=_choice(opts, "retry_mode", ("standard", "adaptive"), "standard"),
         pushdown=_bool(opts, "pushdown", True),
-        max_requests_per_second=_rate(opts),
+        max_requests_per_second=_int(opts, "max_requests_per_second", 25, 1, 1000),
         scan_workers=_int(opts, "scan_workers", 4, 1, 16),
         describe_ttl=_float(opts, "describe_ttl", 300.0, 0.0, 86400.0),
     )
-
-
-def _rate(opts: Mapping[str, str]) -> float:
-    raw = opts.get("max_requests_per_second")
-    if raw is None:
-        return 25.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = None
-    if value is None or not 0.1 <= value <= 1000.0:
-        raise OptionError(
-            f"invalid value for option max_requests_per_second: {raw!r}",
-            hint="Set max_requests_per_second to a number of requests per second from 0.1 to "
-            "1000 (default 25); keep it under Cognito's quota of 30 ListUsers requests/s.",
-        )
-    return value
