@@ -78,14 +78,17 @@ class CognitoFdw(ForeignDataWrapper):
             self._state = (options, pool, columns)
         return self._state
 
+    def _searchable(self) -> dict[str, pushdown.Target]:
+        if self._targets is None:
+            self._targets = pushdown.targets(self._fdw_columns, self._prepared()[2])
+        return self._targets
+
     def _plan(self, quals, limit=None, offset=None) -> pushdown.Plan:
         """The one request plan that planning, EXPLAIN and execution all use."""
-        options, pool, columns = self._prepared()
-        if self._targets is None:
-            self._targets = pushdown.targets(self._fdw_columns, columns)
+        options, pool, _ = self._prepared()
         return pushdown.plan_scan(
             quals,
-            self._targets,
+            self._searchable(),
             estimated_users=pool.estimated_users(),
             pushdown=options.pushdown,
             limit=limit,
@@ -103,8 +106,7 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def get_path_keys(self):
         options, _, _ = self._prepared()
-        self._plan(())  # resolves the searchable columns
-        return pushdown.path_keys(self._targets) if options.pushdown else []
+        return pushdown.path_keys(self._searchable()) if options.pushdown else []
 
     @_guarded
     def can_limit(self, limit, offset):
