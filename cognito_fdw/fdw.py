@@ -89,7 +89,7 @@ class CognitoFdw(ForeignDataWrapper):
         return pushdown.plan_scan(
             quals,
             self._searchable(),
-            estimated_users=pool.estimated_users(),
+            estimated_users=pool.estimated_users,
             pushdown=options.pushdown,
             limit=limit,
             offset=offset,

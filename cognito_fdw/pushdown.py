@@ -25,7 +25,7 @@ import dataclasses
 import json
 import math
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 PAGE_SIZE = 60
 ADMIN_GET_USER = "AdminGetUser"
@@ -216,39 +216,50 @@ def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
 class _Candidate:
     key: tuple
     requests: tuple[Request, ...]
-    rows: int
+    rows: int  # estimated users: this many, or this many pool shares when share is set
     qual: str
     lookups: bool
+    share: int | None = None  # the rows are users * rows // share
 
 
 def plan_scan(
     quals: Sequence,
     found: Mapping[str, Target],
     *,
-    estimated_users: int,
+    estimated_users: int | Callable[[], int],
     pushdown: bool = True,
     limit: int | None = None,
     offset: int | None = None,
     workers: int = 1,
 ) -> Plan:
-    """The request plan for a scan with these quals (Multicorn ``Qual`` objects)."""
-    users = max(1, estimated_users)
+    """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
+
+    ``estimated_users`` (the pool's size) may be a function: it is only called when the
+    plan depends on it, so a lookup costs no DescribeUserPool request.
+    """
+
+    def users() -> int:
+        count = estimated_users() if callable(estimated_users) else estimated_users
+        return max(1, count)
+
     wanted = None if limit is None else (offset or 0) + limit
     if not pushdown:
         refused = tuple(Refusal(_qual_text(q), "off") for q in quals)
-        return _full_scan(users, None, 0, workers, refused)
+        return _full_scan(users(), None, 0, workers, refused)
     candidates, refused = [], []
     for qual in quals:
-        outcome = _candidate(qual, found, users)
+        outcome = _candidate(qual, found)
         if isinstance(outcome, _Candidate):
             candidates.append(outcome)
         else:
             refused.append(Refusal(_qual_text(qual), outcome))
     if not candidates:
-        return _full_scan(users, wanted, offset or 0, workers, tuple(refused))
+        return _full_scan(users(), wanted, offset or 0, workers, tuple(refused))
     best = min(candidates, key=lambda c: c.key)
     refused.extend(Refusal(c.qual, "not-chosen") for c in candidates if c is not best)
-    rows = max(1, min(users, best.rows))
+    rows = max(
+        1, best.rows if best.share is None else min(users(), users() * best.rows // best.share)
+    )
     if best.lookups:
         return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused))
     return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, offset or 0)
@@ -263,7 +274,7 @@ def _full_scan(users, wanted, offset, workers, refused) -> Plan:
     return Plan(SCAN, requests, rows, None, refused, wanted, offset)
 
 
-def _candidate(qual, found: Mapping[str, Target], users: int):
+def _candidate(qual, found: Mapping[str, Target]):
     """A _Candidate for this qual, or the REFUSALS key saying why not."""
     target = found.get(qual.field_name)
     if target is None:
@@ -274,19 +285,19 @@ def _candidate(qual, found: Mapping[str, Target], users: int):
     if isinstance(operator, (tuple, list)):
         if tuple(operator) != ("=", True) or target.attribute == "status":
             return "operator"
-        return _in_candidate(qual, target, value, users)
+        return _in_candidate(qual, target, value)
     if value is None:
         return "null"
     if target.attribute == "status":
-        return _enabled_candidate(qual, operator, value, users)
+        return _enabled_candidate(qual, operator, value)
     if operator == "=":
-        return _in_candidate(qual, target, [value], users)
+        return _in_candidate(qual, target, [value])
     if operator == "~~" and target.attribute in _EQUALITY:
-        return _prefix_candidate(qual, target, value, users)
+        return _prefix_candidate(qual, target, value)
     return "operator"
 
 
-def _in_candidate(qual, target: Target, values, users: int):
+def _in_candidate(qual, target: Target, values):
     distinct = list(dict.fromkeys(v for v in values if v is not None))
     if len(distinct) > MAX_LOOKUPS:
         return "in-bound"
@@ -297,14 +308,15 @@ def _in_candidate(qual, target: Target, values, users: int):
             return request
         requests.append(request)
     text = _qual_text(qual)
+    share = None
     if target.attribute == "cognito:user_status":
-        rank, rows = _STATUS_RANK, len(distinct) * users // _STATUS_SHARE[target.attribute]
+        rank, rows, share = _STATUS_RANK, len(distinct), _STATUS_SHARE[target.attribute]
     else:
         rank, per_value = _EQUALITY[target.attribute]
         rows = len(distinct) * per_value
     if not distinct:
         rank = -1  # = ANY('{}'): no row at all, known without asking
-    return _Candidate((rank, len(requests)), tuple(requests), rows, text, True)
+    return _Candidate((rank, len(requests)), tuple(requests), rows, text, True, share)
 
 
 def _lookup(attribute: str, value) -> Request | str:
@@ -338,7 +350,7 @@ def _filter_request(attribute: str, op: str, value: str) -> Request | str:
     return Request(LIST_USERS, filter=text)
 
 
-def _prefix_candidate(qual, target: Target, pattern, users: int):
+def _prefix_candidate(qual, target: Target, pattern):
     if not isinstance(pattern, str):
         return "value"
     prefix = []
@@ -353,11 +365,10 @@ def _prefix_candidate(qual, target: Target, pattern, users: int):
     request = _filter_request(target.attribute, "^=", "".join(prefix))
     if isinstance(request, str):
         return request
-    rows = max(1, users // 10)
-    return _Candidate((_PREFIX_RANK, 1), (request,), rows, _qual_text(qual), False)
+    return _Candidate((_PREFIX_RANK, 1), (request,), 1, _qual_text(qual), False, share=10)
 
 
-def _enabled_candidate(qual, operator, value, users: int):
+def _enabled_candidate(qual, operator, value):
     # Multicorn passes booleans as 't'/'f'; NOT enabled arrives as enabled <> 't'.
     truth = {"t": True, "f": False, True: True, False: False}.get(value)
     if truth is None:
@@ -367,8 +378,8 @@ def _enabled_candidate(qual, operator, value, users: int):
     elif operator not in ("=", "IS"):
         return "operator"
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
-    rows = users // _STATUS_SHARE["status"]
-    return _Candidate((_STATUS_RANK, 1), (request,), rows, _qual_text(qual), False)
+    share = _STATUS_SHARE["status"]
+    return _Candidate((_STATUS_RANK, 1), (request,), 1, _qual_text(qual), False, share)
 
 
 def _qual_text(qual) -> str:

@@ -326,3 +326,12 @@ def test_a_plan_fetches_every_user_the_quals_match(users, quals):
     wanted = [u for u in users if all(_pg_match(u, q) for q in quals)]
     fetched = [u for u in users if any(_cognito_match(u, r) for r in p.requests)]
     assert all(u in fetched for u in wanted)
+
+
+def test_a_lookup_plan_does_not_ask_for_the_pool_size():
+    def no_describe():
+        raise AssertionError("DescribeUserPool called for a lookup")
+
+    assert plan(Qual("username", "=", "a"), users=no_describe).estimated_rows == 1
+    assert plan(Qual("email", ("=", True), ["a", "b"]), users=no_describe).estimated_rows == 4
+    assert plan(users=lambda: 120).estimated_requests == 2
