@@ -16,6 +16,8 @@ import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -39,6 +41,7 @@ KEYS = "aws_access_key_id 'AKIDBENCH', aws_secret_access_key 'bench-secret'"
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 LATENCY = 0.1
 ROOT = Path(__file__).resolve().parent.parent
+LOAD = os.getloadavg()
 
 
 def connect(dsn, attempts=100):
@@ -179,6 +182,23 @@ def first_query_overhead(dsn, sql) -> float:
     return statistics.median(extra)
 
 
+def startup_breakdown() -> tuple[float, float]:
+    """Seconds to import boto3 and to create a Cognito client, in a fresh interpreter."""
+    code = (
+        "import time; t = time.perf_counter(); import boto3; i = time.perf_counter() - t; "
+        "t = time.perf_counter(); boto3.session.Session(region_name='us-east-1')"
+        ".client('cognito-idp', endpoint_url='http://127.0.0.1:1', aws_access_key_id='a', "
+        "aws_secret_access_key='b'); print(i, time.perf_counter() - t)"
+    )
+    runs = [
+        [float(x) for x in subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()]
+        for _ in range(5)
+    ]  # fmt: skip
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
 def machine(conn) -> list[str]:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -254,11 +274,11 @@ def run_all(dsn, cognito, pools, proxy, big):
         seconds, requests, count = session.run(f"SELECT count(*) FROM {table}", repeat=1)
         latency.append((name, requests, seconds, proxy.max_per_second("ListUsers")))
     overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
-    return rows, latency, overhead, big
+    return rows, latency, (overhead, *startup_breakdown()), big
 
 
 def render(header, report) -> str:
-    rows, latency, overhead, big = report
+    rows, latency, (overhead, import_s, client_s), big = report
     out = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`).", "", *header]
     out += [
         "- Wall time is the median of 1-5 runs on a warm connection, PostgreSQL and moto on "
@@ -290,8 +310,16 @@ def render(header, report) -> str:
         )
     out += [
         "",
-        f"First query on a new connection (import, boto3 client, DescribeUserPool): "
-        f"{overhead * 1000:.0f} ms more than the same query on a warm connection.",
+        "## First query on a new connection",
+        "",
+        f"A username lookup on a new connection took {overhead * 1000:.0f} ms more than the "
+        "same lookup on a warm one (median of 5). In a fresh interpreter on this machine, "
+        f"`import boto3` alone takes {import_s * 1000:.0f} ms and creating the Cognito client "
+        f"{client_s * 1000:.0f} ms (median of 5).",
+        "",
+        f"Load average while the benchmark ran: {LOAD[0]:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs); other work on the "
+        "machine slows every number above.",
         "",
     ]
     return "\n".join(out)
