@@ -46,7 +46,7 @@ REFUSALS = {
     "(boolean for enabled) are pushed; citext is case-insensitive, a domain, char(n) or "
     "uuid has its own equality",
     "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
-    "(= and IN only for status and enabled)",
+    "(no LIKE for status; for enabled only =, <> and IS with true or false)",
     "null": "a comparison with NULL matches no row in PostgreSQL and has no Cognito filter",
     "value": "the value is not a string",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
@@ -161,9 +161,11 @@ class Plan:
             why = "LIMIT 0" if self.kind == SCAN else "the IN list has no non-NULL value"
             lines = [f"Cognito: no request ({why})"]
         elif self.kind == LOOKUPS:
+            paged = any(r.operation == LIST_USERS for r in self.requests)
             lines = [
                 f"Cognito: {len(self.requests)} lookup{'s' if len(self.requests) > 1 else ''}, "
-                f"page size {PAGE_SIZE}, {about}"
+                + (f"page size {PAGE_SIZE}, " if paged else "")
+                + about
                 + (", rows de-duplicated by username" if len(self.requests) > 1 else "")
             ]
             lines.extend(f"Cognito: {request.describe()}" for request in self.requests)
