@@ -36,3 +36,25 @@ def test_bad_values_name_the_option_and_what_to_set(name, raw, hint):
         parse_options({**BASE, name: raw})
     assert name in caught.value.message and repr(raw) in caught.value.message
     assert hint in caught.value.hint
+
+
+class FakeClient:
+    def __init__(self):
+        self.describes = 0
+
+    def describe_user_pool(self, UserPoolId):  # noqa: N803 - boto3's parameter name
+        self.describes += 1
+        return {"UserPool": {"Id": UserPoolId, "EstimatedNumberOfUsers": 0}}
+
+
+@pytest.mark.parametrize("ttl, describes", [("300", 1), ("0", 3)])
+def test_describe_user_pool_is_cached_for_describe_ttl(monkeypatch, ttl, describes):
+    from cognito_fdw import client
+
+    fake = FakeClient()
+    monkeypatch.setattr(client, "client_for", lambda options: fake)
+    monkeypatch.setattr(client, "_descriptions", {})
+    pool = client.Pool(parse_options({**BASE, "describe_ttl": ttl}))
+    estimates = [pool.estimated_users() for _ in range(3)]
+    assert fake.describes == describes
+    assert estimates == [client.DEFAULT_ESTIMATE] * 3  # an emulator's 0 gets a sane default
