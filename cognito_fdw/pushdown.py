@@ -126,8 +126,9 @@ class Plan:
     """What one scan asks Cognito.
 
     ``kind`` is SCAN (one paged ListUsers, maybe filtered, maybe limited), LOOKUPS (each
-    request answers one value; users are de-duplicated by username) or PARTS (the
-    requests are disjoint parts of the pool, read concurrently by ``workers`` threads).
+    request answers one value, up to ``workers`` at a time; users are de-duplicated by
+    username) or PARTS (disjoint parts of the pool, read concurrently by ``workers``
+    threads).
     """
 
     kind: str
@@ -166,7 +167,12 @@ class Plan:
                 f"Cognito: {len(self.requests)} lookup{'s' if len(self.requests) > 1 else ''}, "
                 + (f"page size {PAGE_SIZE}, " if paged else "")
                 + about
-                + (", rows de-duplicated by username" if len(self.requests) > 1 else "")
+                + (
+                    f", {min(self.workers, len(self.requests))} at a time, rows de-duplicated "
+                    "by username"
+                    if len(self.requests) > 1
+                    else ""
+                )
             ]
             lines.extend(f"Cognito: {request.describe()}" for request in self.requests)
         else:
@@ -263,7 +269,7 @@ def plan_scan(
         1, best.rows if best.share is None else min(users(), users() * best.rows // best.share)
     )
     if best.lookups:
-        return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused))
+        return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers)
     return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, offset or 0)
 
 

@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import backend
 from .client import PAGE_SIZE, Pool, Stats
@@ -69,8 +70,8 @@ def run(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[Ma
         yield from _parts(plan, pool, stats)
     elif plan.kind == LOOKUPS:
         seen = set()
-        for request in plan.requests:
-            for user in _lookup(request, pool, stats, cache):
+        for users in _lookups(plan, pool, stats, cache):
+            for user in users:
                 # Cognito may match case-insensitively: two values can find one user.
                 if len(plan.requests) == 1 or user.get("Username") not in seen:
                     seen.add(user.get("Username"))
@@ -80,20 +81,63 @@ def run(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[Ma
             yield from pool.list_users(stats, filter=request.filter, limit=plan.limit)
 
 
-def _lookup(request: Request, pool: Pool, stats: Stats, cache: LookupCache) -> list:
-    users = cache.get(request)
-    if users is not None:
-        return users
+def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[list]:
+    """Each request's users, in plan order; up to ``plan.workers`` threads fetch the
+    requests the cache cannot answer."""
+    cached = {request: cache.get(request) for request in plan.requests}
+    missing = [request for request, users in cached.items() if users is None]
+    if plan.workers <= 1 or len(missing) <= 1:
+        for request in plan.requests:
+            users = cached[request]
+            yield (
+                users
+                if users is not None
+                else _remember(request, _fetch(request, pool, stats), cache)
+            )
+        return
+    worker_stats = [Stats() for _ in missing]
+    executor = ThreadPoolExecutor(
+        max_workers=min(plan.workers, len(missing)), thread_name_prefix="cognito-fdw"
+    )
+    futures = {
+        request: executor.submit(_fetch, request, pool, request_stats)
+        for request, request_stats in zip(missing, worker_stats)
+    }
+    try:
+        for request in plan.requests:
+            if request in futures:
+                yield _remember(request, _result(futures[request]), cache)
+            else:
+                yield cached[request]
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        stats.requests += sum(s.requests for s in worker_stats)
+        stats.rows += sum(s.rows for s in worker_stats)
+
+
+def _fetch(request: Request, pool: Pool, stats: Stats) -> list:
     if request.operation == ADMIN_GET_USER:
         user = pool.get_user(stats, request.username)
-        users = [] if user is None else [user]
-    else:
-        users = []
-        for page in pool.list_user_pages(stats, filter=request.filter):
-            users.extend(page)
+        return [] if user is None else [user]
+    users = []
+    for page in pool.list_user_pages(stats, filter=request.filter):
+        users.extend(page)
+    return users
+
+
+def _remember(request: Request, users: list, cache: LookupCache) -> list:
     if len(users) <= PAGE_SIZE:
         cache.put(request, users)
     return users
+
+
+def _result(future):
+    """A worker's result, waited for in the main thread with cancels polled."""
+    while True:
+        try:
+            return future.result(timeout=_POLL_SECONDS)
+        except FutureTimeout:
+            _check_cancel()
 
 
 def _parts(plan: Plan, pool: Pool, stats: Stats) -> Iterator[Mapping]:
@@ -128,12 +172,16 @@ def _next_page(pages: queue.Queue):
     try:
         return pages.get(timeout=_POLL_SECONDS)
     except queue.Empty:
-        if backend.cancel_pending():
-            raise QueryCanceled(
-                "canceling statement: cancel request or timeout during a Cognito scan",
-                hint="The scan's worker threads were stopped.",
-            ) from None
+        _check_cancel()
         return None
+
+
+def _check_cancel() -> None:
+    if backend.cancel_pending():
+        raise QueryCanceled(
+            "canceling statement: cancel request or timeout during a Cognito scan",
+            hint="The scan's worker threads were stopped.",
+        )
 
 
 def _read_part(pool: Pool, request: Request, stats: Stats, pages, stop) -> None:

@@ -69,7 +69,9 @@ class FakePool:
     def get_user(self, stats, username):
         stats.requests += 1
         self.calls.append(("get", username))
-        return next((u for u in self.users if u["Username"] == username), None)
+        found = next((u for u in self.users if u["Username"] == username), None)
+        stats.rows += found is not None
+        return found
 
 
 USERS = [user(f"u{i:04d}", f"{i % 16:x}{i:07d}") for i in range(1000)]
@@ -208,3 +210,35 @@ def test_the_rate_limiter_is_shared_by_threads():
 def test_limiters_are_per_endpoint_and_rate():
     assert limiter_for(("r", "e", "k"), 25) is limiter_for(("r", "e", "k"), 25)
     assert limiter_for(("r", "e", "k"), 25) is not limiter_for(("r", "e", "k"), 10)
+
+
+def lookup_plan(*names, workers=4):
+    return Plan(
+        LOOKUPS, tuple(Request(ADMIN_GET_USER, username=n) for n in names), len(names),
+        workers=workers,
+    )  # fmt: skip
+
+
+def test_lookups_run_concurrently_and_come_back_in_plan_order():
+    pool, stats, cache = FakePool(USERS), Stats(), scan.LookupCache()
+    names = ["u0009", "u0003", "nobody", "u0007", "u0003"]
+    plan = lookup_plan(*dict.fromkeys(names))
+    got = [u["Username"] for u in scan.run(plan, pool, stats, cache)]
+    assert got == ["u0009", "u0003", "u0007"]
+    assert stats.requests == 4 and stats.rows == 3
+    again = Stats()
+    assert [u["Username"] for u in scan.run(plan, pool, again, cache)] == got
+    assert again.requests == 0  # every answer came from the cache
+
+
+def test_a_failing_lookup_is_raised_in_the_calling_thread():
+    class FailingPool(FakePool):
+        def get_user(self, stats, username):
+            if username == "u0002":
+                raise CognitoApiError("lookup failed", code="TooManyRequestsException")
+            return super().get_user(stats, username)
+
+    with pytest.raises(CognitoApiError, match="lookup failed"):
+        list(
+            scan.run(lookup_plan("u0001", "u0002"), FailingPool(USERS), Stats(), scan.LookupCache())
+        )
