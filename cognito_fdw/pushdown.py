@@ -137,7 +137,6 @@ class Plan:
     pushed: str | None = None
     refused: tuple[Refusal, ...] = ()
     limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
-    offset: int = 0
     workers: int = 1
 
     @property
@@ -246,9 +245,13 @@ def plan_scan(
     plan depends on it, so a lookup costs no DescribeUserPool request.
     """
 
+    known: list[int] = []
+
     def users() -> int:
-        count = estimated_users() if callable(estimated_users) else estimated_users
-        return max(1, count)
+        if not known:
+            count = estimated_users() if callable(estimated_users) else estimated_users
+            known.append(max(1, count))
+        return known[0]
 
     wanted = None if limit is None else (offset or 0) + limit
     if not pushdown:
@@ -270,7 +273,7 @@ def plan_scan(
     )
     if best.lookups:
         return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers)
-    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, offset or 0)
+    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted)
 
 
 def _full_scan(users, wanted, offset, workers, refused) -> Plan:
@@ -279,7 +282,7 @@ def _full_scan(users, wanted, offset, workers, refused) -> Plan:
         return Plan(PARTS, parts, users, None, refused, workers=workers)
     rows = users if wanted is None else max(1, min(users, wanted - offset))
     requests = () if wanted == 0 else (Request(LIST_USERS),)
-    return Plan(SCAN, requests, rows, None, refused, wanted, offset)
+    return Plan(SCAN, requests, rows, None, refused, wanted)
 
 
 def _candidate(qual, found: Mapping[str, Target]):
