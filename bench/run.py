@@ -285,8 +285,8 @@ def render(header, report) -> str:
     out += [
         "- Wall time is the median of 1-5 runs, a second apart, on a warm connection, "
         "PostgreSQL and moto on the same machine; requests are the wrapper's own count (the "
-        "DEBUG1 line). Full scans use a 10,000-user pool's own moto cost per page (moto "
-        "rebuilds the whole user list for every page).",
+        "DEBUG1 line). moto rebuilds the whole user list for every page, so a page of a "
+        "large pool costs it more than a page of a small one.",
         "",
         "| pool | query | rows | requests | ceil(N/60) | time (ms) |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",

@@ -103,8 +103,8 @@ OPTION_SPECS = (
     ),
     OptionSpec(
         "scan_workers",
-        "Threads that read a large full scan concurrently, in 16 parts by `sub` prefix "
-        "(1 to 16; 1 pages sequentially).",
+        "Threads per scan that read a large pool in 16 parts by `sub` prefix, and run the "
+        "lookups of an IN list (1 to 16; 1 sends one request at a time).",
         "4",
     ),
     OptionSpec(

@@ -31,7 +31,7 @@ PAGE_SIZE = 60
 ADMIN_GET_USER = "AdminGetUser"
 LIST_USERS = "ListUsers"
 
-MAX_LOOKUPS = 50  # distinct IN values sent one by one; beyond this a scan is cheaper to reason
+MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
 MAX_FILTER_LENGTH = 256  # Cognito's maximum Filter length
 MAX_USERNAME_LENGTH = 128  # AdminGetUser's Username maximum
 PARTITION_MIN_USERS = 2000  # below this, 16 parts cost more requests than they save time
