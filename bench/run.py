@@ -90,9 +90,8 @@ class Session:
     def run(self, sql, repeat=3):
         """(median seconds, requests of the last run, rows)."""
         times = []
-        for attempt in range(repeat):
-            if attempt:
-                time.sleep(1.0)  # each run starts with an empty rate-limit window
+        for _ in range(repeat):
+            time.sleep(1.0)  # each run starts with an empty rate-limit window
             self.messages.clear()
             started = time.perf_counter()
             rows = self.conn.execute(sql).fetchall()
