@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15
 
-.PHONY: test lint unit reliability system-deps clean dev down
+.PHONY: test lint unit bench reliability system-deps clean dev down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ unit: $(VENV)/.installed
 
 test: system-deps $(VENV)/.installed lint
 	$(PY) -m pytest -rs -q
+
+# Requests and wall time per query shape (about 5 minutes); writes BENCHMARKS.md.
+bench: system-deps $(VENV)/.installed
+	$(PY) -m bench.run
 
 # RELIABILITY.md from what the fault, load and hostile-input tests observe.
 reliability: system-deps $(VENV)/.installed

@@ -45,6 +45,9 @@ _die_pending = variable("ProcDiePending", ctypes.c_int)
 _holdoff = variable("InterruptHoldoffCount", ctypes.c_uint32)
 
 
+_statement_start = function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
+
+
 def cancel_pending() -> bool:
     """True when the statement is being cancelled (cancel, timeout) or the backend is dying."""
     if _interrupt_pending is None or _cancel_pending is None or _die_pending is None:
@@ -63,7 +66,9 @@ def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
     timeout per retry.  On a cancel the request is abandoned (its thread ends with its own
     timeout, touching nothing of PostgreSQL) and :class:`Cancelled` unwinds the scan.
     """
-    if _interrupt_pending is None:  # not inside a backend: nothing can cancel us
+    if _interrupt_pending is None or threading.current_thread() is not threading.main_thread():
+        # Outside a backend nothing cancels; in a scan worker, the backend's thread is the
+        # one polling (while it waits for the workers' pages).
         return call()
     outcome: dict[str, object] = {}
     done = threading.Event()
@@ -87,6 +92,11 @@ def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def statement_started() -> int | None:
+    """When the running statement started (microseconds), identifying it; None outside."""
+    return None if _statement_start is None else _statement_start()
 
 
 def report(log, message: str, level) -> None:

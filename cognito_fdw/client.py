@@ -21,9 +21,9 @@ from . import __version__, credentials, secrets
 from .backend import run_cancellable
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
+from .ratelimit import limiter_for
 
 PAGE_SIZE = 60  # ListUsers' maximum (and default); real Cognito rejects 61
-DESCRIBE_TTL_SECONDS = 300.0
 DEFAULT_ESTIMATE = 1000
 
 _clients: dict[tuple, object] = {}
@@ -71,6 +71,8 @@ def client_for(options: Options):
                 read_timeout=options.read_timeout,
                 retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
                 user_agent_extra=f"cognito-fdw/{__version__}",
+                # One connection per scan worker (at most 16) and the main thread.
+                max_pool_connections=20,
             )
             client = session.client("cognito-idp", endpoint_url=options.endpoint_url, config=config)
             client.meta.events.register(
@@ -116,6 +118,11 @@ class Pool:
 
     def __init__(self, options: Options):
         self.options = options
+        # Keyed by endpoint and account: the quota Cognito enforces is per account and region.
+        self.limiter = limiter_for(
+            (options.region, options.endpoint_url, options.aws_access_key_id),
+            options.max_requests_per_second,
+        )
 
     @property
     def client(self):
@@ -127,6 +134,7 @@ class Pool:
         if stats is not None:
             stats.requests += 1
         method = getattr(self.client, operation)
+        self.limiter.acquire()
         try:
             return run_cancellable(lambda: method(UserPoolId=self.options.user_pool_id, **params))
         except botocore.exceptions.ClientError as exc:
@@ -142,8 +150,18 @@ class Pool:
         """Page through ListUsers, yielding users as each page arrives.
 
         ``limit`` bounds the users asked for (an emulator may still send more, so callers
-        apply their own limit too).  Short or empty pages with a token are followed; a
-        token seen before is an error, not a loop.
+        apply their own limit too).
+        """
+        for page in self.list_user_pages(stats, filter, limit):
+            yield from page
+
+    def list_user_pages(
+        self, stats: Stats, filter: str | None = None, limit: int | None = None
+    ) -> Iterator[list]:
+        """Page through ListUsers, yielding each page's users as a list.
+
+        Short or empty pages with a token are followed; a token seen before is an error,
+        not a loop.
         """
         token, seen, remaining = None, set(), limit
         while remaining is None or remaining > 0:
@@ -163,9 +181,8 @@ class Pool:
                     detail=f"after {stats.requests} requests and {stats.rows} users",
                     code="MalformedResponse",
                 )
-            for user in users:
-                stats.rows += 1
-                yield user
+            stats.rows += len(users)
+            yield users
             if remaining is not None:
                 remaining -= len(users)
             token = page.get("PaginationToken")
@@ -186,11 +203,22 @@ class Pool:
         """DescribeUserPool's UserPool, cached per backend for a while (its quota is 15/s)."""
         key = (self.options.region, self.options.endpoint_url, self.options.user_pool_id)
         cached = _descriptions.get(key)
-        if cached and time.monotonic() - cached[0] < DESCRIBE_TTL_SECONDS:
+        if cached and time.monotonic() - cached[0] < self.options.describe_ttl:
             return cached[1]
         pool = self.call("describe_user_pool")["UserPool"]
         _descriptions[key] = (time.monotonic(), pool)
         return pool
+
+    def get_user(self, stats: Stats, username: str) -> Mapping | None:
+        """AdminGetUser: the user, or None when there is no such user."""
+        try:
+            user = self.call("admin_get_user", stats, Username=username)
+        except CognitoApiError as exc:
+            if exc.code == "UserNotFoundException":
+                return None
+            raise
+        stats.rows += 1
+        return user
 
     def custom_attributes(self) -> dict[str, str]:
         """The pool's custom attributes: ``custom:x`` (or ``dev:custom:x``) -> data type."""

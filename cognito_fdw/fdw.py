@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, credentials, groups, importer
+from . import backend, credentials, groups, importer, pushdown
 from .changes import ChangeLog
-from .client import PAGE_SIZE, Pool, Stats
+from .client import Pool, Stats
 from .columns import resolve_columns
 from .errors import CognitoFdwError, scrub
 from .groups import Groups, Members
 from .options import SECRET_OPTIONS, parse_options
 from .rows import user_row
+from .scan import LookupCache, run
 
 # Planner row widths in bytes, per column; attributes carries every attribute.
 _WIDTHS = {"attributes": 400, "mfa_options": 40, "enabled": 1, "created_at": 8, "updated_at": 8}
@@ -62,6 +62,8 @@ class CognitoFdw(ForeignDataWrapper):
         self._fdw_columns = fdw_columns
         self._state = None
         self._scan = None
+        self._targets = None
+        self._cache = LookupCache()
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
@@ -116,26 +118,50 @@ class CognitoFdw(ForeignDataWrapper):
             self._state = (options, pool, columns)
         return self._state
 
+    def _searchable(self) -> dict[str, pushdown.Target]:
+        if self._targets is None:
+            self._targets = pushdown.targets(self._fdw_columns, self._prepared()[2])
+        return self._targets
+
+    def _plan(self, quals, limit=None, offset=None) -> pushdown.Plan:
+        """The one request plan that planning, EXPLAIN and execution all use."""
+        options, pool, _ = self._prepared()
+        return pushdown.plan_scan(
+            quals,
+            self._searchable(),
+            estimated_users=pool.estimated_users,
+            pushdown=options.pushdown,
+            limit=limit,
+            offset=offset,
+            workers=options.scan_workers,
+        )
+
     # -- planning --------------------------------------------------------------------
 
     @_guarded
     def get_rel_size(self, quals, columns):
-        _, pool, _ = self._prepared()
         width = sum(_WIDTHS.get(name, _DEFAULT_WIDTH) for name in columns)
-        return (pool.estimated_users(), width)
+        return (self._plan(quals).estimated_rows, width)
 
+    @_guarded
+    def get_path_keys(self):
+        options, _, _ = self._prepared()
+        return pushdown.path_keys(self._searchable()) if options.pushdown else []
+
+    @_guarded
     def can_limit(self, limit, offset):
-        # Accepted: PostgreSQL then drops its Limit node, and execute() applies both.
-        return True
+        # Accepted, PostgreSQL drops its Limit node and execute() applies both.  With
+        # pushdown off PostgreSQL keeps it (the scan still stops when it stops pulling).
+        options, _, _ = self._prepared()
+        return options.pushdown
 
     @_guarded
     def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
         options, _, _ = self._prepared()
-        wanted = _wanted(limit, offset)
-        pages = (
-            "all pages" if wanted is None else f"{max(1, math.ceil(wanted / PAGE_SIZE))} page(s)"
+        lines = self._plan(quals, limit, offset).explain()
+        lines.append(
+            f"Cognito: at most {options.max_requests_per_second:g} requests/s per connection"
         )
-        lines = [f"Cognito: ListUsers, page size {min(PAGE_SIZE, wanted or PAGE_SIZE)}, {pages}"]
         if verbose:
             lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
             lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
@@ -159,19 +185,25 @@ class CognitoFdw(ForeignDataWrapper):
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
         self._finish_scan()
-        self._scan = self._rows(limit, offset)
+        self._scan = self._rows(quals, limit, offset)
         return self._scan
 
-    def _rows(self, limit, offset):
+    def _rows(self, quals, limit, offset):
         try:
             _, pool, cols = self._prepared()
+            plan = self._plan(quals, limit, offset)
+            self._cache.claim(backend.statement_started())
             stats = Stats()
-            wanted = _wanted(limit, offset)
-            if wanted != 0:
-                users = pool.list_users(stats, limit=wanted)
-                for user in itertools.islice(users, offset or 0, wanted):
+            users = run(plan, pool, stats, self._cache)
+            try:
+                for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):
                     yield user_row(user, cols)
+            finally:
+                users.close()  # stops a concurrent scan's workers now, and counts their work
             self._report(stats)
+        except GeneratorExit:
+            self._report(stats)  # the scan ended early (a Limit above it, end of a join)
+            raise
         except MulticornException:
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
@@ -187,6 +219,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def end_scan(self):
         self._finish_scan()
+        self._cache.clear()
 
 
 def _wanted(limit, offset) -> int | None:

@@ -66,6 +66,10 @@ class Options:
     role_duration_seconds: int = 3600
     sts_endpoint_url: str | None = None
     writable: bool = False
+    pushdown: bool = True
+    max_requests_per_second: int = 25
+    scan_workers: int = 4
+    describe_ttl: float = 300.0
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never appear in a message."""
@@ -171,6 +175,30 @@ OPTION_SPECS = (
         "slows down client-side when throttled).",
         "standard",
     ),
+    OptionSpec(
+        "pushdown",
+        "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
+        "whole pool (for comparing results, or a pool whose matching is unusual).",
+        "true",
+    ),
+    OptionSpec(
+        "max_requests_per_second",
+        "Client-side cap on Cognito requests per second, per database connection, shared by "
+        "its scan workers (1 to 1000); Cognito's ListUsers quota is 30/s per account.",
+        "25",
+    ),
+    OptionSpec(
+        "scan_workers",
+        "Threads per scan that read a large pool in 16 parts by `sub` prefix, and run the "
+        "lookups of an IN list (1 to 16; 1 sends one request at a time).",
+        "4",
+    ),
+    OptionSpec(
+        "describe_ttl",
+        "Seconds to cache DescribeUserPool (the planner's user count, custom attributes) per "
+        "connection (0 to 86400).",
+        "300",
+    ),
 )
 KNOWN_OPTIONS = frozenset(spec.name for spec in OPTION_SPECS)
 
@@ -224,6 +252,21 @@ def _choice(opts: Mapping[str, str], name: str, choices: tuple[str, ...], defaul
             hint=f"Set {name} to one of: {', '.join(choices)}.",
         )
     return raw
+
+
+def _bool(opts: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = opts.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise OptionError(
+        f"invalid value for option {name}: {raw!r}",
+        hint=f"Set {name} to 'true' or 'false' (default {'true' if default else 'false'}).",
+    )
 
 
 def check_known(opts: Mapping[str, str], known: frozenset[str]) -> None:
@@ -353,7 +396,11 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         role_session_name=session_name,
         role_duration_seconds=_int(opts, "role_duration_seconds", 3600, 900, 43200),
         sts_endpoint_url=_url(opts, "sts_endpoint_url"),
-        writable=_choice(opts, "writable", ("true", "false"), "false") == "true",
+        writable=_bool(opts, "writable", False),
+        pushdown=_bool(opts, "pushdown", True),
+        max_requests_per_second=_int(opts, "max_requests_per_second", 25, 1, 1000),
+        scan_workers=_int(opts, "scan_workers", 4, 1, 16),
+        describe_ttl=_float(opts, "describe_ttl", 300.0, 0.0, 86400.0),
     )
 
 

@@ -46,7 +46,7 @@ def test_the_object_option_picks_the_class():
             OrderedDict(group_name=Col("group_name", "text"), username=Col("username", "text")),
             "writable group_members needs the column membership",
         ),
-        ({"object": "group_members", "writable": "yes"}, MEMBER_COLUMNS, "option writable"),
+        ({"object": "group_members", "writable": "maybe"}, MEMBER_COLUMNS, "option writable"),
     ],
 )
 def test_writes_are_refused_with_a_reason(options, columns, message):

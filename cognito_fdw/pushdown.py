@@ -1,0 +1,413 @@
+"""Quals into a request plan: what to ask Cognito so that no matching user is missed.
+
+The one rule that makes this safe: PostgreSQL re-checks every qual on every row the
+wrapper returns.  So a plan may fetch *more* users than the query needs (a broader
+filter, a case-insensitive match, a LIKE prefix instead of the whole pattern), never
+fewer.  A qual is pushed only when Cognito's match is provably at least as broad as
+PostgreSQL's comparison; otherwise it is left to PostgreSQL, with its reason recorded in
+:data:`REFUSALS` (EXPLAIN shows them).
+
+Cognito's ListUsers takes one ``Filter`` per request, on one attribute, ``=`` (exact) or
+``^=`` (prefix).  With several pushable quals the most selective is sent: username and
+sub, then email and phone_number, then the name attributes, then a LIKE prefix, then the
+user status and the Enabled flag.  ``username = x`` uses AdminGetUser (a 4x higher
+quota; no such user is zero rows).  ``IN (...)`` / ``= ANY(...)`` becomes one lookup per
+distinct value, up to :data:`MAX_LOOKUPS`.  A scan of a large pool with nothing pushed
+reads 16 parts (``sub ^= "0"`` .. ``sub ^= "f"``, disjoint, together every user)
+concurrently.
+
+:func:`plan_scan` is pure; ``explain()`` and ``execute()`` both render one plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+PAGE_SIZE = 60
+ADMIN_GET_USER = "AdminGetUser"
+LIST_USERS = "ListUsers"
+
+MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
+MAX_FILTER_LENGTH = 256  # Cognito's maximum Filter length
+MAX_USERNAME_LENGTH = 128  # AdminGetUser's Username maximum
+PARTITION_MIN_USERS = 2000  # below this, 16 parts cost more requests than they save time
+PARTITIONS = tuple("0123456789abcdef")  # sub is a lowercase UUID: these prefixes cover all
+
+# Why a qual was left to PostgreSQL.  This table is the complete list of refusals.
+REFUSALS = {
+    "off": "pushdown is off (option pushdown 'false')",
+    "column": "Cognito cannot search this column (only username, sub, email, phone_number, "
+    "name, given_name, family_name, preferred_username, status and enabled)",
+    "type": "the column's type compares differently from Cognito: only text and varchar "
+    "(boolean for enabled) are pushed; citext is case-insensitive, a domain, char(n) or "
+    "uuid has its own equality",
+    "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
+    "(no LIKE for status; for enabled only =, <> and IS with true or false)",
+    "null": "IS NULL, IS NOT NULL and comparisons with NULL have no Cognito filter",
+    "value": "the value is not a string",
+    "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
+    "(an empty filter lists every user)",
+    "escape": 'the value holds " or \\: the API escapes them, but emulators do not unescape '
+    "them, so the match is not provably exact",
+    "control": "the value holds a control character (newline, tab, ...) that the filter "
+    "grammar cannot carry exactly",
+    "whitespace": "the value starts or ends with white space, which Cognito may trim",
+    "length": f"the filter would exceed Cognito's {MAX_FILTER_LENGTH}-character maximum",
+    "like-escape": "the LIKE pattern has a backslash escape before its first wildcard",
+    "like-prefix": "the LIKE pattern starts with a wildcard: there is no prefix to search by",
+    "enabled-value": "enabled is compared with something other than true or false",
+    "in-bound": f"more than {MAX_LOOKUPS} distinct IN values: one lookup each would cost more "
+    "than it saves",
+    "not-chosen": "Cognito takes one filter per request and a more selective qual was pushed",
+}
+
+# Searchable attribute -> (selectivity rank, estimated users per value)
+_EQUALITY = {
+    "username": (0, 1),
+    "sub": (0, 1),
+    "email": (1, 2),
+    "phone_number": (1, 2),
+    "name": (2, 10),
+    "given_name": (2, 10),
+    "family_name": (2, 10),
+    "preferred_username": (2, 10),
+}
+_PREFIX_RANK = 3
+_STATUS_RANK = 4
+_STATUS_SHARE = {"cognito:user_status": 3, "status": 2}  # a third / half of the pool
+_TEXT_TYPES = {"text", "character varying", "varchar"}
+_BOOL_TYPES = {"boolean", "bool"}
+_RECORD_FIELDS = {"Username": "username", "UserStatus": "cognito:user_status", "Enabled": "status"}
+# The columns offered to the planner for parameterized (join) scans: one lookup per value.
+PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A column Cognito can search: its filter attribute, and whether its type allows it."""
+
+    column: str
+    attribute: str
+    type_ok: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One Cognito request stream: AdminGetUser for ``username``, else paged ListUsers."""
+
+    operation: str
+    filter: str | None = None
+    username: str | None = None
+
+    def describe(self) -> str:
+        if self.operation == ADMIN_GET_USER:
+            return f"AdminGetUser Username: {json.dumps(self.username, ensure_ascii=False)}"
+        return f"ListUsers Filter: {self.filter}" if self.filter else "ListUsers (no filter)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    qual: str
+    reason: str  # a key of REFUSALS
+
+    def describe(self) -> str:
+        return f"{self.qual}: {REFUSALS[self.reason]}"
+
+
+SCAN, LOOKUPS, PARTS = "scan", "lookups", "parts"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one scan asks Cognito.
+
+    ``kind`` is SCAN (one paged ListUsers, maybe filtered, maybe limited), LOOKUPS (each
+    request answers one value, up to ``workers`` at a time; users are de-duplicated by
+    username) or PARTS (disjoint parts of the pool, read concurrently by ``workers``
+    threads).
+    """
+
+    kind: str
+    requests: tuple[Request, ...]
+    estimated_rows: int
+    pushed: str | None = None
+    refused: tuple[Refusal, ...] = ()
+    limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
+    workers: int = 1
+
+    @property
+    def estimated_requests(self) -> int:
+        if self.limit is not None:
+            return max(1, math.ceil(self.limit / PAGE_SIZE)) if self.requests else 0
+        per_request = self.estimated_rows / max(1, len(self.requests))
+        pages = max(1, math.ceil(per_request / PAGE_SIZE))
+        return sum(1 if r.operation == ADMIN_GET_USER else pages for r in self.requests)
+
+    def explain(self) -> list[str]:
+        """EXPLAIN's lines: the requests, the exact filters, the page size, the estimate."""
+        count = self.estimated_requests
+        about = f"about {count} request{'s' if count != 1 else ''}"
+        if self.kind == PARTS:
+            lines = [
+                f"Cognito: ListUsers in {len(self.requests)} concurrent parts "
+                f'(Filter: sub ^= "0" .. sub ^= "f"), {self.workers} workers, '
+                f"page size {PAGE_SIZE}, {about}"
+            ]
+        elif not self.requests:
+            why = "LIMIT 0" if self.kind == SCAN else "the IN list has no non-NULL value"
+            lines = [f"Cognito: no request ({why})"]
+        elif self.kind == LOOKUPS:
+            paged = any(r.operation == LIST_USERS for r in self.requests)
+            lines = [
+                f"Cognito: {len(self.requests)} lookup{'s' if len(self.requests) > 1 else ''}, "
+                + (f"page size {PAGE_SIZE}, " if paged else "")
+                + about
+                + (
+                    f", {min(self.workers, len(self.requests))} at a time, rows de-duplicated "
+                    "by username"
+                    if len(self.requests) > 1
+                    else ""
+                )
+            ]
+            lines.extend(f"Cognito: {request.describe()}" for request in self.requests)
+        else:
+            page = PAGE_SIZE if self.limit is None else max(1, min(PAGE_SIZE, self.limit))
+            limited = f", at most {self.limit} users" if self.limit is not None else ""
+            lines = [f"Cognito: {self.requests[0].describe()}, page size {page}{limited}, {about}"]
+        if self.pushed:
+            lines.append(f"Cognito: pushed down: {self.pushed}")
+        lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
+        return lines
+
+
+def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
+    """The searchable columns, by column name.
+
+    ``fdw_columns`` is Multicorn's name -> ColumnDefinition; ``resolved`` the registry's
+    columns (what each one reads).  A domain arrives with its own name as base type, so
+    it is never taken for text.
+    """
+    found = {}
+    for column in resolved:
+        if column.field is not None:
+            attribute = _RECORD_FIELDS.get(column.field)
+        else:
+            attribute = column.attribute if column.attribute in _EQUALITY else None
+        if attribute is None:
+            continue
+        definition = fdw_columns[column.name]
+        base = (definition.base_type_name or definition.type_name or "").lower()
+        allowed = _BOOL_TYPES if attribute == "status" else _TEXT_TYPES
+        found[column.name] = Target(column.name, attribute, base in allowed)
+    return found
+
+
+def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
+    """Columns whose join values become lookups: text/varchar username, sub and email only.
+
+    EXPLAIN of a parameterized scan on a by-reference non-text type crashes the backend
+    (facts sheet H1), which the text-only rule also rules out.
+    """
+    return [
+        ((t.column,), _EQUALITY[t.attribute][1])
+        for t in found.values()
+        if t.type_ok and t.attribute in PATH_KEY_ATTRIBUTES
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    key: tuple
+    requests: tuple[Request, ...]
+    rows: int  # estimated users: this many, or this many pool shares when share is set
+    qual: str
+    lookups: bool
+    share: int | None = None  # the rows are users * rows // share
+
+
+def plan_scan(
+    quals: Sequence,
+    found: Mapping[str, Target],
+    *,
+    estimated_users: int | Callable[[], int],
+    pushdown: bool = True,
+    limit: int | None = None,
+    offset: int | None = None,
+    workers: int = 1,
+) -> Plan:
+    """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
+
+    ``estimated_users`` (the pool's size) may be a function: it is only called when the
+    plan depends on it, so a lookup costs no DescribeUserPool request.
+    """
+
+    known: list[int] = []
+
+    def users() -> int:
+        if not known:
+            count = estimated_users() if callable(estimated_users) else estimated_users
+            known.append(max(1, count))
+        return known[0]
+
+    wanted = None if limit is None else (offset or 0) + limit
+    if not pushdown:
+        refused = tuple(Refusal(_qual_text(q), "off") for q in quals)
+        return _full_scan(users, None, 0, workers, refused)
+    candidates, refused = [], []
+    for qual in quals:
+        outcome = _candidate(qual, found)
+        if isinstance(outcome, _Candidate):
+            candidates.append(outcome)
+        else:
+            refused.append(Refusal(_qual_text(qual), outcome))
+    if not candidates:
+        return _full_scan(users, wanted, offset or 0, workers, tuple(refused))
+    best = min(candidates, key=lambda c: c.key)
+    refused.extend(Refusal(c.qual, "not-chosen") for c in candidates if c is not best)
+    rows = max(
+        1, best.rows if best.share is None else min(users(), users() * best.rows // best.share)
+    )
+    if best.lookups:
+        return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers)
+    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted)
+
+
+def _full_scan(users: Callable[[], int], wanted, offset, workers, refused) -> Plan:
+    if wanted is not None:  # a pushed LIMIT: the pool's size does not matter
+        requests = () if wanted == 0 else (Request(LIST_USERS),)
+        return Plan(SCAN, requests, max(1, wanted - offset), None, refused, wanted)
+    count = users()
+    if workers > 1 and count >= PARTITION_MIN_USERS:
+        parts = tuple(Request(LIST_USERS, filter=f'sub ^= "{p}"') for p in PARTITIONS)
+        return Plan(PARTS, parts, count, None, refused, workers=workers)
+    return Plan(SCAN, (Request(LIST_USERS),), count, None, refused, None)
+
+
+def _candidate(qual, found: Mapping[str, Target]):
+    """A _Candidate for this qual, or the REFUSALS key saying why not."""
+    target = found.get(qual.field_name)
+    if target is None:
+        return "column"
+    if not target.type_ok:
+        return "type"
+    operator, value = qual.operator, qual.value
+    if isinstance(operator, (tuple, list)):
+        if tuple(operator) != ("=", True) or target.attribute == "status":
+            return "operator"
+        return _in_candidate(qual, target, value)
+    if value is None:
+        return "null"
+    if target.attribute == "status":
+        return _enabled_candidate(qual, operator, value)
+    if operator == "=":
+        return _in_candidate(qual, target, [value])
+    if operator == "~~" and target.attribute in _EQUALITY:
+        return _prefix_candidate(qual, target, value)
+    return "operator"
+
+
+def _in_candidate(qual, target: Target, values):
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    if len(distinct) > MAX_LOOKUPS:
+        return "in-bound"
+    requests = []
+    for value in distinct:
+        request = _lookup(target.attribute, value)
+        if isinstance(request, str):
+            return request
+        requests.append(request)
+    text = _qual_text(qual)
+    share = None
+    if target.attribute == "cognito:user_status":
+        rank, rows, share = _STATUS_RANK, len(distinct), _STATUS_SHARE[target.attribute]
+    else:
+        rank, per_value = _EQUALITY[target.attribute]
+        rows = len(distinct) * per_value
+    if not distinct:
+        rank = -1  # = ANY('{}'): no row at all, known without asking
+    return _Candidate((rank, len(requests)), tuple(requests), rows, text, True, share)
+
+
+def _lookup(attribute: str, value) -> Request | str:
+    if not isinstance(value, str):
+        return "value"
+    if attribute == "username" and _valid_username(value):
+        return Request(ADMIN_GET_USER, username=value)
+    return _filter_request(attribute, "=", value)
+
+
+def _valid_username(value: str) -> bool:
+    # AdminGetUser's Username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+ (at most 128): any
+    # other value would be refused as a parameter error rather than be "not found".
+    return 0 < len(value) <= MAX_USERNAME_LENGTH and all(
+        unicodedata.category(ch)[0] in "LMSNP" for ch in value
+    )
+
+
+def _filter_request(attribute: str, op: str, value: str) -> Request | str:
+    if value == "":
+        return "empty"
+    if '"' in value or "\\" in value:
+        return "escape"
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        return "control"
+    if value != value.strip():
+        return "whitespace"
+    text = f'{attribute} {op} "{value}"'
+    if len(text) > MAX_FILTER_LENGTH:
+        return "length"
+    return Request(LIST_USERS, filter=text)
+
+
+def _prefix_candidate(qual, target: Target, pattern):
+    if not isinstance(pattern, str):
+        return "value"
+    prefix = []
+    for ch in pattern:
+        if ch in "%_":
+            break
+        if ch == "\\":
+            return "like-escape"
+        prefix.append(ch)
+    if not prefix:
+        return "like-prefix"
+    request = _filter_request(target.attribute, "^=", "".join(prefix))
+    if isinstance(request, str):
+        return request
+    return _Candidate((_PREFIX_RANK, 1), (request,), 1, _qual_text(qual), False, share=10)
+
+
+def _enabled_candidate(qual, operator, value):
+    # Multicorn passes booleans as 't'/'f'; NOT enabled arrives as enabled <> 't'.
+    truth = {"t": True, "f": False, True: True, False: False}.get(value)
+    if truth is None:
+        return "enabled-value"
+    if operator == "<>":
+        truth = not truth
+    elif operator not in ("=", "IS"):
+        return "operator"
+    request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
+    share = _STATUS_SHARE["status"]
+    return _Candidate((_STATUS_RANK, 1), (request,), 1, _qual_text(qual), False, share)
+
+
+def _qual_text(qual) -> str:
+    operator = qual.operator
+    if isinstance(operator, (tuple, list)):
+        operator = f"{operator[0]} {'ANY' if operator[1] else 'ALL'}"
+    op = {"~~": "LIKE", "~~*": "ILIKE", "!~~": "NOT LIKE", "!~~*": "NOT ILIKE"}.get(
+        operator, operator
+    )
+    return f"{qual.field_name} {op} {_literal(qual.value)}"
+
+
+def _literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_literal(v) for v in value) + ")"
+    return "'" + str(value).replace("'", "''") + "'"

@@ -1,0 +1,337 @@
+"""Pushdown planning: which quals become which Cognito requests, and every refusal."""
+
+from __future__ import annotations
+
+import collections
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cognito_fdw import pushdown
+from cognito_fdw.columns import resolve_columns
+from cognito_fdw.pushdown import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Request
+
+Qual = collections.namedtuple("Qual", "field_name operator value")
+ColumnDefinition = collections.namedtuple(
+    "ColumnDefinition", "column_name type_name base_type_name options"
+)
+
+
+def definitions(**types):
+    found = {}
+    for name, spec in types.items():
+        type_name, options = spec if isinstance(spec, tuple) else (spec, {})
+        found[name] = ColumnDefinition(name, type_name, type_name.split("(")[0], options)
+    return found
+
+
+COLUMNS = definitions(
+    username="text",
+    sub="text",
+    email="character varying(200)",
+    phone_number="text",
+    given_name="text",
+    family_name="text",
+    name="text",
+    preferred_username="text",
+    status="text",
+    enabled="boolean",
+    nickname="text",
+    mail=("text", {"attribute": "email"}),
+    tenant=("text", {"attribute": "custom:tenant"}),
+)
+
+
+def targets(columns=COLUMNS):
+    resolved = resolve_columns(columns, lambda: {"custom:tenant": "String"})
+    return pushdown.targets(columns, resolved)
+
+
+def plan(*quals, columns=COLUMNS, users=10_000, **kwargs):
+    return pushdown.plan_scan(quals, targets(columns), estimated_users=users, **kwargs)
+
+
+def reasons(p):
+    return [r.reason for r in p.refused]
+
+
+def test_username_equality_is_one_admin_get_user():
+    p = plan(Qual("username", "=", "alice"))
+    assert p.kind == LOOKUPS
+    assert p.requests == (Request(ADMIN_GET_USER, username="alice"),)
+    assert p.estimated_rows == 1 and p.estimated_requests == 1
+
+
+@pytest.mark.parametrize(
+    "column, attribute",
+    [("sub", "sub"), ("email", "email"), ("phone_number", "phone_number"),
+     ("given_name", "given_name"), ("family_name", "family_name"), ("name", "name"),
+     ("preferred_username", "preferred_username"), ("mail", "email"),
+     ("status", "cognito:user_status")],
+)  # fmt: skip
+def test_equality_becomes_an_exact_filter(column, attribute):
+    p = plan(Qual(column, "=", "x@y.org"))
+    assert p.requests == (Request(LIST_USERS, filter=f'{attribute} = "x@y.org"'),)
+
+
+def test_a_quoted_username_still_uses_admin_get_user_which_needs_no_escaping():
+    p = plan(Qual("username", "=", 'o"brien\\'))
+    assert p.requests == (Request(ADMIN_GET_USER, username='o"brien\\'),)
+
+
+def test_a_username_cognito_could_not_hold_falls_back_to_a_filter_or_is_refused():
+    assert plan(Qual("username", "=", "a b")).requests == (
+        Request(LIST_USERS, filter='username = "a b"'),
+    )
+    assert reasons(plan(Qual("username", "=", "a\nb"))) == ["control"]
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [("", "empty"), ('a"b', "escape"), ("a\\b", "escape"), ("a\tb", "control"),
+     (" a", "whitespace"), ("a ", "whitespace"), ("x" * 250, "length"), (None, "null"),
+     (5, "value")],
+)  # fmt: skip
+def test_values_the_filter_grammar_cannot_carry_exactly_are_refused(value, reason):
+    p = plan(Qual("email", "=", value))
+    assert p.kind == SCAN and p.requests == (Request(LIST_USERS),)
+    assert reasons(p) == [reason]
+
+
+def test_unicode_percent_and_underscore_are_carried_as_they_are():
+    p = plan(Qual("email", "=", "zoë_100%@例え.jp"))
+    assert p.requests[0].filter == 'email = "zoë_100%@例え.jp"'
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [("abc%", 'email ^= "abc"'), ("ab_d%", 'email ^= "ab"'), ("abc", 'email ^= "abc"'),
+     ("a%b_c", 'email ^= "a"')],
+)  # fmt: skip
+def test_like_pushes_the_literal_prefix_before_the_first_wildcard(pattern, expected):
+    p = plan(Qual("email", "~~", pattern))
+    assert p.kind == SCAN and p.requests == (Request(LIST_USERS, filter=expected),)
+
+
+@pytest.mark.parametrize(
+    "pattern, reason",
+    [("%abc", "like-prefix"), ("_bc%", "like-prefix"), ("a\\%b%", "like-escape"),
+     ('a"%', "escape")],
+)  # fmt: skip
+def test_like_without_a_plain_prefix_is_refused(pattern, reason):
+    assert reasons(plan(Qual("email", "~~", pattern))) == [reason]
+
+
+@pytest.mark.parametrize("operator", ["~~*", "!~~", "<>", "<", ">=", "~", ("<>", False)])
+def test_operators_cognito_cannot_search_are_refused(operator):
+    assert reasons(plan(Qual("email", operator, "a"))) == ["operator"]
+
+
+def test_like_on_status_is_refused():
+    assert reasons(plan(Qual("status", "~~", "CONF%"))) == ["operator"]
+
+
+@pytest.mark.parametrize(
+    "column, column_type",
+    [("email", "citext"), ("email", "email_domain"), ("email", "character(20)"),
+     ("sub", "uuid"), ("email", "name")],
+)  # fmt: skip
+def test_columns_whose_equality_differs_from_cognitos_are_never_pushed(column, column_type):
+    columns = definitions(**{column: column_type})
+    assert reasons(plan(Qual(column, "=", "a@b.c"), columns=columns)) == ["type"]
+
+
+def test_unsearchable_columns_are_refused():
+    assert reasons(plan(Qual("nickname", "=", "x"), Qual("tenant", "=", "y"))) == [
+        "column",
+        "column",
+    ]
+
+
+@pytest.mark.parametrize(
+    "operator, value, expected",
+    [("=", "t", "Enabled"), ("=", "f", "Disabled"), ("<>", "t", "Disabled"),
+     ("<>", "f", "Enabled"), ("IS", "t", "Enabled"), ("IS", "f", "Disabled")],
+)  # fmt: skip
+def test_enabled_becomes_the_status_filter(operator, value, expected):
+    p = plan(Qual("enabled", operator, value))
+    assert p.requests == (Request(LIST_USERS, filter=f'status = "{expected}"'),)
+
+
+def test_enabled_is_refused_when_not_boolean_or_not_a_plain_comparison():
+    assert reasons(plan(Qual("enabled", "IS NOT", "f"))) == ["operator"]
+    assert reasons(plan(Qual("enabled", "IS", None))) == ["null"]
+    assert reasons(plan(Qual("enabled", ("=", True), ["t"]))) == ["operator"]
+    text_enabled = definitions(enabled="text")
+    assert reasons(plan(Qual("enabled", "=", "true"), columns=text_enabled)) == ["type"]
+
+
+def test_in_is_one_lookup_per_distinct_non_null_value():
+    p = plan(Qual("email", ("=", True), ["a@x", "b@x", "a@x", None]))
+    assert p.kind == LOOKUPS
+    assert [r.filter for r in p.requests] == ['email = "a@x"', 'email = "b@x"']
+    assert p.estimated_requests == 2
+
+
+def test_an_empty_in_list_asks_nothing():
+    p = plan(Qual("email", ("=", True), []), Qual("username", "=", "alice"))
+    assert p.kind == LOOKUPS and p.requests == ()
+    assert "no request" in p.explain()[0]
+
+
+def test_in_beyond_the_bound_scans_and_one_bad_value_refuses_the_list():
+    many = [f"u{i}" for i in range(pushdown.MAX_LOOKUPS + 1)]
+    assert reasons(plan(Qual("username", ("=", True), many))) == ["in-bound"]
+    assert reasons(plan(Qual("email", ("=", True), ["a", 'b"']))) == ["escape"]
+
+
+def test_the_most_selective_qual_wins_and_the_others_are_recorded():
+    p = plan(
+        Qual("enabled", "=", "t"),
+        Qual("given_name", "=", "Ann"),
+        Qual("email", "~~", "ann%"),
+        Qual("email", "=", "ann@x"),
+        Qual("sub", "=", "abc"),
+    )
+    assert p.requests == (Request(LIST_USERS, filter='sub = "abc"'),)
+    assert p.pushed == "sub = 'abc'"
+    assert reasons(p) == ["not-chosen"] * 4
+
+
+def test_a_single_lookup_beats_an_in_list_of_the_same_rank():
+    p = plan(Qual("username", ("=", True), ["a", "b"]), Qual("sub", "=", "s"))
+    assert p.requests == (Request(LIST_USERS, filter='sub = "s"'),)
+
+
+def test_pushdown_off_refuses_everything_and_keeps_the_full_scan():
+    p = plan(Qual("username", "=", "alice"), pushdown=False, users=100)
+    assert p.kind == SCAN and p.requests == (Request(LIST_USERS),)
+    assert reasons(p) == ["off"]
+
+
+def test_limit_and_offset_bound_what_is_asked():
+    p = plan(limit=10, users=100_000)
+    assert p.limit == 10 and p.estimated_requests == 1 and p.estimated_rows == 10
+    assert "page size 10" in p.explain()[0]
+    assert plan(limit=10, offset=55).estimated_requests == 2
+    assert plan(limit=0).requests == ()
+
+
+def test_a_large_unfiltered_scan_reads_sixteen_disjoint_sub_parts():
+    p = plan(users=10_000, workers=4)
+    assert p.kind == PARTS and p.workers == 4
+    assert [r.filter for r in p.requests] == [f'sub ^= "{c}"' for c in "0123456789abcdef"]
+    assert p.estimated_requests == 16 * 11
+    assert plan(users=10_000, workers=1).kind == SCAN
+    assert plan(users=pushdown.PARTITION_MIN_USERS - 1, workers=4).kind == SCAN
+    assert plan(users=10_000, workers=4, limit=100).kind == SCAN
+
+
+def test_sequential_scan_estimate_is_ceil_of_users_over_sixty():
+    assert plan(users=150).estimated_requests == 3
+    assert plan(users=1, workers=4).estimated_requests == 1
+
+
+def test_estimates_shrink_for_pushed_quals():
+    assert plan(Qual("email", "=", "a")).estimated_rows == 2
+    assert plan(Qual("given_name", "=", "a")).estimated_rows == 10
+    assert plan(Qual("enabled", "=", "t"), users=1000).estimated_rows == 500
+    assert plan(users=0).estimated_rows == 1
+
+
+def test_path_keys_offer_text_username_sub_and_email_only():
+    assert sorted(pushdown.path_keys(targets())) == [
+        (("email",), 2), (("mail",), 2), (("sub",), 1), (("username",), 1)
+    ]  # fmt: skip
+    citext = definitions(username="citext", sub="uuid", email="text")
+    assert pushdown.path_keys(targets(citext)) == [(("email",), 2)]
+
+
+def test_explain_shows_operation_filter_page_size_and_refusals():
+    lines = plan(Qual("email", "=", "a@x"), Qual("name", "~~*", "b%")).explain()
+    assert lines[0] == "Cognito: 1 lookup, page size 60, about 1 request"
+    assert lines[1] == 'Cognito: ListUsers Filter: email = "a@x"'
+    assert lines[2] == "Cognito: pushed down: email = 'a@x'"
+    assert lines[3].startswith("Cognito: left to PostgreSQL: name ILIKE 'b%': Cognito has no")
+    assert plan(Qual("username", "=", "al'ice")).explain()[1] == (
+        'Cognito: AdminGetUser Username: "al\'ice"'
+    )
+
+
+def test_every_refusal_used_is_documented():
+    assert set(pushdown.REFUSALS) >= {
+        "off", "column", "type", "operator", "null", "value", "empty", "escape", "control",
+        "whitespace", "length", "like-escape", "like-prefix", "enabled-value", "in-bound",
+        "not-chosen",
+    }  # fmt: skip
+
+
+# -- property: a plan never loses a row --------------------------------------------------
+
+HOSTILE = st.sampled_from(['"', "\\", "%", "_", "'", " ", "é", "Ω", "李", "a", "A", "b", "\n", ""])
+VALUES = st.lists(HOSTILE, max_size=5).map("".join)
+SEARCHABLE = ["username", "sub", "email", "phone_number", "given_name", "status"]
+
+
+def _pg_like(value: str, pattern: str) -> bool:
+    """PostgreSQL's LIKE (backslash escapes) as a regular expression."""
+    regex, chars = "", iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            regex += re.escape(next(chars, "\\"))
+        else:
+            regex += {"%": ".*", "_": "."}.get(ch, re.escape(ch))
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def _pg_match(user: dict, qual) -> bool:
+    value = user[qual.field_name]
+    if isinstance(qual.operator, tuple):
+        return value in qual.value
+    if qual.operator == "=":
+        return value == qual.value
+    return _pg_like(value, qual.value)
+
+
+def _cognito_match(user: dict, request: Request) -> bool:
+    # The stricter reading of the API (case-sensitive, no unescaping, like moto).
+    if request.operation == ADMIN_GET_USER:
+        return user["username"] == request.username
+    if request.filter is None:
+        return True
+    attribute, op, quoted = request.filter.split(" ", 2)
+    target = quoted[1:-1]
+    field = {"cognito:user_status": "status"}.get(attribute, attribute)
+    return user[field] == target if op == "=" else user[field].startswith(target)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    users=st.lists(st.fixed_dictionaries({c: VALUES for c in SEARCHABLE}), max_size=8),
+    quals=st.lists(
+        st.tuples(
+            st.sampled_from(SEARCHABLE),
+            st.sampled_from(["=", "~~", ("=", True)]),
+            VALUES,
+            st.lists(VALUES, max_size=3),
+        ),
+        max_size=3,
+    ),
+)
+def test_a_plan_fetches_every_user_the_quals_match(users, quals):
+    quals = [Qual(c, op, many if isinstance(op, tuple) else one) for c, op, one, many in quals]
+    p = plan(*quals, users=len(users), workers=1)
+    wanted = [u for u in users if all(_pg_match(u, q) for q in quals)]
+    fetched = [u for u in users if any(_cognito_match(u, r) for r in p.requests)]
+    assert all(u in fetched for u in wanted)
+
+
+def test_a_lookup_plan_does_not_ask_for_the_pool_size():
+    def no_describe():
+        raise AssertionError("DescribeUserPool called for a lookup")
+
+    assert plan(Qual("username", "=", "a"), users=no_describe).estimated_rows == 1
+    assert plan(Qual("email", ("=", True), ["a", "b"]), users=no_describe).estimated_rows == 4
+    assert plan(users=lambda: 120).estimated_requests == 2

@@ -1,0 +1,244 @@
+"""Running plans: lookups and their cache, the concurrent scan, the rate limiter."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cognito_fdw import backend, scan
+from cognito_fdw.client import Stats
+from cognito_fdw.errors import CognitoApiError
+from cognito_fdw.pushdown import (
+    ADMIN_GET_USER,
+    LIST_USERS,
+    LOOKUPS,
+    PARTITIONS,
+    PARTS,
+    SCAN,
+    Plan,
+    Request,
+)
+from cognito_fdw.ratelimit import RateLimiter, limiter_for
+
+
+def user(name, sub):
+    return {"Username": name, "Attributes": [{"Name": "sub", "Value": sub}]}
+
+
+class FakePool:
+    """Pages like ListUsers (60 a page) over a list of users; records every request."""
+
+    def __init__(self, users, fail_on=None, page_delay=0.0):
+        self.users = users
+        self.calls = []
+        self.fail_on = fail_on
+        self.page_delay = page_delay
+        self.lock = threading.Lock()
+
+    def _matches(self, filter):
+        if filter is None:
+            return list(self.users)
+        attribute, op, quoted = filter.split(" ", 2)
+        value = quoted[1:-1]
+        key = (lambda u: u["Username"]) if attribute == "username" else (
+            lambda u: u["Attributes"][0]["Value"]
+        )  # fmt: skip
+        if op == "=":
+            return [u for u in self.users if key(u) == value]
+        return [u for u in self.users if key(u).startswith(value)]
+
+    def list_user_pages(self, stats, filter=None, limit=None):
+        found = self._matches(filter)
+        for start in range(0, max(1, len(found)), 60):
+            stats.requests += 1
+            with self.lock:
+                self.calls.append(filter)
+            if self.fail_on is not None and self.fail_on == filter:
+                raise CognitoApiError("boom", code="TooManyRequestsException")
+            time.sleep(self.page_delay)
+            page = found[start : start + 60]
+            stats.rows += len(page)
+            yield page
+
+    def list_users(self, stats, filter=None, limit=None):
+        for page in self.list_user_pages(stats, filter, limit):
+            yield from page
+
+    def get_user(self, stats, username):
+        stats.requests += 1
+        self.calls.append(("get", username))
+        found = next((u for u in self.users if u["Username"] == username), None)
+        stats.rows += found is not None
+        return found
+
+
+USERS = [user(f"u{i:04d}", f"{i % 16:x}{i:07d}") for i in range(1000)]
+PARTS_PLAN = Plan(
+    PARTS,
+    tuple(Request(LIST_USERS, filter=f'sub ^= "{p}"') for p in PARTITIONS),
+    len(USERS),
+    workers=4,
+)
+
+
+def test_the_concurrent_scan_returns_every_user_once_from_the_calling_thread():
+    pool, stats = FakePool(USERS), Stats()
+    got = list(scan.run(PARTS_PLAN, pool, stats, scan.LookupCache()))
+    assert sorted(u["Username"] for u in got) == [u["Username"] for u in USERS]
+    assert stats.requests == 16 * 2  # 62 or 63 users per part: two pages each
+    assert stats.rows == len(USERS)
+
+
+def test_closing_the_concurrent_scan_stops_its_workers():
+    pool = FakePool(USERS * 4, page_delay=0.01)
+    rows = scan.run(PARTS_PLAN, pool, Stats(), scan.LookupCache())
+    next(rows)
+    rows.close()
+    for thread in threading.enumerate():
+        if thread.name.startswith("cognito-fdw"):
+            thread.join()
+    # 16 parts of 5 pages: stopped workers finish at most their page in flight.
+    assert len(pool.calls) < 16 * 5
+
+
+def test_a_worker_error_is_raised_in_the_calling_thread():
+    pool = FakePool(USERS, fail_on='sub ^= "7"')
+    with pytest.raises(CognitoApiError, match="boom"):
+        list(scan.run(PARTS_PLAN, pool, Stats(), scan.LookupCache()))
+
+
+def test_a_cancel_stops_the_wait_for_workers(monkeypatch):
+    release = threading.Event()
+
+    class SlowPool(FakePool):
+        def list_user_pages(self, stats, filter=None, limit=None):
+            release.wait(10)  # without the cancel poll, the scan would end normally
+            yield from super().list_user_pages(stats, filter, limit)
+
+    monkeypatch.setattr(backend, "cancel_pending", lambda: True)
+    try:
+        with pytest.raises(scan.QueryCanceled):
+            list(scan.run(PARTS_PLAN, SlowPool(USERS), Stats(), scan.LookupCache()))
+    finally:
+        release.set()
+
+
+def test_lookups_deduplicate_users_and_the_cache_answers_repeats():
+    pool, cache = FakePool(USERS), scan.LookupCache()
+    plan = Plan(
+        LOOKUPS,
+        (Request(ADMIN_GET_USER, username="u0001"), Request(LIST_USERS, filter='sub ^= "1"')),
+        2,
+    )
+    got = [u["Username"] for u in scan.run(plan, pool, Stats(), cache)]
+    assert got.count("u0001") == 1
+    stats = Stats()
+    again = [u["Username"] for u in scan.run(plan, pool, stats, cache)]
+    assert again == got
+    assert stats.requests == 2  # sub ^= "1" (63 users) again: too big to cache; not u0001
+
+
+def test_the_cache_is_emptied_for_another_statement():
+    pool, cache = FakePool(USERS), scan.LookupCache()
+    plan = Plan(LOOKUPS, (Request(ADMIN_GET_USER, username="u0002"),), 1)
+    cache.claim(1)
+    list(scan.run(plan, pool, Stats(), cache))
+    cache.claim(1)
+    list(scan.run(plan, pool, Stats(), cache))
+    cache.claim(2)
+    list(scan.run(plan, pool, Stats(), cache))
+    assert pool.calls == [("get", "u0002")] * 2
+
+
+def test_a_plain_scan_pages_once():
+    pool, stats = FakePool(USERS[:150]), Stats()
+    assert (
+        len(
+            list(scan.run(Plan(SCAN, (Request(LIST_USERS),), 150), pool, stats, scan.LookupCache()))
+        )
+        == 150
+    )
+    assert stats.requests == 3
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_rate_limiter_allows_a_burst_then_at_most_rate_per_second():
+    clock = FakeClock()
+    limiter = RateLimiter(20, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(65):
+        limiter.acquire()
+        starts.append(clock.now)
+        clock.now += 0.001  # each request takes a millisecond to send
+    assert starts[19] - starts[0] == pytest.approx(0.019)  # the first 20 at once
+    assert starts[20] == pytest.approx(starts[0] + 1.0)
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(starts, starts[20:]))
+
+
+def test_the_rate_limiter_is_shared_by_threads():
+    limiter = RateLimiter(10, clock=lambda: 0.0)
+    waits, lock = [], threading.Lock()
+
+    def work():
+        for _ in range(10):
+            wait = limiter.reserve()
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(waits) == [float(i // 10) for i in range(40)]
+
+
+def test_limiters_are_per_endpoint_and_rate():
+    assert limiter_for(("r", "e", "k"), 25) is limiter_for(("r", "e", "k"), 25)
+    assert limiter_for(("r", "e", "k"), 25) is not limiter_for(("r", "e", "k"), 10)
+
+
+def lookup_plan(*names, workers=4):
+    return Plan(
+        LOOKUPS, tuple(Request(ADMIN_GET_USER, username=n) for n in names), len(names),
+        workers=workers,
+    )  # fmt: skip
+
+
+def test_lookups_run_concurrently_and_come_back_in_plan_order():
+    pool, stats, cache = FakePool(USERS), Stats(), scan.LookupCache()
+    names = ["u0009", "u0003", "nobody", "u0007", "u0003"]
+    plan = lookup_plan(*dict.fromkeys(names))
+    got = [u["Username"] for u in scan.run(plan, pool, stats, cache)]
+    assert got == ["u0009", "u0003", "u0007"]
+    assert stats.requests == 4 and stats.rows == 3
+    again = Stats()
+    assert [u["Username"] for u in scan.run(plan, pool, again, cache)] == got
+    assert again.requests == 0  # every answer came from the cache
+
+
+def test_a_failing_lookup_is_raised_in_the_calling_thread():
+    class FailingPool(FakePool):
+        def get_user(self, stats, username):
+            if username == "u0002":
+                raise CognitoApiError("lookup failed", code="TooManyRequestsException")
+            return super().get_user(stats, username)
+
+    with pytest.raises(CognitoApiError, match="lookup failed"):
+        list(
+            scan.run(lookup_plan("u0001", "u0002"), FailingPool(USERS), Stats(), scan.LookupCache())
+        )
