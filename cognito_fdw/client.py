@@ -158,43 +158,52 @@ class Pool:
     def list_user_pages(
         self, stats: Stats, filter: str | None = None, limit: int | None = None
     ) -> Iterator[list]:
-        """Page through ListUsers, yielding each page's users as a list.
-
-        Short or empty pages with a token are followed; a token seen before is an error,
-        not a loop.
-        """
-        token, seen, remaining = None, set(), limit
-        while remaining is None or remaining > 0:
-            params = {"Limit": PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)}
-            if filter:
-                params["Filter"] = filter
-            if token:
-                params["PaginationToken"] = token
-            page = self.call("list_users", stats, **params)
-            users = page.get("Users")
-            if not isinstance(users, list):
-                raise CognitoApiError(
-                    "Cognito ListUsers answered without a list of users (a truncated or "
-                    "malformed response); stopped rather than return a partial answer",
-                    hint="Retry the query; if it persists, check endpoint_url and any proxy "
-                    "between the database server and Cognito.",
-                    detail=f"after {stats.requests} requests and {stats.rows} users",
-                    code="MalformedResponse",
-                )
+        """ListUsers' pages, each as the list of its users."""
+        params = {"Filter": filter} if filter else {}
+        for users in self.pages("list_users", "Users", "PaginationToken", stats, limit, **params):
             stats.rows += len(users)
             yield users
+
+    def pages(
+        self, operation: str, key: str, token_key: str, stats: Stats, limit=None, **params
+    ) -> Iterator[list]:
+        """Page through a Cognito list API, yielding each page's ``key`` list.
+
+        ``limit`` bounds the items asked for (an endpoint may still send more, so callers
+        apply their own limit too).  Short or empty pages with a token are followed; a page
+        without the list (a truncated or malformed body) and a token seen before are errors,
+        never a short answer or a loop.
+        """
+        token, seen, remaining = None, set(), limit
+        name = _api_name(operation)
+        while remaining is None or remaining > 0:
+            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            page = self.call(
+                operation, stats, Limit=size, **params, **({token_key: token} if token else {})
+            )
+            items = page.get(key)
+            if not isinstance(items, list):
+                raise CognitoApiError(
+                    f"Cognito {name} answered without a list of {key.lower()} (a truncated "
+                    "or malformed response); stopped rather than return a partial answer",
+                    hint="Retry the query; if it persists, check endpoint_url and any proxy "
+                    "between the database server and Cognito.",
+                    detail=f"after {stats.requests} requests",
+                    code="MalformedResponse",
+                )
+            yield items
             if remaining is not None:
-                remaining -= len(users)
-            token = page.get("PaginationToken")
+                remaining -= len(items)
+            token = page.get(token_key)
             if not token:
                 return
             if token in seen:
                 raise CognitoApiError(
-                    "Cognito ListUsers returned a pagination token it had already returned; "
-                    "stopped instead of reading the same users again",
+                    f"Cognito {name} returned a {token_key} it had already returned; "
+                    "stopped instead of reading the same page again",
                     hint="This is a fault of the endpoint. Retry the query; if it persists, "
                     "report it to the endpoint's operator (or AWS support).",
-                    detail=f"after {stats.requests} requests and {stats.rows} users",
+                    detail=f"after {stats.requests} requests",
                     code="RepeatedPaginationToken",
                 )
             seen.add(token)

@@ -144,24 +144,8 @@ def _equal_values(quals, name: str) -> list | None:
 
 
 def _pages(pool: Pool, operation: str, key: str, stats: Stats, **params) -> Iterator[Mapping]:
-    """Page through a NextToken API; a token seen twice is an error, not a loop."""
-    token, seen = None, set()
-    while True:
-        page = pool.call(
-            operation, stats, Limit=PAGE_SIZE, **params, **({"NextToken": token} if token else {})
-        )
-        yield from page.get(key) or []
-        token = page.get("NextToken")
-        if not token:
-            return
-        if token in seen:
-            raise CognitoApiError(
-                f"Cognito {operation} returned a NextToken it had already returned; stopped "
-                "instead of reading the same page again",
-                hint="This is a fault of the endpoint. Retry; if it persists, report it.",
-                code="RepeatedPaginationToken",
-            )
-        seen.add(token)
+    for page in pool.pages(operation, key, "NextToken", stats, **params):
+        yield from page
 
 
 def _missing(exc: CognitoApiError) -> bool:

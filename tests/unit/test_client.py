@@ -77,7 +77,7 @@ def test_filter_is_sent(pool):
 def test_a_repeated_token_is_an_error_not_a_loop(pool):
     expect(pool, {"Users": users("a"), "PaginationToken": "t1"}, Limit=60)
     expect(pool, {"Users": users("b"), "PaginationToken": "t1"}, Limit=60, PaginationToken="t1")
-    with pytest.raises(CognitoApiError, match="pagination token it had already returned"):
+    with pytest.raises(CognitoApiError, match="PaginationToken it had already returned"):
         names(pool)
 
 
