@@ -221,6 +221,13 @@ def _accepts(kind: str, family: str) -> bool:
     return family in _TEXT or family in _ACCEPTS.get(kind, ()) or family not in _KNOWN | {"array"}
 
 
+def type_problem(name: str, type_name: str, kind: str, family: str, uuid_ok: bool) -> str | None:
+    """Why a column of this type cannot hold values of this kind, or None when it can."""
+    if _accepts(kind, family) and (family != "uuid" or uuid_ok):
+        return None
+    return f"{name}: type {type_name} cannot hold {_kind_words(kind)}; use {_suggest(kind)}"
+
+
 def describe_valid(custom: Mapping[str, str]) -> str:
     names = sorted(set(BUILTIN_COLUMNS) | set(STANDARD_ATTRIBUTES) | {ALL_ATTRIBUTES})
     text = "Valid column names: " + ", ".join(names)
@@ -273,11 +280,9 @@ def resolve_columns(
                 continue
         # uuid holds sub (or an app's own id in a custom attribute), never an email or name.
         uuid_ok = attribute == "sub" or (attribute or "").startswith(("custom:", "dev:custom:"))
-        if not _accepts(kind, family) or (family == "uuid" and not uuid_ok):
-            problems.append(
-                f"{name}: type {definition.type_name} cannot hold {_kind_words(kind)}; "
-                f"use {_suggest(kind)}"
-            )
+        problem = type_problem(name, definition.type_name, kind, family, uuid_ok)
+        if problem:
+            problems.append(problem)
             continue
         resolved.append(Column(name, field, attribute, kind, _renderer(kind, family)))
 

@@ -31,12 +31,10 @@ from .columns import (
     NUMBER,
     STRING,
     Column,
-    _accepts,
     _family,
-    _kind_words,
     _renderer,
-    _suggest,
     resolve_columns,
+    type_problem,
 )
 from .errors import CognitoApiError, CognitoFdwError, ColumnError
 from .rows import user_row
@@ -96,11 +94,9 @@ def resolve_group_columns(fdw_columns: Mapping) -> list[Column]:
             problems.append(f"{name}: not a column of groups")
             continue
         field, kind, _ = GROUP_COLUMNS[name]
-        if not _accepts(kind, family) or family == "uuid":
-            problems.append(
-                f"{name}: type {definition.type_name} cannot hold {_kind_words(kind)}; "
-                f"use {_suggest(kind)}"
-            )
+        problem = type_problem(name, definition.type_name, kind, family, uuid_ok=False)
+        if problem:
+            problems.append(problem)
             continue
         resolved.append(Column(name, field, None, kind, _renderer(kind, family)))
     if problems:
