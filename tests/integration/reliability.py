@@ -24,6 +24,9 @@ How the wrapper behaves, by design:
   Content-Length is retried too (botocore would otherwise parse it as an empty page), and a
   page without a `Users` list is an error, never a short answer.
 - A pagination token that comes back twice is an error, not a loop.
+- A client-side cap on requests per second (`max_requests_per_second`, default 25, below
+  Cognito's 30/s ListUsers quota) keeps one backend, all its scan workers together, from
+  burning the account's quota. It is per backend: N connections may send N times the rate.
 - Requests run in a helper thread while the backend's own thread polls PostgreSQL's cancel
   flags (never `check_interrupts()`, which crashes backends): a cancel or `statement_timeout`
   returns promptly even while a request is stalled, and the session stays usable.
@@ -42,7 +45,7 @@ class Recorder:
     outcomes: dict = dataclasses.field(default_factory=dict)
 
     def add(self, area: str, case: str, observed: str, current_test: str) -> None:
-        self.rows.append((area, case, observed, current_test.split(" ")[0]))
+        self.rows.append((area, case, observed, current_test.rsplit(" (", 1)[0]))
 
     def outcome(self, nodeid: str, outcome: str) -> None:
         self.outcomes[nodeid] = outcome
