@@ -27,13 +27,27 @@ SKIP_REASON = (
 )
 
 
+_SKIPPED: list = []
+
+
 def pytest_collection_modifyitems(config, items):
+    # Without a server, the server tests are set aside at collection (before any fixture
+    # could try to start one) and reported once, in one line, at the end.
     if _MISSING is None or _USE_DOCKER:
         return
-    skip = pytest.mark.skip(reason=SKIP_REASON)
-    for item in items:
-        if "integration" in item.nodeid and "server" in item.fixturenames:
-            item.add_marker(skip)
+    here = os.path.dirname(__file__)
+    _SKIPPED.extend(
+        item for item in items
+        if str(item.path).startswith(here) and not item.get_closest_marker("emulator_only")
+    )  # fmt: skip
+    if _SKIPPED:
+        config.hook.pytest_deselected(items=_SKIPPED)
+        items[:] = [item for item in items if item not in _SKIPPED]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SKIPPED:
+        terminalreporter.write_line(f"SKIPPED {len(_SKIPPED)} tests: {SKIP_REASON}")
 
 
 def pytest_report_header(config):

@@ -23,6 +23,8 @@ import pytest
 
 from cognito_fdw.seed import DEMO_GROUPS, SeedError, demo_users, ensure_pool, seed_pool
 
+pytestmark = pytest.mark.emulator_only
+
 if importlib.util.find_spec("moto") is None:
     pytest.skip("moto is not installed: pip install 'moto[server]'", allow_module_level=True)
 
