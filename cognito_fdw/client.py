@@ -144,21 +144,14 @@ class Pool:
                 exc, _api_name(operation), self.options.endpoint_url or "AWS"
             ) from None
 
-    def list_users(
+    def list_user_pages(
         self, stats: Stats, filter: str | None = None, limit: int | None = None
-    ) -> Iterator[Mapping]:
-        """Page through ListUsers, yielding users as each page arrives.
+    ) -> Iterator[list]:
+        """ListUsers' pages, each as the list of its users.
 
         ``limit`` bounds the users asked for (an emulator may still send more, so callers
         apply their own limit too).
         """
-        for page in self.list_user_pages(stats, filter, limit):
-            yield from page
-
-    def list_user_pages(
-        self, stats: Stats, filter: str | None = None, limit: int | None = None
-    ) -> Iterator[list]:
-        """ListUsers' pages, each as the list of its users."""
         params = {"Filter": filter} if filter else {}
         for users in self.pages("list_users", "Users", "PaginationToken", stats, limit, **params):
             stats.rows += len(users)

@@ -76,9 +76,10 @@ def run(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[Ma
                 if len(plan.requests) == 1 or user.get("Username") not in seen:
                     seen.add(user.get("Username"))
                     yield user
-    else:
-        for request in plan.requests:
-            yield from pool.list_users(stats, filter=request.filter, limit=plan.limit)
+    elif plan.requests:
+        # One stream, read by one worker a page ahead: the next request is in flight while
+        # PostgreSQL consumes this page's rows.
+        yield from _concurrently(plan.requests, 1, pool, stats, plan.limit)
 
 
 def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[list]:
@@ -142,13 +143,20 @@ def _result(future):
 
 def _parts(plan: Plan, pool: Pool, stats: Stats) -> Iterator[Mapping]:
     """Read the plan's disjoint parts with a bounded pool of threads; yield from here."""
-    pages: queue.Queue = queue.Queue(maxsize=2 * plan.workers)
+    yield from _concurrently(plan.requests, plan.workers, pool, stats)
+
+
+def _concurrently(
+    requests, workers: int, pool: Pool, stats: Stats, limit: int | None = None
+) -> Iterator[Mapping]:
+    """Page through each request in worker threads; yield the users from this thread."""
+    pages: queue.Queue = queue.Queue(maxsize=workers + 1)
     stop = threading.Event()
-    worker_stats = [Stats() for _ in plan.requests]
-    executor = ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="cognito-fdw")
-    for request, part_stats in zip(plan.requests, worker_stats):
-        executor.submit(_read_part, pool, request, part_stats, pages, stop)
-    remaining = len(plan.requests)
+    worker_stats = [Stats() for _ in requests]
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cognito-fdw")
+    for request, part_stats in zip(requests, worker_stats):
+        executor.submit(_read_part, pool, request, part_stats, pages, stop, limit)
+    remaining = len(requests)
     try:
         while remaining:
             item = _next_page(pages)
@@ -184,7 +192,7 @@ def _check_cancel() -> None:
         )
 
 
-def _read_part(pool: Pool, request: Request, stats: Stats, pages, stop) -> None:
+def _read_part(pool: Pool, request: Request, stats: Stats, pages, stop, limit=None) -> None:
     def put(item) -> bool:
         waited = 0.0
         while not stop.is_set():
@@ -198,7 +206,7 @@ def _read_part(pool: Pool, request: Request, stats: Stats, pages, stop) -> None:
         return False
 
     try:
-        for page in pool.list_user_pages(stats, filter=request.filter):
+        for page in pool.list_user_pages(stats, filter=request.filter, limit=limit):
             if not put(("page", page)) or stop.is_set():
                 return
         put(("done", None))

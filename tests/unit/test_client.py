@@ -39,7 +39,7 @@ def expect(pool, response, **params):
 
 def names(pool, **kwargs):
     stats = Stats()
-    return [u["Username"] for u in pool.list_users(stats, **kwargs)], stats
+    return [u["Username"] for page in pool.list_user_pages(stats, **kwargs) for u in page], stats
 
 
 def test_follows_tokens_through_short_and_empty_pages(pool):

@@ -50,8 +50,13 @@ class FakePool:
         return [u for u in self.users if key(u).startswith(value)]
 
     def list_user_pages(self, stats, filter=None, limit=None):
+        # Like Pool.list_user_pages: pages of 60, no more users asked for than the limit.
         found = self._matches(filter)
+        if limit is not None:
+            found = found[:limit]
         for start in range(0, max(1, len(found)), 60):
+            if limit == 0:
+                return
             stats.requests += 1
             with self.lock:
                 self.calls.append(filter)
@@ -61,10 +66,6 @@ class FakePool:
             page = found[start : start + 60]
             stats.rows += len(page)
             yield page
-
-    def list_users(self, stats, filter=None, limit=None):
-        for page in self.list_user_pages(stats, filter, limit):
-            yield from page
 
     def get_user(self, stats, username):
         stats.requests += 1
