@@ -91,23 +91,15 @@ STANDARD_ATTRIBUTES = {
     "identities": JSON_TEXT,
 }
 
-# Built-in columns: name -> (record field, kind, description).  The first seven are
-# Supabase's cognito_fdw columns, kept so its SQL works unchanged.
+# Built-in columns read the user record: name -> (record field, kind).  With email and
+# attributes they are the seven columns of Supabase's wrapper, kept so its SQL works as is.
 BUILTIN_COLUMNS = {
-    "username": ("Username", STRING, "the user name (Username)"),
-    "status": (
-        "UserStatus",
-        STRING,
-        "UserStatus: UNCONFIRMED, CONFIRMED, FORCE_CHANGE_PASSWORD, ...",
-    ),
-    "enabled": ("Enabled", BOOLEAN, "whether the user is enabled"),
-    "created_at": ("UserCreateDate", INSTANT, "UserCreateDate"),
-    "updated_at": (
-        "UserLastModifiedDate",
-        INSTANT,
-        "UserLastModifiedDate (the standard attribute of that name: see below)",
-    ),
-    "mfa_options": ("MFAOptions", JSON, "MFAOptions, as a JSON array (NULL when absent)"),
+    "username": ("Username", STRING),
+    "status": ("UserStatus", STRING),
+    "enabled": ("Enabled", BOOLEAN),
+    "created_at": ("UserCreateDate", INSTANT),
+    "updated_at": ("UserLastModifiedDate", INSTANT),  # not the standard attribute of that name
+    "mfa_options": ("MFAOptions", JSON),
 }
 # The column holding every attribute as one JSON object ({"sub": ..., "custom:x": ...}).
 ALL_ATTRIBUTES = "attributes"
@@ -266,7 +258,7 @@ def resolve_columns(
             continue
         attribute = options.get("attribute")
         if attribute is None and name in BUILTIN_COLUMNS:
-            field, kind = BUILTIN_COLUMNS[name][:2]
+            field, kind = BUILTIN_COLUMNS[name]
         elif attribute is None and name == ALL_ATTRIBUTES:
             field, kind = None, JSON
         else:

@@ -98,20 +98,27 @@ def _sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+TEST_KEYS = "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret'"
+
+
+def create_server(conn, name: str, pool_id: str, endpoint: str, keys: bool = True, **options):
+    """A cognito_fdw server on the emulator; the test keys in a PUBLIC user mapping."""
+    extra = "".join(f", {key} {_sql(str(value))}" for key, value in options.items())
+    conn.execute(
+        f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS ("
+        f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id {_sql(pool_id)}, "
+        f"endpoint_url {_sql(endpoint)}{extra})"
+    )
+    if keys:
+        conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({TEST_KEYS})")
+
+
 @pytest.fixture(scope="session")
 def setup(server, pool):
     """Extension, server and user mapping; returns the endpoint and pool id."""
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS multicorn")
-        conn.execute(
-            "CREATE SERVER cognito_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', region {_sql(POOL_REGION)}, "
-            f"user_pool_id {_sql(pool.pool_id)}, endpoint_url {_sql(server.endpoint)})"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER cognito_server OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(conn, "cognito_server", pool.pool_id, server.endpoint, region=POOL_REGION)
         conn.execute("CREATE SCHEMA cognito")
     return server
 

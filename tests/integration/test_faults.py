@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from .conftest import counting, record, requests_of
+from .conftest import counting, create_server, record, requests_of
 from .faultproxy import Fault, FaultProxy
 
 READ_TIMEOUT = 2
@@ -26,16 +26,10 @@ def proxy(moto):
 def faulty(setup, pool, proxy):
     """fault_users reads the shared pool through the proxy."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE SERVER fault_srv FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{pool.pool_id}', "
-            f"endpoint_url '{proxy.url}', read_timeout '{READ_TIMEOUT}', "
-            "connect_timeout '2', max_attempts '4')"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER fault_srv OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(
+            conn, "fault_srv", pool.pool_id, proxy.url,
+            read_timeout=READ_TIMEOUT, connect_timeout=2, max_attempts=4,
+        )  # fmt: skip
         conn.execute(
             "CREATE FOREIGN TABLE fault_users (username text, email text) "
             "SERVER fault_srv OPTIONS (object 'users')"

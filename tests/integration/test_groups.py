@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from .conftest import counting, requests_of
+from .conftest import counting, create_server, requests_of
 
 pytestmark = pytest.mark.server
 
@@ -43,15 +43,7 @@ def gpool(cognito):
 def gt(setup, gpool):
     """Schema gt: groups, a writable members table and a read-only one, on gpool."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE SERVER groups_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{gpool}', "
-            f"endpoint_url '{setup.endpoint}')"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER groups_server OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(conn, "groups_server", gpool, setup.endpoint)
         conn.execute("CREATE SCHEMA gt")
         conn.execute(
             "CREATE FOREIGN TABLE gt.groups (group_name text, description text, "

@@ -6,9 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from .conftest import record
-
-KEYS = "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret'"
+from .conftest import create_server, record
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +23,11 @@ def hostile(setup, pool):
 
 def _server(db, pool, endpoint, options):
     db.execute("DROP SERVER IF EXISTS hostile_srv CASCADE")
-    base = f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{pool.pool_id}', "
-    base += f"endpoint_url '{endpoint}'"
-    # Later keys win, as Multicorn merges options: a case can override any base option.
-    db.execute(f"CREATE SERVER hostile_srv FOREIGN DATA WRAPPER multicorn OPTIONS ({base})")
-    db.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER hostile_srv OPTIONS ({KEYS})")
+    create_server(db, "hostile_srv", pool.pool_id, endpoint)
+    # Each case changes the working server's options the way a user's ALTER SERVER would.
     for key, value in options.items():
         action = "SET" if key in ("user_pool_id", "endpoint_url") else "ADD"
-        db.execute(
-            f"ALTER SERVER hostile_srv OPTIONS ({action} {key} %s)".replace("%s", _lit(value))
-        )
+        db.execute(f"ALTER SERVER hostile_srv OPTIONS ({action} {key} {_lit(value)})")
 
 
 def _lit(value: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import counting, requests_of
+from .conftest import counting, create_server, requests_of
 
 pytestmark = pytest.mark.server
 
@@ -47,15 +47,7 @@ def spool(cognito):
 @pytest.fixture(scope="module")
 def app(setup, spool):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE SERVER sync_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{spool}', "
-            f"endpoint_url '{setup.endpoint}')"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER sync_server OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(conn, "sync_server", spool, setup.endpoint)
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         conn.execute(
             f"IMPORT FOREIGN SCHEMA cognito FROM SERVER sync_server INTO {SCHEMA} "

@@ -9,7 +9,7 @@ from datetime import timezone
 import psycopg
 import pytest
 
-from .conftest import counting, requests_of
+from .conftest import counting, create_server, requests_of
 
 COLUMNS = """
     username text, email text, status text, enabled boolean,
@@ -155,17 +155,9 @@ def _table(db, name, server, columns="username text", options="object 'users'"):
     db.execute(f"CREATE FOREIGN TABLE {name} ({columns}) SERVER {server} OPTIONS ({options})")
 
 
-def _server(db, name, options, keys=True):
+def _server(db, name, pool_id, endpoint, keys=True, **options):
     db.execute(f"DROP SERVER IF EXISTS {name} CASCADE")
-    db.execute(
-        f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS ("
-        f"wrapper 'cognito_fdw.CognitoFdw', {options})"
-    )
-    if keys:
-        db.execute(
-            f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+    create_server(db, name, pool_id, endpoint, keys, **options)
 
 
 def error_of(db, sql) -> psycopg.Error:
@@ -179,7 +171,7 @@ def error_of(db, sql) -> psycopg.Error:
 
 
 def test_error_unknown_pool(users, db, pool):
-    _server(db, "err_pool", f"user_pool_id 'us-east-1_Nope123', endpoint_url '{users.endpoint}'")
+    _server(db, "err_pool", "us-east-1_Nope123", users.endpoint)
     _table(db, "err_pool_users", "err_pool")
     err = error_of(db, "SELECT * FROM err_pool_users")
     assert "ResourceNotFoundException" in err.diag.message_primary
@@ -188,12 +180,7 @@ def test_error_unknown_pool(users, db, pool):
 
 
 def test_error_options_named_with_value_and_fix(users, db, pool):
-    _server(
-        db,
-        "err_opts",
-        f"user_pool_id '{pool.pool_id}', region 'eu-west-1', "
-        f"endpoint_url '{users.endpoint}', conect_timeout '3'",
-    )
+    _server(db, "err_opts", pool.pool_id, users.endpoint, region="eu-west-1", conect_timeout=3)
     _table(db, "err_opts_users", "err_opts")
     err = error_of(db, "SELECT * FROM err_opts_users")
     assert "conect_timeout (did you mean connect_timeout?)" in err.diag.message_primary
@@ -223,11 +210,7 @@ def test_error_unreachable_endpoint_is_quick_and_names_it(users, db, pool):
     from cognito_fdw.devstack import free_port
 
     port = free_port()  # nothing listens there
-    _server(
-        db,
-        "err_net",
-        f"user_pool_id '{pool.pool_id}', endpoint_url 'http://127.0.0.1:{port}', max_attempts '2'",
-    )
+    _server(db, "err_net", pool.pool_id, f"http://127.0.0.1:{port}", max_attempts=2)
     _table(db, "err_net_users", "err_net")
     started = time.monotonic()
     err = error_of(db, "SELECT * FROM err_net_users")
@@ -237,12 +220,7 @@ def test_error_unreachable_endpoint_is_quick_and_names_it(users, db, pool):
 
 
 def test_credentials_come_from_the_user_mapping_of_the_current_role(users, db, pool):
-    _server(
-        db,
-        "cred_srv",
-        f"user_pool_id '{pool.pool_id}', endpoint_url '{users.endpoint}'",
-        keys=False,
-    )
+    _server(db, "cred_srv", pool.pool_id, users.endpoint, keys=False)
     _table(db, "cred_users", "cred_srv")
     db.execute("GRANT USAGE ON FOREIGN SERVER cred_srv TO PUBLIC")
     db.execute("GRANT SELECT ON cred_users TO PUBLIC")
