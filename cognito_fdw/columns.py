@@ -213,11 +213,21 @@ def _accepts(kind: str, family: str) -> bool:
     return family in _TEXT or family in _ACCEPTS.get(kind, ()) or family not in _KNOWN | {"array"}
 
 
+def unreadable_columns(problems: list[str], hint: str) -> ColumnError:
+    """One error naming every column that cannot be read, and why."""
+    plural = "s" if len(problems) > 1 else ""
+    return ColumnError(
+        f"foreign table has column{plural} that cannot be read: " + "; ".join(problems),
+        hint=hint,
+    )
+
+
 def type_problem(name: str, type_name: str, kind: str, family: str, uuid_ok: bool) -> str | None:
     """Why a column of this type cannot hold values of this kind, or None when it can."""
     if _accepts(kind, family) and (family != "uuid" or uuid_ok):
         return None
-    return f"{name}: type {type_name} cannot hold {_kind_words(kind)}; use {_suggest(kind)}"
+    words, suggestion = _KIND_TEXT[kind]
+    return f"{name}: type {type_name} cannot hold {words}; use {suggestion}"
 
 
 def describe_valid(custom: Mapping[str, str]) -> str:
@@ -279,12 +289,9 @@ def resolve_columns(
         resolved.append(Column(name, field, attribute, kind, _renderer(kind, family)))
 
     if problems:
-        raise ColumnError(
-            "foreign table has column"
-            + ("s" if len(problems) > 1 else "")
-            + " that cannot be read: "
-            + "; ".join(problems),
-            hint=describe_valid(custom() if custom_cache else {})
+        raise unreadable_columns(
+            problems,
+            describe_valid(custom() if custom_cache else {})
             + ". Map any attribute with a column option, e.g. "
             "tenant text OPTIONS (attribute 'custom:tenant').",
         )
@@ -304,27 +311,14 @@ def _attribute_kind(attribute: str, explicit: bool, custom: Callable[[], Mapping
     return attribute, None
 
 
-def _kind_words(kind: str) -> str:
-    return {
-        STRING: "a string",
-        BOOLEAN: "a boolean",
-        NUMBER: "a number",
-        EPOCH: "seconds since 1970",
-        INSTANT: "a timestamp",
-        DATETIME: "a date and time",
-        JSON: "a JSON value",
-        JSON_TEXT: "JSON text",
-    }[kind]
-
-
-def _suggest(kind: str) -> str:
-    return {
-        STRING: "text (or uuid for sub)",
-        BOOLEAN: "boolean or text",
-        NUMBER: "numeric, an integer type or text",
-        EPOCH: "bigint, timestamptz or text",
-        INSTANT: "timestamptz, timestamp (UTC) or text",
-        DATETIME: "timestamptz or text",
-        JSON: "jsonb, json or text",
-        JSON_TEXT: "jsonb or text",
-    }[kind]
+# What each kind of value is, and the column types that hold it, for error messages.
+_KIND_TEXT = {
+    STRING: ("a string", "text (or uuid for sub)"),
+    BOOLEAN: ("a boolean", "boolean or text"),
+    NUMBER: ("a number", "numeric, an integer type or text"),
+    EPOCH: ("seconds since 1970", "bigint, timestamptz or text"),
+    INSTANT: ("a timestamp", "timestamptz, timestamp (UTC) or text"),
+    DATETIME: ("a date and time", "timestamptz or text"),
+    JSON: ("a JSON value", "jsonb, json or text"),
+    JSON_TEXT: ("JSON text", "jsonb or text"),
+}

@@ -35,8 +35,9 @@ from .columns import (
     _renderer,
     resolve_columns,
     type_problem,
+    unreadable_columns,
 )
-from .errors import CognitoApiError, CognitoFdwError, ColumnError
+from .errors import CognitoApiError, CognitoFdwError
 from .rows import user_row
 
 # name -> (group record field, kind, description); drives resolution and the README.
@@ -100,11 +101,9 @@ def resolve_group_columns(fdw_columns: Mapping) -> list[Column]:
             continue
         resolved.append(Column(name, field, None, kind, _renderer(kind, family)))
     if problems:
-        raise ColumnError(
-            "foreign table has column" + ("s" if len(problems) > 1 else "")
-            + " that cannot be read: " + "; ".join(problems),
-            hint="Columns of object 'groups': " + ", ".join(GROUP_COLUMNS) + ".",
-        )  # fmt: skip
+        raise unreadable_columns(
+            problems, "Columns of object 'groups': " + ", ".join(GROUP_COLUMNS) + "."
+        )
     return resolved
 
 
@@ -208,8 +207,8 @@ class Members:
             not in _TEXT_FAMILIES | {"citext"}
         ]
         if problems:
-            raise ColumnError(
-                "foreign table has columns that cannot be read: " + "; ".join(problems)
+            raise unreadable_columns(
+                problems, "Declare group_name and membership as text or varchar."
             )
         user_columns = {k: v for k, v in fdw_columns.items() if k not in ("group_name", ROWID)}
         self.user_columns = resolve_columns(user_columns, pool.custom_attributes)
