@@ -1,424 +1,460 @@
-"""Server, table and user-mapping options into one frozen dataclass.
+"""Server, table and user-mapping options: one registry, parsed into one frozen dataclass.
 
-Multicorn hands the wrapper one flat dict of strings, merged from the foreign table, the
-server and the user mapping (later wins).  :func:`parse_options` validates it once; every
-error names the option, shows the bad value (never a secret's) and says what to set.
+Each option is one :class:`Option` row: its kind, default, bounds, the places it may be set
+(server, foreign table, user mapping) and its doc.  The rows drive three things, so the
+three always agree:
+
+* :func:`parse_options`, which validates the flat dict of strings Multicorn hands the
+  wrapper (merged from table, server and user mapping; later wins) at the first query;
+* ``sql/guard.sql``, whose event trigger refuses the same mistakes when the option is
+  written, and options in the wrong place (:func:`guard_rules_sql` renders its rule table;
+  a unit test keeps the file equal to it: ``python -m cognito_fdw.options`` rewrites it);
+* the README's options table (a unit test checks every row is there).
+
+Every error names the option, shows the bad value (never a secret's) in SQL quoting and
+says what to set.  The guard builds the same message from the same row, so a mistake reads
+alike whether CREATE/ALTER or the first query finds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from .errors import OptionError
 
+SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
 OBJECTS = ("users", "groups", "group_members")
-
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-# The API's own pattern for UserPoolId is [\w-]+_[0-9a-zA-Z]+; its prefix is the region.
-_POOL_RE = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9a-zA-Z]+$")
-_MAX_OPTION_LENGTH = 2048
-
-SECRET_OPTIONS = ("aws_secret_access_key", "aws_session_token", "external_id", "secrets_conninfo")
-# The options a user mapping may carry (sql/guard.sql holds the same list): credentials the
-# mapped role brings itself, never where requests go or whose credentials the server lends.
-USER_MAPPING_OPTIONS = (
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "api_key_id",
-    "api_key_name",
-    "role_arn",
-    "external_id",
-    "role_session_name",
-    "role_duration_seconds",
-)
 DEFAULT_SECRETS_RELATION = "vault.decrypted_secrets"
-_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
+MAX_OPTION_LENGTH = 2048
+
+# Patterns are written once and matched whole, by Python's re and PostgreSQL's regular
+# expressions alike: only syntax both read the same way (no \d, \w or \s, whose meaning
+# differs between Unicode and locale rules).
+_REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
+_NUMBER = r" *[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)? *"
+_INTEGER = r" *[+-]?[0-9]+ *"
+_CONTROL = "[\x01-\x1f\x7f]"
+_BOOLEANS = {"true": True, "on": True, "yes": True, "1": True,
+             "false": False, "off": False, "no": False, "0": False}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option: what it holds, where it may be set, what it defaults to.
+
+    ``kind`` is ``text`` (stripped), ``secret`` (kept as given, never shown), ``int`` and
+    ``float`` (within ``low``..``high``), ``bool``, ``choice`` (one of ``choices``) or
+    ``pattern`` (matching ``pattern`` whole).  ``limit`` options may be set on a table too,
+    but only to a value no higher than the server's (``default`` when the server has none).
+    """
+
+    name: str
+    kind: str
+    places: tuple[str, ...]
+    doc: str
+    default: object = None
+    shown_default: str = ""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    example: str = ""
+    limit: bool = False
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
+
+    def value_hint(self) -> str:
+        """The HINT of an invalid value (also the guard's, through :func:`guard_rules_sql`)."""
+        if self.kind == "int":
+            return (
+                f"Set {self.name} to a whole number from {self.low:g} to {self.high:g} "
+                f"(default {self.default:g})."
+            )
+        if self.kind == "float":
+            return (
+                f"Set {self.name} to a number of seconds from {self.low:g} to {self.high:g} "
+                f"(default {self.default:g})."
+            )
+        if self.kind == "bool":
+            return f"Set {self.name} to 'true' or 'false' (default {str(self.default).lower()})."
+        if self.kind == "choice":
+            return f"Set {self.name} to one of: {', '.join(self.choices)}."
+        return self.example or f"Check the value of {self.name}."
+
+
+_URL = r"https?://(\[[0-9A-Fa-f:.]+\]|[^][/?#@: ]+)(:[0-9]{1,5})?([/?#][^ ]*)?"
+_URL_HINT = (
+    "Set {name} to an http:// or https:// URL with a host and no credentials, e.g. "
+    "http://127.0.0.1:5000, or remove it to use AWS."
+)
+_S, _T, _M = (SERVER,), (TABLE,), (SERVER, USER_MAPPING)
+
+REGISTRY: tuple[Option, ...] = (
+    Option("user_pool_id", "pattern", _S,
+           "Cognito user pool id, e.g. `us-east-1_AbCdEf123` (an emulator's, such as "
+           "cognito-local's `local_7DN76x5E`, with `endpoint_url`).",
+           shown_default="(required)", pattern=r"[A-Za-z0-9_-]+_[0-9A-Za-z]+",
+           example="A user pool id is the region, an underscore and letters or digits, e.g. "
+           "us-east-1_AbCdEf123 (the Cognito console shows it on the pool's overview)."),
+    Option("region", "pattern", _S,
+           "AWS region of the pool; must match the pool id's prefix.",
+           shown_default="the pool id's prefix", pattern=_REGION,
+           example="Set region to an AWS region name such as us-east-1 or eu-west-2."),
+    Option("object", "choice", _T,
+           "What the table reads: `users`, `groups` or `group_members`.",
+           shown_default="(required)", choices=OBJECTS),
+    Option("writable", "bool", _T,
+           "On `group_members`: `true` lets INSERT and DELETE add and remove members, sent "
+           "to Cognito at COMMIT.", default=False),
+    Option("pushdown", "bool", (SERVER, TABLE),
+           "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
+           "whole pool (to compare results).", default=True),
+    Option("aws_access_key_id", "text", _M,
+           "Access key id, with `aws_secret_access_key` or `api_key_id`/`api_key_name`; best "
+           "in a user mapping.", shown_default="credential chain"),
+    Option("aws_secret_access_key", "secret", _M,
+           "Secret access key; never shown in any message."),
+    Option("aws_session_token", "secret", _M, "Session token of temporary keys."),
+    Option("api_key_id", "text", _M,
+           "Id of the secret holding the secret access key in the secrets relation (Supabase "
+           "Vault's name); with `aws_access_key_id`."),
+    Option("api_key_name", "text", _M, "Like `api_key_id`, by the secret's name."),
+    Option("secrets_relation", "text", _S,
+           "Relation with columns `id`, `name`, `decrypted_secret` that `api_key_id`/"
+           "`api_key_name` read; must be owned by a superuser.",
+           default=DEFAULT_SECRETS_RELATION),
+    Option("secrets_conninfo", "secret", _S,
+           "libpq connection string for reading the secret over a loopback connection; what "
+           "it leaves out (host, port, dbname) is this server's own socket, port and database.",
+           shown_default="this database, as the server's OS user"),
+    Option("secret_cache_seconds", "float", _S,
+           "How long a backend keeps a secret it read, 0 to 3600 (0: read for every statement).",
+           default=60.0, low=0.0, high=3600.0),
+    Option("aws_profile", "text", _S,
+           "A profile of the shared config and credentials files of the server's OS user."),
+    Option("role_arn", "pattern", _M,
+           "IAM role to assume with STS on top of the credentials that apply; refreshed "
+           "before expiry. In a user mapping only beside that mapping's own keys.",
+           pattern=r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}",
+           example="Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader."),
+    Option("external_id", "secret", _M, "ExternalId for AssumeRole; never shown in messages."),
+    Option("role_session_name", "pattern", _M, "RoleSessionName for AssumeRole.",
+           default="cognito-fdw", pattern=r"[A-Za-z0-9_+=,.@-]{2,64}",
+           example="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule)."),
+    Option("role_duration_seconds", "int", _M, "AssumeRole DurationSeconds, 900 to 43200.",
+           default=3600, low=900, high=43200),
+    Option("sts_endpoint_url", "pattern", _S,
+           "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator).",
+           shown_default="regional STS", pattern=_URL,
+           example=_URL_HINT.format(name="sts_endpoint_url")),
+    Option("endpoint_url", "pattern", _S,
+           "Another endpoint: an emulator or a VPC endpoint, `http://` or `https://`.",
+           shown_default="AWS", pattern=_URL, example=_URL_HINT.format(name="endpoint_url")),
+    Option("connect_timeout", "float", (SERVER, TABLE),
+           "Seconds to wait for a connection, 0.1 to 300.",
+           default=5.0, low=0.1, high=300.0, limit=True),
+    Option("read_timeout", "float", (SERVER, TABLE),
+           "Seconds to wait for an answer, 0.1 to 900.",
+           default=15.0, low=0.1, high=900.0, limit=True),
+    Option("max_attempts", "int", (SERVER, TABLE),
+           "Attempts per request, retries with backoff and jitter included, 1 to 20.",
+           default=5, low=1, high=20, limit=True),
+    Option("retry_mode", "choice", _S,
+           "botocore retry mode: `standard` or `adaptive` (adaptive also slows down "
+           "client-side when throttled).", default="standard", choices=("standard", "adaptive")),
+    Option("max_requests_per_second", "int", (SERVER, TABLE),
+           "Client-side cap on Cognito requests per second, per database connection, shared "
+           "by its scan workers, 1 to 1000 (Cognito's ListUsers quota is 30/s per account "
+           "and region).", default=25, low=1, high=1000, limit=True),
+    Option("scan_workers", "int", (SERVER, TABLE),
+           "Threads per scan that read a large pool in 16 parts by `sub` prefix and run the "
+           "lookups of an IN list, 1 to 16.", default=4, low=1, high=16, limit=True),
+    Option("describe_ttl", "float", _S,
+           "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
+           "attributes), 0 to 86400.", default=300.0, low=0.0, high=86400.0),
+)  # fmt: skip
+OPTIONS = {row.name: row for row in REGISTRY}
+KNOWN_OPTIONS = frozenset(OPTIONS)
+SECRET_OPTIONS = tuple(row.name for row in REGISTRY if row.secret)
+USER_MAPPING_OPTIONS = tuple(row.name for row in REGISTRY if USER_MAPPING in row.places)
+# The only column option, on tables of users (sql/guard.sql checks it as columns.py does).
+COLUMN_OPTIONS = ("attribute",)
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
+    """The parsed options; fields are the registry's names, defaults its defaults."""
+
     user_pool_id: str
     region: str
-    object: str = "users"
-    endpoint_url: str | None = None
-    aws_access_key_id: str | None = dataclasses.field(default=None, repr=False)
-    aws_secret_access_key: str | None = dataclasses.field(default=None, repr=False)
-    aws_session_token: str | None = dataclasses.field(default=None, repr=False)
-    connect_timeout: float = 5.0
-    read_timeout: float = 15.0
-    max_attempts: int = 5
-    retry_mode: str = "standard"
-    api_key_id: str | None = None
-    api_key_name: str | None = None
-    secrets_relation: str = DEFAULT_SECRETS_RELATION
-    secrets_conninfo: str | None = dataclasses.field(default=None, repr=False)
-    secret_cache_seconds: float = 60.0
-    aws_profile: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = dataclasses.field(default=None, repr=False)
-    role_session_name: str = "cognito-fdw"
-    role_duration_seconds: int = 3600
-    sts_endpoint_url: str | None = None
-    writable: bool = False
-    pushdown: bool = True
-    max_requests_per_second: int = 25
-    scan_workers: int = 4
-    describe_ttl: float = 300.0
+    object: str
+    endpoint_url: str | None
+    aws_access_key_id: str | None = dataclasses.field(repr=False)
+    aws_secret_access_key: str | None = dataclasses.field(repr=False)
+    aws_session_token: str | None = dataclasses.field(repr=False)
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
+    retry_mode: str
+    api_key_id: str | None
+    api_key_name: str | None
+    secrets_relation: str
+    secrets_conninfo: str | None = dataclasses.field(repr=False)
+    secret_cache_seconds: float
+    aws_profile: str | None
+    role_arn: str | None
+    external_id: str | None = dataclasses.field(repr=False)
+    role_session_name: str
+    role_duration_seconds: int
+    sts_endpoint_url: str | None
+    writable: bool
+    pushdown: bool
+    max_requests_per_second: int
+    scan_workers: int
+    describe_ttl: float
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never appear in a message."""
-        values = (
-            self.aws_secret_access_key,
-            self.aws_session_token,
-            self.external_id,
-            self.secrets_conninfo,
-        )
-        return tuple(v for v in values if v)
+        return tuple(v for v in (getattr(self, name) for name in SECRET_OPTIONS) if v)
 
 
-@dataclasses.dataclass(frozen=True)
-class OptionSpec:
-    name: str
-    description: str
-    default: str = ""
+def shown(value: str) -> str:
+    """A value as a message shows it: SQL-quoted (the guard quotes alike)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
-# The README's options table is generated from (and tested against) this list.
-OPTION_SPECS = (
-    OptionSpec("user_pool_id", "Cognito user pool id, e.g. `us-east-1_AbCdEf123` (required)."),
-    OptionSpec(
-        "region", "AWS region of the pool; defaults to the pool id's prefix.", "from pool id"
-    ),
-    OptionSpec(
-        "object",
-        "Table option: which Cognito object the table reads: `users`, `groups` or `group_members`.",
-        "(required)",
-    ),
-    OptionSpec(
-        "writable",
-        "Table option of `group_members`: `true` lets INSERT and DELETE add and remove "
-        "members, sent to Cognito at COMMIT.",
-        "false",
-    ),
-    OptionSpec(
-        "aws_access_key_id",
-        "Access key id; use with `aws_secret_access_key`, best in a user mapping.",
-        "credential chain",
-    ),
-    OptionSpec("aws_secret_access_key", "Secret access key (never shown in messages).", ""),
-    OptionSpec("aws_session_token", "Session token for temporary keys.", ""),
-    OptionSpec(
-        "api_key_id",
-        "Id of the secret holding the secret access key in the secrets relation (Supabase "
-        "Vault's option name); use with `aws_access_key_id`.",
-        "",
-    ),
-    OptionSpec("api_key_name", "Like `api_key_id`, but the secret's name.", ""),
-    OptionSpec(
-        "secrets_relation",
-        "Relation with columns `id`, `name`, `decrypted_secret` that `api_key_id`/`api_key_name` "
-        "read; must be owned by a superuser. Server only (the guard refuses it elsewhere).",
-        DEFAULT_SECRETS_RELATION,
-    ),
-    OptionSpec(
-        "secrets_conninfo",
-        "libpq connection string for reading the secret over a loopback connection; what it "
-        "leaves out (host, port, dbname) is the server's own socket, port and database. "
-        "Server only (the guard refuses it elsewhere).",
-        "this database, as the server's OS user",
-    ),
-    OptionSpec(
-        "secret_cache_seconds",
-        "How long a backend keeps a secret it read (0 to 3600; 0 reads it for every request).",
-        "60",
-    ),
-    OptionSpec(
-        "aws_profile",
-        "Profile in the shared config and credentials files of the server's OS user; server "
-        "only (the guard refuses it elsewhere).",
-        "",
-    ),
-    OptionSpec(
-        "role_arn",
-        "IAM role to assume with STS on top of the credentials above; refreshed before expiry.",
-        "",
-    ),
-    OptionSpec("external_id", "ExternalId for AssumeRole (never shown in messages).", ""),
-    OptionSpec("role_session_name", "RoleSessionName for AssumeRole.", "cognito-fdw"),
-    OptionSpec("role_duration_seconds", "AssumeRole DurationSeconds (900 to 43200).", "3600"),
-    OptionSpec(
-        "sts_endpoint_url",
-        "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator); server only.",
-        "regional STS",
-    ),
-    OptionSpec(
-        "endpoint_url",
-        "Another endpoint: an emulator or a VPC endpoint (`http://` or `https://`).",
-        "AWS",
-    ),
-    OptionSpec("connect_timeout", "Seconds to wait for a connection (0.1 to 300).", "5"),
-    OptionSpec("read_timeout", "Seconds to wait for an answer (0.1 to 900).", "15"),
-    OptionSpec(
-        "max_attempts",
-        "Attempts per request, retries included, with backoff and jitter (1 to 20).",
-        "5",
-    ),
-    OptionSpec(
-        "retry_mode",
-        "botocore retry mode: `standard` or `adaptive` (adaptive also "
-        "slows down client-side when throttled).",
-        "standard",
-    ),
-    OptionSpec(
-        "pushdown",
-        "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
-        "whole pool (for comparing results, or a pool whose matching is unusual).",
-        "true",
-    ),
-    OptionSpec(
-        "max_requests_per_second",
-        "Client-side cap on Cognito requests per second, per database connection, shared by "
-        "its scan workers (1 to 1000); Cognito's ListUsers quota is 30/s per account.",
-        "25",
-    ),
-    OptionSpec(
-        "scan_workers",
-        "Threads per scan that read a large pool in 16 parts by `sub` prefix, and run the "
-        "lookups of an IN list (1 to 16; 1 sends one request at a time).",
-        "4",
-    ),
-    OptionSpec(
-        "describe_ttl",
-        "Seconds to cache DescribeUserPool (the planner's user count, custom attributes) per "
-        "connection (0 to 86400).",
-        "300",
-    ),
-)
-KNOWN_OPTIONS = frozenset(spec.name for spec in OPTION_SPECS)
+def closest(name: str, known) -> str | None:
+    """The known name nearest to a misspelled one (Levenshtein distance at most a third of
+    its length, and at least 2), first in alphabetical order on a tie; the guard's
+    ``closest()`` is the same rule."""
+    best = None
+    for candidate in sorted(known):
+        distance = _levenshtein(name, candidate)
+        if distance <= max(2, len(name) // 3) and (best is None or distance < best[0]):
+            best = (distance, candidate)
+    return best and best[1]
 
 
-def _float(opts: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = opts.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise OptionError(
-            f"invalid value for option {name}: {raw!r}",
-            hint=f"Set {name} to a number of seconds from {low:g} to {high:g} "
-            f"(default {default:g}).",
-        )
-    return value
+def _levenshtein(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
 
 
-def _int(opts: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = opts.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise OptionError(
-            f"invalid value for option {name}: {raw!r}",
-            hint=f"Set {name} to a whole number from {low} to {high} (default {default}).",
-        )
-    return value
-
-
-def _choice(opts: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None):
-    raw = opts.get(name)
-    if raw is None:
-        if default is None:
-            raise OptionError(
-                f"missing option {name}",
-                hint=f"Set {name} on the foreign table to one of: {', '.join(choices)}, "
-                f"e.g. OPTIONS ({name} '{choices[0]}').",
-            )
-        return default
-    if raw not in choices:
-        raise OptionError(
-            f"invalid value for option {name}: {raw!r}",
-            hint=f"Set {name} to one of: {', '.join(choices)}.",
-        )
-    return raw
-
-
-def _bool(opts: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = opts.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "on", "yes", "1"):
-        return True
-    if value in ("false", "off", "no", "0"):
-        return False
-    raise OptionError(
-        f"invalid value for option {name}: {raw!r}",
-        hint=f"Set {name} to 'true' or 'false' (default {'true' if default else 'false'}).",
-    )
-
-
-def check_known(opts: Mapping[str, str], known: frozenset[str]) -> None:
-    """Refuse options the wrapper does not know, suggesting the closest known name."""
-    unknown = sorted(k for k in opts if k not in known)
-    if not unknown:
-        return
+def unknown_error(names, known, place_words: str = "") -> OptionError:
+    """The error for options no one knows, each with its likely meaning."""
+    names = sorted(names)
     parts = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, sorted(known), n=1)
-        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    raise OptionError(
-        f"unknown option{'s' if len(unknown) > 1 else ''}: {', '.join(parts)}",
+    for name in names:
+        near = closest(name, known)
+        parts.append(f"{name} (did you mean {near}?)" if near else name)
+    return OptionError(
+        f"unknown option{'s' if len(names) > 1 else ''}: {', '.join(parts)}",
         hint="Valid options: " + ", ".join(sorted(known)) + ". Remove or rename the option "
-        "on the server, foreign table or user mapping.",
+        f"on the {place_words or 'server, foreign table or user mapping'}.",
     )
+
+
+def check_value(row: Option, raw: str):
+    """The value of one option, parsed; :class:`OptionError` if it is not one."""
+    if len(raw) > MAX_OPTION_LENGTH:
+        raise OptionError(
+            f"option {row.name} is {len(raw)} characters long",
+            hint=f"Options are at most {MAX_OPTION_LENGTH} characters; check the value.",
+        )
+    if re.search(_CONTROL, raw):
+        # Never shown: a stray newline in a pasted key would put the key in the message.
+        raise OptionError(
+            f"option {row.name} holds a control character (a newline, tab, ...)",
+            hint=f"Set {row.name} again without it; a value pasted with E'...\\n' or from a "
+            "file often ends in a newline.",
+        )
+    if row.secret:
+        return raw or None
+    value = raw.strip(" ")
+    if value == "":
+        raise OptionError(f"option {row.name} is empty", hint=f"Set {row.name} or remove it.")
+    ok = {
+        "text": lambda: True,
+        "int": lambda: re.fullmatch(_INTEGER, value) and row.low <= int(value) <= row.high,
+        "float": lambda: re.fullmatch(_NUMBER, value) and row.low <= float(value) <= row.high,
+        "bool": lambda: value.lower() in _BOOLEANS,
+        "choice": lambda: value in row.choices,
+        "pattern": lambda: re.fullmatch(row.pattern, value),
+    }[row.kind]()
+    if not ok:
+        raise OptionError(f"invalid value for option {row.name}: {shown(value)}",
+                          hint=row.value_hint())  # fmt: skip
+    return {
+        "int": lambda: int(value),
+        "float": lambda: float(value),
+        "bool": lambda: _BOOLEANS[value.lower()],
+    }.get(row.kind, lambda: value)()
 
 
 def parse_options(opts: Mapping[str, str]) -> Options:
     """Validate Multicorn's merged option dict; raise :class:`OptionError` on any problem."""
-    check_known(opts, KNOWN_OPTIONS)
-    for name, raw in opts.items():
-        if len(raw) > _MAX_OPTION_LENGTH:
-            raise OptionError(
-                f"option {name} is {len(raw)} characters long",
-                hint=f"Options are at most {_MAX_OPTION_LENGTH} characters; check the value.",
-            )
-        if raw.strip() == "" and name not in SECRET_OPTIONS:
-            raise OptionError(f"option {name} is empty", hint=f"Set {name} or remove it.")
+    unknown = [name for name in opts if name not in OPTIONS]
+    if unknown:
+        raise unknown_error(unknown, KNOWN_OPTIONS)
+    given = {name: check_value(OPTIONS[name], raw) for name, raw in opts.items()}
+    values = {row.name: given.get(row.name, row.default) for row in REGISTRY}
+    _check_combinations(values, given)
+    pool_region = _pool_region(values["user_pool_id"])
+    values["region"] = values["region"] or pool_region
+    if values["region"] is None:
+        raise OptionError(
+            f"option region is needed for user pool {values['user_pool_id']}",
+            hint="The pool id does not start with an AWS region (an emulator's pool): set "
+            "region to the one the endpoint expects, e.g. OPTIONS (ADD region 'us-east-1').",
+        )
+    if pool_region is not None and pool_region != values["region"]:
+        raise OptionError(
+            f"user pool {values['user_pool_id']} is in region {pool_region}, but option region "
+            f"is {shown(values['region'])}",
+            hint=f"Set region to {shown(pool_region)} (or drop it: it defaults to the pool id's "
+            "region), or correct user_pool_id.",
+        )
+    if not values["object"]:
+        raise OptionError(
+            "missing option object",
+            hint=f"Set object on the foreign table to one of: {', '.join(OBJECTS)}, "
+            f"e.g. OPTIONS (object '{OBJECTS[0]}').",
+        )
+    return Options(**values)
 
-    pool_id = opts.get("user_pool_id")
-    if pool_id is None:
+
+def _pool_region(pool_id: str) -> str | None:
+    """The region a pool id starts with, or None for an emulator's id (``local_x``)."""
+    prefix = pool_id.rpartition("_")[0]
+    return prefix if re.fullmatch(_REGION, prefix) else None
+
+
+def _check_combinations(values: dict, given: dict) -> None:
+    """What no single option shows: the options that go together."""
+    if values["user_pool_id"] is None:
         raise OptionError(
             "missing option user_pool_id",
             hint="Set user_pool_id on the server, e.g. OPTIONS (ADD user_pool_id "
             "'us-east-1_AbCdEf123'); the Cognito console shows it on the pool's overview.",
         )
-    pool_id = pool_id.strip()
-    match = _POOL_RE.match(pool_id)
-    if not match:
-        raise OptionError(
-            f"invalid value for option user_pool_id: {pool_id!r}",
-            hint="A user pool id is the region, an underscore and letters or digits, "
-            "e.g. us-east-1_AbCdEf123.",
-        )
-    region = (opts.get("region") or match.group(1)).strip()
-    if not _REGION_RE.match(region):
-        raise OptionError(
-            f"invalid value for option region: {region!r}",
-            hint="Set region to an AWS region name such as us-east-1 or eu-west-2.",
-        )
-    if match.group(1) != region:
-        raise OptionError(
-            f"user pool {pool_id} is in region {match.group(1)}, but option region is {region!r}",
-            hint=f"Set region to {match.group(1)!r} (or drop it: it defaults to the pool id's "
-            "region), or correct user_pool_id.",
-        )
-
-    endpoint = _url(opts, "endpoint_url")
-
-    key_id = opts.get("aws_access_key_id")
-    secret = opts.get("aws_secret_access_key")
-    token = opts.get("aws_session_token")
-    vault_ref = opts.get("api_key_id") or opts.get("api_key_name")
-    if "api_key_id" in opts and "api_key_name" in opts:
+    if values["api_key_id"] and values["api_key_name"]:
         raise OptionError(
             "options api_key_id and api_key_name are both set",
             hint="Name the secret once: keep api_key_id or api_key_name, drop the other.",
         )
-    if key_id is None and (secret is not None or vault_ref is not None):
+    key_id, secret = values["aws_access_key_id"], values["aws_secret_access_key"]
+    vault = values["api_key_id"] or values["api_key_name"]
+    if key_id is None and (secret is not None or vault is not None):
         raise OptionError(
             "missing option aws_access_key_id",
             hint="The secret access key needs its key id: set aws_access_key_id beside "
             "aws_secret_access_key, api_key_id or api_key_name.",
         )
-    if key_id is not None and secret is None and vault_ref is None:
+    if key_id is not None and secret is None and vault is None:
         raise OptionError(
             "missing option aws_secret_access_key",
             hint="Set aws_access_key_id and aws_secret_access_key together (best in a user "
             "mapping), or api_key_id/api_key_name to read the secret key from a secrets "
             "table, or neither to use the server's AWS credential chain.",
         )
-    if token is not None and secret is None:
+    if values["aws_session_token"] is not None and secret is None:
         raise OptionError(
             "option aws_session_token needs aws_access_key_id and aws_secret_access_key",
             hint="Temporary credentials are three values: set all three in the user mapping.",
         )
-    role_arn = opts.get("role_arn")
-    if role_arn is not None and not _ROLE_ARN_RE.match(role_arn.strip()):
-        raise OptionError(
-            f"invalid value for option role_arn: {role_arn!r}",
-            hint="Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader.",
-        )
-    for name in ("external_id", "role_session_name", "role_duration_seconds"):
-        if name in opts and role_arn is None:
-            raise OptionError(
-                f"option {name} needs role_arn",
-                hint=f"Set role_arn to the role to assume, or drop {name}.",
-            )
-    session_name = opts.get("role_session_name", "cognito-fdw").strip()
-    if not _SESSION_NAME_RE.match(session_name):
-        raise OptionError(
-            f"invalid value for option role_session_name: {session_name!r}",
-            hint="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule).",
-        )
-
-    return Options(
-        user_pool_id=pool_id,
-        region=region,
-        object=_choice(opts, "object", OBJECTS, None),
-        endpoint_url=endpoint,
-        aws_access_key_id=key_id.strip() if key_id else None,
-        aws_secret_access_key=secret or None,
-        aws_session_token=token or None,
-        connect_timeout=_float(opts, "connect_timeout", 5.0, 0.1, 300.0),
-        read_timeout=_float(opts, "read_timeout", 15.0, 0.1, 900.0),
-        max_attempts=_int(opts, "max_attempts", 5, 1, 20),
-        retry_mode=_choice(opts, "retry_mode", ("standard", "adaptive"), "standard"),
-        api_key_id=_stripped(opts, "api_key_id"),
-        api_key_name=_stripped(opts, "api_key_name"),
-        secrets_relation=opts.get("secrets_relation", DEFAULT_SECRETS_RELATION).strip(),
-        secrets_conninfo=opts.get("secrets_conninfo") or None,
-        secret_cache_seconds=_float(opts, "secret_cache_seconds", 60.0, 0.0, 3600.0),
-        aws_profile=_stripped(opts, "aws_profile"),
-        role_arn=_stripped(opts, "role_arn"),
-        external_id=opts.get("external_id") or None,
-        role_session_name=session_name,
-        role_duration_seconds=_int(opts, "role_duration_seconds", 3600, 900, 43200),
-        sts_endpoint_url=_url(opts, "sts_endpoint_url"),
-        writable=_bool(opts, "writable", False),
-        pushdown=_bool(opts, "pushdown", True),
-        max_requests_per_second=_int(opts, "max_requests_per_second", 25, 1, 1000),
-        scan_workers=_int(opts, "scan_workers", 4, 1, 16),
-        describe_ttl=_float(opts, "describe_ttl", 300.0, 0.0, 86400.0),
-    )
+    if values["role_arn"] is None:
+        for name in ("external_id", "role_session_name", "role_duration_seconds"):
+            if name in given:
+                raise OptionError(
+                    f"option {name} needs role_arn",
+                    hint=f"Set role_arn to the role to assume, or drop {name}.",
+                )
 
 
-def _stripped(opts: Mapping[str, str], name: str) -> str | None:
-    raw = opts.get(name)
-    return raw.strip() if raw is not None else None
+# -- README.md ---------------------------------------------------------------------------
+
+_PLACE_WORDS = {_S: "server", _T: "table", _M: "server or user mapping",
+                (SERVER, TABLE): "server or table"}  # fmt: skip
 
 
-def _url(opts: Mapping[str, str], name: str) -> str | None:
-    raw = opts.get(name)
-    if raw is None:
-        return None
-    url = raw.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-        raise OptionError(
-            f"invalid value for option {name}: {url!r}",
-            hint=f"Set {name} to an http:// or https:// URL with a host and no "
-            "credentials, e.g. http://127.0.0.1:5000, or remove it to use AWS.",
-        )
-    return url
+def readme_table() -> str:
+    """The README's options table (a unit test keeps README.md equal to it)."""
+    lines = ["| option | where | meaning | default |", "| --- | --- | --- | --- |",
+             "| `wrapper` | server | always `'cognito_fdw.CognitoFdw'` | (required) |"]  # fmt: skip
+    for row in REGISTRY:
+        where = _PLACE_WORDS[row.places] + (" (a table may only lower it)" if row.limit else "")
+        default = row.shown_default or ("" if row.default is None else str(row.default))
+        if isinstance(row.default, bool):
+            default = str(row.default).lower()
+        elif isinstance(row.default, float):
+            default = f"{row.default:g}"
+        lines.append(f"| `{row.name}` | {where} | {row.doc} | {default} |")
+    return "\n".join(lines)
+
+
+# -- sql/guard.sql ------------------------------------------------------------------------
+
+GUARD_BEGIN = "-- BEGIN option rules: generated by `python -m cognito_fdw.options`; do not edit."
+GUARD_END = "-- END option rules"
+
+
+def _literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]"
+    return shown(str(value))
+
+
+def guard_rules_sql() -> str:
+    """The registry as ``cognito_fdw_guard.option_rules()``, the guard's one source."""
+    rows = []
+    for row in REGISTRY:
+        default = None if row.default is None else str(row.default).lower()
+        if row.kind in ("int", "float"):
+            default = f"{row.default:g}"
+        fields = (row.name, row.kind, row.places, row.low, row.high, row.choices or None,
+                  row.pattern, row.value_hint(), row.limit, default)  # fmt: skip
+        rows.append("    (" + ", ".join(_literal(v) for v in fields) + ")")
+    return "\n".join([
+        GUARD_BEGIN,
+        "CREATE OR REPLACE FUNCTION cognito_fdw_guard.option_rules(",
+        "  OUT name text, OUT kind text, OUT places text[], OUT low numeric, OUT high numeric,",
+        "  OUT choices text[], OUT pattern text, OUT hint text, OUT is_limit boolean,",
+        "  OUT default_value text)",
+        "RETURNS SETOF record LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp",
+        "AS $rules$",
+        "  SELECT * FROM (VALUES",
+        ",\n".join(rows),
+        "  ) AS r(name, kind, places, low, high, choices, pattern, hint, is_limit, default_value)",
+        "$rules$;",
+        "CREATE OR REPLACE FUNCTION cognito_fdw_guard.max_option_length() RETURNS int",
+        f"LANGUAGE sql IMMUTABLE AS 'SELECT {MAX_OPTION_LENGTH}';",
+        GUARD_END,
+    ])  # fmt: skip
+
+
+def write_guard(path) -> None:
+    """Replace the rule block of ``sql/guard.sql`` at ``path`` with the registry's."""
+    text = path.read_text()
+    start, end = text.index(GUARD_BEGIN), text.index(GUARD_END) + len(GUARD_END)
+    path.write_text(text[:start] + guard_rules_sql() + text[end:])
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    write_guard(Path(__file__).resolve().parents[1] / "sql" / "guard.sql")

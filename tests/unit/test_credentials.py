@@ -12,7 +12,7 @@ import pytest
 
 from cognito_fdw import credentials, secrets
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError, scrub
-from cognito_fdw.options import USER_MAPPING_OPTIONS, parse_options
+from cognito_fdw.options import parse_options
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"user_pool_id": "us-east-1_AbC123", "object": "users"}
@@ -201,12 +201,6 @@ def test_secrets_read_at_run_time_are_scrubbed_from_every_message():
 
 
 # -- the guard and the process environment ----------------------------------------------
-
-
-def test_guard_sql_allows_exactly_the_user_mapping_options():
-    text = (ROOT / "sql" / "guard.sql").read_text()
-    block = re.search(r"user_mapping_options constant text\[\] := ARRAY\[(.*?)\];", text, re.S)
-    assert tuple(re.findall(r"'(\w+)'", block.group(1))) == USER_MAPPING_OPTIONS
 
 
 def test_cognito_fdw_sql_installs_the_guard():

@@ -1,7 +1,21 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from cognito_fdw.errors import OptionError
-from cognito_fdw.options import KNOWN_OPTIONS, parse_options
+from cognito_fdw.options import (
+    KNOWN_OPTIONS,
+    REGISTRY,
+    SERVER,
+    TABLE,
+    USER_MAPPING,
+    USER_MAPPING_OPTIONS,
+    closest,
+    guard_rules_sql,
+    parse_options,
+    readme_table,
+)
 
 BASE = {"user_pool_id": "eu-west-2_AbC123", "object": "users"}
 
@@ -97,7 +111,7 @@ def test_session_token_needs_keys():
 def test_malformed_values_name_the_option_and_show_the_value(name, value):
     err = error(**{name: value})
     assert name in err.message
-    assert repr(value) in err.message or "empty" in err.message
+    assert f"'{value}'" in err.message or "empty" in err.message
     assert err.hint
 
 
@@ -114,3 +128,83 @@ def test_huge_values_are_refused_without_echoing_them():
 def test_object_is_required():
     with pytest.raises(OptionError, match="missing option object"):
         parse_options({"user_pool_id": "eu-west-2_AbC123"})
+
+
+# -- the registry: one source for parsing, the guard and the README ---------------------
+
+
+def test_guard_sql_holds_the_registry_rules():
+    # Regenerate with: python -m cognito_fdw.options
+    text = (Path(__file__).parents[2] / "sql" / "guard.sql").read_text()
+    assert guard_rules_sql() in text
+
+
+def test_every_option_has_a_place_and_the_places_follow_the_rule():
+    # Where requests go, whose credentials sign them, where secrets come from and the
+    # server's limits are the server's; a table carries only table options and limits.
+    for row in REGISTRY:
+        assert row.places and set(row.places) <= {SERVER, TABLE, USER_MAPPING}
+        if TABLE in row.places:
+            assert row.name in ("object", "writable", "pushdown") or row.limit
+    assert set(USER_MAPPING_OPTIONS) == {
+        "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "api_key_id",
+        "api_key_name", "role_arn", "external_id", "role_session_name", "role_duration_seconds",
+    }  # fmt: skip
+    server_only = {row.name for row in REGISTRY if row.places == (SERVER,)}
+    assert {
+        "endpoint_url",
+        "sts_endpoint_url",
+        "aws_profile",
+        "secrets_conninfo",
+        "secrets_relation",
+        "secret_cache_seconds",
+        "user_pool_id",
+        "region",
+    } <= server_only
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("regoin", "region"), ("user_pool", "user_pool_id"), ("max_attempt", "max_attempts"),
+     ("scan_worker", "scan_workers"), ("pool", None), ("x", None), ("endpoint", None)],
+)  # fmt: skip
+def test_closest_name(name, expected):
+    assert closest(name, KNOWN_OPTIONS) == expected
+
+
+@pytest.mark.parametrize("name", ["aws_secret_access_key", "aws_session_token", "external_id"])
+@pytest.mark.parametrize(
+    "bad", ["HEADX\nTAILX", "TABA\tTABB", "CRVAL\r", "BELLVAL\x07", "DELVAL\x7f"]
+)
+def test_control_characters_are_refused_and_the_value_is_never_shown(name, bad):
+    extra = {"aws_access_key_id": "AKIDX", "aws_secret_access_key": "s3cr3t", name: bad}
+    if name == "external_id":
+        extra["role_arn"] = "arn:aws:iam::123456789012:role/r"
+    err = error(**extra)
+    assert err.message == f"option {name} holds a control character (a newline, tab, ...)"
+    for part in re.split(r"[\x00-\x1f\x7f]", bad):
+        assert not part or part not in err.message + err.hint
+
+
+def test_values_are_shown_sql_quoted():
+    assert error(retry_mode="it's").message == "invalid value for option retry_mode: 'it''s'"
+
+
+@pytest.mark.parametrize("value", ["1_000", "٣", "0x10", " 5 5", "5e", "inf", "Infinity"])
+def test_numbers_are_plain_decimal(value):
+    assert "invalid value for option max_attempts" in error(max_attempts=value).message
+
+
+def test_emulator_pool_ids_are_accepted_with_a_region():
+    # cognito-local's ids have no region prefix; the API's pattern is [\w-]+_[0-9a-zA-Z]+.
+    options = parse(user_pool_id="local_7DN76x5E", region="us-east-1",
+                    endpoint_url="http://127.0.0.1:9229")  # fmt: skip
+    assert (options.user_pool_id, options.region) == ("local_7DN76x5E", "us-east-1")
+    err = error(user_pool_id="local_7DN76x5E", endpoint_url="http://127.0.0.1:9229")
+    assert err.message == "option region is needed for user pool local_7DN76x5E"
+
+
+def test_readme_table_names_every_option_once():
+    table = readme_table()
+    for row in REGISTRY:
+        assert table.count(f"| `{row.name}` |") == 1
