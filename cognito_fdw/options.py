@@ -139,7 +139,7 @@ REGISTRY: tuple[Option, ...] = (
     Option("role_arn", "pattern", _M,
            "IAM role to assume with STS on top of the credentials that apply; refreshed "
            "before expiry. In a user mapping only beside that mapping's own keys.",
-           pattern=r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}",
+           pattern=r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+",
            example="Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader."),
     Option("external_id", "secret", _M, "ExternalId for AssumeRole; never shown in messages."),
     Option("role_session_name", "pattern", _M, "RoleSessionName for AssumeRole.",

@@ -67,7 +67,7 @@ AS $rules$
     ('secrets_conninfo', 'secret', ARRAY['server'], NULL, NULL, NULL, NULL, 'Check the value of secrets_conninfo.', false, NULL),
     ('secret_cache_seconds', 'float', ARRAY['server'], 0, 3600, NULL, NULL, 'Set secret_cache_seconds to a number of seconds from 0 to 3600 (default 60).', false, '60'),
     ('aws_profile', 'text', ARRAY['server'], NULL, NULL, NULL, NULL, 'Check the value of aws_profile.', false, NULL),
-    ('role_arn', 'pattern', ARRAY['server', 'user mapping'], NULL, NULL, NULL, 'arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}', 'Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader.', false, NULL),
+    ('role_arn', 'pattern', ARRAY['server', 'user mapping'], NULL, NULL, NULL, 'arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+', 'Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader.', false, NULL),
     ('external_id', 'secret', ARRAY['server', 'user mapping'], NULL, NULL, NULL, NULL, 'Check the value of external_id.', false, NULL),
     ('role_session_name', 'pattern', ARRAY['server', 'user mapping'], NULL, NULL, NULL, '[A-Za-z0-9_+=,.@-]{2,64}', 'Use 2 to 64 letters, digits or any of _+=,.@- (STS''s rule).', false, 'cognito-fdw'),
     ('role_duration_seconds', 'int', ARRAY['server', 'user mapping'], 900, 43200, NULL, NULL, 'Set role_duration_seconds to a whole number from 900 to 43200 (default 3600).', false, '3600'),
