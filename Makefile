@@ -38,11 +38,12 @@ test: system-deps $(VENV)/.installed lint
 bench: system-deps $(VENV)/.installed
 	$(PY) -m bench.run
 
-# RELIABILITY.md from what the fault, load and hostile-input tests observe.
+# RELIABILITY.md and SECURITY.md's table of attacks, from what the fault, load,
+# hostile-input and hostile-role tests observe.
 reliability: system-deps $(VENV)/.installed
-	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md $(PY) -m pytest -q \
-	  tests/integration/test_faults.py tests/integration/test_load.py \
-	  tests/integration/test_hostile.py
+	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_SECURITY_REPORT=SECURITY.md \
+	  $(PY) -m pytest -q tests/integration/test_faults.py tests/integration/test_load.py \
+	  tests/integration/test_hostile.py tests/integration/test_guard.py
 
 # The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
 # under .dev/ (PostgreSQL with Multicorn2 + moto); without either it says what to install.

@@ -4,6 +4,9 @@ It connects like any client (psycopg) and changes nothing: every probe runs in a
 that is rolled back, under a ``statement_timeout``. What it checks, in order:
 
 1. the ``multicorn`` extension: available in this PostgreSQL, created in this database;
+   and the guard (``sql/guard.sql``): installed, enabled, watching every command, and
+   (for a superuser) what ``cognito_fdw_guard.audit()`` finds written past it. Without it
+   USAGE on a server is as good as the server's OS user (SECURITY.md), so its absence fails;
 2. whether the server's Python imports the wrapper: a ``CREATE SERVER ... (wrapper
    'cognito_fdw.CognitoFdw')`` that is rolled back (Multicorn's validator imports the class,
    and with it boto3); needs USAGE on the multicorn wrapper, else step 4 still shows it;
@@ -34,8 +37,12 @@ OK, INFO, NOTE, WARN, FAIL = "ok", "info", "note", "warn", "FAIL"
 #: Repeats of a successful probe, for the request latency (the first pays for the imports).
 LATENCY_SAMPLES = 3
 
-#: Options whose values are secrets: never printed, and a warning where everyone can read them.
-SECRET_OPTIONS = ("aws_secret_access_key", "aws_session_token")
+#: Plain-text keys: never printed, and a warning where everyone can read them.
+PLAINTEXT_KEYS = ("aws_secret_access_key", "aws_session_token")
+GUARD_INSTALL = (
+    "install it as a superuser in this database: psql -f sql/guard.sql (sql/cognito_fdw.sql "
+    "installs it too)"
+)
 
 MULTICORN_HOWTO = (
     "Multicorn2 is built per its README ('Building Multicorn2 against pre-built Postgres', "
@@ -175,7 +182,7 @@ def server_summary(
         else "no user mapping (keys from the server OS user's AWS credential chain)"
     )
     warnings = []
-    leaked = [name for name in SECRET_OPTIONS if name in options]
+    leaked = [name for name in PLAINTEXT_KEYS if name in options]
     if leaked:
         warnings.append(Finding(
             WARN, f"server {name}",
@@ -198,6 +205,28 @@ def versions_text(found: dict) -> tuple[str, list[tuple[str, str]]]:
         else:
             parts.append(f"{module} {entry.get('version')} ({entry.get('path')})")
     return ", ".join(parts), errors
+
+
+def guard_findings(trigger: tuple[str, list] | None) -> list[Finding]:
+    """Findings about the guard's event trigger: (evtenabled, evttags) or None if absent."""
+    if trigger is None:
+        return [Finding(
+            FAIL, "guard", "the cognito_fdw guard is not installed: any role with USAGE on a "
+            "server can point it elsewhere or load another Python class (SECURITY.md)",
+            GUARD_INSTALL,
+        )]  # fmt: skip
+    enabled, tags = trigger
+    if enabled == "D":
+        return [Finding(
+            FAIL, "guard", "the cognito_fdw guard is disabled",
+            "ALTER EVENT TRIGGER cognito_fdw_guard ENABLE (as a superuser)",
+        )]  # fmt: skip
+    if tags:
+        return [Finding(
+            FAIL, "guard", "an older guard that watches only some command tags (ALTER TABLE "
+            "walks past it)", GUARD_INSTALL,
+        )]  # fmt: skip
+    return [Finding(OK, "guard", "installed and enabled, for every DDL command")]
 
 
 def options_dict(raw: list[str] | None) -> dict[str, str]:
@@ -236,6 +265,7 @@ class Doctor:
             f"{info.user}@{info.host}:{info.port}/{info.dbname}, PostgreSQL {version}",
         )  # fmt: skip
         if self.check_multicorn():
+            self.check_guard()
             self.check_import()
             self.check_versions()
             self.check_servers()
@@ -265,6 +295,25 @@ class Doctor:
             OK, "multicorn", f"extension {installed}" + (newer if available != installed else "")
         )
         return True
+
+    def check_guard(self) -> None:
+        import psycopg
+
+        trigger = self.conn.execute(
+            "SELECT evtenabled, evttags FROM pg_event_trigger WHERE evtname = 'cognito_fdw_guard'"
+        ).fetchone()
+        self.report.findings.extend(guard_findings(trigger))
+        if trigger is None or trigger[0] == "D":
+            return
+        try:
+            problems = self._rolled_back(["SELECT * FROM cognito_fdw_guard.audit()"])
+        except psycopg.errors.InsufficientPrivilege:
+            self.report.add(NOTE, "guard", "objects written before it not audited (needs a "
+                            "superuser: SELECT * FROM cognito_fdw_guard.audit())")  # fmt: skip
+            return
+        for subject, problem in problems:
+            self.report.add(FAIL, subject, f"the guard would refuse it now: {problem}",
+                            "correct or drop the option it names")  # fmt: skip
 
     def check_import(self) -> None:
         import psycopg

@@ -172,3 +172,6 @@ def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("COGNITO_FDW_RELIABILITY_REPORT")
     if target:
         _RECORDER.write(target)
+    attacks = os.environ.get("COGNITO_FDW_SECURITY_REPORT")
+    if attacks:
+        _RECORDER.write_attacks(attacks)

@@ -12,7 +12,13 @@ import psycopg
 import pytest
 
 from cognito_fdw import cli
-from cognito_fdw.devstack import LocalPostgres, free_port, multicorn_missing, postgres_bindir
+from cognito_fdw.devstack import (
+    REPO_ROOT,
+    LocalPostgres,
+    free_port,
+    multicorn_missing,
+    postgres_bindir,
+)
 
 from .seeddata import POOL_REGION
 
@@ -42,8 +48,10 @@ def database(setup):
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def make_server(conn, name, pool_id, endpoint, keys=True, table=True):
+def make_server(conn, name, pool_id, endpoint, keys=True, table=True, guard=True):
     conn.execute("CREATE EXTENSION IF NOT EXISTS multicorn")
+    if guard:
+        conn.execute((REPO_ROOT / "sql" / "guard.sql").read_text())
     conn.execute(
         f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
         f"'cognito_fdw.CognitoFdw', region '{POOL_REGION}', user_pool_id '{pool_id}', "
@@ -82,6 +90,36 @@ def test_without_plpython_versions_are_a_note_not_a_failure(database, pool, caps
     status, out = doctor(capsys, database.dsn)
     assert status == 0, out
     assert "note  versions: not shown" in out
+
+
+def test_a_missing_or_disabled_guard_fails(database, pool, capsys):
+    make_server(database.conn, "open", pool.pool_id, database.endpoint, guard=False)
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "FAIL  guard: the cognito_fdw guard is not installed" in out
+    assert "fix: install it as a superuser in this database: psql -f sql/guard.sql" in out
+    database.conn.execute((REPO_ROOT / "sql" / "guard.sql").read_text())
+    database.conn.execute("ALTER EVENT TRIGGER cognito_fdw_guard DISABLE")
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "FAIL  guard: the cognito_fdw guard is disabled" in out
+
+
+def test_objects_written_past_the_guard_are_failures(database, pool, capsys):
+    make_server(database.conn, "past", pool.pool_id, database.endpoint, table=False)
+    database.conn.execute("ALTER EVENT TRIGGER cognito_fdw_guard DISABLE")
+    database.conn.execute(
+        "CREATE FOREIGN TABLE past_users (username text) SERVER past "
+        "OPTIONS (object 'users', aws_profile 'admin')"
+    )
+    database.conn.execute("ALTER EVENT TRIGGER cognito_fdw_guard ENABLE")
+    status, out = doctor(capsys, database.dsn)
+    assert status == 1
+    assert "ok    guard: installed and enabled, for every DDL command" in out
+    assert (
+        "FAIL  server past: the guard would refuse it now: cognito_fdw: foreign table "
+        "public.past_users on server past may not set aws_profile"
+    ) in out
 
 
 def test_missing_extension(database, capsys):

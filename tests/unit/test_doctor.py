@@ -7,6 +7,7 @@ from cognito_fdw.doctor import (
     OK,
     WARN,
     Report,
+    guard_findings,
     import_failure,
     parse_accounting,
     probe_failure,
@@ -105,3 +106,11 @@ def test_report_fails_only_on_a_failure_and_prints_each_fix():
     assert "warn  server s: keys in options\n      fix: move them" in text
     assert "median 20 ms, max 30 ms" in text
     assert text.endswith("1 problem(s) found")
+
+
+def test_guard_findings():
+    assert guard_findings(None)[0].status == FAIL
+    assert "not installed" in guard_findings(None)[0].text
+    assert "disabled" in guard_findings(("D", None))[0].text
+    assert "older guard" in guard_findings(("O", ["ALTER SERVER"]))[0].text
+    assert guard_findings(("O", None))[0].status == OK
