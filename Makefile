@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15
+PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-plpython3-15
 
 .PHONY: test lint unit bench reliability system-deps clean dev down
 

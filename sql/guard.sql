@@ -267,6 +267,15 @@ BEGIN
       'Add aws_access_key_id with aws_secret_access_key or api_key_id to the user mapping, '
       'or set role_arn on the server.');
   END IF;
+  -- Without its own role_arn, these would change how the server's role is assumed.
+  IF place = 'user mapping' AND NOT 'role_arn' = ANY (keys)
+     AND keys && ARRAY['external_id', 'role_session_name', 'role_duration_seconds'] THEN
+    PERFORM cognito_fdw_guard.refuse('42501',
+      format('cognito_fdw: %s sets external_id, role_session_name or role_duration_seconds '
+             'without role_arn', what),
+      'In a user mapping they go with that mapping''s own role_arn (and keys); the server''s '
+      'role is assumed as its owner set it.');
+  END IF;
   SELECT p.plaintext_keys INTO policy FROM cognito_fdw_guard.policy p;
   IF keys && ARRAY['aws_secret_access_key', 'aws_session_token']
      AND (policy = 'never' OR (policy = 'user_mapping' AND place <> 'user mapping')) THEN

@@ -150,6 +150,8 @@ MAPPING_ATTACKS = [
     ("role on the server's credentials",
      "DROP aws_secret_access_key, ADD role_arn 'arn:aws:iam::123456789012:role/admin'",
      "without credentials of its own"),
+    ("the server's role, another way", "ADD role_duration_seconds '43200'",
+     "without role_arn"),
     ("quoted case", "ADD \"Endpoint_URL\" 'http://127.0.0.1:47001'",
      "unknown option: Endpoint_URL"),
     ("trailing space", "ADD \"endpoint_url \" 'http://127.0.0.1:47001'", "unknown option"),
@@ -332,6 +334,9 @@ def test_the_guard_refuses_with_the_wrappers_own_message(guarded, name, value):
     assert error.diag.message_primary == wrapper.value.message
 
 
+ROLE_DETAILS = ("external_id", "role_session_name", "role_duration_seconds")
+
+
 def test_every_place_admits_exactly_the_registry_options(guarded):
     """Each option, tried on a user mapping and on a table, is admitted iff the registry
     says it may be set there (values that are valid, so only the place is judged)."""
@@ -351,6 +356,10 @@ def test_every_place_admits_exactly_the_registry_options(guarded):
             ):  # fmt: skip
                 if row.name in ("aws_access_key_id", "aws_secret_access_key", "object"):
                     continue
+                if place == USER_MAPPING and row.name in ROLE_DETAILS:
+                    sql = sql.replace(
+                        "{o} {v}", "role_arn 'arn:aws:iam::123456789012:role/r', {o} {v}"
+                    )
                 admin.execute("BEGIN")
                 admin.execute("CREATE ROLE owner_probe")
                 try:
