@@ -21,8 +21,10 @@ import psycopg
 import pytest
 
 from cognito_fdw.devstack import REPO_ROOT, LocalPostgres, MotoServer
+from cognito_fdw.errors import MIN_LINE
 from cognito_fdw.secrets import APPLICATION_NAME
 
+from ..unit.test_errors import ENCODERS
 from .seeddata import POOL_REGION
 
 SECRET = "LeakCanarySecret0123456789abcdefghijklmnop"  # a known secret for the leak tests
@@ -504,3 +506,41 @@ def test_no_error_path_leaks_a_secret(pg, admin, aws):
     for secret in (SECRET, EXTERNAL_ID):
         assert secret not in everything
     assert "Traceback" not in everything
+
+
+# Values a credential option can hold: quotes, backslashes, %, +, spaces and non-ASCII (in
+# and beyond Latin-1, which HTTP headers are encoded in), and a line break (refused when the
+# options are parsed, or else sent: either way it must not show).
+ODD_SECRETS = {
+    "aws_secret_access_key": "LeakCanaryKey'\"\\%+ é/=&?x",
+    "aws_session_token": "LeakCanaryTok'\"\\%2B+ é☃/=&?x",
+}
+ODD_TOKENS = ("LeakCanaryTok'\"\\%+ é=x", "LeakCanaryHeadLine\nLeakCanaryTailLine")
+
+
+def test_odd_credentials_show_in_no_encoding_in_errors_or_the_log(pg, admin, aws):
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    mappings = [{"aws_access_key_id": "AKIDODD", **ODD_SECRETS}]
+    mappings += [{**keys_mapping(aws), "aws_session_token": token} for token in ODD_TOKENS]
+    tables = [make_server(admin, aws, mapping=mapping) for mapping in mappings]
+    seen = []
+    for dsn in (pg.dsn, pg.dsn.replace("user=postgres", f"user={role}")):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET client_min_messages = debug1")
+            conn.add_notice_handler(
+                lambda d: seen.append(f"{d.message_primary} {d.message_detail}")
+            )
+            for table in tables:
+                for sql in (f"SELECT * FROM {table}", f"EXPLAIN VERBOSE SELECT * FROM {table}"):
+                    with pytest.raises(psycopg.Error) as info:
+                        conn.execute(sql).fetchall()
+                    d = info.value.diag
+                    seen.append(f"{info.value} {d.message_detail} {d.message_hint} {d.context}")
+    everything = "\n".join(seen) + pg.log()
+    assert "Traceback" not in everything
+    for secret in (*ODD_SECRETS.values(), *ODD_TOKENS):
+        parts = [secret, *(line for line in secret.splitlines() if len(line) >= MIN_LINE)]
+        for part in parts:
+            for name, encode in ENCODERS.items():
+                assert encode(part) not in everything, f"{name} of {part!r} shows"
