@@ -544,3 +544,30 @@ def test_odd_credentials_show_in_no_encoding_in_errors_or_the_log(pg, admin, aws
         for part in parts:
             for name, encode in ENCODERS.items():
                 assert encode(part) not in everything, f"{name} of {part!r} shows"
+
+
+def test_a_failed_vault_call_leaves_its_secret_out_of_the_log(pg, admin):
+    # A granted non-superuser: the functions' SET log_min_error_statement works for it only
+    # because they run as their (superuser) owner.
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"ALTER ROLE {role} SET log_statement = 'none'")  # this cluster logs 'all'
+    admin.execute(f"GRANT USAGE ON SCHEMA vault TO {role}")
+    admin.execute(f"GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret TO {role}")
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret('first', %s)", (name,))
+    secret = f"LeakCanaryVault{uuid.uuid4().hex}"
+    failing = [
+        ("SELECT vault.create_secret({}, {})", (secret, name)),  # a duplicate name
+        ("SELECT vault.update_secret({}, {})", (str(uuid.uuid4()), secret)),  # no such id
+    ]
+    with psycopg.connect(pg.dsn.replace("user=postgres", f"user={role}")) as conn:
+        for template, args in failing:
+            # The secret written into the statement, as psql sends it (not a bind parameter).
+            statement = psycopg.sql.SQL(template).format(*map(psycopg.sql.Literal, args))
+            with pytest.raises(psycopg.Error, match="duplicate key|no secret with id"):
+                conn.execute(statement)
+            conn.rollback()
+    log = pg.log()
+    assert "duplicate key value" in log and "vault: no secret with id" in log
+    assert secret not in log
