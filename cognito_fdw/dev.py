@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -227,10 +228,15 @@ def _say(text: str) -> None:
 
 
 def local_up(base: Path, psql: bool) -> int:
+    pg_base = base / "pg"
+    if (pg_base / "data").exists() and not (pg_base / "pgpass").exists():
+        raise DevError(
+            f"the cluster in {pg_base / 'data'} was made by an older cognito-fdw, open to every "
+            f"local user (trust authentication); delete {base} to make a private one"
+        )
     _prepare_base(base)
     state_path = base / "state.json"
     state = State.load(state_path)
-    pg_base = base / "pg"
     data_marker = str(pg_base / "data")
 
     if state and _running(state.moto_pid, "moto_server"):
@@ -256,18 +262,20 @@ def local_up(base: Path, psql: bool) -> int:
     _say(f"pool {POOL_NAME} ({pool_id}): {summary}")
 
     if state and _running(state.postgres_pid, data_marker):
-        pg = LocalPostgres(base=pg_base, port=state.db_port)
+        pg = LocalPostgres(base=pg_base, port=state.db_port, private=True)
         postgres_pid = state.postgres_pid
         _say(f"PostgreSQL already running on port {pg.port}")
     else:
         pg = LocalPostgres(
-            base=pg_base, port=_port(DB_PORT, state and state.db_port), detached=True
+            base=pg_base, port=_port(DB_PORT, state and state.db_port), detached=True, private=True
         ).start()
         postgres_pid = pg.process.pid
         _say(f"PostgreSQL started on port {pg.port} (log: {pg.log_path})")
     State(pg.port, moto_port, postgres_pid, moto_pid).save(state_path)
 
-    dsn = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    # Over loopback TCP with the password in the stack's pgpass file (as root too: the
+    # server's socket belongs to its own OS user).
+    dsn = pg.url
     psql_bin = str(pg.bindir / "psql")
     init = [
         psql_bin, dsn, "-q", "-v", "ON_ERROR_STOP=1",
@@ -288,7 +296,7 @@ def local_up(base: Path, psql: bool) -> int:
     )
     subprocess.run([psql_bin, dsn, "-q", "-v", "ON_ERROR_STOP=1", "-c", repoint], check=True)
     subprocess.run([psql_bin, dsn, "-c", DEMO_QUERY], check=True)
-    print(f"\nThe stack runs until `make down`. psql {dsn}", flush=True)
+    print(f"\nThe stack runs until `make down`. psql {shlex.quote(dsn)}", flush=True)
     if psql:
         os.execv(psql_bin, [psql_bin, dsn])
     return 0

@@ -94,3 +94,12 @@ def test_as_root_a_base_the_server_user_cannot_enter_is_refused(tmp_path, monkey
     closed.mkdir(mode=0o700)
     assert cli.main(["dev", "up", "--mode", "local", "--base", str(closed / ".dev")]) == 1
     assert f"cannot enter {closed}" in capsys.readouterr().err
+
+
+def test_a_cluster_from_before_the_stack_was_private_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dev, "multicorn_missing", lambda bindir: None)
+    base = tmp_path / ".dev"
+    (base / "pg" / "data").mkdir(parents=True)  # a cluster, and no pgpass beside it
+    assert cli.main(["dev", "up", "--mode", "local", "--base", str(base)]) == 1
+    err = capsys.readouterr().err
+    assert "open to every local user" in err and f"delete {base}" in err
