@@ -153,7 +153,7 @@ def _private_file(path: Path, owner: pwd.struct_passwd | None = None) -> int:
     return fd
 
 
-def _write_private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
+def write_private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
     """``path`` holding exactly ``text``, mode 0600, owned by ``owner`` (default: us)."""
     fd = _private_file(path, owner)
     try:
@@ -261,9 +261,9 @@ class LocalPostgres:
         pwfile = self.base / "initdb.password"
         if self.private:
             password = secrets.token_hex(24)  # hex: nothing to escape in a pgpass line
-            _write_private(pwfile, password + "\n", self.user)
+            write_private(pwfile, password + "\n", self.user)
             # Written before the cluster exists, so no moment has the cluster without it.
-            _write_private(self.passfile, f"127.0.0.1:*:*:postgres:{password}\n")
+            write_private(self.passfile, f"127.0.0.1:*:*:postgres:{password}\n")
             auth = ["--auth-local=peer", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         try:
             subprocess.run(
@@ -281,8 +281,8 @@ class LocalPostgres:
         # postgres (the wrapper's vault loopback does, as libpq's default user) or as itself.
         me = self.os_user
         ident = "".join(f"owner  {me}  {role}\n" for role in dict.fromkeys(("postgres", me)))
-        _write_private(self.data / "pg_ident.conf", ident, self.user)
-        _write_private(
+        write_private(self.data / "pg_ident.conf", ident, self.user)
+        write_private(
             self.data / "pg_hba.conf",
             "# cognito-fdw dev stack: only the OS user who started it logs in (devstack.py).\n"
             "local  all  all                 peer map=owner\n"
