@@ -104,11 +104,11 @@ def scrub(text: str | None, secrets: Iterable[str] = ()) -> str | None:
 @functools.lru_cache(maxsize=256)
 def encodings(secret: str) -> frozenset[str]:
     """Every form ``secret`` can take in a message: itself; Python's ``repr`` of it as str
-    (either quote, ``ascii()``) and as UTF-8 or Latin-1 bytes; JSON (ASCII-only or not);
-    URL-encoded (``quote``, ``quote`` with ``/`` safe, ``quote_plus``); an SQL literal's
-    doubled quotes; hex escapes in upper and lower case; each of these encoded once more
-    (a repr inside JSON, say); and the same for each line of a multi-line secret that has at
-    least ``MIN_LINE`` characters.  Empty strings are left out.
+    (either quote, ``ascii()``) and as UTF-8 or Latin-1 bytes; JSON (ASCII-only or not, ``/``
+    escaped or not); URL-encoded (``quote``, ``quote`` with ``/`` safe, ``quote_plus``); an
+    SQL literal's doubled quotes; hex escapes in upper and lower case; each of these encoded
+    once more (a repr inside JSON, say); and the same for each line of a multi-line secret
+    that has at least ``MIN_LINE`` characters.  Empty strings are left out.
     """
     parts = {secret} | {line for line in secret.splitlines() if len(line) >= MIN_LINE}
     once = {form for part in parts for form in _encoded(part)}
@@ -122,6 +122,7 @@ def _encoded(text: str) -> set[str]:
         text.replace("'", "''"),
         *(_escaped(text, q, ascii_only) for q in "'\"" for ascii_only in (False, True)),
         json.dumps(text)[1:-1],
+        json.dumps(text)[1:-1].replace("/", "\\/"),  # encoders that escape "/" (PHP, Jackson)
         json.dumps(text, ensure_ascii=False)[1:-1],
         urllib.parse.quote(text, safe=""),
         urllib.parse.quote(text),
