@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,6 +33,7 @@ from cognito_fdw.devstack import (
     free_port,
     multicorn_missing,
     postgres_bindir,
+    write_private,
 )
 from cognito_fdw.seed import ensure_pool, seed_pool
 
@@ -125,19 +128,44 @@ def _compose(*args: str) -> list[str]:
     return ["docker", "compose", "-f", str(COMPOSE_FILE), *args]
 
 
-def docker_up(psql: bool) -> int:
-    subprocess.run(_compose("up", "-d", "--build", "--wait"), check=True)
+def docker_up(base: Path, psql: bool) -> int:
+    password, passfile = docker_password(base)
+    # The compose file reads it when it initialises the volume (POSTGRES_PASSWORD); a volume
+    # made before keeps its own, so the role is given this one below as well.
+    env = {**os.environ, "POSTGRES_PASSWORD": password}
+    subprocess.run(_compose("up", "-d", "--build", "--wait"), check=True, env=env)
     db_psql = _compose("exec", "db", "psql", "-U", "postgres", "-d", "postgres")
+    # On stdin, never in an argument list (ps shows those); with statement logging off.
+    subprocess.run(
+        [*_compose("exec", "-T", "db", "psql", "-U", "postgres", "-d", "postgres"),
+         "-q", "-v", "ON_ERROR_STOP=1"],
+        input="SET log_statement = 'none'; SET log_min_error_statement = panic;\n"
+        f"ALTER ROLE postgres PASSWORD '{password}';\n",
+        text=True, check=True, env=env,
+    )  # fmt: skip
     subprocess.run([*db_psql, "-c", DEMO_QUERY], check=True)
-    print(f"\nThe stack runs until `make down`; psql from the host: {docker_dsn()}")
+    print(f"\nThe stack runs until `make down`; psql from the host: {docker_dsn(passfile)}")
     if psql:
         os.execvp(db_psql[0], db_psql)
     return 0
 
 
-def docker_dsn() -> str:
+def docker_password(base: Path) -> tuple[str, Path]:
+    """The compose database's superuser password, made once per ``base`` and kept in
+    ``<base>/docker.pgpass`` (mode 0600): the published port answers every local user, the
+    password only its owner.  The password and the pgpass file's path."""
+    passfile = base / "docker.pgpass"
+    if passfile.exists():
+        return passfile.read_text().strip().rsplit(":", 1)[1], passfile
+    base.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_hex(24)  # hex: nothing to escape in SQL or a pgpass line
+    write_private(passfile, f"127.0.0.1:*:*:postgres:{password}\n")
+    return password, passfile
+
+
+def docker_dsn(passfile: Path) -> str:
     port = os.environ.get("COGNITO_FDW_DB_PORT", str(DB_PORT))
-    return f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres?passfile={passfile}"
 
 
 # -- the local stack -----------------------------------------------------------------------
@@ -227,10 +255,15 @@ def _say(text: str) -> None:
 
 
 def local_up(base: Path, psql: bool) -> int:
+    pg_base = base / "pg"
+    if (pg_base / "data").exists() and not (pg_base / "pgpass").exists():
+        raise DevError(
+            f"the cluster in {pg_base / 'data'} was made by an older cognito-fdw, open to every "
+            f"local user (trust authentication); delete {base} to make a private one"
+        )
     _prepare_base(base)
     state_path = base / "state.json"
     state = State.load(state_path)
-    pg_base = base / "pg"
     data_marker = str(pg_base / "data")
 
     if state and _running(state.moto_pid, "moto_server"):
@@ -256,18 +289,20 @@ def local_up(base: Path, psql: bool) -> int:
     _say(f"pool {POOL_NAME} ({pool_id}): {summary}")
 
     if state and _running(state.postgres_pid, data_marker):
-        pg = LocalPostgres(base=pg_base, port=state.db_port)
+        pg = LocalPostgres(base=pg_base, port=state.db_port, private=True)
         postgres_pid = state.postgres_pid
         _say(f"PostgreSQL already running on port {pg.port}")
     else:
         pg = LocalPostgres(
-            base=pg_base, port=_port(DB_PORT, state and state.db_port), detached=True
+            base=pg_base, port=_port(DB_PORT, state and state.db_port), detached=True, private=True
         ).start()
         postgres_pid = pg.process.pid
         _say(f"PostgreSQL started on port {pg.port} (log: {pg.log_path})")
     State(pg.port, moto_port, postgres_pid, moto_pid).save(state_path)
 
-    dsn = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    # Over loopback TCP with the password in the stack's pgpass file (as root too: the
+    # server's socket belongs to its own OS user).
+    dsn = pg.url
     psql_bin = str(pg.bindir / "psql")
     init = [
         psql_bin, dsn, "-q", "-v", "ON_ERROR_STOP=1",
@@ -288,7 +323,7 @@ def local_up(base: Path, psql: bool) -> int:
     )
     subprocess.run([psql_bin, dsn, "-q", "-v", "ON_ERROR_STOP=1", "-c", repoint], check=True)
     subprocess.run([psql_bin, dsn, "-c", DEMO_QUERY], check=True)
-    print(f"\nThe stack runs until `make down`. psql {dsn}", flush=True)
+    print(f"\nThe stack runs until `make down`. psql {shlex.quote(dsn)}", flush=True)
     if psql:
         os.execv(psql_bin, [psql_bin, dsn])
     return 0
@@ -316,7 +351,7 @@ def up(base: Path, mode: str = "auto", psql: bool = True) -> int:
     chosen = choose_mode(mode)
     _say(f"starting the {'compose' if chosen == 'docker' else 'local'} stack")
     if chosen == "docker":
-        return docker_up(psql)
+        return docker_up(base, psql)
     return local_up(base, psql)
 
 

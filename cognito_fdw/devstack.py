@@ -6,6 +6,13 @@ Nothing here is imported by the wrapper itself.
 initdb and postgres refuse to run as root, so when started as root the cluster runs as
 an unprivileged OS user (``postgres`` when it exists, else ``nobody``); the files the
 server's Python reads must then be readable by that user.
+
+Every cluster keeps its socket, log and files to the OS user that runs it (directory and
+socket 0700, log 0600).  A *private* cluster (the dev stack) also lets only its starter log
+in: peer authentication on that socket, SCRAM with a generated password over loopback TCP,
+the password in a 0600 pgpass file of the starter that ``url`` and ``dsn`` name.  The test
+clusters keep trust on loopback TCP: the tests log in as dozens of password-less roles they
+create, and the cluster lives only as long as a test run.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -135,8 +143,32 @@ def _copy_for_server(paths: list[str], target: Path) -> list[str]:
     return [str(target)]
 
 
+def _private_file(path: Path, owner: pwd.struct_passwd | None = None) -> int:
+    """``path`` opened for appending, created or reset to mode 0600 (and given to ``owner``);
+    a file descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # one that existed before keeps its mode otherwise
+    if owner is not None:
+        os.fchown(fd, owner.pw_uid, owner.pw_gid)
+    return fd
+
+
+def write_private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
+    """``path`` holding exactly ``text``, mode 0600, owned by ``owner`` (default: us)."""
+    fd = _private_file(path, owner)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 class LocalPostgres:
-    """initdb + postgres on a free loopback port, logging to a file, trust auth."""
+    """initdb + postgres on a loopback port, logging to a file, readable by its user alone.
+
+    ``private``: only the starting OS user may log in (see the module docstring); otherwise
+    trust over loopback TCP, for the tests.
+    """
 
     def __init__(
         self,
@@ -144,6 +176,7 @@ class LocalPostgres:
         port: int | None = None,
         env: dict | None = None,
         detached: bool = False,
+        private: bool = False,
     ):
         self.bindir = postgres_bindir()
         self.base = Path(base or tempfile.mkdtemp(prefix="cognito-fdw-pg-"))
@@ -155,12 +188,26 @@ class LocalPostgres:
         # A detached server has its own session: it outlives its starter, and a Ctrl-C typed
         # at the terminal (into psql, say) does not reach it.
         self.detached = detached
+        self.private = private
+        self.passfile = self.base / "pgpass"
         self._pythonpath: list[str] = []
         self.process: subprocess.Popen | None = None
 
     @property
     def dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        return f"{dsn} passfile={self.passfile}" if self.private else dsn
+
+    @property
+    def url(self) -> str:
+        """The DSN as a URL, for psql and for people."""
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"{url}?passfile={self.passfile}" if self.private else url
+
+    @property
+    def os_user(self) -> str:
+        """The OS user the server runs as."""
+        return (self.user or pwd.getpwuid(os.geteuid())).pw_name
 
     def _run_as(self):
         if self.user is None:
@@ -187,30 +234,62 @@ class LocalPostgres:
 
     def start(self) -> LocalPostgres:
         self.base.mkdir(parents=True, exist_ok=True)
+        # The socket, the log and the initdb password live here: the server's OS user only.
+        self.base.chmod(0o700)
         if self.user is not None:
             os.chown(self.base, self.user.pw_uid, self.user.pw_gid)
         self._pythonpath = self._resolve_pythonpath()
         if not self.data.exists():
-            subprocess.run(
-                [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                 "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-                check=True, capture_output=True, env=self._env(), **self._run_as(),
-            )  # fmt: skip
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes it until stop()
-        if self.user is not None:
-            os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
+            self._initdb()
+        log = _private_file(self.log_path, self.user)
         self.process = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.base}",
+             "-c", "unix_socket_permissions=0700", "-c", "log_file_mode=0600",
              "-c", "fsync=off", "-c", "log_min_messages=warning",
              "-c", "log_line_prefix=%m [%p] "],
             stdout=log, stderr=subprocess.STDOUT, env=self._env(),
             start_new_session=self.detached, **self._run_as(),
         )  # fmt: skip
-        log.close()
+        os.close(log)
         wait_for_port(self.port, 30, self.process)
         self._wait_ready(30)
         return self
+
+    def _initdb(self) -> None:
+        auth = ["-A", "trust"]
+        pwfile = self.base / "initdb.password"
+        if self.private:
+            password = secrets.token_hex(24)  # hex: nothing to escape in a pgpass line
+            write_private(pwfile, password + "\n", self.user)
+            # Written before the cluster exists, so no moment has the cluster without it.
+            write_private(self.passfile, f"127.0.0.1:*:*:postgres:{password}\n")
+            auth = ["--auth-local=peer", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            subprocess.run(
+                [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", *auth,
+                 "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                check=True, capture_output=True, env=self._env(), **self._run_as(),
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if self.private:
+            self._write_hba()
+
+    def _write_hba(self) -> None:
+        # The socket is reachable by the server's OS user alone (0700); it logs in as
+        # postgres (the wrapper's vault loopback does, as libpq's default user) or as itself.
+        me = self.os_user
+        ident = "".join(f"owner  {me}  {role}\n" for role in dict.fromkeys(("postgres", me)))
+        write_private(self.data / "pg_ident.conf", ident, self.user)
+        write_private(
+            self.data / "pg_hba.conf",
+            "# cognito-fdw dev stack: only the OS user who started it logs in (devstack.py).\n"
+            "local  all  all                 peer map=owner\n"
+            "host   all  all  127.0.0.1/32   scram-sha-256\n"
+            "host   all  all  ::1/128        scram-sha-256\n",
+            self.user,
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         """The port opens before recovery ends ("the database system is starting up")."""
@@ -269,14 +348,14 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = _private_file(self.log_path) if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [executable, "-H", self.host, "-p", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.extra_env},
             start_new_session=self.detached,
         )  # fmt: skip
         if self.log_path:
-            log.close()
+            os.close(log)
         wait_for_port(self.port, 30, self.process)
         return self
 

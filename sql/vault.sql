@@ -27,8 +27,10 @@
 --   GRANT USAGE ON SCHEMA vault TO alice;
 --   GRANT SELECT ON vault.decrypted_secrets TO alice;
 -- and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
--- As in Supabase, vault.create_secret('x') in a statement log (log_statement = 'all')
--- records its argument: create secrets with logging of statements off.
+-- A failed create_secret or update_secret does not log its statement; but log_statement =
+-- 'all' ('ddl' and 'mod' leave a SELECT out), a statement that fails before the function
+-- runs (a syntax error, a malformed uuid) and auto_explain still record the secret: see the
+-- README, "Where a secret can still reach the server log".
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
@@ -96,10 +98,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
 AS $$ SELECT id, key FROM vault.keys ORDER BY id DESC LIMIT 1 $$;
 REVOKE ALL ON FUNCTION vault._current_key() FROM PUBLIC;
 
+-- A failed call would have PostgreSQL log the statement, secret included
+-- (log_min_error_statement = error by default), so the two functions that take a secret
+-- raise the level for their run.  It still holds when PostgreSQL reports the error (the
+-- transaction is aborted, and the setting undone, only after that); only a superuser may
+-- set it, which these SECURITY DEFINER functions are while they run, whoever calls them.
 CREATE OR REPLACE FUNCTION vault.create_secret(
   new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT ''
 ) RETURNS uuid
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+SET log_min_error_statement = panic
 AS $$
 DECLARE
   k record := vault._current_key();
@@ -121,6 +129,7 @@ CREATE OR REPLACE FUNCTION vault.update_secret(
   new_description text DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+SET log_min_error_statement = panic
 AS $$
 DECLARE
   k record := vault._current_key();

@@ -21,8 +21,10 @@ import psycopg
 import pytest
 
 from cognito_fdw.devstack import REPO_ROOT, LocalPostgres, MotoServer
+from cognito_fdw.errors import MIN_LINE
 from cognito_fdw.secrets import APPLICATION_NAME
 
+from ..unit.test_errors import ENCODERS
 from .seeddata import POOL_REGION
 
 SECRET = "LeakCanarySecret0123456789abcdefghijklmnop"  # a known secret for the leak tests
@@ -512,3 +514,68 @@ def test_no_error_path_leaks_a_secret(pg, admin, aws):
     for secret in (SECRET, EXTERNAL_ID):
         assert secret not in everything
     assert "Traceback" not in everything
+
+
+# Values a credential option can hold: quotes, backslashes, %, +, spaces and non-ASCII (in
+# and beyond Latin-1, which HTTP headers are encoded in), and a line break (refused when the
+# options are parsed, or else sent: either way it must not show).
+ODD_SECRETS = {
+    "aws_secret_access_key": "LeakCanaryKey'\"\\%+ é/=&?x",
+    "aws_session_token": "LeakCanaryTok'\"\\%2B+ é☃/=&?x",
+}
+ODD_TOKENS = ("LeakCanaryTok'\"\\%+ é=x", "LeakCanaryHeadLine\nLeakCanaryTailLine")
+
+
+def test_odd_credentials_show_in_no_encoding_in_errors_or_the_log(pg, admin, aws):
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    mappings = [{"aws_access_key_id": "AKIDODD", **ODD_SECRETS}]
+    mappings += [{**keys_mapping(aws), "aws_session_token": token} for token in ODD_TOKENS]
+    tables = [make_server(admin, aws, mapping=mapping) for mapping in mappings]
+    seen = []
+    for dsn in (pg.dsn, pg.dsn.replace("user=postgres", f"user={role}")):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET client_min_messages = debug1")
+            conn.add_notice_handler(
+                lambda d: seen.append(f"{d.message_primary} {d.message_detail}")
+            )
+            for table in tables:
+                for sql in (f"SELECT * FROM {table}", f"EXPLAIN VERBOSE SELECT * FROM {table}"):
+                    with pytest.raises(psycopg.Error) as info:
+                        conn.execute(sql).fetchall()
+                    d = info.value.diag
+                    seen.append(f"{info.value} {d.message_detail} {d.message_hint} {d.context}")
+    everything = "\n".join(seen) + pg.log()
+    assert "Traceback" not in everything
+    for secret in (*ODD_SECRETS.values(), *ODD_TOKENS):
+        parts = [secret, *(line for line in secret.splitlines() if len(line) >= MIN_LINE)]
+        for part in parts:
+            for name, encode in ENCODERS.items():
+                assert encode(part) not in everything, f"{name} of {part!r} shows"
+
+
+def test_a_failed_vault_call_leaves_its_secret_out_of_the_log(pg, admin):
+    # A granted non-superuser: the functions' SET log_min_error_statement works for it only
+    # because they run as their (superuser) owner.
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"ALTER ROLE {role} SET log_statement = 'none'")  # this cluster logs 'all'
+    admin.execute(f"GRANT USAGE ON SCHEMA vault TO {role}")
+    admin.execute(f"GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret TO {role}")
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret('first', %s)", (name,))
+    secret = f"LeakCanaryVault{uuid.uuid4().hex}"
+    failing = [
+        ("SELECT vault.create_secret({}, {})", (secret, name)),  # a duplicate name
+        ("SELECT vault.update_secret({}, {})", (str(uuid.uuid4()), secret)),  # no such id
+    ]
+    with psycopg.connect(pg.dsn.replace("user=postgres", f"user={role}")) as conn:
+        for template, args in failing:
+            # The secret written into the statement, as psql sends it (not a bind parameter).
+            statement = psycopg.sql.SQL(template).format(*map(psycopg.sql.Literal, args))
+            with pytest.raises(psycopg.Error, match="duplicate key|no secret with id"):
+                conn.execute(statement)
+            conn.rollback()
+    log = pg.log()
+    assert "duplicate key value" in log and "vault: no secret with id" in log
+    assert secret not in log

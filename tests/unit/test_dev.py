@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 
@@ -47,7 +48,11 @@ def fake_docker(tmp_path, monkeypatch):
     """A ``docker`` that records its arguments and succeeds (there is no engine here)."""
     calls = tmp_path / "calls"
     script = tmp_path / "docker"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    # Also the password compose would read, and what psql would read on stdin.
+    script.write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\necho "$POSTGRES_PASSWORD" >> {tmp_path}/passwords\n'
+        f'case "$*" in *"exec -T"*) cat >> {tmp_path}/stdin;; esac\n'
+    )
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     return lambda: calls.read_text().splitlines() if calls.exists() else []
@@ -60,9 +65,27 @@ def test_docker_up_builds_waits_and_shows_the_query(fake_docker, tmp_path, capsy
         "info",
         "compose version",
         f"{compose} up -d --build --wait",
+        f"{compose} exec -T db psql -U postgres -d postgres -q -v ON_ERROR_STOP=1",
         f"{compose} exec db psql -U postgres -d postgres -c {dev.DEMO_QUERY}",
     ]
-    assert "postgresql://postgres:postgres@127.0.0.1:54329/postgres" in capsys.readouterr().out
+    passfile = tmp_path / "dev" / "docker.pgpass"
+    url = f"postgresql://postgres@127.0.0.1:54329/postgres?passfile={passfile}"
+    assert url in capsys.readouterr().out
+
+
+def test_docker_up_gives_the_database_a_password_of_its_own(fake_docker, tmp_path):
+    for _ in range(2):  # the second run keeps the first one's password
+        assert cli.main(["dev", "up", "--no-psql", "--base", str(tmp_path / "dev")]) == 0
+    passfile = tmp_path / "dev" / "docker.pgpass"
+    assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
+    host, port, db, user, password = passfile.read_text().strip().split(":")
+    assert (host, user, len(password)) == ("127.0.0.1", "postgres", 48)
+    passwords = set((tmp_path / "passwords").read_text().split())
+    assert passwords == {password}  # what `up` (and the exec after it) got from us
+    # A volume made before keeps its password: the role is given this one, off the log.
+    sql = (tmp_path / "stdin").read_text()
+    assert f"ALTER ROLE postgres PASSWORD '{password}'" in sql
+    assert sql.index("log_statement = 'none'") < sql.index("ALTER ROLE")
 
 
 def test_down_brings_the_compose_stack_down(fake_docker, tmp_path):
@@ -94,3 +117,12 @@ def test_as_root_a_base_the_server_user_cannot_enter_is_refused(tmp_path, monkey
     closed.mkdir(mode=0o700)
     assert cli.main(["dev", "up", "--mode", "local", "--base", str(closed / ".dev")]) == 1
     assert f"cannot enter {closed}" in capsys.readouterr().err
+
+
+def test_a_cluster_from_before_the_stack_was_private_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dev, "multicorn_missing", lambda bindir: None)
+    base = tmp_path / ".dev"
+    (base / "pg" / "data").mkdir(parents=True)  # a cluster, and no pgpass beside it
+    assert cli.main(["dev", "up", "--mode", "local", "--base", str(base)]) == 1
+    err = capsys.readouterr().err
+    assert "open to every local user" in err and f"delete {base}" in err

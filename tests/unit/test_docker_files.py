@@ -110,6 +110,12 @@ def test_seed_hands_the_pool_id_to_the_db_init(compose):
     assert set(compose["volumes"]) == {"pgdata", "shared"}
 
 
+def test_db_wants_a_password_over_tcp(compose):
+    environment = compose["services"]["db"]["environment"]
+    assert environment["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert "trust" not in json.dumps(compose)
+
+
 def test_moto_pool_ids_survive_a_restart(compose):
     # The db volume keeps the pool id; moto forgets the pool. Hashed ids make them meet again.
     assert (
