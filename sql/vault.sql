@@ -78,8 +78,9 @@ CREATE TABLE IF NOT EXISTS vault.secrets (
 REVOKE ALL ON vault.secrets FROM PUBLIC;
 
 -- Function bodies resolve names with this path (SET search_path FROM CURRENT): the
--- catalog first, then pgcrypto's schema, so no role's objects can stand in for them.
-SELECT set_config('search_path', format('pg_catalog, vault, %I', n.nspname), false)
+-- catalog first, then pgcrypto's schema, pg_temp last (unlisted, it would be searched first),
+-- so no role's objects, temporary ones included, can stand in for them.
+SELECT set_config('search_path', format('pg_catalog, vault, %I, pg_temp', n.nspname), false)
     AS vault_search_path
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pgcrypto' \gset
