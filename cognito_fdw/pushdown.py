@@ -50,7 +50,8 @@ REFUSALS = {
     "uuid has its own equality",
     "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
     "(no LIKE for status; for enabled only =, <> and IS with true or false)",
-    "null": "IS NULL, IS NOT NULL and comparisons with NULL have no Cognito filter",
+    "null": "IS NULL and IS NOT NULL have no Cognito filter (and Multicorn passes a NULL "
+    "join key or parameter exactly as IS NULL)",
     "value": "the value is not a string",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
     "(an empty filter lists every user)",

@@ -193,6 +193,9 @@ def test_generic_plan_equality_with_a_null_parameter(db, nl, pool):
     db.execute("SET plan_cache_mode = force_generic_plan")
     db.execute("PREPARE pu(text) AS SELECT username FROM nl.users WHERE username = $1")
     db.execute("PREPARE pe(text) AS SELECT username FROM nl.users WHERE email = $1")
+    db.execute(
+        "PREPARE pw(text) AS SELECT username FROM nl.users WHERE email = $1 AND $1 IS NOT NULL"
+    )
     try:
         with counting(db):
             assert db.execute("EXECUTE pu(NULL)").fetchall() == []
@@ -203,9 +206,14 @@ def test_generic_plan_equality_with_a_null_parameter(db, nl, pool):
             assert requests_of(db) == [pages(pool)]
             assert db.execute("EXECUTE pu('user003')").fetchall() == [("user003",)]
             assert requests_of(db) == [1]
+            # The README's way out: PostgreSQL decides $1 IS NOT NULL before any scan.
+            assert db.execute("EXECUTE pw(NULL)").fetchall() == []
+            assert requests_of(db) == []
+            assert db.execute("EXECUTE pw('user004@example.com')").fetchall() == [("user004",)]
+            assert requests_of(db) == [1]
     finally:
-        db.execute("DEALLOCATE pu")
-        db.execute("DEALLOCATE pe")
+        for name in ("pu", "pe", "pw"):
+            db.execute(f"DEALLOCATE {name}")
         db.execute("RESET plan_cache_mode")
 
 
