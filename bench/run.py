@@ -163,7 +163,11 @@ def shapes(size, cognito, pool_id):
         ("IN of 5", f"SELECT * FROM {t} WHERE username IN ({five})", 5),
         ("LIMIT 10", f"SELECT * FROM {t} LIMIT 10", 5),
         ("join of 20 local rows on sub", f"SELECT u.* FROM subs s JOIN {t} u ON u.sub = s.sub", 3),
-    ]
+        ("NULL keys: requests (join of 20 NULL usernames)",
+         f"SELECT u.* FROM null_keys k JOIN {t} u ON u.username = k.username", 3),
+        ("NULL keys: requests (= ANY(NULL::text[]))",
+         f"SELECT count(*) FROM {t} WHERE username = ANY(NULL::text[])", 3),
+    ]  # fmt: skip
 
 
 def first_query_overhead(dsn, sql) -> float:
@@ -264,6 +268,10 @@ def run_all(dsn, cognito, pools, proxy, big):
         for sub in subs:
             session.conn.execute("INSERT INTO subs VALUES (%s)", (sub,))
         session.conn.execute("ANALYZE subs")
+        session.conn.execute("DROP TABLE IF EXISTS null_keys")
+        session.conn.execute("CREATE TEMP TABLE null_keys AS SELECT NULL::text AS username")
+        session.conn.execute("INSERT INTO null_keys SELECT NULL FROM generate_series(2, 20)")
+        session.conn.execute("ANALYZE null_keys")
         session.run(f"SELECT * FROM u{size} WHERE username = 'warm-up'", repeat=1)
         for name, sql, repeat in shapes(size, cognito, pool_id):
             seconds, requests, count = session.run(sql, repeat)

@@ -10,6 +10,8 @@ How a scan of group_members reaches Cognito (PostgreSQL re-checks every qual):
   AdminGetUser when a user column other than username is read);
 * ``group_name = g``: one ListUsersInGroup of that group (users come with their attributes);
 * ``IN (...)`` lists of either: one of the above per value;
+* a qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, only
+  names Cognito could not hold; :func:`pushdown.cannot_match`): no request at all;
 * otherwise: ListGroups, then ListUsersInGroup for every group.
 
 With ``writable 'true'``, INSERT and DELETE record changes in a :class:`ChangeLog`; they are
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 
-from . import changes
+from . import changes, pushdown
 from .changes import Change, ChangeLog
 from .client import PAGE_SIZE, Pool, Stats, is_cognito_name
 from .columns import (
@@ -58,6 +60,8 @@ MEMBER_COLUMNS = {
 }
 ROWID = "membership"
 _CHEAP = set(MEMBER_COLUMNS)
+# Every row has a group and a user name (a membership key too); a user column may be NULL.
+_NEVER_NULL = set(MEMBER_COLUMNS)
 _TEXT_FAMILIES = {"text", "character varying", "varchar"}
 
 # Planner guesses: rows a scan returns.
@@ -117,8 +121,18 @@ def _pushable(fdw_columns: Mapping, name: str) -> bool:
     )
 
 
-def _equal_values(quals, name: str) -> list | None:
-    """The values a qual ``name = v`` or ``name IN (...)`` allows, or None if there is none.
+def _impossible(quals, never_null) -> str | None:
+    """The text of the first qual no row can satisfy, or None.  ``never_null`` holds the
+    columns that are NULL in no row."""
+    for qual in quals:
+        if pushdown.cannot_match(qual, qual.field_name in never_null):
+            return pushdown.qual_text(qual)
+    return None
+
+
+def _equal_values(quals, name: str) -> tuple[list, str] | None:
+    """The values a qual ``name = v`` or ``name IN (...)`` allows and the qual's text, or
+    None if there is no such qual.
 
     Values that cannot be a Cognito name match nothing, so they are dropped here rather than
     sent (Cognito would refuse them).
@@ -132,9 +146,9 @@ def _equal_values(quals, name: str) -> list | None:
             values = [v for v in qual.value if isinstance(v, str)]
         else:
             continue
-        if name == ROWID:
-            return values
-        return [v for v in values if is_cognito_name(v)]
+        if name != ROWID:
+            values = [v for v in values if is_cognito_name(v)]
+        return values, pushdown.qual_text(qual)
     return None
 
 
@@ -158,23 +172,30 @@ class Groups:
         self.columns = resolve_group_columns(fdw_columns)
         self._fdw_columns = fdw_columns
 
-    def _names(self, quals) -> list | None:
-        if not _pushable(self._fdw_columns, "group_name"):
-            return None
-        return _equal_values(quals, "group_name")
+    def _names(self, quals) -> tuple[list | None, str | None]:
+        """(the group names to get, or None for all; the condition that cannot be true)."""
+        impossible = _impossible(quals, {"group_name"})
+        if impossible is not None:
+            return [], impossible
+        found = _equal_values(quals, "group_name")
+        if found is None or not _pushable(self._fdw_columns, "group_name"):
+            return None, None
+        return found[0], None if found[0] else found[1]
 
     def rel_size(self, quals) -> int:
-        names = self._names(quals)
-        return 20 if names is None else len(names)
+        names, _ = self._names(quals)
+        return 20 if names is None else max(1, len(names))
 
     def explain(self, quals) -> list[str]:
-        names = self._names(quals)
+        names, impossible = self._names(quals)
+        if impossible is not None:
+            return [pushdown.no_request_line(impossible)]
         if names is None:
             return [f"Cognito: ListGroups, page size {PAGE_SIZE}, all pages"]
         return [f"Cognito: GetGroup for {len(names)} group(s)"]
 
     def rows(self, quals, stats: Stats) -> Iterator[dict]:
-        names = self._names(quals)
+        names, _ = self._names(quals)
         for group in self._groups(names, stats):
             stats.rows += 1
             yield {column.name: column.value(group, {}) for column in self.columns}
@@ -217,16 +238,21 @@ class Members:
     # -- planning ----------------------------------------------------------------------
 
     def plan(self, quals) -> tuple[str, list]:
-        """("users", names), ("groups", names) or ("all", []): how a scan reads Cognito."""
-        keys = _equal_values(quals, ROWID) if _pushable(self._fdw_columns, ROWID) else None
-        if keys is not None:
-            pairs = [k for k in map(parse_membership, keys) if k]
-            return "users", [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
+        """How a scan reads Cognito: ("users", names), ("groups", names), ("all", []), or
+        ("none", [the condition that cannot be true]) for no request at all."""
+        impossible = _impossible(quals, _NEVER_NULL)
+        if impossible is not None:
+            return "none", [impossible]
+        found = _equal_values(quals, ROWID) if _pushable(self._fdw_columns, ROWID) else None
+        if found is not None:
+            pairs = [k for k in map(parse_membership, found[0]) if k]
+            names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
+            return ("users", names) if names else ("none", [found[1]])
         for kind, column in (("users", "username"), ("groups", "group_name")):
             if _pushable(self._fdw_columns, column):
-                values = _equal_values(quals, column)
-                if values is not None:
-                    return kind, values
+                found = _equal_values(quals, column)
+                if found is not None:
+                    return (kind, found[0]) if found[0] else ("none", [found[1]])
         return "all", []
 
     def rel_size(self, quals) -> int:
@@ -235,6 +261,8 @@ class Members:
             return max(1, _MEMBERS_PER_USER * len(values))
         if kind == "groups":
             return max(1, _MEMBERS_PER_GROUP * len(values))
+        if kind == "none":
+            return 1
         return self.pool.estimated_users() * 2
 
     def path_keys(self) -> list:
@@ -245,6 +273,8 @@ class Members:
 
     def explain(self, quals, columns) -> list[str]:
         kind, values = self.plan(quals)
+        if kind == "none":
+            return [pushdown.no_request_line(values[0])]
         if kind == "users":
             extra = ", and AdminGetUser" if self._needs_user(columns) else ""
             return [f"Cognito: AdminListGroupsForUser{extra} for {len(values)} user(s)"]
@@ -261,6 +291,8 @@ class Members:
 
     def rows(self, quals, columns, stats: Stats) -> Iterator[dict]:
         kind, values = self.plan(quals)
+        if kind == "none":
+            return
         if kind == "users":
             for username in dict.fromkeys(values):
                 yield from self._user_rows(username, self._needs_user(columns), stats)

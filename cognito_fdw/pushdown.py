@@ -16,6 +16,9 @@ distinct value, up to :data:`MAX_LOOKUPS`.  A scan of a large pool with nothing 
 reads 16 parts (``sub ^= "0"`` .. ``sub ^= "f"``, disjoint, together every user)
 concurrently.
 
+A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
+a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
+
 :func:`plan_scan` is pure; ``explain()`` and ``execute()`` both render one plan.
 """
 
@@ -47,7 +50,8 @@ REFUSALS = {
     "uuid has its own equality",
     "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
     "(no LIKE for status; for enabled only =, <> and IS with true or false)",
-    "null": "IS NULL, IS NOT NULL and comparisons with NULL have no Cognito filter",
+    "null": "IS NULL and IS NOT NULL have no Cognito filter (and Multicorn passes a NULL "
+    "join key or parameter exactly as IS NULL)",
     "value": "the value is not a string",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
     "(an empty filter lists every user)",
@@ -88,11 +92,13 @@ PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A column Cognito can search: its filter attribute, and whether its type allows it."""
+    """A column Cognito can search: its filter attribute, whether its type allows it, and
+    whether it reads something every user has (so it is never NULL)."""
 
     column: str
     attribute: str
     type_ok: bool
+    never_null: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +124,52 @@ class Refusal:
         return f"{self.qual}: {REFUSALS[self.reason]}"
 
 
-SCAN, LOOKUPS, PARTS = "scan", "lookups", "parts"
+SCAN, LOOKUPS, PARTS, NONE = "scan", "lookups", "parts", "none"
+
+# Operators that yield NULL for a NULL operand (all the built-in ones Multicorn passes for
+# the column types the tables accept).  A user-defined operator may not be strict.
+_STRICT = frozenset(
+    {"=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*"}
+)
+# What every Cognito user record has, so a column reading it is never NULL: the user
+# name, the status, the Enabled flag and the sub attribute.
+NEVER_NULL_ATTRIBUTES = frozenset({"username", "sub", "cognito:user_status", "status"})
+
+
+def cannot_match(qual, never_null: bool) -> bool:
+    """True when no row can satisfy the qual: a plan for it needs no request.
+
+    ``never_null`` says the qual's column is NULL in no row.  Multicorn passes
+    ``col IS NULL`` as ``('=', None)``, exactly as it passes ``col = $1`` executed with a
+    NULL parameter or a join whose outer key is NULL (a literal ``col = NULL`` never
+    arrives: PostgreSQL folds it to false).  So ``('=', None)`` may be IS NULL, and only
+    on a never-NULL column is it certain to match nothing either way.  ``('<>', None)``
+    (IS NOT NULL) and ``('IS NOT', None)`` (IS NOT UNKNOWN) may be true.  Any other strict
+    operator with None only comes from a NULL parameter: never true.  Arrays: ``op ANY``
+    or ``ALL`` of a NULL array is NULL; ANY of an empty array is false, ANY of only NULLs
+    NULL; ALL (``NOT IN``) of a list holding a NULL is false or NULL, never true.
+    """
+    operator, value = qual.operator, qual.value
+    if isinstance(operator, (tuple, list)):
+        name, use_or = operator
+        if value is None or (use_or and not value):
+            return True
+        if name not in _STRICT or not isinstance(value, (list, tuple)):
+            return False
+        return all(v is None for v in value) if use_or else any(v is None for v in value)
+    if value is not None:
+        return False
+    if operator in ("=", "IS"):
+        return never_null
+    return operator in _STRICT and operator != "<>"
+
+
+def no_request_line(condition: str) -> str:
+    """EXPLAIN's line for a scan that asks nothing because ``condition`` cannot be true."""
+    return (
+        "Cognito: no request: the condition cannot be true (NULL, an empty list or no name "
+        f"Cognito could hold): {condition}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +178,8 @@ class Plan:
 
     ``kind`` is SCAN (one paged ListUsers, maybe filtered, maybe limited), LOOKUPS (each
     request answers one value, up to ``workers`` at a time; users are de-duplicated by
-    username) or PARTS (disjoint parts of the pool, read concurrently by ``workers``
-    threads).
+    username), PARTS (disjoint parts of the pool, read concurrently by ``workers``
+    threads) or NONE (``pushed`` cannot be true: no request, no row).
     """
 
     kind: str
@@ -157,9 +208,10 @@ class Plan:
                 f'(Filter: sub ^= "0" .. sub ^= "f"), {self.workers} workers, '
                 f"page size {PAGE_SIZE}, {about}"
             ]
+        elif self.kind == NONE:
+            return [no_request_line(self.pushed)]
         elif not self.requests:
-            why = "LIMIT 0" if self.kind == SCAN else "the IN list has no non-NULL value"
-            lines = [f"Cognito: no request ({why})"]
+            lines = ["Cognito: no request (LIMIT 0)"]
         elif self.kind == LOOKUPS:
             paged = any(r.operation == LIST_USERS for r in self.requests)
             lines = [
@@ -202,7 +254,8 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
         definition = fdw_columns[column.name]
         base = (definition.base_type_name or definition.type_name or "").lower()
         allowed = _BOOL_TYPES if attribute == "status" else _TEXT_TYPES
-        found[column.name] = Target(column.name, attribute, base in allowed)
+        never_null = attribute in NEVER_NULL_ATTRIBUTES
+        found[column.name] = Target(column.name, attribute, base in allowed, never_null)
     return found
 
 
@@ -242,7 +295,9 @@ def plan_scan(
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
     ``estimated_users`` (the pool's size) may be a function: it is only called when the
-    plan depends on it, so a lookup costs no DescribeUserPool request.
+    plan depends on it, so a lookup costs no DescribeUserPool request.  A qual no row can
+    satisfy makes a NONE plan (no request); with ``pushdown`` off nothing is decided from
+    the quals and the whole pool is read.
     """
 
     known: list[int] = []
@@ -255,15 +310,19 @@ def plan_scan(
 
     wanted = None if limit is None else (offset or 0) + limit
     if not pushdown:
-        refused = tuple(Refusal(_qual_text(q), "off") for q in quals)
+        refused = tuple(Refusal(qual_text(q), "off") for q in quals)
         return _full_scan(users, None, 0, workers, refused)
+    for qual in quals:
+        target = found.get(qual.field_name)
+        if cannot_match(qual, target is not None and target.never_null):
+            return Plan(NONE, (), 1, qual_text(qual))
     candidates, refused = [], []
     for qual in quals:
         outcome = _candidate(qual, found)
         if isinstance(outcome, _Candidate):
             candidates.append(outcome)
         else:
-            refused.append(Refusal(_qual_text(qual), outcome))
+            refused.append(Refusal(qual_text(qual), outcome))
     if not candidates:
         return _full_scan(users, wanted, offset or 0, workers, tuple(refused))
     best = min(candidates, key=lambda c: c.key)
@@ -271,6 +330,8 @@ def plan_scan(
     rows = max(
         1, best.rows if best.share is None else min(users(), users() * best.rows // best.share)
     )
+    if best.lookups and not best.requests:  # every value is one no user can have
+        return Plan(NONE, (), 1, best.qual)
     if best.lookups:
         return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers)
     return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted)
@@ -312,6 +373,10 @@ def _candidate(qual, found: Mapping[str, Target]):
 
 def _in_candidate(qual, target: Target, values):
     distinct = list(dict.fromkeys(v for v in values if v is not None))
+    if target.attribute == "username" and target.never_null:
+        # Every user's name is 1 to 128 letters, marks, symbols, numbers or punctuation
+        # and text equality is exact: no user has any other value.
+        distinct = [v for v in distinct if not isinstance(v, str) or _valid_username(v)]
     if len(distinct) > MAX_LOOKUPS:
         return "in-bound"
     requests = []
@@ -320,15 +385,15 @@ def _in_candidate(qual, target: Target, values):
         if isinstance(request, str):
             return request
         requests.append(request)
-    text = _qual_text(qual)
+    text = qual_text(qual)
     share = None
     if target.attribute == "cognito:user_status":
         rank, rows, share = _STATUS_RANK, len(distinct), _STATUS_SHARE[target.attribute]
     else:
         rank, per_value = _EQUALITY[target.attribute]
         rows = len(distinct) * per_value
-    if not distinct:
-        rank = -1  # = ANY('{}'): no row at all, known without asking
+    if not requests:
+        rank = -1  # no value any user can have: no row at all, known without asking
     return _Candidate((rank, len(requests)), tuple(requests), rows, text, True, share)
 
 
@@ -378,7 +443,7 @@ def _prefix_candidate(qual, target: Target, pattern):
     request = _filter_request(target.attribute, "^=", "".join(prefix))
     if isinstance(request, str):
         return request
-    return _Candidate((_PREFIX_RANK, 1), (request,), 1, _qual_text(qual), False, share=10)
+    return _Candidate((_PREFIX_RANK, 1), (request,), 1, qual_text(qual), False, share=10)
 
 
 def _enabled_candidate(qual, operator, value):
@@ -392,10 +457,10 @@ def _enabled_candidate(qual, operator, value):
         return "operator"
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
     share = _STATUS_SHARE["status"]
-    return _Candidate((_STATUS_RANK, 1), (request,), 1, _qual_text(qual), False, share)
+    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share)
 
 
-def _qual_text(qual) -> str:
+def qual_text(qual) -> str:
     operator = qual.operator
     if isinstance(operator, (tuple, list)):
         operator = f"{operator[0]} {'ANY' if operator[1] else 'ALL'}"

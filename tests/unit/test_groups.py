@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from cognito_fdw.changes import ChangeLog
 from cognito_fdw.errors import ColumnError, OptionError
-from cognito_fdw.groups import Members, membership_key, parse_membership, resolve_group_columns
+from cognito_fdw.groups import (
+    Groups,
+    Members,
+    membership_key,
+    parse_membership,
+    resolve_group_columns,
+)
 from cognito_fdw.importer import column_name, table_definitions
 
 Col = collections.namedtuple("Col", "column_name type_name base_type_name options")
@@ -53,8 +59,47 @@ def test_plan_prefers_membership_then_username_then_group():
     assert table.plan([Qual("group_name", "=", "admins")]) == ("groups", ["admins"])
     assert table.plan([Qual("group_name", ("=", True), ["a", "b"])]) == ("groups", ["a", "b"])
     assert table.plan([Qual("group_name", "~~", "a%")]) == ("all", [])
-    assert table.plan([Qual("username", "=", None)]) == ("all", [])
-    assert table.plan([Qual("membership", "=", "garbage")]) == ("users", [])
+    assert table.plan([Qual("username", "<>", None)]) == ("all", [])
+    assert table.plan([Qual("username", ("=", True), ["bob", None])]) == ("users", ["bob"])
+
+
+NO_REQUEST = "Cognito: no request: the condition cannot be true"
+
+
+@pytest.mark.parametrize(
+    "qual, condition",
+    [(Qual("username", "=", None), "username = NULL"),
+     (Qual("group_name", "=", None), "group_name = NULL"),
+     (Qual("username", ("=", True), None), "username = ANY NULL"),
+     (Qual("group_name", ("=", True), [None]), "group_name = ANY (NULL)"),
+     (Qual("email", ("=", True), []), "email = ANY ()"),
+     (Qual("email", "~~", None), "email LIKE NULL"),
+     (Qual("username", ("<>", False), ["a", None]), "username <> ALL ('a', NULL)"),
+     (Qual("membership", "=", "garbage"), "membership = 'garbage'"),
+     (Qual("username", ("=", True), ["a b", None, ""]), "username = ANY ('a b', NULL, '')")],
+)  # fmt: skip
+def test_a_qual_no_membership_can_satisfy_asks_nothing(qual, condition):
+    table = members(group_name="text", username="text", membership="text", email="text")
+    assert table.plan([Qual("group_name", "=", "admins"), qual]) == ("none", [condition])
+    explain = table.explain([qual], ["username"])
+    assert explain == [f"{NO_REQUEST} (NULL, an empty list or no name Cognito could hold): "
+                       + condition]  # fmt: skip
+    assert table.rel_size([qual]) == 1
+    assert list(table.rows([qual], ["username"], stats=None)) == []
+
+
+def test_a_null_user_column_may_be_is_null_so_every_group_is_read():
+    # email IS NULL and email = NULL-parameter arrive alike: members without an email.
+    table = members(group_name="text", username="text", email="text")
+    assert table.plan([Qual("email", "=", None)]) == ("all", [])
+
+
+def test_groups_table_asks_nothing_for_a_null_or_empty_name():
+    table = Groups(FakePool(), cols(group_name="text", description="text"))
+    for qual in (Qual("group_name", "=", None), Qual("group_name", ("=", True), [])):
+        assert table.explain([qual])[0].startswith(NO_REQUEST)
+        assert list(table.rows([qual], stats=None)) == []
+    assert table.explain([Qual("description", "=", None)])[0].startswith("Cognito: ListGroups")
 
 
 def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():

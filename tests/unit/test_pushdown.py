@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cognito_fdw import pushdown
 from cognito_fdw.columns import resolve_columns
-from cognito_fdw.pushdown import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Request
+from cognito_fdw.pushdown import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
 
 Qual = collections.namedtuple("Qual", "field_name operator value")
 ColumnDefinition = collections.namedtuple(
@@ -81,11 +81,13 @@ def test_a_quoted_username_still_uses_admin_get_user_which_needs_no_escaping():
     assert p.requests == (Request(ADMIN_GET_USER, username='o"brien\\'),)
 
 
-def test_a_username_cognito_could_not_hold_falls_back_to_a_filter_or_is_refused():
-    assert plan(Qual("username", "=", "a b")).requests == (
-        Request(LIST_USERS, filter='username = "a b"'),
-    )
-    assert reasons(plan(Qual("username", "=", "a\nb"))) == ["control"]
+def test_a_username_no_user_can_have_asks_nothing():
+    # User names are 1 to 128 letters, marks, symbols, numbers or punctuation.
+    for value in ("a b", "a\nb", "", "x" * 129):
+        p = plan(Qual("username", "=", value))
+        assert p.kind == NONE and p.requests == () and p.estimated_requests == 0
+    p = plan(Qual("username", ("=", True), ["a b", None, "alice"]))
+    assert p.requests == (Request(ADMIN_GET_USER, username="alice"),)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +164,7 @@ def test_enabled_becomes_the_status_filter(operator, value, expected):
 
 def test_enabled_is_refused_when_not_boolean_or_not_a_plain_comparison():
     assert reasons(plan(Qual("enabled", "IS NOT", "f"))) == ["operator"]
-    assert reasons(plan(Qual("enabled", "IS", None))) == ["null"]
+    assert reasons(plan(Qual("enabled", "IS NOT", None))) == ["null"]
     assert reasons(plan(Qual("enabled", ("=", True), ["t"]))) == ["operator"]
     text_enabled = definitions(enabled="text")
     assert reasons(plan(Qual("enabled", "=", "true"), columns=text_enabled)) == ["type"]
@@ -177,8 +179,53 @@ def test_in_is_one_lookup_per_distinct_non_null_value():
 
 def test_an_empty_in_list_asks_nothing():
     p = plan(Qual("email", ("=", True), []), Qual("username", "=", "alice"))
-    assert p.kind == LOOKUPS and p.requests == ()
+    assert p.kind == NONE and p.requests == ()
     assert "no request" in p.explain()[0]
+
+
+# Multicorn's shapes: IS NULL is ('=', None), IS NOT NULL ('<>', None), IS UNKNOWN
+# ('IS', None); col = $1 with NULL, or a NULL join key, is ('=', None) too.
+@pytest.mark.parametrize(
+    "qual",
+    [Qual("username", ("=", True), None), Qual("email", ("=", True), None),
+     Qual("nickname", ("=", True), None), Qual("email", ("=", True), []),
+     Qual("email", ("=", True), [None, None]), Qual("username", ("<>", False), ["a", None]),
+     Qual("email", ("<>", False), None), Qual("tenant", ("~~", True), [None]),
+     Qual("username", "=", None), Qual("sub", "=", None), Qual("status", "=", None),
+     Qual("enabled", "=", None), Qual("enabled", "IS", None), Qual("email", "~~", None),
+     Qual("email", "<", None), Qual("nickname", ">=", None)],
+)  # fmt: skip
+def test_a_qual_no_row_can_satisfy_asks_nothing(qual):
+    for quals in ([qual], [Qual("email", "=", "a@x"), qual]):
+        p = plan(*quals, users=lambda: pytest.fail("the pool size is not needed"), limit=5)
+        assert p.kind == NONE and p.requests == () and p.estimated_requests == 0
+        assert p.explain() == [
+            "Cognito: no request: the condition cannot be true (NULL, an empty list or no "
+            "name Cognito could hold): " + pushdown.qual_text(qual)
+        ]
+
+
+@pytest.mark.parametrize(
+    "qual",
+    [Qual("email", "=", None), Qual("mail", "=", None), Qual("nickname", "=", None),
+     Qual("tenant", "IS", None), Qual("username", "<>", None), Qual("enabled", "IS NOT", None),
+     Qual("username", ("<>", False), []), Qual("username", ("@@", True), [None])],
+)  # fmt: skip
+def test_a_null_qual_that_may_be_true_reads_the_pool(qual):
+    # email = NULL-parameter and email IS NULL arrive alike; the latter has rows, and
+    # Cognito cannot search for a missing attribute: scan, PostgreSQL re-checks.
+    p = plan(qual)
+    assert p.kind == SCAN and p.requests == (Request(LIST_USERS),)
+
+
+def test_an_in_list_looks_up_its_non_null_values_only():
+    p = plan(Qual("username", ("=", True), ["a", None, "a"]))
+    assert p.kind == LOOKUPS and p.requests == (Request(ADMIN_GET_USER, username="a"),)
+
+
+def test_pushdown_off_decides_nothing_even_from_null():
+    p = plan(Qual("username", ("=", True), None), pushdown=False)
+    assert p.kind == SCAN and reasons(p) == ["off"]
 
 
 def test_in_beyond_the_bound_scans_and_one_bad_value_refuses_the_list():
@@ -273,6 +320,10 @@ def test_every_refusal_used_is_documented():
 HOSTILE = st.sampled_from(['"', "\\", "%", "_", "'", " ", "é", "Ω", "李", "a", "A", "b", "\n", ""])
 VALUES = st.lists(HOSTILE, max_size=5).map("".join)
 SEARCHABLE = ["username", "sub", "email", "phone_number", "given_name", "status"]
+NULLABLE = ["email", "phone_number", "given_name"]  # attributes a user may lack
+# What Cognito accepts as a user name.
+USERNAMES = st.lists(st.sampled_from(["%", "_", "'", '"', "\\", "é", "李", "a", "A"]), min_size=1,
+                     max_size=5).map("".join)  # fmt: skip
 
 
 def _pg_like(value: str, pattern: str) -> bool:
@@ -287,9 +338,14 @@ def _pg_like(value: str, pattern: str) -> bool:
 
 
 def _pg_match(user: dict, qual) -> bool:
+    # SQL's three-valued logic; ('=', None) read as IS NULL, the reading with more rows.
     value = user[qual.field_name]
     if isinstance(qual.operator, tuple):
-        return value in qual.value
+        return value is not None and value in (qual.value or [])
+    if qual.value is None:
+        return qual.operator == "=" and value is None
+    if value is None:
+        return False
     if qual.operator == "=":
         return value == qual.value
     return _pg_like(value, qual.value)
@@ -303,19 +359,32 @@ def _cognito_match(user: dict, request: Request) -> bool:
         return True
     attribute, op, quoted = request.filter.split(" ", 2)
     target = quoted[1:-1]
-    field = {"cognito:user_status": "status"}.get(attribute, attribute)
-    return user[field] == target if op == "=" else user[field].startswith(target)
+    value = user[{"cognito:user_status": "status"}.get(attribute, attribute)]
+    if value is None:  # a missing attribute matches no filter
+        return False
+    return value == target if op == "=" else value.startswith(target)
+
+
+MAYBE_NULL = st.one_of(st.none(), VALUES)
 
 
 @settings(max_examples=400, deadline=None)
 @given(
-    users=st.lists(st.fixed_dictionaries({c: VALUES for c in SEARCHABLE}), max_size=8),
+    users=st.lists(
+        st.fixed_dictionaries(
+            {
+                c: USERNAMES if c == "username" else MAYBE_NULL if c in NULLABLE else VALUES
+                for c in SEARCHABLE
+            }  # fmt: skip
+        ),
+        max_size=8,
+    ),
     quals=st.lists(
         st.tuples(
             st.sampled_from(SEARCHABLE),
             st.sampled_from(["=", "~~", ("=", True)]),
-            VALUES,
-            st.lists(VALUES, max_size=3),
+            MAYBE_NULL,
+            st.one_of(st.none(), st.lists(MAYBE_NULL, max_size=3)),
         ),
         max_size=3,
     ),
