@@ -135,7 +135,8 @@ OPTION_SPECS = (
     ),
     OptionSpec(
         "secret_cache_seconds",
-        "How long a backend keeps a secret it read (0 to 3600; 0 reads it for every request).",
+        "How long a backend keeps a secret it read (0 to 3600; 0 reads it again in every "
+        "statement).",
         "60",
     ),
     OptionSpec(
