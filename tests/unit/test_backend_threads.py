@@ -7,6 +7,7 @@ The scans run the real Pool and client_for against moto's in-process Cognito; on
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import uuid
@@ -147,4 +148,18 @@ def test_a_pool_that_is_not_pinned_refuses_a_worker(vault_pool):
     assert vault.threads == []
     pinned = pool.pinned()
     assert on_a_worker(pinned.get_user, Stats(), "u001")["value"]["Username"] == "u001"
+    assert vault.threads == [threading.main_thread().name]
+
+
+def test_the_cancellable_helper_thread_gets_a_resolved_client(vault_pool, monkeypatch):
+    pool, vault = vault_pool
+    # As inside a backend: requests from the backend's thread go through a helper thread.
+    monkeypatch.setattr(backend, "_interrupt_pending", ctypes.c_int(0))
+    sent_from = []
+    pool.client.meta.events.register(
+        "before-send.cognito-idp", lambda **_: sent_from.append(threading.current_thread().name)
+    )
+    vault.threads.clear()
+    assert pool.get_user(Stats(), "u002")["Username"] == "u002"
+    assert sent_from == ["cognito-fdw-request"]
     assert vault.threads == [threading.main_thread().name]
