@@ -1,25 +1,65 @@
-"""What the wrapper may safely ask of the PostgreSQL backend it runs in, through ctypes.
+"""Everything the wrapper asks of the PostgreSQL backend it runs in, through ctypes.
 
-Two measured hazards shape this (facts sheet section 0): ``check_interrupts()`` longjmps
-through Python and crashes the cluster later (H2), and a NOTICE/WARNING/DEBUG report made
-while a cancel is pending breaks every later Python call in the backend (H3).  So cancels
-are polled by reading PostgreSQL's flags, and non-error reports hold interrupts.
-Outside a backend (unit tests, the CLI) the flags are absent and both are no-ops.
+**Only the backend's own thread calls into PostgreSQL** (facts sheet hazard H8).  The
+backend is single-threaded: a C function called from another thread (ctypes releases the
+GIL around the call) races the backend on its catalog caches and memory contexts, and
+crashed the cluster.  So every call into PostgreSQL lives here, and each one refuses to run
+on any other thread with :class:`OffBackendThread` (a bug guard: the wrapper resolves what
+its threads need before it starts them, see :mod:`cognito_fdw.scan`).  The one thing any
+thread may do is :func:`cancel_pending`, which only reads plain variables.
+
+Two more measured hazards shape this (section 0): ``check_interrupts()`` longjmps through
+Python and crashes the cluster later (H2), and a NOTICE/WARNING/DEBUG report made while a
+cancel is pending breaks every later Python call in the backend (H3).  So cancels are
+polled by reading PostgreSQL's flags, and non-error reports hold interrupts.
+
+The backend's thread is Python's main thread: Multicorn initialises Python in it.
+Outside a backend (unit tests, the CLI) the symbols are absent: the flags read as unset,
+reports go straight to the logger, and what only a backend knows is an error or None.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import CognitoFdwError
+from .errors import CognitoFdwError, CredentialError
 
 T = TypeVar("T")
 
 
-def variable(name: str, ctype):
+class OffBackendThread(CognitoFdwError):
+    """A call into PostgreSQL was attempted from a thread other than the backend's."""
+
+
+def on_backend_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def require_backend_thread(what: str) -> None:
+    """Raise :class:`OffBackendThread` naming ``what`` unless on the backend's thread."""
+    if not on_backend_thread():
+        raise OffBackendThread(
+            f"cognito_fdw internal error: {what} called from thread "
+            f"{threading.current_thread().name}; only the backend's own thread may call "
+            "into PostgreSQL",
+            hint="This is a bug in cognito_fdw: please report it with the query.",
+        )
+
+
+def _backend_thread_only(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        require_backend_thread(f"backend.{fn.__name__}")
+        return fn(*args, **kwargs)
+
+    return guarded
+
+
+def _variable(name: str, ctype):
     """A global variable of the backend, or None outside one."""
     try:
         return ctype.in_dll(ctypes.CDLL(None), name)
@@ -27,9 +67,9 @@ def variable(name: str, ctype):
         return None
 
 
-def function(name: str, restype, argtypes):
-    """A C function of the backend, or None outside one.  Call it from the main thread only,
-    and only functions that cannot raise an ERROR (it would longjmp through Python)."""
+def _function(name: str, restype, argtypes):
+    """A C function of the backend, or None outside one.  Only functions that cannot raise
+    an ERROR (it would longjmp through Python), called only from the guarded functions below."""
     try:
         found = getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
@@ -39,17 +79,26 @@ def function(name: str, restype, argtypes):
     return found
 
 
-_interrupt_pending = variable("InterruptPending", ctypes.c_int)
-_cancel_pending = variable("QueryCancelPending", ctypes.c_int)
-_die_pending = variable("ProcDiePending", ctypes.c_int)
-_holdoff = variable("InterruptHoldoffCount", ctypes.c_uint32)
-
-
-_statement_start = function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
+# Read from any thread (plain ints):
+_interrupt_pending = _variable("InterruptPending", ctypes.c_int)
+_cancel_pending = _variable("QueryCancelPending", ctypes.c_int)
+_die_pending = _variable("ProcDiePending", ctypes.c_int)
+# Backend's thread only:
+_holdoff = _variable("InterruptHoldoffCount", ctypes.c_uint32)
+_database_id = _variable("MyDatabaseId", ctypes.c_uint32)
+_port = _variable("PostPortNumber", ctypes.c_int)
+_socket_dirs = _variable("Unix_socket_directories", ctypes.c_char_p)
+_statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
+_get_user_id = _function("GetUserId", ctypes.c_uint32, [])
+_user_name = _function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
+_database_name = _function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
 
 
 def cancel_pending() -> bool:
-    """True when the statement is being cancelled (cancel, timeout) or the backend is dying."""
+    """True when the statement is being cancelled (cancel, timeout) or the backend is dying.
+
+    The one function any thread may call: it only reads three int variables.
+    """
     if _interrupt_pending is None or _cancel_pending is None or _die_pending is None:
         return False
     return bool(_interrupt_pending.value and (_cancel_pending.value or _die_pending.value))
@@ -65,8 +114,10 @@ def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
     A stalled endpoint would otherwise hold a cancel or statement_timeout for a whole read
     timeout per retry.  On a cancel the request is abandoned (its thread ends with its own
     timeout, touching nothing of PostgreSQL) and :class:`Cancelled` unwinds the scan.
+    ``call`` runs in the helper thread, so it must already hold everything it needs (the
+    bound client method and its parameters): it must not resolve credentials.
     """
-    if _interrupt_pending is None or threading.current_thread() is not threading.main_thread():
+    if _interrupt_pending is None or not on_backend_thread():
         # Outside a backend nothing cancels; in a scan worker, the backend's thread is the
         # one polling (while it waits for the workers' pages).
         return call()
@@ -94,11 +145,13 @@ def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
     return outcome["value"]
 
 
+@_backend_thread_only
 def statement_started() -> int | None:
     """When the running statement started (microseconds), identifying it; None outside."""
     return None if _statement_start is None else _statement_start()
 
 
+@_backend_thread_only
 def report(log, message: str, level) -> None:
     """``log_to_postgres`` at a non-error level, with interrupts held (hazard H3)."""
     if _holdoff is None:
@@ -109,3 +162,39 @@ def report(log, message: str, level) -> None:
         log(message, level)
     finally:
         _holdoff.value -= 1
+
+
+@_backend_thread_only
+def current_role() -> tuple[int, str]:
+    """The backend's current role (after SET ROLE and inside SECURITY DEFINER): oid, name.
+
+    Raises CredentialError outside a backend, or for a role without a name.
+    """
+    if _get_user_id is None or _user_name is None:
+        raise CredentialError(
+            "api_key_id/api_key_name can only be read inside a PostgreSQL backend",
+            hint="Use the wrapper from PostgreSQL.",
+        )
+    oid = _get_user_id()
+    name = _user_name(oid, True)  # noerr: a NULL, never an ERROR longjmp through Python
+    if name is None:
+        raise CredentialError(f"the current role (oid {oid}) has no name")
+    return oid, name.decode()
+
+
+@_backend_thread_only
+def server_address() -> dict[str, str]:
+    """libpq's host (the first Unix socket directory), port and dbname of this backend's own
+    server and database, as far as known (an empty dict outside a backend)."""
+    address = {}
+    if _database_id is not None and _database_name is not None:
+        name = _database_name(_database_id.value)
+        if name is not None:
+            address["dbname"] = name.decode()
+    if _port is not None:
+        address["port"] = str(_port.value)
+    sockets = (_socket_dirs.value or b"").decode() if _socket_dirs is not None else ""
+    first = sockets.split(",")[0].strip()
+    if first:
+        address["host"] = first
+    return address

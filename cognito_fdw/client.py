@@ -3,10 +3,17 @@
 Clients live at module level, one per backend and configuration: a wrapper instance is
 re-created whenever options change, and creating a boto3 client costs ~70 ms, so the
 instances share them (facts sheet section 8).
+
+Resolving a client may read a vault secret, which calls into PostgreSQL, so it happens on
+the backend's thread only (hazard H8; :mod:`cognito_fdw.backend`): :func:`client_for`
+refuses any other thread.  Code that starts threads first takes :meth:`Pool.pinned`, a
+pool whose client is already resolved; a thread using a pool that is not pinned gets
+:class:`~cognito_fdw.backend.OffBackendThread` instead of a credential lookup.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 import threading
@@ -17,8 +24,7 @@ from collections.abc import Iterator, Mapping
 import botocore.config
 import botocore.exceptions
 
-from . import __version__, credentials, secrets
-from .backend import run_cancellable
+from . import __version__, backend, credentials, secrets
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
 from .ratelimit import limiter_for
@@ -48,8 +54,10 @@ def client_for(options: Options):
     """The backend's client for ``options``, with credentials from :mod:`credentials`.
 
     Cached per configuration and credential source; a changed secret (a rotated vault
-    secret) replaces the client of its source instead of adding one.
+    secret) replaces the client of its source instead of adding one.  Backend's thread only
+    (OffBackendThread elsewhere): it may read a vault secret.
     """
+    backend.require_backend_thread("client.client_for")
     source = credentials.resolve(options)
     keys = credentials.static_keys(source, options, secrets.read_secret)
     slot = (
@@ -118,6 +126,7 @@ class Pool:
 
     def __init__(self, options: Options):
         self.options = options
+        self._client = None  # set in a pinned copy only
         # Keyed by endpoint and account: the quota Cognito enforces is per account and region.
         self.limiter = limiter_for(
             (options.region, options.endpoint_url, options.aws_access_key_id),
@@ -126,17 +135,32 @@ class Pool:
 
     @property
     def client(self):
+        if self._client is not None:
+            return self._client
         # Looked up per request: a vault secret is re-read when its cache time is up.
         return client_for(self.options)
+
+    def pinned(self) -> Pool:
+        """This pool with its client resolved now, for threads to share (backend's thread only).
+
+        The copy never resolves credentials again (its client's keys stay those read now:
+        once per scan, even with ``secret_cache_seconds`` 0) and shares the rate limiter.
+        """
+        pinned = copy.copy(self)
+        pinned._client = self.client
+        return pinned
 
     def call(self, operation: str, stats: Stats | None = None, **params) -> Mapping:
         """Call a Cognito API by its Python name; translate every failure."""
         if stats is not None:
             stats.requests += 1
+        # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
+        # method and its arguments, nothing it would have to look up.
         method = getattr(self.client, operation)
+        params["UserPoolId"] = self.options.user_pool_id
         self.limiter.acquire()
         try:
-            return run_cancellable(lambda: method(UserPoolId=self.options.user_pool_id, **params))
+            return backend.run_cancellable(lambda: method(**params))
         except botocore.exceptions.ClientError as exc:
             raise from_client_error(exc, _api_name(operation), self.options.user_pool_id) from None
         except botocore.exceptions.BotoCoreError as exc:

@@ -132,7 +132,8 @@ REGISTRY: tuple[Option, ...] = (
            "it leaves out (host, port, dbname) is this server's own socket, port and database.",
            shown_default="this database, as the server's OS user"),
     Option("secret_cache_seconds", "float", _S,
-           "How long a backend keeps a secret it read, 0 to 3600 (0: read for every statement).",
+           "How long a backend keeps a secret it read, 0 to 3600 (0 reads it again in every "
+           "statement).",
            default=60.0, low=0.0, high=3600.0),
     Option("aws_profile", "text", _S,
            "A profile of the shared config and credentials files of the server's OS user."),

@@ -1,10 +1,13 @@
 """Running a request plan: sequential paging, lookups with a cache, the concurrent scan.
 
-Everything that reaches PostgreSQL happens in the calling (main) thread: workers only
-talk to Cognito and hand pages over through a bounded queue (facts sheet section 13).
-While the main thread waits for a page it polls for a cancel through
-:func:`backend.cancel_pending` (never ``check_interrupts``, hazard H2) and then stops the
-workers; they also stop as soon as the scan is closed early (LIMIT, an error, end_scan).
+Only the backend's thread calls into PostgreSQL (hazard H8, :mod:`cognito_fdw.backend`):
+worker threads only talk to Cognito and hand pages over through a bounded queue (facts
+sheet section 13).  Whatever they need is resolved on the backend's thread before the
+first of them starts: the plan, and the pool's client with its credentials (the role and
+a vault secret included), through :meth:`client.Pool.pinned`.  While the backend's thread
+waits for a page it polls for a cancel through :func:`backend.cancel_pending` (never
+``check_interrupts``, hazard H2) and then stops the workers; they also stop as soon as the
+scan is closed early (LIMIT, an error, end_scan).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterat
             )
         return
     worker_stats = [Stats() for _ in missing]
+    pool = pool.pinned()  # before any worker starts: they must not resolve credentials
     executor = ThreadPoolExecutor(
         max_workers=min(plan.workers, len(missing)), thread_name_prefix="cognito-fdw"
     )
@@ -153,6 +157,7 @@ def _concurrently(
     pages: queue.Queue = queue.Queue(maxsize=workers + 1)
     stop = threading.Event()
     worker_stats = [Stats() for _ in requests]
+    pool = pool.pinned()  # before any worker starts: they must not resolve credentials
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cognito-fdw")
     for request, part_stats in zip(requests, worker_stats):
         executor.submit(_read_part, pool, request, part_stats, pages, stop, limit)

@@ -3,33 +3,36 @@
 Multicorn gives Python no SPI (``plpy.execute`` fails outside a PL/Python function), so the
 wrapper opens a short loopback connection with psycopg:
 
-* **Where to:** by default the server's own first Unix socket directory, port and database,
-  read from the backend through ctypes (``Unix_socket_directories``, ``PostPortNumber``,
-  ``MyDatabaseId``/``get_database_name``), as the server's OS user (libpq's default user:
+* **Where to:** by default the server's own first Unix socket directory, port and database
+  (:func:`backend.server_address`), as the server's OS user (libpq's default user:
   ``postgres`` peer-authenticated on a stock install).  ``secrets_conninfo`` says otherwise;
   what it leaves out (host, port, dbname) is still filled in from the backend.
-* **With whose privileges:** the backend's current role (``GetUserId``/``GetUserNameFromId``,
-  read in the main thread while the query runs).  The loopback session ``SET ROLE``\\ s to
-  it before it reads, so a role that may not select the secret cannot use it through the
-  wrapper either.  The loopback user must be allowed to: a superuser, or a role that is
-  granted every role that uses the wrapper.
+* **With whose privileges:** the backend's current role (:func:`backend.current_role`).
+  The loopback session ``SET ROLE``\\ s to it before it reads, so a role that may not
+  select the secret cannot use it through the wrapper either.  The loopback user must be
+  allowed to: a superuser, or a role that is granted every role that uses the wrapper.
+* **On which thread:** only the backend's own.  Both lookups above call into PostgreSQL,
+  which no other thread may do (hazard H8): :func:`read_secret` refuses to run elsewhere,
+  and the wrapper resolves its client (and so the secret) before it starts any thread
+  (:meth:`client.Pool.pinned`).  The cache below is touched by that thread alone.
 * **What it runs:** the relation must be owned by a superuser (it runs with a session user
   that could ``RESET ROLE``, so it must not be code an ordinary role wrote); the session has
   ``search_path`` ``pg_catalog``, ``statement_timeout`` 5 s and ``lock_timeout`` 2 s (the
   querying transaction may hold a lock the read would wait for), and the secret travels
   only as a result row: the statement text carries the secret's id or name as a parameter.
 * **How long it is kept:** per backend and per role, ``secret_cache_seconds`` (default 60),
-  so a rotated secret is picked up.  It is never written to ``os.environ`` or any message.
+  so a rotated secret is picked up; with 0 it is read again whenever a client is resolved:
+  for each request made on the backend's thread, and once per scan that uses workers.
+  It is never written to ``os.environ`` or any message.
 
 psycopg (3) is imported only when a secret is read; the runtime dependencies stay boto3.
 """
 
 from __future__ import annotations
 
-import ctypes
 import time
 
-from .backend import function, variable
+from . import backend
 from .credentials import VaultRef, fingerprint
 from .errors import CredentialError, remember_secret
 
@@ -37,44 +40,6 @@ APPLICATION_NAME = "cognito_fdw secret read"
 _SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_timeout=2000"
 
 _cache: dict[tuple, tuple[float, str]] = {}
-
-
-_get_user_id = function("GetUserId", ctypes.c_uint32, [])
-_user_name = function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
-_database_name = function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
-_database_id = variable("MyDatabaseId", ctypes.c_uint32)
-_port = variable("PostPortNumber", ctypes.c_int)
-_socket_dirs = variable("Unix_socket_directories", ctypes.c_char_p)
-
-
-def current_role() -> tuple[int, str]:
-    """The backend's current role (after SET ROLE and inside SECURITY DEFINER): oid, name."""
-    if _get_user_id is None or _user_name is None:
-        raise CredentialError(
-            "api_key_id/api_key_name can only be read inside a PostgreSQL backend",
-            hint="Use the wrapper from PostgreSQL.",
-        )
-    oid = _get_user_id()
-    name = _user_name(oid, True)  # noerr: a NULL, never an ERROR longjmp through Python
-    if name is None:
-        raise CredentialError(f"the current role (oid {oid}) has no name")
-    return oid, name.decode()
-
-
-def backend_defaults() -> dict[str, str]:
-    """host, port and dbname of the backend's own server and database."""
-    defaults = {}
-    if _database_id is not None and _database_name is not None:
-        name = _database_name(_database_id.value)
-        if name is not None:
-            defaults["dbname"] = name.decode()
-    if _port is not None:
-        defaults["port"] = str(_port.value)
-    sockets = (_socket_dirs.value or b"").decode() if _socket_dirs is not None else ""
-    first = sockets.split(",")[0].strip()
-    if first:
-        defaults["host"] = first
-    return defaults
 
 
 def loopback_conninfo(conninfo: str | None, defaults: dict[str, str]) -> str:
@@ -99,8 +64,12 @@ def loopback_conninfo(conninfo: str | None, defaults: dict[str, str]) -> str:
 
 
 def read_secret(ref: VaultRef) -> str:
-    """The secret ``ref`` names, read as the current role; cached per role for ``ref.ttl``."""
-    role_oid, role_name = current_role()
+    """The secret ``ref`` names, read as the current role; cached per role for ``ref.ttl``.
+
+    Backend's thread only (OffBackendThread elsewhere); CredentialError when it cannot be read.
+    """
+    backend.require_backend_thread("secrets.read_secret")
+    role_oid, role_name = backend.current_role()
     key = (ref.relation, ref.column, ref.value, fingerprint(ref.conninfo), role_oid)
     now = time.monotonic()
     cached = _cache.get(key)
@@ -126,7 +95,7 @@ def _fetch(ref: VaultRef, role: str) -> str:
             "'psycopg[binary]', or the distribution's python3-psycopg), or put the keys in a "
             "user mapping instead.",
         ) from None
-    conninfo = loopback_conninfo(ref.conninfo, backend_defaults())
+    conninfo = loopback_conninfo(ref.conninfo, backend.server_address())
     password = psycopg.conninfo.conninfo_to_dict(conninfo).get("password")
     if password:
         remember_secret(password)

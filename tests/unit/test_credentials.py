@@ -10,7 +10,7 @@ from pathlib import Path
 import botocore.credentials
 import pytest
 
-from cognito_fdw import credentials, secrets
+from cognito_fdw import backend, credentials, secrets
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError, scrub
 from cognito_fdw.options import parse_options
 
@@ -180,7 +180,7 @@ def test_loopback_without_a_socket_asks_for_secrets_conninfo():
 
 def test_outside_a_backend_the_current_role_is_an_error():
     with pytest.raises(CredentialError, match="inside a PostgreSQL backend"):
-        secrets.current_role()
+        backend.current_role()
 
 
 def test_without_psycopg_the_error_says_what_to_install(monkeypatch):

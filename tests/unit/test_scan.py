@@ -33,6 +33,7 @@ class FakePool:
     def __init__(self, users, fail_on=None, page_delay=0.0):
         self.users = users
         self.calls = []
+        self.pinned_on = []  # the thread of each pinned() call
         self.fail_on = fail_on
         self.page_delay = page_delay
         self.lock = threading.Lock()
@@ -48,6 +49,11 @@ class FakePool:
         if op == "=":
             return [u for u in self.users if key(u) == value]
         return [u for u in self.users if key(u).startswith(value)]
+
+    def pinned(self):
+        # Like Pool.pinned: the pool the workers share (this one: it has no client to resolve).
+        self.pinned_on.append(threading.current_thread())
+        return self
 
     def list_user_pages(self, stats, filter=None, limit=None):
         # Like Pool.list_user_pages: pages of 60, no more users asked for than the limit.
@@ -90,6 +96,7 @@ def test_the_concurrent_scan_returns_every_user_once_from_the_calling_thread():
     assert sorted(u["Username"] for u in got) == [u["Username"] for u in USERS]
     assert stats.requests == 16 * 2  # 62 or 63 users per part: two pages each
     assert stats.rows == len(USERS)
+    assert pool.pinned_on == [threading.main_thread()]  # before the workers, by the caller
 
 
 def test_closing_the_concurrent_scan_stops_its_workers():
@@ -230,6 +237,7 @@ def test_lookups_run_concurrently_and_come_back_in_plan_order():
     again = Stats()
     assert [u["Username"] for u in scan.run(plan, pool, again, cache)] == got
     assert again.requests == 0  # every answer came from the cache
+    assert pool.pinned_on == [threading.main_thread()]  # not again: nothing was missing
 
 
 def test_a_failing_lookup_is_raised_in_the_calling_thread():
