@@ -129,7 +129,11 @@ def import_failure(message: str, detail: str | None) -> tuple[str, str] | None:
         return None
     missing = re.search(r"No module named '([^']+)'", detail or "")
     module = missing.group(1).split(".")[0] if missing else None
-    where = "the Python PostgreSQL embeds (the one multicorn.so links; see `ldd multicorn.so`)"
+    where = (
+        "the Python PostgreSQL embeds, by its full path (the python3.X whose libpython "
+        '`ldd "$(pg_config --pkglibdir)/multicorn.so"` shows, e.g. /usr/bin/python3.11 -m pip; '
+        "not a python3 or pip from PATH)"
+    )
     if module == "cognito_fdw":
         return (
             "the server's Python cannot import cognito_fdw",
