@@ -248,7 +248,9 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
       -- The wrapper reports a cancel or timeout that came while it waited for Cognito as
-      -- an ordinary error: it ends the call like PostgreSQL's own cancel would.
+      -- an ordinary error (SQLSTATE XX000, which OTHERS catches).  PostgreSQL would end the
+      -- call at its next interrupt check anyway; re-raised here, the cancel is never
+      -- recorded as a failure of the part.
       IF v_message LIKE 'canceling statement%' THEN
         RAISE;
       END IF;

@@ -17,6 +17,7 @@ import pytest
 from cognito_fdw.devstack import seed_users
 
 from .conftest import counting, create_server, requests_of
+from .faultproxy import Fault, FaultProxy
 from .test_sync import SYNC_SQL, psql
 
 pytestmark = pytest.mark.server
@@ -193,6 +194,43 @@ def test_an_interrupted_sync_resumes_where_it_stopped(pdb, parts_pool, cognito):
     assert all(after[p] == before[p] for p in done)  # not read again
     assert all(after[p][0] == 1 for p in PARTS)
     assert app_users(pdb) == expected
+
+
+def test_a_timeout_while_waiting_for_cognito_ends_the_call_and_the_next_resumes(
+    pdb, parts_pool, cognito, moto
+):
+    expected = cognito_users(cognito, parts_pool.pool_id)
+    pages = pages_per_part(expected)
+    proxy = FaultProxy(moto.url).start()
+    # app.cognito_users follows the schema sync.sql is loaded with: here a server whose
+    # requests pass through the proxy.
+    pdb.execute("CREATE SCHEMA faulty")
+    create_server(pdb, "faulty_server", parts_pool.pool_id, proxy.url)
+    pdb.execute("IMPORT FOREIGN SCHEMA cognito FROM SERVER faulty_server INTO faulty")
+    try:
+        assert psql(parts_pool, "-v", "cognito_schema=faulty", "-f", str(SYNC_SQL)).returncode == 0
+        # Parts 0 to 3 go through; every ListUsers after them stalls.
+        proxy.arm(Fault("stall", "ListUsers", skip=sum(pages[:4]), times=-1, seconds=60))
+        pdb.execute("SET statement_timeout = '4s'")
+        with pytest.raises(psycopg.Error, match="canceling statement"):
+            pdb.execute("CALL app.sync_users_in_parts()")
+        pdb.execute("RESET statement_timeout")
+        assert [p for p, s in sorted(parts(pdb).items()) if s[0] == 1] == list("0123")
+        assert parts(pdb)["4"][3:] == (0, None)  # a cancel, not a failure of part 4
+        assert pdb.execute("SELECT 1").fetchone() == (1,)  # the session stays usable
+
+        proxy.arm()
+        with counting(pdb):
+            pdb.execute("CALL app.sync_users_in_parts()")
+            assert requests_of(pdb) == pages[4:]
+        assert all(s[0] == 1 for s in parts(pdb).values())
+        assert app_users(pdb) == expected
+    finally:
+        proxy.stop()
+        restored = psql(parts_pool, "-f", str(SYNC_SQL))
+        pdb.execute("DROP SERVER faulty_server CASCADE")
+        pdb.execute("DROP SCHEMA faulty")
+    assert restored.returncode == 0, restored.stderr
 
 
 def test_a_failing_part_is_reported_and_retried_by_the_next_call(pdb, parts_pool, cognito):
