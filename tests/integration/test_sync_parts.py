@@ -211,7 +211,7 @@ def test_a_timeout_while_waiting_for_cognito_ends_the_call_and_the_next_resumes(
         assert psql(parts_pool, "-v", "cognito_schema=faulty", "-f", str(SYNC_SQL)).returncode == 0
         # Parts 0 to 3 go through; every ListUsers after them stalls.
         proxy.arm(Fault("stall", "ListUsers", skip=sum(pages[:4]), times=-1, seconds=60))
-        pdb.execute("SET statement_timeout = '4s'")
+        pdb.execute("SET statement_timeout = '8s'")  # parts 0 to 3 take about 1 s
         with pytest.raises(psycopg.Error, match="canceling statement"):
             pdb.execute("CALL app.sync_users_in_parts()")
         pdb.execute("RESET statement_timeout")
