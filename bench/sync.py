@@ -49,12 +49,18 @@ class SyncSession:
         self.pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
 
     def scans(self) -> list[int]:
-        """Requests of each scan since the last call."""
-        counts = [
-            int(m.group(1)) for s in self.messages if (m := re.match(r"cognito_fdw: (\d+) r", s))
-        ]
+        """Requests of each scan reported since the last call (a scan cut by a cancel is
+        reported at the next statement)."""
+        return [int(m.group(1)) for m in self._take(r"cognito_fdw: (\d+) r")]
+
+    def parts_read(self) -> list[str]:
+        """The parts app.sync_users synced (committed or not) since the last call."""
+        return [m.group(1) for m in self._take(r"app.sync_users \(part (\w)\)")]
+
+    def _take(self, pattern: str) -> list[re.Match]:
+        found = [m for s in self.messages if (m := re.match(pattern, s))]
         self.messages.clear()
-        return counts
+        return found
 
     def call(self, max_parts: int = 16) -> float:
         """Seconds one CALL app.sync_users_in_parts took."""
@@ -106,7 +112,12 @@ def full_rounds(session: SyncSession, proxy: DelayingProxy) -> list[tuple]:
     return rows
 
 
-def interrupted_round(session: SyncSession, timeout: float) -> dict:
+def list_users_seen(proxy: DelayingProxy) -> int:
+    """ListUsers requests the proxy saw since it was last cleared."""
+    return sum("ListUsers" in target for _, target in list(proxy.arrivals))
+
+
+def interrupted_round(session: SyncSession, proxy: DelayingProxy, timeout: float) -> dict:
     """A round cut by statement_timeout, then resumed by a second call: what each read."""
     target = max(r[0] for r in session.parts().values()) + 1  # the last round is complete
     session.conn.execute(f"SET statement_timeout = '{int(timeout * 1000)}ms'")
@@ -118,20 +129,20 @@ def interrupted_round(session: SyncSession, timeout: float) -> dict:
         error = str(exc).splitlines()[0]
     cut_after = time.perf_counter() - started
     session.conn.execute("RESET statement_timeout")
-    cut_scans = session.scans()
     before = session.parts()
     done = {p for p, r in before.items() if r[0] == target}
     users = {p: r[1] for p, r in before.items()}  # as of the last sync of each part
+    session.parts_read()
+    proxy.clear()
     seconds = session.call()
-    scans = session.scans()
+    resumed = session.parts_read()
     after = session.parts()
     return {
-        "timeout": timeout, "cut_after": cut_after, "error": error,
-        "cut_scans": len(cut_scans), "committed": len(done),
-        "resumed_parts": len(scans), "resumed_requests": sum(scans),
+        "timeout": timeout, "cut_after": cut_after, "error": error, "committed": len(done),
+        "resumed_parts": len(resumed), "resumed_requests": list_users_seen(proxy),
         "expected_requests": sum(math.ceil(users[p] / 60) or 1 for p in after if p not in done),
         "seconds": seconds,
-        "read_twice": sum(after[p][2] != before[p][2] for p in done),
+        "read_twice": len(done & set(resumed)) + sum(after[p][2] != before[p][2] for p in done),
         "skipped": sum(r[0] != target for r in after.values()),
     }  # fmt: skip
 
@@ -167,7 +178,7 @@ def section(dsn: str, cognito, moto_url: str, size: int = USERS) -> list[str]:
         install(dsn, pool_id, proxy.url)
         session = SyncSession(dsn)
         rounds = full_rounds(session, proxy)
-        cut = interrupted_round(session, timeout=rounds[1][4] / 2)
+        cut = interrupted_round(session, proxy, timeout=rounds[1][4] / 2)
         sight = first_sight(session)
         session.conn.close()
     finally:
@@ -201,9 +212,9 @@ def render(size, rounds, cut, sight) -> list[str]:
     out += [
         "",
         f"A third round cut by `statement_timeout = {cut['timeout']:.1f}s` (ended after "
-        f"{cut['cut_after']:.1f} s: {cut['error']}) had committed {cut['committed']} parts "
-        f"({cut['cut_scans']} scans begun). The next call read {cut['resumed_parts']} parts "
-        f"in {cut['resumed_requests']} requests (expected {cut['expected_requests']}) in "
+        f"{cut['cut_after']:.1f} s: {cut['error']}) had committed {cut['committed']} parts. "
+        f"The next call read {cut['resumed_parts']} parts "
+        f"in {cut['resumed_requests']} ListUsers requests (expected {cut['expected_requests']}) in "
         f"{cut['seconds']:.1f} s. Committed parts read again: {cut['read_twice']}; parts "
         f"skipped: {cut['skipped']}.",
         "",
