@@ -177,7 +177,8 @@ def test_an_interrupted_sync_resumes_where_it_stopped(pdb, parts_pool, cognito):
     pages = pages_per_part(expected)
     inject(pdb, "6", "PERFORM pg_sleep(60)")  # part 6 outlasts the statement_timeout
     pdb.execute("SET statement_timeout = '5s'")
-    with counting(pdb), pytest.raises(psycopg.errors.QueryCanceled):
+    # PostgreSQL's own cancel, or the wrapper's if the timeout came while it waited for Cognito.
+    with counting(pdb), pytest.raises(psycopg.Error, match="canceling statement"):
         pdb.execute("CALL app.sync_users_in_parts()")
     pdb.execute("RESET statement_timeout")
     pdb.execute("DROP TRIGGER inject ON app.users")
