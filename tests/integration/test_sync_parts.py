@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -170,6 +171,25 @@ def test_max_parts_spreads_a_round_over_calls(pdb, parts_pool, cognito):
         assert requests_of(pdb) == pages[:5]
     assert [s[0] for p, s in sorted(parts(pdb).items())] == [2] * 5 + [1] * 11
     assert app_users(pdb) == expected
+
+
+def test_the_sync_keeps_to_the_wrappers_request_cap(pdb, parts_pool, cognito):
+    pages = pages_per_part(cognito_users(cognito, parts_pool.pool_id))
+    rate = 3  # low enough that the cap, not the machine, sets the pace
+    pdb.execute(
+        f"ALTER FOREIGN TABLE app.cognito_users OPTIONS (ADD max_requests_per_second '{rate}')"
+    )
+    try:
+        started = time.monotonic()
+        with counting(pdb):
+            pdb.execute("CALL app.sync_users_in_parts()")
+            assert requests_of(pdb) == pages
+        elapsed = time.monotonic() - started
+    finally:
+        pdb.execute("ALTER FOREIGN TABLE app.cognito_users OPTIONS (DROP max_requests_per_second)")
+    # At most `rate` requests start within any one second, across the parts' scans (the
+    # limiter is the backend's, not a scan's): n requests take at least (n - rate) / rate s.
+    assert elapsed >= (sum(pages) - rate) / rate
 
 
 def test_an_interrupted_sync_resumes_where_it_stopped(pdb, parts_pool, cognito):
