@@ -124,7 +124,8 @@ BEGIN
   IF part <> '' THEN
     v_lo := (part || '0000000-0000-0000-0000-000000000000')::uuid;
     IF part <> 'f' THEN
-      v_hi := (to_hex(('x' || part)::bit(4)::int + 1) || '0000000-0000-0000-0000-000000000000')::uuid;
+      v_hi := (to_hex(('x' || part)::bit(4)::int + 1)
+               || '0000000-0000-0000-0000-000000000000')::uuid;
     END IF;
   END IF;
 

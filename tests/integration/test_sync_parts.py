@@ -281,6 +281,37 @@ def test_a_failing_part_is_reported_and_retried_by_the_next_call(pdb, parts_pool
     assert app_users(pdb) == expected
 
 
+def test_calls_at_the_same_time_share_the_parts(pdb, parts_pool, cognito):
+    expected = cognito_users(cognito, parts_pool.pool_id)
+    barrier = threading.Barrier(2)
+    read, requests, errors = [], [], []
+
+    def call():
+        try:
+            with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
+                conn.notices = []
+                conn.add_notice_handler(lambda d: conn.notices.append(d.message_primary or ""))
+                conn.execute("SET client_min_messages = debug1")
+                barrier.wait()
+                conn.execute("CALL app.sync_users_in_parts()")
+                read.extend(n[len("app.sync_users (part ")] for n in conn.notices
+                            if n.startswith("app.sync_users (part "))  # fmt: skip
+                requests.append(sum(requests_of(conn)))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(read) == list(PARTS)  # each part synced by one call or the other, once
+    assert sum(requests) == sum(pages_per_part(expected))
+    assert all(s[0] == 1 for s in parts(pdb).values())
+    assert app_users(pdb) == expected
+
+
 def test_bad_arguments_are_refused_clearly(pdb):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="part 'G' is not one hex"):
         pdb.execute("SELECT * FROM app.sync_users('G')")
