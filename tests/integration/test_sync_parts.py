@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from cognito_fdw.devstack import seed_users
 
@@ -32,7 +33,7 @@ class Database:
     """The test server's connection details, pointed at another database (for psql)."""
 
     def __init__(self, server, dbname):
-        self.dsn = server.dsn.replace("dbname=postgres", f"dbname={dbname}")
+        self.dsn = make_conninfo(server.dsn, dbname=dbname)
         self.bindir = getattr(server, "bindir", None)
 
 
