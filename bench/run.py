@@ -1,7 +1,8 @@
 """The benchmark: requests and wall time per query shape, on pools of 1,000 and 10,000 users.
 
 Runs a throwaway PostgreSQL with Multicorn2 (as the tier-2 tests do) against moto, prints a
-table and writes BENCHMARKS.md.  Usage (about four minutes, most of it seeding)::
+table and writes BENCHMARKS.md; then sql/sync.sql on a 20,000-user pool (bench/sync.py).
+Usage (about four minutes, most of it seeding, and several more to seed the sync's pool)::
 
     python -m bench.run [--moto-url http://127.0.0.1:5000] [--sizes 1000,10000] [--out FILE]
 
@@ -245,12 +246,15 @@ def main() -> None:
             create_tables(conn, "lat", pools[big], proxy.url, 0)
             header = machine(conn)
         report = run_all(pg.dsn, cognito, pools, proxy, big)
+        from . import sync  # here: bench.sync imports this module's helpers
+
+        sync_lines = sync.section(pg.dsn, cognito, moto_url)
     finally:
         proxy.stop()
         pg.cleanup()
         if moto:
             moto.stop()
-    text = render(header, report)
+    text = render(header, report) + "\n".join(sync_lines)
     print(text)
     Path(args.out).write_text(text)
 
