@@ -120,14 +120,22 @@ BEGIN
 END
 $$;
 
--- The same rule as cognito_fdw.options.closest().
+-- The same rule as cognito_fdw.options.closest().  The distance is at least the difference
+-- in length, so a name whose length is too far from an option's is never compared with it:
+-- without that, a statement with thousands of long unknown option names kept a backend busy
+-- for minutes in levenshtein() (the result is the same).
 CREATE OR REPLACE FUNCTION cognito_fdw_guard.closest(name text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT r.name FROM cognito_fdw_guard.option_rules() r,
-         LATERAL cognito_fdw_guard.levenshtein(closest.name, r.name) d
-   WHERE d <= GREATEST(2, pg_catalog.length(closest.name) / 3)
-   ORDER BY d, r.name COLLATE "C" LIMIT 1
+  SELECT c.name FROM (
+    SELECT r.name,
+           CASE WHEN abs(pg_catalog.length(closest.name) - pg_catalog.length(r.name))
+                     <= GREATEST(2, pg_catalog.length(closest.name) / 3)
+                THEN cognito_fdw_guard.levenshtein(closest.name, r.name) END AS d
+      FROM cognito_fdw_guard.option_rules() r
+    OFFSET 0) c
+   WHERE c.d <= GREATEST(2, pg_catalog.length(closest.name) / 3)
+   ORDER BY c.d, c.name COLLATE "C" LIMIT 1
 $$;
 
 -- What is wrong with one value (message, hint), or NULLs: cognito_fdw.options.check_value.
