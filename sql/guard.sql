@@ -349,8 +349,10 @@ BEGIN
   IF NOT FOUND OR NOT coalesce(srv.multicorn, false) THEN
     RETURN;
   END IF;
-  srv.wrapper := btrim(coalesce(srv.wrapper, ''));
-  IF whole AND srv.wrapper NOT LIKE 'cognito\_fdw.%'
+  -- Exactly the wrapper's class: Multicorn calls whatever attribute of whatever module the
+  -- value names (multicorn.get_class), so 'cognito_fdw.<module>.<name>' would let an owner
+  -- call any name the package's modules hold (imported helpers included) with the options.
+  IF whole AND coalesce(srv.wrapper, '') <> 'cognito_fdw.CognitoFdw'
      AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
     -- Any other Python class runs with the server OS user's rights (multicorn.fsfdw reads
     -- files): only a superuser may choose one.
@@ -359,6 +361,7 @@ BEGIN
       'Only a superuser may set a Multicorn server''s wrapper to a class other than '
       'cognito_fdw''s (''cognito_fdw.CognitoFdw'').');
   END IF;
+  srv.wrapper := btrim(coalesce(srv.wrapper, ''));
   FOR um IN SELECT m.umuser, m.umoptions FROM pg_catalog.pg_user_mapping m
              WHERE m.umserver = server_oid
                AND (whole OR (classid = 'pg_catalog.pg_user_mapping'::pg_catalog.regclass

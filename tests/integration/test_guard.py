@@ -278,6 +278,15 @@ def test_a_role_cannot_make_a_multicorn_server_of_its_own(guarded, mallory):
             "a non-superuser server owner loads another Multicorn class",
             "may not load wrapper",
         )
+        # Multicorn calls any attribute of any module named, so a name inside the package is
+        # no safer than another class: only the wrapper's own.
+        refused(
+            owner,
+            "CREATE SERVER helper FOREIGN DATA WRAPPER multicorn OPTIONS "
+            "(wrapper 'cognito_fdw.devstack.MotoServer', user_pool_id 'us-east-1_Abc123')",
+            "a non-superuser server owner loads another name inside cognito_fdw",
+            "may not load wrapper",
+        )
 
 
 def test_many_long_unknown_option_names_are_refused_quickly(mallory):
