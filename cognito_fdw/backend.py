@@ -92,6 +92,8 @@ _statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64
 _get_user_id = _function("GetUserId", ctypes.c_uint32, [])
 _user_name = _function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
 _database_name = _function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
+_encoding_name = _function("GetDatabaseEncodingName", ctypes.c_char_p, [])
+_encoding: list[str] = []  # read once: a backend serves one database all its life
 
 
 def cancel_pending() -> bool:
@@ -198,3 +200,14 @@ def server_address() -> dict[str, str]:
     if first:
         address["host"] = first
     return address
+
+
+@_backend_thread_only
+def database_encoding() -> str | None:
+    """The database encoding as PostgreSQL names it (``UTF8``, ``LATIN1``, ``SQL_ASCII``),
+    read once per backend; None outside a backend."""
+    if _encoding_name is None:
+        return None
+    if not _encoding:
+        _encoding.append(_encoding_name().decode("ascii"))
+    return _encoding[0]
