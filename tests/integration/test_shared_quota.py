@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from .conftest import create_server
+from .conftest import create_server, record
 from .faultproxy import FaultProxy
 from .seeddata import POOL_REGION
 
@@ -105,6 +105,12 @@ def test_eight_sessions_scanning_at_once_share_one_budget(setup, capped, proxy):
     assert proxy.peak(started) <= CAP
     # The budget was the limit, and the whole of it was used.
     assert proxy.peak(started) == CAP
+    record(
+        "load",
+        f"{SESSIONS} sessions scanning at once, max_requests_per_second {CAP}",
+        f"at most {proxy.peak(started)} ListUsers requests in any second at the emulator, "
+        f"{len(arrivals)} in {arrivals[-1] - arrivals[0]:.1f} s",
+    )
     assert arrivals[-1] - arrivals[0] >= (len(arrivals) - CAP) / CAP - 0.1
 
 
