@@ -360,8 +360,9 @@ def render(header, report) -> str:
         f"{CROWD} connections count the {counts[0]:,}-user pool at the same moment, through "
         f"the same proxy ({LATENCY * 1000:.0f} ms a request), default cap 25: the cap is a "
         "budget shared by every connection of the server, so between them they may send at "
-        "most 25 ListUsers requests in any one second (at most 95 % of it on average: "
-        "requests are spaced so that they also arrive within the cap).",
+        "most 25 ListUsers requests in any one second (sustained, "
+        f"{100 / SPACING_SECONDS:.0f} % of it: requests are spaced so that they also arrive "
+        "within the cap).",
         "",
         "| sessions | users each | ListUsers requests | time (s) | requests/s | "
         "max requests/s | cap |",
