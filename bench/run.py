@@ -19,6 +19,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -34,6 +35,7 @@ from cognito_fdw.devstack import (
     postgres_bindir,
     seed_users,
 )
+from cognito_fdw.ratelimit import SPACING_SECONDS
 
 from .proxy import DelayingProxy
 
@@ -41,6 +43,7 @@ REGION = "us-east-1"
 KEYS = "aws_access_key_id 'AKIDBENCH', aws_secret_access_key 'bench-secret'"
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 LATENCY = 0.1
+CROWD = 8  # sessions scanning at once against one account's budget
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = os.getloadavg()
 
@@ -92,7 +95,7 @@ class Session:
         """(median seconds, requests of the last run, rows)."""
         times = []
         for _ in range(repeat):
-            time.sleep(1.0)  # each run starts with an empty rate-limit window
+            time.sleep(SPACING_SECONDS)  # each run starts with an empty rate-limit window
             self.messages.clear()
             started = time.perf_counter()
             rows = self.conn.execute(sql).fetchall()
@@ -245,6 +248,15 @@ def main() -> None:
                 create_tables(conn, f"s{size}", pool_id, moto_url, size)
             big = max(sizes)
             create_tables(conn, "lat", pools[big], proxy.url, 0)
+            conn.execute(
+                "CREATE SERVER crowd FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+                f"'cognito_fdw.CognitoFdw', user_pool_id '{pools[min(sizes)]}', "
+                f"endpoint_url '{proxy.url}')"
+            )
+            conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER crowd OPTIONS ({KEYS})")
+            conn.execute(
+                f"CREATE FOREIGN TABLE crowd ({COLUMNS}) SERVER crowd OPTIONS (object 'users')"
+            )
             header = machine(conn)
         report = run_all(pg.dsn, cognito, pools, proxy, big)
         from . import sync  # here: bench.sync imports this module's helpers
@@ -287,12 +299,41 @@ def run_all(dsn, cognito, pools, proxy, big):
         proxy.clear()
         seconds, requests, count = session.run(f"SELECT count(*) FROM {table}", repeat=1)
         latency.append((name, requests, seconds, proxy.max_per_second("ListUsers")))
+    crowd = sessions_at_once(dsn, proxy, CROWD)
     overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
-    return rows, latency, (overhead, *startup_breakdown()), big
+    return rows, latency, crowd, (overhead, *startup_breakdown()), big
+
+
+def sessions_at_once(dsn, proxy, sessions):
+    """``sessions`` connections scan the small pool at once through the proxy:
+    (users each counted, ListUsers requests, seconds, most requests in any one second)."""
+    conns = [connect(dsn) for _ in range(sessions)]
+    for conn in conns:  # the wrapper loaded and the pool described before the clock starts
+        conn.execute("SELECT count(*) FROM crowd WHERE username = 'warm-up'")
+    time.sleep(SPACING_SECONDS)  # the warm-ups leave the shared rate-limit window
+    counts = [None] * sessions
+    barrier = threading.Barrier(sessions)
+
+    def scan(i):
+        barrier.wait()
+        counts[i] = conns[i].execute("SELECT count(*) FROM crowd").fetchone()[0]
+
+    threads = [threading.Thread(target=scan, args=(i,)) for i in range(sessions)]
+    proxy.clear()
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    for conn in conns:
+        conn.close()
+    requests = len([1 for _, name in proxy.arrivals if "ListUsers" in name])
+    return sorted(set(counts)), requests, seconds, proxy.max_per_second("ListUsers")
 
 
 def render(header, report) -> str:
-    rows, latency, (overhead, import_s, client_s), big = report
+    rows, latency, crowd, (overhead, import_s, client_s), big = report
     out = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`).", "", *header]
     out += [
         "- Wall time is the median of 1-5 runs, a second apart, on a warm connection, "
@@ -324,6 +365,24 @@ def render(header, report) -> str:
         out.append(
             f"| {name} | {requests} | {seconds:.1f} | {seq[2] / seconds:.2f}x | {per_second} |"
         )
+    counts, requests, seconds, per_second = crowd
+    out += [
+        "",
+        f"## {CROWD} sessions scanning at once, one account's budget",
+        "",
+        f"{CROWD} connections count the {counts[0]:,}-user pool at the same moment, through "
+        f"the same proxy ({LATENCY * 1000:.0f} ms a request), default cap 25: the cap is a "
+        "budget shared by every connection of the server, so between them they may send at "
+        "most 25 ListUsers requests in any one second (sustained, "
+        f"{100 / SPACING_SECONDS:.0f} % of it: requests are spaced so that they also arrive "
+        "within the cap).",
+        "",
+        "| sessions | users each | ListUsers requests | time (s) | requests/s | "
+        "max requests/s | cap |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {CROWD} | {', '.join(f'{c:,}' for c in counts)} | {requests} | {seconds:.1f} | "
+        f"{requests / seconds:.1f} | {per_second} | 25 |",
+    ]
     out += [
         "",
         "## First query on a new connection",

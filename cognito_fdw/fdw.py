@@ -160,7 +160,8 @@ class CognitoFdw(ForeignDataWrapper):
         options, _, _ = self._prepared()
         lines = self._plan(quals, limit, offset).explain()
         lines.append(
-            f"Cognito: at most {options.max_requests_per_second:g} requests/s per connection"
+            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
+            "shared by every connection to this account"
         )
         if verbose:
             lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
