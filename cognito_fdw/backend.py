@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -88,6 +89,7 @@ _holdoff = _variable("InterruptHoldoffCount", ctypes.c_uint32)
 _database_id = _variable("MyDatabaseId", ctypes.c_uint32)
 _port = _variable("PostPortNumber", ctypes.c_int)
 _socket_dirs = _variable("Unix_socket_directories", ctypes.c_char_p)
+_data_dir = _variable("DataDir", ctypes.c_char_p)
 _statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
 _get_user_id = _function("GetUserId", ctypes.c_uint32, [])
 _user_name = _function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
@@ -211,3 +213,11 @@ def database_encoding() -> str | None:
     if not _encoding:
         _encoding.append(_encoding_name().decode("ascii"))
     return _encoding[0]
+
+
+@_backend_thread_only
+def data_directory() -> str | None:
+    """The server's data directory (PostgreSQL's ``DataDir``, absolute), or None outside."""
+    if _data_dir is None or not _data_dir.value:
+        return None
+    return os.fsdecode(_data_dir.value)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import math
@@ -239,14 +238,6 @@ def shared_directory(data_directory: str) -> str:
     return path
 
 
-def _data_directory() -> str | None:
-    """The backend's data directory (PostgreSQL's ``DataDir``, absolute), or None outside."""
-    found = backend.variable("DataDir", ctypes.c_char_p)
-    if found is None or not found.value:
-        return None
-    return os.fsdecode(found.value)
-
-
 def window_file(directory: str, key: tuple) -> str:
     """The window file of one endpoint and account: named by a hash, the key id not in clear."""
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
@@ -266,7 +257,7 @@ def limiter_for(key: tuple, rate: int) -> RateLimiter:
     with _lock:
         limiter = _limiters.get((key, rate))
         if limiter is None:
-            data_directory = _data_directory()
+            data_directory = backend.data_directory()
             if data_directory is None:
                 limiter = RateLimiter(rate)
             else:

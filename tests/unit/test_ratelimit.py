@@ -223,7 +223,7 @@ def test_the_window_file_is_named_by_a_hash_of_the_account(tmp_path):
 
 def test_outside_a_backend_the_limiter_is_the_process_own(monkeypatch, tmp_path):
     assert type(limiter_for(("r", "e", "outside"), 25)) is RateLimiter
-    monkeypatch.setattr(ratelimit, "_data_directory", lambda: str(tmp_path))
+    monkeypatch.setattr(ratelimit.backend, "data_directory", lambda: str(tmp_path))
     shared = limiter_for(("r", "e", "inside"), 25)
     assert isinstance(shared, SharedRateLimiter)
     assert os.path.dirname(shared.path) == str(tmp_path / "cognito_fdw_quota")
