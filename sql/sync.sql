@@ -19,8 +19,8 @@
 -- What it creates (schema app):
 --   app.users, app.roles, app.user_roles
 --   app.cognito_users         a foreign table on the same server as users, with sub as text
---                             (a text sub is what the wrapper pushes down: sub = 'x' and
---                             sub LIKE '0%' become ListUsers filters; a uuid sub is not)
+--                             (sub LIKE '0%' is a ListUsers prefix filter only on text,
+--                             whatever type the users table gives sub)
 --   app.sync_users(part text DEFAULT '')
 --                             Cognito users into app.users: new ones by sub, changed
 --                             email/phone/username updated; returns the counts.  With a
