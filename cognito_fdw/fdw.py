@@ -44,8 +44,9 @@ def _guarded(method):
 class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
-    # Multicorn gives every path of a table this one startup cost, and a lookup path's
-    # total is a single row's width (pushdown.planner_size): any more could exceed a total.
+    # Multicorn reads this right after get_rel_size and gives it to every path of the
+    # table; get_rel_size sets it per plan.  A path's total can be as low as one row's
+    # width (a lookup, LIMIT 1), so that width is the most it may be.
     _startup_cost = 0
 
     def __new__(cls, fdw_options=None, fdw_columns=None):
@@ -142,7 +143,12 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def get_rel_size(self, quals, columns):
         # The cost is the requests, not the bytes: see pushdown.planner_size.
-        return pushdown.planner_size(self._plan(quals))
+        rows, width = pushdown.planner_size(self._plan(quals))
+        # Startup above zero makes PostgreSQL's Limit node over a full scan cost more than
+        # the pushed LIMIT (at zero they tie and PostgreSQL keeps its own, which reads a page
+        # ahead it does not need); no more than one row's width, no path's total.
+        self._startup_cost = width
+        return rows, width
 
     @_guarded
     def get_path_keys(self):
