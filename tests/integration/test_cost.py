@@ -17,7 +17,7 @@ import pytest
 
 from cognito_fdw.devstack import seed_users
 
-from .conftest import create_server
+from .conftest import create_server, record
 from .faultproxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.server
@@ -223,6 +223,11 @@ def test_a_stalled_endpoint_fails_within_30_s_with_default_options(stalled, db, 
     err, elapsed = stalled_query(db, proxy, "defaults")
     assert 30 <= elapsed < 36
     assert "request_deadline (30 s)" in err.diag.message_primary
+    record(
+        "fault",
+        "endpoint accepts and never answers, default options (read_timeout 15 s x 5 attempts)",
+        f"failed after {elapsed:.0f} s: {err.diag.message_primary}",
+    )
 
 
 def test_statement_timeout_still_ends_it_sooner(stalled, db, proxy):
