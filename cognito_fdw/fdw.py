@@ -45,8 +45,8 @@ class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
     # Multicorn reads this right after get_rel_size and gives it to every path of the
-    # table; get_rel_size sets it per plan.  A path's total can be as low as one row's
-    # width (a lookup, LIMIT 1), so that width is the most it may be.
+    # table.  CognitoFdw.get_rel_size sets it per plan; 0 is for groups tables, whose
+    # count(*) has width 0 and so a total of 0 (Multicorn's default of 20 exceeded it).
     _startup_cost = 0
 
     def __new__(cls, fdw_options=None, fdw_columns=None):
