@@ -1,7 +1,8 @@
 """The benchmark: requests and wall time per query shape, on pools of 1,000 and 10,000 users.
 
 Runs a throwaway PostgreSQL with Multicorn2 (as the tier-2 tests do) against moto, prints a
-table and writes BENCHMARKS.md.  Usage (about four minutes, most of it seeding)::
+table and writes BENCHMARKS.md; then sql/sync.sql on a 20,000-user pool (bench/sync.py).
+Usage (about four minutes, most of it seeding, and several more to seed the sync's pool)::
 
     python -m bench.run [--moto-url http://127.0.0.1:5000] [--sizes 1000,10000] [--out FILE]
 
@@ -18,6 +19,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -33,6 +35,7 @@ from cognito_fdw.devstack import (
     postgres_bindir,
     seed_users,
 )
+from cognito_fdw.ratelimit import SPACING_SECONDS
 
 from .proxy import DelayingProxy
 
@@ -40,6 +43,7 @@ REGION = "us-east-1"
 KEYS = "aws_access_key_id 'AKIDBENCH', aws_secret_access_key 'bench-secret'"
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 LATENCY = 0.1
+CROWD = 8  # sessions scanning at once against one account's budget
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = os.getloadavg()
 
@@ -91,7 +95,7 @@ class Session:
         """(median seconds, requests of the last run, rows)."""
         times = []
         for _ in range(repeat):
-            time.sleep(1.0)  # each run starts with an empty rate-limit window
+            time.sleep(SPACING_SECONDS)  # each run starts with an empty rate-limit window
             self.messages.clear()
             started = time.perf_counter()
             rows = self.conn.execute(sql).fetchall()
@@ -158,11 +162,12 @@ def shapes(size, cognito, pool_id):
         ("count(*)", f"SELECT count(*) FROM {t}", 1),
         ("lookup by email", f"SELECT * FROM {t} WHERE email = '{middle}@example.com'", 5),
         ("lookup by username", f"SELECT * FROM {t} WHERE username = '{middle}'", 5),
-        ("lookup by sub", f"SELECT * FROM {t} WHERE sub = '{sub}'", 5),
+        ("lookup on sub (1 request)", f"SELECT * FROM {t} WHERE sub = '{sub}'", 5),
         ("LIKE prefix (10 users)", f"SELECT * FROM {t} WHERE username LIKE '{middle[:-1]}%'", 5),
         ("IN of 5", f"SELECT * FROM {t} WHERE username IN ({five})", 5),
         ("LIMIT 10", f"SELECT * FROM {t} LIMIT 10", 5),
-        ("join of 20 local rows on sub", f"SELECT u.* FROM subs s JOIN {t} u ON u.sub = s.sub", 3),
+        ("join on sub: 20 local rows, 10 distinct keys (≤ 1 request per distinct key)",
+         f"SELECT u.* FROM subs s JOIN {t} u ON u.sub = s.sub", 3),
         ("NULL keys: requests (join of 20 NULL usernames)",
          f"SELECT u.* FROM null_keys k JOIN {t} u ON u.username = k.username", 3),
         ("NULL keys: requests (= ANY(NULL::text[]))",
@@ -243,14 +248,26 @@ def main() -> None:
                 create_tables(conn, f"s{size}", pool_id, moto_url, size)
             big = max(sizes)
             create_tables(conn, "lat", pools[big], proxy.url, 0)
+            conn.execute(
+                "CREATE SERVER crowd FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+                f"'cognito_fdw.CognitoFdw', user_pool_id '{pools[min(sizes)]}', "
+                f"endpoint_url '{proxy.url}')"
+            )
+            conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER crowd OPTIONS ({KEYS})")
+            conn.execute(
+                f"CREATE FOREIGN TABLE crowd ({COLUMNS}) SERVER crowd OPTIONS (object 'users')"
+            )
             header = machine(conn)
         report = run_all(pg.dsn, cognito, pools, proxy, big)
+        from . import sync  # here: bench.sync imports this module's helpers
+
+        sync_lines = sync.section(pg.dsn, cognito, moto_url)
     finally:
         proxy.stop()
         pg.cleanup()
         if moto:
             moto.stop()
-    text = render(header, report)
+    text = render(header, report) + "\n".join(sync_lines)
     print(text)
     Path(args.out).write_text(text)
 
@@ -261,11 +278,11 @@ def run_all(dsn, cognito, pools, proxy, big):
     for size, pool_id in pools.items():
         subs = [
             next(a["Value"] for a in u["Attributes"] if a["Name"] == "sub")
-            for u in cognito.list_users(UserPoolId=pool_id, Limit=20)["Users"]
+            for u in cognito.list_users(UserPoolId=pool_id, Limit=10)["Users"]
         ]
         session.conn.execute("DROP TABLE IF EXISTS subs")
         session.conn.execute("CREATE TEMP TABLE subs (sub text)")
-        for sub in subs:
+        for sub in subs * 2:  # text, as IMPORT FOREIGN SCHEMA declares sub
             session.conn.execute("INSERT INTO subs VALUES (%s)", (sub,))
         session.conn.execute("ANALYZE subs")
         session.conn.execute("DROP TABLE IF EXISTS null_keys")
@@ -283,8 +300,37 @@ def run_all(dsn, cognito, pools, proxy, big):
         seconds, requests, count = session.run(f"SELECT count(*) FROM {table}", repeat=1)
         latency.append((name, requests, seconds, proxy.max_per_second("ListUsers")))
     costs = cost_rows(session, proxy, big, min(pools))
+    crowd = sessions_at_once(dsn, proxy, CROWD)
     overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
-    return rows, latency, costs, (overhead, *startup_breakdown()), big
+    return rows, latency, costs, crowd, (overhead, *startup_breakdown()), big
+
+
+def sessions_at_once(dsn, proxy, sessions):
+    """``sessions`` connections scan the small pool at once through the proxy:
+    (users each counted, ListUsers requests, seconds, most requests in any one second)."""
+    conns = [connect(dsn) for _ in range(sessions)]
+    for conn in conns:  # the wrapper loaded and the pool described before the clock starts
+        conn.execute("SELECT count(*) FROM crowd WHERE username = 'warm-up'")
+    time.sleep(SPACING_SECONDS)  # the warm-ups leave the shared rate-limit window
+    counts = [None] * sessions
+    barrier = threading.Barrier(sessions)
+
+    def scan(i):
+        barrier.wait()
+        counts[i] = conns[i].execute("SELECT count(*) FROM crowd").fetchone()[0]
+
+    threads = [threading.Thread(target=scan, args=(i,)) for i in range(sessions)]
+    proxy.clear()
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    for conn in conns:
+        conn.close()
+    requests = len([1 for _, name in proxy.arrivals if "ListUsers" in name])
+    return sorted(set(counts)), requests, seconds, proxy.max_per_second("ListUsers")
 
 
 def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
@@ -319,7 +365,7 @@ def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
 
 
 def render(header, report) -> str:
-    rows, latency, costs, (overhead, import_s, client_s), big = report
+    rows, latency, costs, crowd, (overhead, import_s, client_s), big = report
     out = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`).", "", *header]
     out += [
         "- Wall time is the median of 1-5 runs, a second apart, on a warm connection, "
@@ -353,6 +399,24 @@ def render(header, report) -> str:
         )
     out += ["", "## What it costs besides requests", "", "| what | observed |", "| --- | --- |"]
     out += [f"| {what} | {observed} |" for what, observed in costs]
+    counts, requests, seconds, per_second = crowd
+    out += [
+        "",
+        f"## {CROWD} sessions scanning at once, one account's budget",
+        "",
+        f"{CROWD} connections count the {counts[0]:,}-user pool at the same moment, through "
+        f"the same proxy ({LATENCY * 1000:.0f} ms a request), default cap 25: the cap is a "
+        "budget shared by every connection of the server, so between them they may send at "
+        "most 25 ListUsers requests in any one second (sustained, "
+        f"{100 / SPACING_SECONDS:.0f} % of it: requests are spaced so that they also arrive "
+        "within the cap).",
+        "",
+        "| sessions | users each | ListUsers requests | time (s) | requests/s | "
+        "max requests/s | cap |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {CROWD} | {', '.join(f'{c:,}' for c in counts)} | {requests} | {seconds:.1f} | "
+        f"{requests / seconds:.1f} | {per_second} | 25 |",
+    ]
     out += [
         "",
         "## First query on a new connection",

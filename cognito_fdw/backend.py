@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -89,10 +90,13 @@ _holdoff = _variable("InterruptHoldoffCount", ctypes.c_uint32)
 _database_id = _variable("MyDatabaseId", ctypes.c_uint32)
 _port = _variable("PostPortNumber", ctypes.c_int)
 _socket_dirs = _variable("Unix_socket_directories", ctypes.c_char_p)
+_data_dir = _variable("DataDir", ctypes.c_char_p)
 _statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
 _get_user_id = _function("GetUserId", ctypes.c_uint32, [])
 _user_name = _function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
 _database_name = _function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
+_encoding_name = _function("GetDatabaseEncodingName", ctypes.c_char_p, [])
+_encoding: list[str] = []  # read once: a backend serves one database all its life
 
 
 def cancel_pending() -> bool:
@@ -210,3 +214,22 @@ def server_address() -> dict[str, str]:
     if first:
         address["host"] = first
     return address
+
+
+@_backend_thread_only
+def database_encoding() -> str | None:
+    """The database encoding as PostgreSQL names it (``UTF8``, ``LATIN1``, ``SQL_ASCII``),
+    read once per backend; None outside a backend."""
+    if _encoding_name is None:
+        return None
+    if not _encoding:
+        _encoding.append(_encoding_name().decode("ascii"))
+    return _encoding[0]
+
+
+@_backend_thread_only
+def data_directory() -> str | None:
+    """The server's data directory (PostgreSQL's ``DataDir``, absolute), or None outside."""
+    if _data_dir is None or not _data_dir.value:
+        return None
+    return os.fsdecode(_data_dir.value)

@@ -54,6 +54,11 @@ class VaultRef:
     value: str
     conninfo: str | None = dataclasses.field(default=None, repr=False)
     ttl: float = 60.0
+    # The server configuration the secret goes with: a secret a server names is read as
+    # that server's owner (cognito_fdw.secrets).
+    key_id: str | None = None
+    pool_id: str | None = None
+    endpoint_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +123,9 @@ def resolve(options: Options) -> Source:
             value=value,
             conninfo=options.secrets_conninfo,
             ttl=options.secret_cache_seconds,
+            key_id=options.aws_access_key_id,
+            pool_id=options.user_pool_id,
+            endpoint_url=options.endpoint_url,
         )
         return Source("vault", key_id=options.aws_access_key_id, vault=vault, role=role)
     if options.aws_profile:

@@ -129,7 +129,11 @@ def import_failure(message: str, detail: str | None) -> tuple[str, str] | None:
         return None
     missing = re.search(r"No module named '([^']+)'", detail or "")
     module = missing.group(1).split(".")[0] if missing else None
-    where = "the Python PostgreSQL embeds (the one multicorn.so links; see `ldd multicorn.so`)"
+    where = (
+        "the Python PostgreSQL embeds, by its full path (the python3.X whose libpython "
+        '`ldd "$(pg_config --pkglibdir)/multicorn.so"` shows, e.g. /usr/bin/python3.11 -m pip; '
+        "not a python3 or pip from PATH)"
+    )
     if module == "cognito_fdw":
         return (
             "the server's Python cannot import cognito_fdw",
@@ -167,20 +171,42 @@ def probe_failure(
     return text, hint or "see the message; the PostgreSQL log may say more"
 
 
+def credential_source(options: dict[str, str]) -> str:
+    """Where a server's credentials come from for one user mapping's merged options, as the
+    wrapper decides it (:func:`cognito_fdw.credentials.resolve`), with no value in it."""
+    from .credentials import resolve
+    from .errors import OptionError
+    from .options import parse_options
+
+    try:
+        return resolve(parse_options({**options, "object": "users"})).describe()
+    except OptionError as error:
+        return f"none usable: {error.message}"
+
+
 def server_summary(
-    name: str, options: dict[str, str], mappings: list[str]
+    name: str, options: dict[str, str], mappings: dict[str, dict[str, str] | None]
 ) -> tuple[str, list[Finding]]:
-    """A line about a server (no secret in it), and warnings about where keys sit."""
+    """A line about a server (no secret in it), and warnings about where keys sit.
+
+    ``mappings``: user (or PUBLIC) -> that mapping's options, or None when this role may
+    not see them.
+    """
+    server = {k: v for k, v in options.items() if k != "wrapper"}
     parts = [f"pool {options.get('user_pool_id', '(no user_pool_id)')}"]
     if options.get("region"):
         parts.append(f"region {options['region']}")
     if options.get("endpoint_url"):
         parts.append(f"endpoint {options['endpoint_url']}")
-    parts.append(
-        f"user mappings: {', '.join(mappings)}"
-        if mappings
-        else "no user mapping (keys from the server OS user's AWS credential chain)"
-    )
+    if not mappings:
+        parts.append(f"no user mapping; credentials: {credential_source(server)}")
+    for user, mapped in mappings.items():
+        source = (
+            "(its options are visible only to the server's owner and superusers)"
+            if mapped is None
+            else credential_source({**server, **mapped})
+        )
+        parts.append(f"user mapping for {user}: {source}")
     warnings = []
     leaked = [name for name in PLAINTEXT_KEYS if name in options]
     if leaked:
@@ -384,11 +410,13 @@ class Doctor:
             )
             return
         for oid, name, raw in servers:
-            mappings = [
-                row[0] for row in self.conn.execute(
-                    "SELECT usename FROM pg_user_mappings WHERE srvid = %s ORDER BY 1", [oid]
+            mappings = {
+                user: None if raw_mapping is None else options_dict(raw_mapping)
+                for user, raw_mapping in self.conn.execute(
+                    "SELECT usename, umoptions FROM pg_user_mappings WHERE srvid = %s ORDER BY 1",
+                    [oid],
                 )
-            ]  # fmt: skip
+            }  # fmt: skip
             text, warnings = server_summary(name, options_dict(raw), mappings)
             self.report.add(INFO, f"server {name}", text)
             self.report.findings.extend(warnings)

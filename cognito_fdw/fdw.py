@@ -20,7 +20,7 @@ from .columns import resolve_columns
 from .errors import CognitoFdwError, scrub
 from .groups import Groups, Members
 from .options import SECRET_OPTIONS, parse_options
-from .rows import user_row
+from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
 
 
@@ -167,7 +167,8 @@ class CognitoFdw(ForeignDataWrapper):
         options, _, _ = self._prepared()
         lines = self._plan(quals, limit, offset).explain()
         lines.append(
-            f"Cognito: at most {options.max_requests_per_second:g} requests/s per connection"
+            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
+            "shared by every connection to this account"
         )
         if verbose:
             lines.append(f"Cognito: region {options.region}, user pool {options.user_pool_id}")
@@ -192,19 +193,23 @@ class CognitoFdw(ForeignDataWrapper):
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
         self._finish_scan()
-        self._scan = self._rows(quals, limit, offset)
+        self._scan = self._rows(quals, columns, limit, offset)
         return self._scan
 
-    def _rows(self, quals, limit, offset):
+    def _rows(self, quals, columns, limit, offset):
         try:
             _, pool, cols = self._prepared()
+            # Only what the query reads is converted: a value of an unread column that the
+            # database encoding cannot hold must not fail the query.
+            cols = read_columns(cols, columns)
+            encoding = database_encoding(backend.database_encoding())
             plan = self._plan(quals, limit, offset)
             self._cache.claim(backend.statement_started())
             stats = Stats()
             users = run(plan, pool, stats, self._cache)
             try:
                 for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):
-                    yield user_row(user, cols)
+                    yield user_row(user, cols, encoding)
             finally:
                 users.close()  # stops a concurrent scan's workers now, and counts their work
             self._report(stats)

@@ -75,7 +75,7 @@ _MEMBER_COLUMNS = [
     ImportedColumn("group_name", "text"),
     ImportedColumn("username", "text"),
     ImportedColumn("membership", "text"),
-    ImportedColumn("sub", "uuid"),
+    ImportedColumn("sub", "text"),  # text, as in users: see _standard_type
     ImportedColumn("email", "text"),
     ImportedColumn("enabled", "boolean"),
     ImportedColumn("status", "text"),
@@ -96,8 +96,9 @@ def column_name(attribute: str, taken: set[str]) -> str:
 
 
 def _standard_type(name: str, kind: str) -> str | None:
-    if name == "sub":
-        return "uuid"
+    # sub is text, not uuid: only a text column can be a join's path key.  Multicorn
+    # converts a uuid join parameter's empty value in C under EXPLAIN, which crashes the
+    # backend (facts sheet H1); README "Joining on sub" shows the joins.
     if kind == BOOLEAN:
         return "boolean"
     if kind == JSON_TEXT:

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 PAGE_SIZE = 60
@@ -60,13 +61,13 @@ REFUSALS = {
     "column": "Cognito cannot search this column (only username, sub, email, phone_number, "
     "name, given_name, family_name, preferred_username, status and enabled)",
     "type": "the column's type compares differently from Cognito: only text and varchar "
-    "(boolean for enabled) are pushed; citext is case-insensitive, a domain, char(n) or "
-    "uuid has its own equality",
+    "(boolean for enabled, uuid for sub) are pushed; citext is case-insensitive, a domain "
+    "or char(n) has its own equality",
     "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
     "(no LIKE for status; for enabled only =, <> and IS with true or false)",
     "null": "IS NULL and IS NOT NULL have no Cognito filter (and Multicorn passes a NULL "
     "join key or parameter exactly as IS NULL)",
-    "value": "the value is not a string",
+    "value": "the value is not a string (for a uuid sub: not a UUID)",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
     "(an empty filter lists every user)",
     "escape": 'the value holds " or \\: the API escapes them, but emulators do not unescape '
@@ -99,6 +100,7 @@ _STATUS_RANK = 4
 _STATUS_SHARE = {"cognito:user_status": 3, "status": 2}  # a third / half of the pool
 _TEXT_TYPES = {"text", "character varying", "varchar"}
 _BOOL_TYPES = {"boolean", "bool"}
+_UUID_TYPES = {"uuid"}
 _RECORD_FIELDS = {"Username": "username", "UserStatus": "cognito:user_status", "Enabled": "status"}
 # The columns offered to the planner for parameterized (join) scans: one lookup per value.
 PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
@@ -107,12 +109,14 @@ PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
 @dataclasses.dataclass(frozen=True)
 class Target:
     """A column Cognito can search: its filter attribute, whether its type allows it, and
-    whether it reads something every user has (so it is never NULL)."""
+    whether it reads something every user has (so it is never NULL).  ``uuid`` marks a
+    uuid ``sub``: its values are compared as canonical UUIDs and it is never a path key."""
 
     column: str
     attribute: str
     type_ok: bool
     never_null: bool = False
+    uuid: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,22 +288,27 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
             continue
         definition = fdw_columns[column.name]
         base = (definition.base_type_name or definition.type_name or "").lower()
+        # Cognito's subs are canonical lowercase UUIDs, so uuid equality on sub is exact.
+        is_uuid = attribute == "sub" and base in _UUID_TYPES
         allowed = _BOOL_TYPES if attribute == "status" else _TEXT_TYPES
         never_null = attribute in NEVER_NULL_ATTRIBUTES
-        found[column.name] = Target(column.name, attribute, base in allowed, never_null)
+        found[column.name] = Target(
+            column.name, attribute, base in allowed or is_uuid, never_null, is_uuid
+        )
     return found
 
 
 def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
     """Columns whose join values become lookups: text/varchar username, sub and email only.
 
-    EXPLAIN of a parameterized scan on a by-reference non-text type crashes the backend
-    (facts sheet H1), which the text-only rule also rules out.
+    EXPLAIN of a parameterized scan on a by-reference non-text type (uuid is one) crashes
+    the backend in Multicorn's C code before any Python runs (facts sheet H1), so a uuid
+    sub is pushed for constants only, never offered as a path key.
     """
     return [
         ((t.column,), _EQUALITY[t.attribute][1])
         for t in found.values()
-        if t.type_ok and t.attribute in PATH_KEY_ATTRIBUTES
+        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES
     ]
 
 
@@ -413,6 +422,10 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
     if len(distinct) > MAX_LOOKUPS:
         return "in-bound"
     requests = []
+    if target.uuid:
+        distinct = list(dict.fromkeys(_canonical_uuid(v) for v in distinct))
+        if None in distinct:
+            return "value"
     for value in distinct:
         request = _lookup(target.attribute, value, admin_get_user)
         if isinstance(request, str):
@@ -428,6 +441,17 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
     if not requests:
         rank = -1  # no value any user can have: no row at all, known without asking
     return _Candidate((rank, len(requests)), tuple(requests), rows, text, True, share)
+
+
+def _canonical_uuid(value) -> str | None:
+    """A uuid qual's value (Multicorn passes a str) in Cognito's form, lowercase and
+    hyphenated; None for anything that is no UUID."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def _lookup(attribute: str, value, admin_get_user: bool) -> Request | str:

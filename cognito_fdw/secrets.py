@@ -1,4 +1,4 @@
-"""Reading a secret from a Vault-style relation, from inside the server, as the querying role.
+"""Reading a secret from a Vault-style relation, from inside the server, with the right role.
 
 Multicorn gives Python no SPI (``plpy.execute`` fails outside a PL/Python function), so the
 wrapper opens a short loopback connection with psycopg:
@@ -7,10 +7,14 @@ wrapper opens a short loopback connection with psycopg:
   (:func:`backend.server_address`), as the server's OS user (libpq's default user:
   ``postgres`` peer-authenticated on a stock install).  ``secrets_conninfo`` says otherwise;
   what it leaves out (host, port, dbname) is still filled in from the backend.
-* **With whose privileges:** the backend's current role (:func:`backend.current_role`).
-  The loopback session ``SET ROLE``\\ s to it before it reads, so a role that may not
-  select the secret cannot use it through the wrapper either.  The loopback user must be
-  allowed to: a superuser, or a role that is granted every role that uses the wrapper.
+* **With whose privileges:** a secret the *server* names (``api_key_id``/``api_key_name``
+  and ``aws_access_key_id`` in the server's own options, on a server the querying role may
+  use) is the server's: it is read as the server's owner, so a role with USAGE signs with
+  it without being able to read it (``GRANT SELECT`` on the secrets to the owner only).
+  Any other (one a user mapping names) is read as the backend's current role
+  (:func:`backend.current_role`), so a role that may not select it cannot use it through
+  the wrapper either.  The loopback session ``SET ROLE``\\ s before it reads; its user must
+  be allowed to: a superuser, or a role granted every role that uses the wrapper.
 * **On which thread:** only the backend's own.  Both lookups above call into PostgreSQL,
   which no other thread may do (hazard H8): :func:`read_secret` refuses to run elsewhere,
   and the wrapper resolves its client (and so the secret) before it starts any thread
@@ -35,6 +39,7 @@ import time
 from . import backend
 from .credentials import VaultRef, fingerprint
 from .errors import CredentialError, remember_secret
+from .options import DEFAULT_SECRETS_RELATION
 
 APPLICATION_NAME = "cognito_fdw secret read"
 _SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_timeout=2000"
@@ -102,6 +107,7 @@ def _fetch(ref: VaultRef, role: str) -> str:
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             qualified = _trusted_relation(conn, ref.relation)
+            role = _server_owner(conn, ref, role) or role
             conn.execute("SELECT pg_catalog.set_config('role', %s, false)", (role,))
             query = sql.SQL(
                 "SELECT decrypted_secret FROM {} WHERE {} OPERATOR(pg_catalog.=) %s LIMIT 2"
@@ -128,6 +134,33 @@ def _fetch(ref: VaultRef, role: str) -> str:
             hint="Store the secret access key again with vault.update_secret().",
         )
     return secret
+
+
+def _server_owner(conn, ref: VaultRef, role: str) -> str | None:
+    """The owner of a server ``role`` may use whose own options name this secret with its
+    key id, relation, pool and endpoint, or None: the secret then came from a user mapping.
+
+    Multicorn hands the wrapper the server's and the mapping's options merged, so which one
+    named the secret is read back from the catalog.  A mapping that repeats the server's
+    names gets what the server would give it anyway: requests to that pool and endpoint,
+    signed with that key.
+    """
+    wanted = [f"api_key_{ref.column}={ref.value}", f"user_pool_id={ref.pool_id}"]
+    if ref.endpoint_url:
+        wanted.append(f"endpoint_url={ref.endpoint_url}")
+    if ref.key_id:
+        wanted.append(f"aws_access_key_id={ref.key_id}")
+    if ref.relation != DEFAULT_SECRETS_RELATION:
+        wanted.append(f"secrets_relation={ref.relation}")
+    row = conn.execute(
+        "SELECT r.rolname FROM pg_catalog.pg_foreign_server s"
+        " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.srvowner"
+        " WHERE s.srvoptions OPERATOR(pg_catalog.@>) %s::pg_catalog.text[]"
+        "   AND pg_catalog.has_server_privilege(%s, s.oid, 'USAGE')"
+        " ORDER BY s.oid LIMIT 1",
+        (wanted, role),
+    ).fetchone()
+    return row and row[0]
 
 
 def _trusted_relation(conn, relation: str) -> tuple[str, str]:

@@ -122,14 +122,22 @@ BEGIN
 END
 $$;
 
--- The same rule as cognito_fdw.options.closest().
+-- The same rule as cognito_fdw.options.closest().  The distance is at least the difference
+-- in length, so a name whose length is too far from an option's is never compared with it:
+-- without that, a statement with thousands of long unknown option names kept a backend busy
+-- for minutes in levenshtein() (the result is the same).
 CREATE OR REPLACE FUNCTION cognito_fdw_guard.closest(name text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT r.name FROM cognito_fdw_guard.option_rules() r,
-         LATERAL cognito_fdw_guard.levenshtein(closest.name, r.name) d
-   WHERE d <= GREATEST(2, pg_catalog.length(closest.name) / 3)
-   ORDER BY d, r.name COLLATE "C" LIMIT 1
+  SELECT c.name FROM (
+    SELECT r.name,
+           CASE WHEN abs(pg_catalog.length(closest.name) - pg_catalog.length(r.name))
+                     <= GREATEST(2, pg_catalog.length(closest.name) / 3)
+                THEN cognito_fdw_guard.levenshtein(closest.name, r.name) END AS d
+      FROM cognito_fdw_guard.option_rules() r
+    OFFSET 0) c
+   WHERE c.d <= GREATEST(2, pg_catalog.length(closest.name) / 3)
+   ORDER BY c.d, c.name COLLATE "C" LIMIT 1
 $$;
 
 -- What is wrong with one value (message, hint), or NULLs: cognito_fdw.options.check_value.
@@ -343,8 +351,10 @@ BEGIN
   IF NOT FOUND OR NOT coalesce(srv.multicorn, false) THEN
     RETURN;
   END IF;
-  srv.wrapper := btrim(coalesce(srv.wrapper, ''));
-  IF whole AND srv.wrapper NOT LIKE 'cognito\_fdw.%'
+  -- Exactly the wrapper's class: Multicorn calls whatever attribute of whatever module the
+  -- value names (multicorn.get_class), so 'cognito_fdw.<module>.<name>' would let an owner
+  -- call any name the package's modules hold (imported helpers included) with the options.
+  IF whole AND coalesce(srv.wrapper, '') <> 'cognito_fdw.CognitoFdw'
      AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
     -- Any other Python class runs with the server OS user's rights (multicorn.fsfdw reads
     -- files): only a superuser may choose one.
@@ -353,6 +363,7 @@ BEGIN
       'Only a superuser may set a Multicorn server''s wrapper to a class other than '
       'cognito_fdw''s (''cognito_fdw.CognitoFdw'').');
   END IF;
+  srv.wrapper := btrim(coalesce(srv.wrapper, ''));
   FOR um IN SELECT m.umuser, m.umoptions FROM pg_catalog.pg_user_mapping m
              WHERE m.umserver = server_oid
                AND (whole OR (classid = 'pg_catalog.pg_user_mapping'::pg_catalog.regclass

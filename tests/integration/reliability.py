@@ -30,8 +30,10 @@ How the wrapper behaves, by design:
   attempts, instead of after `read_timeout` x `max_attempts`; no retry is sent past it.
 - A pagination token that comes back twice is an error, not a loop.
 - A client-side cap on requests per second (`max_requests_per_second`, default 25, below
-  Cognito's 30/s ListUsers quota) keeps one backend, all its scan workers together, from
-  burning the account's quota. It is per backend: N connections may send N times the rate.
+  Cognito's 30/s ListUsers quota) keeps the server from burning the account's quota: it is
+  one budget per account (region, endpoint, access key) shared by every backend and scan
+  worker of the PostgreSQL server, first come first served, so N connections together
+  still send at most the cap in any second, as it arrives at Cognito.
 - Requests run in a helper thread while the backend's own thread polls PostgreSQL's cancel
   flags (never `check_interrupts()`, which crashes backends): a cancel or `statement_timeout`
   returns promptly even while a request is stalled, and the session stays usable.

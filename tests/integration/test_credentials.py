@@ -341,12 +341,34 @@ def test_key_rotation_re_encrypts_every_secret(pg, admin, aws):
     assert usernames(pg.dsn, table) == USERS
 
 
-def test_a_role_that_cannot_read_the_secret_cannot_use_it(pg, admin, aws):
+def test_the_servers_secret_is_used_as_its_owner_and_never_shown_to_its_users(pg, admin, aws):
+    # A role with USAGE signs with the server's key; it cannot read the key itself.
     key_id, secret = aws.keys["vault"]
     name = f"s_{uuid.uuid4().hex[:8]}"
     role = f"r_{uuid.uuid4().hex[:8]}"
     admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
     table = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    dsn = pg.dsn.replace("user=postgres", f"user={role}")
+    assert usernames(dsn, table) == USERS
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT decrypted_secret FROM vault.decrypted_secrets").fetchall()
+        # Its own mapping naming the server's secret with another key id is its own secret.
+        conn.execute(
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} "
+            f"OPTIONS (aws_access_key_id 'AKIDOTHER', api_key_name {_lit(name)})"
+        )
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+
+
+def test_a_role_that_cannot_read_its_mappings_secret_cannot_use_it(pg, admin, aws):
+    key_id, secret = aws.keys["vault"]
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    table = make_server(admin, aws, mapping={"aws_access_key_id": key_id, "api_key_name": name})
     admin.execute(f"CREATE ROLE {role} LOGIN")
     dsn = pg.dsn.replace("user=postgres", f"user={role}")
     err = error_of(dsn, f"SELECT * FROM {table}")
@@ -462,6 +484,7 @@ def test_no_error_path_leaks_a_secret(pg, admin, aws):
     key_id, _ = aws.keys["vault"]
     name = f"s_{uuid.uuid4().hex[:8]}"
     admin.execute("SELECT vault.create_secret(%s, %s)", (SECRET, name))
+    admin.execute("SELECT vault.create_secret(%s, %s)", (SECRET, f"{name}_mapped"))
     role = f"r_{uuid.uuid4().hex[:8]}"
     admin.execute(f"CREATE ROLE {role} LOGIN")
     keys = {"aws_access_key_id": "AKIDLEAK", "aws_secret_access_key": SECRET,
@@ -484,6 +507,8 @@ def test_no_error_path_leaks_a_secret(pg, admin, aws):
         make_server(admin, aws, mapping={"aws_secret_access_key": SECRET}),  # missing key id
         make_server(admin, aws, mapping=keys, endpoint_url="http://127.0.0.1:9"),  # unreachable
         make_server(admin, aws, **vault),  # vault secret refused by moto
+        # A mapping's own secret (no server names it), which the role may not read.
+        make_server(admin, aws, mapping={**vault, "api_key_name": f"{name}_mapped"}),
         make_server(admin, aws, **vault, api_key_id=SECRET),  # both id and name
         make_server(admin, aws, aws_access_key_id=key_id, api_key_id="no-uuid"),  # bad id
         make_server(admin, aws, mapping=keys_mapping(aws, "limited"), **role_opts),  # STS

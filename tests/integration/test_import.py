@@ -43,7 +43,7 @@ def test_import_creates_three_tables_with_typed_custom_attributes(db, pool, cogn
     assert users["tenant"] == "text"
     assert users["age"] == "numeric"
     assert users["beta"] == "boolean"
-    assert users["sub"] == "uuid"
+    assert users["sub"] == "text"
     assert users["email_verified"] == "boolean"
     assert users["created_at"] == "timestamp with time zone"
     options = dict(

@@ -103,7 +103,11 @@ def test_pushdown_never_changes_the_rows(db, hostile, data):
     rows = {}
     for table in ("hostile_on", "hostile_off"):
         sql = f"SELECT username FROM cognito.{table} WHERE {where} ORDER BY 1"
-        rows[table] = db.execute(sql, params).fetchall()
+        try:
+            rows[table] = db.execute(sql, params).fetchall()
+        except psycopg.errors.InvalidEscapeSequence as exc:
+            # PostgreSQL's own error for a pattern ending in a backslash: the same either way.
+            rows[table] = exc.diag.message_primary
     assert rows["hostile_on"] == rows["hostile_off"], (where, params)
 
 

@@ -66,8 +66,9 @@ def test_server_summary_never_shows_a_secret_and_warns_where_it_sits():
         "aws_access_key_id": "AKIDEXAMPLE",
         "aws_secret_access_key": "s3cr3t-value",
     }
-    text, warnings = server_summary("prod", options, [])
-    assert "us-east-1_Abc" in text and "no user mapping" in text
+    text, warnings = server_summary("prod", options, {})
+    assert "us-east-1_Abc" in text
+    assert "no user mapping; credentials: access keys in the options" in text
     assert "s3cr3t-value" not in text + repr(warnings)
     assert [w.status for w in warnings] == [WARN]
     assert "aws_secret_access_key" in warnings[0].text
@@ -75,9 +76,24 @@ def test_server_summary_never_shows_a_secret_and_warns_where_it_sits():
 
 
 def test_server_summary_without_keys_in_options_warns_nothing():
-    text, warnings = server_summary("s", {"user_pool_id": "p"}, ["PUBLIC", "app"])
-    assert "user mappings: PUBLIC, app" in text
+    keys = {"aws_access_key_id": "AKIDX", "aws_secret_access_key": "k"}
+    text, warnings = server_summary(
+        "s", {"user_pool_id": "us-east-1_Abc"}, {"PUBLIC": keys, "app": None}
+    )
+    assert "user mapping for PUBLIC: access keys in the options" in text
+    assert "user mapping for app: (its options are visible only to" in text
+    assert "AKIDX" not in text
     assert warnings == []
+
+
+def test_server_summary_names_the_source_really_used():
+    vault = {"user_pool_id": "us-east-1_Abc", "aws_access_key_id": "AKIDX", "api_key_name": "c"}
+    text, _ = server_summary("v", vault, {})
+    assert "credentials: a secret in vault.decrypted_secrets (by name)" in text
+    text, _ = server_summary("c", {"user_pool_id": "us-east-1_Abc"}, {})
+    assert "credentials: the default AWS credential chain of the server's OS user" in text
+    text, _ = server_summary("bad", {"user_pool_id": "us-east-1_Abc", "regoin": "x"}, {})
+    assert "credentials: none usable: unknown option: regoin" in text
 
 
 def test_versions_line_and_the_modules_that_failed():

@@ -20,7 +20,7 @@ from cognito_fdw.pushdown import (
     Plan,
     Request,
 )
-from cognito_fdw.ratelimit import RateLimiter, limiter_for
+from cognito_fdw.ratelimit import SPACING_SECONDS, RateLimiter, limiter_for
 
 
 def user(name, sub):
@@ -193,8 +193,8 @@ def test_the_rate_limiter_allows_a_burst_then_at_most_rate_per_second():
         starts.append(clock.now)
         clock.now += 0.001  # each request takes a millisecond to send
     assert starts[19] - starts[0] == pytest.approx(0.019)  # the first 20 at once
-    assert starts[20] == pytest.approx(starts[0] + 1.0)
-    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(starts, starts[20:]))
+    assert starts[20] == pytest.approx(starts[0] + SPACING_SECONDS)
+    assert all(b - a >= SPACING_SECONDS - 1e-9 for a, b in zip(starts, starts[20:]))
 
 
 def test_the_rate_limiter_is_shared_by_threads():
@@ -212,7 +212,9 @@ def test_the_rate_limiter_is_shared_by_threads():
         t.start()
     for t in threads:
         t.join()
-    assert sorted(waits) == [float(i // 10) for i in range(40)]
+    # The first 10 at once, then one every tenth of a spacing, in order of arrival.
+    expected = [0.0] * 10 + [SPACING_SECONDS * (1 + i / 10) for i in range(30)]
+    assert sorted(waits) == pytest.approx(expected)
 
 
 def test_limiters_are_per_endpoint_and_rate():

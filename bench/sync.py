@@ -1,0 +1,258 @@
+"""The benchmark of sql/sync.sql on a large pool: the sync in parts, an interrupted sync
+resumed, and users on first sight.  ``make bench`` runs it after the query rows; alone::
+
+    python -m bench.sync [--moto-url http://127.0.0.1:5000] [--users 20000]
+
+prints the section (``--moto-url`` reuses a running moto whose pool ``bench-<users>`` is
+already seeded; seeding 20,000 users takes several minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+from cognito_fdw.devstack import LocalPostgres, MotoServer, postgres_bindir
+
+from .proxy import DelayingProxy
+from .run import KEYS, ROOT, cognito_client, connect, ensure_pool
+
+USERS = 20000
+SCHEMA = "sync_cognito"
+FIRST_SIGHT_CALLS = 20
+
+
+def rss_mb(pid: int) -> tuple[float, float] | None:
+    """The backend's resident memory in MB: all of it (VmRSS, which counts the pages of
+    shared buffers the backend has touched) and its private part (RssAnon); None when the
+    server runs elsewhere."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return None
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["RssAnon"].split()[0]) / 1024
+
+
+class SyncSession:
+    """A connection that keeps the wrapper's per-scan request counts (DEBUG1 lines)."""
+
+    def __init__(self, dsn):
+        self.conn = connect(dsn)
+        self.messages: list[str] = []
+        self.conn.add_notice_handler(lambda d: self.messages.append(d.message_primary or ""))
+        self.conn.execute("SET client_min_messages = debug1")
+        self.pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+    def scans(self) -> list[int]:
+        """Requests of each scan reported since the last call (a scan cut by a cancel is
+        reported at the next statement)."""
+        return [int(m.group(1)) for m in self._take(r"cognito_fdw: (\d+) r")]
+
+    def parts_read(self) -> list[str]:
+        """The parts app.sync_users synced (committed or not) since the last call."""
+        return [m.group(1) for m in self._take(r"app.sync_users \(part (\w)\)")]
+
+    def _take(self, pattern: str) -> list[re.Match]:
+        found = [m for s in self.messages if (m := re.match(pattern, s))]
+        self.messages.clear()
+        return found
+
+    def call(self, max_parts: int = 16) -> float:
+        """Seconds one CALL app.sync_users_in_parts took."""
+        started = time.perf_counter()
+        self.conn.execute("CALL app.sync_users_in_parts(%s)", (max_parts,))
+        return time.perf_counter() - started
+
+    def parts(self) -> dict[str, tuple]:
+        """part -> (round, users, synced_at)."""
+        rows = self.conn.execute("SELECT part, round, users, synced_at FROM app.sync_parts")
+        return {r[0]: r[1:] for r in rows}
+
+
+def install(dsn: str, pool_id: str, endpoint: str) -> None:
+    """A server on ``endpoint``, its foreign tables in SCHEMA, and sql/sync.sql over them."""
+    with connect(dsn) as conn:
+        conn.execute(
+            f"CREATE SERVER sync_server FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+            f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}')"
+        )
+        conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER sync_server OPTIONS ({KEYS})")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(f"IMPORT FOREIGN SCHEMA cognito FROM SERVER sync_server INTO {SCHEMA}")
+    subprocess.run(
+        [str(postgres_bindir() / "psql"), dsn, "-X", "-q", "-v", f"cognito_schema={SCHEMA}",
+         "-f", str(ROOT / "sql" / "sync.sql")],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def full_rounds(session: SyncSession, proxy: DelayingProxy) -> list[tuple]:
+    """Three whole rounds (the first inserts every user, the others find them unchanged):
+    (run, parts, requests, expected requests, seconds, max requests/s, MB before, MB after,
+    users in app.users)."""
+    session.conn.execute("SELECT count(*) FROM app.cognito_users WHERE sub = 'warm-up'")
+    session.scans()  # the warm-up's one request: imports and client are loaded
+    rows = []
+    for name in (
+        "first round (every user new)",
+        *(f"{n} round (every user unchanged)" for n in ("second", "third")),
+    ):
+        before = rss_mb(session.pid)
+        proxy.clear()
+        seconds = session.call()
+        scans = session.scans()
+        parts = session.parts()
+        expected = sum(math.ceil(users / 60) or 1 for _, users, _ in parts.values())
+        users = session.conn.execute("SELECT count(*) FROM app.users").fetchone()[0]
+        peak = proxy.max_per_second("ListUsers")
+        after = rss_mb(session.pid)
+        rows.append((name, len(scans), sum(scans), expected, seconds, peak, before, after, users))
+    return rows
+
+
+def list_users_seen(proxy: DelayingProxy) -> int:
+    """ListUsers requests the proxy saw since it was last cleared."""
+    return sum("ListUsers" in target for _, target in list(proxy.arrivals))
+
+
+def interrupted_round(session: SyncSession, proxy: DelayingProxy, timeout: float) -> dict:
+    """A round cut by statement_timeout, then resumed by a second call: what each read."""
+    target = max(r[0] for r in session.parts().values()) + 1  # the last round is complete
+    session.conn.execute(f"SET statement_timeout = '{int(timeout * 1000)}ms'")
+    started = time.perf_counter()
+    try:
+        session.call()
+        error = "none (the round finished within the timeout)"
+    except psycopg.Error as exc:
+        error = str(exc).splitlines()[0]
+    cut_after = time.perf_counter() - started
+    session.conn.execute("RESET statement_timeout")
+    before = session.parts()
+    done = {p for p, r in before.items() if r[0] == target}
+    users = {p: r[1] for p, r in before.items()}  # as of the last sync of each part
+    session.parts_read()
+    proxy.clear()
+    seconds = session.call()
+    resumed = session.parts_read()
+    after = session.parts()
+    return {
+        "timeout": timeout, "cut_after": cut_after, "error": error, "committed": len(done),
+        "resumed_parts": len(resumed), "resumed_requests": list_users_seen(proxy),
+        "expected_requests": sum(math.ceil(users[p] / 60) or 1 for p in after if p not in done),
+        "seconds": seconds,
+        "read_twice": len(done & set(resumed)) + sum(after[p][2] != before[p][2] for p in done),
+        "skipped": sum(r[0] != target for r in after.values()),
+    }  # fmt: skip
+
+
+def first_sight(session: SyncSession) -> list[tuple]:
+    """app.user_for_sub on subs whose rows were just deleted: (call, calls, requests, median
+    ms)."""
+    subs = [
+        r[0]
+        for r in session.conn.execute(
+            "DELETE FROM app.users WHERE id IN (SELECT id FROM app.users ORDER BY random() "
+            f"LIMIT {FIRST_SIGHT_CALLS}) RETURNING sub"
+        )
+    ]
+    session.scans()
+    rows = []
+    for name in ("first call (creates the row)", "second call (the row exists)"):
+        times, requests = [], 0
+        for sub in subs:
+            started = time.perf_counter()
+            session.conn.execute("SELECT app.user_for_sub(%s)", (sub,)).fetchone()
+            times.append(time.perf_counter() - started)
+            requests += sum(session.scans())
+        rows.append((name, len(subs), requests, statistics.median(times) * 1000))
+    return rows
+
+
+def section(dsn: str, cognito, moto_url: str, size: int = USERS) -> list[str]:
+    """The benchmark's sync section, as markdown lines."""
+    pool_id = ensure_pool(cognito, size)
+    proxy = DelayingProxy(moto_url, 0.0).start()  # no delay: it only counts requests/s
+    try:
+        install(dsn, pool_id, proxy.url)
+        session = SyncSession(dsn)
+        rounds = full_rounds(session, proxy)
+        cut = interrupted_round(session, proxy, timeout=rounds[-1][4] / 2)
+        sight = first_sight(session)
+        session.conn.close()
+    finally:
+        proxy.stop()
+    return render(size, rounds, cut, sight)
+
+
+def render(size, rounds, cut, sight) -> list[str]:
+    def mb(value):
+        return "n/a" if value is None else f"{value[0]:.0f} / {value[1]:.0f}"
+
+    out = [
+        "",
+        f"## `sql/sync.sql` on a {size:,}-user pool",
+        "",
+        '`CALL app.sync_users_in_parts()`: 16 parts (`sub ^= "0"` .. `"f"`), one '
+        "transaction each, in one connection at the default cap (25 requests/s). "
+        "Expected requests: the sum over the parts of ceil(users/60). Max/s: the most "
+        "ListUsers requests a counting proxy (no added delay) saw within any one second. "
+        "Memory: the backend's VmRSS / RssAnon (from /proc/<pid>/status; VmRSS also counts the "
+        "shared buffers the backend has touched, RssAnon is its own), after a warm-up lookup; "
+        "RssAnon grows by up to `temp_buffers` (8 MB by default, the local buffers of the "
+        "parts' temporary tables) over the first rounds, then stays flat.",
+        "",
+        "| run | parts | requests | expected | time (s) | max requests/s | memory before (MB) "
+        "| memory after (MB) | rows in app.users |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, parts, requests, expected, seconds, peak, before, after, users in rounds:
+        out.append(
+            f"| {name} | {parts} | {requests} | {expected} | {seconds:.1f} | {peak} | "
+            f"{mb(before)} | {mb(after)} | {users:,} |"
+        )
+    out += [
+        "",
+        f"A fourth round cut by `statement_timeout = {cut['timeout']:.1f}s` (ended after "
+        f"{cut['cut_after']:.1f} s: {cut['error']}) had committed {cut['committed']} parts. "
+        f"The next call read {cut['resumed_parts']} parts "
+        f"in {cut['resumed_requests']} ListUsers requests (expected {cut['expected_requests']}) in "
+        f"{cut['seconds']:.1f} s. Committed parts read again: {cut['read_twice']}; parts "
+        f"skipped: {cut['skipped']}.",
+        "",
+        "`app.user_for_sub(sub)` for users whose app.users row was deleted:",
+        "",
+        "| call | calls | requests | median time (ms) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    out += [f"| {n} | {c} | {r} | {ms:.1f} |" for n, c, r, ms in sight]
+    out.append("")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moto-url")
+    parser.add_argument("--users", type=int, default=USERS)
+    args = parser.parse_args()
+    moto = None if args.moto_url else MotoServer().start()
+    moto_url = args.moto_url or moto.url
+    pg = LocalPostgres().start()
+    try:
+        with connect(pg.dsn) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+        print("\n".join(section(pg.dsn, cognito_client(moto_url), moto_url, args.users)))
+    finally:
+        pg.cleanup()
+        if moto:
+            moto.stop()
+
+
+if __name__ == "__main__":
+    main()
