@@ -40,6 +40,11 @@ class DelayingProxy:
         with self._lock:
             self.arrivals.clear()
 
+    def count(self, target: str) -> int:
+        """How many requests whose X-Amz-Target contains ``target`` arrived."""
+        with self._lock:
+            return sum(1 for _, name in self.arrivals if target in name)
+
     def max_per_second(self, target: str | None = None) -> int:
         """The most requests that arrived within any one-second window."""
         with self._lock:

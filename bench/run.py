@@ -299,9 +299,10 @@ def run_all(dsn, cognito, pools, proxy, big):
         proxy.clear()
         seconds, requests, count = session.run(f"SELECT count(*) FROM {table}", repeat=1)
         latency.append((name, requests, seconds, proxy.max_per_second("ListUsers")))
+    costs = cost_rows(session, proxy, big, min(pools))
     crowd = sessions_at_once(dsn, proxy, CROWD)
     overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
-    return rows, latency, crowd, (overhead, *startup_breakdown()), big
+    return rows, latency, costs, crowd, (overhead, *startup_breakdown()), big
 
 
 def sessions_at_once(dsn, proxy, sessions):
@@ -332,8 +333,39 @@ def sessions_at_once(dsn, proxy, sessions):
     return sorted(set(counts)), requests, seconds, proxy.max_per_second("ListUsers")
 
 
+def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
+    """Money and planner cost: AdminGetUser requests (billed as monthly active users) of the
+    default username lookups, counted by the proxy, and whether a small pool's scans JIT."""
+    names = [f"bench{i:06d}" for i in range(big // 2, big // 2 + 20)]
+    session.conn.execute("DROP TABLE IF EXISTS user_keys")
+    session.conn.execute("CREATE TEMP TABLE user_keys (username text)")
+    for name in names:
+        session.conn.execute("INSERT INTO user_keys VALUES (%s)", (name,))
+    session.conn.execute("ANALYZE user_keys")
+    listed = ", ".join(f"'{n}'" for n in names[:5])
+    proxy.clear()
+    for sql in (
+        f"SELECT * FROM u0 WHERE username = '{names[0]}'",
+        f"SELECT * FROM u0 WHERE username IN ({listed})",
+        "SELECT u.* FROM user_keys k JOIN u0 u ON u.username = k.username",
+    ):
+        session.conn.execute(sql).fetchall()
+    billed, listed = proxy.count(".AdminGetUser"), proxy.count(".ListUsers")
+    jit = []
+    for sql in (f"SELECT * FROM u{small}", f"SELECT count(*) FROM u{small}"):
+        top = session.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).fetchone()[0][0]
+        if "JIT" in top:
+            jit.append(f"`{sql}` compiled ({top['JIT']['Timing']['Total']:.0f} ms)")
+    return [
+        ("default username lookup: AdminGetUser requests (`=`, `IN` of 5, join of 20 names)",
+         f"{billed} (ListUsers: {listed})"),
+        (f"JIT on a small pool ({small:,} users: full scan, count(*); default settings)",
+         "; ".join(jit) or "none"),
+    ]  # fmt: skip
+
+
 def render(header, report) -> str:
-    rows, latency, crowd, (overhead, import_s, client_s), big = report
+    rows, latency, costs, crowd, (overhead, import_s, client_s), big = report
     out = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`).", "", *header]
     out += [
         "- Wall time is the median of 1-5 runs, a second apart, on a warm connection, "
@@ -365,6 +397,8 @@ def render(header, report) -> str:
         out.append(
             f"| {name} | {requests} | {seconds:.1f} | {seq[2] / seconds:.2f}x | {per_second} |"
         )
+    out += ["", "## What it costs besides requests", "", "| what | observed |", "| --- | --- |"]
+    out += [f"| {what} | {observed} |" for what, observed in costs]
     counts, requests, seconds, per_second = crowd
     out += [
         "",

@@ -24,6 +24,7 @@ import ctypes
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -112,18 +113,27 @@ class Cancelled(CognitoFdwError):
     """The statement was cancelled while the wrapper waited for Cognito."""
 
 
-def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
+class DeadlinePassed(Exception):
+    """A request's deadline passed before it was answered (the caller names the request)."""
+
+
+def run_cancellable(
+    call: Callable[[], T], poll_seconds: float = 0.05, deadline: float | None = None
+) -> T:
     """Run a blocking request in a helper thread; poll for a cancel in the backend's thread.
 
     A stalled endpoint would otherwise hold a cancel or statement_timeout for a whole read
     timeout per retry.  On a cancel the request is abandoned (its thread ends with its own
     timeout, touching nothing of PostgreSQL) and :class:`Cancelled` unwinds the scan.
-    ``call`` runs in the helper thread, so it must already hold everything it needs (the
-    bound client method and its parameters): it must not resolve credentials.
+    ``deadline`` (``time.monotonic()`` seconds), on any thread: waiting stops there and
+    :class:`DeadlinePassed` is raised, the request abandoned alike.  ``call`` runs in the
+    helper thread, so it must already hold everything it needs (the bound client method and
+    its parameters): it must not resolve credentials.
     """
-    if _interrupt_pending is None or not on_backend_thread():
-        # Outside a backend nothing cancels; in a scan worker, the backend's thread is the
-        # one polling (while it waits for the workers' pages).
+    # Outside a backend nothing cancels; in a scan worker, the backend's thread is the one
+    # polling (while it waits for the workers' pages).
+    polling = _interrupt_pending is not None and on_backend_thread()
+    if not polling and deadline is None:
         return call()
     outcome: dict[str, object] = {}
     done = threading.Event()
@@ -137,8 +147,10 @@ def run_cancellable(call: Callable[[], T], poll_seconds: float = 0.05) -> T:
             done.set()
 
     threading.Thread(target=target, name="cognito-fdw-request", daemon=True).start()
-    while not done.wait(poll_seconds):
-        if cancel_pending():
+    while not done.wait(poll_seconds if polling else max(0.0, deadline - time.monotonic())):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlinePassed()
+        if polling and cancel_pending():
             raise Cancelled(
                 "canceling statement: cognito_fdw stopped waiting for Cognito",
                 hint="The statement was cancelled (pg_cancel_backend, statement_timeout or "

@@ -86,6 +86,9 @@ def client_for(options: Options):
             client.meta.events.register(
                 "needs-retry.cognito-idp", _retry_truncated_bodies(options.max_attempts)
             )
+            # First: past the deadline no other rule may schedule a retry.
+            client.meta.events.register_first("needs-retry.cognito-idp", _no_retry_past_deadline)
+            client.meta.events.register("before-send.cognito-idp", _count_attempt)
             cached = _clients[slot] = (key, client)
         return cached[1]
 
@@ -108,6 +111,39 @@ def _retry_truncated_bodies(max_attempts: int):
         return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # full jitter
 
     return needs_retry
+
+
+@dataclasses.dataclass
+class _InFlight:
+    """One API call being sent: its deadline (``time.monotonic()``) and attempts so far."""
+
+    deadline: float
+    attempts: int = 0
+
+
+# The call the current thread is sending (Pool.call sets it in the sending thread), which
+# the botocore handlers below read: a client is shared, a call's deadline is its own.
+_sending = threading.local()
+
+
+def _count_attempt(**_):
+    """``before-send``: count an attempt; none starts past the deadline (a retry whose
+    backoff ran over it)."""
+    call = getattr(_sending, "call", None)
+    if call is None:
+        return None
+    if time.monotonic() >= call.deadline:
+        raise backend.DeadlinePassed()
+    call.attempts += 1
+    return None
+
+
+def _no_retry_past_deadline(**_):
+    """``needs-retry``: past the deadline, stop instead of backing off."""
+    call = getattr(_sending, "call", None)
+    if call is not None and time.monotonic() >= call.deadline:
+        raise backend.DeadlinePassed()
+    return None
 
 
 def is_cognito_name(value: str) -> bool:
@@ -159,14 +195,39 @@ class Pool:
         method = getattr(self.client, operation)
         params["UserPoolId"] = self.options.user_pool_id
         self.limiter.acquire()
+        in_flight = _InFlight(time.monotonic() + self.options.request_deadline)
+
+        def send():
+            _sending.call = in_flight
+            try:
+                return method(**params)
+            finally:
+                _sending.call = None
+
         try:
-            return backend.run_cancellable(lambda: method(**params))
+            return backend.run_cancellable(send, deadline=in_flight.deadline)
+        except backend.DeadlinePassed:
+            raise self._deadline_error(operation, in_flight.attempts) from None
         except botocore.exceptions.ClientError as exc:
             raise from_client_error(exc, _api_name(operation), self.options.user_pool_id) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise from_botocore_error(
                 exc, _api_name(operation), self.options.endpoint_url or "AWS"
             ) from None
+
+    def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
+        seconds = self.options.request_deadline
+        return CognitoApiError(
+            f"Cognito {_api_name(operation)} got no answer within request_deadline "
+            f"({seconds:g} s) after {attempts} attempt{'s' if attempts != 1 else ''} "
+            f"({self.options.endpoint_url or 'AWS'})",
+            hint="The endpoint did not answer in time (stalled, overloaded or unreachable). "
+            "Check endpoint_url and the network; if Cognito is only slow, raise "
+            "request_deadline on the server (a table may only lower it).",
+            detail=f"read_timeout {self.options.read_timeout:g} s, max_attempts "
+            f"{self.options.max_attempts}",
+            code="RequestDeadline",
+        )
 
     def list_user_pages(
         self, stats: Stats, filter: str | None = None, limit: int | None = None

@@ -23,10 +23,6 @@ from .options import SECRET_OPTIONS, parse_options
 from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
 
-# Planner row widths in bytes, per column; attributes carries every attribute.
-_WIDTHS = {"attributes": 400, "mfa_options": 40, "enabled": 1, "created_at": 8, "updated_at": 8}
-_DEFAULT_WIDTH = 24
-
 
 def _raise_error(error: CognitoFdwError) -> None:
     log_to_postgres(error.message, ERROR, hint=error.hint, detail=error.detail)
@@ -47,6 +43,11 @@ def _guarded(method):
 
 class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
+
+    # Multicorn reads this right after get_rel_size and gives it to every path of the
+    # table.  CognitoFdw.get_rel_size sets it per plan; 0 is for groups tables, whose
+    # count(*) has width 0 and so a total of 0 (Multicorn's default of 20 exceeded it).
+    _startup_cost = 0
 
     def __new__(cls, fdw_options=None, fdw_columns=None):
         # One server class for every object: groups and group_members get their own
@@ -134,14 +135,20 @@ class CognitoFdw(ForeignDataWrapper):
             limit=limit,
             offset=offset,
             workers=options.scan_workers,
+            username_lookup=options.username_lookup,
         )
 
     # -- planning --------------------------------------------------------------------
 
     @_guarded
     def get_rel_size(self, quals, columns):
-        width = sum(_WIDTHS.get(name, _DEFAULT_WIDTH) for name in columns)
-        return (self._plan(quals).estimated_rows, width)
+        # The cost is the requests, not the bytes: see pushdown.planner_size.
+        rows, width = pushdown.planner_size(self._plan(quals))
+        # Startup above zero makes PostgreSQL's Limit node over a full scan cost more than
+        # the pushed LIMIT (at zero they tie and PostgreSQL keeps its own, which reads a page
+        # ahead it does not need); no more than one row's width, no path's total.
+        self._startup_cost = width
+        return rows, width
 
     @_guarded
     def get_path_keys(self):

@@ -164,6 +164,11 @@ REGISTRY: tuple[Option, ...] = (
     Option("max_attempts", "int", (SERVER, TABLE),
            "Attempts per request, retries with backoff and jitter included, 1 to 20.",
            default=5, low=1, high=20, limit=True),
+    Option("request_deadline", "float", (SERVER, TABLE),
+           "Seconds one request may take in all, its retries and their backoff included, "
+           "0.1 to 900; past it the query fails naming the operation (a stalled endpoint "
+           "would otherwise hold it `read_timeout` x `max_attempts`).",
+           default=30.0, low=0.1, high=900.0, limit=True),
     Option("retry_mode", "choice", _S,
            "botocore retry mode: `standard` or `adaptive` (adaptive also slows down "
            "client-side when throttled).", default="standard", choices=("standard", "adaptive")),
@@ -172,6 +177,12 @@ REGISTRY: tuple[Option, ...] = (
            "endpoint, access key) shared by every connection of this PostgreSQL server and "
            "their scan workers, 1 to 1000 (Cognito's ListUsers quota is 30/s per account and "
            "region).", default=25, low=1, high=1000, limit=True),
+    Option("username_lookup", "choice", _S,
+           "How `username =`, `username IN` and joins on username find a user: `list_users` "
+           "(a ListUsers filter: not billed, UserList quota 30/s, eventually consistent) or "
+           "`admin_get_user` (AdminGetUser: counts each user found as a monthly active user "
+           "for billing; UserRead quota 120/s, consistent, accepts an alias).",
+           default="list_users", choices=("list_users", "admin_get_user")),
     Option("scan_workers", "int", (SERVER, TABLE),
            "Threads per scan that read a large pool in 16 parts by `sub` prefix and run the "
            "lookups of an IN list, 1 to 16.", default=4, low=1, high=16, limit=True),
@@ -201,6 +212,7 @@ class Options:
     connect_timeout: float
     read_timeout: float
     max_attempts: int
+    request_deadline: float
     retry_mode: str
     api_key_id: str | None
     api_key_name: str | None
@@ -216,6 +228,7 @@ class Options:
     writable: bool
     pushdown: bool
     max_requests_per_second: int
+    username_lookup: str
     scan_workers: int
     describe_ttl: float
 

@@ -10,8 +10,10 @@ PostgreSQL's comparison; otherwise it is left to PostgreSQL, with its reason rec
 Cognito's ListUsers takes one ``Filter`` per request, on one attribute, ``=`` (exact) or
 ``^=`` (prefix).  With several pushable quals the most selective is sent: username and
 sub, then email and phone_number, then the name attributes, then a LIKE prefix, then the
-user status and the Enabled flag.  ``username = x`` uses AdminGetUser (a 4x higher
-quota; no such user is zero rows).  ``IN (...)`` / ``= ANY(...)`` becomes one lookup per
+user status and the Enabled flag.  ``username = x`` is a ListUsers ``username = "x"``
+filter by default; with option ``username_lookup 'admin_get_user'`` it is AdminGetUser (a
+4x higher quota, consistent, but it counts every user it finds as a monthly active user
+for billing: see :data:`BILLED`).  ``IN (...)`` / ``= ANY(...)`` becomes one lookup per
 distinct value, up to :data:`MAX_LOOKUPS`.  A scan of a large pool with nothing pushed
 reads 16 parts (``sub ^= "0"`` .. ``sub ^= "f"``, disjoint, together every user)
 concurrently.
@@ -34,7 +36,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 PAGE_SIZE = 60
 ADMIN_GET_USER = "AdminGetUser"
 LIST_USERS = "ListUsers"
+# Option username_lookup's values: how a username is looked up.
+BY_LIST_USERS, BY_ADMIN_GET_USER = "list_users", "admin_get_user"
+# AdminGetUser's API documentation: it "contributes to your monthly active user (MAU) count
+# for the purpose of billing".  No other operation the wrapper calls says so.
+BILLED = (
+    "AdminGetUser counts each user it finds as a monthly active user (MAU) for billing "
+    "(option username_lookup 'admin_get_user'; 'list_users' is not billed)"
+)
 
+# Planner cost units per Cognito request (a page read from disk costs 1): a round trip
+# under a quota of 30 requests/s.  Chosen so a full scan of fewer than 10,000 users (167
+# pages, or 16 parts of 11) stays under PostgreSQL's default jit_above_cost of 100,000.
+REQUEST_COST = 500
 MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
 MAX_FILTER_LENGTH = 256  # Cognito's maximum Filter length
 MAX_USERNAME_LENGTH = 128  # AdminGetUser's Username maximum
@@ -234,10 +248,27 @@ class Plan:
             page = PAGE_SIZE if self.limit is None else max(1, min(PAGE_SIZE, self.limit))
             limited = f", at most {self.limit} users" if self.limit is not None else ""
             lines = [f"Cognito: {self.requests[0].describe()}, page size {page}{limited}, {about}"]
+        if any(r.operation == ADMIN_GET_USER for r in self.requests):
+            lines.append(f"Cognito: billed: {BILLED}")
         if self.pushed:
             lines.append(f"Cognito: pushed down: {self.pushed}")
         lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
         return lines
+
+
+def planner_size(plan: Plan) -> tuple[int, int]:
+    """``get_rel_size``'s (rows, width) for a plan: the rows as estimated, the width chosen
+    so that their product, which Multicorn takes as the path's total cost, is the plan's
+    requests times :data:`REQUEST_COST` (at least one unit a row).
+
+    Bytes do not decide what a scan costs, requests do: a 200-user pool read in 4 pages
+    costs 2,000, not 216,200 (which made PostgreSQL JIT-compile a 4-request query).  A
+    parameterized (join) path costs its rows times the same width, so one lookup costs
+    what a row of the full scan costs: a nested loop of lookups is chosen over a scan for
+    fewer outer rows than the pool has users.  A plan that sends nothing costs one a row.
+    """
+    rows = max(1, plan.estimated_rows)
+    return rows, max(1, math.ceil(plan.estimated_requests * REQUEST_COST / rows))
 
 
 def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
@@ -300,13 +331,15 @@ def plan_scan(
     limit: int | None = None,
     offset: int | None = None,
     workers: int = 1,
+    username_lookup: str = BY_LIST_USERS,
 ) -> Plan:
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
     ``estimated_users`` (the pool's size) may be a function: it is only called when the
     plan depends on it, so a lookup costs no DescribeUserPool request.  A qual no row can
     satisfy makes a NONE plan (no request); with ``pushdown`` off nothing is decided from
-    the quals and the whole pool is read.
+    the quals and the whole pool is read.  ``username_lookup`` is BY_LIST_USERS (a ListUsers
+    filter per username: not billed) or BY_ADMIN_GET_USER (AdminGetUser: billed).
     """
 
     known: list[int] = []
@@ -327,7 +360,7 @@ def plan_scan(
             return Plan(NONE, (), 1, qual_text(qual))
     candidates, refused = [], []
     for qual in quals:
-        outcome = _candidate(qual, found)
+        outcome = _candidate(qual, found, username_lookup == BY_ADMIN_GET_USER)
         if isinstance(outcome, _Candidate):
             candidates.append(outcome)
         else:
@@ -357,7 +390,7 @@ def _full_scan(users: Callable[[], int], wanted, offset, workers, refused) -> Pl
     return Plan(SCAN, (Request(LIST_USERS),), count, None, refused, None)
 
 
-def _candidate(qual, found: Mapping[str, Target]):
+def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
     """A _Candidate for this qual, or the REFUSALS key saying why not."""
     target = found.get(qual.field_name)
     if target is None:
@@ -368,19 +401,19 @@ def _candidate(qual, found: Mapping[str, Target]):
     if isinstance(operator, (tuple, list)):
         if tuple(operator) != ("=", True) or target.attribute == "status":
             return "operator"
-        return _in_candidate(qual, target, value)
+        return _in_candidate(qual, target, value, admin_get_user)
     if value is None:
         return "null"
     if target.attribute == "status":
         return _enabled_candidate(qual, operator, value)
     if operator == "=":
-        return _in_candidate(qual, target, [value])
+        return _in_candidate(qual, target, [value], admin_get_user)
     if operator == "~~" and target.attribute in _EQUALITY:
         return _prefix_candidate(qual, target, value)
     return "operator"
 
 
-def _in_candidate(qual, target: Target, values):
+def _in_candidate(qual, target: Target, values, admin_get_user: bool):
     distinct = list(dict.fromkeys(v for v in values if v is not None))
     if target.attribute == "username" and target.never_null:
         # Every user's name is 1 to 128 letters, marks, symbols, numbers or punctuation
@@ -394,7 +427,7 @@ def _in_candidate(qual, target: Target, values):
         if None in distinct:
             return "value"
     for value in distinct:
-        request = _lookup(target.attribute, value)
+        request = _lookup(target.attribute, value, admin_get_user)
         if isinstance(request, str):
             return request
         requests.append(request)
@@ -421,10 +454,10 @@ def _canonical_uuid(value) -> str | None:
         return None
 
 
-def _lookup(attribute: str, value) -> Request | str:
+def _lookup(attribute: str, value, admin_get_user: bool) -> Request | str:
     if not isinstance(value, str):
         return "value"
-    if attribute == "username" and _valid_username(value):
+    if admin_get_user and attribute == "username" and _valid_username(value):
         return Request(ADMIN_GET_USER, username=value)
     return _filter_request(attribute, "=", value)
 

@@ -25,6 +25,9 @@ How the wrapper behaves, by design:
   backoff and full jitter, up to `max_attempts` attempts per request; a body shorter than its
   Content-Length is retried too (botocore would otherwise parse it as an empty page), and a
   page without a `Users` list is an error, never a short answer.
+- Every request has a total deadline across its attempts and backoff (`request_deadline`,
+  default 30 s): a stalled endpoint fails the query there, naming the operation and the
+  attempts, instead of after `read_timeout` x `max_attempts`; no retry is sent past it.
 - A pagination token that comes back twice is an error, not a loop.
 - A client-side cap on requests per second (`max_requests_per_second`, default 25, below
   Cognito's 30/s ListUsers quota) keeps the server from burning the account's quota: it is

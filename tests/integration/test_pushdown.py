@@ -141,7 +141,7 @@ def test_lookup_join_is_one_request_per_distinct_outer_value(db, q):
         "JOIN cognito.pd_users u ON u.username = w.username"
     )
     plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + sql))
-    assert "Nested Loop" in plan and "AdminGetUser" in plan
+    assert "Nested Loop" in plan and 'ListUsers Filter: username = "?"' in plan
     rows, requests = q(sql)
     assert len(rows) == 19
     assert sum(requests) == 6  # 5 distinct users and 'nobody', each asked once

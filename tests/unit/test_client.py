@@ -1,6 +1,11 @@
 """ListUsers paging and error translation, with botocore's Stubber: the real client, whose
 requests are checked against the API model and answered from a script."""
 
+import re
+import socket
+import threading
+import time
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -122,3 +127,65 @@ def test_each_error_code_gets_a_hint(pool, code, words):
 )  # fmt: skip
 def test_is_cognito_name(value, ok):
     assert is_cognito_name(value) is ok
+
+
+class StalledEndpoint:
+    """A TCP server that accepts every connection and never answers (a hung endpoint)."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)  # held open, never read from or written to
+
+    def close(self):
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def stalled():
+    endpoint = StalledEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+def test_a_stalled_endpoint_fails_at_the_request_deadline_and_retries_stop(stalled):
+    # Unbounded, this would be 20 attempts of 1 s plus backoff; the deadline is 2.5 s.
+    options = parse_options({
+        "user_pool_id": POOL, "object": "users", "endpoint_url": stalled.url,
+        "region": "us-east-1", "aws_access_key_id": "AKIDTEST",
+        "aws_secret_access_key": "secret", "read_timeout": "1", "max_attempts": "20",
+        "request_deadline": "2.5",
+    })  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(CognitoApiError) as caught:
+        Pool(options).call("list_users", Limit=1)
+    elapsed = time.monotonic() - start
+    assert 2.5 <= elapsed < 3.5
+    err = caught.value
+    assert err.code == "RequestDeadline"
+    assert "ListUsers got no answer within request_deadline (2.5 s)" in err.message
+    attempts = int(re.search(r"after (\d+) attempts?", err.message).group(1))
+    assert 1 <= attempts <= len(stalled.accepted)
+    assert "request_deadline" in err.hint
+    # The abandoned request sends no further attempt: botocore's retry stops at the deadline.
+    sent = len(stalled.accepted)
+    time.sleep(3)
+    assert len(stalled.accepted) == sent
+
+
+def test_the_default_deadline_is_at_most_30_seconds_and_a_table_may_only_lower_it():
+    from cognito_fdw.options import OPTIONS
+
+    row = OPTIONS["request_deadline"]
+    assert row.default <= 30 and row.limit and row.places == ("server", "table")

@@ -57,11 +57,31 @@ def reasons(p):
     return [r.reason for r in p.refused]
 
 
-def test_username_equality_is_one_admin_get_user():
+def test_username_equality_is_one_list_users_filter_by_default_which_is_not_billed():
     p = plan(Qual("username", "=", "alice"))
+    assert p.kind == LOOKUPS
+    assert p.requests == (Request(LIST_USERS, filter='username = "alice"'),)
+    assert p.estimated_rows == 1 and p.estimated_requests == 1
+    assert not any("billed" in line for line in p.explain())
+
+
+def test_username_lookup_admin_get_user_is_one_billed_admin_get_user():
+    p = plan(Qual("username", "=", "alice"), username_lookup=pushdown.BY_ADMIN_GET_USER)
     assert p.kind == LOOKUPS
     assert p.requests == (Request(ADMIN_GET_USER, username="alice"),)
     assert p.estimated_rows == 1 and p.estimated_requests == 1
+    assert f"Cognito: billed: {pushdown.BILLED}" in p.explain()
+    assert "monthly active user" in pushdown.BILLED
+
+
+@pytest.mark.parametrize("lookup", [pushdown.BY_LIST_USERS, pushdown.BY_ADMIN_GET_USER])
+def test_username_in_list_and_join_keys_use_the_chosen_operation(lookup):
+    operation = {pushdown.BY_LIST_USERS: LIST_USERS}.get(lookup, ADMIN_GET_USER)
+    p = plan(Qual("username", ("=", True), ["a", "b", "a"]), username_lookup=lookup)
+    assert p.kind == LOOKUPS and [r.operation for r in p.requests] == [operation] * 2
+    # Other attributes are ListUsers filters either way: only usernames can be got.
+    p = plan(Qual("email", "=", "a@x"), username_lookup=lookup)
+    assert p.requests == (Request(LIST_USERS, filter='email = "a@x"'),)
 
 
 @pytest.mark.parametrize(
@@ -76,8 +96,10 @@ def test_equality_becomes_an_exact_filter(column, attribute):
     assert p.requests == (Request(LIST_USERS, filter=f'{attribute} = "x@y.org"'),)
 
 
-def test_a_quoted_username_still_uses_admin_get_user_which_needs_no_escaping():
+def test_a_quoted_username_is_refused_as_a_filter_but_admin_get_user_needs_no_escaping():
     p = plan(Qual("username", "=", 'o"brien\\'))
+    assert p.kind == SCAN and reasons(p) == ["escape"]
+    p = plan(Qual("username", "=", 'o"brien\\'), username_lookup=pushdown.BY_ADMIN_GET_USER)
     assert p.requests == (Request(ADMIN_GET_USER, username='o"brien\\'),)
 
 
@@ -87,7 +109,7 @@ def test_a_username_no_user_can_have_asks_nothing():
         p = plan(Qual("username", "=", value))
         assert p.kind == NONE and p.requests == () and p.estimated_requests == 0
     p = plan(Qual("username", ("=", True), ["a b", None, "alice"]))
-    assert p.requests == (Request(ADMIN_GET_USER, username="alice"),)
+    assert p.requests == (Request(LIST_USERS, filter='username = "alice"'),)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +266,7 @@ def test_a_null_qual_that_may_be_true_reads_the_pool(qual):
 
 def test_an_in_list_looks_up_its_non_null_values_only():
     p = plan(Qual("username", ("=", True), ["a", None, "a"]))
-    assert p.kind == LOOKUPS and p.requests == (Request(ADMIN_GET_USER, username="a"),)
+    assert p.kind == LOOKUPS and p.requests == (Request(LIST_USERS, filter='username = "a"'),)
 
 
 def test_pushdown_off_decides_nothing_even_from_null():
@@ -333,9 +355,11 @@ def test_explain_shows_operation_filter_page_size_and_refusals():
     assert lines[1] == 'Cognito: ListUsers Filter: email = "a@x"'
     assert lines[2] == "Cognito: pushed down: email = 'a@x'"
     assert lines[3].startswith("Cognito: left to PostgreSQL: name ILIKE 'b%': Cognito has no")
-    assert plan(Qual("username", "=", "al'ice")).explain()[1] == (
-        'Cognito: AdminGetUser Username: "al\'ice"'
-    )
+    lookup = plan(Qual("username", "=", "al'ice"), username_lookup=pushdown.BY_ADMIN_GET_USER)
+    assert lookup.explain()[1:3] == [
+        'Cognito: AdminGetUser Username: "al\'ice"',
+        f"Cognito: billed: {pushdown.BILLED}",
+    ]
 
 
 def test_every_refusal_used_is_documented():
@@ -419,10 +443,11 @@ MAYBE_NULL = st.one_of(st.none(), VALUES)
         ),
         max_size=3,
     ),
+    lookup=st.sampled_from([pushdown.BY_LIST_USERS, pushdown.BY_ADMIN_GET_USER]),
 )
-def test_a_plan_fetches_every_user_the_quals_match(users, quals):
+def test_a_plan_fetches_every_user_the_quals_match(users, quals, lookup):
     quals = [Qual(c, op, many if isinstance(op, tuple) else one) for c, op, one, many in quals]
-    p = plan(*quals, users=len(users), workers=1)
+    p = plan(*quals, users=len(users), workers=1, username_lookup=lookup)
     wanted = [u for u in users if all(_pg_match(u, q) for q in quals)]
     fetched = [u for u in users if any(_cognito_match(u, r) for r in p.requests)]
     assert all(u in fetched for u in wanted)
@@ -435,3 +460,25 @@ def test_a_lookup_plan_does_not_ask_for_the_pool_size():
     assert plan(Qual("username", "=", "a"), users=no_describe).estimated_rows == 1
     assert plan(Qual("email", ("=", True), ["a", "b"]), users=no_describe).estimated_rows == 4
     assert plan(users=lambda: 120).estimated_requests == 2
+
+
+@pytest.mark.parametrize("users", [1, 59, 200, 2_500, 9_999])
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_scan_of_fewer_than_10000_users_costs_less_than_the_jit_threshold(users, workers):
+    # PostgreSQL's default jit_above_cost is 100,000; Multicorn's total cost is rows x width.
+    p = plan(users=users, workers=workers)
+    rows, width = pushdown.planner_size(p)
+    assert rows == users
+    assert rows * width < 100_000
+    assert rows * width >= p.estimated_requests * pushdown.REQUEST_COST
+
+
+def test_the_cost_is_the_requests_not_the_bytes():
+    size = pushdown.planner_size
+    one = size(plan(Qual("username", "=", "a"), users=100_000))
+    assert one == (1, pushdown.REQUEST_COST)
+    scan = size(plan(users=100_000, workers=1))
+    assert scan[0] == 100_000 and scan[0] * scan[1] >= 1667 * pushdown.REQUEST_COST
+    # A lookup costs less than a scan of any pool of more than one page; nothing costs one.
+    assert one[0] * one[1] < size(plan(users=61))[0] * size(plan(users=61))[1]
+    assert size(plan(Qual("username", "=", None))) == (1, 1)
