@@ -1,6 +1,6 @@
 """Everything the wrapper asks of the PostgreSQL backend it runs in, through ctypes.
 
-**Only the backend's own thread calls into PostgreSQL** (facts sheet hazard H8).  The
+**Only the backend's own thread calls into PostgreSQL** (docs/multicorn.md H8).  The
 backend is single-threaded: a C function called from another thread (ctypes releases the
 GIL around the call) races the backend on its catalog caches and memory contexts, and
 crashed the cluster.  So every call into PostgreSQL lives here, and each one refuses to run
@@ -8,9 +8,9 @@ on any other thread with :class:`OffBackendThread` (a bug guard: the wrapper res
 its threads need before it starts them, see :mod:`cognito_fdw.scan`).  The one thing any
 thread may do is :func:`cancel_pending`, which only reads plain variables.
 
-Two more measured hazards shape this (section 0): ``check_interrupts()`` longjmps through
-Python and crashes the cluster later (H2), and a NOTICE/WARNING/DEBUG report made while a
-cancel is pending breaks every later Python call in the backend (H3).  So cancels are
+Two more measured hazards shape this (docs/multicorn.md H2, H3): ``check_interrupts()``
+longjmps through Python and crashes the cluster later, and a NOTICE/WARNING/DEBUG report made
+while a cancel is pending breaks every later Python call in the backend.  So cancels are
 polled by reading PostgreSQL's flags, and non-error reports hold interrupts.
 
 The backend's thread is Python's main thread: Multicorn initialises Python in it.
@@ -169,7 +169,7 @@ def statement_started() -> int | None:
 
 @_backend_thread_only
 def report(log, message: str, level) -> None:
-    """``log_to_postgres`` at a non-error level, with interrupts held (hazard H3)."""
+    """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3)."""
     if _holdoff is None:
         log(message, level)
         return

@@ -9,7 +9,7 @@ the transaction.  At COMMIT a change is sent only where the wish differs from wh
 holds, so inserting an existing member or deleting a row inserted in the same transaction
 sends nothing, and undoing a failed COMMIT never removes a membership that was there before.
 
-Savepoints follow Multicorn's hooks (facts sheet section 11): ``sub_begin(level)`` comes
+Savepoints follow Multicorn's hooks (docs/multicorn.md M4): ``sub_begin(level)`` comes
 when the table is first touched inside a savepoint, ``sub_rollback(level)`` when that
 savepoint is rolled back, ``sub_commit(level)`` when it is released.  Only wishes are
 rolled back; observations describe Cognito and stay true.

@@ -325,7 +325,7 @@ class GroupsFdw(CognitoFdw):
 
     @_guarded
     def delete(self, oldvalues):
-        # Multicorn passes the rowid value only (facts sheet section 11).
+        # Multicorn passes the rowid value only (docs/multicorn.md M4).
         self._members().delete(oldvalues)
 
     @_guarded
@@ -349,7 +349,7 @@ class GroupsFdw(CognitoFdw):
     @_guarded
     def pre_commit(self):
         # Changes are sent here, never in commit(): an error in commit() PANICs the server
-        # (facts sheet H4); an error here aborts the transaction cleanly.
+        # (docs/multicorn.md H4); an error here aborts the transaction cleanly.
         if not groups.has_pending():
             return
         stats = Stats()

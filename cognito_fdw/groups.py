@@ -267,7 +267,7 @@ class Members:
 
     def path_keys(self) -> list:
         # Only text columns: EXPLAIN of a join parameter of a by-reference type such as
-        # citext crashes the backend (facts sheet H1), and citext is not pushed anyway.
+        # citext crashes the backend (docs/multicorn.md H1), and citext is not pushed anyway.
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
         return [((name,), rows) for name, rows in keys if _pushable(self._fdw_columns, name)]
 

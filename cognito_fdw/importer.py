@@ -5,7 +5,7 @@ creates ``users`` (every standard attribute, and the pool's custom attributes as
 columns), ``groups`` and ``group_members``.  The remote schema name is not used: a server
 is one pool.  PostgreSQL applies LIMIT TO / EXCEPT to the returned tables itself.
 
-Multicorn writes option keys into the DDL unquoted (facts sheet section 12), so every key
+Multicorn writes option keys into the DDL unquoted (docs/multicorn.md M6), so every key
 here is lower-case snake_case; values are quoted by Multicorn.
 """
 
@@ -98,7 +98,7 @@ def column_name(attribute: str, taken: set[str]) -> str:
 def _standard_type(name: str, kind: str) -> str | None:
     # sub is text, not uuid: only a text column can be a join's path key.  Multicorn
     # converts a uuid join parameter's empty value in C under EXPLAIN, which crashes the
-    # backend (facts sheet H1); README "Joining on sub" shows the joins.
+    # backend (docs/multicorn.md H1); README "Joining on sub" shows the joins.
     if kind == BOOLEAN:
         return "boolean"
     if kind == JSON_TEXT:

@@ -302,7 +302,7 @@ def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
     """Columns whose join values become lookups: text/varchar username, sub and email only.
 
     EXPLAIN of a parameterized scan on a by-reference non-text type (uuid is one) crashes
-    the backend in Multicorn's C code before any Python runs (facts sheet H1), so a uuid
+    the backend in Multicorn's C code before any Python runs (docs/multicorn.md H1), so a uuid
     sub is pushed for constants only, never offered as a path key.
     """
     return [

@@ -82,7 +82,7 @@ def cancellable_sleep(seconds: float) -> None:
 
     Shared slots may be seconds away when many backends scan at once; a cancel or
     ``statement_timeout`` must not wait for them.  Reading the cancel flags is a memory
-    read, safe from a scan worker too (facts sheet H8).
+    read, safe from a scan worker too (docs/multicorn.md H8).
     """
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:

@@ -1,13 +1,13 @@
 """Running a request plan: sequential paging, lookups with a cache, the concurrent scan.
 
-Only the backend's thread calls into PostgreSQL (hazard H8, :mod:`cognito_fdw.backend`):
+Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8, :mod:`cognito_fdw.backend`):
 worker threads only talk to Cognito and hand pages over through a bounded queue (facts
 sheet section 13).  Whatever they need is resolved on the backend's thread before the
 first of them starts: the plan, and the pool's client with its credentials (the role and
 a vault secret included), through :meth:`client.Pool.pinned`.  While the backend's thread
 waits for a page it polls for a cancel through :func:`backend.cancel_pending` (never
-``check_interrupts``, hazard H2) and then stops the workers; they also stop as soon as the
-scan is closed early (LIMIT, an error, end_scan).
+``check_interrupts``, docs/multicorn.md H2) and then stops the workers; they also stop as
+soon as the scan is closed early (LIMIT, an error, end_scan).
 """
 
 from __future__ import annotations

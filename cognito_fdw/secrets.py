@@ -16,7 +16,7 @@ wrapper opens a short loopback connection with psycopg:
   the wrapper either.  The loopback session ``SET ROLE``\\ s before it reads; its user must
   be allowed to: a superuser, or a role granted every role that uses the wrapper.
 * **On which thread:** only the backend's own.  Both lookups above call into PostgreSQL,
-  which no other thread may do (hazard H8): :func:`read_secret` refuses to run elsewhere,
+  which no other thread may do (docs/multicorn.md H8): :func:`read_secret` refuses to run elsewhere,
   and the wrapper resolves its client (and so the secret) before it starts any thread
   (:meth:`client.Pool.pinned`).  The cache below is touched by that thread alone.
 * **What it runs:** the relation must be owned by a superuser (it runs with a session user

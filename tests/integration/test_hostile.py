@@ -118,7 +118,7 @@ def test_filter_values_answer_exactly(hostile, db, column):
 
 
 def test_current_user_in_a_qual(hostile, db):
-    # Multicorn itself fails on CURRENT_USER in a qual (facts sheet H5), before the wrapper
+    # Multicorn itself fails on CURRENT_USER in a qual (docs/multicorn.md H5), before the wrapper
     # is called; a sub-select is the form that works.
     with pytest.raises(psycopg.Error) as caught:
         db.execute("SELECT * FROM hostile_users WHERE username = CURRENT_USER")

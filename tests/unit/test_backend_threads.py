@@ -1,5 +1,6 @@
-"""Only the backend's thread calls into PostgreSQL (hazard H8): the guard refuses every other
-thread, and a scan's workers never resolve credentials (they use a client resolved first).
+"""Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8): the guard refuses
+every other thread, and a scan's workers never resolve credentials (they use a client
+resolved first).
 
 The scans run the real Pool and client_for against moto's in-process Cognito; only
 ``secrets.read_secret`` is replaced, by one that records the thread it runs on.

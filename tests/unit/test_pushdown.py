@@ -344,7 +344,7 @@ def test_path_keys_offer_text_username_sub_and_email_only():
 
 def test_a_uuid_sub_is_pushed_for_constants_but_never_a_path_key():
     # Under EXPLAIN, Multicorn converts a uuid join parameter's empty value in C and
-    # crashes the backend (facts sheet H1): a uuid column must never be parameterized.
+    # crashes the backend (docs/multicorn.md H1): a uuid column must never be parameterized.
     assert pushdown.targets(UUID_COLUMNS, resolve_columns(UUID_COLUMNS, dict))["sub"].type_ok
     assert pushdown.path_keys(targets(UUID_COLUMNS)) == [(("username",), 1)]
 
