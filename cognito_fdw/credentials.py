@@ -32,7 +32,7 @@ import botocore.exceptions
 import botocore.session
 
 from .errors import CredentialError
-from .options import Options
+from .options import SECRET_OPTIONS, Options
 
 # Fingerprints of secrets in cache keys are keyed per process, so neither a repr of a cache
 # nor a dump of this process's memory offers a digest to brute-force offline.
@@ -59,6 +59,31 @@ class VaultRef:
     key_id: str | None = None
     pool_id: str | None = None
     endpoint_url: str | None = None
+    # Every option that decides how the secret is used (:func:`secret_use`): the server's
+    # owner reads it only for a server whose options give exactly these.
+    use: tuple = ()
+
+
+# What decides where a request signed with a vault secret goes and as whom: the secret, its
+# key id, the pool, the endpoints and any role assumed with it.  Every option a user mapping
+# may set is here (a unit test keeps it so): a mapping that changes one of them no longer
+# uses the secret as its server does.
+SECRET_USE_OPTIONS = (
+    "user_pool_id", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+    "aws_session_token", "api_key_id", "api_key_name", "secrets_relation", "secrets_conninfo",
+    "aws_profile", "role_arn", "external_id", "role_session_name", "role_duration_seconds",
+    "sts_endpoint_url",
+)  # fmt: skip
+
+
+def secret_use(options: Options) -> tuple:
+    """``((name, value), ...)`` over SECRET_USE_OPTIONS, defaults applied, each secret
+    value replaced by its fingerprint (this tuple is part of a cache key)."""
+    return tuple(
+        (name, fingerprint(value) if name in SECRET_OPTIONS else value)
+        for name in SECRET_USE_OPTIONS
+        for value in [getattr(options, name)]
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +151,7 @@ def resolve(options: Options) -> Source:
             key_id=options.aws_access_key_id,
             pool_id=options.user_pool_id,
             endpoint_url=options.endpoint_url,
+            use=secret_use(options),
         )
         return Source("vault", key_id=options.aws_access_key_id, vault=vault, role=role)
     if options.aws_profile:

@@ -10,7 +10,9 @@ wrapper opens a short loopback connection with psycopg:
 * **With whose privileges:** a secret the *server* names (``api_key_id``/``api_key_name``
   and ``aws_access_key_id`` in the server's own options, on a server the querying role may
   use) is the server's: it is read as the server's owner, so a role with USAGE signs with
-  it without being able to read it (``GRANT SELECT`` on the secrets to the owner only).
+  it without being able to read it (``GRANT SELECT`` on the secrets to the owner only),
+  as long as its mapping changes nothing of how the secret is used (no ``role_arn`` of
+  its own, say: :data:`credentials.SECRET_USE_OPTIONS`).
   Any other (one a user mapping names) is read as the backend's current role
   (:func:`backend.current_role`), so a role that may not select it cannot use it through
   the wrapper either.  The loopback session ``SET ROLE``\\ s before it reads; its user must
@@ -37,9 +39,9 @@ from __future__ import annotations
 import time
 
 from . import backend
-from .credentials import VaultRef, fingerprint
-from .errors import CredentialError, remember_secret
-from .options import DEFAULT_SECRETS_RELATION
+from .credentials import VaultRef, fingerprint, secret_use
+from .errors import CredentialError, OptionError, remember_secret
+from .options import parse_options
 
 APPLICATION_NAME = "cognito_fdw secret read"
 _SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_timeout=2000"
@@ -75,7 +77,8 @@ def read_secret(ref: VaultRef) -> str:
     """
     backend.require_backend_thread("secrets.read_secret")
     role_oid, role_name = backend.current_role()
-    key = (ref.relation, ref.column, ref.value, fingerprint(ref.conninfo), role_oid)
+    # ``ref.use`` too: whether the server's owner reads it depends on how it is used.
+    key = (ref.relation, ref.column, ref.value, fingerprint(ref.conninfo), ref.use, role_oid)
     now = time.monotonic()
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
@@ -137,30 +140,41 @@ def _fetch(ref: VaultRef, role: str) -> str:
 
 
 def _server_owner(conn, ref: VaultRef, role: str) -> str | None:
-    """The owner of a server ``role`` may use whose own options name this secret with its
-    key id, relation, pool and endpoint, or None: the secret then came from a user mapping.
+    """The owner of a server ``role`` may use whose own options name this secret and use it
+    exactly as ``ref`` does (:func:`credentials.secret_use`), or None: the secret then came
+    from a user mapping, or a mapping changed how it is used.
 
     Multicorn hands the wrapper the server's and the mapping's options merged, so which one
     named the secret is read back from the catalog.  A mapping that repeats the server's
-    names gets what the server would give it anyway: requests to that pool and endpoint,
-    signed with that key.
+    options gets what the server would give it anyway: requests to that pool and endpoint,
+    signed with that key.  One that adds anything the server does not set the same way (a
+    ``role_arn`` to assume with the server's key, say) does not get the owner's rights; nor
+    does a server that matches on some options but sets others (an endpoint, a role) that
+    the querying server leaves out.  The candidates' options are compared here, not in SQL:
+    the loopback's statements may be logged with their parameters, and the merged options
+    may hold a mapping's secrets.
     """
     wanted = [f"api_key_{ref.column}={ref.value}", f"user_pool_id={ref.pool_id}"]
-    if ref.endpoint_url:
-        wanted.append(f"endpoint_url={ref.endpoint_url}")
     if ref.key_id:
         wanted.append(f"aws_access_key_id={ref.key_id}")
-    if ref.relation != DEFAULT_SECRETS_RELATION:
-        wanted.append(f"secrets_relation={ref.relation}")
-    row = conn.execute(
-        "SELECT r.rolname FROM pg_catalog.pg_foreign_server s"
+    rows = conn.execute(
+        "SELECT r.rolname, s.srvoptions FROM pg_catalog.pg_foreign_server s"
         " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.srvowner"
         " WHERE s.srvoptions OPERATOR(pg_catalog.@>) %s::pg_catalog.text[]"
         "   AND pg_catalog.has_server_privilege(%s, s.oid, 'USAGE')"
-        " ORDER BY s.oid LIMIT 1",
+        " ORDER BY s.oid",
         (wanted, role),
-    ).fetchone()
-    return row and row[0]
+    ).fetchall()
+    for owner, srvoptions in rows:
+        given = dict(option.partition("=")[::2] for option in srvoptions)
+        given.pop("wrapper", None)
+        try:
+            server = parse_options({**given, "object": "users"})
+        except OptionError:
+            continue  # not a server the wrapper could use: never the secret's owner
+        if secret_use(server) == ref.use:
+            return owner
+    return None
 
 
 def _trusted_relation(conn, relation: str) -> tuple[str, str]:

@@ -363,6 +363,19 @@ BEGIN
       'Only a superuser may set a Multicorn server''s wrapper to a class other than '
       'cognito_fdw''s (''cognito_fdw.CognitoFdw'').');
   END IF;
+  -- The secret's loopback connects as the server's OS user, with that user's .pgpass and
+  -- client certificates: a conninfo naming another host would hand a password of the OS
+  -- user to whoever listens there (measured: libpq answers a cleartext-password request).
+  IF whole AND EXISTS (SELECT FROM pg_catalog.pg_options_to_table(srv.srvoptions) o
+                        WHERE o.option_name = 'secrets_conninfo')
+     AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
+    PERFORM cognito_fdw_guard.refuse('42501',
+      format('cognito_fdw: server %I may carry secrets_conninfo only if a superuser sets it',
+             srv.srvname),
+      'The secret is read over a connection made as the server''s OS user, with its '
+      'passwords: ask a superuser to set secrets_conninfo, or leave it out to read the '
+      'secret over this server''s own socket.');
+  END IF;
   srv.wrapper := btrim(coalesce(srv.wrapper, ''));
   FOR um IN SELECT m.umuser, m.umoptions FROM pg_catalog.pg_user_mapping m
              WHERE m.umserver = server_oid

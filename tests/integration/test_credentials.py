@@ -610,3 +610,87 @@ def test_a_failed_vault_call_leaves_its_secret_out_of_the_log(pg, admin):
     log = pg.log()
     assert "duplicate key value" in log and "vault: no secret with id" in log
     assert secret not in log
+
+
+def test_a_mapping_cannot_have_the_servers_secret_assume_a_role_of_its_choice(pg, admin, aws):
+    # Red team: the server's secret is read as its owner only for what the server itself
+    # does with it.  A mapping repeating the server's key id and secret name beside a
+    # role_arn (which the guard lets it set "beside its own keys") would otherwise make the
+    # server's key assume any role that key may assume.
+    key_id, secret = aws.keys["vault"]
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    session = f"t-{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    table = make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url
+    )
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    dsn = pg.dsn.replace("user=postgres", f"user={role}")
+    assert usernames(dsn, table) == USERS
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
+            f"aws_access_key_id {_lit(key_id)}, api_key_name {_lit(name)}, "
+            "role_arn 'arn:aws:iam::123456789012:role/other', "
+            f"role_session_name {_lit(session)})"
+        )
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+    assert aws.assumed_roles(session) == 0
+
+
+def test_a_cached_server_secret_is_not_reused_for_a_mapping_that_changes_its_use(pg, admin, aws):
+    # The same, in one session whose backend has just read the secret as the server's owner:
+    # the cached secret must not stand in for the owner check.
+    key_id, secret = aws.keys["vault"]
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    session = f"t-{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    table = make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url
+    )
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    dsn = pg.dsn.replace("user=postgres", f"user={role}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
+        conn.execute(
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
+            f"aws_access_key_id {_lit(key_id)}, api_key_name {_lit(name)}, "
+            "role_arn 'arn:aws:iam::123456789012:role/other', "
+            f"role_session_name {_lit(session)})"
+        )
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+        # A mapping that repeats the server's options exactly still signs as the server.
+        conn.execute(
+            f"ALTER USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
+            "DROP role_arn, DROP role_session_name)"
+        )
+        assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
+    assert aws.assumed_roles(session) == 0
+
+
+def test_a_server_matching_on_some_options_lends_no_owner_rights(pg, admin, aws):
+    # Server B names the secret too but also assumes a role with it; A (which the role
+    # queries, with B's key id and secret name in its mapping) does not.  B's owner's
+    # rights are for B's use of the secret only.
+    key_id, secret = aws.keys["vault"]
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url,
+        role_arn="arn:aws:iam::123456789012:role/reader",
+    )  # fmt: skip
+    table_a = make_server(admin, aws)
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    dsn = pg.dsn.replace("user=postgres", f"user={role}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table_a} OPTIONS ("
+            f"aws_access_key_id {_lit(key_id)}, api_key_name {_lit(name)})"
+        )
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table_a}")

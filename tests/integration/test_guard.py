@@ -428,3 +428,34 @@ def test_an_emulator_pool_id_is_admitted(guarded):
         ).fetchone()[0]
         admin.execute("DROP SERVER local_srv")
     assert "user_pool_id=local_7DN76x5E" in options
+
+
+def test_a_non_superuser_owner_cannot_point_the_secret_loopback_elsewhere(guarded, pool, moto):
+    # Red team: the loopback connects as the server's OS user, whose .pgpass password libpq
+    # sends to any host that asks for it in clear: the owner's own listener, say.
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        admin.execute("CREATE ROLE conninfo_owner LOGIN")
+        admin.execute("GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO conninfo_owner")
+    options = (
+        f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{pool.pool_id}', "
+        f"endpoint_url '{moto.url}', aws_access_key_id 'AKIDX', api_key_name 'x'"
+    )
+    dsn = guarded.dsn.replace("user=postgres", "user=conninfo_owner")
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        refused(
+            owner,
+            "CREATE SERVER loop FOREIGN DATA WRAPPER multicorn OPTIONS "
+            f"({options}, secrets_conninfo 'host=192.0.2.1 port=5432')",
+            "a non-superuser server owner sets secrets_conninfo",
+            "may carry secrets_conninfo only if a superuser sets it",
+        )
+        owner.execute(f"CREATE SERVER loop FOREIGN DATA WRAPPER multicorn OPTIONS ({options})")
+        refused(
+            owner,
+            "ALTER SERVER loop OPTIONS (ADD secrets_conninfo 'host=192.0.2.1')",
+            "a non-superuser server owner adds secrets_conninfo",
+            "may carry secrets_conninfo only if a superuser sets it",
+        )
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        admin.execute("ALTER SERVER loop OPTIONS (ADD secrets_conninfo 'host=/tmp')")
+        admin.execute("DROP SERVER loop")

@@ -12,7 +12,7 @@ import pytest
 
 from cognito_fdw import backend, credentials, secrets
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError, scrub
-from cognito_fdw.options import parse_options
+from cognito_fdw.options import OPTIONS, USER_MAPPING_OPTIONS, parse_options
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"user_pool_id": "us-east-1_AbC123", "object": "users"}
@@ -213,3 +213,10 @@ def test_no_module_writes_the_process_environment():
             continue
         text = path.read_text()
         assert not re.search(r"os\.environ\[[^]]+\]\s*=|putenv|environ\.update|setdefault", text)
+
+
+def test_every_option_a_user_mapping_may_set_decides_whether_the_owner_reads_the_secret():
+    # A mapping option missing here could change how the server's secret is used while it
+    # is still read with the server owner's rights (cognito_fdw.secrets._server_owner).
+    assert set(USER_MAPPING_OPTIONS) <= set(credentials.SECRET_USE_OPTIONS)
+    assert set(credentials.SECRET_USE_OPTIONS) <= set(OPTIONS)
