@@ -172,11 +172,12 @@ REGISTRY: tuple[Option, ...] = (
     Option("retry_mode", "choice", _S,
            "botocore retry mode: `standard` or `adaptive` (adaptive also slows down "
            "client-side when throttled).", default="standard", choices=("standard", "adaptive")),
-    Option("max_requests_per_second", "int", (SERVER, TABLE),
+    Option("max_requests_per_second", "int", _S,
            "Client-side cap on Cognito requests per second: one budget per account (region, "
            "endpoint, access key) shared by every connection of this PostgreSQL server and "
            "their scan workers, 1 to 1000 (Cognito's ListUsers quota is 30/s per account and "
-           "region).", default=25, low=1, high=1000, limit=True),
+           "region). Server only: the budget is shared, so a table's lower rate would hold up "
+           "every other connection's requests behind its own.", default=25, low=1, high=1000),
     Option("username_lookup", "choice", _S,
            "How `username =`, `username IN` and joins on username find a user: `list_users` "
            "(a ListUsers filter: not billed, UserList quota 30/s, eventually consistent) or "

@@ -16,7 +16,7 @@
 --     query (`unknown option: regoin (did you mean region?)`);
 --   * each option only where the registry allows it: a foreign table carries table options
 --     (object, writable, pushdown, column option attribute) and may lower a limit of its
---     server (timeouts, attempts, request rate, workers), never raise it; a user mapping
+--     server (timeouts, attempts, deadline, workers), never raise it; a user mapping
 --     carries only credentials the mapped role brings itself (role_arn only beside its own
 --     keys); everything that decides where requests go, whose credentials sign them, where
 --     secrets come from, or the server's limits, only the server;
@@ -78,7 +78,7 @@ AS $rules$
     ('max_attempts', 'int', ARRAY['server', 'table'], 1, 20, NULL, NULL, 'Set max_attempts to a whole number from 1 to 20 (default 5).', true, '5'),
     ('request_deadline', 'float', ARRAY['server', 'table'], 0.1, 900, NULL, NULL, 'Set request_deadline to a number of seconds from 0.1 to 900 (default 30).', true, '30'),
     ('retry_mode', 'choice', ARRAY['server'], NULL, NULL, ARRAY['standard', 'adaptive'], NULL, 'Set retry_mode to one of: standard, adaptive.', false, 'standard'),
-    ('max_requests_per_second', 'int', ARRAY['server', 'table'], 1, 1000, NULL, NULL, 'Set max_requests_per_second to a whole number from 1 to 1000 (default 25).', true, '25'),
+    ('max_requests_per_second', 'int', ARRAY['server'], 1, 1000, NULL, NULL, 'Set max_requests_per_second to a whole number from 1 to 1000 (default 25).', false, '25'),
     ('username_lookup', 'choice', ARRAY['server'], NULL, NULL, ARRAY['list_users', 'admin_get_user'], NULL, 'Set username_lookup to one of: list_users, admin_get_user.', false, 'list_users'),
     ('scan_workers', 'int', ARRAY['server', 'table'], 1, 16, NULL, NULL, 'Set scan_workers to a whole number from 1 to 16 (default 4).', true, '4'),
     ('describe_ttl', 'float', ARRAY['server'], 0, 86400, NULL, NULL, 'Set describe_ttl to a number of seconds from 0 to 86400 (default 300).', false, '300')

@@ -199,7 +199,7 @@ ON CONFLICT DO NOTHING;
 -- call goes on with the other parts, and the next call retries it (the round stays open
 -- until it syncs).  A cancel or timeout ends the call at once.  Calls running at the same
 -- time share the work: each part is locked while it syncs, and skipped by the others.
--- Requests stay under the wrapper's cap (max_requests_per_second, per connection).
+-- Requests stay under the wrapper's cap (max_requests_per_second: one budget per account).
 -- Procedures that COMMIT take no SET clause: every name below is schema-qualified.
 -- CALL it outside a transaction block (COMMIT inside one is an error).
 CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts integer DEFAULT 16)
