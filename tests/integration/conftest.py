@@ -17,6 +17,7 @@ import pytest
 from cognito_fdw.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
 
 from .dockerpg import DockerPostgres, docker_available
+from .faultproxy import FaultProxy
 from .reliability import Recorder
 from .seeddata import POOL_REGION, seed_test_pool
 
@@ -61,6 +62,14 @@ def moto():
     server = MotoServer(host="0.0.0.0" if _USE_DOCKER else "127.0.0.1").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(moto):
+    """A fault-injecting proxy in front of the emulator, one per test module."""
+    proxy = FaultProxy(moto.url).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,18 +18,11 @@ import pytest
 from cognito_fdw.devstack import seed_users
 
 from .conftest import create_server, record
-from .faultproxy import Fault, FaultProxy
+from .faultproxy import Fault
 
 pytestmark = pytest.mark.server
 
 KEYS = ["user001", "user002", "user002", "user007", "nobody"]  # 3 users, 4 distinct names
-
-
-@pytest.fixture(scope="module")
-def proxy(moto):
-    proxy = FaultProxy(moto.url).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture(scope="module")

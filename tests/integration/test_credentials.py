@@ -24,7 +24,7 @@ from cognito_fdw.devstack import REPO_ROOT, LocalPostgres, MotoServer
 from cognito_fdw.errors import MIN_LINE
 from cognito_fdw.secrets import APPLICATION_NAME
 
-from ..unit.test_errors import ENCODERS
+from ..encodings import ENCODERS
 from .seeddata import POOL_REGION
 
 SECRET = "LeakCanarySecret0123456789abcdefghijklmnop"  # a known secret for the leak tests

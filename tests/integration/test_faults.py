@@ -10,16 +10,9 @@ import psycopg
 import pytest
 
 from .conftest import counting, create_server, record, requests_of
-from .faultproxy import Fault, FaultProxy
+from .faultproxy import Fault
 
 READ_TIMEOUT = 2
-
-
-@pytest.fixture(scope="module")
-def proxy(moto):
-    proxy = FaultProxy(moto.url).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture(scope="module")

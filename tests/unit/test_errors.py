@@ -1,6 +1,4 @@
 import json
-import re
-import urllib.parse
 
 import botocore.exceptions
 import pytest
@@ -10,31 +8,7 @@ from hypothesis import strategies as st
 from cognito_fdw import errors
 from cognito_fdw.errors import CognitoFdwError, from_botocore_error, scrub
 
-
-def _lower_hex(text: str) -> str:
-    return re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), text)
-
-
-# How libraries put a value into a message, each as the text between its quotes.
-ENCODERS = {
-    "raw": lambda s: s,
-    "repr": lambda s: repr(s)[1:-1],
-    "repr with both quotes": lambda s: repr(s + "'\"")[1:-3],
-    "ascii": lambda s: ascii(s)[1:-1],
-    "repr of UTF-8 bytes": lambda s: repr(s.encode())[2:-1],
-    "repr of bytes with both quotes": lambda s: repr(s.encode() + b"'\"")[2:-3],
-    "JSON": lambda s: json.dumps(s)[1:-1],
-    "JSON, not ASCII-only": lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
-    "JSON with / escaped": lambda s: json.dumps(s)[1:-1].replace("/", "\\/"),
-    "URL": lambda s: urllib.parse.quote(s, safe=""),
-    "URL path": urllib.parse.quote,
-    "URL form": urllib.parse.quote_plus,
-    "URL, lower-case hex": lambda s: _lower_hex(urllib.parse.quote(s, safe="")),
-    "SQL literal": lambda s: s.replace("'", "''"),
-    "repr inside JSON": lambda s: json.dumps(repr(s))[2:-2],
-    "JSON inside repr": lambda s: repr(json.dumps(s))[2:-2],
-    "bytes repr inside a repr": lambda s: repr(repr(s.encode()))[3:-2],
-}
+from ..encodings import ENCODERS
 
 # Any character but the scrubber's own "*", which could make "***" look like a secret.
 _SECRETS = st.text(
