@@ -28,14 +28,14 @@ import boto3
 import botocore.config
 import psycopg
 
-from cognito_fdw.devstack import (
+from cognito_fdw.ratelimit import SPACING_SECONDS
+from cognito_fdw.tools.devstack import (
     LocalPostgres,
     MotoServer,
     multicorn_missing,
     postgres_bindir,
     seed_users,
 )
-from cognito_fdw.ratelimit import SPACING_SECONDS
 
 from .proxy import DelayingProxy
 

@@ -14,7 +14,7 @@ import boto3
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
 
 from .dockerpg import DockerPostgres, docker_available
 from .faultproxy import FaultProxy

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cognito_fdw import dev
-from cognito_fdw.devstack import REPO_ROOT, multicorn_missing, postgres_bindir
+from cognito_fdw.tools import dev
+from cognito_fdw.tools.devstack import checkout, multicorn_missing, postgres_bindir
 
 pytestmark = pytest.mark.skipif(
     multicorn_missing(postgres_bindir()) is not None,
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def cognito_fdw(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(checkout())}
     return subprocess.run(
-        [sys.executable, "-m", "cognito_fdw.cli", *args],
+        [sys.executable, "-m", "cognito_fdw.tools.cli", *args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
 

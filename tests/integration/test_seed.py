@@ -21,7 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from cognito_fdw.seed import DEMO_GROUPS, SeedError, demo_users, ensure_pool, seed_pool
+from cognito_fdw.tools.seed import DEMO_GROUPS, SeedError, demo_users, ensure_pool, seed_pool
 
 pytestmark = pytest.mark.emulator_only
 
@@ -214,7 +214,7 @@ def _cli(endpoint, *args):
         [
             sys.executable,
             "-m",
-            "cognito_fdw.cli",
+            "cognito_fdw.tools.cli",
             "seed",
             "--endpoint-url",
             endpoint,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cognito_fdw import cli, dev
+from cognito_fdw.tools import cli, dev
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def fake_docker(tmp_path, monkeypatch):
 
 def test_docker_up_builds_waits_and_shows_the_query(fake_docker, tmp_path, capsys):
     assert cli.main(["dev", "up", "--no-psql", "--base", str(tmp_path / "dev")]) == 0
-    compose = f"compose -f {dev.COMPOSE_FILE}"
+    compose = f"compose -f {dev.compose_file()}"
     assert fake_docker() == [
         "info",
         "compose version",
@@ -90,7 +90,7 @@ def test_docker_up_gives_the_database_a_password_of_its_own(fake_docker, tmp_pat
 
 def test_down_brings_the_compose_stack_down(fake_docker, tmp_path):
     assert cli.main(["dev", "down", "--base", str(tmp_path / "dev")]) == 0
-    assert fake_docker()[-1] == f"compose -f {dev.COMPOSE_FILE} down"
+    assert fake_docker()[-1] == f"compose -f {dev.compose_file()} down"
 
 
 def test_a_pid_counts_as_ours_only_with_our_command_line():

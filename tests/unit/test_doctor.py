@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cognito_fdw.doctor import (
+from cognito_fdw.tools.doctor import (
     FAIL,
     OK,
     WARN,

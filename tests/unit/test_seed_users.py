@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from cognito_fdw import cli
-from cognito_fdw.seed import (
+from cognito_fdw.tools import cli
+from cognito_fdw.tools.seed import (
     CONFIRMED,
     FORCE_CHANGE_PASSWORD,
     UNCONFIRMED,

@@ -1,7 +1,10 @@
 """A throwaway PostgreSQL cluster with Multicorn2, and a moto Cognito emulator.
 
 Used by the real-server tests and by ``make dev`` on a machine without a Docker engine.
-Nothing here is imported by the wrapper itself.
+Nothing here is imported by the wrapper itself.  It works from an installed package as well
+as from a checkout: the server's Python is pointed at wherever ``cognito_fdw`` was imported
+from; only :func:`checkout` (the repository's ``sql/`` and ``docker/``) needs a checkout, and
+says so when there is none.
 
 initdb and postgres refuse to run as root, so when started as root the cluster runs as
 an unprivileged OS user (``postgres`` when it exists, else ``nobody``); the files the
@@ -30,7 +33,32 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The directory that holds the ``cognito_fdw`` package these tools run from: a checkout's
+#: root, or site-packages when installed.  The server's Python needs it on its path.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+#: Files that only a checkout of the repository has (the dev stack and the tests use them).
+_CHECKOUT_MARKERS = ("sql/cognito_fdw.sql", "docker/compose.yaml")
+
+
+class NotACheckout(RuntimeError):
+    """The repository's files are needed and this is not a checkout of it; says what to do."""
+
+
+def checkout() -> Path:
+    """The root of the cognito-fdw repository checkout: the directory holding this package
+    when it is one (an editable install, or running from the source tree), else the current
+    directory or one of its parents.  Raises :class:`NotACheckout` when neither is."""
+    here = Path.cwd().resolve()
+    for candidate in (PACKAGE_PARENT, here, *here.parents):
+        if all((candidate / marker).is_file() for marker in _CHECKOUT_MARKERS):
+            return candidate
+    files = " and ".join(_CHECKOUT_MARKERS)
+    raise NotACheckout(
+        f"this needs a checkout of the cognito-fdw repository (its {files}), and neither "
+        f"{PACKAGE_PARENT} (where cognito_fdw is installed) nor {here} is one: "
+        "run it from the root of a clone (git clone <cognito-fdw repository>; cd cognito-fdw)"
+    )
 
 
 def free_port() -> int:
@@ -111,14 +139,15 @@ _SERVER_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 
 
 def server_pythonpath() -> list[str]:
-    """The repository and this interpreter's site-packages (boto3 and friends).
+    """Where ``cognito_fdw`` was imported from, and this interpreter's site-packages (boto3
+    and friends).
 
     The server embeds a Python of the same minor version (checked by multicorn_missing),
     so the pure-Python packages installed for the tests serve it as well.
     """
     import sysconfig
 
-    paths = [str(REPO_ROOT), sysconfig.get_paths()["purelib"]]
+    paths = [str(PACKAGE_PARENT), sysconfig.get_paths()["purelib"]]
     return list(dict.fromkeys(paths))
 
 
@@ -132,7 +161,11 @@ def _copy_for_server(paths: list[str], target: Path) -> list[str]:
     """Copies of the wrapper and its dependencies where the server's OS user can read them
     (a checkout under /root is not)."""
     target.mkdir(exist_ok=True)
-    shutil.copytree(REPO_ROOT / "cognito_fdw", target / "cognito_fdw", dirs_exist_ok=True)
+    # The server never imports the tools (a unit test holds the wrapper to that).
+    shutil.copytree(
+        PACKAGE_PARENT / "cognito_fdw", target / "cognito_fdw", dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("tools", "__pycache__"),
+    )  # fmt: skip
     for name in _SERVER_PACKAGES:
         for directory in paths[1:]:
             source = Path(directory, name)

@@ -174,9 +174,9 @@ def probe_failure(
 def credential_source(options: dict[str, str]) -> str:
     """Where a server's credentials come from for one user mapping's merged options, as the
     wrapper decides it (:func:`cognito_fdw.credentials.resolve`), with no value in it."""
-    from .credentials import resolve
-    from .errors import OptionError
-    from .options import parse_options
+    from cognito_fdw.credentials import resolve
+    from cognito_fdw.errors import OptionError
+    from cognito_fdw.options import parse_options
 
     try:
         return resolve(parse_options({**options, "object": "users"})).describe()

@@ -5,7 +5,7 @@ integration tests and the benchmarks. It takes a boto3 ``cognito-idp`` client, s
 against moto and against a real pool alike::
 
     import boto3
-    from cognito_fdw.seed import ensure_pool, seed_pool
+    from cognito_fdw.tools.seed import ensure_pool, seed_pool
 
     client = boto3.client("cognito-idp", region_name="us-east-1",
                           endpoint_url="http://127.0.0.1:5000")

@@ -26,19 +26,17 @@ from pathlib import Path
 
 import boto3
 
-from cognito_fdw.devstack import (
-    REPO_ROOT,
+from cognito_fdw.tools.devstack import (
     LocalPostgres,
     MotoServer,
+    checkout,
     free_port,
     multicorn_missing,
     postgres_bindir,
     write_private,
 )
-from cognito_fdw.seed import ensure_pool, seed_pool
+from cognito_fdw.tools.seed import ensure_pool, seed_pool
 
-COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yaml"
-INIT_SQL = REPO_ROOT / "sql" / "cognito_fdw.sql"
 DEMO_QUERY = "SELECT * FROM cognito.users LIMIT 5"
 
 #: The compose stack's ports, so that one DSN serves both; free ports when they are taken.
@@ -124,8 +122,12 @@ def choose_mode(mode: str) -> str:
 # -- the compose stack ---------------------------------------------------------------------
 
 
+def compose_file() -> Path:
+    return checkout() / "docker" / "compose.yaml"
+
+
 def _compose(*args: str) -> list[str]:
-    return ["docker", "compose", "-f", str(COMPOSE_FILE), *args]
+    return ["docker", "compose", "-f", str(compose_file()), *args]
 
 
 def docker_up(base: Path, psql: bool) -> int:
@@ -310,7 +312,7 @@ def local_up(base: Path, psql: bool) -> int:
         "-v", f"endpoint_url={endpoint}",
         "-v", f"aws_access_key_id={DUMMY_KEYS['aws_access_key_id']}",
         "-v", f"aws_secret_access_key={DUMMY_KEYS['aws_secret_access_key']}",
-        "-f", str(INIT_SQL),
+        "-f", str(checkout() / "sql" / "cognito_fdw.sql"),
     ]  # fmt: skip
     # Without this, a rerun prints a NOTICE for every object that already exists.
     quiet = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
@@ -348,6 +350,7 @@ def local_down(base: Path) -> bool:
 
 
 def up(base: Path, mode: str = "auto", psql: bool = True) -> int:
+    checkout()  # before anything starts: both stacks need the repository's sql/ or docker/
     chosen = choose_mode(mode)
     _say(f"starting the {'compose' if chosen == 'docker' else 'local'} stack")
     if chosen == "docker":

@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cognito_fdw.seed import SeedError, ensure_pool, seed_pool
+from cognito_fdw.tools.seed import SeedError, ensure_pool, seed_pool
 
 PROG = "cognito-fdw"
 
@@ -135,7 +135,7 @@ def _add_doctor(subparsers) -> None:
 
 def _doctor(args: argparse.Namespace) -> int:
     try:
-        from cognito_fdw.doctor import diagnose
+        from cognito_fdw.tools.doctor import diagnose
 
         report = diagnose(args.dsn, args.timeout)
     except ImportError as error:
@@ -171,14 +171,15 @@ def _add_dev(subparsers) -> None:
 def _dev(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cognito_fdw import dev
+    from cognito_fdw.tools import dev
+    from cognito_fdw.tools.devstack import NotACheckout
 
     base = Path(args.base).resolve()
     try:
         if args.action == "up":
             return dev.up(base, args.mode, args.psql)
         return dev.down(base)
-    except dev.DevError as error:
+    except (dev.DevError, NotACheckout) as error:
         print(f"{PROG} dev: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
