@@ -176,7 +176,7 @@ def test_every_readme_step_in_order(stack):
         # or of the server's; a reader would see it, so it fails the step as well.
         if result.returncode != 0 or WARNING.search(result.stderr):
             pytest.fail(
-                f"README line {block.line} (```{block.language}) failed with exit status "
+                f"README line {block.line} (```{block.language}, ports {stack.ports}) failed with exit status "
                 f"{result.returncode}, after {len(ran)} steps ran (lines {ran}):\n{block.text}"
                 f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
             )
