@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from cognito_fdw.devstack import REPO_ROOT, multicorn_missing, postgres_bindir
+from cognito_fdw.tools.devstack import multicorn_missing, postgres_bindir
 
 from ..readme_blocks import ENDPOINT_PLACEHOLDER, POOL_PLACEHOLDER, Block, steps
 
@@ -37,6 +37,8 @@ pytestmark = pytest.mark.skipif(
     reason="the README's path runs on the local dev stack: it needs PostgreSQL with Multicorn2",
 )
 
+#: This checkout: its sql/ and its cognito_fdw package are the ones the steps use.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DB_PORT, MOTO_PORT = 54329, 50009
 #: The README's URL of the dev database (section "Dev stack").
 DEV_URL = f"postgresql://postgres@127.0.0.1:{DB_PORT}/postgres?passfile=.dev/pg/pgpass"
@@ -176,8 +178,9 @@ def test_every_readme_step_in_order(stack):
         # or of the server's; a reader would see it, so it fails the step as well.
         if result.returncode != 0 or WARNING.search(result.stderr):
             pytest.fail(
-                f"README line {block.line} (```{block.language}, ports {stack.ports}) failed with exit status "
-                f"{result.returncode}, after {len(ran)} steps ran (lines {ran}):\n{block.text}"
+                f"README line {block.line} (```{block.language}) failed with exit status "
+                f"{result.returncode}, after {len(ran)} steps ran (lines {ran}; ports "
+                f"{stack.ports}):\n{block.text}"
                 f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
             )
         ran.append(block.line)
