@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.readme_blocks import ReadmeError, blocks, steps
+from ..readme_blocks import ReadmeError, blocks, steps
 
 MAKEFILE = Path(__file__).parents[2] / "Makefile"
 
