@@ -1,23 +1,28 @@
 """The dev stack behind ``make dev`` / ``make down`` (``cognito-fdw dev up|down``).
 
-With a working Docker engine it is docker/compose.yaml. Without one, on a machine whose
-PostgreSQL has Multicorn2, the same stack runs locally under ``.dev/``: a PostgreSQL cluster
-(kept across runs), moto's server, the demo pool the compose ``seed`` service makes, and the
-init SQL of the compose ``db`` service. Both servers run in their own sessions, so they
-outlive ``dev up`` and ignore a Ctrl-C typed into psql; their pids are in ``.dev/state.json``
-until ``dev down`` stops them.
+With a working Docker engine it is docker/compose.yaml (:mod:`cognito_fdw.tools.devdocker`).
+Without one, on a machine whose PostgreSQL has Multicorn2, the same stack runs locally under
+``.dev/``: a PostgreSQL cluster (kept across runs), moto's server (the one installed beside
+this Python, not whichever is on PATH), the demo pool the compose ``seed`` service makes, and
+the init SQL of the compose ``db`` service. Both servers run in their own sessions, so they
+outlive ``dev up`` and ignore a Ctrl-C typed into psql; their ports and pids are in
+``.dev/state.json`` until ``dev down`` stops them.
 
-Without either, ``dev up`` says what is missing and how to get it, and fails.
+``dev up`` says each step on stderr as it starts it, and when a step fails it stops the
+servers this run started and says which step failed and where the logs are.  It ends with
+the URL to use later, read from the running stack, so a rerun prints it again.
+
+Without either stack, ``dev up`` says what is missing and how to get it, and fails
+(:mod:`cognito_fdw.tools.preflight`, which ``make dev`` runs before installing anything).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
-import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,22 +31,20 @@ from pathlib import Path
 
 import boto3
 
-from cognito_fdw.tools.devstack import (
-    LocalPostgres,
-    MotoServer,
-    checkout,
-    free_port,
-    multicorn_missing,
-    postgres_bindir,
-    write_private,
-)
-from cognito_fdw.tools.seed import ensure_pool, seed_pool
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, free_port
+from cognito_fdw.tools.host import checkout
+from cognito_fdw.tools.preflight import DevError, choose_mode, describe, docker_missing
+from cognito_fdw.tools.seed import TextProgress, ensure_pool, seed_pool
 
 DEMO_QUERY = "SELECT * FROM cognito.users LIMIT 5"
+#: psql's arguments for it: without a pager, which would leave the user at "(END)".
+PREVIEW = ["-P", "pager=off", "-c", DEMO_QUERY]
 
-#: The compose stack's ports, so that one DSN serves both; free ports when they are taken.
+#: The ports both stacks prefer, so that one URL serves both; COGNITO_FDW_DB_PORT and
+#: COGNITO_FDW_MOTO_PORT change them, and a free port replaces a taken one (choose_port).
 DB_PORT = 54329
 MOTO_PORT = 50009
+DB_PORT_VARIABLE, MOTO_PORT_VARIABLE = "COGNITO_FDW_DB_PORT", "COGNITO_FDW_MOTO_PORT"
 
 #: What the compose stack's seed service and db init script use (docker/).
 POOL_NAME = "demo"
@@ -55,119 +58,13 @@ MOTO_ENV = {
     "MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY": "HASH",
     "MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY": "HASH",
 }
-
-DOCKER_HOWTO = (
-    "install Docker Engine with the compose plugin (https://docs.docker.com/engine/install/), "
-    "start it, and check that `docker info` and `docker compose version` work for your user"
-)
-LOCAL_HOWTO = (
-    "apt-get install postgresql-15 postgresql-server-dev-15 python3-dev build-essential, then "
-    "build and install Multicorn2 3.2 against it as its README says ('Building Multicorn2 "
-    "against pre-built Postgres', https://github.com/pgsql-io/multicorn2), and run make dev "
-    "with a Python of the minor version multicorn.so embeds"
-)
+#: Seeds moto's random generator before the pool is made, so that a fresh moto gives the demo
+#: users the same subs again (seed.ensure_pool); docker/compose.yaml's seed service passes it.
+MOTO_RANDOM_SEED = 1
 
 
-class DevError(Exception):
-    """Something the user must fix; the message says what."""
-
-
-# -- which stack ---------------------------------------------------------------------------
-
-
-def docker_missing() -> str | None:
-    """Why the compose stack cannot run here, or None when it can."""
-    if shutil.which("docker") is None:
-        return "no `docker` command on PATH"
-    for argv in (["docker", "info"], ["docker", "compose", "version"]):
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        except subprocess.TimeoutExpired:
-            return f"`{' '.join(argv)}` did not answer within 30 s"
-        if result.returncode != 0:
-            lines = (result.stderr or result.stdout).strip().splitlines()
-            why = lines[-1] if lines else f"exit status {result.returncode}"
-            return f"`{' '.join(argv)}` failed: {why}"
-    return None
-
-
-def nothing_available(docker_reason: str, local_reason: str) -> str:
-    return (
-        "make dev needs a Docker engine or a local PostgreSQL with Multicorn2; "
-        "this machine has neither.\n"
-        f"  Docker: {docker_reason}\n"
-        f"    to get it: {DOCKER_HOWTO}\n"
-        f"  Local PostgreSQL + Multicorn2: {local_reason}\n"
-        f"    to get it: {LOCAL_HOWTO}"
-    )
-
-
-def choose_mode(mode: str) -> str:
-    """``docker`` or ``local``; ``auto`` prefers Docker, as the README promises."""
-    docker_reason = docker_missing() if mode in ("auto", "docker") else None
-    if mode == "docker" or (mode == "auto" and docker_reason is None):
-        if docker_reason:
-            raise DevError(f"Docker is not usable: {docker_reason}\n  to get it: {DOCKER_HOWTO}")
-        return "docker"
-    local_reason = multicorn_missing(postgres_bindir())
-    if local_reason is None:
-        return "local"
-    if mode == "local":
-        raise DevError(
-            f"no local PostgreSQL with Multicorn2: {local_reason}\n  to get it: {LOCAL_HOWTO}"
-        )
-    raise DevError(nothing_available(docker_reason or "", local_reason))
-
-
-# -- the compose stack ---------------------------------------------------------------------
-
-
-def compose_file() -> Path:
-    return checkout() / "docker" / "compose.yaml"
-
-
-def _compose(*args: str) -> list[str]:
-    return ["docker", "compose", "-f", str(compose_file()), *args]
-
-
-def docker_up(base: Path, psql: bool) -> int:
-    password, passfile = docker_password(base)
-    # The compose file reads it when it initialises the volume (POSTGRES_PASSWORD); a volume
-    # made before keeps its own, so the role is given this one below as well.
-    env = {**os.environ, "POSTGRES_PASSWORD": password}
-    subprocess.run(_compose("up", "-d", "--build", "--wait"), check=True, env=env)
-    db_psql = _compose("exec", "db", "psql", "-U", "postgres", "-d", "postgres")
-    # On stdin, never in an argument list (ps shows those); with statement logging off.
-    subprocess.run(
-        [*_compose("exec", "-T", "db", "psql", "-U", "postgres", "-d", "postgres"),
-         "-q", "-v", "ON_ERROR_STOP=1"],
-        input="SET log_statement = 'none'; SET log_min_error_statement = panic;\n"
-        f"ALTER ROLE postgres PASSWORD '{password}';\n",
-        text=True, check=True, env=env,
-    )  # fmt: skip
-    subprocess.run([*db_psql, "-c", DEMO_QUERY], check=True)
-    print(f"\nThe stack runs until `make down`; psql from the host: {docker_dsn(passfile)}")
-    if psql:
-        os.execvp(db_psql[0], db_psql)
-    return 0
-
-
-def docker_password(base: Path) -> tuple[str, Path]:
-    """The compose database's superuser password, made once per ``base`` and kept in
-    ``<base>/docker.pgpass`` (mode 0600): the published port answers every local user, the
-    password only its owner.  The password and the pgpass file's path."""
-    passfile = base / "docker.pgpass"
-    if passfile.exists():
-        return passfile.read_text().strip().rsplit(":", 1)[1], passfile
-    base.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_hex(24)  # hex: nothing to escape in SQL or a pgpass line
-    write_private(passfile, f"127.0.0.1:*:*:postgres:{password}\n")
-    return password, passfile
-
-
-def docker_dsn(passfile: Path) -> str:
-    port = os.environ.get("COGNITO_FDW_DB_PORT", str(DB_PORT))
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres?passfile={passfile}"
+def say(text: str) -> None:
+    print(f"cognito-fdw dev: {text}", file=sys.stderr, flush=True)
 
 
 # -- the local stack -----------------------------------------------------------------------
@@ -220,16 +117,32 @@ def _stop(pid: int | None, marker: str, sig: signal.Signals, name: str) -> None:
         time.sleep(0.05)
 
 
-def _port(preferred: int, previous: int | None) -> int:
-    for port in (previous, preferred):
-        if port and _port_free(port):
-            return port
-    return free_port()
+def choose_port(preferred: int, previous: int | None, name: str, use: str) -> int:
+    """The port ``name`` gets: the one it had last time, else ``preferred``, else a free one;
+    saying so, with ``use`` (what to do about it), when it is not ``preferred``: the README's
+    URL names 54329."""
+    if previous and previous != preferred and port_free(previous):
+        say(f"{name} keeps port {previous} from its last run ({preferred} was taken then): {use}")
+        return previous
+    if port_free(preferred):
+        return preferred
+    chosen = free_port()
+    say(f"port {preferred} is taken (another program listens there), so {name} listens on "
+        f"{chosen}: {use}")  # fmt: skip
+    return chosen
 
 
-def _port_free(port: int) -> bool:
-    import socket
+def preferred_port(variable: str, default: int) -> int:
+    """The port ``variable`` asks for, else ``default``."""
+    value = os.environ.get(variable, "")
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise DevError(f"{variable}={value!r} is not a port number (1 to 65535): unset or fix it")
+    return int(value)
 
+
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -238,22 +151,40 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _prepare_base(base: Path) -> None:
-    base.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        return
-    # As root, PostgreSQL runs as an unprivileged user (devstack), which must reach base/pg.
-    base.chmod(0o755)
-    closed = [p for p in base.parents if not p.stat().st_mode & 0o001]
-    if closed:
-        raise DevError(
-            f"PostgreSQL will run as an unprivileged user, which cannot enter {closed[0]}; "
-            f"run make dev from a directory it can reach, or chmod o+x {closed[0]}"
+def _failure(error: BaseException) -> str:
+    if isinstance(error, subprocess.CalledProcessError):
+        command = Path(str(error.cmd[0])).name
+        return f"{command} exited with status {error.returncode} (its messages are above)"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(error).__name__}: {error}"
+
+
+class _Run:
+    """The steps of one ``local_up``: says each as it starts, remembers the servers it
+    started, and on a failure stops those and says which step failed."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.step = "starting"
+        self.started: list[tuple[str, int, str, signal.Signals]] = []
+
+    def __call__(self, step: str, text: str) -> None:
+        self.step = step
+        say(text)
+
+    def fail(self, error: BaseException) -> DevError:
+        for name, pid, marker, sig in reversed(self.started):
+            _stop(pid, marker, sig, name)
+        stopped = (
+            f"stopped what this run had started ({', '.join(n for n, *_ in self.started)})"
+            if self.started
+            else "nothing was left running by this run"
         )
-
-
-def _say(text: str) -> None:
-    print(f"cognito-fdw dev: {text}", file=sys.stderr, flush=True)
+        return DevError(
+            f"failed while {self.step}: {_failure(error)}\n  {stopped}; logs: "
+            f"{self.base / 'moto.log'}, {self.base / 'pg' / 'server.log'}"
+        )
 
 
 def local_up(base: Path, psql: bool) -> int:
@@ -263,56 +194,104 @@ def local_up(base: Path, psql: bool) -> int:
             f"the cluster in {pg_base / 'data'} was made by an older cognito-fdw, open to every "
             f"local user (trust authentication); delete {base} to make a private one"
         )
-    _prepare_base(base)
+    base.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        base.chmod(0o755)  # PostgreSQL runs as an unprivileged user, which must reach base/pg
+    run = _Run(base)
+    try:
+        pg, endpoint, pool_id = _start(base, run)
+        _init(pg, endpoint, pool_id, run)
+    except (Exception, KeyboardInterrupt) as error:
+        raise run.fail(error) from error
+    say(f"ready: PostgreSQL on 127.0.0.1:{pg.port}, moto on {endpoint}; it runs until make down")
+    url = shlex.quote(pg.url)
+    print(f"\nThe stack runs until `make down`. psql {url}", flush=True)
+    if psql:
+        psql_bin = str(pg.bindir / "psql")
+        os.execv(psql_bin, [psql_bin, pg.url])
+    return 0
+
+
+def _start(base: Path, run: _Run) -> tuple[LocalPostgres, str, str]:
+    """moto (seeded) and PostgreSQL, started unless they run already."""
     state_path = base / "state.json"
     state = State.load(state_path)
+    pg_base = base / "pg"
     data_marker = str(pg_base / "data")
 
-    if state and _running(state.moto_pid, "moto_server"):
+    if state and _running(state.moto_pid, MotoServer.MARKER):
         moto_port, moto_pid = state.moto_port, state.moto_pid
-        _say(f"moto already running on port {moto_port}")
+        run("starting moto", f"moto: already running on port {moto_port}")
     else:
+        run("starting moto", f"moto: starting (log: {base / 'moto.log'})")
         moto = MotoServer(
-            port=_port(MOTO_PORT, state and state.moto_port),
+            port=choose_port(
+                preferred_port(MOTO_PORT_VARIABLE, MOTO_PORT),
+                state and state.moto_port,
+                "moto",
+                "cognito_server is pointed there",
+            ),
             env=MOTO_ENV,
             detached=True,
             log_path=base / "moto.log",
         ).start()
         moto_port, moto_pid = moto.port, moto.process.pid
-        _say(f"moto started on port {moto_port}")
-    State(state.db_port if state else 0, moto_port, state and state.postgres_pid, moto_pid).save(
-        state_path
-    )
+        run.started.append(("moto", moto_pid, MotoServer.MARKER, signal.SIGTERM))
+        say(f"moto: started on port {moto_port}")
+    db_port = state.db_port if state else 0
+    State(db_port, moto_port, state and state.postgres_pid, moto_pid).save(state_path)
 
     endpoint = f"http://127.0.0.1:{moto_port}"
     client = boto3.client("cognito-idp", region_name=REGION, endpoint_url=endpoint, **DUMMY_KEYS)
-    pool_id = ensure_pool(client, POOL_NAME)
-    summary = seed_pool(client, pool_id, users=SEED_USERS, groups=True)
-    _say(f"pool {POOL_NAME} ({pool_id}): {summary}")
+    run("seeding", f"seed: pool {POOL_NAME!r}, {SEED_USERS} users and their groups")
+    pool_id = ensure_pool(client, POOL_NAME, moto_random_seed=MOTO_RANDOM_SEED)
+    summary = seed_pool(
+        client, pool_id, users=SEED_USERS, groups=True, progress=TextProgress(sys.stderr, "users")
+    )
+    say(f"seed: {summary}")
 
     if state and _running(state.postgres_pid, data_marker):
         pg = LocalPostgres(base=pg_base, port=state.db_port, private=True)
         postgres_pid = state.postgres_pid
-        _say(f"PostgreSQL already running on port {pg.port}")
+        run("starting PostgreSQL", f"PostgreSQL: already running on port {pg.port}")
     else:
+        fresh = not (pg_base / "data").exists()
+        run(
+            "starting PostgreSQL",
+            f"PostgreSQL: {'creating a cluster in' if fresh else 'starting the cluster in'} "
+            f"{pg_base} (log: {pg_base / 'server.log'})",
+        )
         pg = LocalPostgres(
-            base=pg_base, port=_port(DB_PORT, state and state.db_port), detached=True, private=True
+            base=pg_base,
+            port=choose_port(
+                preferred_port(DB_PORT_VARIABLE, DB_PORT),
+                state and state.db_port,
+                "PostgreSQL",
+                "use the URL printed at the end",
+            ),
+            detached=True,
+            private=True,
         ).start()
         postgres_pid = pg.process.pid
-        _say(f"PostgreSQL started on port {pg.port} (log: {pg.log_path})")
+        run.started.append(("PostgreSQL", postgres_pid, data_marker, signal.SIGINT))
+        say(f"PostgreSQL: started on port {pg.port}")
     State(pg.port, moto_port, postgres_pid, moto_pid).save(state_path)
+    return pg, endpoint, pool_id
 
+
+def _init(pg: LocalPostgres, endpoint: str, pool_id: str, run: _Run) -> None:
+    """sql/cognito_fdw.sql, the server repointed at this moto, and the preview query."""
     # Over loopback TCP with the password in the stack's pgpass file (as root too: the
-    # server's socket belongs to its own OS user).
-    dsn = pg.url
-    psql_bin = str(pg.bindir / "psql")
+    # server's socket belongs to its own OS user).  -X: the user's ~/.psqlrc stays out.
+    psql = [str(pg.bindir / "psql"), pg.url, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    script = checkout() / "sql" / "cognito_fdw.sql"
+    run("running sql/cognito_fdw.sql", f"init: {script} (the extension, server, cognito.users)")
     init = [
-        psql_bin, dsn, "-q", "-v", "ON_ERROR_STOP=1",
-        "-v", f"region={REGION}", "-v", f"user_pool_id={pool_id}",
+        *psql, "-v", f"region={REGION}", "-v", f"user_pool_id={pool_id}",
         "-v", f"endpoint_url={endpoint}",
         "-v", f"aws_access_key_id={DUMMY_KEYS['aws_access_key_id']}",
         "-v", f"aws_secret_access_key={DUMMY_KEYS['aws_secret_access_key']}",
-        "-f", str(checkout() / "sql" / "cognito_fdw.sql"),
+        "-f", str(script),
     ]  # fmt: skip
     # Without this, a rerun prints a NOTICE for every object that already exists.
     quiet = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
@@ -323,12 +302,9 @@ def local_up(base: Path, psql: bool) -> int:
         "ALTER SERVER cognito_server OPTIONS "
         f"(SET endpoint_url '{endpoint}', SET user_pool_id '{pool_id}')"
     )
-    subprocess.run([psql_bin, dsn, "-q", "-v", "ON_ERROR_STOP=1", "-c", repoint], check=True)
-    subprocess.run([psql_bin, dsn, "-c", DEMO_QUERY], check=True)
-    print(f"\nThe stack runs until `make down`. psql {shlex.quote(dsn)}", flush=True)
-    if psql:
-        os.execv(psql_bin, [psql_bin, dsn])
-    return 0
+    subprocess.run([*psql, "-c", repoint], check=True)
+    run("running the preview query", f"preview: {DEMO_QUERY}")
+    subprocess.run([*psql[:3], *PREVIEW], check=True)
 
 
 def local_down(base: Path) -> bool:
@@ -339,10 +315,10 @@ def local_down(base: Path) -> bool:
         return False
     # SIGINT is PostgreSQL's fast shutdown: open psql sessions are closed, not waited for.
     _stop(state.postgres_pid, str(base / "pg" / "data"), signal.SIGINT, "PostgreSQL")
-    _stop(state.moto_pid, "moto_server", signal.SIGTERM, "moto")
+    _stop(state.moto_pid, MotoServer.MARKER, signal.SIGTERM, "moto")
     # Ports are kept so the next run gets the same ones; the pids are gone.
     State(state.db_port, state.moto_port).save(state_path)
-    _say(f"stopped the local stack under {base} (its database is kept; delete {base} to drop it)")
+    say(f"stopped the local stack under {base} (its database is kept; delete {base} to drop it)")
     return True
 
 
@@ -351,18 +327,22 @@ def local_down(base: Path) -> bool:
 
 def up(base: Path, mode: str = "auto", psql: bool = True) -> int:
     checkout()  # before anything starts: both stacks need the repository's sql/ or docker/
-    chosen = choose_mode(mode)
-    _say(f"starting the {'compose' if chosen == 'docker' else 'local'} stack")
+    chosen = choose_mode(mode, base)
+    say(f"starting {describe(chosen, base)}")
     if chosen == "docker":
-        return docker_up(base, psql)
+        from cognito_fdw.tools import devdocker  # it imports this module's constants
+
+        return devdocker.up(base, psql)
     return local_up(base, psql)
 
 
 def down(base: Path) -> int:
     stopped = local_down(base)
     if docker_missing() is None:
-        subprocess.run(_compose("down"), check=True)
+        from cognito_fdw.tools import devdocker
+
+        devdocker.down()
         stopped = True
     if not stopped:
-        _say("nothing to stop")
+        say("nothing to stop")
     return 0

@@ -6,7 +6,7 @@ host and the container reaches it through the host gateway.
 
 from __future__ import annotations
 
-from cognito_fdw.tools.devstack import checkout
+from cognito_fdw.tools.host import checkout
 
 
 def docker_available() -> bool:

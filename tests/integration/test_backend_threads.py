@@ -27,7 +27,8 @@ import psycopg
 import pytest
 
 from cognito_fdw.pushdown import MAX_LOOKUPS, PARTITION_MIN_USERS
-from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, checkout, seed_users
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, seed_users
+from cognito_fdw.tools.host import checkout
 
 from .seeddata import POOL_REGION
 

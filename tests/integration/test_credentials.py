@@ -22,7 +22,8 @@ import pytest
 
 from cognito_fdw.errors import MIN_LINE
 from cognito_fdw.secrets import APPLICATION_NAME
-from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, checkout
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
+from cognito_fdw.tools.host import checkout
 
 from ..encodings import ENCODERS
 from .seeddata import POOL_REGION

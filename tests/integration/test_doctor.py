@@ -12,13 +12,8 @@ import psycopg
 import pytest
 
 from cognito_fdw.tools import cli
-from cognito_fdw.tools.devstack import (
-    LocalPostgres,
-    checkout,
-    free_port,
-    multicorn_missing,
-    postgres_bindir,
-)
+from cognito_fdw.tools.devstack import LocalPostgres, free_port
+from cognito_fdw.tools.host import checkout, multicorn_missing, postgres_bindir
 
 from .seeddata import POOL_REGION
 

@@ -18,7 +18,8 @@ import pytest
 
 from cognito_fdw.errors import OptionError
 from cognito_fdw.options import REGISTRY, TABLE, USER_MAPPING, parse_options
-from cognito_fdw.tools.devstack import LocalPostgres, checkout
+from cognito_fdw.tools.devstack import LocalPostgres
+from cognito_fdw.tools.host import checkout
 
 from .conftest import record
 from .seeddata import POOL_REGION
