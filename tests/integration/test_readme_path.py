@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from cognito_fdw.tools.devstack import multicorn_missing, postgres_bindir
+from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
 from ..readme_blocks import ENDPOINT_PLACEHOLDER, POOL_PLACEHOLDER, Block, steps
 
