@@ -13,7 +13,7 @@ import itertools
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, credentials, groups, importer, pushdown
+from . import backend, changes, credentials, importer, pushdown
 from .changes import ChangeLog
 from .client import Pool, Stats
 from .columns import resolve_columns
@@ -247,7 +247,6 @@ class GroupsFdw(CognitoFdw):
     def __init__(self, fdw_options, fdw_columns):
         super().__init__(fdw_options, fdw_columns)
         self._table = None
-        self._changes = ChangeLog()
 
     def _prepared_table(self):
         if self._table is None:
@@ -256,7 +255,7 @@ class GroupsFdw(CognitoFdw):
             if options.object == "groups":
                 self._table = Groups(pool, self._fdw_columns)
             else:
-                self._table = Members(pool, self._fdw_columns, options.writable, self._changes)
+                self._table = Members(pool, self._fdw_columns, options.writable, ChangeLog())
         return self._table
 
     def _members(self) -> Members:
@@ -332,37 +331,29 @@ class GroupsFdw(CognitoFdw):
     def update(self, oldvalues, newvalues):
         self._members().refuse_update()
 
-    def begin(self, serializable):
-        self._changes.clear()
+    # -- the transaction: one owner of every table's pending changes (changes.py) --------
 
     def sub_begin(self, level):
-        self._changes.sub_begin(level)
+        changes.transaction.sub_begin(level)
 
     def sub_commit(self, level):
-        self._changes.sub_commit(level)
-        groups.release_savepoint(level)
+        changes.transaction.sub_commit(level)
 
     def sub_rollback(self, level):
-        self._changes.sub_rollback(level)
-        groups.rollback_savepoint(level)
+        changes.transaction.sub_rollback(level)
 
     @_guarded
     def pre_commit(self):
         # Changes are sent here, never in commit(): an error in commit() PANICs the server
         # (docs/multicorn.md H4); an error here aborts the transaction cleanly.
-        if not groups.has_pending():
+        if not changes.transaction:
             return
         stats = Stats()
-        try:
-            groups.commit_pending(stats)
-        finally:
-            groups.clear_pending()
+        changes.transaction.send(stats)
         self._report(stats)
 
     def rollback(self):
-        self._changes.clear()
-        groups.clear_pending()
+        changes.transaction.clear()
 
     def commit(self):
-        self._changes.clear()
-        groups.clear_pending()
+        changes.transaction.clear()

@@ -14,8 +14,9 @@ How a scan of group_members reaches Cognito (PostgreSQL re-checks every qual):
   names Cognito could not hold; :func:`pushdown.cannot_match`): no request at all;
 * otherwise: ListGroups, then ListUsersInGroup for every group.
 
-With ``writable 'true'``, INSERT and DELETE record changes in a :class:`ChangeLog`; they are
-sent at COMMIT by :func:`commit_pending`, from the wrapper's ``pre_commit``.  Scans in the
+With ``writable 'true'``, INSERT and DELETE record changes in a :class:`ChangeLog`, which
+joins the backend's :data:`changes.transaction`; they are sent at COMMIT, from the
+wrapper's ``pre_commit``.  Scans in the
 transaction see those changes (rows added in it show NULL for the user columns until
 COMMIT).
 """
@@ -26,7 +27,7 @@ import json
 from collections.abc import Iterator, Mapping
 
 from . import changes, pushdown
-from .changes import Change, ChangeLog
+from .changes import Change, ChangeLog, Transaction
 from .client import PAGE_SIZE, Pool, Stats, is_cognito_name
 from .columns import (
     INSTANT,
@@ -215,10 +216,18 @@ class Groups:
 class Members:
     """The ``group_members`` table, its scans and its pending changes."""
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping, writable: bool, log: ChangeLog):
+    def __init__(
+        self,
+        pool: Pool,
+        fdw_columns: Mapping,
+        writable: bool,
+        log: ChangeLog,
+        transaction: Transaction = changes.transaction,
+    ):
         self.pool = pool
         self.writable = writable
         self.log = log
+        self.transaction = transaction
         self._fdw_columns = fdw_columns
         problems = [
             f"{name}: type {fdw_columns[name].type_name} cannot hold a name; use text"
@@ -398,7 +407,7 @@ class Members:
                 hint="Leave membership out of the INSERT: it is derived from the other two.",
             )
         self.log.add(group, username)
-        _pending[id(self)] = self
+        self.transaction.join(self.log, self.plan_commit)
         return dict(values, **{ROWID: membership_key(group, username)})
 
     def delete(self, rowid) -> None:
@@ -409,7 +418,7 @@ class Members:
             # The scan yielded it and the transaction had not added it: it is in Cognito.
             self.log.observe(key, True)
         self.log.remove(*key)
-        _pending[id(self)] = self
+        self.transaction.join(self.log, self.plan_commit)
 
     @staticmethod
     def refuse_update() -> None:
@@ -469,38 +478,3 @@ class Members:
                 request_id=exc.request_id,
             ) from None
         return True
-
-
-# Tables with changes not yet sent, across wrapper instances.  Multicorn drops an instance
-# and makes a new one when the table's options change, even in mid-transaction (ALTER,
-# SET ROLE to another user mapping), and the dropped one gets no more hooks; its changes
-# must still be sent at COMMIT, by whichever instance's pre_commit runs first.
-_pending: dict[int, Members] = {}
-
-
-def has_pending() -> bool:
-    return any(table.log for table in _pending.values())
-
-
-def commit_pending(stats: Stats) -> None:
-    """Send every table's changes; on a failure undo them all and raise."""
-    steps = [step for table in list(_pending.values()) for step in table.plan_commit(stats)]
-    changes.apply(steps)
-
-
-def clear_pending() -> None:
-    """The transaction ended: forget every table's changes."""
-    for table in _pending.values():
-        table.log.clear()
-    _pending.clear()
-
-
-def rollback_savepoint(level: int) -> None:
-    # Idempotent for a table Multicorn also calls; reaches a dropped instance's log.
-    for table in _pending.values():
-        table.log.sub_rollback(level)
-
-
-def release_savepoint(level: int) -> None:
-    for table in _pending.values():
-        table.log.sub_commit(level)
