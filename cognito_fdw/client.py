@@ -286,6 +286,12 @@ class Pool:
                 )
             seen.add(token)
 
+    def items(self, operation: str, key: str, stats: Stats, **params) -> Iterator[Mapping]:
+        """The ``key`` items of every page of a list API paged by ``NextToken`` (ListGroups,
+        ListUsersInGroup, AdminListGroupsForUser), one by one."""
+        for page in self.pages(operation, key, "NextToken", stats, **params):
+            yield from page
+
     def describe(self) -> Mapping:
         """DescribeUserPool's UserPool, cached per backend for a while (its quota is 15/s)."""
         key = (self.options.region, self.options.endpoint_url, self.options.user_pool_id)

@@ -51,6 +51,15 @@ class CognitoApiError(CognitoFdwError):
         self.code = code
         self.request_id = request_id
 
+    def missing(self) -> bool:
+        """True when Cognito says the user or group named does not exist (not the pool)."""
+        if self.code == "UserNotFoundException":
+            return True
+        return (
+            self.code == "ResourceNotFoundException"
+            and "user pool" not in (self.detail or "").lower()
+        )
+
 
 # Access keys have a recognisable shape; scrub any, not just the configured one, so a key
 # echoed back by an endpoint (or pasted into the wrong option) never reaches a message.

@@ -23,9 +23,10 @@ import re
 from collections.abc import Mapping
 
 from .errors import OptionError
+from .table import OBJECTS as _TABLES
 
 SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
-OBJECTS = ("users", "groups", "group_members")
+OBJECTS = tuple(_TABLES)  # the choices of option object: the table registry's names
 DEFAULT_SECRETS_RELATION = "vault.decrypted_secrets"
 MAX_OPTION_LENGTH = 2048
 
@@ -105,7 +106,8 @@ REGISTRY: tuple[Option, ...] = (
            shown_default="the pool id's prefix", pattern=_REGION,
            example="Set region to an AWS region name such as us-east-1 or eu-west-2."),
     Option("object", "choice", _T,
-           "What the table reads: `users`, `groups` or `group_members`.",
+           "What the table reads: " + ", ".join(f"`{name}`" for name in OBJECTS[:-1])
+           + f" or `{OBJECTS[-1]}`.",
            shown_default="(required)", choices=OBJECTS),
     Option("writable", "bool", _T,
            "On `group_members`: `true` lets INSERT and DELETE add and remove members, sent "
@@ -194,6 +196,9 @@ REGISTRY: tuple[Option, ...] = (
 OPTIONS = {row.name: row for row in REGISTRY}
 KNOWN_OPTIONS = frozenset(OPTIONS)
 SECRET_OPTIONS = tuple(row.name for row in REGISTRY if row.secret)
+# Options whose values no error message shows: the secrets, and the access key id (it
+# names the account's key; errors.scrub also blanks anything shaped like one).
+UNSHOWN_OPTIONS = (*SECRET_OPTIONS, "aws_access_key_id")
 USER_MAPPING_OPTIONS = tuple(row.name for row in REGISTRY if USER_MAPPING in row.places)
 # The only column option, on tables of users (sql/guard.sql checks it as columns.py does).
 COLUMN_OPTIONS = ("attribute",)
