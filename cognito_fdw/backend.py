@@ -110,7 +110,8 @@ def cancel_pending() -> bool:
 
 
 class Cancelled(CognitoFdwError):
-    """The statement was cancelled while the wrapper waited for Cognito."""
+    """The statement was cancelled (cancel request, statement_timeout, shutdown) while the
+    wrapper waited: for Cognito, for a scan worker's page or for a request-rate slot."""
 
 
 class DeadlinePassed(Exception):

@@ -11,53 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from . import pushdown
-from .client import PAGE_SIZE, Pool, Stats, is_cognito_name
-from .columns import (
-    INSTANT,
-    NUMBER,
-    STRING,
-    Column,
-    _family,
-    _renderer,
-    type_problem,
-    unreadable_columns,
-)
+from .api import PAGE_SIZE, is_cognito_name
+from .client import Pool, Stats
+from .columns import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, Field, type_family
 from .errors import CognitoApiError
 from .table import COLUMN_WIDTH, Table
 
-# name -> (group record field, kind, description); drives resolution and the README.
+# The columns of groups: each reads a field of the group record.
 GROUP_COLUMNS = {
-    "group_name": ("GroupName", STRING, "the group's name (GroupName)"),
-    "description": ("Description", STRING, "Description"),
-    "precedence": ("Precedence", NUMBER, "Precedence (lower wins in the token's cognito:roles)"),
-    "role_arn": ("RoleArn", STRING, "RoleArn: the IAM role of the group"),
-    "created_at": ("CreationDate", INSTANT, "CreationDate"),
-    "updated_at": ("LastModifiedDate", INSTANT, "LastModifiedDate"),
+    "group_name": Field("GroupName", STRING, "GroupName"),
+    "description": Field("Description", STRING, "Description"),
+    "precedence": Field("Precedence", NUMBER, "Precedence (integer)", "integer"),
+    "role_arn": Field("RoleArn", STRING, "RoleArn"),
+    "created_at": Field("CreationDate", INSTANT, "CreationDate (timestamptz)"),
+    "updated_at": Field("LastModifiedDate", INSTANT, "LastModifiedDate (timestamptz)"),
 }
-_TEXT_FAMILIES = {"text", "character varying", "varchar"}
 # Planner guess: groups in a pool.
 _GROUPS = 20
-
-
-def resolve_group_columns(fdw_columns: Mapping) -> list[Column]:
-    """The groups table's columns, or one :class:`ColumnError` naming every bad one."""
-    resolved, problems = [], []
-    for name, definition in fdw_columns.items():
-        family = _family(definition.base_type_name or definition.type_name)
-        if name not in GROUP_COLUMNS:
-            problems.append(f"{name}: not a column of groups")
-            continue
-        field, kind, _ = GROUP_COLUMNS[name]
-        problem = type_problem(name, definition.type_name, kind, family, uuid_ok=False)
-        if problem:
-            problems.append(problem)
-            continue
-        resolved.append(Column(name, field, None, kind, _renderer(kind, family)))
-    if problems:
-        raise unreadable_columns(
-            problems, "Columns of object 'groups': " + ", ".join(GROUP_COLUMNS) + "."
-        )
-    return resolved
 
 
 def pushable(fdw_columns: Mapping, name: str) -> bool:
@@ -65,10 +35,7 @@ def pushable(fdw_columns: Mapping, name: str) -> bool:
     # Cognito compares names exactly; a citext column compares without case, and pushing
     # its value would lose rows that PostgreSQL's re-check would have kept.
     definition = fdw_columns.get(name)
-    return (
-        definition is not None
-        and _family(definition.base_type_name or definition.type_name) in _TEXT_FAMILIES
-    )
+    return definition is not None and type_family(definition) in EXACT_TEXT_TYPES
 
 
 def impossible(quals, never_null) -> str | None:
@@ -106,6 +73,7 @@ class Groups(Table):
     """The ``groups`` table: read-only."""
 
     object = "groups"
+    fields = GROUP_COLUMNS
     read_only_hint = (
         "Group memberships can be written: INSERT and DELETE on a foreign table with "
         "OPTIONS (object 'group_members', writable 'true')."
@@ -113,7 +81,7 @@ class Groups(Table):
 
     def __init__(self, pool: Pool, fdw_columns: Mapping):
         super().__init__(pool, fdw_columns)
-        self.columns = resolve_group_columns(fdw_columns)
+        self.columns = self.record_columns()
 
     def _names(self, quals) -> tuple[list | None, str | None]:
         """(the group names to get, or None for all; the condition that cannot be true)."""
@@ -147,11 +115,11 @@ class Groups(Table):
 
     def _groups(self, names, stats) -> Iterator[Mapping]:
         if names is None:
-            yield from self.pool.items("list_groups", "Groups", stats)
+            yield from self.pool.items("ListGroups", "Groups", stats)
             return
         for name in dict.fromkeys(names):
             try:
-                yield self.pool.call("get_group", stats, GroupName=name)["Group"]
+                yield self.pool.call("GetGroup", stats, GroupName=name)["Group"]
             except CognitoApiError as exc:
                 if not exc.missing():
                     raise

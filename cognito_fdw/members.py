@@ -25,13 +25,23 @@ import json
 from collections.abc import Iterator, Mapping
 
 from . import changes, pushdown
+from .api import is_cognito_name
 from .changes import Change, ChangeLog, Transaction
-from .client import Pool, Stats, is_cognito_name
-from .columns import _family, resolve_columns, unreadable_columns
+from .client import Pool, Stats
+from .columns import (
+    EXACT_TEXT_TYPES,
+    IMPORT_TYPES,
+    STRING,
+    ImportedColumn,
+    resolve_columns,
+    type_family,
+    unreadable_columns,
+)
 from .errors import CognitoApiError, CognitoFdwError
-from .groups import _TEXT_FAMILIES, equal_values, impossible, pushable
+from .groups import equal_values, impossible, pushable
 from .rows import user_row
 from .table import COLUMN_WIDTH, Table
+from .users import Users
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {
@@ -43,6 +53,9 @@ ROWID = "membership"
 _CHEAP = set(MEMBER_COLUMNS)
 # Every row has a group and a user name (a membership key too); a user column may be NULL.
 _NEVER_NULL = set(MEMBER_COLUMNS)
+
+# The users table's columns IMPORT FOREIGN SCHEMA declares in group_members too.
+_IMPORTED_USER_COLUMNS = ("sub", "email", "enabled", "status")
 
 # Planner guesses: rows a scan returns.
 _MEMBERS_PER_USER = 5
@@ -74,6 +87,7 @@ class Members(Table):
     """The ``group_members`` table, its scans and its pending changes."""
 
     object = "group_members"
+    importable_writable = True
 
     def __init__(
         self, pool: Pool, fdw_columns: Mapping, transaction: Transaction = changes.transaction
@@ -86,8 +100,7 @@ class Members(Table):
             f"{name}: type {fdw_columns[name].type_name} cannot hold a name; use text"
             for name in ("group_name", ROWID)
             if name in fdw_columns
-            and _family(fdw_columns[name].base_type_name or fdw_columns[name].type_name)
-            not in _TEXT_FAMILIES | {"citext"}
+            and type_family(fdw_columns[name]) not in EXACT_TEXT_TYPES | {"citext"}
         ]
         if problems:
             raise unreadable_columns(
@@ -96,6 +109,12 @@ class Members(Table):
         user_columns = {k: v for k, v in fdw_columns.items() if k not in ("group_name", ROWID)}
         self.user_columns = resolve_columns(user_columns, pool.custom_attributes)
         self.has_rowid = ROWID in fdw_columns
+
+    @classmethod
+    def imported_columns(cls, custom) -> list[ImportedColumn]:
+        users = {column.name: column for column in Users.imported_columns({})}
+        own = [ImportedColumn(name, IMPORT_TYPES[STRING]) for name in MEMBER_COLUMNS]
+        return own + [users[name] for name in _IMPORTED_USER_COLUMNS]
 
     # -- planning ----------------------------------------------------------------------
 
@@ -171,7 +190,7 @@ class Members(Table):
         names = (
             values
             if kind == "groups"
-            else [g["GroupName"] for g in self.pool.items("list_groups", "Groups", stats)]
+            else [g["GroupName"] for g in self.pool.items("ListGroups", "Groups", stats)]
         )
         for group in dict.fromkeys(names):
             yield from self._group_rows(group, stats)
@@ -188,11 +207,11 @@ class Members(Table):
             groups = [
                 g["GroupName"]
                 for g in self.pool.items(
-                    "admin_list_groups_for_user", "Groups", stats, Username=username
+                    "AdminListGroupsForUser", "Groups", stats, Username=username
                 )
             ]
             user = (
-                self.pool.call("admin_get_user", stats, Username=username)
+                self.pool.call("AdminGetUser", stats, Username=username)
                 if needs_user and groups
                 else {"Username": username}
             )
@@ -211,7 +230,7 @@ class Members(Table):
     def _group_rows(self, group: str, stats: Stats) -> Iterator[dict]:
         seen = set()
         try:
-            for user in self.pool.items("list_users_in_group", "Users", stats, GroupName=group):
+            for user in self.pool.items("ListUsersInGroup", "Users", stats, GroupName=group):
                 key = (group, user["Username"])
                 seen.add(key[1])
                 wanted = self.log.wanted(key)
@@ -296,7 +315,7 @@ class Members(Table):
                 groups = {
                     g["GroupName"]
                     for g in self.pool.items(
-                        "admin_list_groups_for_user", "Groups", stats, Username=username
+                        "AdminListGroupsForUser", "Groups", stats, Username=username
                     )
                 }
             except CognitoApiError as exc:
@@ -313,11 +332,7 @@ class Members(Table):
         return [(change, lambda c: self._send(c, stats)) for change in self.log.plan()]
 
     def _send(self, change: Change, stats: Stats) -> bool:
-        api, operation = (
-            ("AdminAddUserToGroup", "admin_add_user_to_group")
-            if change.add
-            else ("AdminRemoveUserFromGroup", "admin_remove_user_from_group")
-        )
+        operation = "AdminAddUserToGroup" if change.add else "AdminRemoveUserFromGroup"
         try:
             self.pool.call(operation, stats, GroupName=change.group_name, Username=change.username)
         except CognitoApiError as exc:
@@ -331,7 +346,7 @@ class Members(Table):
                 else f"group {change.group_name!r}"
             )
             raise CognitoApiError(
-                f"Cognito {api} failed: {what} does not exist in user pool "
+                f"Cognito {operation} failed: {what} does not exist in user pool "
                 f"{self.pool.options.user_pool_id} ({exc.code})",
                 hint="Create the group in Cognito first (CreateGroup), or check the names: "
                 "SELECT group_name FROM the groups table, username FROM the users table.",

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 
 from .errors import OptionError
+from .pushdown import BY_ADMIN_GET_USER, BY_LIST_USERS
 from .table import OBJECTS as _TABLES
 
 SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
@@ -67,6 +68,13 @@ class Option:
     @property
     def secret(self) -> bool:
         return self.kind == "secret"
+
+    @property
+    def text(self) -> str:
+        """The doc with a number's range filled in (``{range}``: "1 to 16")."""
+        if self.kind not in ("int", "float"):
+            return self.doc
+        return self.doc.replace("{range}", f"{self.low:g} to {self.high:g}")
 
     def value_hint(self) -> str:
         """The HINT of an invalid value (also the guard's, through :func:`guard_rules_sql`)."""
@@ -134,7 +142,7 @@ REGISTRY: tuple[Option, ...] = (
            "it leaves out (host, port, dbname) is this server's own socket, port and database.",
            shown_default="this database, as the server's OS user"),
     Option("secret_cache_seconds", "float", _S,
-           "How long a backend keeps a secret it read, 0 to 3600 (0 reads it again in every "
+           "How long a backend keeps a secret it read, {range} (0 reads it again in every "
            "statement).",
            default=60.0, low=0.0, high=3600.0),
     Option("aws_profile", "text", _S,
@@ -148,7 +156,7 @@ REGISTRY: tuple[Option, ...] = (
     Option("role_session_name", "pattern", _M, "RoleSessionName for AssumeRole.",
            default="cognito-fdw", pattern=r"[A-Za-z0-9_+=,.@-]{2,64}",
            example="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule)."),
-    Option("role_duration_seconds", "int", _M, "AssumeRole DurationSeconds, 900 to 43200.",
+    Option("role_duration_seconds", "int", _M, "AssumeRole DurationSeconds, {range}.",
            default=3600, low=900, high=43200),
     Option("sts_endpoint_url", "pattern", _S,
            "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator).",
@@ -158,17 +166,17 @@ REGISTRY: tuple[Option, ...] = (
            "Another endpoint: an emulator or a VPC endpoint, `http://` or `https://`.",
            shown_default="AWS", pattern=_URL, example=_URL_HINT.format(name="endpoint_url")),
     Option("connect_timeout", "float", (SERVER, TABLE),
-           "Seconds to wait for a connection, 0.1 to 300.",
+           "Seconds to wait for a connection, {range}.",
            default=5.0, low=0.1, high=300.0, limit=True),
     Option("read_timeout", "float", (SERVER, TABLE),
-           "Seconds to wait for an answer, 0.1 to 900.",
+           "Seconds to wait for an answer, {range}.",
            default=15.0, low=0.1, high=900.0, limit=True),
     Option("max_attempts", "int", (SERVER, TABLE),
-           "Attempts per request, retries with backoff and jitter included, 1 to 20.",
+           "Attempts per request, retries with backoff and jitter included, {range}.",
            default=5, low=1, high=20, limit=True),
     Option("request_deadline", "float", (SERVER, TABLE),
            "Seconds one request may take in all, its retries and their backoff included, "
-           "0.1 to 900; past it the query fails naming the operation (a stalled endpoint "
+           "{range}; past it the query fails naming the operation (a stalled endpoint "
            "would otherwise hold it `read_timeout` x `max_attempts`).",
            default=30.0, low=0.1, high=900.0, limit=True),
     Option("retry_mode", "choice", _S,
@@ -177,7 +185,7 @@ REGISTRY: tuple[Option, ...] = (
     Option("max_requests_per_second", "int", _S,
            "Client-side cap on Cognito requests per second: one budget per account (region, "
            "endpoint, access key) shared by every connection of this PostgreSQL server and "
-           "their scan workers, 1 to 1000 (Cognito's ListUsers quota is 30/s per account and "
+           "their scan workers, {range} (Cognito's ListUsers quota is 30/s per account and "
            "region). Server only: the budget is shared, so a table's lower rate would hold up "
            "every other connection's requests behind its own.", default=25, low=1, high=1000),
     Option("username_lookup", "choice", _S,
@@ -185,13 +193,13 @@ REGISTRY: tuple[Option, ...] = (
            "(a ListUsers filter: not billed, UserList quota 30/s, eventually consistent) or "
            "`admin_get_user` (AdminGetUser: counts each user found as a monthly active user "
            "for billing; UserRead quota 120/s, consistent, accepts an alias).",
-           default="list_users", choices=("list_users", "admin_get_user")),
+           default=BY_LIST_USERS, choices=(BY_LIST_USERS, BY_ADMIN_GET_USER)),
     Option("scan_workers", "int", (SERVER, TABLE),
            "Threads per scan that read a large pool in 16 parts by `sub` prefix and run the "
-           "lookups of an IN list, 1 to 16.", default=4, low=1, high=16, limit=True),
+           "lookups of an IN list, {range}.", default=4, low=1, high=16, limit=True),
     Option("describe_ttl", "float", _S,
            "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
-           "attributes), 0 to 86400.", default=300.0, low=0.0, high=86400.0),
+           "attributes), {range}.", default=300.0, low=0.0, high=86400.0),
 )  # fmt: skip
 OPTIONS = {row.name: row for row in REGISTRY}
 KNOWN_OPTIONS = frozenset(OPTIONS)
@@ -204,43 +212,31 @@ USER_MAPPING_OPTIONS = tuple(row.name for row in REGISTRY if USER_MAPPING in row
 COLUMN_OPTIONS = ("attribute",)
 
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """The parsed options; fields are the registry's names, defaults its defaults."""
+def _secrets(self) -> tuple[str, ...]:
+    """Every value that must never appear in a message."""
+    return tuple(v for v in (getattr(self, name) for name in SECRET_OPTIONS) if v)
 
-    user_pool_id: str
-    region: str
-    object: str
-    endpoint_url: str | None
-    aws_access_key_id: str | None = dataclasses.field(repr=False)
-    aws_secret_access_key: str | None = dataclasses.field(repr=False)
-    aws_session_token: str | None = dataclasses.field(repr=False)
-    connect_timeout: float
-    read_timeout: float
-    max_attempts: int
-    request_deadline: float
-    retry_mode: str
-    api_key_id: str | None
-    api_key_name: str | None
-    secrets_relation: str
-    secrets_conninfo: str | None = dataclasses.field(repr=False)
-    secret_cache_seconds: float
-    aws_profile: str | None
-    role_arn: str | None
-    external_id: str | None = dataclasses.field(repr=False)
-    role_session_name: str
-    role_duration_seconds: int
-    sts_endpoint_url: str | None
-    writable: bool
-    pushdown: bool
-    max_requests_per_second: int
-    username_lookup: str
-    scan_workers: int
-    describe_ttl: float
 
-    def secrets(self) -> tuple[str, ...]:
-        """Every value that must never appear in a message."""
-        return tuple(v for v in (getattr(self, name) for name in SECRET_OPTIONS) if v)
+# The parsed options: a frozen dataclass whose fields are the registry's rows, in order
+# (parse_options fills every one, a default where none was given); an unshown value is
+# left out of its repr.
+Options = dataclasses.make_dataclass(
+    "Options",
+    [
+        (
+            row.name,
+            {"int": "int", "float": "float", "bool": "bool"}.get(row.kind, "str | None"),
+            dataclasses.field(repr=row.name not in UNSHOWN_OPTIONS),
+        )
+        for row in REGISTRY
+    ],
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "The parsed options: one field per REGISTRY row (parse_options).",
+        "secrets": _secrets,
+    },
+)
 
 
 def shown(value: str) -> str:
@@ -418,7 +414,7 @@ def readme_table() -> str:
             default = str(row.default).lower()
         elif isinstance(row.default, float):
             default = f"{row.default:g}"
-        lines.append(f"| `{row.name}` | {where} | {row.doc} | {default} |")
+        lines.append(f"| `{row.name}` | {where} | {row.text} | {default} |")
     return "\n".join(lines)
 
 

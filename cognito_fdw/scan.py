@@ -20,18 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import backend
-from .client import PAGE_SIZE, Pool, Stats
-from .errors import CognitoFdwError
+from .api import PAGE_SIZE
+from .client import Pool, Stats
 from .pushdown import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
 
 _POLL_SECONDS = 0.05
 # A worker whose page nobody takes for this long assumes the scan was abandoned (a
 # statement that failed elsewhere never calls end_scan) and stops.
 _ABANDON_SECONDS = 300.0
-
-
-class QueryCanceled(CognitoFdwError):
-    """The statement was cancelled (cancel request, statement_timeout) during a scan."""
 
 
 class LookupCache:
@@ -191,7 +187,7 @@ def _next_page(pages: queue.Queue):
 
 def _check_cancel() -> None:
     if backend.cancel_pending():
-        raise QueryCanceled(
+        raise backend.Cancelled(
             "canceling statement: cancel request or timeout during a Cognito scan",
             hint="The scan's worker threads were stopped.",
         )

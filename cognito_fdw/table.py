@@ -25,6 +25,7 @@ import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from .columns import Column, Field, ImportedColumn, resolve_fields
 from .errors import CognitoFdwError
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class Table(abc.ABC):
 
     #: The option ``object`` value, a key of :data:`OBJECTS`.
     object: ClassVar[str]
+    #: An object whose rows are API records: its columns, name -> Field (its registry).
+    fields: ClassVar[Mapping[str, Field]] = {}
+    #: Whether IMPORT FOREIGN SCHEMA's option ``writable`` is set on its table.
+    importable_writable: ClassVar[bool] = False
     #: The error refusing a write: its message (by default naming the object) and HINT.
     read_only_message: ClassVar[str | None] = None
     read_only_hint: ClassVar[str] = ""
@@ -67,6 +72,10 @@ class Table(abc.ABC):
     def __init__(self, pool: Pool, fdw_columns: Mapping):
         self.pool = pool
         self.fdw_columns = fdw_columns
+
+    def record_columns(self) -> list[Column]:
+        """The declared columns, resolved against :attr:`fields` (ColumnError otherwise)."""
+        return resolve_fields(self.fdw_columns, self.fields, self.object)
 
     # -- planning ----------------------------------------------------------------------
 
@@ -135,3 +144,12 @@ class Table(abc.ABC):
 
     def update(self, rowid, values: Mapping) -> dict:
         raise self.read_only()
+
+    # -- IMPORT FOREIGN SCHEMA -----------------------------------------------------------
+
+    @classmethod
+    def imported_columns(cls, custom: Mapping[str, str]) -> list[ImportedColumn]:
+        """The columns IMPORT FOREIGN SCHEMA declares for a pool with these custom
+        attributes (``custom:x`` -> data type): by default one per :attr:`fields` entry,
+        typed as the registry says."""
+        return [ImportedColumn(name, spec.imported_type) for name, spec in cls.fields.items()]

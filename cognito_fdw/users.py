@@ -13,7 +13,18 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from . import backend, credentials, pushdown
 from .client import Pool, Stats
-from .columns import resolve_columns
+from .columns import (
+    ALL_ATTRIBUTES,
+    BUILTIN_COLUMNS,
+    CUSTOM_KINDS,
+    IMPORT_TYPES,
+    JSON,
+    STANDARD_ATTRIBUTES,
+    STRING,
+    ImportedColumn,
+    resolve_columns,
+)
+from .importer import column_name
 from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
 from .table import Table
@@ -99,6 +110,30 @@ class Users(Table):
 
     def end_scan(self) -> None:
         self._cache.clear()
+
+    @classmethod
+    def imported_columns(cls, custom) -> list[ImportedColumn]:
+        # The built-in columns, every standard attribute not named like one of them (the
+        # column updated_at is UserLastModifiedDate: see README), then each custom
+        # attribute under a name that needs no quoting.  sub is text, not uuid: only a text
+        # column can be a join's path key, as Multicorn converts a uuid join parameter's
+        # empty value in C under EXPLAIN, which crashes the backend (docs/multicorn.md H1);
+        # README "Joining on sub" shows the joins.
+        columns = [
+            ImportedColumn(name, spec.imported_type) for name, spec in BUILTIN_COLUMNS.items()
+        ]
+        columns.append(ImportedColumn(ALL_ATTRIBUTES, IMPORT_TYPES[JSON]))
+        taken = {column.name for column in columns}
+        for name, kind in STANDARD_ATTRIBUTES.items():
+            if name not in taken:
+                columns.append(ImportedColumn(name, IMPORT_TYPES[kind]))
+        taken = {column.name for column in columns}
+        for attribute, data_type in sorted(custom.items()):
+            name = column_name(attribute, taken)
+            taken.add(name)
+            kind = CUSTOM_KINDS.get(data_type, STRING)
+            columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {"attribute": attribute}))
+        return columns
 
 
 def _wanted(limit, offset) -> int | None:

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cognito_fdw.columns import resolve_fields
 from cognito_fdw.errors import ColumnError, OptionError
-from cognito_fdw.groups import Groups, resolve_group_columns
+from cognito_fdw.groups import GROUP_COLUMNS, Groups
 from cognito_fdw.importer import column_name, table_definitions
 from cognito_fdw.members import Members, membership_key, parse_membership
 
@@ -120,9 +121,12 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
 
 
 def test_group_columns():
-    assert [c.name for c in resolve_group_columns(cols(group_name="text", precedence="integer"))]
-    with pytest.raises(ColumnError, match="nope: not a column of groups"):
-        resolve_group_columns(cols(nope="text"))
+    resolved = resolve_fields(cols(group_name="text", precedence="integer"), GROUP_COLUMNS, "g")
+    assert [c.name for c in resolved] == ["group_name", "precedence"]
+    with pytest.raises(ColumnError, match="nope: not a column of groups") as caught:
+        Groups(FakePool(), cols(nope="text", precedence="boolean"))
+    assert "precedence: type boolean cannot hold a number" in caught.value.message
+    assert caught.value.hint.startswith("Columns of object 'groups': group_name, description")
 
 
 @pytest.mark.parametrize(

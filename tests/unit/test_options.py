@@ -208,3 +208,11 @@ def test_readme_table_names_every_option_once():
     table = readme_table()
     for row in REGISTRY:
         assert table.count(f"| `{row.name}` |") == 1
+
+
+def test_a_numbers_range_is_written_once():
+    # The doc says {range}; the README and messages fill in low and high.
+    for row in REGISTRY:
+        if row.kind in ("int", "float"):
+            assert "{range}" in row.doc and f"{row.low:g} to {row.high:g}" in row.text
+        assert "{range}" not in row.text
