@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from cognito_fdw.errors import OptionError
+from cognito_fdw.optiondocs import guard_rules_sql, readme_table
 from cognito_fdw.options import (
     KNOWN_OPTIONS,
     REGISTRY,
@@ -12,9 +13,7 @@ from cognito_fdw.options import (
     USER_MAPPING,
     USER_MAPPING_OPTIONS,
     closest,
-    guard_rules_sql,
     parse_options,
-    readme_table,
 )
 
 BASE = {"user_pool_id": "eu-west-2_AbC123", "object": "users"}
@@ -134,7 +133,7 @@ def test_object_is_required():
 
 
 def test_guard_sql_holds_the_registry_rules():
-    # Regenerate with: python -m cognito_fdw.options
+    # Regenerate with: python -m cognito_fdw.optiondocs
     text = (Path(__file__).parents[2] / "sql" / "guard.sql").read_text()
     assert guard_rules_sql() in text
 

@@ -3,13 +3,13 @@
 from pathlib import Path
 
 from cognito_fdw.columns import ALL_ATTRIBUTES, BUILTIN_COLUMNS, STANDARD_ATTRIBUTES
-from cognito_fdw.options import readme_table
+from cognito_fdw.optiondocs import readme_table
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def test_the_options_table_is_the_registry():
-    # Regenerate with: python -c "from cognito_fdw.options import readme_table as t; print(t())"
+    # Regenerate with: python -m cognito_fdw.optiondocs readme
     assert readme_table() in README
 
 
