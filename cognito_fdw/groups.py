@@ -15,6 +15,7 @@ from .api import PAGE_SIZE, is_cognito_name
 from .client import Pool, Stats
 from .columns import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, Field, type_family
 from .errors import CognitoApiError
+from .rows import record_row
 from .table import COLUMN_WIDTH, Table
 
 # The columns of groups: each reads a field of the group record.
@@ -111,7 +112,7 @@ class Groups(Table):
         names, _ = self._names(quals)
         for group in self._groups(names, stats):
             stats.rows += 1
-            yield {column.name: column.value(group, {}) for column in self.columns}
+            yield record_row(group, self.columns)
 
     def _groups(self, names, stats) -> Iterator[Mapping]:
         if names is None:
