@@ -38,6 +38,7 @@ OBJECTS = {
     "users": "users:Users",
     "groups": "groups:Groups",
     "group_members": "members:Members",
+    "user_pool": "user_pool:UserPool",
 }
 
 # Planner width of one column of a table whose cost is not counted in requests.

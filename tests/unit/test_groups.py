@@ -149,7 +149,7 @@ def test_import_definitions():
         {"custom:tenant": "String", "custom:age": "Number", "custom:beta": "Boolean"},
         {"writable": "true"},
     )
-    assert [t.name for t in tables] == ["users", "groups", "group_members"]
+    assert [t.name for t in tables] == ["users", "groups", "group_members", "user_pool"]
     users = {c.name: c for c in tables[0].columns}
     assert users["age"].type_name == "numeric"
     assert users["age"].options == {"attribute": "custom:age"}
@@ -157,6 +157,9 @@ def test_import_definitions():
     assert users["sub"].type_name == "text"  # a join key: see importer._standard_type
     assert users["updated_at"].type_name == "timestamp with time zone"
     assert tables[2].options == {"object": "group_members", "writable": "true"}
+    assert tables[3].options == {"object": "user_pool"}  # read-only: no writable
+    pool = {c.name: c.type_name for c in tables[3].columns}
+    assert pool["estimated_users"] == "integer" and pool["schema_attributes"] == "jsonb"
     for table in tables:  # keys are emitted unquoted by Multicorn: keep them lower case
         for key in [*table.options, *(k for c in table.columns for k in c.options)]:
             assert key.isidentifier() and key == key.lower()

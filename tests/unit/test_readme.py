@@ -3,7 +3,11 @@
 from pathlib import Path
 
 from cognito_fdw.columns import ALL_ATTRIBUTES, BUILTIN_COLUMNS, STANDARD_ATTRIBUTES
+from cognito_fdw.groups import GROUP_COLUMNS
+from cognito_fdw.members import MEMBER_COLUMNS
 from cognito_fdw.optiondocs import readme_table
+from cognito_fdw.table import OBJECTS, table_class
+from cognito_fdw.user_pool import POOL_COLUMNS
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
@@ -16,3 +20,16 @@ def test_the_options_table_is_the_registry():
 def test_every_column_and_standard_attribute_is_documented():
     names = {*BUILTIN_COLUMNS, *STANDARD_ATTRIBUTES, ALL_ATTRIBUTES}
     assert not [name for name in sorted(names) if f"`{name}`" not in README]
+
+
+def test_every_object_and_its_columns_are_documented():
+    for name in OBJECTS:
+        assert f"`{name}`" in README
+    for columns in (GROUP_COLUMNS, MEMBER_COLUMNS):
+        assert not [name for name in columns if f"`{name}`" not in README]
+
+
+def test_the_user_pool_table_is_its_registry():
+    assert table_class("user_pool").fields is POOL_COLUMNS
+    for name, spec in POOL_COLUMNS.items():
+        assert f"| `{name}` | {spec.doc} |" in README
