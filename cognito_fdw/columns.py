@@ -13,8 +13,9 @@ type the user declared:
 * a column option ``attribute 'custom:tenant'`` reads any attribute;
 * any other name ``x`` reads ``custom:x`` when the pool's schema has it.
 
-Multicorn passes every value through the column type's input function as text, so the
-converters below produce text (or values whose ``str()`` is the right text).
+Multicorn passes every value through the column type's input function as text
+(docs/multicorn.md M1), so the converters below produce text (or values whose ``str()`` is
+the right text).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
     # Multicorn reads this right after get_rel_size and gives it to every path of the
-    # table; get_rel_size sets it from the table's answer.
+    # table (docs/multicorn.md M5); get_rel_size sets it from the table's answer.
     _startup_cost = 0
 
     def __init__(self, fdw_options, fdw_columns):
@@ -164,7 +164,8 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def rowid_column(self):
         # Multicorn asks for it when planning INSERT/UPDATE/DELETE; a refusal here is a
-        # clear error instead of its default "Error in python: NotImplementedError".
+        # clear error instead of its default "Error in python: NotImplementedError"
+        # (docs/multicorn.md M4).
         return self._table().rowid_column()
 
     @_guarded

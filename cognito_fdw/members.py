@@ -66,7 +66,8 @@ def membership_key(group_name: str, username: str) -> str:
     """The membership column's value: unambiguous for any group and user name.
 
     The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL
-    can compute a key.  Multicorn fails on that call as a bare qual, so wrap it:
+    can compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5),
+    so wrap it:
     ``WHERE membership = (SELECT json_build_array('admins', 'alice')::text)``.
     """
     return json.dumps([group_name, username], ensure_ascii=False)

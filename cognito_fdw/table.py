@@ -134,7 +134,8 @@ class Table(abc.ABC):
 
     def rowid_column(self) -> str:
         """The column identifying a row for DELETE and UPDATE (Multicorn asks when planning
-        any write, so a refusal here is the clear error INSERT, UPDATE and DELETE get)."""
+        any write, docs/multicorn.md M4, so a refusal here is the clear error INSERT, UPDATE
+        and DELETE get)."""
         raise self.read_only()
 
     def insert(self, values: Mapping) -> dict:

@@ -1,5 +1,6 @@
 """The README's tables stay true to the registries they document."""
 
+import re
 from pathlib import Path
 
 from cognito_fdw.columns import ALL_ATTRIBUTES, BUILTIN_COLUMNS, STANDARD_ATTRIBUTES
@@ -33,3 +34,20 @@ def test_the_user_pool_table_is_its_registry():
     assert table_class("user_pool").fields is POOL_COLUMNS
     for name, spec in POOL_COLUMNS.items():
         assert f"| `{name}` | {spec.doc} |" in README
+
+
+def test_every_cited_multicorn_entry_exists():
+    # Comments cite docs/multicorn.md by entry ("docs/multicorn.md H8"); none cites a
+    # document outside the repository.
+    root = Path(__file__).parents[2]
+    entries = set(
+        re.findall(r"^\*\*([HM]\d+)\. ", (root / "docs" / "multicorn.md").read_text(), re.M)
+    )
+    files = [*root.glob("cognito_fdw/**/*.py"), *root.glob("sql/*.sql"), root / "README.md"]
+    cited = {}
+    for path in files:
+        text = path.read_text()
+        assert "facts sheet" not in text, path
+        for entry in re.findall(r"multicorn\.md\)?\s+([HM]\d+)", text):
+            cited.setdefault(entry, path)
+    assert cited and not {e: str(p) for e, p in cited.items() if e not in entries}
