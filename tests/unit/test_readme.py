@@ -51,3 +51,17 @@ def test_every_cited_multicorn_entry_exists():
         for entry in re.findall(r"multicorn\.md\)?\s+([HM]\d+)", text):
             cited.setdefault(entry, path)
     assert cited and not {e: str(p) for e, p in cited.items() if e not in entries}
+
+
+def _built() -> str:
+    return README.split("## How it is built", 1)[1].split("\n## ", 1)[0]
+
+
+def test_how_it_is_built_lists_every_module_of_the_server_side():
+    section = _built()
+    listed = set(re.findall(r"^\| `(\w+)\.py` \|", section, re.M))
+    tools = re.search(r"^cognito_fdw/tools/ +developer tools: (.+)$", section, re.M)
+    assert tools, "the layout names cognito_fdw/tools/"
+    package = Path(__file__).parents[2] / "cognito_fdw"
+    modules = {path.stem for path in package.glob("*.py")} - set(tools.group(1).split(", "))
+    assert listed == modules
