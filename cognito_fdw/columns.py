@@ -46,20 +46,8 @@ TEXT_TYPES = frozenset(
 )
 EXACT_TEXT_TYPES = frozenset({"text", "character varying", "varchar"})
 BOOLEAN_TYPES = frozenset({"boolean", "bool"})
-_NUMERIC = {
-    "smallint",
-    "integer",
-    "bigint",
-    "numeric",
-    "real",
-    "double precision",
-    "int2",
-    "int4",
-    "int8",
-    "float4",
-    "float8",
-    "decimal",
-}
+_NUMERIC = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "int2",
+            "int4", "int8", "float4", "float8", "decimal"}  # fmt: skip
 _INTEGER = {"smallint", "integer", "bigint", "int2", "int4", "int8"}
 _TIMESTAMP = {"timestamp without time zone", "timestamp"}
 _TIMESTAMPTZ = {"timestamp with time zone", "timestamptz"}
@@ -153,6 +141,9 @@ BUILTIN_COLUMNS = {
     "updated_at": Field("UserLastModifiedDate", INSTANT, "UserLastModifiedDate"),
     "mfa_options": Field("MFAOptions", JSON, "MFAOptions, as a JSON array"),
 }
+# The only column option, on tables of users: the attribute a column reads (sql/guard.sql
+# checks it as resolve_columns does).
+ATTRIBUTE = "attribute"
 # The column holding every attribute as one JSON object ({"sub": ..., "custom:x": ...}).
 ALL_ATTRIBUTES = "attributes"
 
@@ -320,13 +311,13 @@ def resolve_columns(
     for name, definition in fdw_columns.items():
         family = type_family(definition)
         options = definition.options or {}
-        unknown_options = sorted(set(options) - {"attribute"})
+        unknown_options = sorted(set(options) - {ATTRIBUTE})
         if unknown_options:
             problems.append(
-                f"{name}: unknown column option {', '.join(unknown_options)} (only 'attribute')"
+                f"{name}: unknown column option {', '.join(unknown_options)} (only '{ATTRIBUTE}')"
             )
             continue
-        attribute = options.get("attribute")
+        attribute = options.get(ATTRIBUTE)
         if attribute is None and name in BUILTIN_COLUMNS:
             field, kind = BUILTIN_COLUMNS[name].field, BUILTIN_COLUMNS[name].kind
         elif attribute is None and name == ALL_ATTRIBUTES:

@@ -54,6 +54,13 @@ class CognitoApiError(CognitoFdwError):
         self.code = code
         self.request_id = request_id
 
+    def reworded(self, message: str, hint: str | None = None) -> CognitoApiError:
+        """The same answer in other words: the DETAIL, code and request id are kept, and
+        the HINT unless another is given."""
+        return CognitoApiError(
+            message, hint or self.hint, self.detail, code=self.code, request_id=self.request_id
+        )
+
     def missing(self) -> bool:
         """True when Cognito says the user or group named does not exist (not the pool)."""
         if self.code == "UserNotFoundException":

@@ -321,12 +321,9 @@ class Members(Table):
                 }
             except CognitoApiError as exc:
                 if exc.code != "UserNotFoundException":
-                    raise CognitoApiError(
+                    raise exc.reworded(
                         f"cannot read the groups of user {username!r} at COMMIT: {exc.message}; "
-                        "the transaction is rolled back and nothing was sent",
-                        hint=exc.hint,
-                        detail=exc.detail,
-                        code=exc.code,
+                        "the transaction is rolled back and nothing was sent"
                     ) from None
                 groups = set()  # adding the user then fails, naming the user and the group
             self.log.observe_user(username, groups)
@@ -346,13 +343,10 @@ class Members(Table):
                 if exc.code == "UserNotFoundException"
                 else f"group {change.group_name!r}"
             )
-            raise CognitoApiError(
+            raise exc.reworded(
                 f"Cognito {operation} failed: {what} does not exist in user pool "
                 f"{self.pool.options.user_pool_id} ({exc.code})",
                 hint="Create the group in Cognito first (CreateGroup), or check the names: "
                 "SELECT group_name FROM the groups table, username FROM the users table.",
-                detail=exc.detail,
-                code=exc.code,
-                request_id=exc.request_id,
             ) from None
         return True

@@ -210,13 +210,6 @@ SECRET_OPTIONS = tuple(row.name for row in REGISTRY if row.secret)
 # names the account's key; errors.scrub also blanks anything shaped like one).
 UNSHOWN_OPTIONS = (*SECRET_OPTIONS, "aws_access_key_id")
 USER_MAPPING_OPTIONS = tuple(row.name for row in REGISTRY if USER_MAPPING in row.places)
-# The only column option, on tables of users (sql/guard.sql checks it as columns.py does).
-COLUMN_OPTIONS = ("attribute",)
-
-
-def _secrets(self) -> tuple[str, ...]:
-    """Every value that must never appear in a message."""
-    return tuple(v for v in (getattr(self, name) for name in SECRET_OPTIONS) if v)
 
 
 # The parsed options: a frozen dataclass whose fields are the registry's rows, in order
@@ -236,7 +229,6 @@ Options = dataclasses.make_dataclass(
     namespace={
         "__module__": __name__,
         "__doc__": "The parsed options: one field per REGISTRY row (parse_options).",
-        "secrets": _secrets,
     },
 )
 

@@ -15,6 +15,7 @@ from . import backend, credentials, pushdown
 from .client import Pool, Stats
 from .columns import (
     ALL_ATTRIBUTES,
+    ATTRIBUTE,
     BUILTIN_COLUMNS,
     CUSTOM_KINDS,
     IMPORT_TYPES,
@@ -132,7 +133,7 @@ class Users(Table):
             name = column_name(attribute, taken)
             taken.add(name)
             kind = CUSTOM_KINDS.get(data_type, STRING)
-            columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {"attribute": attribute}))
+            columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {ATTRIBUTE: attribute}))
         return columns
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cognito_fdw import backend, credentials, secrets
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError, scrub
-from cognito_fdw.options import OPTIONS, USER_MAPPING_OPTIONS, parse_options
+from cognito_fdw.options import OPTIONS, SECRET_OPTIONS, USER_MAPPING_OPTIONS, parse_options
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"user_pool_id": "us-east-1_AbC123", "object": "users"}
@@ -55,7 +55,10 @@ def test_credential_option_values_stay_out_of_reprs():
     assert "pw" not in repr(options)
     assert "ext-secret" not in repr(options)
     assert "ext-secret" not in repr(credentials.resolve(options))
-    assert set(options.secrets()) == {"password=pw", "ext-secret"}
+    assert {getattr(options, name) for name in SECRET_OPTIONS} - {None} == {
+        "password=pw",
+        "ext-secret",
+    }
 
 
 # -- precedence -------------------------------------------------------------------------
