@@ -18,18 +18,18 @@ import dataclasses
 import random
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Mapping
 
+import botocore
 import botocore.config
 import botocore.exceptions
 
-from . import __version__, backend, credentials, secrets
+from . import __version__, backend, credentials
+from .api import PAGE_SIZE
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
 from .ratelimit import limiter_for
 
-PAGE_SIZE = 60  # ListUsers' maximum (and default); real Cognito rejects 61
 DEFAULT_ESTIMATE = 1000
 
 _clients: dict[tuple, object] = {}
@@ -58,8 +58,7 @@ def client_for(options: Options):
     (OffBackendThread elsewhere): it may read a vault secret.
     """
     backend.require_backend_thread("client.client_for")
-    source = credentials.resolve(options)
-    keys = credentials.static_keys(source, options, secrets.read_secret)
+    found = credentials.for_options(options)
     slot = (
         options.region,
         options.endpoint_url,
@@ -67,13 +66,13 @@ def client_for(options: Options):
         options.read_timeout,
         options.max_attempts,
         options.retry_mode,
-        credentials.cache_slot(source),
+        found.slot(),
     )
-    key = credentials.cache_key(keys)
+    key = found.version()
     with _lock:
         cached = _clients.get(slot)
         if cached is None or cached[0] != key:
-            session = credentials.session_for(source, keys, options.region)
+            session = found.session(options.region)
             config = botocore.config.Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
@@ -146,17 +145,6 @@ def _no_retry_past_deadline(**_):
     return None
 
 
-def is_cognito_name(value: str) -> bool:
-    """Whether a value could be a Username or GroupName at all.
-
-    Both are 1 to 128 characters of the Unicode categories letter, mark, symbol, number and
-    punctuation.  Anything else is in no pool, and sending it would be refused (botocore
-    checks the length, Cognito the pattern): a lookup of such a value is zero rows, not an
-    error.
-    """
-    return 0 < len(value) <= 128 and all(unicodedata.category(c)[0] in "LMSNP" for c in value)
-
-
 class Pool:
     """One user pool, reached with one configuration."""
 
@@ -187,12 +175,13 @@ class Pool:
         return pinned
 
     def call(self, operation: str, stats: Stats | None = None, **params) -> Mapping:
-        """Call a Cognito API by its Python name; translate every failure."""
+        """Call a Cognito API operation by its API name (``ListUsers``); translate every
+        failure into a :class:`CognitoApiError` naming the operation."""
         if stats is not None:
             stats.requests += 1
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
-        method = getattr(self.client, operation)
+        method = getattr(self.client, botocore.xform_name(operation))
         params["UserPoolId"] = self.options.user_pool_id
         self.limiter.acquire()
         in_flight = _InFlight(time.monotonic() + self.options.request_deadline)
@@ -209,16 +198,14 @@ class Pool:
         except backend.DeadlinePassed:
             raise self._deadline_error(operation, in_flight.attempts) from None
         except botocore.exceptions.ClientError as exc:
-            raise from_client_error(exc, _api_name(operation), self.options.user_pool_id) from None
+            raise from_client_error(exc, operation, self.options.user_pool_id) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise from_botocore_error(
-                exc, _api_name(operation), self.options.endpoint_url or "AWS"
-            ) from None
+            raise from_botocore_error(exc, operation, self.options.endpoint_url or "AWS") from None
 
     def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
         seconds = self.options.request_deadline
         return CognitoApiError(
-            f"Cognito {_api_name(operation)} got no answer within request_deadline "
+            f"Cognito {operation} got no answer within request_deadline "
             f"({seconds:g} s) after {attempts} attempt{'s' if attempts != 1 else ''} "
             f"({self.options.endpoint_url or 'AWS'})",
             hint="The endpoint did not answer in time (stalled, overloaded or unreachable). "
@@ -238,7 +225,7 @@ class Pool:
         apply their own limit too).
         """
         params = {"Filter": filter} if filter else {}
-        for users in self.pages("list_users", "Users", "PaginationToken", stats, limit, **params):
+        for users in self.pages("ListUsers", "Users", "PaginationToken", stats, limit, **params):
             stats.rows += len(users)
             yield users
 
@@ -253,7 +240,6 @@ class Pool:
         never a short answer or a loop.
         """
         token, seen, remaining = None, set(), limit
-        name = _api_name(operation)
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             page = self.call(
@@ -262,7 +248,7 @@ class Pool:
             items = page.get(key)
             if not isinstance(items, list):
                 raise CognitoApiError(
-                    f"Cognito {name} answered without a list of {key.lower()} (a truncated "
+                    f"Cognito {operation} answered without a list of {key.lower()} (a truncated "
                     "or malformed response); stopped rather than return a partial answer",
                     hint="Retry the query; if it persists, check endpoint_url and any proxy "
                     "between the database server and Cognito.",
@@ -277,7 +263,7 @@ class Pool:
                 return
             if token in seen:
                 raise CognitoApiError(
-                    f"Cognito {name} returned a {token_key} it had already returned; "
+                    f"Cognito {operation} returned a {token_key} it had already returned; "
                     "stopped instead of reading the same page again",
                     hint="This is a fault of the endpoint. Retry the query; if it persists, "
                     "report it to the endpoint's operator (or AWS support).",
@@ -286,20 +272,26 @@ class Pool:
                 )
             seen.add(token)
 
+    def items(self, operation: str, key: str, stats: Stats, **params) -> Iterator[Mapping]:
+        """The ``key`` items of every page of a list API paged by ``NextToken`` (ListGroups,
+        ListUsersInGroup, AdminListGroupsForUser), one by one."""
+        for page in self.pages(operation, key, "NextToken", stats, **params):
+            yield from page
+
     def describe(self) -> Mapping:
         """DescribeUserPool's UserPool, cached per backend for a while (its quota is 15/s)."""
         key = (self.options.region, self.options.endpoint_url, self.options.user_pool_id)
         cached = _descriptions.get(key)
         if cached and time.monotonic() - cached[0] < self.options.describe_ttl:
             return cached[1]
-        pool = self.call("describe_user_pool")["UserPool"]
+        pool = self.call("DescribeUserPool")["UserPool"]
         _descriptions[key] = (time.monotonic(), pool)
         return pool
 
     def get_user(self, stats: Stats, username: str) -> Mapping | None:
         """AdminGetUser: the user, or None when there is no such user."""
         try:
-            user = self.call("admin_get_user", stats, Username=username)
+            user = self.call("AdminGetUser", stats, Username=username)
         except CognitoApiError as exc:
             if exc.code == "UserNotFoundException":
                 return None
@@ -318,7 +310,3 @@ class Pool:
     def estimated_users(self) -> int:
         """The planner's row estimate; an emulator that reports 0 or nothing gets a default."""
         return int(self.describe().get("EstimatedNumberOfUsers") or 0) or DEFAULT_ESTIMATE
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.capitalize() for part in operation.split("_"))
