@@ -2,30 +2,44 @@
 
 Cognito's quotas are per account and region, shared with every application using the
 pool, and exceeding them answers ``TooManyRequestsException``.  So the wrapper paces its
-own requests with a sliding window: a request may start only when fewer than ``rate``
-requests started in the second before it (plus a margin for the way to Cognito, so that
-they also arrive at most ``rate`` in any second).  A short burst (an IN list, the first
-rows of a join) is not slowed down at all.
+own requests: one is *sent* only while fewer than ``rate`` were sent in the window before
+it (a second, plus a margin for the way to Cognito, so that they also arrive at most
+``rate`` in any second).  Each request goes through two steps, both on one shared window:
+
+1. :meth:`RateLimiter.reserve` gives it a slot in line, first come, first served: at once
+   while the window has room (a short burst, an IN list or the first rows of a join, is
+   not slowed down at all), otherwise paced evenly, 1/rate of a window after the slot
+   before it.  The caller sleeps until its slot (:meth:`Ticket.wait`).
+2. :meth:`Ticket.start`, called at the moment the request is sent (botocore's
+   ``before-send``, after signing), records the send time itself, and only while the
+   window of *send times* has room; otherwise it waits for it.  A thread that sends late
+   (after the GIL, on a busy CPU: measured up to 180 ms between a slot and its request's
+   send, on two overloaded CPUs) therefore never lands within a window of the request
+   ``rate`` places before it: the margin only has to cover the way from the send to
+   Cognito, not the wrapper's own delays.
+
+A reservation that is never used (a cancel, a scan that ended: LIMIT, an error elsewhere)
+is released, so it holds up nobody: waits end on a cancel (:func:`backend.cancel_pending`),
+or in a scan worker when its scan stops (:func:`stop_waiting_on`).
 
 In a backend the window is one small file per endpoint and account (region, endpoint,
 access key id) in ``cognito_fdw_quota/`` of the server's data directory, so every backend
-(separate processes) and every scan worker of each takes its slots from the same window.
-A reservation locks the file (``flock``, released by the kernel if the process dies),
-reads the recent start times, appends its own slot and writes them back.  Start times are
-``time.monotonic()``: on Linux, CLOCK_MONOTONIC, one clock for every process of the
-machine; it restarts at boot, so the file carries the boot id and a window of another boot
-is discarded.  Outside a backend (the CLI, unit tests) the window is the process's own.
+(separate processes) and every scan worker of each takes its turn from the same window.
+An update locks the file (``flock``, released by the kernel if the process dies), reads
+the window, changes it and writes it back.  Times are ``time.monotonic()``: on Linux,
+CLOCK_MONOTONIC, one clock for every process of the machine; it restarts at boot, so the
+file carries the boot id and a window of another boot is discarded.  Outside a backend (the
+CLI, unit tests) the window is the process's own.
 
-Slots are handed out in order, first come first served, so no caller starves.  Each
-reservation honours its own ``rate``: with servers of different caps on one account, each
-request starts when fewer than its own server's cap started in the second before it, so
-the largest cap bounds the account's total.
+Each reservation honours its own ``rate``: with servers of different caps on one account,
+each request is sent when fewer than its own server's cap were sent in the window before
+it, so the largest cap bounds the account's total.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import math
@@ -34,40 +48,49 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from . import backend
 from .errors import CognitoFdwError
 
 WINDOW_SECONDS = 1.0
-# Between a slot and its request's arrival at Cognito lie a thread's wake-up (after the
-# GIL: a sibling worker may be parsing a page), signing and the network: a few ms, up to
-# ~100 ms on an overloaded machine, different for every request.  Slots a second apart
-# would let a late request and a prompt one a second after it land in one second at
-# Cognito; spacing them this much more keeps the arrivals within the rate too, while one
-# is not delayed by this much more than the one `rate` places after it.  Once a burst is
-# spent, this leaves 91 % of the rate.  (Measured: 50 ms let 26 of 25 arrive in a second
-# with eight sessions on two loaded CPUs.)
-ARRIVAL_MARGIN_SECONDS = 0.1
+# Between a request's send (recorded by Ticket.start, after signing) and its arrival at
+# Cognito lie the network and the far side's own scheduling, different for every request.
+# Sends a second apart would let a slow request and a prompt one a second after it land in
+# one second at Cognito; a window this much longer keeps the arrivals within the rate too,
+# while no request takes this much longer on the way than the one `rate` places after it.
+# Measured from send to arrival at the benchmark's proxy on two overloaded CPUs (eight
+# sessions, load average above 4): 99 % within 35 ms, the slowest 64 ms (the proxy itself
+# waiting for a CPU).  A full window then leaves 1/1.05 = 95 % of the rate.
+ARRIVAL_MARGIN_SECONDS = 0.05
 SPACING_SECONDS = WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS
-MAX_RATE = 1000  # the option's upper bound; only the last MAX_RATE starts can matter
+MAX_RATE = 1000  # the option's upper bound; only the last MAX_RATE sends can matter
+MAX_WAITING = 4096  # reservations kept in the file: far more than sessions x scan workers
 DIRECTORY = "cognito_fdw_quota"
 _POLL_SECONDS = 0.05
 
-# The file: magic, boot id, count, then ``count`` start times (float64, ascending).
-_MAGIC = b"cfdwq\x001\x00"
-_HEADER = struct.Struct("<8s16sI")
+# The file: magic, boot id, counts, then the send times (float64, ascending) and the
+# reservations not yet sent (float64 slot and uint64 token each, ascending by slot).
+_MAGIC = b"cfdwq\x002\x00"
+_HEADER = struct.Struct("<8s16sII")
+_RESERVATION = struct.Struct("<dQ")
+T = TypeVar("T")
 
 
-def next_slot(starts: Sequence[float], now: float, rate: int) -> float:
-    """When a request reserved at ``now`` may start, given the window's ascending ``starts``.
+class Abandoned(CognitoFdwError):
+    """A wait for the rate limit ended because its request is no longer wanted."""
+
+
+def next_slot(starts: list[float], now: float, rate: int) -> float:
+    """When a request reserved at ``now`` may start, given the window's ascending ``starts``
+    (send times and slots not yet sent).
 
     Never before the last slot handed out (first come, first served), and never while
     ``rate`` requests started within the second (and margin) before it: the window opens
     when the request ``rate`` places back is SPACING_SECONDS old.  A request that has to
     wait anyway also keeps 1/rate of a spacing after the one before it: a window that
-    stays full is filled evenly, not a whole burst at each spacing, whose late arrivals
-    would meet the prompt head of the next burst within one second at Cognito.
+    stays full is filled evenly, not a whole burst at each spacing.
     """
     slot = max(now, starts[-1]) if starts else now
     if len(starts) >= rate:
@@ -77,12 +100,50 @@ def next_slot(starts: Sequence[float], now: float, rate: int) -> float:
     return slot
 
 
-def cancellable_sleep(seconds: float) -> None:
-    """Sleep, but raise :class:`backend.Cancelled` as soon as the statement is cancelled.
+@dataclasses.dataclass
+class Window:
+    """The shared state: send times (ascending) and the reservations not yet sent
+    (``(slot, token)``, ascending by slot).  Pure: the caller supplies the clock."""
 
-    Shared slots may be seconds away when many backends scan at once; a cancel or
-    ``statement_timeout`` must not wait for them.  Reading the cancel flags is a memory
-    read, safe from a scan worker too (docs/multicorn.md H8).
+    sent: list[float] = dataclasses.field(default_factory=list)
+    waiting: list[tuple[float, int]] = dataclasses.field(default_factory=list)
+
+    def reserve(self, now: float, rate: int, token: int) -> float:
+        """Add a reservation for ``token``; its slot (see :func:`next_slot`)."""
+        starts = sorted(self.sent + [slot for slot, _ in self.waiting])
+        slot = next_slot(starts, now, rate)
+        self.waiting.append((slot, token))  # no earlier than any slot: the list stays sorted
+        return slot
+
+    def start(self, now: float, rate: int, token: int) -> float:
+        """Record a send at ``now`` and drop the reservation ``token``: 0.0.  While
+        ``rate`` sends already lie within SPACING_SECONDS before ``now``, change nothing
+        and return how long to wait for the oldest of them to leave the window."""
+        recent = [s for s in self.sent if s > now - SPACING_SECONDS]
+        if len(recent) >= rate:
+            return recent[-rate] + SPACING_SECONDS - now
+        self.release(token)
+        self.sent.append(max(now, self.sent[-1]) if self.sent else now)
+        return 0.0
+
+    def release(self, token: int) -> None:
+        self.waiting = [entry for entry in self.waiting if entry[1] != token]
+
+    def prune(self, now: float) -> None:
+        """Drop what can shape no later slot or send: anything a window old (a reservation
+        that old belongs to a request that is late or to a process that died)."""
+        horizon = now - SPACING_SECONDS
+        self.sent = [s for s in self.sent[-MAX_RATE:] if s > horizon]
+        self.waiting = [entry for entry in self.waiting if entry[0] > horizon][-MAX_WAITING:]
+
+
+def cancellable_sleep(seconds: float, stopped: Callable[[], bool] = lambda: False) -> None:
+    """Sleep, but raise :class:`backend.Cancelled` as soon as the statement is cancelled,
+    and :class:`Abandoned` as soon as ``stopped()`` is true.
+
+    Shared slots may be seconds away when many backends scan at once; a cancel,
+    ``statement_timeout`` or the end of the scan must not wait for them.  Reading the
+    cancel flags is a memory read, safe from a scan worker too (docs/multicorn.md H8).
     """
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
@@ -92,43 +153,128 @@ def cancellable_sleep(seconds: float) -> None:
                 hint="The statement was cancelled (pg_cancel_backend, statement_timeout or "
                 "shutdown) while it waited under max_requests_per_second.",
             )
+        if stopped():
+            raise Abandoned(
+                "cognito_fdw stopped waiting for its request-rate slot: the request is no "
+                "longer wanted (its scan ended)"
+            )
         time.sleep(min(left, _POLL_SECONDS))
 
 
+_waiting = threading.local()
+
+
+@contextlib.contextmanager
+def stop_waiting_on(event: threading.Event | None) -> Iterator[None]:
+    """Within the block, this thread's requests stop waiting for the rate limit (raising
+    :class:`Abandoned`, their reservations released) once ``event`` is set: a scan worker
+    whose scan ended must not hold a slot, nor send a request nobody will read.  None:
+    only a cancel ends the waits."""
+    previous = getattr(_waiting, "stop", None)
+    _waiting.stop = event
+    try:
+        yield
+    finally:
+        _waiting.stop = previous
+
+
+class Ticket:
+    """One request's reservation: :meth:`wait` for its slot, :meth:`start` when it is sent,
+    :meth:`release` when it will not be (a no-op after start).  Thread-safe: a request is
+    reserved in one thread and may be sent from another."""
+
+    def __init__(self, limiter: RateLimiter, slot: float, token: int, reserved_at: float):
+        self.limiter = limiter
+        self.slot = slot
+        self.token = token
+        self.delay = slot - reserved_at  # how long the reservation had to wait, seconds
+        self.stop: threading.Event | None = getattr(_waiting, "stop", None)
+        self.state = "reserved"  # then "started" or "released"
+        self._lock = threading.Lock()
+
+    def _stopped(self) -> bool:
+        return self.state == "released" or (self.stop is not None and self.stop.is_set())
+
+    def wait(self) -> None:
+        """Sleep until the slot; raises backend.Cancelled or Abandoned (see stop_waiting_on)."""
+        left = self.slot - self.limiter._clock()
+        if left > 0:
+            self.limiter._sleep(left, self._stopped)
+
+    def start(self) -> float:
+        """Record this request as sent now, waiting first while the window of send times
+        is full; the send time.  Raises Abandoned once released, and what :meth:`wait`
+        raises."""
+        while True:
+            with self._lock:
+                if self.state == "released":
+                    raise Abandoned("cognito_fdw: a released request-rate slot was used")
+                wait, now = self.limiter._update(
+                    lambda w, now: (w.start(now, self.limiter.rate, self.token), now)
+                )
+                if wait <= 0:
+                    self.state = "started"
+                    return now
+            self.limiter._sleep(wait, self._stopped)
+
+    def release(self) -> None:
+        """Give the slot back unless the request was sent; no later start() is possible."""
+        with self._lock:
+            unused = self.state == "reserved"
+            self.state = "released"
+        if unused:
+            self.limiter._update(lambda w, now: w.release(self.token))
+
+    def renewed(self) -> Ticket:
+        """A new reservation for the same caller (a retry is a request of its own)."""
+        ticket = self.limiter.reserve()
+        ticket.stop = self.stop
+        return ticket
+
+
 class RateLimiter:
-    """Lets at most ``rate`` requests start within any one second; thread-safe, one process."""
+    """Lets at most ``rate`` requests be sent within any window; one process, thread-safe."""
 
     def __init__(
         self,
         rate: int,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = cancellable_sleep,
+        sleep: Callable[[float, Callable[[], bool]], None] = cancellable_sleep,
     ):
         self.rate = rate
         self._clock = clock
         self._sleep = sleep
-        self._starts: collections.deque[float] = collections.deque(maxlen=rate)
+        self._window = Window()
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Take a start time for one request; return how long the caller must wait for it."""
+    def _update(self, change: Callable[[Window, float], T]) -> T:
+        """Apply ``change(window, now)`` atomically; its result."""
         with self._lock:
             now = self._clock()
-            slot = next_slot(self._starts, now, self.rate)
-            self._starts.append(slot)
-            return slot - now
+            result = change(self._window, now)
+            self._window.prune(now)
+            return result
+
+    def reserve(self) -> Ticket:
+        """A reservation for one request (see the module docstring)."""
+        token = int.from_bytes(os.urandom(8), "little")
+        slot, now = self._update(lambda w, now: (w.reserve(now, self.rate, token), now))
+        return Ticket(self, slot, token, now)
 
     def acquire(self) -> None:
-        """Block until this caller may send one request."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
+        """Block until this caller may send one request, and count it as sent now."""
+        ticket = self.reserve()
+        try:
+            ticket.wait()
+            ticket.start()
+        finally:
+            ticket.release()
 
 
 class SharedRateLimiter(RateLimiter):
     """A :class:`RateLimiter` whose window is the file ``path``, shared by processes.
 
-    ``path`` is opened for each reservation (never inherited across a fork, where two
+    ``path`` is opened for each update (never inherited across a fork, where two
     processes would share one lock) without following symlinks, and must be a regular
     file of this OS user.  Raises :class:`CognitoFdwError` when it cannot be used.
     """
@@ -138,14 +284,14 @@ class SharedRateLimiter(RateLimiter):
         path: str,
         rate: int,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = cancellable_sleep,
+        sleep: Callable[[float, Callable[[], bool]], None] = cancellable_sleep,
         boot: bytes | None = None,
     ):
         super().__init__(rate, clock, sleep)
         self.path = path
         self._boot = boot_id() if boot is None else boot
 
-    def reserve(self) -> float:
+    def _update(self, change: Callable[[Window, float], T]) -> T:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -156,38 +302,55 @@ class SharedRateLimiter(RateLimiter):
                 raise _unusable(self.path, "not a regular file of the server's OS user")
             fcntl.flock(fd, fcntl.LOCK_EX)
             now = self._clock()
-            starts = self._read(fd, now)
-            slot = next_slot(starts, now, self.rate)
-            starts.append(slot)
-            # Older starts can shape no later slot; only the last MAX_RATE can.
-            self._write(fd, [s for s in starts[-MAX_RATE:] if s > now - SPACING_SECONDS])
-            return slot - now
+            window = self._read(fd, now)
+            result = change(window, now)
+            window.prune(now)
+            self._write(fd, window)
+            return result
         except OSError as exc:
             raise _unusable(self.path, exc) from None
         finally:
             os.close(fd)  # releases the lock
 
-    def _read(self, fd: int, now: float) -> list[float]:
-        """The window's start times; none if the file is new, of another boot, or garbled."""
-        data = os.pread(fd, _HEADER.size + 8 * MAX_RATE + 8, 0)
+    def _read(self, fd: int, now: float) -> Window:
+        """The window; an empty one if the file is new, of another boot, or garbled."""
+        size = _HEADER.size + 8 * MAX_RATE + _RESERVATION.size * MAX_WAITING
+        data = os.pread(fd, size + 1, 0)
         if len(data) < _HEADER.size:
-            return []
-        magic, boot, count = _HEADER.unpack_from(data)
-        if magic != _MAGIC or boot != self._boot or len(data) < _HEADER.size + 8 * count:
-            return []
-        starts = list(struct.unpack_from(f"<{count}d", data, _HEADER.size))
-        # A slot is at most SPACING_SECONDS after the one before it, or ``now`` when it was
-        # taken (rate >= 1), so while fewer than MAX_RATE requests wait the last is within
-        # len(starts) spacings from now: anything later was not written on this boot.
-        if not all(math.isfinite(s) for s in starts) or starts != sorted(starts):
-            return []
-        if starts and starts[-1] > now + len(starts) * SPACING_SECONDS:
-            return []
-        return starts
+            return Window()
+        magic, boot, sent, waiting = _HEADER.unpack_from(data)
+        if (
+            magic != _MAGIC
+            or boot != self._boot
+            or sent > MAX_RATE
+            or waiting > MAX_WAITING
+            or len(data) != _HEADER.size + 8 * sent + _RESERVATION.size * waiting
+        ):
+            return Window()
+        window = Window(
+            list(struct.unpack_from(f"<{sent}d", data, _HEADER.size)),
+            list(_RESERVATION.iter_unpack(data[_HEADER.size + 8 * sent :])),
+        )
+        times = window.sent + [slot for slot, _ in window.waiting]
+        # A slot is at most a spacing after the one before it, or ``now`` when it was taken
+        # (rate >= 1), so the last is within that many spacings from now: anything later
+        # was not written on this boot.
+        if (
+            not all(math.isfinite(t) for t in times)
+            or window.sent != sorted(window.sent)
+            or [slot for slot, _ in window.waiting] != sorted(slot for slot, _ in window.waiting)
+            or (times and max(times) > now + len(times) * SPACING_SECONDS)
+        ):
+            return Window()
+        return window
 
-    def _write(self, fd: int, starts: list[float]) -> None:
-        data = _HEADER.pack(_MAGIC, self._boot, len(starts)) + struct.pack(
-            f"<{len(starts)}d", *starts
+    def _write(self, fd: int, window: Window) -> None:
+        data = b"".join(
+            [
+                _HEADER.pack(_MAGIC, self._boot, len(window.sent), len(window.waiting)),
+                struct.pack(f"<{len(window.sent)}d", *window.sent),
+                *(_RESERVATION.pack(*entry) for entry in window.waiting),
+            ]
         )
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))
@@ -208,7 +371,7 @@ def _unusable(path: str, why: OSError | str) -> CognitoFdwError:
 
 
 def boot_id() -> bytes:
-    """This boot's id (16 bytes): the monotonic clock's start times are valid within it."""
+    """This boot's id (16 bytes): the monotonic clock's times are valid within it."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
             return bytes.fromhex(f.read().strip().replace("-", ""))

@@ -179,7 +179,7 @@ class FakeClock:
     def __call__(self):
         return self.now
 
-    def sleep(self, seconds):
+    def sleep(self, seconds, stopped=lambda: False):
         self.sleeps.append(seconds)
         self.now += seconds
 
@@ -203,7 +203,7 @@ def test_the_rate_limiter_is_shared_by_threads():
 
     def work():
         for _ in range(10):
-            wait = limiter.reserve()
+            wait = limiter.reserve().delay
             with lock:
                 waits.append(wait)
 
