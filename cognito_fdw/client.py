@@ -27,7 +27,8 @@ import botocore.exceptions
 from . import __version__, backend, credentials, secrets
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
-from .ratelimit import Abandoned, Ticket, limiter_for
+from .quota import limiter_for
+from .ratelimit import Abandoned, Ticket
 
 PAGE_SIZE = 60  # ListUsers' maximum (and default); real Cognito rejects 61
 DEFAULT_ESTIMATE = 1000

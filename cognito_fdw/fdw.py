@@ -206,7 +206,7 @@ class CognitoFdw(ForeignDataWrapper):
             plan = self._plan(quals, limit, offset)
             self._cache.claim(backend.statement_started())
             stats = Stats()
-            users = run(plan, pool, stats, self._cache)
+            users = run(plan, pool, stats, self._cache, log_to_postgres)
             try:
                 for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):
                     yield user_row(user, cols, encoding)

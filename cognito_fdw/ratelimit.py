@@ -1,51 +1,40 @@
-"""A client-side request-rate limit, shared by every backend of the PostgreSQL server.
+"""A client-side request-rate limit: at most ``rate`` requests sent in any window.
 
 Cognito's quotas are per account and region, shared with every application using the
 pool, and exceeding them answers ``TooManyRequestsException``.  So the wrapper paces its
 own requests: one is *sent* only while fewer than ``rate`` were sent in the window before
 it (a second, plus a margin for the way to Cognito, so that they also arrive at most
-``rate`` in any second).  Each request goes through two steps, both on one shared window:
+``rate`` in any second).  Each request goes through two steps on one window:
 
 1. :meth:`RateLimiter.reserve` gives it a slot in line, first come, first served: at once
    while the window has room (a short burst, an IN list or the first rows of a join, is
    not slowed down at all), otherwise paced evenly, 1/rate of a window after the slot
-   before it.  The caller sleeps until its slot (:meth:`Ticket.wait`).
-2. :meth:`Ticket.start`, called at the moment the request is sent (botocore's
-   ``before-send``, after signing), records the send time itself, and only while the
-   window of *send times* has room; otherwise it waits for it.  A thread that sends late
-   (after the GIL, on a busy CPU: measured up to 180 ms between a slot and its request's
-   send, on two overloaded CPUs) therefore never lands within a window of the request
-   ``rate`` places before it: the margin only has to cover the way from the send to
-   Cognito, not the wrapper's own delays.
+   before it.
+2. At the moment it is sent (botocore's ``before-send``, once it is built and signed),
+   :meth:`Ticket.wait` sleeps until the slot and :meth:`Ticket.start` records the send
+   time itself, only while the window of *send times* has room (else it waits for it).  A
+   thread that sends late (after the GIL, on a busy CPU) therefore never lands within a
+   window of the request ``rate`` places before it: the margin only has to cover the way
+   from the send to Cognito, not the wrapper's own delays.
 
-A reservation that is never used (a cancel, a scan that ended: LIMIT, an error elsewhere)
-is released, so it holds up nobody: waits end on a cancel (:func:`backend.cancel_pending`),
-or in a scan worker when its scan stops (:func:`stop_waiting_on`).
+A reservation never used (a cancel, the deadline, a scan that ended) is released: it holds
+up nobody.  The window of every backend of the server is one file (:mod:`cognito_fdw.quota`);
+here it may also be the process's own (outside a backend: the CLI, unit tests).
 
-In a backend the window is one small file per endpoint and account (region, endpoint,
-access key id) in ``cognito_fdw_quota/`` of the server's data directory, so every backend
-(separate processes) and every scan worker of each takes its turn from the same window.
-An update locks the file (``flock``, released by the kernel if the process dies), reads
-the window, changes it and writes it back.  Times are ``time.monotonic()``: on Linux,
-CLOCK_MONOTONIC, one clock for every process of the machine; it restarts at boot, so the
-file carries the boot id and a window of another boot is discarded.  Outside a backend (the
-CLI, unit tests) the window is the process's own.
-
-Each reservation honours its own ``rate``: with servers of different caps on one account,
-each request is sent when fewer than its own server's cap were sent in the window before
-it, so the largest cap bounds the account's total.
+**Scan workers and the backend's thread.**  The backend's thread holds the GIL whenever it
+is in PostgreSQL: between the rows of a scan, while a cursor waits for its next FETCH, and
+after the statement.  A worker thread frozen there would keep whatever it held: its
+reservations, or the shared file's lock, which every backend then waits for.  So a scan's
+workers take their turns within a :class:`Scope`: they touch the window only under its
+lock, which the backend's thread holds whenever it leaves Python (:meth:`Scope.outside`),
+and not at all once the scan ended (:meth:`Scope.close` releases what they reserved).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import hashlib
-import math
 import os
-import stat
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,21 +49,14 @@ WINDOW_SECONDS = 1.0
 # Sends a second apart would let a slow request and a prompt one a second after it land in
 # one second at Cognito; a window this much longer keeps the arrivals within the rate too,
 # while no request takes this much longer on the way than the one `rate` places after it.
-# Measured from send to arrival at the benchmark's proxy on two overloaded CPUs (eight
-# sessions, load average above 4): 99 % within 35 ms, the slowest 64 ms (the proxy itself
-# waiting for a CPU).  A full window then leaves 1/1.05 = 95 % of the rate.
+# Measured from send to the kernel's arrival time at the benchmark's proxy, with eight
+# sessions at a load average of 4 to 6 on two CPUs: 99 % within 15 ms, the slowest 23 ms.
+# A full window leaves 1/1.05 = 95 % of the rate.
 ARRIVAL_MARGIN_SECONDS = 0.05
 SPACING_SECONDS = WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS
 MAX_RATE = 1000  # the option's upper bound; only the last MAX_RATE sends can matter
-MAX_WAITING = 4096  # reservations kept in the file: far more than sessions x scan workers
-DIRECTORY = "cognito_fdw_quota"
+MAX_WAITING = 4096  # reservations kept: far more than sessions x scan workers
 _POLL_SECONDS = 0.05
-
-# The file: magic, boot id, counts, then the send times (float64, ascending) and the
-# reservations not yet sent (float64 slot and uint64 token each, ascending by slot).
-_MAGIC = b"cfdwq\x002\x00"
-_HEADER = struct.Struct("<8s16sII")
-_RESERVATION = struct.Struct("<dQ")
 T = TypeVar("T")
 
 
@@ -102,8 +84,8 @@ def next_slot(starts: list[float], now: float, rate: int) -> float:
 
 @dataclasses.dataclass
 class Window:
-    """The shared state: send times (ascending) and the reservations not yet sent
-    (``(slot, token)``, ascending by slot).  Pure: the caller supplies the clock."""
+    """The state: send times (ascending) and the reservations not yet sent (``(slot,
+    token)``, ascending by slot).  Pure: the caller supplies the clock."""
 
     sent: list[float] = dataclasses.field(default_factory=list)
     waiting: list[tuple[float, int]] = dataclasses.field(default_factory=list)
@@ -126,8 +108,8 @@ class Window:
         self.sent.append(max(now, self.sent[-1]) if self.sent else now)
         return 0.0
 
-    def release(self, token: int) -> None:
-        self.waiting = [entry for entry in self.waiting if entry[1] != token]
+    def release(self, *tokens: int) -> None:
+        self.waiting = [entry for entry in self.waiting if entry[1] not in tokens]
 
     def prune(self, now: float) -> None:
         """Drop what can shape no later slot or send: anything a window old (a reservation
@@ -141,9 +123,9 @@ def cancellable_sleep(seconds: float, stopped: Callable[[], bool] = lambda: Fals
     """Sleep, but raise :class:`backend.Cancelled` as soon as the statement is cancelled,
     and :class:`Abandoned` as soon as ``stopped()`` is true.
 
-    Shared slots may be seconds away when many backends scan at once; a cancel,
+    Slots may be seconds away when many backends scan at once; a cancel,
     ``statement_timeout`` or the end of the scan must not wait for them.  Reading the
-    cancel flags is a memory read, safe from a scan worker too (docs/multicorn.md H8).
+    cancel flags is a memory read, safe from any thread (docs/multicorn.md H8).
     """
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
@@ -161,21 +143,58 @@ def cancellable_sleep(seconds: float, stopped: Callable[[], bool] = lambda: Fals
         time.sleep(min(left, _POLL_SECONDS))
 
 
-_waiting = threading.local()
+class Scope:
+    """The turns taken by one scan's worker threads (see the module docstring).
+
+    Made and closed by the backend's thread; workers enter it with :func:`scoped`.
+    ``stopped`` is set when the scan ends: waits end, no window is touched any more.
+    """
+
+    def __init__(self):
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._reserved: dict[RateLimiter, set[int]] = {}  # tokens not yet sent or released
+
+    @contextlib.contextmanager
+    def outside(self) -> Iterator[None]:
+        """Around anything of the backend's thread that leaves Python (a row returned to
+        PostgreSQL, a NOTICE): no worker is within the window meanwhile."""
+        with self._lock:
+            yield
+
+    @contextlib.contextmanager
+    def _entered(self, limiter: RateLimiter) -> Iterator[set[int]]:
+        with self._lock:
+            if self.stopped.is_set():
+                raise Abandoned("cognito_fdw: the scan ended; its workers take no more turns")
+            if limiter not in self._reserved:
+                self._reserved[limiter] = set()
+            yield self._reserved[limiter]
+
+    def close(self) -> None:
+        """The scan ended (backend's thread): its workers' reservations are released now,
+        and no worker touches a window from here on."""
+        self.stopped.set()
+        with self._lock:
+            for limiter, tokens in self._reserved.items():
+                if tokens:
+                    limiter._apply(lambda w, now, tokens=tuple(tokens): w.release(*tokens))
+            self._reserved.clear()
+
+
+_scope = threading.local()
 
 
 @contextlib.contextmanager
-def stop_waiting_on(event: threading.Event | None) -> Iterator[None]:
-    """Within the block, this thread's requests stop waiting for the rate limit (raising
-    :class:`Abandoned`, their reservations released) once ``event`` is set: a scan worker
-    whose scan ended must not hold a slot, nor send a request nobody will read.  None:
-    only a cancel ends the waits."""
-    previous = getattr(_waiting, "stop", None)
-    _waiting.stop = event
+def scoped(scope: Scope | None) -> Iterator[None]:
+    """Within the block, this (worker) thread's reservations belong to ``scope`` (None:
+    to no scope, as on the backend's own thread)."""
+    previous = getattr(_scope, "current", None)
+    _scope.current = scope
     try:
         yield
     finally:
-        _waiting.stop = previous
+        _scope.current = previous
 
 
 class Ticket:
@@ -183,35 +202,35 @@ class Ticket:
     :meth:`release` when it will not be (a no-op after start).  Thread-safe: a request is
     reserved in one thread and may be sent from another."""
 
-    def __init__(self, limiter: RateLimiter, slot: float, token: int, reserved_at: float):
+    def __init__(
+        self, limiter: RateLimiter, slot: float, token: int, reserved_at: float, scope: Scope | None
+    ):
         self.limiter = limiter
         self.slot = slot
         self.token = token
         self.delay = slot - reserved_at  # how long the reservation had to wait, seconds
-        self.stop: threading.Event | None = getattr(_waiting, "stop", None)
+        self.scope: Scope | None = scope
         self.state = "reserved"  # then "started" or "released"
         self._lock = threading.Lock()
 
     def _stopped(self) -> bool:
-        return self.state == "released" or (self.stop is not None and self.stop.is_set())
+        return self.state == "released" or (self.scope is not None and self.scope.stopped.is_set())
 
     def wait(self) -> None:
-        """Sleep until the slot; raises backend.Cancelled or Abandoned (see stop_waiting_on)."""
+        """Sleep until the slot; raises backend.Cancelled, or Abandoned once released or
+        its scan ended."""
         left = self.slot - self.limiter._clock()
         if left > 0:
             self.limiter._sleep(left, self._stopped)
 
     def start(self) -> float:
         """Record this request as sent now, waiting first while the window of send times
-        is full; the send time.  Raises Abandoned once released, and what :meth:`wait`
-        raises."""
+        is full; the send time.  Raises what :meth:`wait` raises."""
         while True:
             with self._lock:
                 if self.state == "released":
                     raise Abandoned("cognito_fdw: a released request-rate slot was used")
-                wait, now = self.limiter._update(
-                    lambda w, now: (w.start(now, self.limiter.rate, self.token), now)
-                )
+                wait, now = self.limiter._start(self)
                 if wait <= 0:
                     self.state = "started"
                     return now
@@ -223,13 +242,12 @@ class Ticket:
             unused = self.state == "reserved"
             self.state = "released"
         if unused:
-            self.limiter._update(lambda w, now: w.release(self.token))
+            with contextlib.suppress(Abandoned):  # its scan ended: Scope.close released it
+                self.limiter._release(self)
 
     def renewed(self) -> Ticket:
         """A new reservation for the same caller (a retry is a request of its own)."""
-        ticket = self.limiter.reserve()
-        ticket.stop = self.stop
-        return ticket
+        return self.limiter.reserve(self.scope)
 
 
 class RateLimiter:
@@ -247,7 +265,7 @@ class RateLimiter:
         self._window = Window()
         self._lock = threading.Lock()
 
-    def _update(self, change: Callable[[Window, float], T]) -> T:
+    def _apply(self, change: Callable[[Window, float], T]) -> T:
         """Apply ``change(window, now)`` atomically; its result."""
         with self._lock:
             now = self._clock()
@@ -255,11 +273,41 @@ class RateLimiter:
             self._window.prune(now)
             return result
 
-    def reserve(self) -> Ticket:
-        """A reservation for one request (see the module docstring)."""
+    @contextlib.contextmanager
+    def _within(self, scope: Scope | None) -> Iterator[set[int]]:
+        """The scope's count of open reservations, entered (a throwaway set without one)."""
+        if scope is None:
+            yield set()
+        else:
+            with scope._entered(self) as reserved:
+                yield reserved
+
+    def reserve(self, scope: Scope | None = None) -> Ticket:
+        """A reservation for one request (see the module docstring), in ``scope`` or the
+        calling thread's (:func:`scoped`)."""
+        scope = scope or getattr(_scope, "current", None)
         token = int.from_bytes(os.urandom(8), "little")
-        slot, now = self._update(lambda w, now: (w.reserve(now, self.rate, token), now))
-        return Ticket(self, slot, token, now)
+        with self._within(scope) as reserved:
+            slot, now = self._apply(lambda w, now: (w.reserve(now, self.rate, token), now))
+            reserved.add(token)
+        return Ticket(self, slot, token, now, scope)
+
+    def _start(self, ticket: Ticket) -> tuple[float, float]:
+        """(0.0, send time) once recorded, else (seconds to wait, now)."""
+        with self._within(ticket.scope) as reserved:
+            wait, now = self._apply(lambda w, now: (w.start(now, self.rate, ticket.token), now))
+            if wait <= 0:
+                reserved.discard(ticket.token)
+            return wait, now
+
+    def _release(self, ticket: Ticket) -> None:
+        with self._within(ticket.scope) as reserved:
+            self._apply(lambda w, now: w.release(ticket.token))
+            reserved.discard(ticket.token)
+
+    def window(self) -> Window:
+        """A copy of the window as it stands (old entries pruned): for tests and checks."""
+        return self._apply(lambda w, now: Window(list(w.sent), list(w.waiting)))
 
     def acquire(self) -> None:
         """Block until this caller may send one request, and count it as sent now."""
@@ -269,162 +317,3 @@ class RateLimiter:
             ticket.start()
         finally:
             ticket.release()
-
-
-class SharedRateLimiter(RateLimiter):
-    """A :class:`RateLimiter` whose window is the file ``path``, shared by processes.
-
-    ``path`` is opened for each update (never inherited across a fork, where two
-    processes would share one lock) without following symlinks, and must be a regular
-    file of this OS user.  Raises :class:`CognitoFdwError` when it cannot be used.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        rate: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float, Callable[[], bool]], None] = cancellable_sleep,
-        boot: bytes | None = None,
-    ):
-        super().__init__(rate, clock, sleep)
-        self.path = path
-        self._boot = boot_id() if boot is None else boot
-
-    def _update(self, change: Callable[[Window, float], T]) -> T:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise _unusable(self.path, exc) from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
-                raise _unusable(self.path, "not a regular file of the server's OS user")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            now = self._clock()
-            window = self._read(fd, now)
-            result = change(window, now)
-            window.prune(now)
-            self._write(fd, window)
-            return result
-        except OSError as exc:
-            raise _unusable(self.path, exc) from None
-        finally:
-            os.close(fd)  # releases the lock
-
-    def _read(self, fd: int, now: float) -> Window:
-        """The window; an empty one if the file is new, of another boot, or garbled."""
-        size = _HEADER.size + 8 * MAX_RATE + _RESERVATION.size * MAX_WAITING
-        data = os.pread(fd, size + 1, 0)
-        if len(data) < _HEADER.size:
-            return Window()
-        magic, boot, sent, waiting = _HEADER.unpack_from(data)
-        if (
-            magic != _MAGIC
-            or boot != self._boot
-            or sent > MAX_RATE
-            or waiting > MAX_WAITING
-            or len(data) != _HEADER.size + 8 * sent + _RESERVATION.size * waiting
-        ):
-            return Window()
-        window = Window(
-            list(struct.unpack_from(f"<{sent}d", data, _HEADER.size)),
-            list(_RESERVATION.iter_unpack(data[_HEADER.size + 8 * sent :])),
-        )
-        times = window.sent + [slot for slot, _ in window.waiting]
-        # A slot is at most a spacing after the one before it, or ``now`` when it was taken
-        # (rate >= 1), so the last is within that many spacings from now: anything later
-        # was not written on this boot.
-        if (
-            not all(math.isfinite(t) for t in times)
-            or window.sent != sorted(window.sent)
-            or [slot for slot, _ in window.waiting] != sorted(slot for slot, _ in window.waiting)
-            or (times and max(times) > now + len(times) * SPACING_SECONDS)
-        ):
-            return Window()
-        return window
-
-    def _write(self, fd: int, window: Window) -> None:
-        data = b"".join(
-            [
-                _HEADER.pack(_MAGIC, self._boot, len(window.sent), len(window.waiting)),
-                struct.pack(f"<{len(window.sent)}d", *window.sent),
-                *(_RESERVATION.pack(*entry) for entry in window.waiting),
-            ]
-        )
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
-
-
-def _unusable(path: str, why: OSError | str) -> CognitoFdwError:
-    # Named by its last two parts (cognito_fdw_quota/<file>): the data directory's full
-    # path is for superusers to see.
-    where = os.path.join(*path.split(os.sep)[-2:])
-    if isinstance(why, OSError):
-        why = why.strerror or type(why).__name__
-    return CognitoFdwError(
-        f"cognito_fdw cannot use its shared request-rate window {where}: {why}",
-        hint=f"The directory {DIRECTORY} in the data directory must be the server's OS "
-        "user's own, mode 0700, holding only the wrapper's files; remove it to have it "
-        "created again.",
-    )
-
-
-def boot_id() -> bytes:
-    """This boot's id (16 bytes): the monotonic clock's times are valid within it."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return bytes.fromhex(f.read().strip().replace("-", ""))
-    except (OSError, ValueError):
-        return bytes(16)
-
-
-def shared_directory(data_directory: str) -> str:
-    """``cognito_fdw_quota`` in ``data_directory``, created 0700 if missing.
-
-    Refused with :class:`CognitoFdwError` unless it is a real directory (not a symlink)
-    of this OS user that nobody else may write to or read.
-    """
-    path = os.path.join(data_directory, DIRECTORY)
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-        info = os.lstat(path)
-    except OSError as exc:
-        raise _unusable(path, exc) from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise _unusable(path, "not a directory")
-    if info.st_uid != os.getuid():
-        raise _unusable(path, "owned by another OS user")
-    if info.st_mode & 0o077:
-        raise _unusable(path, f"mode {stat.S_IMODE(info.st_mode):04o}, not 0700")
-    return path
-
-
-def window_file(directory: str, key: tuple) -> str:
-    """The window file of one endpoint and account: named by a hash, the key id not in clear."""
-    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
-    return os.path.join(directory, f"{digest}.window")
-
-
-_limiters: dict[tuple, RateLimiter] = {}
-_lock = threading.Lock()
-
-
-def limiter_for(key: tuple, rate: int) -> RateLimiter:
-    """The limiter for one endpoint and account (``key``) at ``rate``.
-
-    In a backend it shares the window of every backend of the server; raises
-    :class:`CognitoFdwError` when the shared directory is unsafe or unusable.
-    """
-    with _lock:
-        limiter = _limiters.get((key, rate))
-        if limiter is None:
-            data_directory = backend.data_directory()
-            if data_directory is None:
-                limiter = RateLimiter(rate)
-            else:
-                path = window_file(shared_directory(data_directory), key)
-                limiter = SharedRateLimiter(path, rate)
-            _limiters[(key, rate)] = limiter
-        return limiter

@@ -1,4 +1,5 @@
-"""The request-rate window shared by processes: one file, locked, read and rewritten."""
+"""The request-rate window: reservations, sends, scopes; shared by processes in one file,
+locked, read and rewritten."""
 
 from __future__ import annotations
 
@@ -11,17 +12,10 @@ import time
 
 import pytest
 
-from cognito_fdw import backend, ratelimit
+from cognito_fdw import backend, quota, ratelimit
 from cognito_fdw.errors import CognitoFdwError
-from cognito_fdw.ratelimit import (
-    MAX_RATE,
-    SPACING_SECONDS,
-    RateLimiter,
-    SharedRateLimiter,
-    limiter_for,
-    shared_directory,
-    window_file,
-)
+from cognito_fdw.quota import SharedRateLimiter, limiter_for, shared_directory, window_file
+from cognito_fdw.ratelimit import MAX_RATE, SPACING_SECONDS, RateLimiter, Scope, scoped
 
 
 class FakeClock:
@@ -143,13 +137,12 @@ def test_a_released_reservation_holds_up_nobody():
         waiting[0].start()  # a released slot cannot be used any more
 
 
-def test_a_worker_whose_scan_stopped_stops_waiting_and_gives_its_slot_back():
-    limiter = RateLimiter(1)
+def test_a_scan_that_ends_gives_its_workers_slots_back_at_once():
+    limiter, scope, outcome = RateLimiter(1), Scope(), []
     limiter.acquire()  # the window is full for a spacing
-    stop, outcome = threading.Event(), []
 
     def worker():
-        with ratelimit.stop_waiting_on(stop):
+        with scoped(scope):
             try:
                 limiter.acquire()
             except ratelimit.Abandoned as exc:
@@ -157,13 +150,37 @@ def test_a_worker_whose_scan_stopped_stops_waiting_and_gives_its_slot_back():
 
     thread = threading.Thread(target=worker)
     thread.start()
-    while not limiter._window.waiting:
+    while not limiter.window().waiting:
         time.sleep(0.001)
-    stop.set()
+    scope.close()
+    # Released by the backend's own thread, before it returns to PostgreSQL (where the
+    # worker would be frozen): not whenever the worker runs again.
+    assert limiter.window().waiting == []
     thread.join(0.5)
     assert not thread.is_alive() and len(outcome) == 1
-    assert limiter._window.waiting == []  # the reservation went back
-    assert len(limiter._window.sent) == 1
+    assert len(limiter.window().sent) == 1
+
+
+def test_workers_take_no_turn_while_the_backend_is_in_postgresql_nor_after_the_scan():
+    limiter, scope, tickets = RateLimiter(5), Scope(), []
+
+    def worker():
+        with scoped(scope):
+            tickets.append(limiter.reserve())
+
+    thread = threading.Thread(target=worker)
+    with scope.outside():  # a row on its way through PostgreSQL
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive() and limiter.window().waiting == []
+    thread.join(1.0)
+    assert len(tickets) == 1 and len(limiter.window().waiting) == 1
+    scope.close()
+    assert limiter.window().waiting == []
+    with scoped(scope), pytest.raises(ratelimit.Abandoned):
+        limiter.reserve()
+    with pytest.raises(ratelimit.Abandoned):
+        tickets[0].start()  # nor is a reservation of the scan sent any more
 
 
 def test_the_file_stays_small_however_many_requests_pass(tmp_path):
@@ -174,12 +191,12 @@ def test_the_file_stays_small_however_many_requests_pass(tmp_path):
         # The most the rate allows, evenly spread: no wait.
         assert take(limiter).delay == pytest.approx(0.0, abs=1e-9)
         clock.now += SPACING_SECONDS / MAX_RATE * 1.0001
-    assert os.path.getsize(path) <= ratelimit._HEADER.size + 8 * MAX_RATE
+    assert os.path.getsize(path) <= quota._HEADER.size + 8 * MAX_RATE
     clock.now += 5.0  # an idle account: the old sends are dropped at the next request
     take(limiter)
-    assert os.path.getsize(path) == ratelimit._HEADER.size + 8
+    assert os.path.getsize(path) == quota._HEADER.size + 8
     limiter.reserve()  # a reservation not yet sent: its slot and token
-    assert os.path.getsize(path) == ratelimit._HEADER.size + 8 + ratelimit._RESERVATION.size
+    assert os.path.getsize(path) == quota._HEADER.size + 8 + quota._RESERVATION.size
 
 
 @pytest.mark.parametrize(
@@ -281,7 +298,7 @@ def test_the_window_file_is_named_by_a_hash_of_the_account(tmp_path):
 
 def test_outside_a_backend_the_limiter_is_the_process_own(monkeypatch, tmp_path):
     assert type(limiter_for(("r", "e", "outside"), 25)) is RateLimiter
-    monkeypatch.setattr(ratelimit.backend, "data_directory", lambda: str(tmp_path))
+    monkeypatch.setattr(quota.backend, "data_directory", lambda: str(tmp_path))
     shared = limiter_for(("r", "e", "inside"), 25)
     assert isinstance(shared, SharedRateLimiter)
     assert os.path.dirname(shared.path) == str(tmp_path / "cognito_fdw_quota")
@@ -345,5 +362,5 @@ def test_every_attempt_sent_is_counted_in_the_window_retries_too():
         endpoint.server.shutdown()
     assert endpoint.requests == 3
     # Two retries and the answered attempt: three sends in the window, no slot left waiting.
-    assert len(pool.limiter._window.sent) == 3
-    assert pool.limiter._window.waiting == []
+    assert len(pool.limiter.window().sent) == 3
+    assert pool.limiter.window().waiting == []
