@@ -22,9 +22,10 @@ up nobody.  The window of every backend of the server is one file (:mod:`cognito
 here it may also be the process's own (outside a backend: the CLI, unit tests).
 
 **Scan workers and the backend's thread.**  The backend's thread holds the GIL whenever it
-is in PostgreSQL: between the rows of a scan, while a cursor waits for its next FETCH, and
-after the statement.  A worker thread frozen there would keep whatever it held: its
-reservations, or the shared file's lock, which every backend then waits for.  So a scan's
+is in PostgreSQL (docs/multicorn.md M8): between the rows of a scan, while a cursor waits
+for its next FETCH, and after the statement.  A worker thread frozen there would keep
+whatever it held: its reservations, or the shared file's lock, which every backend then
+waits for.  So a scan's
 workers take their turns within a :class:`Scope`: they touch the window only under its
 lock, which the backend's thread holds whenever it leaves Python (:meth:`Scope.outside`),
 and not at all once the scan ended (:meth:`Scope.close` releases what they reserved).
