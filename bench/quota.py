@@ -132,8 +132,8 @@ def render_latency(rows: list[dict], big: int, page_ms: float, load: tuple) -> l
         f"one arrived (its {LATENCY * 1000:.0f} ms round trip, then the rows); and the "
         f"parts end unevenly, so the last second saw {default['last_second']} requests. "
         f"Workers: a live round trip of about {rtt * 1000:.0f} ms needs {CAP * rtt:.1f} "
-        f"requests in flight at {CAP}/s, which 4 workers barely give; live, moto's own time "
-        "per page also slows every request and, on a busy machine, the scan.",
+        f"requests in flight at {CAP}/s, which leaves 4 workers no room to spare; live, "
+        "moto's own time per page also slows every request and, on a busy machine, the scan.",
         "",
         f"Load average while this section ran: {load[0]:.1f} at its start, {load[1]:.1f} at "
         "its end (2 CPUs shared with other work: every number above depends on it).",
