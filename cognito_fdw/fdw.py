@@ -136,6 +136,7 @@ class CognitoFdw(ForeignDataWrapper):
             offset=offset,
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
+            collations=_collations(options),
         )
 
     # -- planning --------------------------------------------------------------------
@@ -153,7 +154,9 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def get_path_keys(self):
         options, _, _ = self._prepared()
-        return pushdown.path_keys(self._searchable()) if options.pushdown else []
+        if not options.pushdown:
+            return []
+        return pushdown.path_keys(self._searchable(), _collations(options)())
 
     @_guarded
     def can_limit(self, limit, offset):
@@ -232,6 +235,11 @@ class CognitoFdw(ForeignDataWrapper):
     def end_scan(self):
         self._finish_scan()
         self._cache.clear()
+
+
+def _collations(options):
+    """What gives the nondeterministic collations a comparison on the table may use."""
+    return (lambda: ()) if options.deterministic_collations else backend.nondeterministic_collations
 
 
 def _wanted(limit, offset) -> int | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 
-from . import changes, pushdown
+from . import backend, changes, pushdown
 from .changes import Change, ChangeLog
 from .client import PAGE_SIZE, Pool, Stats, is_cognito_name
 from .columns import (
@@ -111,13 +111,15 @@ def resolve_group_columns(fdw_columns: Mapping) -> list[Column]:
     return resolved
 
 
-def _pushable(fdw_columns: Mapping, name: str) -> bool:
-    # Cognito compares names exactly; a citext column compares without case, and pushing
-    # its value would lose rows that PostgreSQL's re-check would have kept.
+def _pushable(fdw_columns: Mapping, name: str, options) -> bool:
+    # Cognito compares names exactly; a citext column compares without case, and neither
+    # may a nondeterministic collation apply (pushdown.REFUSALS["collation"]): pushing its
+    # value would lose rows that PostgreSQL's re-check would have kept.
     definition = fdw_columns.get(name)
     return (
         definition is not None
         and _family(definition.base_type_name or definition.type_name) in _TEXT_FAMILIES
+        and (options.deterministic_collations or not backend.nondeterministic_collations())
     )
 
 
@@ -178,7 +180,7 @@ class Groups:
         if impossible is not None:
             return [], impossible
         found = _equal_values(quals, "group_name")
-        if found is None or not _pushable(self._fdw_columns, "group_name"):
+        if found is None or not _pushable(self._fdw_columns, "group_name", self.pool.options):
             return None, None
         return found[0], None if found[0] else found[1]
 
@@ -243,13 +245,17 @@ class Members:
         impossible = _impossible(quals, _NEVER_NULL)
         if impossible is not None:
             return "none", [impossible]
-        found = _equal_values(quals, ROWID) if _pushable(self._fdw_columns, ROWID) else None
+        found = (
+            _equal_values(quals, ROWID)
+            if _pushable(self._fdw_columns, ROWID, self.pool.options)
+            else None
+        )
         if found is not None:
             pairs = [k for k in map(parse_membership, found[0]) if k]
             names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
             return ("users", names) if names else ("none", [found[1]])
         for kind, column in (("users", "username"), ("groups", "group_name")):
-            if _pushable(self._fdw_columns, column):
+            if _pushable(self._fdw_columns, column, self.pool.options):
                 found = _equal_values(quals, column)
                 if found is not None:
                     return (kind, found[0]) if found[0] else ("none", [found[1]])
@@ -269,7 +275,11 @@ class Members:
         # Only text columns: EXPLAIN of a join parameter of a by-reference type such as
         # citext crashes the backend (docs/multicorn.md H1), and citext is not pushed anyway.
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
-        return [((name,), rows) for name, rows in keys if _pushable(self._fdw_columns, name)]
+        return [
+            ((name,), rows)
+            for name, rows in keys
+            if _pushable(self._fdw_columns, name, self.pool.options)
+        ]
 
     def explain(self, quals, columns) -> list[str]:
         kind, values = self.plan(quals)

@@ -110,6 +110,11 @@ REGISTRY: tuple[Option, ...] = (
     Option("writable", "bool", _T,
            "On `group_members`: `true` lets INSERT and DELETE add and remove members, sent "
            "to Cognito at COMMIT.", default=False),
+    Option("deterministic_collations", "bool", _T,
+           "`true` asserts that no condition on this table is compared under a "
+           "nondeterministic collation (neither a column's nor a query's `COLLATE`), so text "
+           "conditions are pushed even when the database has such a collation; a query that "
+           "does use one may then miss rows. See Collations.", default=False),
     Option("pushdown", "bool", (SERVER, TABLE),
            "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
            "whole pool (to compare results).", default=True),
@@ -227,6 +232,7 @@ class Options:
     role_duration_seconds: int
     sts_endpoint_url: str | None
     writable: bool
+    deterministic_collations: bool
     pushdown: bool
     max_requests_per_second: int
     username_lookup: str

@@ -21,6 +21,11 @@ concurrently.
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
 a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
 
+Multicorn passes no collation with a qual (docs/multicorn.md H10): while the database has a
+nondeterministic collation, a text comparison may be made under it, and Cognito's exact
+match could miss rows PostgreSQL counts as equal, so text quals are then left to
+PostgreSQL (refusal ``collation``), unless the table asserts ``deterministic_collations``.
+
 :func:`plan_scan` is pure; ``explain()`` and ``execute()`` both render one plan.
 """
 
@@ -65,8 +70,11 @@ REFUSALS = {
     "or char(n) has its own equality",
     "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
     "(no LIKE for status; for enabled only =, <> and IS with true or false)",
-    "null": "IS NULL and IS NOT NULL have no Cognito filter (and Multicorn passes a NULL "
-    "join key or parameter exactly as IS NULL)",
+    "null": "IS NULL and IS NOT NULL have no Cognito filter",
+    "collation": "the database has a nondeterministic collation, and Multicorn does not say "
+    "which collation a comparison uses: Cognito's exact match could miss rows the collation "
+    "counts as equal (table option deterministic_collations 'true' asserts that no "
+    "comparison on this table uses one)",
     "value": "the value is not a string (for a uuid sub: not a UUID)",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
     "(an empty filter lists every user)",
@@ -207,6 +215,7 @@ class Plan:
     refused: tuple[Refusal, ...] = ()
     limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
     workers: int = 1
+    collations: tuple[str, ...] = ()  # the nondeterministic collations that refused quals
 
     @property
     def estimated_requests(self) -> int:
@@ -253,6 +262,11 @@ class Plan:
         if self.pushed:
             lines.append(f"Cognito: pushed down: {self.pushed}")
         lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
+        if self.collations:
+            lines.append(
+                "Cognito: nondeterministic collations in this database: "
+                + ", ".join(self.collations)
+            )
         return lines
 
 
@@ -298,8 +312,12 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
     return found
 
 
-def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
-    """Columns whose join values become lookups: text/varchar username, sub and email only.
+def path_keys(
+    found: Mapping[str, Target], collations: Sequence[str] = ()
+) -> list[tuple[tuple[str], int]]:
+    """Columns whose join values become lookups: text/varchar username, sub and email only,
+    and none while ``collations`` (the nondeterministic collations a comparison may use)
+    is not empty: each lookup would be a refused qual, a scan of the pool per outer row.
 
     EXPLAIN of a parameterized scan on a by-reference non-text type (uuid is one) crashes
     the backend in Multicorn's C code before any Python runs (docs/multicorn.md H1), so a uuid
@@ -308,7 +326,7 @@ def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
     return [
         ((t.column,), _EQUALITY[t.attribute][1])
         for t in found.values()
-        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES
+        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES and not collations
     ]
 
 
@@ -320,6 +338,7 @@ class _Candidate:
     qual: str
     lookups: bool
     share: int | None = None  # the rows are users * rows // share
+    text: bool = True  # a text comparison, whose exactness depends on its collation
 
 
 def plan_scan(
@@ -332,6 +351,7 @@ def plan_scan(
     offset: int | None = None,
     workers: int = 1,
     username_lookup: str = BY_LIST_USERS,
+    collations: Sequence[str] | Callable[[], Sequence[str]] = (),
 ) -> Plan:
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
@@ -340,15 +360,24 @@ def plan_scan(
     satisfy makes a NONE plan (no request); with ``pushdown`` off nothing is decided from
     the quals and the whole pool is read.  ``username_lookup`` is BY_LIST_USERS (a ListUsers
     filter per username: not billed) or BY_ADMIN_GET_USER (AdminGetUser: billed).
+    ``collations``: the nondeterministic collations a comparison may be made under (or a
+    function giving them, called only when a text qual could be pushed); while there is
+    one, text quals are refused.
     """
 
     known: list[int] = []
+    in_doubt: list[tuple[str, ...]] = []
 
     def users() -> int:
         if not known:
             count = estimated_users() if callable(estimated_users) else estimated_users
             known.append(max(1, count))
         return known[0]
+
+    def nondeterministic() -> tuple[str, ...]:
+        if not in_doubt:
+            in_doubt.append(tuple(collations() if callable(collations) else collations))
+        return in_doubt[0]
 
     wanted = None if limit is None else (offset or 0) + limit
     if not pushdown:
@@ -361,12 +390,16 @@ def plan_scan(
     candidates, refused = [], []
     for qual in quals:
         outcome = _candidate(qual, found, username_lookup == BY_ADMIN_GET_USER)
+        if isinstance(outcome, _Candidate) and outcome.text and nondeterministic():
+            outcome = "collation"
         if isinstance(outcome, _Candidate):
             candidates.append(outcome)
         else:
             refused.append(Refusal(qual_text(qual), outcome))
+    doubt = nondeterministic() if any(r.reason == "collation" for r in refused) else ()
     if not candidates:
-        return _full_scan(users, wanted, offset or 0, workers, tuple(refused))
+        plan = _full_scan(users, wanted, offset or 0, workers, tuple(refused))
+        return dataclasses.replace(plan, collations=doubt)
     best = min(candidates, key=lambda c: c.key)
     refused.extend(Refusal(c.qual, "not-chosen") for c in candidates if c is not best)
     rows = max(
@@ -375,8 +408,11 @@ def plan_scan(
     if best.lookups and not best.requests:  # every value is one no user can have
         return Plan(NONE, (), 1, best.qual)
     if best.lookups:
-        return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers)
-    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted)
+        return Plan(
+            LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers,
+            collations=doubt,
+        )  # fmt: skip
+    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, collations=doubt)
 
 
 def _full_scan(users: Callable[[], int], wanted, offset, workers, refused) -> Plan:
@@ -440,7 +476,9 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
         rows = len(distinct) * per_value
     if not requests:
         rank = -1  # no value any user can have: no row at all, known without asking
-    return _Candidate((rank, len(requests)), tuple(requests), rows, text, True, share)
+    return _Candidate(
+        (rank, len(requests)), tuple(requests), rows, text, True, share, text=not target.uuid
+    )
 
 
 def _canonical_uuid(value) -> str | None:
@@ -514,7 +552,7 @@ def _enabled_candidate(qual, operator, value):
         return "operator"
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
     share = _STATUS_SHARE["status"]
-    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share)
+    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share, text=False)
 
 
 def qual_text(qual) -> str:

@@ -57,6 +57,7 @@ BACKEND_ONLY = {
     "backend.report": lambda: backend.report(pytest.fail, "never logged", logging.DEBUG),
     "backend.current_role": lambda: backend.current_role(),
     "backend.server_address": lambda: backend.server_address(),
+    "backend.nondeterministic_collations": lambda: backend.nondeterministic_collations(),
     "secrets.read_secret": lambda: secrets.read_secret(VaultRef("vault.s", "name", "n")),
     "client.client_for": lambda: client.client_for(
         parse_options({"user_pool_id": f"{REGION}_Abc", "object": "users"})
@@ -77,6 +78,7 @@ def test_on_the_backend_thread_the_same_calls_run():
     # Outside a backend the symbols are absent: each answers as documented instead.
     assert backend.statement_started() is None
     assert backend.server_address() == {}
+    assert backend.nondeterministic_collations() == ()
     logged = []
     backend.report(lambda message, level: logged.append(message), "logged", logging.DEBUG)
     assert logged == ["logged"]

@@ -18,6 +18,7 @@ from cognito_fdw.groups import (
     resolve_group_columns,
 )
 from cognito_fdw.importer import column_name, table_definitions
+from cognito_fdw.options import parse_options
 
 Col = collections.namedtuple("Col", "column_name type_name base_type_name options")
 Qual = collections.namedtuple("Qual", "field_name operator value")
@@ -28,6 +29,10 @@ def cols(**types):
 
 
 class FakePool:
+    options = parse_options(
+        {"user_pool_id": "us-east-1_Test1", "object": "group_members", "writable": "true"}
+    )
+
     def custom_attributes(self):
         return {"custom:tenant": "String"}
 
