@@ -137,12 +137,14 @@ class CognitoFdw(ForeignDataWrapper):
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
             collations=_collations(options),
+            null_tests=pushdown.PLANNED_NULL_TESTS,
         )
 
     # -- planning --------------------------------------------------------------------
 
     @_guarded
     def get_rel_size(self, quals, columns):
+        pushdown.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
         # The cost is the requests, not the bytes: see pushdown.planner_size.
         rows, width = pushdown.planner_size(self._plan(quals))
         # Startup above zero makes PostgreSQL's Limit node over a full scan cost more than

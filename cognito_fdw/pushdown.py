@@ -20,6 +20,8 @@ concurrently.
 
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
 a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
+``col = NULL`` from a join key or a parameter arrives exactly as ``col IS NULL`` does; only
+planning tells them apart (:class:`NullTests`).
 
 Multicorn passes no collation with a qual (docs/multicorn.md H10): while the database has a
 nondeterministic collation, a text comparison may be made under it, and Cognito's exact
@@ -162,14 +164,15 @@ _STRICT = frozenset(
 NEVER_NULL_ATTRIBUTES = frozenset({"username", "sub", "cognito:user_status", "status"})
 
 
-def cannot_match(qual, never_null: bool) -> bool:
+def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:
     """True when no row can satisfy the qual: a plan for it needs no request.
 
     ``never_null`` says the qual's column is NULL in no row.  Multicorn passes
     ``col IS NULL`` as ``('=', None)``, exactly as it passes ``col = $1`` executed with a
     NULL parameter or a join whose outer key is NULL (a literal ``col = NULL`` never
-    arrives: PostgreSQL folds it to false).  So ``('=', None)`` may be IS NULL, and only
-    on a never-NULL column is it certain to match nothing either way.  ``('<>', None)``
+    arrives: PostgreSQL folds it to false).  So ``('=', None)`` may be IS NULL; it matches
+    nothing either way on a never-NULL column, and on any column when ``may_be_null_test``
+    is False (:meth:`NullTests.may_be_null_test` proves it is no IS NULL).  ``('<>', None)``
     (IS NOT NULL) and ``('IS NOT', None)`` (IS NOT UNKNOWN) may be true.  Any other strict
     operator with None only comes from a NULL parameter: never true.  Arrays: ``op ANY``
     or ``ALL`` of a NULL array is NULL; ANY of an empty array is false, ANY of only NULLs
@@ -185,9 +188,45 @@ def cannot_match(qual, never_null: bool) -> bool:
         return all(v is None for v in value) if use_or else any(v is None for v in value)
     if value is not None:
         return False
-    if operator in ("=", "IS"):
+    if operator == "=":
+        return never_null or not may_be_null_test
+    if operator == "IS":
         return never_null
     return operator in _STRICT and operator != "<>"
+
+
+class NullTests:
+    """The columns this backend has planned ``col IS NULL`` on, to tell it from a NULL key.
+
+    At execution Multicorn passes ``col IS NULL``, ``col = $1`` run with a NULL and a join
+    whose outer key is NULL all as ``('=', None)`` (docs/multicorn.md M8).  At planning
+    ``get_rel_size`` receives the constant quals only: an IS NULL arrives there as
+    ``('=', None)`` too, a parameter or a join key never does.  Every plan this backend
+    runs was planned in this backend (plans are not shared between backends, and a foreign
+    scan never runs in a parallel worker), and planning a scan calls ``get_rel_size``, which
+    calls :meth:`note`.  So a column noted nowhere has no IS NULL in any plan: its
+    ``('=', None)`` is a NULL key or parameter and matches nothing.  A noted column stays
+    noted for the backend's life (a cached plan may hold the IS NULL for as long), keyed by
+    column name alone so that a wrapper instance made again (new options, SET ROLE) still
+    knows.
+    """
+
+    def __init__(self):
+        self._columns: set[str] = set()
+
+    def note(self, planned_quals: Iterable) -> None:
+        """Record the IS NULL tests among the quals ``get_rel_size`` received."""
+        for qual in planned_quals:
+            if qual.operator == "=" and qual.value is None:
+                self._columns.add(qual.field_name)
+
+    def may_be_null_test(self, column: str) -> bool:
+        return column in self._columns
+
+
+# This backend's planned IS NULL tests on tables of users (module state lives as long as
+# the backend; see NullTests).
+PLANNED_NULL_TESTS = NullTests()
 
 
 def no_request_line(condition: str) -> str:
@@ -352,6 +391,7 @@ def plan_scan(
     workers: int = 1,
     username_lookup: str = BY_LIST_USERS,
     collations: Sequence[str] | Callable[[], Sequence[str]] = (),
+    null_tests: NullTests | None = None,
 ) -> Plan:
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
@@ -362,7 +402,8 @@ def plan_scan(
     filter per username: not billed) or BY_ADMIN_GET_USER (AdminGetUser: billed).
     ``collations``: the nondeterministic collations a comparison may be made under (or a
     function giving them, called only when a text qual could be pushed); while there is
-    one, text quals are refused.
+    one, text quals are refused.  ``null_tests``: the backend's planned IS NULL tests,
+    which prove a ``('=', None)`` on any other column a NULL key (None: nothing proven).
     """
 
     known: list[int] = []
@@ -385,7 +426,9 @@ def plan_scan(
         return _full_scan(users, None, 0, workers, refused)
     for qual in quals:
         target = found.get(qual.field_name)
-        if cannot_match(qual, target is not None and target.never_null):
+        never_null = target is not None and target.never_null
+        null_test = null_tests is None or null_tests.may_be_null_test(qual.field_name)
+        if cannot_match(qual, never_null, null_test):
             return Plan(NONE, (), 1, qual_text(qual))
     candidates, refused = [], []
     for qual in quals:

@@ -408,6 +408,24 @@ def test_no_path_key_while_a_nondeterministic_collation_exists():
     assert pushdown.path_keys(targets(), ("ci",)) == []
 
 
+# -- NULL keys: IS NULL is told from a NULL parameter by what planning saw (M8) ---------
+
+
+def test_a_null_key_on_a_column_never_planned_is_null_asks_nothing():
+    tests = pushdown.NullTests()
+    tests.note([Qual("username", "=", "a"), Qual("nickname", "=", None)])
+    key = plan(Qual("email", "=", None), null_tests=tests)
+    assert key.kind == NONE and key.requests == ()
+    # IS NULL planned on the column: the same qual may be it, so the pool is read.
+    tests.note([Qual("email", "=", None)])
+    assert plan(Qual("email", "=", None), null_tests=tests).kind == SCAN
+    assert plan(Qual("nickname", "=", None), null_tests=tests).kind == SCAN
+    # IS NOT NULL, IS UNKNOWN and nothing known stay as they were.
+    assert plan(Qual("phone_number", "<>", None), null_tests=tests).kind == SCAN
+    assert plan(Qual("tenant", "IS", None), null_tests=tests).kind == SCAN
+    assert plan(Qual("phone_number", "=", None)).kind == SCAN
+
+
 def test_every_refusal_used_is_documented():
     assert set(pushdown.REFUSALS) >= {
         "off", "column", "type", "operator", "null", "value", "empty", "escape", "control",
