@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import weakref
 
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
@@ -22,6 +23,9 @@ from .groups import Groups, Members
 from .options import SECRET_OPTIONS, parse_options
 from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
+
+# Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
+backend.guard_date_conversions()
 
 
 def _raise_error(error: CognitoFdwError) -> None:
@@ -62,7 +66,9 @@ class CognitoFdw(ForeignDataWrapper):
         self._raw_options = dict(fdw_options)
         self._fdw_columns = fdw_columns
         self._state = None
-        self._scan = None
+        # Live scans -> their transaction.  One instance serves every scan of its table, and
+        # several run at once (a self-join, two cursors): each ends when Multicorn drops it.
+        self._scans = weakref.WeakKeyDictionary()
         self._targets = None
         self._cache = LookupCache()
 
@@ -197,9 +203,7 @@ class CognitoFdw(ForeignDataWrapper):
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
-        self._finish_scan()
-        self._scan = self._rows(quals, columns, limit, offset)
-        return self._scan
+        return self._started(self._rows(quals, columns, limit, offset))
 
     def _rows(self, quals, columns, limit, offset):
         try:
@@ -229,13 +233,18 @@ class CognitoFdw(ForeignDataWrapper):
     def _report(self, stats: Stats) -> None:
         backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)
 
-    def _finish_scan(self):
-        if self._scan is not None:
-            self._scan.close()
-            self._scan = None
+    def _started(self, scan):
+        """Track a new scan.  Multicorn drops a scan at a rescan and at its end (closing it
+        stops a concurrent scan's workers); a statement that fails drops nothing, so scans
+        of an earlier transaction, which no cursor can still read, are closed here."""
+        current = backend.transaction_started()
+        for old, started in list(self._scans.items()):
+            if started != current:
+                old.close()
+        self._scans[scan] = current
+        return scan
 
     def end_scan(self):
-        self._finish_scan()
         self._cache.clear()
 
 
@@ -304,9 +313,7 @@ class GroupsFdw(CognitoFdw):
         return lines
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
-        self._finish_scan()
-        self._scan = self._table_rows(quals, columns)
-        return self._scan
+        return self._started(self._table_rows(quals, columns))
 
     def _table_rows(self, quals, columns):
         try:

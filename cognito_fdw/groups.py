@@ -83,7 +83,7 @@ def parse_membership(value) -> tuple[str, str] | None:
     """(group_name, username) from a membership value, or None if it is not one."""
     try:
         parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return None
     if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
         return parsed[0], parsed[1]
