@@ -14,7 +14,7 @@ import weakref
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, credentials, groups, importer, pushdown
+from . import backend, credentials, dateguard, groups, importer, pushdown
 from .changes import ChangeLog
 from .client import Pool, Stats
 from .columns import resolve_columns
@@ -25,7 +25,7 @@ from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
 
 # Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
-backend.guard_date_conversions()
+dateguard.guard_date_conversions()
 
 
 def _raise_error(error: CognitoFdwError) -> None:

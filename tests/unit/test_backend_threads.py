@@ -17,7 +17,7 @@ import boto3
 import moto
 import pytest
 
-from cognito_fdw import backend, client, scan, secrets
+from cognito_fdw import backend, client, dateguard, scan, secrets
 from cognito_fdw.backend import OffBackendThread
 from cognito_fdw.client import Pool, Stats
 from cognito_fdw.credentials import VaultRef
@@ -79,7 +79,7 @@ def test_on_the_backend_thread_the_same_calls_run():
     # Outside a backend the symbols are absent: each answers as documented instead.
     assert backend.statement_started() is None
     assert backend.transaction_started() is None
-    assert backend.guard_date_conversions() is False  # CPython's own outside PostgreSQL
+    assert dateguard.guard_date_conversions() is False  # CPython's own outside PostgreSQL
     assert backend.server_address() == {}
     assert backend.nondeterministic_collations() == ()
     logged = []
