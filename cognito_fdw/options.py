@@ -261,6 +261,11 @@ def closest(name: str, known) -> str | None:
     return best and best[1]
 
 
+def nearest(name: str, known, count: int = 3) -> list[str]:
+    """The ``count`` known names nearest to ``name`` (Levenshtein distance, then alphabet)."""
+    return sorted(known, key=lambda candidate: (_levenshtein(name, candidate), candidate))[:count]
+
+
 def _levenshtein(a: str, b: str) -> int:
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
