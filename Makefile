@@ -7,11 +7,22 @@ PG_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15 postgre
 
 .PHONY: test lint unit bench reliability system-deps clean dev down
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
+	@echo "make: creating $(VENV) with $$($(PYTHON) -c 'import sys; print(sys.executable)')"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+# One stamp per extra, so that `make test` after `make dev` still installs the test toolchain.
+$(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+# The dev stack needs moto's Cognito server and psycopg, not the test toolchain (about
+# 150 MB of .venv instead of 520 MB). pip's own lines show what it fetches.
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	@echo "make dev: installing cognito-fdw, boto3, moto's Cognito server and psycopg into $(VENV)"
+	$(PY) -m pip install --disable-pip-version-check -e '.[dev]'
+	@touch $@
 
 # PostgreSQL 15 from Debian for the real-server tests (Multicorn2 itself is not packaged:
 # see README, "Installing into PostgreSQL"; without it those tests skip with one line).
@@ -24,34 +35,38 @@ system-deps:
 	  fi; \
 	fi
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed-test
 	$(PY) -m pytest tests/unit -q
 
-test: system-deps $(VENV)/.installed lint
+test: system-deps $(VENV)/.installed-test lint
 	$(PY) -m pytest -rs -q
 
 # Requests and wall time per query shape (about 5 minutes); writes BENCHMARKS.md.
-bench: system-deps $(VENV)/.installed
+bench: system-deps $(VENV)/.installed-test
 	$(PY) -m bench.run
 
 # RELIABILITY.md and SECURITY.md's table of attacks, from what the fault, load,
 # hostile-input and hostile-role tests observe.
-reliability: system-deps $(VENV)/.installed
+reliability: system-deps $(VENV)/.installed-test
 	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_SECURITY_REPORT=SECURITY.md \
 	  $(PY) -m pytest -q tests/integration/test_faults.py tests/integration/test_load.py \
 	  tests/integration/test_hostile.py tests/integration/test_guard.py
 
 # The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
-# under .dev/ (PostgreSQL with Multicorn2 + moto); without either it says what to install.
-dev: $(VENV)/.installed
-	$(VENV)/bin/cognito-fdw dev up
+# under .dev/ (PostgreSQL with Multicorn2 + moto). The preflight (standard library only) runs
+# before anything is installed: without either stack, or as root in a directory PostgreSQL's
+# OS user cannot enter, it says what to do, and nothing is installed.
+dev:
+	@$(PYTHON) -m cognito_fdw.tools.preflight
+	@$(MAKE) --no-print-directory $(VENV)/.installed-dev
+	@$(VENV)/bin/cognito-fdw dev up
 
-down: $(VENV)/.installed
-	$(VENV)/bin/cognito-fdw dev down
+down: $(VENV)/.installed-dev
+	@$(VENV)/bin/cognito-fdw dev down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -28,14 +28,9 @@ import boto3
 import botocore.config
 import psycopg
 
-from cognito_fdw.devstack import (
-    LocalPostgres,
-    MotoServer,
-    multicorn_missing,
-    postgres_bindir,
-    seed_users,
-)
 from cognito_fdw.ratelimit import SPACING_SECONDS
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, seed_users
+from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
 from .proxy import DelayingProxy
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import psycopg
 
-from cognito_fdw.devstack import LocalPostgres, MotoServer, postgres_bindir
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
+from cognito_fdw.tools.host import postgres_bindir
 
 from .proxy import DelayingProxy
 from .run import KEYS, ROOT, cognito_client, connect, ensure_pool

@@ -13,7 +13,8 @@ longjmps through Python and crashes the cluster later, and a NOTICE/WARNING/DEBU
 while a cancel is pending breaks every later Python call in the backend.  So cancels are
 polled by reading PostgreSQL's flags, and non-error reports hold interrupts.
 
-The backend's thread is Python's main thread: Multicorn initialises Python in it.
+The backend's thread is Python's main thread: Multicorn initialises Python in it
+(docs/multicorn.md M8).
 Outside a backend (unit tests, the CLI) the symbols are absent: the flags read as unset,
 reports go straight to the logger, and what only a backend knows is an error or None.
 """
@@ -139,7 +140,8 @@ def cancel_pending() -> bool:
 
 
 class Cancelled(CognitoFdwError):
-    """The statement was cancelled while the wrapper waited for Cognito."""
+    """The statement was cancelled (cancel request, statement_timeout, shutdown) while the
+    wrapper waited: for Cognito, for a scan worker's page or for a request-rate slot."""
 
 
 class DeadlinePassed(Exception):

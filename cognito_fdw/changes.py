@@ -4,15 +4,16 @@ Nothing reaches Cognito before COMMIT, so INSERT and DELETE on ``group_members``
 record what the transaction wants: a (group, username) key is wanted present or absent.
 The last wish for a key wins, which is what SQL gives: a row inserted then deleted is gone.
 
-Alongside the wishes the log keeps what scans *saw* in Cognito (present or absent) during
-the transaction.  At COMMIT a change is sent only where the wish differs from what Cognito
-holds, so inserting an existing member or deleting a row inserted in the same transaction
-sends nothing, and undoing a failed COMMIT never removes a membership that was there before.
+Alongside the wishes a table's :class:`ChangeLog` keeps what scans *saw* in Cognito
+(present or absent) during the transaction.  At COMMIT a change is sent only where the wish
+differs from what Cognito holds, so inserting an existing member or deleting a row inserted
+in the same transaction sends nothing, and undoing a failed COMMIT never removes a
+membership that was there before.
 
-Savepoints follow Multicorn's hooks (docs/multicorn.md M4): ``sub_begin(level)`` comes
-when the table is first touched inside a savepoint, ``sub_rollback(level)`` when that
-savepoint is rolled back, ``sub_commit(level)`` when it is released.  Only wishes are
-rolled back; observations describe Cognito and stay true.
+One owner, :data:`transaction`, holds every table's log for the backend's open transaction,
+with its savepoints and its COMMIT (:class:`Transaction`); the wrapper's transaction hooks
+drive it.  Only wishes are rolled back to a savepoint; observations describe Cognito and
+stay true.
 """
 
 from __future__ import annotations
@@ -52,16 +53,14 @@ class ChangeLog:
     def __init__(self):
         self._wanted: dict[Key, bool] = {}
         self._seen: dict[Key, bool] = {}
-        self._savepoints: list[tuple[int, dict[Key, bool]]] = []
 
     def __bool__(self) -> bool:
         return bool(self._wanted)
 
     def clear(self) -> None:
-        """A transaction ended (COMMIT, ROLLBACK) or began: forget everything."""
+        """The transaction ended (COMMIT, ROLLBACK): forget everything."""
         self._wanted.clear()
         self._seen.clear()
-        self._savepoints.clear()
 
     # -- statements --------------------------------------------------------------------
 
@@ -89,21 +88,14 @@ class ChangeLog:
             if user == username:
                 self._seen[(group, user)] = group in groups
 
-    # -- savepoints --------------------------------------------------------------------
+    # -- savepoints (driven by Transaction) ------------------------------------------------
 
-    def sub_begin(self, level: int) -> None:
-        self._savepoints.append((level, dict(self._wanted)))
+    def wishes(self) -> dict[Key, bool]:
+        """A copy of the wishes, to restore at a ROLLBACK TO SAVEPOINT."""
+        return dict(self._wanted)
 
-    def sub_commit(self, level: int) -> None:
-        # Releasing a savepoint keeps its changes in the enclosing one.
-        self._savepoints = [(lvl, snap) for lvl, snap in self._savepoints if lvl < level]
-
-    def sub_rollback(self, level: int) -> None:
-        for index, (lvl, snapshot) in enumerate(self._savepoints):
-            if lvl >= level:
-                self._wanted = snapshot
-                del self._savepoints[index:]
-                return
+    def restore(self, wishes: dict[Key, bool]) -> None:
+        self._wanted = dict(wishes)
 
     # -- COMMIT ------------------------------------------------------------------------
 
@@ -131,6 +123,78 @@ class ChangeLog:
 
 # Sends one change; False when there was nothing to change after all.
 Send = Callable[[Change], bool]
+# A table's COMMIT: given the caller's context (its request accounting), the (change,
+# sender) steps that bring Cognito to what the table's log wants.
+Planner = Callable[[object], list[tuple[Change, Send]]]
+
+
+class Transaction:
+    """Every table's pending changes in the backend's open transaction: their one owner.
+
+    Multicorn makes one wrapper instance per table, and drops it for a new one when the
+    table's options change, even in mid-transaction (ALTER, SET ROLE to another user
+    mapping: docs/multicorn.md M3); the dropped one gets no more hooks, yet its changes must
+    be sent at COMMIT.  So no instance owns them: a table joins (:meth:`join`) with its log
+    when it first records a change, and the hooks of any instance drive all of them.  Each hook is
+    idempotent, as Multicorn calls it once per instance (docs/multicorn.md M4):
+
+    * ``sub_begin(level)`` comes when an instance is first touched inside a savepoint, so
+      the first one at a level precedes every change made at that level: it takes the
+      snapshot, the next ones find it taken;
+    * ``sub_rollback(level)`` restores the snapshot's wishes (a log that joined since
+      then had none), ``sub_commit(level)`` (RELEASE) drops it, keeping the changes in the
+      enclosing savepoint;
+    * :meth:`send` (from ``pre_commit``) sends every table's changes or none, and
+      :meth:`clear` (``commit``, ``rollback``) forgets them; it cannot raise, as an error in
+      ``commit()`` PANICs the server (docs/multicorn.md H4).
+    """
+
+    def __init__(self):
+        self._tables: dict[int, tuple[ChangeLog, Planner]] = {}
+        self._savepoints: list[tuple[int, dict[int, dict[Key, bool]]]] = []
+
+    def __bool__(self) -> bool:
+        return any(log for log, _ in self._tables.values())
+
+    def join(self, log: ChangeLog, planner: Planner) -> None:
+        """Register a table's log (and how to plan its COMMIT); again is harmless."""
+        if id(log) not in self._tables:
+            self._tables[id(log)] = (log, planner)
+
+    def sub_begin(self, level: int) -> None:
+        if all(lvl != level for lvl, _ in self._savepoints):
+            snapshot = {key: log.wishes() for key, (log, _) in self._tables.items()}
+            self._savepoints.append((level, snapshot))
+
+    def sub_commit(self, level: int) -> None:
+        self._savepoints = [(lvl, snap) for lvl, snap in self._savepoints if lvl < level]
+
+    def sub_rollback(self, level: int) -> None:
+        for index, (lvl, snapshot) in enumerate(self._savepoints):
+            if lvl >= level:
+                for key, (log, _) in self._tables.items():
+                    log.restore(snapshot.get(key, {}))
+                del self._savepoints[index:]
+                return
+
+    def send(self, context) -> None:
+        """Send every table's changes, planned with ``context`` (see :data:`Planner`); on a
+        failure undo those sent and raise (:func:`apply`).  Forgets them all either way."""
+        try:
+            apply([step for log, plan in list(self._tables.values()) for step in plan(context)])
+        finally:
+            self.clear()
+
+    def clear(self) -> None:
+        """The transaction ended: forget every table's changes and savepoints."""
+        for log, _ in self._tables.values():
+            log.clear()
+        self._tables.clear()
+        self._savepoints.clear()
+
+
+# The backend's open transaction (a backend runs one at a time).
+transaction = Transaction()
 
 
 def apply(steps: list[tuple[Change, Send]]) -> None:

@@ -18,14 +18,15 @@ import dataclasses
 import random
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Mapping
 
+import botocore
 import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from . import __version__, backend, credentials, secrets
+from . import __version__, backend, credentials
+from .api import PAGE_SIZE
 from .errors import (
     ERROR_BODY,
     CognitoApiError,
@@ -36,7 +37,6 @@ from .errors import (
 from .options import Options, nearest
 from .ratelimit import limiter_for
 
-PAGE_SIZE = 60  # ListUsers' maximum (and default); real Cognito rejects 61
 DEFAULT_ESTIMATE = 1000
 
 _clients: dict[tuple, object] = {}
@@ -65,8 +65,7 @@ def client_for(options: Options):
     (OffBackendThread elsewhere): it may read a vault secret.
     """
     backend.require_backend_thread("client.client_for")
-    source = credentials.resolve(options)
-    keys = credentials.static_keys(source, options, secrets.read_secret)
+    found = credentials.for_options(options)
     slot = (
         options.region,
         options.endpoint_url,
@@ -74,13 +73,13 @@ def client_for(options: Options):
         options.read_timeout,
         options.max_attempts,
         options.retry_mode,
-        credentials.cache_slot(source),
+        found.slot(),
     )
-    key = credentials.cache_key(keys)
+    key = found.version()
     with _lock:
         cached = _clients.get(slot)
         if cached is None or cached[0] != key:
-            session = credentials.session_for(source, keys, options.region)
+            session = found.session(options.region)
             config = botocore.config.Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
@@ -191,17 +190,6 @@ def _no_retry_past_deadline(**_):
     return None
 
 
-def is_cognito_name(value: str) -> bool:
-    """Whether a value could be a Username or GroupName at all.
-
-    Both are 1 to 128 characters of the Unicode categories letter, mark, symbol, number and
-    punctuation.  Anything else is in no pool, and sending it would be refused (botocore
-    checks the length, Cognito the pattern): a lookup of such a value is zero rows, not an
-    error.
-    """
-    return 0 < len(value) <= 128 and all(unicodedata.category(c)[0] in "LMSNP" for c in value)
-
-
 class Pool:
     """One user pool, reached with one configuration."""
 
@@ -232,13 +220,14 @@ class Pool:
         return pinned
 
     def call(self, operation: str, stats: Stats | None = None, **params) -> Mapping:
-        """Call a Cognito API by its Python name; translate every failure."""
+        """Call a Cognito API operation by its API name (``ListUsers``); translate every
+        failure into a :class:`CognitoApiError` naming the operation."""
         if stats is not None:
             stats.requests += 1
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
         client = self.client
-        method = getattr(client, operation)
+        method = getattr(client, botocore.xform_name(operation))
         params["UserPoolId"] = self.options.user_pool_id
         self.limiter.acquire()
         in_flight = _InFlight(time.monotonic() + self.options.request_deadline)
@@ -256,12 +245,12 @@ class Pool:
             raise self._deadline_error(operation, in_flight.attempts) from None
         except botocore.exceptions.ClientError as exc:
             raise from_client_error(
-                exc, _api_name(operation), self.options.user_pool_id, client.meta.endpoint_url
+                exc, operation, self.options.user_pool_id, client.meta.endpoint_url
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise from_botocore_error(
                 exc,
-                _api_name(operation),
+                operation,
                 self.options.endpoint_url or client.meta.endpoint_url,
                 _unknown_region(self.options, exc),
             ) from None
@@ -269,7 +258,7 @@ class Pool:
     def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
         seconds = self.options.request_deadline
         return CognitoApiError(
-            f"Cognito {_api_name(operation)} got no answer within request_deadline "
+            f"Cognito {operation} got no answer within request_deadline "
             f"({seconds:g} s) after {attempts} attempt{'s' if attempts != 1 else ''} "
             f"({self.options.endpoint_url or 'AWS'})",
             hint="The endpoint did not answer in time (stalled, overloaded or unreachable). "
@@ -289,7 +278,7 @@ class Pool:
         apply their own limit too).
         """
         params = {"Filter": filter} if filter else {}
-        for users in self.pages("list_users", "Users", "PaginationToken", stats, limit, **params):
+        for users in self.pages("ListUsers", "Users", "PaginationToken", stats, limit, **params):
             stats.rows += len(users)
             yield users
 
@@ -304,7 +293,6 @@ class Pool:
         never a short answer or a loop.
         """
         token, seen, remaining = None, set(), limit
-        name = _api_name(operation)
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             page = self.call(
@@ -313,11 +301,11 @@ class Pool:
             items = page.get(key)
             if not isinstance(items, list):
                 endpoint = self.options.endpoint_url or "AWS"
-                stranger = not_cognito_answer(page, name, endpoint)
+                stranger = not_cognito_answer(page, operation, endpoint)
                 if stranger is not None:
                     raise stranger
                 raise CognitoApiError(
-                    f"Cognito {name} answered without a list of {key.lower()} (a truncated "
+                    f"Cognito {operation} answered without a list of {key.lower()} (a truncated "
                     "or malformed response); stopped rather than return a partial answer",
                     hint="Retry the query; if it persists, check endpoint_url and any proxy "
                     "between the database server and Cognito.",
@@ -332,7 +320,7 @@ class Pool:
                 return
             if token in seen:
                 raise CognitoApiError(
-                    f"Cognito {name} returned a {token_key} it had already returned; "
+                    f"Cognito {operation} returned a {token_key} it had already returned; "
                     "stopped instead of reading the same page again",
                     hint="This is a fault of the endpoint. Retry the query; if it persists, "
                     "report it to the endpoint's operator (or AWS support).",
@@ -341,20 +329,26 @@ class Pool:
                 )
             seen.add(token)
 
+    def items(self, operation: str, key: str, stats: Stats, **params) -> Iterator[Mapping]:
+        """The ``key`` items of every page of a list API paged by ``NextToken`` (ListGroups,
+        ListUsersInGroup, AdminListGroupsForUser), one by one."""
+        for page in self.pages(operation, key, "NextToken", stats, **params):
+            yield from page
+
     def describe(self) -> Mapping:
         """DescribeUserPool's UserPool, cached per backend for a while (its quota is 15/s)."""
         key = (self.options.region, self.options.endpoint_url, self.options.user_pool_id)
         cached = _descriptions.get(key)
         if cached and time.monotonic() - cached[0] < self.options.describe_ttl:
             return cached[1]
-        pool = self.call("describe_user_pool")["UserPool"]
+        pool = self.call("DescribeUserPool")["UserPool"]
         _descriptions[key] = (time.monotonic(), pool)
         return pool
 
     def get_user(self, stats: Stats, username: str) -> Mapping | None:
         """AdminGetUser: the user, or None when there is no such user."""
         try:
-            user = self.call("admin_get_user", stats, Username=username)
+            user = self.call("AdminGetUser", stats, Username=username)
         except CognitoApiError as exc:
             if exc.code == "UserNotFoundException":
                 return None
@@ -373,7 +367,3 @@ class Pool:
     def estimated_users(self) -> int:
         """The planner's row estimate; an emulator that reports 0 or nothing gets a default."""
         return int(self.describe().get("EstimatedNumberOfUsers") or 0) or DEFAULT_ESTIMATE
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.capitalize() for part in operation.split("_"))

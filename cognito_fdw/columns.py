@@ -1,7 +1,11 @@
-"""The column registry: what each column of ``users`` reads, and how its value is rendered.
+"""The column registry: what each column reads, and how its value is rendered.
 
-One table drives row mapping, column validation and the README's column table.  A column
-is resolved once per wrapper instance, against the PostgreSQL type the user declared:
+One registry drives row mapping, column validation, IMPORT FOREIGN SCHEMA's types and the
+README's column tables.  An object whose rows are API records (a group, the user pool)
+lists its columns as :class:`Field` rows (``groups.GROUP_COLUMNS``,
+``user_pool.POOL_COLUMNS``), resolved by :func:`resolve_fields`.  The columns of ``users``
+are resolved by :func:`resolve_columns`, once per wrapper instance, against the PostgreSQL
+type the user declared:
 
 * built-in columns (``username``, ``status``, ``enabled``, ``created_at``, ``updated_at``,
   ``attributes``, ``mfa_options``) read the user record itself;
@@ -9,8 +13,9 @@ is resolved once per wrapper instance, against the PostgreSQL type the user decl
 * a column option ``attribute 'custom:tenant'`` reads any attribute;
 * any other name ``x`` reads ``custom:x`` when the pool's schema has it.
 
-Multicorn passes every value through the column type's input function as text, so the
-converters below produce text (or values whose ``str()`` is the right text).
+Multicorn passes every value through the column type's input function as text
+(docs/multicorn.md M1), so the converters below produce text (or values whose ``str()`` is
+the right text).
 """
 
 from __future__ import annotations
@@ -34,22 +39,16 @@ DATETIME = "datetime"  # a custom DateTime attribute: a string as the app wrote 
 JSON = "json"  # a Python object to serialise
 JSON_TEXT = "json_text"  # a string that already holds JSON (identities)
 
-# Type families, from ColumnDefinition.base_type_name.
-_TEXT = {"text", "character varying", "character", "varchar", "bpchar", "citext", "name"}
-_NUMERIC = {
-    "smallint",
-    "integer",
-    "bigint",
-    "numeric",
-    "real",
-    "double precision",
-    "int2",
-    "int4",
-    "int8",
-    "float4",
-    "float8",
-    "decimal",
-}
+# Type families, from ColumnDefinition.base_type_name (:func:`type_family`).  Text types
+# hold any value; of those, only the exact ones compare as Cognito does (byte for byte: not
+# citext, which folds case, nor char(n), which pads).
+TEXT_TYPES = frozenset(
+    {"text", "character varying", "character", "varchar", "bpchar", "citext", "name"}
+)
+EXACT_TEXT_TYPES = frozenset({"text", "character varying", "varchar"})
+BOOLEAN_TYPES = frozenset({"boolean", "bool"})
+_NUMERIC = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "int2",
+            "int4", "int8", "float4", "float8", "decimal"}  # fmt: skip
 _INTEGER = {"smallint", "integer", "bigint", "int2", "int4", "int8"}
 # PostgreSQL's integer ranges, by the name it gives the type in messages.
 _INTEGER_RANGES = {
@@ -64,12 +63,14 @@ _LENGTH_TYPE = re.compile(
 _TIMESTAMP = {"timestamp without time zone", "timestamp"}
 _TIMESTAMPTZ = {"timestamp with time zone", "timestamptz"}
 _JSON = {"json", "jsonb"}
-_KNOWN = _TEXT | _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | _JSON | {"boolean", "uuid", "bool", "date"}
+_KNOWN = (
+    TEXT_TYPES | BOOLEAN_TYPES | _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | _JSON | {"uuid", "date"}
+)
 
 # Which declared types can hold each kind (text types hold everything).
 _ACCEPTS = {
     STRING: {"uuid"},
-    BOOLEAN: {"boolean", "bool"},
+    BOOLEAN: BOOLEAN_TYPES,
     NUMBER: _NUMERIC,
     EPOCH: _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | {"date"},
     INSTANT: _TIMESTAMP | _TIMESTAMPTZ | {"date"},
@@ -102,16 +103,58 @@ STANDARD_ATTRIBUTES = {
     "identities": JSON_TEXT,
 }
 
-# Built-in columns read the user record: name -> (record field, kind).  With email and
-# attributes they are the seven columns of Supabase's wrapper, kept so its SQL works as is.
-BUILTIN_COLUMNS = {
-    "username": ("Username", STRING),
-    "status": ("UserStatus", STRING),
-    "enabled": ("Enabled", BOOLEAN),
-    "created_at": ("UserCreateDate", INSTANT),
-    "updated_at": ("UserLastModifiedDate", INSTANT),  # not the standard attribute of that name
-    "mfa_options": ("MFAOptions", JSON),
+# The PostgreSQL type IMPORT FOREIGN SCHEMA declares for each kind (a Field may differ).
+IMPORT_TYPES = {
+    STRING: "text",
+    BOOLEAN: "boolean",
+    NUMBER: "numeric",
+    EPOCH: "timestamp with time zone",
+    INSTANT: "timestamp with time zone",
+    DATETIME: "timestamp with time zone",
+    JSON: "jsonb",
+    JSON_TEXT: "jsonb",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A column that reads one field of an API record: the field, the kind of its value, a
+    doc (the README's words), and the type IMPORT FOREIGN SCHEMA declares (by default
+    :data:`IMPORT_TYPES` of the kind)."""
+
+    field: str
+    kind: str
+    doc: str
+    type_name: str = ""
+
+    @property
+    def imported_type(self) -> str:
+        return self.type_name or IMPORT_TYPES[self.kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportedColumn:
+    """A column IMPORT FOREIGN SCHEMA declares: its name, type and column options."""
+
+    name: str
+    type_name: str
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+# Built-in columns read the user record.  With email and attributes they are the seven
+# columns of Supabase's wrapper, kept so its SQL works as is.
+BUILTIN_COLUMNS = {
+    "username": Field("Username", STRING, "Username"),
+    "status": Field("UserStatus", STRING, "UserStatus"),
+    "enabled": Field("Enabled", BOOLEAN, "Enabled"),
+    "created_at": Field("UserCreateDate", INSTANT, "UserCreateDate"),
+    # Not the standard attribute of that name (seconds since 1970), as in Supabase's wrapper.
+    "updated_at": Field("UserLastModifiedDate", INSTANT, "UserLastModifiedDate"),
+    "mfa_options": Field("MFAOptions", JSON, "MFAOptions, as a JSON array"),
+}
+# The only column option, on tables of users: the attribute a column reads (sql/guard.sql
+# checks it as resolve_columns does).
+ATTRIBUTE = "attribute"
 # The column holding every attribute as one JSON object ({"sub": ..., "custom:x": ...}).
 ALL_ATTRIBUTES = "attributes"
 
@@ -136,7 +179,7 @@ class Column:
 
     ``max_length``: the n of a ``character varying(n)`` or ``character(n)`` column, whose
     value is checked here as PostgreSQL's input function checks it (Multicorn stores a
-    varchar's text unchecked, and a char(n)'s error names no column; docs/multicorn.md M9).
+    varchar's text unchecked, and a char(n)'s error names no column; docs/multicorn.md M11).
     """
 
     name: str
@@ -192,7 +235,8 @@ _TYPE_HINT = (
 )
 
 
-def _family(type_name: str) -> str:
+def family(type_name: str) -> str:
+    """A type name's family: ``varchar(20)`` -> ``varchar``, any array -> ``array``."""
     name = type_name.lower()
     if name.endswith("[]"):
         return "array"
@@ -211,7 +255,12 @@ def _epoch(value: str) -> datetime:
     return datetime.fromtimestamp(float(value), tz=timezone.utc)
 
 
-def _renderer(kind: str, family: str) -> Callable[[object], object]:
+def type_family(definition) -> str:
+    """The family of a Multicorn ColumnDefinition's type (of a domain: its own name)."""
+    return family(definition.base_type_name or definition.type_name)
+
+
+def renderer(kind: str, family: str) -> Callable[[object], object]:
     """How a value of ``kind`` becomes the input text of a column of ``family``."""
     timestamp = family in _TIMESTAMP
     if kind == INSTANT:
@@ -282,7 +331,7 @@ def _accepts(kind: str, family: str) -> bool:
     # string, which its input function checks; never a number, a time or JSON, which the
     # known types hold.
     unknown = family not in _KNOWN | {"array"}
-    return family in _TEXT or family in _ACCEPTS.get(kind, ()) or (unknown and kind == STRING)
+    return family in TEXT_TYPES or family in _ACCEPTS.get(kind, ()) or (unknown and kind == STRING)
 
 
 def unreadable_columns(problems: list[str], hint: str) -> ColumnError:
@@ -322,6 +371,14 @@ def describe_valid(custom: Mapping[str, str]) -> str:
     return text
 
 
+def column(name, field, attribute, kind: str, family: str, type_name: str) -> Column:
+    """A resolved column: its renderer for the family, the length a varchar(n) or char(n)
+    type allows."""
+    length = _LENGTH_TYPE.fullmatch(type_name.strip())
+    return Column(name, field, attribute, kind, renderer(kind, family), type_name,
+                  int(length.group(2)) if length else None)  # fmt: skip
+
+
 def resolve_columns(
     fdw_columns: Mapping, load_custom: Callable[[], Mapping[str, str]]
 ) -> list[Column]:
@@ -340,15 +397,15 @@ def resolve_columns(
 
     resolved, problems = [], []
     for name, definition in fdw_columns.items():
-        family = _family(definition.base_type_name or definition.type_name)
+        family = type_family(definition)
         options = definition.options or {}
-        unknown_options = sorted(set(options) - {"attribute"})
+        unknown_options = sorted(set(options) - {ATTRIBUTE})
         if unknown_options:
             problems.append(
-                f"{name}: unknown column option {', '.join(unknown_options)} (only 'attribute')"
+                f"{name}: unknown column option {', '.join(unknown_options)} (only '{ATTRIBUTE}')"
             )
             continue
-        attribute = options.get("attribute")
+        attribute = options.get(ATTRIBUTE)
         if attribute is not None and attribute in _RECORD_ONLY:
             problems.append(
                 f"{name}: {attribute!r} is a built-in column, not an attribute: name the column "
@@ -356,7 +413,7 @@ def resolve_columns(
             )
             continue
         if attribute is None and name in BUILTIN_COLUMNS:
-            field, kind = BUILTIN_COLUMNS[name]
+            field, kind = BUILTIN_COLUMNS[name].field, BUILTIN_COLUMNS[name].kind
         elif attribute is None and name == ALL_ATTRIBUTES:
             field, kind = None, JSON
         else:
@@ -374,11 +431,7 @@ def resolve_columns(
         if problem:
             problems.append(problem)
             continue
-        length = _LENGTH_TYPE.fullmatch(definition.type_name.strip())
-        resolved.append(
-            Column(name, field, attribute, kind, _renderer(kind, family), definition.type_name,
-                   int(length.group(2)) if length else None)
-        )  # fmt: skip
+        resolved.append(column(name, field, attribute, kind, family, definition.type_name))
 
     if problems:
         raise unreadable_columns(
@@ -387,6 +440,27 @@ def resolve_columns(
             + ". Map any attribute with a column option, e.g. "
             "tenant text OPTIONS (attribute 'custom:tenant').",
         )
+    return resolved
+
+
+def resolve_fields(fdw_columns: Mapping, fields: Mapping[str, Field], what: str) -> list[Column]:
+    """The columns of an object whose columns are ``fields`` (name -> :class:`Field`), or
+    one :class:`ColumnError` naming every column ``what`` (the object) does not have or
+    whose type cannot hold its value."""
+    resolved, problems = [], []
+    for name, definition in fdw_columns.items():
+        spec = fields.get(name)
+        if spec is None:
+            problems.append(f"{name}: not a column of {what}")
+            continue
+        family = type_family(definition)
+        problem = type_problem(name, definition.type_name, spec.kind, family, uuid_ok=False)
+        if problem:
+            problems.append(problem)
+            continue
+        resolved.append(column(name, spec.field, None, spec.kind, family, definition.type_name))
+    if problems:
+        raise unreadable_columns(problems, f"Columns of object '{what}': {', '.join(fields)}.")
     return resolved
 
 

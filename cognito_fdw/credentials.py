@@ -3,7 +3,8 @@
 Precedence (the first that applies wins; a role is then assumed on top of it):
 
 1. ``aws_access_key_id`` + ``aws_secret_access_key`` (+ ``aws_session_token``), from the
-   user mapping or the server (Multicorn merges the mapping's options over the server's);
+   user mapping or the server (Multicorn merges the mapping's options over the server's:
+   docs/multicorn.md M2);
 2. ``aws_access_key_id`` + a secret access key read from a secrets table by ``api_key_id``
    or ``api_key_name`` (Supabase Vault's option names; see :mod:`cognito_fdw.secrets`);
 3. ``aws_profile``: a profile of the shared config and credentials files of the database
@@ -15,7 +16,10 @@ Precedence (the first that applies wins; a role is then assumed on top of it):
 STS AssumeRole with whichever of those applies; the temporary credentials are refreshed by
 botocore before they expire (15 minutes ahead), at the next request that needs them.
 
-:func:`resolve` is pure: it only decides.  Nothing here writes to ``os.environ`` or to disk.
+:func:`for_options` is the one entry point (:func:`cognito_fdw.client.client_for` calls it):
+it decides with :func:`resolve` (pure), reads what the source names, and hands back
+:class:`Credentials` that build the session.  Nothing here writes to ``os.environ`` or to
+disk.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
-from .errors import CredentialError
-from .options import SECRET_OPTIONS, Options
+from .errors import CredentialError, aws_answer
+from .options import OPTIONS, SECRET_OPTIONS, Options
 
 # Fingerprints of secrets in cache keys are keyed per process, so neither a repr of a cache
 # nor a dump of this process's memory offers a digest to brute-force offline.
@@ -53,7 +57,7 @@ class VaultRef:
     column: str  # "id" or "name"
     value: str
     conninfo: str | None = dataclasses.field(default=None, repr=False)
-    ttl: float = 60.0
+    ttl: float = OPTIONS["secret_cache_seconds"].default
     # The server configuration the secret goes with: a secret a server names is read as
     # that server's owner (cognito_fdw.secrets).
     key_id: str | None = None
@@ -159,52 +163,71 @@ def resolve(options: Options) -> Source:
     return Source("chain", role=role)
 
 
-def static_keys(source: Source, options: Options, read_secret) -> Keys | None:
-    """The keys a source names directly; ``read_secret(VaultRef)`` reads a vault secret."""
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """The credentials that apply to some options, as a client needs them: where they come
+    from, the keys that source names directly (a vault secret read now), and what tells
+    them apart in a cache, every secret replaced by a fingerprint."""
+
+    source: Source
+    keys: Keys | None = dataclasses.field(default=None, repr=False)
+
+    def slot(self) -> tuple:
+        """What tells two sources apart."""
+        vault, role = self.source.vault, self.source.role
+        return (
+            self.source.kind,
+            self.source.key_id,
+            self.source.profile,
+            (vault.relation, vault.column, vault.value, fingerprint(vault.conninfo))
+            if vault
+            else None,
+            role and (role.arn, role.session_name, role.duration, fingerprint(role.external_id)),
+            role and role.sts_endpoint_url,
+        )
+
+    def version(self) -> tuple:
+        """What tells two versions of the source's keys apart (a rotated secret)."""
+        keys = self.keys
+        return (fingerprint(keys.secret_key), fingerprint(keys.token)) if keys else ()
+
+    def session(self, region: str) -> boto3.session.Session:
+        """A boto3 session of its own; credentials live only inside it."""
+        source, keys = self.source, self.keys
+        base = botocore.session.Session(profile=source.profile)
+        if keys is not None:
+            base.set_credentials(keys.access_key, keys.secret_key, keys.token)
+        try:
+            if source.profile:
+                # Fail here, with a message naming the option, not at the first request.
+                base.get_scoped_config()
+            if source.role is None:
+                return boto3.session.Session(botocore_session=base, region_name=region)
+            return _assumed_role_session(base, source, region)
+        except botocore.exceptions.ProfileNotFound:
+            raise CredentialError(
+                f"AWS profile {source.profile!r} (option aws_profile) was not found",
+                hint="Add the profile to ~/.aws/credentials or ~/.aws/config of the database "
+                "server's OS user (or the files AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE "
+                "name in its environment), then start a new session.",
+            ) from None
+
+
+def for_options(options: Options) -> Credentials:
+    """The credentials that apply to ``options`` (:func:`resolve`), with a vault secret
+    read through :func:`cognito_fdw.secrets.read_secret`: on the backend's thread only
+    (OffBackendThread elsewhere), CredentialError when it cannot be read."""
+    source = resolve(options)
     if source.kind == "keys":
-        return Keys(source.key_id, options.aws_secret_access_key, options.aws_session_token)
-    if source.kind == "vault":
-        return Keys(source.key_id, read_secret(source.vault))
-    return None
+        keys = Keys(source.key_id, options.aws_secret_access_key, options.aws_session_token)
+    elif source.kind == "vault":
+        # Imported here: secrets.py builds on this module (VaultRef, secret_use).
+        from . import secrets
 
-
-def cache_slot(source: Source) -> tuple:
-    """What tells two sources apart, every secret-ish value replaced by a fingerprint."""
-    vault, role = source.vault, source.role
-    return (
-        source.kind,
-        source.key_id,
-        source.profile,
-        (vault.relation, vault.column, vault.value, fingerprint(vault.conninfo)) if vault else None,
-        role and (role.arn, role.session_name, role.duration, fingerprint(role.external_id)),
-        role and role.sts_endpoint_url,
-    )
-
-
-def cache_key(keys: Keys | None) -> tuple:
-    """What tells two versions of a source's keys apart (a rotated secret), as fingerprints."""
-    return (fingerprint(keys.secret_key), fingerprint(keys.token)) if keys else ()
-
-
-def session_for(source: Source, keys: Keys | None, region: str) -> boto3.session.Session:
-    """A boto3 session of its own for ``source``; credentials live only inside it."""
-    base = botocore.session.Session(profile=source.profile)
-    if keys is not None:
-        base.set_credentials(keys.access_key, keys.secret_key, keys.token)
-    try:
-        if source.profile:
-            # Fail here, with a message naming the option, not at the first request.
-            base.get_scoped_config()
-        if source.role is None:
-            return boto3.session.Session(botocore_session=base, region_name=region)
-        return _assumed_role_session(base, source, region)
-    except botocore.exceptions.ProfileNotFound:
-        raise CredentialError(
-            f"AWS profile {source.profile!r} (option aws_profile) was not found",
-            hint="Add the profile to ~/.aws/credentials or ~/.aws/config of the database "
-            "server's OS user (or the files AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE "
-            "name in its environment), then start a new session.",
-        ) from None
+        keys = Keys(source.key_id, secrets.read_secret(source.vault))
+    else:
+        keys = None
+    return Credentials(source, keys)
 
 
 def _assumed_role_session(base, source: Source, region: str) -> boto3.session.Session:
@@ -242,17 +265,12 @@ def _fetch_role(fetcher, role: RoleRef):
     try:
         return fetcher.fetch_credentials()
     except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or "Unknown"
-        request_id = exc.response.get("ResponseMetadata", {}).get("RequestId")
-        detail = f"AWS error code: {code}; message: {error.get('Message') or ''}"
-        if request_id:
-            detail += f"; request id: {request_id}"
+        answer = aws_answer(exc)
         raise CredentialError(
-            f"STS AssumeRole of {role.arn} failed ({code})",
+            f"STS AssumeRole of {role.arn} failed ({answer.code})",
             hint="Check role_arn and external_id, the role's trust policy (it must trust the "
             "credentials used to assume it), and sts:AssumeRole in their IAM policy.",
-            detail=detail,
+            detail=answer.detail,
         ) from None
     except botocore.exceptions.BotoCoreError as exc:
         raise CredentialError(

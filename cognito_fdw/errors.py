@@ -7,11 +7,14 @@ package knows about PostgreSQL.  Secrets are scrubbed from every string on the w
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
 import urllib.parse
 from collections.abc import Iterable
+
+import botocore.exceptions
 
 
 class CognitoFdwError(Exception):
@@ -50,6 +53,22 @@ class CognitoApiError(CognitoFdwError):
         super().__init__(message, hint, detail)
         self.code = code
         self.request_id = request_id
+
+    def reworded(self, message: str, hint: str | None = None) -> CognitoApiError:
+        """The same answer in other words: the DETAIL, code and request id are kept, and
+        the HINT unless another is given."""
+        return CognitoApiError(
+            message, hint or self.hint, self.detail, code=self.code, request_id=self.request_id
+        )
+
+    def missing(self) -> bool:
+        """True when Cognito says the user or group named does not exist (not the pool)."""
+        if self.code == "UserNotFoundException":
+            return True
+        return (
+            self.code == "ResourceNotFoundException"
+            and "user pool" not in (self.detail or "").lower()
+        )
 
 
 # Access keys have a recognisable shape; scrub any, not just the configured one, so a key
@@ -247,6 +266,37 @@ _CHECK_SERVER_FAULT = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class AwsAnswer:
+    """What an AWS error answer says: its code, its message and the request's id."""
+
+    code: str
+    message: str
+    request_id: str | None
+
+    @property
+    def detail(self) -> str:
+        """The DETAIL of an error about it: ``AWS error code: ...; message: ...; request
+        id: ...`` (the parts there are)."""
+        detail = f"AWS error code: {self.code}"
+        if self.message:
+            detail += f"; message: {self.message}"
+        if self.request_id:
+            detail += f"; request id: {self.request_id}"
+        return detail
+
+
+def aws_answer(exc: botocore.exceptions.ClientError) -> AwsAnswer:
+    """The fields of a botocore ``ClientError`` (any AWS service): read here only."""
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    return AwsAnswer(
+        code=error.get("Code") or "Unknown",
+        message=error.get("Message") or "",
+        request_id=response.get("ResponseMetadata", {}).get("RequestId"),
+    )
+
+
 def from_client_error(
     exc, operation: str, pool_id: str | None, endpoint: str | None = None
 ) -> CognitoApiError:
@@ -256,29 +306,21 @@ def from_client_error(
     uses the HTTP status as the code) is described as what came back: status, content
     type, the first bytes of the body and the URL.
     """
+    answer = aws_answer(exc)
     response = getattr(exc, "response", None) or {}
-    error = response.get("Error", {})
-    code = error.get("Code") or "Unknown"
-    aws_message = error.get("Message") or ""
-    request_id = response.get("ResponseMetadata", {}).get("RequestId")
-    stranger = not_cognito_answer(response, operation, endpoint, code.isdigit())
+    stranger = not_cognito_answer(response, operation, endpoint, answer.code.isdigit())
     if stranger is not None:
         return stranger
     meaning, hint = _AWS_CODES.get(
-        code, ("Cognito returned an error", "See the AWS message and request id in DETAIL.")
+        answer.code, ("Cognito returned an error", "See the AWS message and request id in DETAIL.")
     )
     where = f" on user pool {pool_id}" if pool_id else ""
-    detail = f"AWS error code: {code}"
-    if aws_message:
-        detail += f"; message: {aws_message}"
-    if request_id:
-        detail += f"; request id: {request_id}"
     return CognitoApiError(
-        f"Cognito {operation} failed{where}: {meaning} ({code})",
+        f"Cognito {operation} failed{where}: {meaning} ({answer.code})",
         hint=hint,
-        detail=detail,
-        code=code,
-        request_id=request_id,
+        detail=answer.detail,
+        code=answer.code,
+        request_id=answer.request_id,
     )
 
 
@@ -316,6 +358,26 @@ def not_cognito_answer(
     )
 
 
+_NO_CREDENTIALS = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.CredentialRetrievalError,
+)
+# The way to the endpoint failed; the timeouts say so in their own words.
+_UNREACHABLE = (
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ProxyConnectionError,
+    botocore.exceptions.SSLError,
+)
+_UNREACHABLE_WORDS = {
+    botocore.exceptions.ConnectTimeoutError: "the endpoint did not accept a connection in time",
+    botocore.exceptions.ReadTimeoutError: "the endpoint did not answer in time",
+}
+
+
 def from_botocore_error(
     exc, operation: str, endpoint: str, unknown_region: tuple[str, list[str]] | None = None
 ) -> CognitoApiError:
@@ -325,7 +387,7 @@ def from_botocore_error(
     AWS in a region botocore does not know (a mistyped region: no endpoint answers).
     """
     name = type(exc).__name__
-    if name == "ParamValidationError":
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
         return CognitoApiError(
             f"Cognito {operation} not sent: a value is outside what the API accepts",
             hint="Check the values the query compares with (names are 1 to 128 characters) "
@@ -333,7 +395,7 @@ def from_botocore_error(
             detail=str(exc),
             code=name,
         )
-    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+    if isinstance(exc, _NO_CREDENTIALS):
         return CognitoApiError(
             f"Cognito {operation} failed: no usable AWS credentials ({name})",
             hint=(
@@ -344,14 +406,7 @@ def from_botocore_error(
             detail=str(exc),
             code=name,
         )
-    if name in (
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "EndpointConnectionError",
-        "ConnectionClosedError",
-        "ProxyConnectionError",
-        "SSLError",
-    ):
+    if isinstance(exc, _UNREACHABLE):
         if unknown_region is not None:
             region, near = unknown_region
             return CognitoApiError(
@@ -363,10 +418,10 @@ def from_botocore_error(
                 detail=f"{name}: {exc}",
                 code="UnknownRegion",
             )
-        what = {
-            "ConnectTimeoutError": "the endpoint did not accept a connection in time",
-            "ReadTimeoutError": "the endpoint did not answer in time",
-        }.get(name, "the endpoint could not be reached")
+        what = next(
+            (words for cls, words in _UNREACHABLE_WORDS.items() if isinstance(exc, cls)),
+            "the endpoint could not be reached",
+        )
         return CognitoApiError(
             f"Cognito {operation} failed: {what} ({endpoint})",
             hint=_CHECK_ENDPOINT,

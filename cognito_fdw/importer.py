@@ -1,9 +1,11 @@
-"""IMPORT FOREIGN SCHEMA as pure data: the three tables and their columns.
+"""IMPORT FOREIGN SCHEMA as pure data: one table per object, its columns from the registry.
 
 ``IMPORT FOREIGN SCHEMA cognito FROM SERVER s INTO cognito [OPTIONS (writable 'true')]``
-creates ``users`` (every standard attribute, and the pool's custom attributes as typed
-columns), ``groups`` and ``group_members``.  The remote schema name is not used: a server
-is one pool.  PostgreSQL applies LIMIT TO / EXCEPT to the returned tables itself.
+creates one table of each object (:data:`cognito_fdw.table.OBJECTS`), named after it, with
+the columns its class declares (:meth:`cognito_fdw.table.Table.imported_columns`): for
+``users`` every standard attribute and the pool's custom attributes as typed columns.  The
+remote schema name is not used: a server is one pool.  PostgreSQL applies LIMIT TO /
+EXCEPT to the returned tables itself (docs/multicorn.md M6).
 
 Multicorn writes option keys into the DDL unquoted (docs/multicorn.md M6), so every key
 here is lower-case snake_case; values are quoted by Multicorn.
@@ -15,17 +17,10 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-from .columns import ALL_ATTRIBUTES, BOOLEAN, JSON_TEXT, STANDARD_ATTRIBUTES
+from .columns import ImportedColumn
 from .errors import OptionError
-from .groups import GROUP_COLUMNS
+from .table import OBJECTS, table_class
 
-# Cognito custom attribute data type -> PostgreSQL type.
-CUSTOM_TYPES = {
-    "String": "text",
-    "Number": "numeric",
-    "Boolean": "boolean",
-    "DateTime": "timestamp with time zone",
-}
 IMPORT_OPTIONS = ("writable",)
 
 # Reserved words that a column would have to quote (a subset: those an attribute might be).
@@ -40,46 +35,10 @@ _RESERVED = {
 
 
 @dataclasses.dataclass(frozen=True)
-class ImportedColumn:
-    name: str
-    type_name: str
-    options: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
 class ImportedTable:
     name: str
-    columns: list
+    columns: list[ImportedColumn]
     options: dict
-
-
-# users' built-in columns, typed for timestamptz so instants survive any TimeZone.
-_USER_BUILTINS = [
-    ImportedColumn("username", "text"),
-    ImportedColumn("status", "text"),
-    ImportedColumn("enabled", "boolean"),
-    ImportedColumn("created_at", "timestamp with time zone"),
-    ImportedColumn("updated_at", "timestamp with time zone"),
-    ImportedColumn("mfa_options", "jsonb"),
-    ImportedColumn(ALL_ATTRIBUTES, "jsonb"),
-]
-_GROUP_TYPES = {
-    "group_name": "text",
-    "description": "text",
-    "precedence": "integer",
-    "role_arn": "text",
-    "created_at": "timestamp with time zone",
-    "updated_at": "timestamp with time zone",
-}
-_MEMBER_COLUMNS = [
-    ImportedColumn("group_name", "text"),
-    ImportedColumn("username", "text"),
-    ImportedColumn("membership", "text"),
-    ImportedColumn("sub", "text"),  # text, as in users: see _standard_type
-    ImportedColumn("email", "text"),
-    ImportedColumn("enabled", "boolean"),
-    ImportedColumn("status", "text"),
-]
 
 
 def column_name(attribute: str, taken: set[str]) -> str:
@@ -95,37 +54,9 @@ def column_name(attribute: str, taken: set[str]) -> str:
     return name
 
 
-def _standard_type(name: str, kind: str) -> str | None:
-    # sub is text, not uuid: only a text column can be a join's path key.  Multicorn
-    # converts a uuid join parameter's empty value in C under EXPLAIN, which crashes the
-    # backend (docs/multicorn.md H1); README "Joining on sub" shows the joins.
-    if kind == BOOLEAN:
-        return "boolean"
-    if kind == JSON_TEXT:
-        return "jsonb"
-    if name == "updated_at":
-        return None  # the column of that name is UserLastModifiedDate (see README)
-    return "text"
-
-
-def users_table(custom: Mapping[str, str]) -> ImportedTable:
-    columns = list(_USER_BUILTINS)
-    for name, kind in STANDARD_ATTRIBUTES.items():
-        type_name = _standard_type(name, kind)
-        if type_name:
-            columns.append(ImportedColumn(name, type_name))
-    taken = {c.name for c in columns}
-    for attribute, data_type in sorted(custom.items()):
-        name = column_name(attribute, taken)
-        taken.add(name)
-        columns.append(
-            ImportedColumn(name, CUSTOM_TYPES.get(data_type, "text"), {"attribute": attribute})
-        )
-    return ImportedTable("users", columns, {"object": "users"})
-
-
 def table_definitions(custom: Mapping[str, str], options: Mapping[str, str]) -> list:
-    """users, groups and group_members for a pool with these custom attributes."""
+    """One table per object (:data:`cognito_fdw.table.OBJECTS`), its columns from its
+    registry, for a pool with these custom attributes; ``options`` are IMPORT's own."""
     unknown = sorted(set(options) - set(IMPORT_OPTIONS))
     if unknown:
         raise OptionError(
@@ -138,14 +69,11 @@ def table_definitions(custom: Mapping[str, str], options: Mapping[str, str]) -> 
             f"invalid value for option writable: {options['writable']!r}",
             hint="Set writable to 'true' or 'false'.",
         )
-    groups = ImportedTable(
-        "groups",
-        [ImportedColumn(name, _GROUP_TYPES[name]) for name in GROUP_COLUMNS],
-        {"object": "groups"},
-    )
-    members = ImportedTable(
-        "group_members",
-        list(_MEMBER_COLUMNS),
-        {"object": "group_members", "writable": writable},
-    )
-    return [users_table(custom), groups, members]
+    tables = []
+    for name in OBJECTS:
+        cls = table_class(name)
+        table_options = {"object": name}
+        if cls.importable_writable:
+            table_options["writable"] = writable
+        tables.append(ImportedTable(name, cls.imported_columns(custom), table_options))
+    return tables

@@ -5,11 +5,13 @@ Each option is one :class:`Option` row: its kind, default, bounds, the places it
 three always agree:
 
 * :func:`parse_options`, which validates the flat dict of strings Multicorn hands the
-  wrapper (merged from table, server and user mapping; later wins) at the first query;
+  wrapper (merged from table, server and user mapping; later wins: docs/multicorn.md M2)
+  at the first query;
 * ``sql/guard.sql``, whose event trigger refuses the same mistakes when the option is
-  written, and options in the wrong place (:func:`guard_rules_sql` renders its rule table;
-  a unit test keeps the file equal to it: ``python -m cognito_fdw.options`` rewrites it);
-* the README's options table (a unit test checks every row is there).
+  written, and options in the wrong place (:mod:`cognito_fdw.optiondocs` renders its rule
+  table; a unit test keeps the file equal to it: ``python -m cognito_fdw.optiondocs``
+  rewrites it);
+* the README's options table (rendered there too; a unit test checks it is in README.md).
 
 Every error names the option, shows the bad value (never a secret's) in SQL quoting and
 says what to set.  The guard builds the same message from the same row, so a mistake reads
@@ -23,9 +25,11 @@ import re
 from collections.abc import Mapping
 
 from .errors import OptionError
+from .pushdown import BY_ADMIN_GET_USER, BY_LIST_USERS
+from .table import OBJECTS as _TABLES
 
 SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
-OBJECTS = ("users", "groups", "group_members")
+OBJECTS = tuple(_TABLES)  # the choices of option object: the table registry's names
 DEFAULT_SECRETS_RELATION = "vault.decrypted_secrets"
 MAX_OPTION_LENGTH = 2048
 
@@ -67,6 +71,13 @@ class Option:
     def secret(self) -> bool:
         return self.kind == "secret"
 
+    @property
+    def text(self) -> str:
+        """The doc with a number's range filled in (``{range}``: "1 to 16")."""
+        if self.kind not in ("int", "float"):
+            return self.doc
+        return self.doc.replace("{range}", f"{self.low:g} to {self.high:g}")
+
     def value_hint(self) -> str:
         """The HINT of an invalid value (also the guard's, through :func:`guard_rules_sql`)."""
         if self.kind == "int":
@@ -105,7 +116,8 @@ REGISTRY: tuple[Option, ...] = (
            shown_default="the pool id's prefix", pattern=_REGION,
            example="Set region to an AWS region name such as us-east-1 or eu-west-2."),
     Option("object", "choice", _T,
-           "What the table reads: `users`, `groups` or `group_members`.",
+           "What the table reads: " + ", ".join(f"`{name}`" for name in OBJECTS[:-1])
+           + f" or `{OBJECTS[-1]}`.",
            shown_default="(required)", choices=OBJECTS),
     Option("writable", "bool", _T,
            "On `group_members`: `true` lets INSERT and DELETE add and remove members, sent "
@@ -137,7 +149,7 @@ REGISTRY: tuple[Option, ...] = (
            "it leaves out (host, port, dbname) is this server's own socket, port and database.",
            shown_default="this database, as the server's OS user"),
     Option("secret_cache_seconds", "float", _S,
-           "How long a backend keeps a secret it read, 0 to 3600 (0 reads it again in every "
+           "How long a backend keeps a secret it read, {range} (0 reads it again in every "
            "statement).",
            default=60.0, low=0.0, high=3600.0),
     Option("aws_profile", "text", _S,
@@ -151,7 +163,7 @@ REGISTRY: tuple[Option, ...] = (
     Option("role_session_name", "pattern", _M, "RoleSessionName for AssumeRole.",
            default="cognito-fdw", pattern=r"[A-Za-z0-9_+=,.@-]{2,64}",
            example="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule)."),
-    Option("role_duration_seconds", "int", _M, "AssumeRole DurationSeconds, 900 to 43200.",
+    Option("role_duration_seconds", "int", _M, "AssumeRole DurationSeconds, {range}.",
            default=3600, low=900, high=43200),
     Option("sts_endpoint_url", "pattern", _S,
            "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator).",
@@ -161,17 +173,17 @@ REGISTRY: tuple[Option, ...] = (
            "Another endpoint: an emulator or a VPC endpoint, `http://` or `https://`.",
            shown_default="AWS", pattern=_URL, example=_URL_HINT.format(name="endpoint_url")),
     Option("connect_timeout", "float", (SERVER, TABLE),
-           "Seconds to wait for a connection, 0.1 to 300.",
+           "Seconds to wait for a connection, {range}.",
            default=5.0, low=0.1, high=300.0, limit=True),
     Option("read_timeout", "float", (SERVER, TABLE),
-           "Seconds to wait for an answer, 0.1 to 900.",
+           "Seconds to wait for an answer, {range}.",
            default=15.0, low=0.1, high=900.0, limit=True),
     Option("max_attempts", "int", (SERVER, TABLE),
-           "Attempts per request, retries with backoff and jitter included, 1 to 20.",
+           "Attempts per request, retries with backoff and jitter included, {range}.",
            default=5, low=1, high=20, limit=True),
     Option("request_deadline", "float", (SERVER, TABLE),
            "Seconds one request may take in all, its retries and their backoff included, "
-           "0.1 to 900; past it the query fails naming the operation (a stalled endpoint "
+           "{range}; past it the query fails naming the operation (a stalled endpoint "
            "would otherwise hold it `read_timeout` x `max_attempts`).",
            default=30.0, low=0.1, high=900.0, limit=True),
     Option("retry_mode", "choice", _S,
@@ -180,7 +192,7 @@ REGISTRY: tuple[Option, ...] = (
     Option("max_requests_per_second", "int", _S,
            "Client-side cap on Cognito requests per second: one budget per account (region, "
            "endpoint, access key) shared by every connection of this PostgreSQL server and "
-           "their scan workers, 1 to 1000 (Cognito's ListUsers quota is 30/s per account and "
+           "their scan workers, {range} (Cognito's ListUsers quota is 30/s per account and "
            "region). Server only: the budget is shared, so a table's lower rate would hold up "
            "every other connection's requests behind its own.", default=25, low=1, high=1000),
     Option("username_lookup", "choice", _S,
@@ -188,60 +200,42 @@ REGISTRY: tuple[Option, ...] = (
            "(a ListUsers filter: not billed, UserList quota 30/s, eventually consistent) or "
            "`admin_get_user` (AdminGetUser: counts each user found as a monthly active user "
            "for billing; UserRead quota 120/s, consistent, accepts an alias).",
-           default="list_users", choices=("list_users", "admin_get_user")),
+           default=BY_LIST_USERS, choices=(BY_LIST_USERS, BY_ADMIN_GET_USER)),
     Option("scan_workers", "int", (SERVER, TABLE),
            "Threads per scan that read a large pool in 16 parts by `sub` prefix and run the "
-           "lookups of an IN list, 1 to 16.", default=4, low=1, high=16, limit=True),
+           "lookups of an IN list, {range}.", default=4, low=1, high=16, limit=True),
     Option("describe_ttl", "float", _S,
            "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
-           "attributes), 0 to 86400.", default=300.0, low=0.0, high=86400.0),
+           "attributes), {range}.", default=300.0, low=0.0, high=86400.0),
 )  # fmt: skip
 OPTIONS = {row.name: row for row in REGISTRY}
 KNOWN_OPTIONS = frozenset(OPTIONS)
 SECRET_OPTIONS = tuple(row.name for row in REGISTRY if row.secret)
+# Options whose values no error message shows: the secrets, and the access key id (it
+# names the account's key; errors.scrub also blanks anything shaped like one).
+UNSHOWN_OPTIONS = (*SECRET_OPTIONS, "aws_access_key_id")
 USER_MAPPING_OPTIONS = tuple(row.name for row in REGISTRY if USER_MAPPING in row.places)
-# The only column option, on tables of users (sql/guard.sql checks it as columns.py does).
-COLUMN_OPTIONS = ("attribute",)
 
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """The parsed options; fields are the registry's names, defaults its defaults."""
-
-    user_pool_id: str
-    region: str
-    object: str
-    endpoint_url: str | None
-    aws_access_key_id: str | None = dataclasses.field(repr=False)
-    aws_secret_access_key: str | None = dataclasses.field(repr=False)
-    aws_session_token: str | None = dataclasses.field(repr=False)
-    connect_timeout: float
-    read_timeout: float
-    max_attempts: int
-    request_deadline: float
-    retry_mode: str
-    api_key_id: str | None
-    api_key_name: str | None
-    secrets_relation: str
-    secrets_conninfo: str | None = dataclasses.field(repr=False)
-    secret_cache_seconds: float
-    aws_profile: str | None
-    role_arn: str | None
-    external_id: str | None = dataclasses.field(repr=False)
-    role_session_name: str
-    role_duration_seconds: int
-    sts_endpoint_url: str | None
-    writable: bool
-    deterministic_collations: bool
-    pushdown: bool
-    max_requests_per_second: int
-    username_lookup: str
-    scan_workers: int
-    describe_ttl: float
-
-    def secrets(self) -> tuple[str, ...]:
-        """Every value that must never appear in a message."""
-        return tuple(v for v in (getattr(self, name) for name in SECRET_OPTIONS) if v)
+# The parsed options: a frozen dataclass whose fields are the registry's rows, in order
+# (parse_options fills every one, a default where none was given); an unshown value is
+# left out of its repr.
+Options = dataclasses.make_dataclass(
+    "Options",
+    [
+        (
+            row.name,
+            {"int": "int", "float": "float", "bool": "bool"}.get(row.kind, "str | None"),
+            dataclasses.field(repr=row.name not in UNSHOWN_OPTIONS),
+        )
+        for row in REGISTRY
+    ],
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "The parsed options: one field per REGISTRY row (parse_options).",
+    },
+)
 
 
 def shown(value: str) -> str:
@@ -405,83 +399,3 @@ def _check_combinations(values: dict, given: dict) -> None:
                     f"option {name} needs role_arn",
                     hint=f"Set role_arn to the role to assume, or drop {name}.",
                 )
-
-
-# -- README.md ---------------------------------------------------------------------------
-
-_PLACE_WORDS = {_S: "server", _T: "table", _M: "server or user mapping",
-                (SERVER, TABLE): "server or table"}  # fmt: skip
-
-
-def readme_table() -> str:
-    """The README's options table (a unit test keeps README.md equal to it)."""
-    lines = ["| option | where | meaning | default |", "| --- | --- | --- | --- |",
-             "| `wrapper` | server | always `'cognito_fdw.CognitoFdw'` | (required) |"]  # fmt: skip
-    for row in REGISTRY:
-        where = _PLACE_WORDS[row.places] + (" (a table may only lower it)" if row.limit else "")
-        default = row.shown_default or ("" if row.default is None else str(row.default))
-        if isinstance(row.default, bool):
-            default = str(row.default).lower()
-        elif isinstance(row.default, float):
-            default = f"{row.default:g}"
-        lines.append(f"| `{row.name}` | {where} | {row.doc} | {default} |")
-    return "\n".join(lines)
-
-
-# -- sql/guard.sql ------------------------------------------------------------------------
-
-GUARD_BEGIN = "-- BEGIN option rules: generated by `python -m cognito_fdw.options`; do not edit."
-GUARD_END = "-- END option rules"
-
-
-def _literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return f"{value:g}"
-    if isinstance(value, (tuple, list)):
-        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]"
-    return shown(str(value))
-
-
-def guard_rules_sql() -> str:
-    """The registry as ``cognito_fdw_guard.option_rules()``, the guard's one source."""
-    rows = []
-    for row in REGISTRY:
-        default = None if row.default is None else str(row.default).lower()
-        if row.kind in ("int", "float"):
-            default = f"{row.default:g}"
-        fields = (row.name, row.kind, row.places, row.low, row.high, row.choices or None,
-                  row.pattern, row.value_hint(), row.limit, default)  # fmt: skip
-        rows.append("    (" + ", ".join(_literal(v) for v in fields) + ")")
-    return "\n".join([
-        GUARD_BEGIN,
-        "CREATE OR REPLACE FUNCTION cognito_fdw_guard.option_rules(",
-        "  OUT name text, OUT kind text, OUT places text[], OUT low numeric, OUT high numeric,",
-        "  OUT choices text[], OUT pattern text, OUT hint text, OUT is_limit boolean,",
-        "  OUT default_value text)",
-        "RETURNS SETOF record LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp",
-        "AS $rules$",
-        "  SELECT * FROM (VALUES",
-        ",\n".join(rows),
-        "  ) AS r(name, kind, places, low, high, choices, pattern, hint, is_limit, default_value)",
-        "$rules$;",
-        "CREATE OR REPLACE FUNCTION cognito_fdw_guard.max_option_length() RETURNS int",
-        f"LANGUAGE sql IMMUTABLE AS 'SELECT {MAX_OPTION_LENGTH}';",
-        GUARD_END,
-    ])  # fmt: skip
-
-
-def write_guard(path) -> None:
-    """Replace the rule block of ``sql/guard.sql`` at ``path`` with the registry's."""
-    text = path.read_text()
-    start, end = text.index(GUARD_BEGIN), text.index(GUARD_END) + len(GUARD_END)
-    path.write_text(text[:start] + guard_rules_sql() + text[end:])
-
-
-if __name__ == "__main__":
-    from pathlib import Path
-
-    write_guard(Path(__file__).resolve().parents[1] / "sql" / "guard.sql")

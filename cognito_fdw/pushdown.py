@@ -40,7 +40,9 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-PAGE_SIZE = 60
+from .api import PAGE_SIZE, is_cognito_name
+from .columns import BOOLEAN_TYPES, EXACT_TEXT_TYPES
+
 ADMIN_GET_USER = "AdminGetUser"
 LIST_USERS = "ListUsers"
 # Option username_lookup's values: how a username is looked up.
@@ -58,7 +60,6 @@ BILLED = (
 REQUEST_COST = 500
 MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
 MAX_FILTER_LENGTH = 256  # Cognito's maximum Filter length
-MAX_USERNAME_LENGTH = 128  # AdminGetUser's Username maximum
 PARTITION_MIN_USERS = 2000  # below this, 16 parts cost more requests than they save time
 PARTITIONS = tuple("0123456789abcdef")  # sub is a lowercase UUID: these prefixes cover all
 
@@ -108,9 +109,6 @@ _EQUALITY = {
 _PREFIX_RANK = 3
 _STATUS_RANK = 4
 _STATUS_SHARE = {"cognito:user_status": 3, "status": 2}  # a third / half of the pool
-_TEXT_TYPES = {"text", "character varying", "varchar"}
-_BOOL_TYPES = {"boolean", "bool"}
-_UUID_TYPES = {"uuid"}
 _RECORD_FIELDS = {"Username": "username", "UserStatus": "cognito:user_status", "Enabled": "status"}
 # The columns offered to the planner for parameterized (join) scans: one lookup per value.
 PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
@@ -199,7 +197,7 @@ class NullTests:
     """The columns this backend has planned ``col IS NULL`` on, to tell it from a NULL key.
 
     At execution Multicorn passes ``col IS NULL``, ``col = $1`` run with a NULL and a join
-    whose outer key is NULL all as ``('=', None)`` (docs/multicorn.md M8).  At planning
+    whose outer key is NULL all as ``('=', None)`` (docs/multicorn.md M10).  At planning
     ``get_rel_size`` receives the constant quals only: an IS NULL arrives there as
     ``('=', None)`` too, a parameter or a join key never does.  Every plan this backend
     runs was planned in this backend (plans are not shared between backends, and a foreign
@@ -342,8 +340,8 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
         definition = fdw_columns[column.name]
         base = (definition.base_type_name or definition.type_name or "").lower()
         # Cognito's subs are canonical lowercase UUIDs, so uuid equality on sub is exact.
-        is_uuid = attribute == "sub" and base in _UUID_TYPES
-        allowed = _BOOL_TYPES if attribute == "status" else _TEXT_TYPES
+        is_uuid = attribute == "sub" and base == "uuid"
+        allowed = BOOLEAN_TYPES if attribute == "status" else EXACT_TEXT_TYPES
         never_null = attribute in NEVER_NULL_ATTRIBUTES
         found[column.name] = Target(
             column.name, attribute, base in allowed or is_uuid, never_null, is_uuid
@@ -497,7 +495,7 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
     if target.attribute == "username" and target.never_null:
         # Every user's name is 1 to 128 letters, marks, symbols, numbers or punctuation
         # and text equality is exact: no user has any other value.
-        distinct = [v for v in distinct if not isinstance(v, str) or _valid_username(v)]
+        distinct = [v for v in distinct if not isinstance(v, str) or is_cognito_name(v)]
     if len(distinct) > MAX_LOOKUPS:
         return "in-bound"
     requests = []
@@ -538,17 +536,9 @@ def _canonical_uuid(value) -> str | None:
 def _lookup(attribute: str, value, admin_get_user: bool) -> Request | str:
     if not isinstance(value, str):
         return "value"
-    if admin_get_user and attribute == "username" and _valid_username(value):
+    if admin_get_user and attribute == "username" and is_cognito_name(value):
         return Request(ADMIN_GET_USER, username=value)
     return _filter_request(attribute, "=", value)
-
-
-def _valid_username(value: str) -> bool:
-    # AdminGetUser's Username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+ (at most 128): any
-    # other value would be refused as a parameter error rather than be "not found".
-    return 0 < len(value) <= MAX_USERNAME_LENGTH and all(
-        unicodedata.category(ch)[0] in "LMSNP" for ch in value
-    )
 
 
 def _filter_request(attribute: str, op: str, value: str) -> Request | str:

@@ -68,6 +68,12 @@ def database_encoding(name: str | None) -> DatabaseEncoding | None:
         ) from None
 
 
+def record_row(record: Mapping, columns: Iterable[Column]) -> dict:
+    """One row of an object whose columns each read a field of one API record (a group,
+    the user pool)."""
+    return {column.name: column.value(record, {}) for column in columns}
+
+
 def user_row(
     user: Mapping, columns: Iterable[Column], encoding: DatabaseEncoding | None = None
 ) -> dict:

@@ -1,8 +1,8 @@
 """Running a request plan: sequential paging, lookups with a cache, the concurrent scan.
 
 Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8, :mod:`cognito_fdw.backend`):
-worker threads only talk to Cognito and hand pages over through a bounded queue (facts
-sheet section 13).  Whatever they need is resolved on the backend's thread before the
+worker threads only talk to Cognito and hand pages over through a bounded queue
+(docs/multicorn.md M8).  Whatever they need is resolved on the backend's thread before the
 first of them starts: the plan, and the pool's client with its credentials (the role and
 a vault secret included), through :meth:`client.Pool.pinned`.  While the backend's thread
 waits for a page it polls for a cancel through :func:`backend.cancel_pending` (never
@@ -20,18 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import backend
-from .client import PAGE_SIZE, Pool, Stats
-from .errors import CognitoFdwError
+from .api import PAGE_SIZE
+from .client import Pool, Stats
 from .pushdown import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
 
 _POLL_SECONDS = 0.05
 # A worker whose page nobody takes for this long assumes the scan was abandoned (a
 # statement that failed elsewhere never calls end_scan) and stops.
 _ABANDON_SECONDS = 300.0
-
-
-class QueryCanceled(CognitoFdwError):
-    """The statement was cancelled (cancel request, statement_timeout) during a scan."""
 
 
 class LookupCache:
@@ -191,7 +187,7 @@ def _next_page(pages: queue.Queue):
 
 def _check_cancel() -> None:
     if backend.cancel_pending():
-        raise QueryCanceled(
+        raise backend.Cancelled(
             "canceling statement: cancel request or timeout during a Cognito scan",
             hint="The scan's worker threads were stopped.",
         )

@@ -1,7 +1,7 @@
 """Reading a secret from a Vault-style relation, from inside the server, with the right role.
 
-Multicorn gives Python no SPI (``plpy.execute`` fails outside a PL/Python function), so the
-wrapper opens a short loopback connection with psycopg:
+Multicorn gives Python no SPI (``plpy.execute`` fails outside a PL/Python function:
+docs/multicorn.md M9), so the wrapper opens a short loopback connection with psycopg:
 
 * **Where to:** by default the server's own first Unix socket directory, port and database
   (:func:`backend.server_address`), as the server's OS user (libpq's default user:

@@ -14,7 +14,8 @@ import boto3
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import LocalPostgres, MotoServer, multicorn_missing, postgres_bindir
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
+from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
 from .dockerpg import DockerPostgres, docker_available
 from .faultproxy import FaultProxy

@@ -6,7 +6,7 @@ host and the container reaches it through the host gateway.
 
 from __future__ import annotations
 
-from cognito_fdw.devstack import REPO_ROOT
+from cognito_fdw.tools.host import checkout
 
 
 def docker_available() -> bool:
@@ -24,7 +24,7 @@ class DockerPostgres:
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.image import DockerImage
 
-        self._image = DockerImage(path=str(REPO_ROOT), dockerfile_path="docker/Dockerfile")
+        self._image = DockerImage(path=str(checkout()), dockerfile_path="docker/Dockerfile")
         self._env = env
         self._container_class = DockerContainer
         self.container = None

@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from cognito_fdw.devstack import free_port
+from cognito_fdw.tools.devstack import free_port
 
 _ERRORS = {
     "throttle": (400, "TooManyRequestsException", "Rate exceeded"),

@@ -26,8 +26,9 @@ import boto3
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import REPO_ROOT, LocalPostgres, MotoServer, seed_users
 from cognito_fdw.pushdown import MAX_LOOKUPS, PARTITION_MIN_USERS
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, seed_users
+from cognito_fdw.tools.host import checkout
 
 from .seeddata import POOL_REGION
 
@@ -92,11 +93,11 @@ def pg(aws):
     env = {**os.environ, "PGOPTIONS": "-c log_statement=none"}
     subprocess.run(
         [*psql, "-v", f"user_pool_id={aws['pool_id']}", "-v", f"endpoint_url={aws['url']}",
-         "-f", str(REPO_ROOT / "sql" / "cognito_fdw.sql")], check=True, env=env,
+         "-f", str(checkout() / "sql" / "cognito_fdw.sql")], check=True, env=env,
     )  # fmt: skip
     subprocess.run(
         [*psql, "-v", f"vault_key_file={pg.base / 'vault.keys'}",
-         "-f", str(REPO_ROOT / "sql" / "vault.sql")], check=True, env=env,
+         "-f", str(checkout() / "sql" / "vault.sql")], check=True, env=env,
     )  # fmt: skip
     base = {"wrapper": "cognito_fdw.CognitoFdw", "user_pool_id": aws["pool_id"],
             "endpoint_url": aws["url"], **SCAN_OPTIONS}  # fmt: skip

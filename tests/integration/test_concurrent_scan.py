@@ -7,8 +7,8 @@ import math
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import seed_users
 from cognito_fdw.pushdown import PARTITION_MIN_USERS
+from cognito_fdw.tools.devstack import seed_users
 
 from .conftest import counting, requests_of
 from .seeddata import POOL_REGION

@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import seed_users
+from cognito_fdw.tools.devstack import seed_users
 
 from .conftest import create_server, record
 from .faultproxy import Fault

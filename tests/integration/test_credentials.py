@@ -20,9 +20,10 @@ import boto3
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import REPO_ROOT, LocalPostgres, MotoServer
 from cognito_fdw.errors import MIN_LINE
 from cognito_fdw.secrets import APPLICATION_NAME
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
+from cognito_fdw.tools.host import checkout
 
 from ..encodings import ENCODERS
 from .seeddata import POOL_REGION
@@ -119,10 +120,10 @@ def pg(aws):
     env = {**os.environ, "PGOPTIONS": "-c log_statement=none"}
     subprocess.run(
         [*psql, "-v", f"user_pool_id={aws.pool_id}", "-v", f"endpoint_url={aws.url}",
-         "-f", str(REPO_ROOT / "sql" / "cognito_fdw.sql")], check=True, env=env,
+         "-f", str(checkout() / "sql" / "cognito_fdw.sql")], check=True, env=env,
     )  # fmt: skip
     subprocess.run(
-        [*psql, "-v", f"vault_key_file={pg.key_file}", "-f", str(REPO_ROOT / "sql" / "vault.sql")],
+        [*psql, "-v", f"vault_key_file={pg.key_file}", "-f", str(checkout() / "sql" / "vault.sql")],
         check=True, env=env,
     )  # fmt: skip
     with psycopg.connect(pg.dsn, autocommit=True) as conn:

@@ -11,14 +11,9 @@ import boto3
 import psycopg
 import pytest
 
-from cognito_fdw import cli
-from cognito_fdw.devstack import (
-    REPO_ROOT,
-    LocalPostgres,
-    free_port,
-    multicorn_missing,
-    postgres_bindir,
-)
+from cognito_fdw.tools import cli
+from cognito_fdw.tools.devstack import LocalPostgres, free_port
+from cognito_fdw.tools.host import checkout, multicorn_missing, postgres_bindir
 
 from .seeddata import POOL_REGION
 
@@ -51,7 +46,7 @@ def database(setup):
 def make_server(conn, name, pool_id, endpoint, keys=True, table=True, guard=True):
     conn.execute("CREATE EXTENSION IF NOT EXISTS multicorn")
     if guard:
-        conn.execute((REPO_ROOT / "sql" / "guard.sql").read_text())
+        conn.execute((checkout() / "sql" / "guard.sql").read_text())
     conn.execute(
         f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
         f"'cognito_fdw.CognitoFdw', region '{POOL_REGION}', user_pool_id '{pool_id}', "
@@ -98,7 +93,7 @@ def test_a_missing_or_disabled_guard_fails(database, pool, capsys):
     assert status == 1
     assert "FAIL  guard: the cognito_fdw guard is not installed" in out
     assert "fix: install it as a superuser in this database: psql -f sql/guard.sql" in out
-    database.conn.execute((REPO_ROOT / "sql" / "guard.sql").read_text())
+    database.conn.execute((checkout() / "sql" / "guard.sql").read_text())
     database.conn.execute("ALTER EVENT TRIGGER cognito_fdw_guard DISABLE")
     status, out = doctor(capsys, database.dsn)
     assert status == 1

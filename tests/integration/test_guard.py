@@ -16,9 +16,10 @@ import time
 import psycopg
 import pytest
 
-from cognito_fdw.devstack import REPO_ROOT, LocalPostgres
 from cognito_fdw.errors import OptionError
 from cognito_fdw.options import REGISTRY, TABLE, USER_MAPPING, parse_options
+from cognito_fdw.tools.devstack import LocalPostgres
+from cognito_fdw.tools.host import checkout
 
 from .conftest import record
 from .seeddata import POOL_REGION
@@ -39,11 +40,11 @@ def guarded(moto, pool):
     subprocess.run(
         [*psql, "-v", f"user_pool_id={pool.pool_id}", "-v", f"endpoint_url={moto.url}",
          "-v", "aws_access_key_id=AKIDTESTING", "-v", "aws_secret_access_key=testing-secret",
-         "-f", str(REPO_ROOT / "sql" / "cognito_fdw.sql")], check=True,
+         "-f", str(checkout() / "sql" / "cognito_fdw.sql")], check=True,
     )  # fmt: skip
     subprocess.run(
         [*psql, "-v", f"vault_key_file={pg.base / 'vault.keys'}",
-         "-f", str(REPO_ROOT / "sql" / "vault.sql")], check=True,
+         "-f", str(checkout() / "sql" / "vault.sql")], check=True,
     )  # fmt: skip
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         pg.started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
@@ -283,7 +284,7 @@ def test_a_role_cannot_make_a_multicorn_server_of_its_own(guarded, mallory):
         refused(
             owner,
             "CREATE SERVER helper FOREIGN DATA WRAPPER multicorn OPTIONS "
-            "(wrapper 'cognito_fdw.devstack.MotoServer', user_pool_id 'us-east-1_Abc123')",
+            "(wrapper 'cognito_fdw.tools.devstack.MotoServer', user_pool_id 'us-east-1_Abc123')",
             "a non-superuser server owner loads another name inside cognito_fdw",
             "may not load wrapper",
         )

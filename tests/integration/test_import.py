@@ -27,7 +27,7 @@ def table_options(db, schema, table) -> list:
     ).fetchone()[0]
 
 
-def test_import_creates_three_tables_with_typed_custom_attributes(db, pool, cognito):
+def test_import_creates_a_table_per_object_with_typed_custom_attributes(db, pool, cognito):
     db.execute("CREATE SCHEMA imp_all")
     db.execute(
         "IMPORT FOREIGN SCHEMA cognito FROM SERVER cognito_server INTO imp_all "
@@ -37,7 +37,7 @@ def test_import_creates_three_tables_with_typed_custom_attributes(db, pool, cogn
         "SELECT foreign_table_name FROM information_schema.foreign_tables "
         "WHERE foreign_table_schema = 'imp_all' ORDER BY 1"
     ).fetchall()
-    assert tables == [("group_members",), ("groups",), ("users",)]
+    assert tables == [("group_members",), ("groups",), ("user_pool",), ("users",)]
 
     users = columns(db, "imp_all", "users")
     assert users["tenant"] == "text"
@@ -58,6 +58,8 @@ def test_import_creates_three_tables_with_typed_custom_attributes(db, pool, cogn
         "writable=true",
     ]
     assert table_options(db, "imp_all", "groups") == ["object=groups"]
+    assert table_options(db, "imp_all", "user_pool") == ["object=user_pool"]
+    assert columns(db, "imp_all", "user_pool")["schema_attributes"] == "jsonb"
 
     # The imported tables read: the typed custom attributes come back typed.
     seed = {u["Username"]: u for u in pool.users}
@@ -77,6 +79,10 @@ def test_import_creates_three_tables_with_typed_custom_attributes(db, pool, cogn
     )
     assert db.execute("SELECT count(*) FROM imp_all.groups").fetchone() == (len(groups),)
     assert db.execute("SELECT count(*) FROM imp_all.group_members").fetchone() == (members,)
+    described = cognito.describe_user_pool(UserPoolId=pool.pool_id)["UserPool"]
+    assert db.execute("SELECT id, name FROM imp_all.user_pool").fetchall() == [
+        (pool.pool_id, described["Name"])
+    ]
 
 
 def test_limit_to_and_except(db, setup):
@@ -85,14 +91,18 @@ def test_limit_to_and_except(db, setup):
         "IMPORT FOREIGN SCHEMA cognito LIMIT TO (groups) FROM SERVER cognito_server INTO imp_some"
     )
     db.execute(
-        "IMPORT FOREIGN SCHEMA cognito EXCEPT (groups, users) "
+        "IMPORT FOREIGN SCHEMA cognito EXCEPT (groups, users, user_pool) "
+        "FROM SERVER cognito_server INTO imp_some"
+    )
+    db.execute(
+        "IMPORT FOREIGN SCHEMA cognito LIMIT TO (user_pool) "
         "FROM SERVER cognito_server INTO imp_some"
     )
     tables = db.execute(
         "SELECT foreign_table_name FROM information_schema.foreign_tables "
         "WHERE foreign_table_schema = 'imp_some' ORDER BY 1"
     ).fetchall()
-    assert tables == [("group_members",), ("groups",)]
+    assert tables == [("group_members",), ("groups",), ("user_pool",)]
     assert table_options(db, "imp_some", "group_members") == [
         "object=group_members",
         "writable=false",

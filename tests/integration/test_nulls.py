@@ -3,7 +3,7 @@
 Each query runs on the foreign table and on a local copy of it (``CREATE TABLE ... AS``);
 the answers must be equal.  A condition no row can satisfy costs zero requests.  Multicorn
 passes ``col IS NULL`` exactly as ``col = <NULL parameter>`` (a NULL join key, ``= $1``
-executed with NULL) at execution (docs/multicorn.md M8): on a column that is never NULL
+executed with NULL) at execution (docs/multicorn.md M10): on a column that is never NULL
 (username, sub, status, enabled; a membership's group and user) both match nothing and cost
 nothing; on an attribute a user may lack (email) a NULL key costs nothing too, unless the
 session has planned ``IS NULL`` on that column: then the pool is read, or ``email IS

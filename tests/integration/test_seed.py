@@ -21,7 +21,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from cognito_fdw.seed import DEMO_GROUPS, SeedError, demo_users, ensure_pool, seed_pool
+from cognito_fdw.tools.demousers import DEMO_GROUPS, demo_users
+from cognito_fdw.tools.devstack import MotoServer
+from cognito_fdw.tools.seed import SeedError, ensure_pool, seed_moto_random, seed_pool
 
 pytestmark = pytest.mark.emulator_only
 
@@ -214,7 +216,7 @@ def _cli(endpoint, *args):
         [
             sys.executable,
             "-m",
-            "cognito_fdw.cli",
+            "cognito_fdw.tools.cli",
             "seed",
             "--endpoint-url",
             endpoint,
@@ -253,5 +255,48 @@ def test_cli_reports_an_unknown_pool_in_one_line(_moto_endpoint):
     result = _cli(_moto_endpoint, "--pool-id", "us-east-1_missing", "--users", "1")
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.startswith("cognito-fdw seed: error: ResourceNotFoundException")
-    assert "Traceback" not in result.stderr
+    said, error = result.stderr.splitlines()  # what it set out to do, and what went wrong
+    assert said == "cognito-fdw seed: pool us-east-1_missing: 1 demo users"
+    assert error.startswith("cognito-fdw seed: error: ResourceNotFoundException")
+
+
+# -- the same subs on every fresh emulator ----------------------------------------------------
+
+
+def _seeded_fresh_emulator(users: int) -> dict[str, tuple[str, object]]:
+    """username -> (sub, creation date) of a demo pool seeded into a moto of its own."""
+    moto = MotoServer().start()
+    try:
+        client = boto3.client(
+            "cognito-idp", region_name=REGION, endpoint_url=moto.url,
+            aws_access_key_id="test", aws_secret_access_key="test",
+        )  # fmt: skip
+        pool_id = ensure_pool(client, "demo", moto_random_seed=1)
+        seed_pool(client, pool_id, users=users, groups=True)
+        return {
+            name: ({a["Name"]: a["Value"] for a in user["Attributes"]}["sub"],
+                   user["UserCreateDate"])
+            for name, user in _users(client, pool_id).items()
+        }  # fmt: skip
+    finally:
+        moto.stop()
+
+
+def test_a_fresh_emulator_gives_the_demo_users_the_same_subs_again():
+    # make down + make dev restarts moto, which forgets the pool; app tables keyed on sub
+    # (sync.sql's app.users, an orders.user_sub) must still match the users seeded again.
+    first = _seeded_fresh_emulator(40)
+    time.sleep(1.1)  # creation times are whole seconds in Cognito's answers
+    second = _seeded_fresh_emulator(40)
+    assert len(first) == 40
+    assert {name: sub for name, (sub, _) in first.items()} == {
+        name: sub for name, (sub, _) in second.items()
+    }
+    assert len({sub for sub, _ in first.values()}) == 40
+    # What stays different, as the README says: the time of the run.
+    assert all(first[name][1] < second[name][1] for name in first)
+
+
+def test_a_random_seed_for_an_endpoint_that_is_not_moto_is_refused():
+    with pytest.raises(SeedError, match="for moto's server only"):
+        seed_moto_random("http://127.0.0.1:9", 1)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from cognito_fdw.devstack import seed_users
+from cognito_fdw.tools.devstack import seed_users
 
 from .conftest import counting, create_server, requests_of
 from .faultproxy import Fault, FaultProxy

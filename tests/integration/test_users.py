@@ -207,7 +207,7 @@ def test_error_columns_all_named_once(users, db, pool):
 
 
 def test_error_unreachable_endpoint_is_quick_and_names_it(users, db, pool):
-    from cognito_fdw.devstack import free_port
+    from cognito_fdw.tools.devstack import free_port
 
     port = free_port()  # nothing listens there
     _server(db, "err_net", pool.pool_id, f"http://127.0.0.1:{port}", max_attempts=2)

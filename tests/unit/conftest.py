@@ -33,7 +33,34 @@ def _install_double() -> None:
     package = types.ModuleType("multicorn")
 
     class ForeignDataWrapper:
+        # The real base class's defaults: a startup cost, and hooks that do nothing.
+        _startup_cost = 20
+
         def __init__(self, fdw_options, fdw_columns):
+            pass
+
+        def begin(self, serializable):
+            pass
+
+        def sub_begin(self, level):
+            pass
+
+        def sub_commit(self, level):
+            pass
+
+        def sub_rollback(self, level):
+            pass
+
+        def pre_commit(self):
+            pass
+
+        def commit(self):
+            pass
+
+        def rollback(self):
+            pass
+
+        def end_scan(self):
             pass
 
     package.ForeignDataWrapper = ForeignDataWrapper

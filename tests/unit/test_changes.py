@@ -1,10 +1,11 @@
-"""The pending-change log: last wish wins, savepoints, planning against Cognito's state."""
+"""The pending-change log and its transaction: last wish wins, savepoints, planning against
+Cognito's state, one owner across tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from cognito_fdw.changes import Change, ChangeLog, apply
+from cognito_fdw.changes import Change, ChangeLog, Transaction, apply
 from cognito_fdw.errors import CognitoFdwError
 
 
@@ -53,16 +54,24 @@ def test_unknown_users_are_the_ones_no_scan_has_seen():
     ]
 
 
+def joined(*logs: ChangeLog) -> Transaction:
+    transaction = Transaction()
+    for log in logs:
+        transaction.join(log, lambda context, log=log: [])
+    return transaction
+
+
 def test_rollback_to_savepoint_drops_only_the_changes_since_it():
     # BEGIN; INSERT e; SAVEPOINT s1; INSERT f; ROLLBACK TO s1; INSERT g; COMMIT
     log = ChangeLog()
+    transaction = joined(log)
     log.add("g", "e")
-    log.sub_begin(2)
+    transaction.sub_begin(2)
     log.add("g", "f")
-    log.sub_rollback(2)
-    log.sub_begin(2)
+    transaction.sub_rollback(2)
+    transaction.sub_begin(2)
     log.add("g", "g")
-    log.sub_commit(2)
+    transaction.sub_commit(2)
     for user in ("e", "f", "g"):
         log.observe_user(user, set())
     assert planned(log) == [("g", "e", True), ("g", "g", True)]
@@ -70,42 +79,99 @@ def test_rollback_to_savepoint_drops_only_the_changes_since_it():
 
 def test_nested_savepoints_release_into_the_enclosing_one():
     log = ChangeLog()
-    log.sub_begin(2)
+    transaction = joined(log)
+    transaction.sub_begin(2)
     log.add("g", "a")
-    log.sub_begin(3)
+    transaction.sub_begin(3)
     log.remove("g", "a")
-    log.sub_commit(3)  # RELEASE s2: the removal now belongs to s1
+    transaction.sub_commit(3)  # RELEASE s2: the removal now belongs to s1
     assert log.wanted(("g", "a")) is False
-    log.sub_rollback(2)  # ROLLBACK TO s1 drops both
-    assert not log
+    transaction.sub_rollback(2)  # ROLLBACK TO s1 drops both
+    assert not log and not transaction
     assert log.wanted(("g", "a")) is None
 
 
 def test_rollback_of_an_outer_savepoint_drops_inner_ones():
     log = ChangeLog()
+    transaction = joined(log)
     log.add("g", "keep")
-    log.sub_begin(2)
+    transaction.sub_begin(2)
     log.add("g", "a")
-    log.sub_begin(3)
+    transaction.sub_begin(3)
     log.add("g", "b")
-    log.sub_rollback(2)
+    transaction.sub_rollback(2)
     assert log.pending_adds() == [("g", "keep")]
-    log.sub_begin(2)  # the savepoint is re-established and touched again
+    transaction.sub_begin(2)  # the savepoint is re-established and touched again
     log.add("g", "c")
-    log.sub_rollback(2)
+    transaction.sub_rollback(2)
     assert log.pending_adds() == [("g", "keep")]
+
+
+def test_every_instance_hook_drives_one_snapshot_per_level():
+    # Two tables (two wrapper instances) touched inside one savepoint: Multicorn calls
+    # sub_begin(2) on each, the second after the first table changed; and a table whose
+    # first change is inside the savepoint joins after the snapshot was taken.
+    first, second = ChangeLog(), ChangeLog()
+    transaction = joined(first)
+    first.add("g", "before")
+    transaction.sub_begin(2)
+    first.add("g", "inside")
+    transaction.sub_begin(2)  # the second instance's hook: the snapshot is not retaken
+    transaction.join(second, lambda context: [])
+    second.add("h", "inside")
+    transaction.sub_rollback(2)
+    transaction.sub_rollback(2)  # the second instance's hook: nothing left to restore
+    assert first.pending_adds() == [("g", "before")]
+    assert not second
+
+
+def test_send_plans_every_table_with_the_context_then_forgets_them():
+    first, second = ChangeLog(), ChangeLog()
+    contexts, sent = [], []
+
+    def planner(context):
+        contexts.append(context)
+        return [(Change("g", f"u{len(contexts)}", True), lambda c: sent.append(c) or True)]
+
+    transaction = Transaction()
+    for log in (first, second):
+        log.add("g", "x")
+        transaction.join(log, planner)
+        transaction.join(log, planner)  # again: still one table
+    transaction.sub_begin(2)
+    transaction.send("stats")
+    assert contexts == ["stats", "stats"]
+    assert sent == [Change("g", "u1", True), Change("g", "u2", True)]
+    assert not transaction and not first and not second
+    transaction.sub_rollback(2)  # no savepoint left: nothing to restore
+    assert not first
+
+
+def test_a_failed_send_forgets_the_changes_too():
+    log = ChangeLog()
+    log.add("g", "a")
+    transaction = Transaction()
+
+    def fail(change):
+        raise CognitoFdwError("boom")
+
+    transaction.join(log, lambda context: [(Change("g", "a", True), fail)])
+    with pytest.raises(CognitoFdwError, match="cannot add user 'a' to group 'g' at COMMIT"):
+        transaction.send(None)
+    assert not transaction and not log
 
 
 def test_clear_forgets_wishes_observations_and_savepoints():
     log = ChangeLog()
-    log.sub_begin(2)
+    transaction = joined(log)
+    transaction.sub_begin(2)
     log.add("g", "a")
     log.observe(("g", "a"), True)
-    log.clear()
+    transaction.clear()
     assert not log
     log.add("g", "a")
     assert log.unknown_users() == ["a"]
-    log.sub_rollback(2)  # no savepoint left: nothing to restore
+    transaction.sub_rollback(2)  # no savepoint left (and the log has left): nothing to restore
     assert log.pending_adds() == [("g", "a")]
 
 

@@ -12,7 +12,8 @@ import pytest
 from botocore.stub import Stubber
 
 from cognito_fdw import client as client_module
-from cognito_fdw.client import Pool, Stats, is_cognito_name
+from cognito_fdw.api import is_cognito_name
+from cognito_fdw.client import Pool, Stats
 from cognito_fdw.errors import CognitoApiError
 from cognito_fdw.options import parse_options
 
@@ -170,7 +171,7 @@ def test_a_stalled_endpoint_fails_at_the_request_deadline_and_retries_stop(stall
     })  # fmt: skip
     start = time.monotonic()
     with pytest.raises(CognitoApiError) as caught:
-        Pool(options).call("list_users", Limit=1)
+        Pool(options).call("ListUsers", Limit=1)
     elapsed = time.monotonic() - start
     assert 2.5 <= elapsed < 3.5
     err = caught.value

@@ -12,7 +12,7 @@ import pytest
 
 from cognito_fdw import backend, credentials, secrets
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError, scrub
-from cognito_fdw.options import OPTIONS, USER_MAPPING_OPTIONS, parse_options
+from cognito_fdw.options import OPTIONS, SECRET_OPTIONS, USER_MAPPING_OPTIONS, parse_options
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"user_pool_id": "us-east-1_AbC123", "object": "users"}
@@ -55,7 +55,10 @@ def test_credential_option_values_stay_out_of_reprs():
     assert "pw" not in repr(options)
     assert "ext-secret" not in repr(options)
     assert "ext-secret" not in repr(credentials.resolve(options))
-    assert set(options.secrets()) == {"password=pw", "ext-secret"}
+    assert {getattr(options, name) for name in SECRET_OPTIONS} - {None} == {
+        "password=pw",
+        "ext-secret",
+    }
 
 
 # -- precedence -------------------------------------------------------------------------
@@ -85,18 +88,18 @@ def test_profile_then_chain_and_a_role_on_top_of_any():
         "of the server's OS user"  # fmt: skip
 
 
-def test_static_keys_read_the_vault_only_for_a_vault_source():
+def test_keys_are_read_from_the_vault_only_for_a_vault_source(monkeypatch):
     calls = []
 
     def read(ref):
         calls.append(ref)
         return "from-vault"
 
-    vault = opts(aws_access_key_id="A", api_key_name="n")
-    keys = credentials.static_keys(credentials.resolve(vault), vault, read)
+    monkeypatch.setattr(secrets, "read_secret", read)
+    keys = credentials.for_options(opts(aws_access_key_id="A", api_key_name="n")).keys
     assert (keys.access_key, keys.secret_key, keys.token) == ("A", "from-vault", None)
-    assert credentials.static_keys(credentials.resolve(opts()), opts(), read) is None
-    assert len(calls) == 1
+    assert credentials.for_options(opts()).keys is None
+    assert [ref.value for ref in calls] == ["n"]
 
 
 # -- cache keys -------------------------------------------------------------------------
@@ -107,13 +110,13 @@ def test_cache_keys_hold_fingerprints_not_secrets():
         aws_access_key_id="A", aws_secret_access_key="S3CRET", aws_session_token="T0KEN",
         role_arn=ROLE, external_id="EXT1D", secrets_conninfo="password=PW",
     )  # fmt: skip
-    source = credentials.resolve(options)
-    keys = credentials.static_keys(source, options, None)
-    text = repr((credentials.cache_slot(source), credentials.cache_key(keys)))
+    found = credentials.for_options(options)
+    text = repr((found, found.slot(), found.version()))
     for secret in ("S3CRET", "T0KEN", "EXT1D", "PW"):
         assert secret not in text
-    rotated = credentials.Keys("A", "S3CRET2")
-    assert credentials.cache_key(rotated) != credentials.cache_key(keys)
+    rotated = credentials.Credentials(found.source, credentials.Keys("A", "S3CRET2"))
+    assert rotated.version() != found.version()
+    assert rotated.slot() == found.slot()
 
 
 def test_fingerprints_are_keyed_per_process():
@@ -130,17 +133,14 @@ def test_fingerprints_are_keyed_per_process():
 def test_a_missing_profile_is_a_credential_error(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    source = credentials.resolve(opts(aws_profile="nope"))
+    found = credentials.for_options(opts(aws_profile="nope"))
     with pytest.raises(CredentialError, match="AWS profile 'nope'"):
-        credentials.session_for(source, None, "us-east-1")
+        found.session("us-east-1")
 
 
 def test_a_role_session_refreshes_through_sts_lazily():
     options = opts(aws_access_key_id="A", aws_secret_access_key="S", role_arn=ROLE)
-    source = credentials.resolve(options)
-    session = credentials.session_for(
-        source, credentials.static_keys(source, options, None), "us-east-1"
-    )
+    session = credentials.for_options(options).session("us-east-1")
     creds = session._session.get_credentials()
     assert isinstance(creds, botocore.credentials.DeferredRefreshableCredentials)
     assert creds.method == "assume-role"
@@ -152,9 +152,9 @@ def test_assume_role_without_base_credentials_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    source = credentials.resolve(opts(role_arn=ROLE))
+    found = credentials.for_options(opts(role_arn=ROLE))
     with pytest.raises(CredentialError, match="no credentials to assume role"):
-        credentials.session_for(source, None, "us-east-1")
+        found.session("us-east-1")
 
 
 # -- the loopback -----------------------------------------------------------------------
@@ -208,9 +208,7 @@ def test_cognito_fdw_sql_installs_the_guard():
 
 
 def test_no_module_writes_the_process_environment():
-    for path in (ROOT / "cognito_fdw").glob("*.py"):
-        if path.name == "devstack.py":  # test tooling: starts servers, never runs in one
-            continue
+    for path in (ROOT / "cognito_fdw").rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"os\.environ\[[^]]+\]\s*=|putenv|environ\.update|setdefault", text)
 

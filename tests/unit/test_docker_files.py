@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from cognito_fdw.tools.dev import MOTO_RANDOM_SEED
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -102,6 +104,8 @@ def test_ports_are_local_and_documented(compose):
 def test_seed_hands_the_pool_id_to_the_db_init(compose):
     seed, db = compose["services"]["seed"], compose["services"]["db"]
     assert "--pool-id-file=/shared/pool_id" in seed["command"]
+    # The same subs after `make down` and `make dev`, as the local stack (dev.MOTO_RANDOM_SEED).
+    assert f"--moto-random-seed={MOTO_RANDOM_SEED}" in seed["command"]
     assert db["environment"]["COGNITO_POOL_ID_FILE"] == "/shared/pool_id"
     mounts = {v["target"]: v for v in db["volumes"]}
     assert mounts["/shared"]["read_only"] is True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cognito_fdw.doctor import (
+from cognito_fdw.tools.findings import (
     FAIL,
     OK,
     WARN,
@@ -96,6 +96,17 @@ def test_server_summary_names_the_source_really_used():
     assert "credentials: none usable: unknown option: regoin" in text
 
 
+def test_server_summary_says_what_roles_without_a_mapping_use():
+    # Multicorn merges the querying role's mapping (else PUBLIC's) over the server's options.
+    server = {"user_pool_id": "us-east-1_Abc", "aws_access_key_id": "AKIDX", "api_key_id": "7"}
+    keys = {"aws_access_key_id": "AKIDY", "aws_secret_access_key": "k"}
+    text, _ = server_summary("s", server, {"app": keys})
+    assert "roles without a user mapping: a secret in vault.decrypted_secrets (by id)" in text
+    assert "user mapping for app: access keys in the options" in text
+    text, _ = server_summary("s", server, {"public": keys, "app": keys})
+    assert "roles without a user mapping" not in text  # PUBLIC's mapping serves them
+
+
 def test_versions_line_and_the_modules_that_failed():
     found = {
         "python": "3.11.2",
@@ -122,6 +133,17 @@ def test_report_fails_only_on_a_failure_and_prints_each_fix():
     assert "warn  server s: keys in options\n      fix: move them" in text
     assert "median 20 ms, max 30 ms" in text
     assert text.endswith("1 problem(s) found")
+
+
+def test_report_shows_each_finding_as_it_is_found():
+    shown = []
+    report = Report(echo=shown.append)
+    report.add(OK, "multicorn", "extension 3.2")
+    assert shown == ["ok    multicorn: extension 3.2"]
+    report.extend(guard_findings(None))
+    assert shown[1].startswith("FAIL  guard: the cognito_fdw guard is not installed")
+    assert "\n      fix: install it" in shown[1]
+    assert "\n".join([*shown, report.summary()]) == report.render()
 
 
 def test_guard_findings():

@@ -48,7 +48,7 @@ def test_limit_zero_sends_nothing():
 
 def test_an_internal_bug_is_one_clear_error(monkeypatch):
     wrapper = fdw()
-    monkeypatch.setattr(wrapper, "_prepared", lambda: 1 / 0)
+    monkeypatch.setattr(wrapper, "_table", lambda: 1 / 0)
     with pytest.raises(MulticornException) as caught:
         wrapper.get_rel_size([], set())
     assert "internal error" in caught.value.message and "ZeroDivisionError" in caught.value.message

@@ -5,8 +5,12 @@ from collections import OrderedDict
 import pytest
 from multicorn.utils import MulticornException
 
-from cognito_fdw import groups
-from cognito_fdw.fdw import CognitoFdw, GroupsFdw
+from cognito_fdw import changes
+from cognito_fdw.fdw import CognitoFdw
+from cognito_fdw.groups import Groups
+from cognito_fdw.members import Members
+from cognito_fdw.table import OBJECTS, table_class
+from cognito_fdw.users import Users
 
 from .test_columns import Col
 
@@ -25,11 +29,16 @@ def wrapper(columns=MEMBER_COLUMNS, **options):
     return CognitoFdw({**BASE, **options}, columns)
 
 
-def test_the_object_option_picks_the_class():
-    assert type(wrapper(object="users")) is CognitoFdw
-    assert type(wrapper(object="group_members")) is GroupsFdw
+def test_the_object_option_picks_the_table():
+    users_table = OrderedDict(username=Col("username", "text"))
+    assert type(wrapper(users_table, object="users")._table()) is Users
+    assert type(wrapper(object="group_members")._table()) is Members
     groups_table = OrderedDict(group_name=Col("group_name", "text"))
-    assert type(wrapper(groups_table, object="groups")) is GroupsFdw
+    assert type(wrapper(groups_table, object="groups")._table()) is Groups
+
+
+def test_every_object_has_a_table_of_that_name():
+    assert [table_class(name).object for name in OBJECTS] == list(OBJECTS)
 
 
 @pytest.mark.parametrize(
@@ -62,9 +71,9 @@ def test_changes_wait_for_commit_and_rollback_forgets_them():
     returned = table.insert({"group_name": "admins", "username": "alice", "membership": None})
     assert returned["membership"] == '["admins", "alice"]'
     table.delete('["staff", "bob"]')
-    assert groups.has_pending()
+    assert changes.transaction
     table.rollback()
-    assert not groups.has_pending()
+    assert not changes.transaction
     table.pre_commit()  # nothing pending: no request (the endpoint is closed)
     table.commit()
 

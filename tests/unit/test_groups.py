@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import collections
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_fdw.changes import ChangeLog
+from cognito_fdw.columns import resolve_fields
 from cognito_fdw.errors import ColumnError, OptionError
-from cognito_fdw.groups import (
-    Groups,
-    Members,
-    membership_key,
-    parse_membership,
-    resolve_group_columns,
-)
+from cognito_fdw.groups import GROUP_COLUMNS, Groups
 from cognito_fdw.importer import column_name, table_definitions
-from cognito_fdw.options import parse_options
+from cognito_fdw.members import Members, membership_key, parse_membership
 
 Col = collections.namedtuple("Col", "column_name type_name base_type_name options")
 Qual = collections.namedtuple("Qual", "field_name operator value")
@@ -29,9 +24,7 @@ def cols(**types):
 
 
 class FakePool:
-    options = parse_options(
-        {"user_pool_id": "us-east-1_Test1", "object": "group_members", "writable": "true"}
-    )
+    options = SimpleNamespace(writable=True, deterministic_collations=False)
 
     def custom_attributes(self):
         return {"custom:tenant": "String"}
@@ -42,7 +35,7 @@ class FakePool:
 
 def members(**types):
     types = types or {"group_name": "text", "username": "text", "membership": "text"}
-    return Members(FakePool(), cols(**types), writable=True, log=ChangeLog())
+    return Members(FakePool(), cols(**types))
 
 
 @given(st.text(min_size=1), st.text(min_size=1))
@@ -89,7 +82,7 @@ def test_a_qual_no_membership_can_satisfy_asks_nothing(qual, condition):
     explain = table.explain([qual], ["username"])
     assert explain == [f"{NO_REQUEST} (NULL, an empty list or no name Cognito could hold): "
                        + condition]  # fmt: skip
-    assert table.rel_size([qual]) == 1
+    assert table.rel_size([qual], ["username"]) == (1, 24, 0)
     assert list(table.rows([qual], ["username"], stats=None)) == []
 
 
@@ -102,9 +95,10 @@ def test_a_null_user_column_may_be_is_null_so_every_group_is_read():
 def test_groups_table_asks_nothing_for_a_null_or_empty_name():
     table = Groups(FakePool(), cols(group_name="text", description="text"))
     for qual in (Qual("group_name", "=", None), Qual("group_name", ("=", True), [])):
-        assert table.explain([qual])[0].startswith(NO_REQUEST)
-        assert list(table.rows([qual], stats=None)) == []
-    assert table.explain([Qual("description", "=", None)])[0].startswith("Cognito: ListGroups")
+        assert table.explain([qual], [])[0].startswith(NO_REQUEST)
+        assert list(table.rows([qual], [], stats=None)) == []
+    explain = table.explain([Qual("description", "=", None)], [])
+    assert explain[0].startswith("Cognito: ListGroups")
 
 
 def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():
@@ -127,9 +121,12 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
 
 
 def test_group_columns():
-    assert [c.name for c in resolve_group_columns(cols(group_name="text", precedence="integer"))]
-    with pytest.raises(ColumnError, match="nope: not a column of groups"):
-        resolve_group_columns(cols(nope="text"))
+    resolved = resolve_fields(cols(group_name="text", precedence="integer"), GROUP_COLUMNS, "g")
+    assert [c.name for c in resolved] == ["group_name", "precedence"]
+    with pytest.raises(ColumnError, match="nope: not a column of groups") as caught:
+        Groups(FakePool(), cols(nope="text", precedence="boolean"))
+    assert "precedence: type boolean cannot hold a number" in caught.value.message
+    assert caught.value.hint.startswith("Columns of object 'groups': group_name, description")
 
 
 @pytest.mark.parametrize(
@@ -152,7 +149,7 @@ def test_import_definitions():
         {"custom:tenant": "String", "custom:age": "Number", "custom:beta": "Boolean"},
         {"writable": "true"},
     )
-    assert [t.name for t in tables] == ["users", "groups", "group_members"]
+    assert [t.name for t in tables] == ["users", "groups", "group_members", "user_pool"]
     users = {c.name: c for c in tables[0].columns}
     assert users["age"].type_name == "numeric"
     assert users["age"].options == {"attribute": "custom:age"}
@@ -160,6 +157,9 @@ def test_import_definitions():
     assert users["sub"].type_name == "text"  # a join key: see importer._standard_type
     assert users["updated_at"].type_name == "timestamp with time zone"
     assert tables[2].options == {"object": "group_members", "writable": "true"}
+    assert tables[3].options == {"object": "user_pool"}  # read-only: no writable
+    pool = {c.name: c.type_name for c in tables[3].columns}
+    assert pool["estimated_users"] == "integer" and pool["schema_attributes"] == "jsonb"
     for table in tables:  # keys are emitted unquoted by Multicorn: keep them lower case
         for key in [*table.options, *(k for c in table.columns for k in c.options)]:
             assert key.isidentifier() and key == key.lower()

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from cognito_fdw.errors import OptionError
+from cognito_fdw.optiondocs import guard_rules_sql, readme_table
 from cognito_fdw.options import (
     KNOWN_OPTIONS,
     REGISTRY,
@@ -12,9 +13,7 @@ from cognito_fdw.options import (
     USER_MAPPING,
     USER_MAPPING_OPTIONS,
     closest,
-    guard_rules_sql,
     parse_options,
-    readme_table,
 )
 
 BASE = {"user_pool_id": "eu-west-2_AbC123", "object": "users"}
@@ -44,8 +43,8 @@ def test_supabase_option_names_are_accepted():
         aws_secret_access_key="s3cr3t",
         endpoint_url="http://127.0.0.1:5000",
     )
-    assert options.secrets() == ("s3cr3t",)
-    assert "s3cr3t" not in repr(options)
+    assert options.aws_secret_access_key == "s3cr3t"
+    assert "s3cr3t" not in repr(options) and "AKIAEXAMPLE" not in repr(options)
 
 
 def test_pool_in_another_region_is_refused_with_both_regions_named():
@@ -134,7 +133,7 @@ def test_object_is_required():
 
 
 def test_guard_sql_holds_the_registry_rules():
-    # Regenerate with: python -m cognito_fdw.options
+    # Regenerate with: python -m cognito_fdw.optiondocs
     text = (Path(__file__).parents[2] / "sql" / "guard.sql").read_text()
     assert guard_rules_sql() in text
 
@@ -211,3 +210,11 @@ def test_readme_table_names_every_option_once():
     table = readme_table()
     for row in REGISTRY:
         assert table.count(f"| `{row.name}` |") == 1
+
+
+def test_a_numbers_range_is_written_once():
+    # The doc says {range}; the README and messages fill in low and high.
+    for row in REGISTRY:
+        if row.kind in ("int", "float"):
+            assert "{range}" in row.doc and f"{row.low:g} to {row.high:g}" in row.text
+        assert "{range}" not in row.text

@@ -408,7 +408,7 @@ def test_no_path_key_while_a_nondeterministic_collation_exists():
     assert pushdown.path_keys(targets(), ("ci",)) == []
 
 
-# -- NULL keys: IS NULL is told from a NULL parameter by what planning saw (M8) ---------
+# -- NULL keys: IS NULL is told from a NULL parameter by what planning saw (M10) --------
 
 
 def test_a_null_key_on_a_column_never_planned_is_null_asks_nothing():

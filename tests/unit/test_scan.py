@@ -127,7 +127,7 @@ def test_a_cancel_stops_the_wait_for_workers(monkeypatch):
 
     monkeypatch.setattr(backend, "cancel_pending", lambda: True)
     try:
-        with pytest.raises(scan.QueryCanceled):
+        with pytest.raises(backend.Cancelled):
             list(scan.run(PARTS_PLAN, SlowPool(USERS), Stats(), scan.LookupCache()))
     finally:
         release.set()

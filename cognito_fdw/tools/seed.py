@@ -5,30 +5,28 @@ integration tests and the benchmarks. It takes a boto3 ``cognito-idp`` client, s
 against moto and against a real pool alike::
 
     import boto3
-    from cognito_fdw.seed import ensure_pool, seed_pool
+    from cognito_fdw.tools.seed import ensure_pool, seed_pool
 
     client = boto3.client("cognito-idp", region_name="us-east-1",
                           endpoint_url="http://127.0.0.1:5000")
     pool_id = ensure_pool(client, "demo")
     summary = seed_pool(client, pool_id, users=200, groups=True)
 
-What a run produces:
-
-- users ``user0001`` .. ``userNNNN``, each built by :func:`demo_user` from its own seeded
-  random generator, so user 17 is the same whatever N is and on every run;
-- varied attributes: ``example.com``/``example.org`` emails (reserved domains, so nobody gets
-  mail), fictional ``555-01xx`` phone numbers, names with é, ü, ñ, ø, ł and CJK, some users
-  missing email, phone or names, one in fifty with no attributes at all, ``email_verified``
-  true and false, and the custom attributes of :data:`CUSTOM_ATTRIBUTES` (only those the
-  pool's schema has, so a pool created elsewhere can be seeded too);
-- statuses: ``CONFIRMED`` (AdminCreateUser, then a permanent random password),
-  ``FORCE_CHANGE_PASSWORD`` (AdminCreateUser alone) and ``UNCONFIRMED`` (SignUp through an
-  app client this module creates); some users disabled;
-- with ``groups=True``, the groups of :data:`DEMO_GROUPS` and their members.
+What a run produces: the users of :mod:`cognito_fdw.tools.demousers` (only the custom
+attributes the pool's schema has, so a pool created elsewhere can be seeded too), with their
+statuses made the way Cognito makes them: ``CONFIRMED`` (AdminCreateUser, then a permanent
+random password), ``FORCE_CHANGE_PASSWORD`` (AdminCreateUser alone) and ``UNCONFIRMED``
+(SignUp through an app client this module creates); and with ``groups=True``, the demo groups
+and their members.
 
 A rerun converges instead of duplicating: existing users and groups are not recreated, and
 a user left half-done by an interrupted run (or edited by hand) gets its demo attribute
 values, its password, its disabled flag and its group memberships put right.
+
+Cognito gives each user a ``sub`` and a creation time of its own.  Against moto,
+``ensure_pool(..., moto_random_seed=N)`` makes the subs repeat on every fresh emulator
+(moto draws them from a generator it lets clients seed); the creation times are always the
+time of the run.
 
 Requests respect Cognito's real limits (pages of at most 60) even though moto accepts more.
 Throttling (``TooManyRequestsException``) is left to the client's botocore retry config.
@@ -36,90 +34,33 @@ Throttling (``TooManyRequestsException``) is left to the client's botocore retry
 
 from __future__ import annotations
 
-import random
 import secrets
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TextIO
+
+from cognito_fdw.tools.demousers import (
+    CONFIRMED,
+    CUSTOM_ATTRIBUTES,
+    DEMO_GROUPS,
+    FORCE_CHANGE_PASSWORD,
+    UNCONFIRMED,
+    USERNAME_PREFIX,
+    DemoUser,
+    demo_users,
+    username_for,
+)
 
 #: Cognito rejects page sizes above 60 for every list operation used here.
 PAGE_SIZE = 60
 
-USERNAME_PREFIX = "user"
-
 #: The app client SignUp goes through; found by this name on rerun, never duplicated.
 SIGNUP_CLIENT_NAME = "cognito-fdw-seed"
 
-#: Custom attributes of a pool created by :func:`ensure_pool` (Cognito adds ``custom:``).
-CUSTOM_ATTRIBUTES = (
-    {
-        "Name": "tenant",
-        "AttributeDataType": "String",
-        "Mutable": True,
-        "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "64"},
-    },
-    {
-        "Name": "plan",
-        "AttributeDataType": "String",
-        "Mutable": True,
-        "StringAttributeConstraints": {"MinLength": "1", "MaxLength": "32"},
-    },
-    {
-        "Name": "age",
-        "AttributeDataType": "Number",
-        "Mutable": True,
-        "NumberAttributeConstraints": {"MinValue": "0", "MaxValue": "150"},
-    },
-    {"Name": "beta", "AttributeDataType": "Boolean", "Mutable": True},
-)
-
-#: (name, description, precedence): lower precedence wins in Cognito's token claims.
-DEMO_GROUPS = (
-    ("admin", "Administrators: full access", 1),
-    ("editors", "Can edit content", 10),
-    ("viewers", "Read-only access", 20),
-)
-
-# (given_name, family_name, name): CJK names are written family name first, without a space.
-_PEOPLE = (
-    ("Ana", "García", "Ana García"),
-    ("José", "Núñez", "José Núñez"),
-    ("Zoë", "Müller", "Zoë Müller"),
-    ("Jürgen", "Schröder", "Jürgen Schröder"),
-    ("Søren", "Kierkegård", "Søren Kierkegård"),
-    ("Łucja", "Wałęsa", "Łucja Wałęsa"),
-    ("Chloé", "Dubois", "Chloé Dubois"),
-    ("Iñigo", "Peña", "Iñigo Peña"),
-    ("Ömer", "Öztürk", "Ömer Öztürk"),
-    ("Olivia", "O'Brien", "Olivia O'Brien"),
-    ("Liam", "Smith", "Liam Smith"),
-    ("Priya", "Raman", "Priya Raman"),
-    ("太郎", "山田", "山田太郎"),
-    ("娜", "李", "李娜"),
-    ("민준", "김", "김민준"),
-    ("美咲", "佐藤", "佐藤美咲"),
-)
-_TENANTS = ("acme", "globex", "initech", "umbrella")
-_PLANS = ("free", "pro", "enterprise")
-_LOCALES = ("en-US", "fr-FR", "de-DE", "es-ES", "ja-JP", "pl-PL")
-_AREA_CODES = ("202", "312", "415", "617", "212")
-
-CONFIRMED = "CONFIRMED"
-FORCE_CHANGE_PASSWORD = "FORCE_CHANGE_PASSWORD"
-UNCONFIRMED = "UNCONFIRMED"
-
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class DemoUser:
-    """The desired state of one demo user."""
-
-    username: str
-    attributes: dict[str, str]
-    status: str
-    enabled: bool
-    groups: tuple[str, ...]
+#: ``progress(done, total)`` after each user; ``progress(done, total, "groups")`` after each
+#: group's memberships.
+Progress = Callable[..., None]
 
 
 @dataclass
@@ -149,71 +90,30 @@ class SeedError(Exception):
     """A pool that cannot be seeded, with what to do about it."""
 
 
-def username_for(index: int) -> str:
-    """``user0001`` for 1; wider when N needs it (``user10000``)."""
-    return f"{USERNAME_PREFIX}{index:04d}"
+class TextProgress:
+    """A plain-text progress bar: redrawn in place on a TTY, a line per 10% otherwise."""
 
+    width = 30
 
-def demo_user(index: int) -> DemoUser:
-    """Build demo user ``index`` (1-based); the same index always gives the same user."""
-    # A string seed is hashed with SHA-512, so this is stable across runs and Python versions.
-    rng = random.Random(f"cognito-fdw-seed:{index}")
-    username = username_for(index)
-    attributes: dict[str, str] = {}
-    # One user in fifty has no attributes at all: the wrapper must give NULLs, not fail.
-    if index % 50 != 0:
-        attributes.update(_contact_attributes(rng, username))
-        attributes.update(_name_attributes(rng))
-        attributes.update(_custom_attributes(rng))
-    roll = rng.random()
-    status = UNCONFIRMED if roll < 0.10 else FORCE_CHANGE_PASSWORD if roll < 0.25 else CONFIRMED
-    enabled = rng.random() >= 0.08
-    groups = tuple(
-        name
-        for name, chance in (("admin", 0.04), ("editors", 0.2), ("viewers", 0.5))
-        if rng.random() < chance
-    )
-    return DemoUser(username, attributes, status, enabled, groups)
+    def __init__(self, stream: TextIO, label: str):
+        self.stream = stream
+        self.label = label
+        self.tty = stream.isatty()
+        self.last_decile = -1
 
-
-def _contact_attributes(rng: random.Random, username: str) -> dict[str, str]:
-    attributes = {}
-    if rng.random() < 0.9:
-        domain = rng.choice(("example.com", "example.org"))
-        # A few mixed-case addresses, to exercise case handling in filters.
-        local = username.capitalize() if rng.random() < 0.05 else username
-        attributes["email"] = f"{local}@{domain}"
-        attributes["email_verified"] = "true" if rng.random() < 0.7 else "false"
-    if rng.random() < 0.6:
-        # 555-0100..0199 is reserved for fiction in the North American numbering plan.
-        number = f"+1{rng.choice(_AREA_CODES)}555{rng.randint(100, 199):04d}"
-        attributes["phone_number"] = number
-        attributes["phone_number_verified"] = "true" if rng.random() < 0.5 else "false"
-    return attributes
-
-
-def _name_attributes(rng: random.Random) -> dict[str, str]:
-    if rng.random() < 0.15:
-        return {}
-    given, family, name = rng.choice(_PEOPLE)
-    attributes = {"given_name": given, "family_name": family, "name": name}
-    if rng.random() < 0.7:
-        attributes["locale"] = rng.choice(_LOCALES)
-    return attributes
-
-
-def _custom_attributes(rng: random.Random) -> dict[str, str]:
-    attributes = {"custom:tenant": rng.choice(_TENANTS), "custom:plan": rng.choice(_PLANS)}
-    if rng.random() < 0.8:
-        attributes["custom:age"] = str(rng.randint(18, 90))
-    if rng.random() < 0.5:
-        attributes["custom:beta"] = "true" if rng.random() < 0.3 else "false"
-    return attributes
-
-
-def demo_users(count: int) -> Iterator[DemoUser]:
-    """Demo users 1..count."""
-    return (demo_user(index) for index in range(1, count + 1))
+    def __call__(self, done: int, total: int, label: str | None = None) -> None:
+        if label is not None and label != self.label:
+            self.label, self.last_decile = label, -1
+        if self.tty:
+            filled = self.width * done // total
+            bar = "#" * filled + "." * (self.width - filled)
+            end = "\n" if done == total else ""
+            self.stream.write(f"\r[{bar}] {done}/{total} {self.label}{end}")
+            self.stream.flush()
+        elif 10 * done // total != self.last_decile:
+            self.last_decile = 10 * done // total
+            self.stream.write(f"{done}/{total} {self.label}\n")
+            self.stream.flush()
 
 
 def find_pool(client, name: str) -> str | None:
@@ -233,10 +133,18 @@ def find_pool(client, name: str) -> str | None:
     return found[0] if found else None
 
 
-def ensure_pool(client, name: str) -> str:
-    """The id of the pool named ``name``, created with the demo schema if it doesn't exist."""
+def ensure_pool(client, name: str, moto_random_seed: int | None = None) -> str:
+    """The id of the pool named ``name``, created with the demo schema if it doesn't exist.
+
+    ``moto_random_seed``: against moto's server only, seed its random generator (``POST
+    /moto-api/seed``) just before creating the pool, so that the users seeded next get the same
+    subs on every fresh emulator.  A pool that exists is left alone: reseeding then would make
+    moto hand out its users' subs again.  :class:`SeedError` when the endpoint is not moto.
+    """
     pool_id = find_pool(client, name)
     if pool_id is None:
+        if moto_random_seed is not None:
+            seed_moto_random(client.meta.endpoint_url, moto_random_seed)
         response = client.create_user_pool(
             PoolName=name,
             Schema=list(CUSTOM_ATTRIBUTES),
@@ -244,6 +152,19 @@ def ensure_pool(client, name: str) -> str:
         )
         pool_id = response["UserPool"]["Id"]
     return pool_id
+
+
+def seed_moto_random(endpoint_url: str, seed: int) -> None:
+    """Seed the random generator of the moto server at ``endpoint_url``; :class:`SeedError`
+    when nothing there answers moto's ``POST /moto-api/seed``."""
+    url = f"{endpoint_url.rstrip('/')}/moto-api/seed?a={seed}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30).close()
+    except (urllib.error.URLError, OSError) as error:
+        raise SeedError(
+            f"POST {url} failed ({error}): a random seed is for moto's server only; "
+            "leave --moto-random-seed out for any other endpoint"
+        ) from error
 
 
 def seed_pool(
@@ -255,7 +176,7 @@ def seed_pool(
 ) -> SeedSummary:
     """Bring ``pool_id`` to the demo state for ``users`` users (and groups); see the module doc.
 
-    ``progress(done, total)`` is called after each user.
+    ``progress`` (see :data:`Progress`) is told after each user and after each group.
     """
     if users < 0:
         raise ValueError(f"users must be 0 or more, got {users}")
@@ -287,7 +208,9 @@ def seed_pool(
             progress(done, users)
     summary.skipped_attributes = sorted(skipped)
     if groups:
-        summary.groups_created, summary.memberships_added = _seed_groups(client, pool_id, wanted)
+        summary.groups_created, summary.memberships_added = _seed_groups(
+            client, pool_id, wanted, progress
+        )
     return summary
 
 
@@ -398,12 +321,14 @@ def _repair_user(client, pool_id: str, user: DemoUser, attributes, current: dict
     return repaired
 
 
-def _seed_groups(client, pool_id: str, wanted: list[DemoUser]) -> tuple[int, int]:
+def _seed_groups(
+    client, pool_id: str, wanted: list[DemoUser], progress: Progress | None
+) -> tuple[int, int]:
     paginator = client.get_paginator("list_groups")
     pages = paginator.paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": PAGE_SIZE})
     existing = {group["GroupName"] for page in pages for group in page["Groups"]}
     created = added = 0
-    for name, description, precedence in DEMO_GROUPS:
+    for done, (name, description, precedence) in enumerate(DEMO_GROUPS, start=1):
         if name not in existing:
             client.create_group(
                 UserPoolId=pool_id, GroupName=name, Description=description, Precedence=precedence
@@ -416,6 +341,8 @@ def _seed_groups(client, pool_id: str, wanted: list[DemoUser]) -> tuple[int, int
                     UserPoolId=pool_id, Username=user.username, GroupName=name
                 )
                 added += 1
+        if progress is not None:
+            progress(done, len(DEMO_GROUPS), "groups")
     return created, added
 
 

@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL cluster with Multicorn2, and a moto Cognito emulator.
 
 Used by the real-server tests and by ``make dev`` on a machine without a Docker engine.
-Nothing here is imported by the wrapper itself.
+Nothing here is imported by the wrapper itself.  It works from an installed package as well
+as from a checkout: the server's Python is pointed at wherever ``cognito_fdw`` was imported
+from (:mod:`cognito_fdw.tools.host` finds the checkout where one is needed).
 
 initdb and postgres refuse to run as root, so when started as root the cluster runs as
 an unprivileged OS user (``postgres`` when it exists, else ``nobody``); the files the
@@ -17,7 +19,6 @@ create, and the cluster lives only as long as a test run.
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import secrets
@@ -30,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from cognito_fdw.tools.host import PACKAGE_PARENT, postgres_bindir, server_user
 
 
 def free_port() -> int:
@@ -51,74 +52,21 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
-def postgres_bindir() -> Path | None:
-    """The newest local PostgreSQL's bin directory (Debian keeps them versioned)."""
-    if os.environ.get("PG_BINDIR"):
-        return Path(os.environ["PG_BINDIR"])
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
-    )
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def multicorn_missing(bindir: Path | None) -> str | None:
-    """Why the real-server tier cannot run here, or None when it can."""
-    if bindir is None:
-        return "no local PostgreSQL server (apt-get install postgresql-15)"
-    pg_config = bindir / "pg_config"
-    if not pg_config.exists():
-        return f"{pg_config} is missing (apt-get install postgresql-server-dev-15)"
-    libdir = subprocess.run(
-        [str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    if not Path(libdir, "multicorn.so").exists():
-        return (
-            f"Multicorn2 is not installed in the local PostgreSQL ({libdir}/multicorn.so is "
-            "missing): build it per its README, 'Building Multicorn2 against pre-built Postgres'"
-        )
-    embedded = embedded_python(Path(libdir, "multicorn.so"))
-    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if embedded and embedded != mine:
-        return f"multicorn.so embeds Python {embedded}, but the tests run on Python {mine}"
-    return None
-
-
-def embedded_python(library: Path) -> str | None:
-    out = subprocess.run(["ldd", str(library)], capture_output=True, text=True).stdout
-    for word in out.split():
-        if word.startswith("libpython"):
-            return word[len("libpython") :].split(".so")[0]
-    return None
-
-
-def _server_user() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    raise RuntimeError("running as root, and no unprivileged user to run PostgreSQL as")
-
-
 # What the wrapper needs inside the server: the package and its runtime dependencies.
 _SERVER_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py",
                     "urllib3", "psycopg", "psycopg_binary", "typing_extensions.py")  # fmt: skip
 
 
 def server_pythonpath() -> list[str]:
-    """The repository and this interpreter's site-packages (boto3 and friends).
+    """Where ``cognito_fdw`` was imported from, and this interpreter's site-packages (boto3
+    and friends).
 
     The server embeds a Python of the same minor version (checked by multicorn_missing),
     so the pure-Python packages installed for the tests serve it as well.
     """
     import sysconfig
 
-    paths = [str(REPO_ROOT), sysconfig.get_paths()["purelib"]]
+    paths = [str(PACKAGE_PARENT), sysconfig.get_paths()["purelib"]]
     return list(dict.fromkeys(paths))
 
 
@@ -132,7 +80,11 @@ def _copy_for_server(paths: list[str], target: Path) -> list[str]:
     """Copies of the wrapper and its dependencies where the server's OS user can read them
     (a checkout under /root is not)."""
     target.mkdir(exist_ok=True)
-    shutil.copytree(REPO_ROOT / "cognito_fdw", target / "cognito_fdw", dirs_exist_ok=True)
+    # The server never imports the tools (a unit test holds the wrapper to that).
+    shutil.copytree(
+        PACKAGE_PARENT / "cognito_fdw", target / "cognito_fdw", dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("tools", "__pycache__"),
+    )  # fmt: skip
     for name in _SERVER_PACKAGES:
         for directory in paths[1:]:
             source = Path(directory, name)
@@ -184,7 +136,7 @@ class LocalPostgres:
         self.log_path = self.base / "server.log"
         self.port = port or free_port()
         self.extra_env = env or {}
-        self.user = _server_user()
+        self.user = server_user()
         # A detached server has its own session: it outlives its starter, and a Ctrl-C typed
         # at the terminal (into psql, say) does not reach it.
         self.detached = detached
@@ -325,7 +277,12 @@ class LocalPostgres:
 
 
 class MotoServer:
-    """moto's HTTP server (Cognito, STS) on a free loopback port."""
+    """moto's HTTP server (Cognito, STS) on a free loopback port: the moto installed beside
+    this Python (``python -m moto.server``), not a ``moto_server`` of another version that
+    PATH may find first (pyenv shims, a system package)."""
+
+    #: In the server's command line: tells our process from a stranger that reused its pid.
+    MARKER = "moto.server"
 
     def __init__(
         self,
@@ -347,10 +304,9 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
-        executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
         log = _private_file(self.log_path) if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [executable, "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", self.MARKER, "-H", self.host, "-p", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.extra_env},
             start_new_session=self.detached,
         )  # fmt: skip

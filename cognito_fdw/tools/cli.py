@@ -16,13 +16,13 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import TextIO
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from cognito_fdw.seed import SeedError, ensure_pool, seed_pool
+from cognito_fdw.tools.seed import SeedError, TextProgress, ensure_pool, seed_pool
 
 PROG = "cognito-fdw"
 
@@ -41,33 +41,10 @@ def make_client(region: str | None, endpoint_url: str | None):
     )
 
 
-class TextProgress:
-    """A plain-text progress bar: redrawn in place on a TTY, a line per 10% otherwise."""
-
-    width = 30
-
-    def __init__(self, stream: TextIO, label: str):
-        self.stream = stream
-        self.label = label
-        self.tty = stream.isatty()
-        self.last_decile = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.tty:
-            filled = self.width * done // total
-            bar = "#" * filled + "." * (self.width - filled)
-            end = "\n" if done == total else ""
-            self.stream.write(f"\r[{bar}] {done}/{total} {self.label}{end}")
-            self.stream.flush()
-        elif 10 * done // total != self.last_decile:
-            self.last_decile = 10 * done // total
-            self.stream.write(f"{done}/{total} {self.label}\n")
-            self.stream.flush()
-
-
 def write_atomically(path: str, text: str) -> None:
     """Write ``text`` so that a reader (the db container's init script) never sees half of it."""
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as handle:
         handle.write(text)
     # NamedTemporaryFile makes the file 0600; the reader may be another user (postgres in the
@@ -92,6 +69,11 @@ def _add_seed(subparsers) -> None:
     parser.add_argument("--users", type=_count, default=200, help="number of users (default 200)")
     parser.add_argument("--groups", action="store_true", help="also create groups with members")
     parser.add_argument("--pool-id-file", help="also write the pool id to this file")
+    parser.add_argument(
+        "--moto-random-seed", type=_count, metavar="N",
+        help="moto only: seed the emulator's random generator before it creates the pool, so "
+        "that the users get the same subs on every fresh emulator",
+    )  # fmt: skip
     parser.set_defaults(handler=_seed)
 
 
@@ -107,9 +89,11 @@ def _count(text: str) -> int:
 
 def _seed(args: argparse.Namespace) -> int:
     client = make_client(args.region, args.endpoint_url)
-    pool_id = args.pool_id or ensure_pool(client, args.pool_name)
+    pool_id = args.pool_id or ensure_pool(client, args.pool_name, args.moto_random_seed)
     show_progress = sys.stderr.isatty() or args.users >= PROGRESS_THRESHOLD
     progress = TextProgress(sys.stderr, "users") if show_progress and args.users else None
+    groups = " and the demo groups" if args.groups else ""
+    print(f"{PROG} seed: pool {pool_id}: {args.users} demo users{groups}", file=sys.stderr)
     summary = seed_pool(client, pool_id, users=args.users, groups=args.groups, progress=progress)
     print(summary, file=sys.stderr)
     if args.pool_id_file:
@@ -135,16 +119,17 @@ def _add_doctor(subparsers) -> None:
 
 def _doctor(args: argparse.Namespace) -> int:
     try:
-        from cognito_fdw.doctor import diagnose
+        from cognito_fdw.tools.doctor import diagnose
 
-        report = diagnose(args.dsn, args.timeout)
+        # Each finding as it is found: a probe may take up to --timeout.
+        report = diagnose(args.dsn, args.timeout, echo=lambda text: print(text, flush=True))
     except ImportError as error:
         print(
             f"{PROG} doctor: needs psycopg ({error}): pip install 'cognito-fdw[doctor]'",
             file=sys.stderr,
         )
         return 2
-    print(report.render())
+    print(report.summary())
     return 1 if report.failed else 0
 
 
@@ -171,14 +156,15 @@ def _add_dev(subparsers) -> None:
 def _dev(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cognito_fdw import dev
+    from cognito_fdw.tools import dev
+    from cognito_fdw.tools.host import NotACheckout
 
     base = Path(args.base).resolve()
     try:
         if args.action == "up":
             return dev.up(base, args.mode, args.psql)
         return dev.down(base)
-    except dev.DevError as error:
+    except (dev.DevError, NotACheckout) as error:
         print(f"{PROG} dev: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
@@ -198,7 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: Exception, args: argparse.Namespace) -> str:
+    if isinstance(error, NoCredentialsError):
+        text = "no AWS credentials found (environment, shared files, or instance role)"
+        endpoint = getattr(args, "endpoint_url", None)
+        host = (urlsplit(endpoint).hostname or "") if endpoint else ""
+        if endpoint and not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+            # An emulator (moto, LocalStack) checks that keys are there, not what they are.
+            return (
+                f"{text}; {endpoint} is not AWS: an emulator such as moto takes any non-empty "
+                f"keys, e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test {PROG} "
+                f"{args.command} ..."
+            )
+        return f"{text}: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "Unknown")
         message = error.response.get("Error", {}).get("Message", "")
@@ -214,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (ClientError, BotoCoreError, SeedError, OSError) as error:
         # One line the user can act on; a traceback of botocore internals would bury it.
-        print(f"{PROG} {args.command}: error: {_describe(error)}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {_describe(error, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

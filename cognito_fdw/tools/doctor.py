@@ -20,34 +20,34 @@ that is rolled back, under a ``statement_timeout``. What it checks, in order:
    is the fix.
 
 The pure part (finding the facts in answers, turning errors into fixes, the report) is
-separate from the queries, so it can be tested without a server.
+:mod:`cognito_fdw.tools.findings`, tested without a server.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import statistics
 import time
-from dataclasses import dataclass, field
+from typing import Callable
 
-WRAPPER = "cognito_fdw.CognitoFdw"
-OK, INFO, NOTE, WARN, FAIL = "ok", "info", "note", "warn", "FAIL"
+from cognito_fdw.tools.findings import (
+    FAIL,
+    INFO,
+    MULTICORN_HOWTO,
+    NOTE,
+    OK,
+    WRAPPER,
+    Report,
+    guard_findings,
+    import_failure,
+    options_dict,
+    parse_accounting,
+    probe_failure,
+    server_summary,
+    versions_text,
+)
 
 #: Repeats of a successful probe, for the request latency (the first pays for the imports).
 LATENCY_SAMPLES = 3
-
-#: Plain-text keys: never printed, and a warning where everyone can read them.
-PLAINTEXT_KEYS = ("aws_secret_access_key", "aws_session_token")
-GUARD_INSTALL = (
-    "install it as a superuser in this database: psql -f sql/guard.sql (sql/cognito_fdw.sql "
-    "installs it too)"
-)
-
-MULTICORN_HOWTO = (
-    "Multicorn2 is built per its README ('Building Multicorn2 against pre-built Postgres', "
-    "https://github.com/pgsql-io/multicorn2), against this server's pg_config and Python"
-)
 
 #: Runs inside the server's Python; the answer is one JSON object.
 VERSIONS_FUNCTION = r"""
@@ -72,193 +72,6 @@ return json.dumps(found)
 """
 
 
-@dataclass
-class Finding:
-    status: str
-    subject: str
-    text: str
-    fix: str | None = None
-
-
-@dataclass
-class Report:
-    findings: list[Finding] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-
-    def add(self, status, subject, text, fix=None) -> Finding:
-        finding = Finding(status, subject, text, fix)
-        self.findings.append(finding)
-        return finding
-
-    @property
-    def failed(self) -> bool:
-        return any(f.status == FAIL for f in self.findings)
-
-    def render(self) -> str:
-        lines = []
-        for f in self.findings:
-            lines.append(f"{f.status:<5} {f.subject}: {f.text}")
-            if f.fix:
-                lines.append(f"      fix: {f.fix}")
-        if self.latencies:
-            lines.append(
-                f"request latency: median {statistics.median(self.latencies):.0f} ms, "
-                f"max {max(self.latencies):.0f} ms per Cognito request "
-                f"({len(self.latencies)} probes)"
-            )
-        problems = sum(f.status == FAIL for f in self.findings)
-        lines.append(f"{problems} problem(s) found" if problems else "no problems found")
-        return "\n".join(lines)
-
-
-# -- the pure part ---------------------------------------------------------------------------
-
-
-def parse_accounting(notices: list[str]) -> tuple[int, int, float] | None:
-    """(requests, rows, ms) from the wrapper's ``cognito_fdw: N requests, R rows, T ms``."""
-    for text in reversed(notices):
-        m = re.match(r"cognito_fdw: (\d+) requests?, (\d+) rows?, ([\d.]+) ms", text)
-        if m:
-            return int(m.group(1)), int(m.group(2)), float(m.group(3))
-    return None
-
-
-def import_failure(message: str, detail: str | None) -> tuple[str, str] | None:
-    """(what, fix) when an error says the server's Python could not load the wrapper."""
-    if not message.startswith("Error in python"):
-        return None
-    missing = re.search(r"No module named '([^']+)'", detail or "")
-    module = missing.group(1).split(".")[0] if missing else None
-    where = (
-        "the Python PostgreSQL embeds, by its full path (the python3.X whose libpython "
-        '`ldd "$(pg_config --pkglibdir)/multicorn.so"` shows, e.g. /usr/bin/python3.11 -m pip; '
-        "not a python3 or pip from PATH)"
-    )
-    if module == "cognito_fdw":
-        return (
-            "the server's Python cannot import cognito_fdw",
-            f"install it into {where} with that Python's pip, or put its directory on the "
-            "PYTHONPATH of the PostgreSQL server (e.g. /etc/postgresql/<major>/<cluster>/"
-            "environment, or the service's Environment=) and restart PostgreSQL",
-        )
-    if module in ("boto3", "botocore"):
-        return (
-            f"the server's Python cannot import {module} (cognito_fdw needs it)",
-            f"install boto3 into {where}, or add its site-packages to the server's PYTHONPATH, "
-            "and restart PostgreSQL",
-        )
-    what = message.removeprefix("Error in python: ")
-    return (
-        f"the server's Python failed to load the wrapper ({what}: {detail or 'no detail'})",
-        f"check what {where} can import: cognito_fdw, boto3 and their dependencies",
-    )
-
-
-def probe_failure(
-    sqlstate: str | None, message: str, hint: str | None, detail: str | None, timeout: float
-) -> tuple[str, str]:
-    """(what, fix) for a failed probe query."""
-    if sqlstate == "57014":
-        return (
-            f"no answer within {timeout:g} s",
-            "check that the server reaches the endpoint (endpoint_url, or Cognito's in its "
-            "region): network, proxy, security groups; then retry",
-        )
-    loading = import_failure(message, detail)
-    if loading:
-        return loading
-    text = message if not detail else f"{message} ({detail})"
-    return text, hint or "see the message; the PostgreSQL log may say more"
-
-
-def credential_source(options: dict[str, str]) -> str:
-    """Where a server's credentials come from for one user mapping's merged options, as the
-    wrapper decides it (:func:`cognito_fdw.credentials.resolve`), with no value in it."""
-    from .credentials import resolve
-    from .errors import OptionError
-    from .options import parse_options
-
-    try:
-        return resolve(parse_options({**options, "object": "users"})).describe()
-    except OptionError as error:
-        return f"none usable: {error.message}"
-
-
-def server_summary(
-    name: str, options: dict[str, str], mappings: dict[str, dict[str, str] | None]
-) -> tuple[str, list[Finding]]:
-    """A line about a server (no secret in it), and warnings about where keys sit.
-
-    ``mappings``: user (or PUBLIC) -> that mapping's options, or None when this role may
-    not see them.
-    """
-    server = {k: v for k, v in options.items() if k != "wrapper"}
-    parts = [f"pool {options.get('user_pool_id', '(no user_pool_id)')}"]
-    if options.get("region"):
-        parts.append(f"region {options['region']}")
-    if options.get("endpoint_url"):
-        parts.append(f"endpoint {options['endpoint_url']}")
-    if not mappings:
-        parts.append(f"no user mapping; credentials: {credential_source(server)}")
-    for user, mapped in mappings.items():
-        source = (
-            "(its options are visible only to the server's owner and superusers)"
-            if mapped is None
-            else credential_source({**server, **mapped})
-        )
-        parts.append(f"user mapping for {user}: {source}")
-    warnings = []
-    leaked = [name for name in PLAINTEXT_KEYS if name in options]
-    if leaked:
-        warnings.append(Finding(
-            WARN, f"server {name}",
-            f"{', '.join(leaked)} in the server's options, which every role can read "
-            "(pg_foreign_server.srvoptions)",
-            "move the keys into user mappings (ALTER SERVER ... OPTIONS (DROP ...); "
-            "CREATE USER MAPPING ... OPTIONS (aws_access_key_id ..., aws_secret_access_key ...))",
-        ))  # fmt: skip
-    return ", ".join(parts), warnings
-
-
-def versions_text(found: dict) -> tuple[str, list[tuple[str, str]]]:
-    """A line of versions and paths, and (module, error) for what failed to import."""
-    parts = [f"Python {found.get('python')}"]
-    errors = []
-    for module in ("cognito_fdw", "boto3", "botocore"):
-        entry = found.get(module) or {}
-        if "error" in entry:
-            errors.append((module, entry["error"]))
-        else:
-            parts.append(f"{module} {entry.get('version')} ({entry.get('path')})")
-    return ", ".join(parts), errors
-
-
-def guard_findings(trigger: tuple[str, list] | None) -> list[Finding]:
-    """Findings about the guard's event trigger: (evtenabled, evttags) or None if absent."""
-    if trigger is None:
-        return [Finding(
-            FAIL, "guard", "the cognito_fdw guard is not installed: any role with USAGE on a "
-            "server can point it elsewhere or load another Python class (SECURITY.md)",
-            GUARD_INSTALL,
-        )]  # fmt: skip
-    enabled, tags = trigger
-    if enabled == "D":
-        return [Finding(
-            FAIL, "guard", "the cognito_fdw guard is disabled",
-            "ALTER EVENT TRIGGER cognito_fdw_guard ENABLE (as a superuser)",
-        )]  # fmt: skip
-    if tags:
-        return [Finding(
-            FAIL, "guard", "an older guard that watches only some command tags (ALTER TABLE "
-            "walks past it)", GUARD_INSTALL,
-        )]  # fmt: skip
-    return [Finding(OK, "guard", "installed and enabled, for every DDL command")]
-
-
-def options_dict(raw: list[str] | None) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in raw or [])
-
-
 # -- the queries -----------------------------------------------------------------------------
 
 
@@ -267,10 +80,10 @@ def _ident(*names: str) -> str:
 
 
 class Doctor:
-    def __init__(self, conn, timeout: float):
+    def __init__(self, conn, timeout: float, report: Report | None = None):
         self.conn = conn
         self.timeout = timeout
-        self.report = Report()
+        self.report = report or Report()
         self.notices: list[str] = []
         conn.add_notice_handler(lambda diag: self.notices.append(diag.message_primary or ""))
 
@@ -328,7 +141,7 @@ class Doctor:
         trigger = self.conn.execute(
             "SELECT evtenabled, evttags FROM pg_event_trigger WHERE evtname = 'cognito_fdw_guard'"
         ).fetchone()
-        self.report.findings.extend(guard_findings(trigger))
+        self.report.extend(guard_findings(trigger))
         if trigger is None or trigger[0] == "D":
             return
         try:
@@ -419,7 +232,7 @@ class Doctor:
             }  # fmt: skip
             text, warnings = server_summary(name, options_dict(raw), mappings)
             self.report.add(INFO, f"server {name}", text)
-            self.report.findings.extend(warnings)
+            self.report.extend(warnings)
             tables = self.conn.execute(
                 "SELECT n.nspname, c.relname FROM pg_foreign_table t "
                 "JOIN pg_class c ON c.oid = t.ftrelid "
@@ -477,18 +290,19 @@ class Doctor:
                 self.report.latencies.append(ms / requests)
 
 
-def diagnose(dsn: str, timeout: float = 10.0) -> Report:
-    """Connect and check; a report with a FAIL when the connection itself fails."""
+def diagnose(dsn: str, timeout: float = 10.0, echo: Callable[[str], None] | None = None) -> Report:
+    """Connect and check; a report with a FAIL when the connection itself fails.  ``echo``
+    gets each finding's lines as it is found (see :class:`Report`)."""
     import psycopg
 
+    report = Report(echo=echo)
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout)))
     except psycopg.Error as error:
-        report = Report()
         report.add(
             FAIL, "connection", str(error).strip().splitlines()[0],
             "check the DSN (host, port, dbname, user, password) and that the server runs",
         )  # fmt: skip
         return report
     with conn:
-        return Doctor(conn, timeout).run()
+        return Doctor(conn, timeout, report).run()

@@ -1,0 +1,353 @@
+"""``object 'group_members'``: one row per membership, writable at COMMIT.
+
+A row is ``group_name``, ``username``, a ``membership`` key, and any column of the users
+table (``sub``, ``email``, ...).  How a scan reaches Cognito (PostgreSQL re-checks every
+qual):
+
+* ``membership = k`` or ``username = u``: one AdminListGroupsForUser for the user (plus one
+  AdminGetUser when a user column other than username is read);
+* ``group_name = g``: one ListUsersInGroup of that group (users come with their attributes);
+* ``IN (...)`` lists of either: one of the above per value;
+* a qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, only
+  names Cognito could not hold; :func:`pushdown.cannot_match`): no request at all;
+* otherwise: ListGroups, then ListUsersInGroup for every group.
+
+With ``writable 'true'``, INSERT and DELETE record changes in the table's
+:class:`~cognito_fdw.changes.ChangeLog`, which joins the backend's
+:data:`changes.transaction`; they are sent at COMMIT, from the wrapper's ``pre_commit``.
+Scans in the transaction see those changes (rows added in it show NULL for the user
+columns until COMMIT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+
+from . import changes, pushdown
+from .api import is_cognito_name
+from .changes import Change, ChangeLog, Transaction
+from .client import Pool, Stats
+from .columns import (
+    EXACT_TEXT_TYPES,
+    IMPORT_TYPES,
+    STRING,
+    ImportedColumn,
+    resolve_columns,
+    type_family,
+    unreadable_columns,
+)
+from .errors import CognitoApiError, CognitoFdwError
+from .groups import equal_values, impossible, pushable
+from .rows import user_row
+from .table import COLUMN_WIDTH, Table
+from .users import Users
+
+# group_members' own columns; every other column is read as in the users table.
+MEMBER_COLUMNS = {
+    "group_name": "the group's name",
+    "username": "the member's user name",
+    "membership": "the row id for DELETE: the JSON array [group_name, username]",
+}
+ROWID = "membership"
+_CHEAP = set(MEMBER_COLUMNS)
+# Every row has a group and a user name (a membership key too); a user column may be NULL.
+_NEVER_NULL = set(MEMBER_COLUMNS)
+
+# The users table's columns IMPORT FOREIGN SCHEMA declares in group_members too.
+_IMPORTED_USER_COLUMNS = ("sub", "email", "enabled", "status")
+
+# Planner guesses: rows a scan returns.
+_MEMBERS_PER_USER = 5
+_MEMBERS_PER_GROUP = 100
+
+
+def membership_key(group_name: str, username: str) -> str:
+    """The membership column's value: unambiguous for any group and user name.
+
+    The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL
+    can compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5),
+    so wrap it:
+    ``WHERE membership = (SELECT json_build_array('admins', 'alice')::text)``.
+    """
+    return json.dumps([group_name, username], ensure_ascii=False)
+
+
+def parse_membership(value) -> tuple[str, str] | None:
+    """(group_name, username) from a membership value, or None if it is not one."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
+        return None
+    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
+        return parsed[0], parsed[1]
+    return None
+
+
+class Members(Table):
+    """The ``group_members`` table, its scans and its pending changes."""
+
+    object = "group_members"
+    importable_writable = True
+
+    def __init__(
+        self, pool: Pool, fdw_columns: Mapping, transaction: Transaction = changes.transaction
+    ):
+        super().__init__(pool, fdw_columns)
+        self.writable = pool.options.writable
+        self.log = ChangeLog()
+        self.transaction = transaction
+        problems = [
+            f"{name}: type {fdw_columns[name].type_name} cannot hold a name; use text"
+            for name in ("group_name", ROWID)
+            if name in fdw_columns
+            and type_family(fdw_columns[name]) not in EXACT_TEXT_TYPES | {"citext"}
+        ]
+        if problems:
+            raise unreadable_columns(
+                problems, "Declare group_name and membership as text or varchar."
+            )
+        user_columns = {k: v for k, v in fdw_columns.items() if k not in ("group_name", ROWID)}
+        self.user_columns = resolve_columns(user_columns, pool.custom_attributes)
+        self.has_rowid = ROWID in fdw_columns
+
+    @classmethod
+    def imported_columns(cls, custom) -> list[ImportedColumn]:
+        users = {column.name: column for column in Users.imported_columns({})}
+        own = [ImportedColumn(name, IMPORT_TYPES[STRING]) for name in MEMBER_COLUMNS]
+        return own + [users[name] for name in _IMPORTED_USER_COLUMNS]
+
+    # -- planning ----------------------------------------------------------------------
+
+    def plan(self, quals) -> tuple[str, list]:
+        """How a scan reads Cognito: ("users", names), ("groups", names), ("all", []), or
+        ("none", [the condition that cannot be true]) for no request at all."""
+        condition = impossible(quals, _NEVER_NULL)
+        if condition is not None:
+            return "none", [condition]
+        found = None
+        if pushable(self.fdw_columns, ROWID, self.pool.options):
+            found = equal_values(quals, ROWID, names=False)
+        if found is not None:
+            pairs = [k for k in map(parse_membership, found[0]) if k]
+            names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
+            return ("users", names) if names else ("none", [found[1]])
+        for kind, column in (("users", "username"), ("groups", "group_name")):
+            if pushable(self.fdw_columns, column, self.pool.options):
+                found = equal_values(quals, column)
+                if found is not None:
+                    return (kind, found[0]) if found[0] else ("none", [found[1]])
+        return "all", []
+
+    def rel_size(self, quals, columns) -> tuple[int, int, int]:
+        return self._rows_estimate(quals), len(columns) * COLUMN_WIDTH, 0
+
+    def _rows_estimate(self, quals) -> int:
+        kind, values = self.plan(quals)
+        if kind == "users":
+            return max(1, _MEMBERS_PER_USER * len(values))
+        if kind == "groups":
+            return max(1, _MEMBERS_PER_GROUP * len(values))
+        if kind == "none":
+            return 1
+        return self.pool.estimated_users() * 2
+
+    def path_keys(self) -> list:
+        # Only text columns: EXPLAIN of a join parameter of a by-reference type such as
+        # citext crashes the backend (docs/multicorn.md H1), and citext is not pushed anyway.
+        keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
+        options = self.pool.options
+        return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name, options)]
+
+    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
+        lines = [self._requests(quals, columns)]
+        return [*lines, self.where()] if verbose else lines
+
+    def _requests(self, quals, columns) -> str:
+        kind, values = self.plan(quals)
+        if kind == "none":
+            return pushdown.no_request_line(values[0])
+        if kind == "users":
+            extra = ", and AdminGetUser" if self._needs_user(columns) else ""
+            return f"Cognito: AdminListGroupsForUser{extra} for {len(values)} user(s)"
+        if kind == "groups":
+            return f"Cognito: ListUsersInGroup for {len(values)} group(s)"
+        return "Cognito: ListGroups, then ListUsersInGroup for every group"
+
+    def _needs_user(self, columns) -> bool:
+        # No columns means count(*) or a whole-row reference: read everything to be safe.
+        wanted = set(columns) or {c.name for c in self.user_columns}
+        return any(c.name in wanted and c.name not in _CHEAP for c in self.user_columns)
+
+    # -- scanning ----------------------------------------------------------------------
+
+    def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
+        kind, values = self.plan(quals)
+        if kind == "none":
+            return
+        if kind == "users":
+            for username in dict.fromkeys(values):
+                yield from self._user_rows(username, self._needs_user(columns), stats)
+            return
+        names = (
+            values
+            if kind == "groups"
+            else [g["GroupName"] for g in self.pool.items("ListGroups", "Groups", stats)]
+        )
+        for group in dict.fromkeys(names):
+            yield from self._group_rows(group, stats)
+        if kind == "all":
+            # Groups created by nobody: pending adds to groups the listing did not show.
+            listed = set(names)
+            for key in self.log.pending_adds():
+                if key[0] not in listed:
+                    self.log.observe(key, False)
+                    yield self._row(key[0], {"Username": key[1]}, stats)
+
+    def _user_rows(self, username: str, needs_user: bool, stats: Stats) -> Iterator[dict]:
+        try:
+            groups = [
+                g["GroupName"]
+                for g in self.pool.items(
+                    "AdminListGroupsForUser", "Groups", stats, Username=username
+                )
+            ]
+            user = (
+                self.pool.call("AdminGetUser", stats, Username=username)
+                if needs_user and groups
+                else {"Username": username}
+            )
+        except CognitoApiError as exc:
+            if not exc.missing():
+                raise
+            groups, user = [], {"Username": username}
+        self.log.observe_user(username, set(groups))
+        for group in groups:
+            if self.log.wanted((group, username)) is not False:
+                yield self._row(group, user, stats)
+        for group, user_name in self.log.pending_adds():
+            if user_name == username and group not in groups:
+                yield self._row(group, {"Username": username}, stats)
+
+    def _group_rows(self, group: str, stats: Stats) -> Iterator[dict]:
+        seen = set()
+        try:
+            for user in self.pool.items("ListUsersInGroup", "Users", stats, GroupName=group):
+                key = (group, user["Username"])
+                seen.add(key[1])
+                wanted = self.log.wanted(key)
+                # Only keys the transaction changed: a big group must not fill memory.
+                if wanted is not None:
+                    self.log.observe(key, True)
+                if wanted is not False:
+                    yield self._row(group, user, stats)
+        except CognitoApiError as exc:
+            if not exc.missing():
+                raise
+        for key in self.log.pending_adds():
+            if key[0] == group and key[1] not in seen:
+                self.log.observe(key, False)
+                yield self._row(group, {"Username": key[1]}, stats)
+
+    def _row(self, group: str, user: Mapping, stats: Stats) -> dict:
+        stats.rows += 1
+        row = user_row(user, self.user_columns)
+        row["group_name"] = group
+        if self.has_rowid:
+            row[ROWID] = membership_key(group, user["Username"])
+        return row
+
+    # -- writing -----------------------------------------------------------------------
+
+    def rowid_column(self) -> str:
+        """The rowid column, or an error saying how to make the table writable."""
+        if not self.writable:
+            raise CognitoFdwError(
+                "group_members is read-only: set the table option writable 'true' to add and "
+                "remove members with INSERT and DELETE",
+                hint="ALTER FOREIGN TABLE <table> OPTIONS (ADD writable 'true'); changes are "
+                "sent to Cognito at COMMIT.",
+            )
+        if not self.has_rowid:
+            raise CognitoFdwError(
+                "writable group_members needs the column membership",
+                hint="ALTER FOREIGN TABLE <table> ADD COLUMN membership text; it identifies "
+                "the row for DELETE.",
+            )
+        return ROWID
+
+    def insert(self, values: Mapping) -> dict:
+        group, username = values.get("group_name"), values.get("username")
+        if not isinstance(group, str) or not isinstance(username, str) or not group or not username:
+            raise CognitoFdwError(
+                "INSERT into group_members needs group_name and username",
+                hint="INSERT INTO group_members (group_name, username) VALUES ('admins', 'alice')",
+            )
+        given = values.get(ROWID)
+        if given is not None and parse_membership(given) != (group, username):
+            raise CognitoFdwError(
+                f"membership {given!r} does not match group_name and username",
+                hint="Leave membership out of the INSERT: it is derived from the other two.",
+            )
+        self.log.add(group, username)
+        self.transaction.join(self.log, self.plan_commit)
+        return dict(values, **{ROWID: membership_key(group, username)})
+
+    def delete(self, rowid) -> None:
+        # Multicorn passes the rowid value only (docs/multicorn.md M4).
+        key = parse_membership(rowid)
+        if key is None:
+            raise CognitoFdwError(f"invalid membership value {rowid!r}")
+        if self.log.wanted(key) is None:
+            # The scan yielded it and the transaction had not added it: it is in Cognito.
+            self.log.observe(key, True)
+        self.log.remove(*key)
+        self.transaction.join(self.log, self.plan_commit)
+
+    def update(self, rowid, values: Mapping) -> dict:
+        raise CognitoFdwError(
+            "UPDATE is not supported on group_members",
+            hint="DELETE the membership and INSERT the new one, in one transaction.",
+        )
+
+    def plan_commit(self, stats: Stats) -> list:
+        """The (change, sender) steps that bring Cognito to what the transaction wants."""
+        for username in self.log.unknown_users():
+            try:
+                groups = {
+                    g["GroupName"]
+                    for g in self.pool.items(
+                        "AdminListGroupsForUser", "Groups", stats, Username=username
+                    )
+                }
+            except CognitoApiError as exc:
+                if exc.code != "UserNotFoundException":
+                    raise exc.reworded(
+                        f"cannot read the groups of user {username!r} at COMMIT: {exc.message}; "
+                        "the transaction is rolled back and nothing was sent"
+                    ) from None
+                groups = set()  # adding the user then fails, naming the user and the group
+            self.log.observe_user(username, groups)
+        return [(change, lambda c: self._send(c, stats)) for change in self.log.plan()]
+
+    def _send(self, change: Change, stats: Stats) -> bool:
+        operation = "AdminAddUserToGroup" if change.add else "AdminRemoveUserFromGroup"
+        try:
+            self.pool.call(operation, stats, GroupName=change.group_name, Username=change.username)
+        except CognitoApiError as exc:
+            if not exc.missing():
+                raise
+            if not change.add:
+                return False  # gone since it was read: no member to remove, so quiet
+            what = (
+                f"user {change.username!r}"
+                if exc.code == "UserNotFoundException"
+                else f"group {change.group_name!r}"
+            )
+            raise exc.reworded(
+                f"Cognito {operation} failed: {what} does not exist in user pool "
+                f"{self.pool.options.user_pool_id} ({exc.code})",
+                hint="Create the group in Cognito first (CreateGroup), or check the names: "
+                "SELECT group_name FROM the groups table, username FROM the users table.",
+            ) from None
+        return True

@@ -1,0 +1,229 @@
+"""What ``cognito-fdw doctor`` finds, from the answers it got: the facts in them, a fix for
+each error, and the report.  Pure (no connection), so it is tested without a server;
+:mod:`cognito_fdw.tools.doctor` asks the questions.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+WRAPPER = "cognito_fdw.CognitoFdw"
+OK, INFO, NOTE, WARN, FAIL = "ok", "info", "note", "warn", "FAIL"
+
+#: Plain-text keys: never printed, and a warning where everyone can read them.
+PLAINTEXT_KEYS = ("aws_secret_access_key", "aws_session_token")
+GUARD_INSTALL = (
+    "install it as a superuser in this database: psql -f sql/guard.sql (sql/cognito_fdw.sql "
+    "installs it too)"
+)
+
+MULTICORN_HOWTO = (
+    "Multicorn2 is built per its README ('Building Multicorn2 against pre-built Postgres', "
+    "https://github.com/pgsql-io/multicorn2), against this server's pg_config and Python"
+)
+
+
+@dataclass
+class Finding:
+    status: str
+    subject: str
+    text: str
+    fix: str | None = None
+
+
+@dataclass
+class Report:
+    """The findings in the order found; ``echo``, when given, gets each finding's lines as it
+    is added, so a slow probe (up to ``--timeout`` each) shows what came before it."""
+
+    findings: list[Finding] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    echo: Callable[[str], None] | None = None
+
+    def add(self, status, subject, text, fix=None) -> Finding:
+        finding = Finding(status, subject, text, fix)
+        self.extend([finding])
+        return finding
+
+    def extend(self, findings: list[Finding]) -> None:
+        for finding in findings:
+            self.findings.append(finding)
+            if self.echo is not None:
+                self.echo(self.lines(finding))
+
+    @property
+    def failed(self) -> bool:
+        return any(f.status == FAIL for f in self.findings)
+
+    @staticmethod
+    def lines(f: Finding) -> str:
+        text = f"{f.status:<5} {f.subject}: {f.text}"
+        return f"{text}\n      fix: {f.fix}" if f.fix else text
+
+    def summary(self) -> str:
+        """The request latency and the count of problems: the report's last lines."""
+        lines = []
+        if self.latencies:
+            lines.append(
+                f"request latency: median {statistics.median(self.latencies):.0f} ms, "
+                f"max {max(self.latencies):.0f} ms per Cognito request "
+                f"({len(self.latencies)} probes)"
+            )
+        problems = sum(f.status == FAIL for f in self.findings)
+        lines.append(f"{problems} problem(s) found" if problems else "no problems found")
+        return "\n".join(lines)
+
+    def render(self) -> str:
+        return "\n".join([*(self.lines(f) for f in self.findings), self.summary()])
+
+
+def parse_accounting(notices: list[str]) -> tuple[int, int, float] | None:
+    """(requests, rows, ms) from the wrapper's ``cognito_fdw: N requests, R rows, T ms``."""
+    for text in reversed(notices):
+        m = re.match(r"cognito_fdw: (\d+) requests?, (\d+) rows?, ([\d.]+) ms", text)
+        if m:
+            return int(m.group(1)), int(m.group(2)), float(m.group(3))
+    return None
+
+
+def import_failure(message: str, detail: str | None) -> tuple[str, str] | None:
+    """(what, fix) when an error says the server's Python could not load the wrapper."""
+    if not message.startswith("Error in python"):
+        return None
+    missing = re.search(r"No module named '([^']+)'", detail or "")
+    module = missing.group(1).split(".")[0] if missing else None
+    where = (
+        "the Python PostgreSQL embeds, by its full path (the python3.X whose libpython "
+        '`ldd "$(pg_config --pkglibdir)/multicorn.so"` shows, e.g. /usr/bin/python3.11 -m pip; '
+        "not a python3 or pip from PATH)"
+    )
+    if module == "cognito_fdw":
+        return (
+            "the server's Python cannot import cognito_fdw",
+            f"install it into {where} with that Python's pip, or put its directory on the "
+            "PYTHONPATH of the PostgreSQL server (e.g. /etc/postgresql/<major>/<cluster>/"
+            "environment, or the service's Environment=) and restart PostgreSQL",
+        )
+    if module in ("boto3", "botocore"):
+        return (
+            f"the server's Python cannot import {module} (cognito_fdw needs it)",
+            f"install boto3 into {where}, or add its site-packages to the server's PYTHONPATH, "
+            "and restart PostgreSQL",
+        )
+    what = message.removeprefix("Error in python: ")
+    return (
+        f"the server's Python failed to load the wrapper ({what}: {detail or 'no detail'})",
+        f"check what {where} can import: cognito_fdw, boto3 and their dependencies",
+    )
+
+
+def probe_failure(
+    sqlstate: str | None, message: str, hint: str | None, detail: str | None, timeout: float
+) -> tuple[str, str]:
+    """(what, fix) for a failed probe query."""
+    if sqlstate == "57014":
+        return (
+            f"no answer within {timeout:g} s",
+            "check that the server reaches the endpoint (endpoint_url, or Cognito's in its "
+            "region): network, proxy, security groups; then retry",
+        )
+    loading = import_failure(message, detail)
+    if loading:
+        return loading
+    text = message if not detail else f"{message} ({detail})"
+    return text, hint or "see the message; the PostgreSQL log may say more"
+
+
+def credential_source(options: dict[str, str]) -> str:
+    """Where a server's credentials come from for one user mapping's merged options, as the
+    wrapper decides it (:func:`cognito_fdw.credentials.resolve`), with no value in it."""
+    from cognito_fdw.credentials import resolve
+    from cognito_fdw.errors import OptionError
+    from cognito_fdw.options import parse_options
+
+    try:
+        return resolve(parse_options({**options, "object": "users"})).describe()
+    except OptionError as error:
+        return f"none usable: {error.message}"
+
+
+def server_summary(
+    name: str, options: dict[str, str], mappings: dict[str, dict[str, str] | None]
+) -> tuple[str, list[Finding]]:
+    """A line about a server (no secret in it), and warnings about where keys sit.
+
+    ``mappings``: user (or PUBLIC) -> that mapping's options, or None when this role may
+    not see them.
+    """
+    server = {k: v for k, v in options.items() if k != "wrapper"}
+    parts = [f"pool {options.get('user_pool_id', '(no user_pool_id)')}"]
+    if options.get("region"):
+        parts.append(f"region {options['region']}")
+    if options.get("endpoint_url"):
+        parts.append(f"endpoint {options['endpoint_url']}")
+    # Multicorn merges the mapping of the querying role (else PUBLIC's) over the server's
+    # options; a role with neither reads with the server's options alone.
+    if not mappings:
+        parts.append(f"no user mapping; credentials: {credential_source(server)}")
+    elif "public" not in {user.lower() for user in mappings}:
+        parts.append(f"roles without a user mapping: {credential_source(server)}")
+    for user, mapped in mappings.items():
+        source = (
+            "(its options are visible only to the server's owner and superusers)"
+            if mapped is None
+            else credential_source({**server, **mapped})
+        )
+        parts.append(f"user mapping for {user}: {source}")
+    warnings = []
+    leaked = [name for name in PLAINTEXT_KEYS if name in options]
+    if leaked:
+        warnings.append(Finding(
+            WARN, f"server {name}",
+            f"{', '.join(leaked)} in the server's options, which every role can read "
+            "(pg_foreign_server.srvoptions)",
+            "move the keys into user mappings (ALTER SERVER ... OPTIONS (DROP ...); "
+            "CREATE USER MAPPING ... OPTIONS (aws_access_key_id ..., aws_secret_access_key ...))",
+        ))  # fmt: skip
+    return ", ".join(parts), warnings
+
+
+def versions_text(found: dict) -> tuple[str, list[tuple[str, str]]]:
+    """A line of versions and paths, and (module, error) for what failed to import."""
+    parts = [f"Python {found.get('python')}"]
+    errors = []
+    for module in ("cognito_fdw", "boto3", "botocore"):
+        entry = found.get(module) or {}
+        if "error" in entry:
+            errors.append((module, entry["error"]))
+        else:
+            parts.append(f"{module} {entry.get('version')} ({entry.get('path')})")
+    return ", ".join(parts), errors
+
+
+def guard_findings(trigger: tuple[str, list] | None) -> list[Finding]:
+    """Findings about the guard's event trigger: (evtenabled, evttags) or None if absent."""
+    if trigger is None:
+        return [Finding(
+            FAIL, "guard", "the cognito_fdw guard is not installed: any role with USAGE on a "
+            "server can point it elsewhere or load another Python class (SECURITY.md)",
+            GUARD_INSTALL,
+        )]  # fmt: skip
+    enabled, tags = trigger
+    if enabled == "D":
+        return [Finding(
+            FAIL, "guard", "the cognito_fdw guard is disabled",
+            "ALTER EVENT TRIGGER cognito_fdw_guard ENABLE (as a superuser)",
+        )]  # fmt: skip
+    if tags:
+        return [Finding(
+            FAIL, "guard", "an older guard that watches only some command tags (ALTER TABLE "
+            "walks past it)", GUARD_INSTALL,
+        )]  # fmt: skip
+    return [Finding(OK, "guard", "installed and enabled, for every DDL command")]
+
+
+def options_dict(raw: list[str] | None) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in raw or [])

@@ -1,0 +1,156 @@
+"""``object 'users'``: one row per user of the pool.
+
+The columns are resolved against the column registry (:mod:`cognito_fdw.columns`), the
+quals planned into requests by :mod:`cognito_fdw.pushdown` (one plan for the planner's
+estimate, EXPLAIN and the scan), the requests run by :mod:`cognito_fdw.scan`, and each user
+record becomes a row in :mod:`cognito_fdw.rows`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+
+from . import backend, credentials, pushdown
+from .client import Pool, Stats
+from .columns import (
+    ALL_ATTRIBUTES,
+    ATTRIBUTE,
+    BUILTIN_COLUMNS,
+    CUSTOM_KINDS,
+    IMPORT_TYPES,
+    JSON,
+    STANDARD_ATTRIBUTES,
+    STRING,
+    ImportedColumn,
+    resolve_columns,
+)
+from .importer import column_name
+from .rows import database_encoding, read_columns, user_row
+from .scan import LookupCache, run
+from .table import Table
+
+
+class Users(Table):
+    """The ``users`` table: read-only; WHERE, LIMIT and joins pushed down (pushdown.py)."""
+
+    object = "users"
+    read_only_message = "cognito_fdw tables of users are read-only"
+    read_only_hint = (
+        "Change users in Cognito itself (console, AWS CLI or SDK); the table shows the "
+        "change at the next query."
+    )
+
+    def __init__(self, pool: Pool, fdw_columns: Mapping):
+        super().__init__(pool, fdw_columns)
+        self.columns = resolve_columns(fdw_columns, pool.custom_attributes)
+        self.searchable = pushdown.targets(fdw_columns, self.columns)
+        self._cache = LookupCache()
+
+    def _plan(self, quals, limit=None, offset=None) -> pushdown.Plan:
+        """The one request plan that planning, EXPLAIN and execution all use."""
+        options = self.pool.options
+        return pushdown.plan_scan(
+            quals,
+            self.searchable,
+            estimated_users=self.pool.estimated_users,
+            pushdown=options.pushdown,
+            limit=limit,
+            offset=offset,
+            workers=options.scan_workers,
+            username_lookup=options.username_lookup,
+            collations=self._collations,
+            null_tests=pushdown.PLANNED_NULL_TESTS,
+        )
+
+    def _collations(self) -> tuple[str, ...]:
+        """The nondeterministic collations a comparison on the table may use: those of the
+        database (docs/multicorn.md H10), or none when the table asserts so."""
+        if self.pool.options.deterministic_collations:
+            return ()
+        return backend.nondeterministic_collations()
+
+    # -- planning --------------------------------------------------------------------
+
+    def rel_size(self, quals, columns) -> tuple[int, int, int]:
+        # The cost is the requests, not the bytes: see pushdown.planner_size.  Startup above
+        # zero makes PostgreSQL's Limit node over a full scan cost more than the pushed LIMIT
+        # (at zero they tie and PostgreSQL keeps its own, which reads a page ahead it does
+        # not need); no more than one row's width, no path's total.
+        pushdown.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
+        rows, width = pushdown.planner_size(self._plan(quals))
+        return rows, width, width
+
+    def path_keys(self):
+        if not self.pool.options.pushdown:
+            return []
+        return pushdown.path_keys(self.searchable, self._collations())
+
+    def can_limit(self, limit, offset) -> bool:
+        # Accepted, PostgreSQL drops its Limit node and rows() applies both.  With pushdown
+        # off PostgreSQL keeps it (the scan still stops when it stops pulling).
+        return self.pool.options.pushdown
+
+    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
+        options = self.pool.options
+        lines = self._plan(quals, limit, offset).explain()
+        lines.append(
+            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
+            "shared by every connection to this account"
+        )
+        if verbose:
+            lines.append(self.where())
+            lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
+        return lines
+
+    # -- scanning --------------------------------------------------------------------
+
+    def rows(
+        self, quals, columns: Sequence[str], stats: Stats, limit=None, offset=None
+    ) -> Iterator[dict]:
+        # Only what the query reads is converted: a value of an unread column that the
+        # database encoding cannot hold must not fail the query.
+        read = read_columns(self.columns, columns)
+        encoding = database_encoding(backend.database_encoding())
+        plan = self._plan(quals, limit, offset)
+        self._cache.claim(backend.statement_started())
+        users = run(plan, self.pool, stats, self._cache)
+        try:
+            for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):
+                yield user_row(user, read, encoding)
+        finally:
+            users.close()  # stops a concurrent scan's workers now, and counts their work
+
+    def end_scan(self) -> None:
+        self._cache.clear()
+
+    @classmethod
+    def imported_columns(cls, custom) -> list[ImportedColumn]:
+        # The built-in columns, every standard attribute not named like one of them (the
+        # column updated_at is UserLastModifiedDate: see README), then each custom
+        # attribute under a name that needs no quoting.  sub is text, not uuid: only a text
+        # column can be a join's path key, as Multicorn converts a uuid join parameter's
+        # empty value in C under EXPLAIN, which crashes the backend (docs/multicorn.md H1);
+        # README "Joining on sub" shows the joins.
+        columns = [
+            ImportedColumn(name, spec.imported_type) for name, spec in BUILTIN_COLUMNS.items()
+        ]
+        columns.append(ImportedColumn(ALL_ATTRIBUTES, IMPORT_TYPES[JSON]))
+        taken = {column.name for column in columns}
+        for name, kind in STANDARD_ATTRIBUTES.items():
+            if name not in taken:
+                columns.append(ImportedColumn(name, IMPORT_TYPES[kind]))
+        taken = {column.name for column in columns}
+        for attribute, data_type in sorted(custom.items()):
+            name = column_name(attribute, taken)
+            taken.add(name)
+            kind = CUSTOM_KINDS.get(data_type, STRING)
+            columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {ATTRIBUTE: attribute}))
+        return columns
+
+
+def _wanted(limit, offset) -> int | None:
+    """How many users a pushed LIMIT/OFFSET needs from Cognito (None: all of them)."""
+    if limit is None:
+        return None
+    return (offset or 0) + limit

@@ -1,0 +1,109 @@
+"""Tier 2: object 'user_pool' on a real server: the row is DescribeUserPool's, read-only.
+
+A pool of this module's own (server pool_server, schema up), set up with a feature tier,
+sign-in attributes, MFA and a custom attribute, so each column has a value to compare.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone
+
+import psycopg
+import pytest
+
+from .conftest import counting, create_server, requests_of
+
+pytestmark = pytest.mark.server
+
+COLUMNS = (
+    "id text, name text, tier text, estimated_users integer, mfa_configuration text, "
+    "username_attributes jsonb, alias_attributes jsonb, created_at timestamptz, "
+    "updated_at timestamptz, schema_attributes jsonb"
+)
+
+
+@pytest.fixture(scope="module")
+def described(cognito):
+    """The pool, with three users, as boto3's describe_user_pool returns it."""
+    pool_id = cognito.create_user_pool(
+        PoolName="cognito-fdw-pool-row",
+        UserPoolTier="ESSENTIALS",
+        UsernameAttributes=["email"],
+        MfaConfiguration="OFF",
+        Schema=[{"Name": "tenant", "AttributeDataType": "String", "Mutable": True}],
+    )["UserPool"]["Id"]
+    for n in range(3):
+        cognito.admin_create_user(
+            UserPoolId=pool_id, Username=f"u{n}@example.com", MessageAction="SUPPRESS"
+        )
+    return cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]
+
+
+@pytest.fixture(scope="module")
+def up(setup, described):
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        create_server(conn, "pool_server", described["Id"], setup.endpoint)
+        conn.execute("CREATE SCHEMA up")
+        conn.execute(
+            f"CREATE FOREIGN TABLE up.user_pool ({COLUMNS}) "
+            "SERVER pool_server OPTIONS (object 'user_pool')"
+        )
+    return described
+
+
+def test_the_row_is_what_describe_user_pool_returns(db, up):
+    db.execute("SET TimeZone = 'America/Los_Angeles'")  # instants must not depend on it
+    row = db.execute("SELECT * FROM up.user_pool").fetchall()
+    assert len(row) == 1
+    (pool_id, name, tier, users, mfa, usernames, aliases, created, updated, schema) = row[0]
+    assert (pool_id, name, tier, mfa) == (
+        up["Id"], up["Name"], up["UserPoolTier"], up["MfaConfiguration"]
+    )  # fmt: skip
+    assert users == up["EstimatedNumberOfUsers"] == 3
+    assert usernames == up["UsernameAttributes"] == ["email"]
+    assert aliases == up.get("AliasAttributes")  # not set: NULL
+    assert created == up["CreationDate"].astimezone(timezone.utc)
+    assert updated == up["LastModifiedDate"].astimezone(timezone.utc)
+    assert schema == json.loads(json.dumps(up["SchemaAttributes"], default=str))
+    assert "custom:tenant" in {a["Name"] for a in schema}
+
+
+def test_each_scan_is_one_request_and_explain_says_so(db, up):
+    plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT name FROM up.user_pool"))
+    assert "Cognito: DescribeUserPool, 1 request" in plan
+    verbose = "\n".join(r[0] for r in db.execute("EXPLAIN VERBOSE SELECT * FROM up.user_pool"))
+    assert f"Cognito: region us-east-1, user pool {up['Id']}" in verbose
+    with counting(db):
+        got = db.execute("SELECT name FROM up.user_pool WHERE tier = 'ESSENTIALS'").fetchall()
+        assert requests_of(db) == [1]
+    assert got == [(up["Name"],)]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO up.user_pool (name) VALUES ('x')",
+        "UPDATE up.user_pool SET name = 'x'",
+        "DELETE FROM up.user_pool",
+    ],
+)
+def test_writes_are_refused_with_a_clear_error(db, up, statement):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(statement)
+    error = caught.value.diag
+    assert error.message_primary == "cognito_fdw object 'user_pool' is read-only"
+    assert "UpdateUserPool" in error.message_hint
+
+
+def test_a_column_it_does_not_have_is_named(db, up):
+    db.execute(
+        "CREATE FOREIGN TABLE up.bad (name text, users integer, tier boolean) "
+        "SERVER pool_server OPTIONS (object 'user_pool')"
+    )
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("SELECT * FROM up.bad")
+    message = caught.value.diag.message_primary
+    assert "users: not a column of user_pool" in message
+    assert "tier: type boolean cannot hold a string" in message
+    assert "estimated_users" in caught.value.diag.message_hint
