@@ -17,7 +17,7 @@ import boto3
 import moto
 import pytest
 
-from cognito_fdw import backend, client, scan, secrets
+from cognito_fdw import backend, client, dateguard, scan, secrets
 from cognito_fdw.backend import OffBackendThread
 from cognito_fdw.client import Pool, Stats
 from cognito_fdw.credentials import VaultRef
@@ -54,9 +54,11 @@ def on_a_worker(fn, *args):
 
 BACKEND_ONLY = {
     "backend.statement_started": lambda: backend.statement_started(),
+    "backend.transaction_started": lambda: backend.transaction_started(),
     "backend.report": lambda: backend.report(pytest.fail, "never logged", logging.DEBUG),
     "backend.current_role": lambda: backend.current_role(),
     "backend.server_address": lambda: backend.server_address(),
+    "backend.nondeterministic_collations": lambda: backend.nondeterministic_collations(),
     "secrets.read_secret": lambda: secrets.read_secret(VaultRef("vault.s", "name", "n")),
     "client.client_for": lambda: client.client_for(
         parse_options({"user_pool_id": f"{REGION}_Abc", "object": "users"})
@@ -76,7 +78,10 @@ def test_calls_into_postgres_refuse_any_other_thread(name):
 def test_on_the_backend_thread_the_same_calls_run():
     # Outside a backend the symbols are absent: each answers as documented instead.
     assert backend.statement_started() is None
+    assert backend.transaction_started() is None
+    assert dateguard.guard_date_conversions() is False  # CPython's own outside PostgreSQL
     assert backend.server_address() == {}
+    assert backend.nondeterministic_collations() == ()
     logged = []
     backend.report(lambda message, level: logged.append(message), "logged", logging.DEBUG)
     assert logged == ["logged"]

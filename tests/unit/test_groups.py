@@ -24,7 +24,7 @@ def cols(**types):
 
 
 class FakePool:
-    options = SimpleNamespace(writable=True)
+    options = SimpleNamespace(writable=True, deterministic_collations=False)
 
     def custom_attributes(self):
         return {"custom:tenant": "String"}
