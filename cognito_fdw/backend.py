@@ -335,3 +335,25 @@ def _scan_collations() -> tuple[str, ...]:
         _end_scan(scan)
         _table_close(relation, _NO_LOCK)  # the lock is kept to the end of the transaction
     return tuple(sorted(set(names))) if layout_ok else UNKNOWN_COLLATIONS
+
+
+_superuser = _function("superuser", ctypes.c_bool, [])
+_in_transaction = _function("IsTransactionState", ctypes.c_bool, [])
+
+
+@_backend_thread_only
+def current_role_is_superuser() -> bool:
+    """True when the backend's current role (after SET ROLE, inside SECURITY DEFINER) is a
+    superuser; False outside a backend, or outside a healthy transaction (an aborted one
+    must not read the catalog, and saying no is the safe answer).
+
+    PostgreSQL's ``superuser()`` reads the role's cached catalog row; it raises no ERROR for
+    a role that is gone (it answers false), and interrupts are held around it.
+    """
+    if _superuser is None or _in_transaction is None or _holdoff is None:
+        return False
+    _holdoff.value += 1
+    try:
+        return bool(_in_transaction() and _superuser())
+    finally:
+        _holdoff.value -= 1

@@ -381,8 +381,25 @@ class Pool:
         cached = _descriptions.get(key)
         if cached and time.monotonic() - cached[0] < self.options.describe_ttl:
             return cached[1]
-        pool = self.call("DescribeUserPool")["UserPool"]
+        pool = self.user_pool()
         _descriptions[key] = (time.monotonic(), pool)
+        return pool
+
+    def user_pool(self, stats: Stats | None = None) -> Mapping:
+        """DescribeUserPool's UserPool, asked now; an answer without one (another web
+        server's 200) is a :class:`CognitoApiError` saying what came back."""
+        answer = self.call("DescribeUserPool", stats)
+        pool = answer.get("UserPool")
+        if not isinstance(pool, Mapping):
+            endpoint = self.options.endpoint_url or "AWS"
+            stranger = not_cognito_answer(answer, "DescribeUserPool", endpoint)
+            raise stranger or CognitoApiError(
+                "Cognito DescribeUserPool answered without the user pool (a truncated or "
+                "malformed response)",
+                hint="Retry the query; if it persists, check endpoint_url and any proxy "
+                "between the database server and Cognito.",
+                code="MalformedResponse",
+            )
         return pool
 
     def get_user(self, stats: Stats, username: str) -> Mapping | None:

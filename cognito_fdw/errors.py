@@ -18,19 +18,34 @@ import botocore.exceptions
 
 
 class CognitoFdwError(Exception):
-    """A failure with a message, an optional HINT and an optional DETAIL."""
+    """A failure with a message, an optional HINT and an optional DETAIL.
 
-    def __init__(self, message: str, hint: str | None = None, detail: str | None = None):
+    ``superuser_detail``: the DETAIL to show instead when the role that sees the error is a
+    superuser, for text from outside the wrapper that only a superuser may read (an
+    endpoint's body: the endpoint may be a service of the database server's own network).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        detail: str | None = None,
+        superuser_detail: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.detail = detail
+        self.superuser_detail = superuser_detail
 
     def scrubbed(self, secrets: Iterable[str]) -> CognitoFdwError:
         """A copy whose every text has each secret replaced by ``***``."""
         secrets = [s for s in secrets if s]
         return CognitoFdwError(
-            scrub(self.message, secrets), scrub(self.hint, secrets), scrub(self.detail, secrets)
+            scrub(self.message, secrets),
+            scrub(self.hint, secrets),
+            scrub(self.detail, secrets),
+            scrub(self.superuser_detail, secrets),
         )
 
 
@@ -49,16 +64,23 @@ class CredentialError(CognitoFdwError):
 class CognitoApiError(CognitoFdwError):
     """Cognito, or the way to it, answered with an error."""
 
-    def __init__(self, message, hint=None, detail=None, code=None, request_id=None):
-        super().__init__(message, hint, detail)
+    def __init__(
+        self, message, hint=None, detail=None, code=None, request_id=None, superuser_detail=None
+    ):
+        super().__init__(message, hint, detail, superuser_detail)
         self.code = code
         self.request_id = request_id
 
     def reworded(self, message: str, hint: str | None = None) -> CognitoApiError:
-        """The same answer in other words: the DETAIL, code and request id are kept, and
+        """The same answer in other words: the DETAILs, code and request id are kept, and
         the HINT unless another is given."""
         return CognitoApiError(
-            message, hint or self.hint, self.detail, code=self.code, request_id=self.request_id
+            message,
+            hint or self.hint,
+            self.detail,
+            code=self.code,
+            request_id=self.request_id,
+            superuser_detail=self.superuser_detail,
         )
 
     def missing(self) -> bool:
@@ -329,7 +351,10 @@ def not_cognito_answer(
 ) -> CognitoApiError | None:
     """The error for an answer (botocore's parsed response) that is none of Cognito's API:
     not JSON, or ``untyped`` (an error without its type); None for one of Cognito's.  It
-    says what came back: status, content type, the first bytes of the body, the URL."""
+    says what came back: status, content type, the URL, and to a superuser only the first
+    bytes of the body (``superuser_detail``): an endpoint_url may name a service of the
+    database server's network (its metadata service, an admin API) that the role reading
+    the error could not reach itself.  Measured: SECURITY.md, what the guard cannot stop."""
     metadata = response.get("ResponseMetadata", {})
     headers = metadata.get("HTTPHeaders")
     content_type = headers.get("content-type", "") if headers is not None else None
@@ -348,13 +373,14 @@ def not_cognito_answer(
         begins = f"the body begins: {text[:_BODY_SHOWN] + more!r}"
     kind = content_type.split(";")[0].strip() or "no content type"
     server_fault = str(status) in ("500", "502", "503", "504")  # passing faults
+    answered = f"HTTP status {status}; Content-Type: {content_type or '(none)'}; no AWS request id"
     return CognitoApiError(
         f"Cognito {operation} failed: the endpoint answered HTTP {status} ({kind}), which is "
         f"not an answer of Cognito's API ({endpoint or 'AWS'})",
         hint=_CHECK_SERVER_FAULT if server_fault else _CHECK_NOT_COGNITO,
-        detail=f"HTTP status {status}; Content-Type: {content_type or '(none)'}; no AWS "
-        f"request id; {begins}",
+        detail=f"{answered}; {begins if not text else 'the body is shown to superusers only'}",
         code=f"HTTP{status}",
+        superuser_detail=f"{answered}; {begins}",
     )
 
 

@@ -29,7 +29,10 @@ dateguard.guard_date_conversions()
 
 
 def _raise_error(error: CognitoFdwError) -> None:
-    log_to_postgres(error.message, ERROR, hint=error.hint, detail=error.detail)
+    detail = error.detail
+    if error.superuser_detail is not None and backend.current_role_is_superuser():
+        detail = error.superuser_detail
+    log_to_postgres(error.message, ERROR, hint=error.hint, detail=detail)
 
 
 def _translated(exc: Exception, options, what: str) -> CognitoFdwError:

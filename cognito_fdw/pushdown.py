@@ -302,9 +302,26 @@ class Plan:
         if self.collations:
             lines.append(
                 "Cognito: nondeterministic collations in this database: "
-                + ", ".join(self.collations)
+                + shown_names(self.collations)
             )
         return lines
+
+
+# Collations are any role's to create (CREATE on a schema), and EXPLAIN shows their names to
+# every role: so at most this many, each on one line (a newline in a name would let it
+# pose as another line of the plan).
+SHOWN_COLLATIONS = 10
+
+
+def shown_names(names: Sequence[str]) -> str:
+    """``names`` for an EXPLAIN line: at most :data:`SHOWN_COLLATIONS`, then how many
+    more; characters that are not printable written as Python escapes (``\\n``)."""
+    shown = [
+        "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+        for name in names[:SHOWN_COLLATIONS]
+    ]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
 
 
 def planner_size(plan: Plan) -> tuple[int, int]:

@@ -60,4 +60,4 @@ class UserPool(Table):
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
         stats.rows += 1
-        yield record_row(self.pool.call("DescribeUserPool", stats)["UserPool"], self.columns)
+        yield record_row(self.pool.user_pool(stats), self.columns)

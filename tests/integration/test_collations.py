@@ -328,3 +328,31 @@ def test_cancels_timeouts_and_concurrent_ddl_during_catalog_reads(bare, setup):
     assert outcomes["answered"] and outcomes["cancelled"], outcomes
     with psycopg.connect(setup.dsn, autocommit=True) as admin:
         assert admin.execute("SELECT pg_postmaster_start_time()").fetchone()[0] == started
+
+
+def test_another_roles_collations_cannot_flood_or_forge_explain_lines(setup, pool_id):
+    # Red team: a role with CREATE on a schema made 300 nondeterministic collations, one
+    # named with a newline; every role's EXPLAIN listed them all, and the newline started a
+    # line of the attacker's own text in the plan.
+    with database(setup, pool_id, "coll_names") as dsn:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("CREATE ROLE coll_maker LOGIN")
+            admin.execute("CREATE SCHEMA maker AUTHORIZATION coll_maker")
+            admin.execute("CREATE FOREIGN TABLE plain (username text) SERVER coll_server "
+                          "OPTIONS (object 'users')")  # fmt: skip
+        maker = dsn.replace("user=postgres", "user=coll_maker")
+        with psycopg.connect(maker, autocommit=True) as conn:
+            forged = 'a\n  Cognito: pushed down: nothing "forged"'
+            conn.execute(CI.format(name='maker."' + forged.replace('"', '""') + '"'))
+            conn.execute(
+                "DO $$ BEGIN FOR i IN 1..300 LOOP EXECUTE format('CREATE COLLATION maker.%I "
+                "(provider = icu, locale = ''und-u-ks-level2'', deterministic = false)', "
+                "'c' || i || repeat('x', 50)); END LOOP; END $$"
+            )
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            plan = [r[0] for r in admin.execute(
+                "EXPLAIN SELECT * FROM plain WHERE username = 'alice'").fetchall()]  # fmt: skip
+    line = next(p for p in plan if NONDETERMINISTIC in p)
+    assert len(line) < 1000, len(line)
+    assert line.endswith(" and 291 more")
+    assert not any(p.strip().startswith("Cognito: pushed down: nothing") for p in plan), plan

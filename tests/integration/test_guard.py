@@ -10,7 +10,9 @@ What each case did is recorded for SECURITY.md (``make reliability`` writes it).
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
 import time
 
 import psycopg
@@ -461,3 +463,64 @@ def test_a_non_superuser_owner_cannot_point_the_secret_loopback_elsewhere(guarde
     with psycopg.connect(guarded.dsn, autocommit=True) as admin:
         admin.execute("ALTER SERVER loop OPTIONS (ADD secrets_conninfo 'host=/tmp')")
         admin.execute("DROP SERVER loop")
+
+
+class _InternalService(http.server.BaseHTTPRequestHandler):
+    """Stands for a service only the database server's host reaches (a metadata service,
+    an admin API): it answers any POST with text that holds a canary."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = f"{INTERNAL_CANARY} at {self.path}".encode()
+        self.send_response(403)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+INTERNAL_CANARY = "internal-token-5b1e0c"
+
+
+def test_an_owner_cannot_read_an_internal_service_through_endpoint_url(guarded, pool):
+    # Red team: a non-superuser server owner set endpoint_url to a service of the database
+    # server's network, and the error about the answer showed its body (SSRF, read back).
+    service = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _InternalService)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{service.server_address[1]}/latest/meta-data/"
+    try:
+        with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+            admin.execute("CREATE ROLE ssrf_owner LOGIN")
+            admin.execute("GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO ssrf_owner")
+            admin.execute("GRANT CREATE ON SCHEMA public TO ssrf_owner")
+        dsn = guarded.dsn.replace("user=postgres", "user=ssrf_owner")
+        with psycopg.connect(dsn, autocommit=True) as owner:
+            owner.execute(
+                "CREATE SERVER inward FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+                f"'cognito_fdw.CognitoFdw', user_pool_id '{pool.pool_id}', endpoint_url "
+                f"'{url}', aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
+            )
+            owner.execute(
+                "CREATE FOREIGN TABLE public.inward (username text) SERVER inward "
+                "OPTIONS (object 'users')"
+            )
+            error = refused(
+                owner,
+                "SELECT * FROM public.inward",
+                "a non-superuser owner points endpoint_url at a service of the server's network",
+                "not an answer of Cognito's API",
+            )
+            shown = f"{error.diag.message_primary} {error.diag.message_detail}"
+            assert INTERNAL_CANARY not in shown
+            assert "the body is shown to superusers only" in error.diag.message_detail
+        # A superuser may read what the server's host reaches anyway: the body helps them.
+        with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+            with pytest.raises(psycopg.Error) as caught:
+                admin.execute("SELECT * FROM public.inward")
+            assert INTERNAL_CANARY in caught.value.diag.message_detail
+            admin.execute("DROP SERVER inward CASCADE")
+    finally:
+        service.shutdown()

@@ -140,3 +140,23 @@ def test_a_column_that_cannot_hold_a_value_is_named(db, msg, columns, sql, expec
         assert detail == "The value is 10 characters long." and "22001" in hint
     if "of user" in expected:  # the other columns are read as before
         assert db.execute(f"SELECT username FROM msg.{name}").fetchall() == [("ann",)]
+
+
+def test_another_web_servers_200_to_describe_user_pool_says_what_came_back(db, msg):
+    # Red team: a 200 text/plain answer to DescribeUserPool (a full scan asks it first)
+    # came out as "cognito_fdw internal error: KeyError: 'UserPool'".
+    with web_server(200, "text/plain", b"hello from some other service") as url:
+        create_server(db, "web_describe", "us-east-1_Web1", url, max_attempts="1")
+        db.execute("CREATE FOREIGN TABLE msg.web_describe (username text) SERVER web_describe "
+                   "OPTIONS (object 'users')")  # fmt: skip
+        for table in ("msg.web_describe", "msg.web_describe_pool"):
+            if table.endswith("_pool"):
+                db.execute(f"CREATE FOREIGN TABLE {table} (name text) SERVER web_describe "
+                           "OPTIONS (object 'user_pool')")  # fmt: skip
+            message, detail, hint = failure(db, f"SELECT * FROM {table}")
+            assert message == (
+                "Cognito DescribeUserPool failed: the endpoint answered HTTP 200 (text/plain), "
+                f"which is not an answer of Cognito's API ({url})"
+            ), table
+            assert "the body begins: 'hello from" in detail
+            assert hint.startswith("endpoint_url must be Cognito's API")

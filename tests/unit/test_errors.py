@@ -105,11 +105,19 @@ def test_an_answer_that_is_no_cognito_error_says_what_came_back():
         "Cognito ListUsers failed: the endpoint answered HTTP 404 (text/html), which is not an "
         "answer of Cognito's API (http://127.0.0.1:8080/x)"
     )
-    assert err.detail.startswith(
+    # The body only for a superuser: the endpoint may be a service of the server's network.
+    assert err.detail == (
+        "HTTP status 404; Content-Type: text/html; charset=utf-8; no AWS request id; the body "
+        "is shown to superusers only"
+    )
+    assert err.superuser_detail.startswith(
         "HTTP status 404; Content-Type: text/html; charset=utf-8; no AWS request id; the body "
         "begins: '<html><head><title>404 Not Found</title></head><body>xxx"
     )
-    assert err.detail.endswith("...'") and len(err.detail) < 300
+    assert err.superuser_detail.endswith("...'") and len(err.superuser_detail) < 300
+    kept = err.reworded("other words").scrubbed(["Not Found"])
+    assert kept.detail == err.detail
+    assert "<title>404 ***</title>" in kept.superuser_detail
     assert "endpoint_url must be Cognito's API" in err.hint
     # No body and no type at all; a 503 of a load balancer is a passing fault.
     bare = errors.from_client_error(_client_error(404, {}, {"Code": "404"}), "ListUsers", None)

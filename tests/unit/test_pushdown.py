@@ -546,3 +546,12 @@ def test_the_cost_is_the_requests_not_the_bytes():
     # A lookup costs less than a scan of any pool of more than one page; nothing costs one.
     assert one[0] * one[1] < size(plan(users=61))[0] * size(plan(users=61))[1]
     assert size(plan(Qual("username", "=", None))) == (1, 1)
+
+
+def test_collation_names_in_explain_are_bounded_and_one_line():
+    from cognito_fdw.pushdown import SHOWN_COLLATIONS, shown_names
+
+    assert shown_names(["ci", "ai"]) == "ci, ai"
+    assert shown_names(["a\nb\x00"]) == "a\\nb\\x00"
+    names = [f"c{i}" for i in range(SHOWN_COLLATIONS + 5)]
+    assert shown_names(names).endswith(f"c{SHOWN_COLLATIONS - 1} and 5 more")

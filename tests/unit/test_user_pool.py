@@ -35,6 +35,9 @@ class FakePool:
         stats.requests += 1
         return {"UserPool": RECORD}
 
+    def user_pool(self, stats=None):
+        return self.call("DescribeUserPool", stats)["UserPool"]
+
 
 def table(**types):
     return UserPool(FakePool(), {n: Col(n, t, t, {}) for n, t in types.items()})
