@@ -30,7 +30,7 @@ pytestmark = pytest.mark.emulator_only
 if importlib.util.find_spec("moto") is None:
     pytest.skip("moto is not installed: pip install 'moto[server]'", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 

@@ -15,7 +15,7 @@ from cognito_fdw.tools import cli
 from cognito_fdw.tools.devstack import LocalPostgres, free_port
 from cognito_fdw.tools.host import checkout, multicorn_missing, postgres_bindir
 
-from .seeddata import POOL_REGION
+from ..seeddata import POOL_REGION
 
 
 def doctor(capsys, dsn: str) -> tuple[int, str]:
