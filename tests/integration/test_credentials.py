@@ -25,7 +25,7 @@ from cognito_fdw.secrets import APPLICATION_NAME
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import checkout
 
-from ..encodings import ENCODERS
+from ..support.encodings import ENCODERS
 from .seeddata import POOL_REGION
 
 SECRET = "LeakCanarySecret0123456789abcdefghijklmnop"  # a known secret for the leak tests

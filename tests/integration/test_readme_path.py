@@ -30,7 +30,7 @@ import pytest
 
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
-from ..readme_blocks import ENDPOINT_PLACEHOLDER, POOL_PLACEHOLDER, Block, steps
+from ..support.readme_blocks import ENDPOINT_PLACEHOLDER, POOL_PLACEHOLDER, Block, steps
 
 pytestmark = pytest.mark.skipif(
     multicorn_missing(postgres_bindir()) is not None,

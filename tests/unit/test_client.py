@@ -190,3 +190,25 @@ def test_the_default_deadline_is_at_most_30_seconds_and_a_table_may_only_lower_i
 
     row = OPTIONS["request_deadline"]
     assert row.default <= 30 and row.limit and row.places == ("server", "table")
+
+
+class DescribeCounter:
+    """A client that answers DescribeUserPool as an emulator does (0 users) and counts."""
+
+    def __init__(self):
+        self.describes = 0
+
+    def describe_user_pool(self, UserPoolId):  # noqa: N803 - boto3's parameter name
+        self.describes += 1
+        return {"UserPool": {"Id": UserPoolId, "EstimatedNumberOfUsers": 0}}
+
+
+@pytest.mark.parametrize("ttl, describes", [("300", 1), ("0", 3)])
+def test_describe_user_pool_is_cached_for_describe_ttl(monkeypatch, ttl, describes):
+    fake = DescribeCounter()
+    monkeypatch.setattr(client_module, "client_for", lambda options: fake)
+    monkeypatch.setattr(client_module, "_descriptions", {})
+    pool = Pool(parse_options({"user_pool_id": POOL, "object": "users", "describe_ttl": ttl}))
+    estimates = [pool.estimated_users() for _ in range(3)]
+    assert fake.describes == describes
+    assert estimates == [client_module.DEFAULT_ESTIMATE] * 3  # an emulator's 0: a sane default

@@ -1,26 +1,17 @@
-"""group_members' pure parts: the membership key, scan planning, column checks; import."""
+"""group_members' pure parts: the membership key, scan planning, column checks."""
 
 from __future__ import annotations
 
-import collections
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_fdw.columns import resolve_fields
-from cognito_fdw.errors import ColumnError, OptionError
-from cognito_fdw.groups import GROUP_COLUMNS, Groups
-from cognito_fdw.importer import column_name, table_definitions
+from cognito_fdw.errors import ColumnError
 from cognito_fdw.members import Members, membership_key, parse_membership
 
-Col = collections.namedtuple("Col", "column_name type_name base_type_name options")
-Qual = collections.namedtuple("Qual", "field_name operator value")
-
-
-def cols(**types):
-    return {name: Col(name, t, t, {}) for name, t in types.items()}
+from ..support.multicorn import Qual, column_definitions
 
 
 class FakePool:
@@ -35,7 +26,7 @@ class FakePool:
 
 def members(**types):
     types = types or {"group_name": "text", "username": "text", "membership": "text"}
-    return Members(FakePool(), cols(**types))
+    return Members(FakePool(), column_definitions(**types))
 
 
 @given(st.text(min_size=1), st.text(min_size=1))
@@ -92,15 +83,6 @@ def test_a_null_user_column_may_be_is_null_so_every_group_is_read():
     assert table.plan([Qual("email", "=", None)]) == ("all", [])
 
 
-def test_groups_table_asks_nothing_for_a_null_or_empty_name():
-    table = Groups(FakePool(), cols(group_name="text", description="text"))
-    for qual in (Qual("group_name", "=", None), Qual("group_name", ("=", True), [])):
-        assert table.explain([qual], [])[0].startswith(NO_REQUEST)
-        assert list(table.rows([qual], [], stats=None)) == []
-    explain = table.explain([Qual("description", "=", None)], [])
-    assert explain[0].startswith("Cognito: ListGroups")
-
-
 def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():
     table = members(group_name="citext", username="citext", membership="text")
     assert table.plan([Qual("username", "=", "Alice")]) == ("all", [])
@@ -118,52 +100,3 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
     assert not table.has_rowid
     with pytest.raises(ColumnError, match="group_name: type integer"):
         members(group_name="integer", username="text")
-
-
-def test_group_columns():
-    resolved = resolve_fields(cols(group_name="text", precedence="integer"), GROUP_COLUMNS, "g")
-    assert [c.name for c in resolved] == ["group_name", "precedence"]
-    with pytest.raises(ColumnError, match="nope: not a column of groups") as caught:
-        Groups(FakePool(), cols(nope="text", precedence="boolean"))
-    assert "precedence: type boolean cannot hold a number" in caught.value.message
-    assert caught.value.hint.startswith("Columns of object 'groups': group_name, description")
-
-
-@pytest.mark.parametrize(
-    "attribute, expected",
-    [
-        ("custom:tenant", "tenant"),
-        ("custom:TenantId", "tenant_id"),
-        ("custom:order", "custom_order"),
-        ("custom:email", "custom_email"),
-        ("custom:2fa", "custom_2fa"),
-        ("dev:custom:x-y z", "x_y_z"),
-    ],
-)
-def test_imported_column_names_need_no_quoting(attribute, expected):
-    assert column_name(attribute, {"email", "username"}) == expected
-
-
-def test_import_definitions():
-    tables = table_definitions(
-        {"custom:tenant": "String", "custom:age": "Number", "custom:beta": "Boolean"},
-        {"writable": "true"},
-    )
-    assert [t.name for t in tables] == ["users", "groups", "group_members", "user_pool"]
-    users = {c.name: c for c in tables[0].columns}
-    assert users["age"].type_name == "numeric"
-    assert users["age"].options == {"attribute": "custom:age"}
-    assert users["beta"].type_name == "boolean"
-    assert users["sub"].type_name == "text"  # a join key: see importer._standard_type
-    assert users["updated_at"].type_name == "timestamp with time zone"
-    assert tables[2].options == {"object": "group_members", "writable": "true"}
-    assert tables[3].options == {"object": "user_pool"}  # read-only: no writable
-    pool = {c.name: c.type_name for c in tables[3].columns}
-    assert pool["estimated_users"] == "integer" and pool["schema_attributes"] == "jsonb"
-    for table in tables:  # keys are emitted unquoted by Multicorn: keep them lower case
-        for key in [*table.options, *(k for c in table.columns for k in c.options)]:
-            assert key.isidentifier() and key == key.lower()
-    with pytest.raises(OptionError, match="unknown IMPORT FOREIGN SCHEMA option: prefix"):
-        table_definitions({}, {"prefix": "x"})
-    with pytest.raises(OptionError, match="invalid value for option writable"):
-        table_definitions({}, {"writable": "yes"})
