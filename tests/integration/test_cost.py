@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import psycopg
 import pytest
 
 from cognito_fdw.tools.devstack import seed_users
 
-from .conftest import create_server, record
-from .faultproxy import Fault
+from ..support.postgres import create_server
+from ..support.proxy import Fault
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -60,11 +62,8 @@ def sent(proxy, sql, db):
     """The rows of ``sql`` and the requests it sent, by operation (DescribeUserPool aside)."""
     proxy.arm()
     rows = db.execute(sql).fetchall()
-    counts: dict[str, int] = {}
-    for operation, _ in proxy.requests():
-        if operation != "DescribeUserPool":
-            counts[operation] = counts.get(operation, 0) + 1
-    return rows, counts
+    counts = Counter(r.operation for r in proxy.requests() if r.operation != "DescribeUserPool")
+    return rows, dict(counts)
 
 
 @pytest.mark.parametrize("shape", list(QUERIES))

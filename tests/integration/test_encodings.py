@@ -13,7 +13,7 @@ import re
 import psycopg
 import pytest
 
-from .conftest import create_server
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 

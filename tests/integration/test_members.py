@@ -1,6 +1,7 @@
-"""Tier 2: groups and group_members on a real server, writes applied at COMMIT.
+"""Tier 2: group_members on a real server: its access paths and what each costs, writes
+refused with a reason or applied at COMMIT.
 
-Writes go to a pool of this module's own (server groups_server, schema gt), so the shared
+They run on the groups pool (fixture ``gt``: server groups_server, schema gt), so the shared
 150-user pool other tests read is never changed.
 """
 
@@ -9,58 +10,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from ..support.accounting import counting, requests_of
+from ..support.pool import BIG
 
 pytestmark = pytest.mark.server
-
-USERS = ["alice", "bob", "carol", "dave", "erin"]
-BIG = 70  # members of group 'big': two ListUsersInGroup pages
-
-
-@pytest.fixture(scope="module")
-def gpool(cognito):
-    pool_id = cognito.create_user_pool(PoolName="cognito-fdw-groups")["UserPool"]["Id"]
-    for name in USERS + [f"bulk{i:02d}" for i in range(BIG)]:
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=name, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": "email", "Value": f"{name}@example.com"}],
-        )  # fmt: skip
-    for group, precedence in (("admins", 1), ("staff", 5), ("empty", 9), ("big", 20)):
-        cognito.create_group(
-            UserPoolId=pool_id, GroupName=group, Precedence=precedence,
-            Description=f"the {group}",
-        )  # fmt: skip
-    for group, user in (("admins", "alice"), ("admins", "bob"), ("staff", "alice")):
-        cognito.admin_add_user_to_group(UserPoolId=pool_id, GroupName=group, Username=user)
-    for i in range(BIG):
-        cognito.admin_add_user_to_group(
-            UserPoolId=pool_id, GroupName="big", Username=f"bulk{i:02d}"
-        )
-    return pool_id
-
-
-@pytest.fixture(scope="module")
-def gt(setup, gpool):
-    """Schema gt: groups, a writable members table and a read-only one, on gpool."""
-    with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        create_server(conn, "groups_server", gpool, setup.endpoint)
-        conn.execute("CREATE SCHEMA gt")
-        conn.execute(
-            "CREATE FOREIGN TABLE gt.groups (group_name text, description text, "
-            "precedence int, role_arn text, created_at timestamptz, updated_at timestamptz) "
-            "SERVER groups_server OPTIONS (object 'groups')"
-        )
-        conn.execute(
-            "CREATE FOREIGN TABLE gt.members (group_name text, username text, "
-            "membership text, email text, sub uuid) "
-            "SERVER groups_server OPTIONS (object 'group_members', writable 'true')"
-        )
-        conn.execute(
-            "CREATE FOREIGN TABLE gt.members_ro (group_name text, username text) "
-            "SERVER groups_server OPTIONS (object 'group_members')"
-        )
-        conn.execute("CREATE TABLE gt.local_log (note text)")
-    return gpool
 
 
 def members(cognito, pool_id, group) -> set[str]:
@@ -75,24 +28,6 @@ def rows(db, sql, params=None):
 
 
 # -- reading -----------------------------------------------------------------------------
-
-
-def test_groups_table(db, gt):
-    with counting(db):
-        got = rows(db, "SELECT group_name, description, precedence FROM gt.groups ORDER BY 1")
-        assert requests_of(db) == [1]
-    assert got == [
-        ("admins", "the admins", 1),
-        ("big", "the big", 20),
-        ("empty", "the empty", 9),
-        ("staff", "the staff", 5),
-    ]
-    with counting(db):
-        assert rows(db, "SELECT precedence FROM gt.groups WHERE group_name = 'staff'") == [(5,)]
-        assert rows(db, "SELECT 1 FROM gt.groups WHERE group_name = 'nope'") == []
-        assert requests_of(db) == [1, 1]  # GetGroup each
-    created = rows(db, "SELECT created_at <= now() FROM gt.groups WHERE group_name = 'big'")
-    assert created == [(True,)]
 
 
 @pytest.mark.parametrize(
@@ -191,15 +126,6 @@ def test_refused_writes_say_why(db, gt, sql, message):
         db.execute(sql)
     assert message in caught.value.diag.message_primary
     assert "Error in python" not in str(caught.value)
-
-
-def test_the_users_table_is_read_only(db, setup):
-    db.execute(
-        "CREATE FOREIGN TABLE cognito.grp_users_ro (username text) "
-        "SERVER cognito_server OPTIONS (object 'users')"
-    )
-    with pytest.raises(psycopg.Error, match="cognito_fdw tables of users are read-only"):
-        db.execute("DELETE FROM cognito.grp_users_ro")
 
 
 # -- writing at COMMIT -------------------------------------------------------------------

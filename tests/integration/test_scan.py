@@ -10,8 +10,9 @@ import pytest
 from cognito_fdw.pushdown import PARTITION_MIN_USERS
 from cognito_fdw.tools.devstack import seed_users
 
-from .conftest import counting, requests_of
-from .seeddata import POOL_REGION
+from ..support.accounting import counting, requests_of
+from ..support.pool import POOL_REGION
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 
@@ -23,15 +24,7 @@ def big(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="big")["UserPool"]["Id"]
     seed_users(cognito, pool_id, USERS)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE SERVER big_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', region '{POOL_REGION}', "
-            f"user_pool_id '{pool_id}', endpoint_url '{setup.endpoint}')"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER big_server OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(conn, "big_server", pool_id, setup.endpoint, region=POOL_REGION)
         for name, extra in (("big", ""), ("big_slow", ", max_requests_per_second '2'")):
             conn.execute(
                 f"CREATE FOREIGN TABLE cognito.{name} (username text, email text, sub text) "

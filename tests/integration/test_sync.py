@@ -6,27 +6,17 @@ database with the group memberships following at COMMIT, and drift reconciled.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from ..support.accounting import counting, requests_of
+from ..support.postgres import SCRIPTS, create_server, psql
 
 pytestmark = pytest.mark.server
 
-SYNC_SQL = Path(__file__).resolve().parents[2] / "sql" / "sync.sql"
+SYNC_SQL = SCRIPTS / "sync.sql"
 SCHEMA = "sync_cognito"  # not the default, so the -v cognito_schema path is what runs
 PEOPLE = {"ann": "+15550000001", "ben": "+15550000002", "cat": None, "dan": None}
-
-
-def psql(server, *args) -> subprocess.CompletedProcess:
-    binary = server.bindir / "psql" if getattr(server, "bindir", None) else shutil.which("psql")
-    return subprocess.run(
-        [str(binary), server.dsn, "-X", "-q", *args], capture_output=True, text=True, check=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,15 @@ from psycopg.conninfo import make_conninfo
 
 from cognito_fdw.tools.devstack import seed_users
 
-from .conftest import counting, create_server, requests_of
-from .faultproxy import Fault, FaultProxy
-from .test_sync import SYNC_SQL, psql
+from ..support.accounting import collect_notices, counting, requests_of
+from ..support.postgres import SCRIPTS, create_server, psql
+from ..support.proxy import Fault, Proxy
 
 pytestmark = pytest.mark.server
 
 USERS = 1200  # about 75 users a part: most parts take two ListUsers pages
 PARTS = "0123456789abcdef"
+SYNC_SQL = SCRIPTS / "sync.sql"
 DATABASE = "sync_parts"  # app.* is per database: test_sync.py has its own in the main one
 
 
@@ -69,8 +70,7 @@ def parts_pool(setup, cognito):
 def pdb(parts_pool):
     """A connection to the test database, starting from an empty app.users and no rounds."""
     with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-        conn.notices = []
-        conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary or ""))
+        collect_notices(conn)
         conn.execute("TRUNCATE app.users CASCADE")
         conn.execute(
             "UPDATE app.sync_parts SET round = 0, synced_at = NULL, seconds = NULL, "
@@ -223,7 +223,7 @@ def test_a_timeout_while_waiting_for_cognito_ends_the_call_and_the_next_resumes(
 ):
     expected = cognito_users(cognito, parts_pool.pool_id)
     pages = pages_per_part(expected)
-    proxy = FaultProxy(moto.url).start()
+    proxy = Proxy(moto.url).start()
     # app.cognito_users follows the schema sync.sql is loaded with: here a server whose
     # requests pass through the proxy.
     pdb.execute("CREATE SCHEMA faulty")
@@ -290,8 +290,7 @@ def test_calls_at_the_same_time_share_the_parts(pdb, parts_pool, cognito):
     def call():
         try:
             with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-                conn.notices = []
-                conn.add_notice_handler(lambda d: conn.notices.append(d.message_primary or ""))
+                collect_notices(conn)
                 conn.execute("SET client_min_messages = debug1")
                 barrier.wait()
                 conn.execute("CALL app.sync_users_in_parts()")
@@ -352,8 +351,7 @@ def test_concurrent_first_calls_make_one_row_and_one_request(pdb, parts_pool, co
     def call():
         try:
             with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-                conn.notices = []
-                conn.add_notice_handler(lambda d: conn.notices.append(d.message_primary or ""))
+                collect_notices(conn)
                 conn.execute("SET client_min_messages = debug1")
                 barrier.wait()
                 ids.append(conn.execute("SELECT (app.user_for_sub(%s)).id", (sub,)).fetchone())

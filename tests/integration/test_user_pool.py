@@ -12,7 +12,8 @@ from datetime import timezone
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from ..support.accounting import counting, requests_of
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 

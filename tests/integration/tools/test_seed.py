@@ -10,11 +10,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -35,46 +33,12 @@ REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def _moto_endpoint(tmp_path_factory):
-    """A moto server of its own on a free port, stopped after the module."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @pytest.fixture
-def client(_moto_endpoint):
+def client(moto):
     return boto3.client(
         "cognito-idp",
         region_name=REGION,
-        endpoint_url=_moto_endpoint,
+        endpoint_url=moto.url,
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
@@ -231,14 +195,12 @@ def _cli(endpoint, *args):
     )
 
 
-def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(
-    _moto_endpoint, client, pool_name, tmp_path
-):
+def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(moto, client, pool_name, tmp_path):
     id_file = tmp_path / "pool_id"
     args = ("--pool-name", pool_name, "--users", "25", "--groups", "--pool-id-file", str(id_file))
 
-    first = _cli(_moto_endpoint, *args)
-    second = _cli(_moto_endpoint, *args)
+    first = _cli(moto.url, *args)
+    second = _cli(moto.url, *args)
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -251,8 +213,8 @@ def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(
     assert [p["Id"] for p in pools if p["Name"] == pool_name] == [pool_id]
 
 
-def test_cli_reports_an_unknown_pool_in_one_line(_moto_endpoint):
-    result = _cli(_moto_endpoint, "--pool-id", "us-east-1_missing", "--users", "1")
+def test_cli_reports_an_unknown_pool_in_one_line(moto):
+    result = _cli(moto.url, "--pool-id", "us-east-1_missing", "--users", "1")
     assert result.returncode == 1
     assert result.stdout == ""
     said, error = result.stderr.splitlines()  # what it set out to do, and what went wrong

@@ -1,4 +1,5 @@
-"""The test pool: 150 deterministic users that exercise every column kind."""
+"""The tests' pools: the shared pool of 150 deterministic users that exercise every column
+kind, and the groups pool (five named users, 70 more in one group, four groups)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,30 @@ def seed_test_pool(cognito) -> TestPool:
     for page in cognito.get_paginator("list_users").paginate(UserPoolId=pool_id):
         users.extend(page["Users"])
     return TestPool(pool_id, users)
+
+
+#: The groups pool: these users, plus bulk00.. (BIG of them), all members of group 'big'.
+GROUP_USERS = ["alice", "bob", "carol", "dave", "erin"]
+BIG = 70  # two ListUsersInGroup pages
+#: (group, precedence); each group's description is "the <group>".
+GROUPS = (("admins", 1), ("staff", 5), ("empty", 9), ("big", 20))
+MEMBERSHIPS = (("admins", "alice"), ("admins", "bob"), ("staff", "alice"))
+
+
+def seed_groups_pool(cognito) -> str:
+    """A new pool with :data:`GROUP_USERS`, :data:`GROUPS` and their members; its id."""
+    pool_id = cognito.create_user_pool(PoolName="cognito-fdw-groups")["UserPool"]["Id"]
+    for name in GROUP_USERS + [f"bulk{i:02d}" for i in range(BIG)]:
+        cognito.admin_create_user(
+            UserPoolId=pool_id, Username=name, MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": f"{name}@example.com"}],
+        )  # fmt: skip
+    for group, precedence in GROUPS:
+        cognito.create_group(
+            UserPoolId=pool_id, GroupName=group, Precedence=precedence,
+            Description=f"the {group}",
+        )  # fmt: skip
+    memberships = [*MEMBERSHIPS, *(("big", f"bulk{i:02d}") for i in range(BIG))]
+    for group, user in memberships:
+        cognito.admin_add_user_to_group(UserPoolId=pool_id, GroupName=group, Username=user)
+    return pool_id
