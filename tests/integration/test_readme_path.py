@@ -5,7 +5,7 @@ In a directory laid out like a checkout after ``make dev`` (this checkout's ``sq
 ``source .venv/bin/activate``), the test runs what ``make dev`` runs,
 ``cognito-fdw dev up`` (with ``--no-psql``: there is no terminal; ``--mode local``: the
 README's URLs are the local stack's), then each step of README.md in order (see
-tests/readme_blocks.py): ``sql`` blocks through ``psql -v ON_ERROR_STOP=1`` on the URL the
+tests/support/readme_blocks.py): ``sql`` blocks through ``psql -v ON_ERROR_STOP=1`` on the URL the
 README gives, shell blocks through ``bash -e -o pipefail``. It stops at the first step that
 fails, naming its README line. Then ``cognito-fdw dev down``, what ``make down`` runs, must
 leave nothing running, and the server log must show no crashed backend.
