@@ -21,7 +21,9 @@ import psycopg
 import pytest
 
 from cognito_fdw.pushdown import MAX_LOOKUPS, PARTITION_MIN_USERS
-from cognito_fdw.tools.devstack import LocalPostgres, seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.devstack import LocalPostgres
+from cognito_fdw.tools.seed import create_users
 
 from ..support.postgres import create_server, damage, install_readme_setup, options_sql, role_dsn
 
@@ -43,7 +45,7 @@ def race_pool(aws):
     """A pool of USERS users in the moto of the credential tests, which checks signatures."""
     cognito = aws.client("cognito-idp")
     pool_id = cognito.create_user_pool(PoolName="race")["UserPool"]["Id"]
-    seed_users(cognito, pool_id, USERS)
+    create_users(cognito, pool_id, bulk_users(USERS), threads=16)
     return pool_id
 
 

@@ -16,7 +16,8 @@ from collections import Counter
 import psycopg
 import pytest
 
-from cognito_fdw.tools.devstack import seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.seed import create_users
 
 from ..support.postgres import create_server
 from ..support.proxy import Fault
@@ -106,7 +107,7 @@ def small_pools(setup, cognito):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         for size in (200, 2500):
             pool_id = cognito.create_user_pool(PoolName=f"jit-{size}")["UserPool"]["Id"]
-            seed_users(cognito, pool_id, size, threads=8)
+            create_users(cognito, pool_id, bulk_users(size), threads=16)
             create_server(conn, f"jit_srv_{size}", pool_id, setup.endpoint, region="us-east-1")
             conn.execute(f"CREATE SCHEMA jit_{size}")
             conn.execute(

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cognito_fdw.tools.seed import create_users
+
 from ..support.accounting import counting, requests_of
-from ..support.pool import POOL_REGION
+from ..support.pool import POOL_REGION, new_user
 from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
@@ -223,7 +225,7 @@ def hostile_users(count=30):
                 attrs[name] = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 3)))
         # Usernames must be unique and may not hold white space.
         username = "".join(rng.choice(FRAGMENTS).strip() for _ in range(2)) + f"-{i}"
-        users.append((username, attrs, rng.random() < 0.3))
+        users.append(new_user(username, attrs, enabled=rng.random() >= 0.3))
     return users
 
 
@@ -231,13 +233,7 @@ def hostile_users(count=30):
 def hostile(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="hostile")["UserPool"]["Id"]
     users = hostile_users()
-    for username, attrs, disabled in users:
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": k, "Value": v} for k, v in attrs.items()],
-        )  # fmt: skip
-        if disabled:
-            cognito.admin_disable_user(UserPoolId=pool_id, Username=username)
+    create_users(cognito, pool_id, users)
     columns = ", ".join(f"{c} {'boolean' if c == 'enabled' else 'text'}" for c in HOSTILE_COLUMNS)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "hostile_server", pool_id, setup.endpoint, region=POOL_REGION)
@@ -246,7 +242,7 @@ def hostile(setup, cognito):
                 f"CREATE FOREIGN TABLE cognito.{name} ({columns}) SERVER hostile_server "
                 f"OPTIONS (object 'users', pushdown '{pushdown}')"
             )
-    values = sorted({u[0] for u in users} | {v for u in users for v in u[1].values()})
+    values = sorted({u.username for u in users} | {v for u in users for v in u.attributes.values()})
     return values
 
 

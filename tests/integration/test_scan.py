@@ -8,7 +8,8 @@ import psycopg
 import pytest
 
 from cognito_fdw.pushdown import PARTITION_MIN_USERS
-from cognito_fdw.tools.devstack import seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import POOL_REGION
@@ -22,7 +23,7 @@ USERS = PARTITION_MIN_USERS  # the smallest pool the planner reads in parts
 @pytest.fixture(scope="module")
 def big(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="big")["UserPool"]["Id"]
-    seed_users(cognito, pool_id, USERS)
+    create_users(cognito, pool_id, bulk_users(USERS), threads=16)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "big_server", pool_id, setup.endpoint, region=POOL_REGION)
         for name, extra in (("big", ""), ("big_slow", ", max_requests_per_second '2'")):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from cognito_fdw.tools.seed import create_users
+
 from ..support.accounting import counting, requests_of
+from ..support.pool import new_user
 from ..support.postgres import SCRIPTS, create_server, psql
 
 pytestmark = pytest.mark.server
@@ -22,13 +25,13 @@ PEOPLE = {"ann": "+15550000001", "ben": "+15550000002", "cat": None, "dan": None
 @pytest.fixture(scope="module")
 def spool(cognito):
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-sync")["UserPool"]["Id"]
+    people = []
     for name, phone in PEOPLE.items():
-        attrs = [{"Name": "email", "Value": f"{name}@example.com"}]
+        attributes = {"email": f"{name}@example.com"}
         if phone:
-            attrs.append({"Name": "phone_number", "Value": phone})
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=name, UserAttributes=attrs, MessageAction="SUPPRESS"
-        )
+            attributes["phone_number"] = phone
+        people.append(new_user(name, attributes))
+    create_users(cognito, pool_id, people)
     for group in ("admin", "editor"):
         cognito.create_group(UserPoolId=pool_id, GroupName=group)
     return pool_id

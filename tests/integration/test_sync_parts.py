@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from cognito_fdw.tools.devstack import seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import collect_notices, counting, requests_of
 from ..support.postgres import SCRIPTS, create_server, psql
@@ -51,7 +52,7 @@ def cognito_users(cognito, pool_id) -> dict[str, tuple]:
 @pytest.fixture(scope="module")
 def parts_pool(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-sync-parts")["UserPool"]["Id"]
-    seed_users(cognito, pool_id, USERS)
+    create_users(cognito, pool_id, bulk_users(USERS), threads=16)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {DATABASE}")
     target = Database(setup, DATABASE)

@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from cognito_fdw.tools.devstack import LocalPostgres
+from cognito_fdw.tools.seed import create_users
 
-from .pool import POOL_REGION
+from .pool import POOL_REGION, new_user
 from .postgres import install_readme_setup, options_sql
 
 ALLOW_ALL = json.dumps(
@@ -89,8 +90,7 @@ def authenticated_moto(url: str) -> Aws:
         iam.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=ALLOW_ALL)
     cognito = aws.client("cognito-idp")
     aws.pool_id = cognito.create_user_pool(PoolName="creds")["UserPool"]["Id"]
-    for username in USERS:
-        cognito.admin_create_user(UserPoolId=aws.pool_id, Username=username)
+    create_users(cognito, aws.pool_id, (new_user(username) for username in USERS))
     # From here on every request must be signed with keys moto issued.
     request = urllib.request.Request(
         f"{url}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}

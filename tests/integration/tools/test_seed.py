@@ -19,9 +19,15 @@ from pathlib import Path
 import boto3
 import pytest
 
-from cognito_fdw.tools.demousers import DEMO_GROUPS, demo_users
+from cognito_fdw.tools.demousers import DEMO_GROUPS, bulk_users, demo_users
 from cognito_fdw.tools.devstack import MotoServer
-from cognito_fdw.tools.seed import SeedError, ensure_pool, seed_moto_random, seed_pool
+from cognito_fdw.tools.seed import (
+    SeedError,
+    create_users,
+    ensure_pool,
+    seed_moto_random,
+    seed_pool,
+)
 
 pytestmark = pytest.mark.emulator_only
 
@@ -92,6 +98,21 @@ def test_seed_creates_exactly_the_demo_pool(client, pool_name):
     assert summary.groups_created == len(DEMO_GROUPS)
     assert summary.memberships_added == sum(len(u.groups) for u in wanted.values())
     assert summary.skipped_attributes == []
+
+
+def test_create_users_makes_exactly_the_users_given_however_many_threads(client, pool_name):
+    # What the tests' and the benchmark's pools are made with: demo users of every status
+    # and bulk users, eight at a time.
+    pool_id = ensure_pool(client, pool_name)
+    wanted = [*demo_users(40), *bulk_users(30, start=5)]
+    assert create_users(client, pool_id, wanted, threads=8) == len(wanted)
+    users = _users(client, pool_id)
+    assert sorted(users) == sorted(user.username for user in wanted)
+    for user in wanted:
+        got = users[user.username]
+        assert got["UserStatus"] == user.status, user.username
+        assert got["Enabled"] == user.enabled, user.username
+        assert _attributes(got) == user.attributes, user.username
 
 
 def test_rerun_changes_nothing(client, pool_name):

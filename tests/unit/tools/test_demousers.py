@@ -8,6 +8,8 @@ from cognito_fdw.tools.demousers import (
     CONFIRMED,
     FORCE_CHANGE_PASSWORD,
     UNCONFIRMED,
+    bulk_user,
+    bulk_users,
     demo_user,
     demo_users,
     username_for,
@@ -50,3 +52,12 @@ def test_contact_data_is_reserved_for_examples():
 
 def test_every_value_is_a_string_as_cognito_stores_it():
     assert all(isinstance(v, str) for u in USERS for v in u.attributes.values())
+
+
+def test_bulk_users_are_plain_numbered_and_every_tenth_disabled():
+    users = list(bulk_users(20, start=5))
+    assert [u.username for u in users[:2]] == ["bench000005", "bench000006"]
+    assert users[0] == bulk_user(5)
+    assert [u.username for u in users if not u.enabled] == ["bench000010", "bench000020"]
+    assert {u.status for u in users} == {FORCE_CHANGE_PASSWORD} and not any(u.groups for u in users)
+    assert users[0].attributes == {"email": "bench000005@example.com", "given_name": "Given5"}
