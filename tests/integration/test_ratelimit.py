@@ -13,20 +13,12 @@ import pytest
 
 from ..support.pool import POOL_REGION
 from ..support.postgres import create_server
-from ..support.proxy import Proxy
 from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
 SESSIONS = 8
 CAP = 4  # low enough that eight sessions' demand always exceeds it, even on a slow machine
-
-
-@pytest.fixture(scope="module")
-def proxy(setup):
-    proxy = Proxy(setup.endpoint).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture(scope="module")

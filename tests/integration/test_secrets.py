@@ -19,14 +19,12 @@ import pytest
 
 from cognito_fdw.secrets import APPLICATION_NAME
 
-from ..support.credentials import USERS, error_of, make_server, usernames
-from ..support.postgres import literal, role_dsn
+from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
+from ..support.postgres import literal, new_role, role_dsn
 
 
 def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    secret_id = admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name)).fetchone()[0]
+    key_id, secret, name, secret_id = vault_secret(admin, aws)
     by_name = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
     by_id = make_server(admin, aws, aws_access_key_id=key_id, api_key_id=str(secret_id))
     assert usernames(keyed.dsn, by_name) == USERS
@@ -50,9 +48,7 @@ def test_vault_key_file_is_private_and_outside_the_table(keyed, admin):
 
 
 def test_secret_update_is_picked_up_after_the_cache_time(keyed, admin, aws):
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    secret_id = admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name)).fetchone()[0]
+    key_id, secret, name, secret_id = vault_secret(admin, aws)
     fresh = make_server(
         admin, aws, aws_access_key_id=key_id, api_key_name=name, secret_cache_seconds="0"
     )
@@ -70,9 +66,7 @@ def test_secret_update_is_picked_up_after_the_cache_time(keyed, admin, aws):
 
 
 def test_key_rotation_re_encrypts_every_secret(keyed, admin, aws):
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    key_id, secret, name, _ = vault_secret(admin, aws)
     table = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
     lines = keyed.key_file.read_text().splitlines()
     newest = max(int(line.split("\t")[0]) for line in lines)
@@ -89,12 +83,9 @@ def test_key_rotation_re_encrypts_every_secret(keyed, admin, aws):
 
 def test_the_servers_secret_is_used_as_its_owner_and_never_shown_to_its_users(keyed, admin, aws):
     # A role with USAGE signs with the server's key; it cannot read the key itself.
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    role = f"r_{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    key_id, secret, name, _ = vault_secret(admin, aws)
     table = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
-    admin.execute(f"CREATE ROLE {role} LOGIN")
+    role = new_role(admin)
     dsn = role_dsn(keyed.dsn, role)
     assert usernames(dsn, table) == USERS
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -110,12 +101,9 @@ def test_the_servers_secret_is_used_as_its_owner_and_never_shown_to_its_users(ke
 
 
 def test_a_role_that_cannot_read_its_mappings_secret_cannot_use_it(keyed, admin, aws):
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    role = f"r_{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    key_id, secret, name, _ = vault_secret(admin, aws)
     table = make_server(admin, aws, mapping={"aws_access_key_id": key_id, "api_key_name": name})
-    admin.execute(f"CREATE ROLE {role} LOGIN")
+    role = new_role(admin)
     dsn = role_dsn(keyed.dsn, role)
     err = error_of(dsn, f"SELECT * FROM {table}")
     assert err.diag.message_primary == (
@@ -133,8 +121,7 @@ def test_a_role_that_cannot_read_its_mappings_secret_cannot_use_it(keyed, admin,
 
 
 def test_a_secrets_relation_not_owned_by_a_superuser_is_refused(keyed, admin, aws):
-    role = f"r_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE ROLE {role}")
+    role = new_role(admin, login=False)
     admin.execute(f"CREATE TABLE public.{role} (id int, name text, decrypted_secret text)")
     admin.execute(f"ALTER TABLE public.{role} OWNER TO {role}")
     table = make_server(
@@ -145,9 +132,7 @@ def test_a_secrets_relation_not_owned_by_a_superuser_is_refused(keyed, admin, aw
 
 
 def test_the_loopback_shows_no_secret_and_gives_up_on_a_lock(keyed, admin, aws):
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    key_id, secret, name, _ = vault_secret(admin, aws)
     table = make_server(
         admin, aws, aws_access_key_id=key_id, api_key_name=name, secret_cache_seconds="0"
     )
@@ -181,8 +166,7 @@ def test_the_loopback_shows_no_secret_and_gives_up_on_a_lock(keyed, admin, aws):
 def test_a_failed_vault_call_leaves_its_secret_out_of_the_log(keyed, admin):
     # A granted non-superuser: the functions' SET log_min_error_statement works for it only
     # because they run as their (superuser) owner.
-    role = f"r_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE ROLE {role} LOGIN")
+    role = new_role(admin)
     admin.execute(f"ALTER ROLE {role} SET log_statement = 'none'")  # this cluster logs 'all'
     admin.execute(f"GRANT USAGE ON SCHEMA vault TO {role}")
     admin.execute(f"GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret TO {role}")
@@ -205,29 +189,37 @@ def test_a_failed_vault_call_leaves_its_secret_out_of_the_log(keyed, admin):
     assert secret not in log
 
 
+def server_naming_a_secret(keyed, admin, aws):
+    """A new vault secret, a server naming it (STS at moto), and a new role: the secret, the
+    server's users table and the role's dsn."""
+    secret = vault_secret(admin, aws)
+    table = make_server(
+        admin, aws, aws_access_key_id=secret.key_id, api_key_name=secret.name,
+        sts_endpoint_url=aws.url,
+    )  # fmt: skip
+    return secret, table, role_dsn(keyed.dsn, new_role(admin))
+
+
+def map_the_secret_beside_a_role(conn, table, secret, session) -> None:
+    """The role's own mapping: the server's key id and secret name, and a role to assume."""
+    conn.execute(
+        f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
+        f"aws_access_key_id {literal(secret.key_id)}, api_key_name {literal(secret.name)}, "
+        "role_arn 'arn:aws:iam::123456789012:role/other', "
+        f"role_session_name {literal(session)})"
+    )
+
+
 def test_a_mapping_cannot_have_the_servers_secret_assume_a_role_of_its_choice(keyed, admin, aws):
     # Red team: the server's secret is read as its owner only for what the server itself
     # does with it.  A mapping repeating the server's key id and secret name beside a
     # role_arn (which the guard lets it set "beside its own keys") would otherwise make the
     # server's key assume any role that key may assume.
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    role = f"r_{uuid.uuid4().hex[:8]}"
     session = f"t-{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
-    table = make_server(
-        admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url
-    )
-    admin.execute(f"CREATE ROLE {role} LOGIN")
-    dsn = role_dsn(keyed.dsn, role)
+    secret, table, dsn = server_naming_a_secret(keyed, admin, aws)
     assert usernames(dsn, table) == USERS
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
-            f"aws_access_key_id {literal(key_id)}, api_key_name {literal(name)}, "
-            "role_arn 'arn:aws:iam::123456789012:role/other', "
-            f"role_session_name {literal(session)})"
-        )
+        map_the_secret_beside_a_role(conn, table, secret, session)
         with pytest.raises(psycopg.Error, match="may not read the secret"):
             conn.execute(f"SELECT * FROM {table}")
     assert aws.assumed_roles(session) == 0
@@ -236,24 +228,11 @@ def test_a_mapping_cannot_have_the_servers_secret_assume_a_role_of_its_choice(ke
 def test_a_cached_server_secret_is_not_reused_for_a_mapping_that_changes_its_use(keyed, admin, aws):
     # The same, in one session whose backend has just read the secret as the server's owner:
     # the cached secret must not stand in for the owner check.
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    role = f"r_{uuid.uuid4().hex[:8]}"
     session = f"t-{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
-    table = make_server(
-        admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url
-    )
-    admin.execute(f"CREATE ROLE {role} LOGIN")
-    dsn = role_dsn(keyed.dsn, role)
+    secret, table, dsn = server_naming_a_secret(keyed, admin, aws)
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
-        conn.execute(
-            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
-            f"aws_access_key_id {literal(key_id)}, api_key_name {literal(name)}, "
-            "role_arn 'arn:aws:iam::123456789012:role/other', "
-            f"role_session_name {literal(session)})"
-        )
+        map_the_secret_beside_a_role(conn, table, secret, session)
         with pytest.raises(psycopg.Error, match="may not read the secret"):
             conn.execute(f"SELECT * FROM {table}")
         # A mapping that repeats the server's options exactly still signs as the server.
@@ -269,16 +248,13 @@ def test_a_server_matching_on_some_options_lends_no_owner_rights(keyed, admin, a
     # Server B names the secret too but also assumes a role with it; A (which the role
     # queries, with B's key id and secret name in its mapping) does not.  B's owner's
     # rights are for B's use of the secret only.
-    key_id, secret = aws.keys["vault"]
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    role = f"r_{uuid.uuid4().hex[:8]}"
-    admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name))
+    key_id, secret, name, _ = vault_secret(admin, aws)
     make_server(
         admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url,
         role_arn="arn:aws:iam::123456789012:role/reader",
     )  # fmt: skip
     table_a = make_server(admin, aws)
-    admin.execute(f"CREATE ROLE {role} LOGIN")
+    role = new_role(admin)
     dsn = role_dsn(keyed.dsn, role)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(

@@ -283,30 +283,42 @@ def test_a_failing_part_is_reported_and_retried_by_the_next_call(pdb, parts_pool
     assert app_users(pdb) == expected
 
 
-def test_calls_at_the_same_time_share_the_parts(pdb, parts_pool, cognito):
-    expected = cognito_users(cognito, parts_pool.pool_id)
-    barrier = threading.Barrier(2)
-    read, requests, errors = [], [], []
+def at_once(dsn: str, sessions: int, call) -> list[Exception]:
+    """``call(conn)`` in ``sessions`` new sessions (notices kept, DEBUG1 on) that start it
+    together; the errors raised."""
+    barrier = threading.Barrier(sessions)
+    errors = []
 
-    def call():
+    def session():
         try:
-            with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
+            with psycopg.connect(dsn, autocommit=True) as conn:
                 collect_notices(conn)
                 conn.execute("SET client_min_messages = debug1")
                 barrier.wait()
-                conn.execute("CALL app.sync_users_in_parts()")
-                read.extend(n[len("app.sync_users (part ")] for n in conn.notices
-                            if n.startswith("app.sync_users (part "))  # fmt: skip
-                requests.append(sum(requests_of(conn)))
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                call(conn)
+        except Exception as exc:  # noqa: BLE001 - returned to the test, which asserts none
             errors.append(exc)
+            barrier.abort()  # the others stop waiting for this one
 
-    threads = [threading.Thread(target=call) for _ in range(2)]
+    threads = [threading.Thread(target=session) for _ in range(sessions)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_calls_at_the_same_time_share_the_parts(pdb, parts_pool, cognito):
+    expected = cognito_users(cognito, parts_pool.pool_id)
+    read, requests = [], []
+
+    def call(conn):
+        conn.execute("CALL app.sync_users_in_parts()")
+        read.extend(n[len("app.sync_users (part ")] for n in conn.notices
+                    if n.startswith("app.sync_users (part "))  # fmt: skip
+        requests.append(sum(requests_of(conn)))
+
+    assert at_once(parts_pool.dsn, 2, call) == []
     assert sorted(read) == list(PARTS)  # each part synced by one call or the other, once
     assert sum(requests) == sum(pages_per_part(expected))
     assert all(s[0] == 1 for s in parts(pdb).values())
@@ -346,26 +358,13 @@ def test_a_user_on_first_sight_costs_one_request_then_none(pdb, parts_pool, cogn
 def test_concurrent_first_calls_make_one_row_and_one_request(pdb, parts_pool, cognito):
     sub = sorted(cognito_users(cognito, parts_pool.pool_id))[7]
     callers = 6
-    barrier = threading.Barrier(callers)
-    ids, requests, errors = [], [], []
+    ids, requests = [], []
 
-    def call():
-        try:
-            with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-                collect_notices(conn)
-                conn.execute("SET client_min_messages = debug1")
-                barrier.wait()
-                ids.append(conn.execute("SELECT (app.user_for_sub(%s)).id", (sub,)).fetchone())
-                requests.extend(requests_of(conn))
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
+    def call(conn):
+        ids.append(conn.execute("SELECT (app.user_for_sub(%s)).id", (sub,)).fetchone())
+        requests.extend(requests_of(conn))
 
-    threads = [threading.Thread(target=call) for _ in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert at_once(parts_pool.dsn, callers, call) == []
     assert len(ids) == callers and len(set(ids)) == 1
     assert requests == [1]  # the others waited for the first and found its row
     assert pdb.execute("SELECT count(*) FROM app.users WHERE sub = %s", (sub,)).fetchone() == (1,)

@@ -14,6 +14,7 @@ import json
 import os
 import urllib.request
 import uuid
+from typing import NamedTuple
 
 import boto3
 import psycopg
@@ -143,6 +144,21 @@ def make_server(conn, aws: Aws, mapping: dict | None = None, **options) -> str:
     conn.execute(f"GRANT USAGE ON FOREIGN SERVER {name} TO PUBLIC")
     conn.execute(f"GRANT SELECT ON public.{name} TO PUBLIC")
     return name
+
+
+class VaultSecret(NamedTuple):
+    key_id: str  # the access key id that goes with the secret
+    secret: str
+    name: str
+    id: str  # its vault id
+
+
+def vault_secret(admin, aws: Aws) -> VaultSecret:
+    """IAM user vault's secret access key, stored in the vault under a new name."""
+    key_id, secret = aws.keys["vault"]
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    secret_id = admin.execute("SELECT vault.create_secret(%s, %s)", (secret, name)).fetchone()[0]
+    return VaultSecret(key_id, secret, name, str(secret_id))
 
 
 def keys_mapping(aws: Aws, who: str = "keys") -> dict:

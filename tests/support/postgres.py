@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 
 from psycopg import sql
 
@@ -42,6 +43,13 @@ def literal(value) -> str:
 def role_dsn(dsn: str, role: str) -> str:
     """``dsn`` (as the superuser postgres) as ``role`` instead."""
     return dsn.replace("user=postgres", f"user={role}")
+
+
+def new_role(conn, login: bool = True) -> str:
+    """A new role (``r_`` and 8 hex digits) that may log in, made on ``conn``; its name."""
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {role}{' LOGIN' if login else ''}")
+    return role
 
 
 def options_sql(options: dict) -> str:

@@ -40,23 +40,12 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 @pytest.fixture
-def client(moto):
-    return boto3.client(
-        "cognito-idp",
-        region_name=REGION,
-        endpoint_url=moto.url,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
-@pytest.fixture
 def pool_name():
     return f"seed-{uuid.uuid4().hex[:8]}"
 
 
-def _users(client, pool_id):
-    paginator = client.get_paginator("list_users")
+def _users(cognito, pool_id):
+    paginator = cognito.get_paginator("list_users")
     pages = paginator.paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": 60})
     return {
         user["Username"]: user
@@ -64,8 +53,8 @@ def _users(client, pool_id):
     }
 
 
-def _members(client, pool_id, group):
-    paginator = client.get_paginator("list_users_in_group")
+def _members(cognito, pool_id, group):
+    paginator = cognito.get_paginator("list_users_in_group")
     pages = paginator.paginate(
         UserPoolId=pool_id, GroupName=group, PaginationConfig={"PageSize": 60}
     )
@@ -76,23 +65,23 @@ def _attributes(user):
     return {a["Name"]: a["Value"] for a in user["Attributes"] if a["Name"] != "sub"}
 
 
-def test_seed_creates_exactly_the_demo_pool(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
-    summary = seed_pool(client, pool_id, users=200, groups=True)
+def test_seed_creates_exactly_the_demo_pool(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
+    summary = seed_pool(cognito, pool_id, users=200, groups=True)
 
     wanted = {user.username: user for user in demo_users(200)}
-    users = _users(client, pool_id)
+    users = _users(cognito, pool_id)
     assert sorted(users) == sorted(wanted)
     for name, user in users.items():
         assert user["UserStatus"] == wanted[name].status, name
         assert user["Enabled"] == wanted[name].enabled, name
         assert _attributes(user) == wanted[name].attributes, name
 
-    groups = client.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]
+    groups = cognito.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]
     assert {(g["GroupName"], g["Description"], g["Precedence"]) for g in groups} == set(DEMO_GROUPS)
     for group, _, _ in DEMO_GROUPS:
         expected = {u.username for u in wanted.values() if group in u.groups}
-        assert _members(client, pool_id, group) == expected, group
+        assert _members(cognito, pool_id, group) == expected, group
 
     assert (summary.users_created, summary.users_existing) == (200, 0)
     assert summary.groups_created == len(DEMO_GROUPS)
@@ -100,13 +89,13 @@ def test_seed_creates_exactly_the_demo_pool(client, pool_name):
     assert summary.skipped_attributes == []
 
 
-def test_create_users_makes_exactly_the_users_given_however_many_threads(client, pool_name):
+def test_create_users_makes_exactly_the_users_given_however_many_threads(cognito, pool_name):
     # What the tests' and the benchmark's pools are made with: demo users of every status
     # and bulk users, eight at a time.
-    pool_id = ensure_pool(client, pool_name)
+    pool_id = ensure_pool(cognito, pool_name)
     wanted = [*demo_users(40), *bulk_users(30, start=5)]
-    assert create_users(client, pool_id, wanted, threads=8) == len(wanted)
-    users = _users(client, pool_id)
+    assert create_users(cognito, pool_id, wanted, threads=8) == len(wanted)
+    users = _users(cognito, pool_id)
     assert sorted(users) == sorted(user.username for user in wanted)
     for user in wanted:
         got = users[user.username]
@@ -115,60 +104,60 @@ def test_create_users_makes_exactly_the_users_given_however_many_threads(client,
         assert _attributes(got) == user.attributes, user.username
 
 
-def test_rerun_changes_nothing(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
-    seed_pool(client, pool_id, users=130, groups=True)
-    before = _users(client, pool_id)
+def test_rerun_changes_nothing(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
+    seed_pool(cognito, pool_id, users=130, groups=True)
+    before = _users(cognito, pool_id)
 
-    again = seed_pool(client, ensure_pool(client, pool_name), users=130, groups=True)
+    again = seed_pool(cognito, ensure_pool(cognito, pool_name), users=130, groups=True)
 
-    after = _users(client, pool_id)
+    after = _users(cognito, pool_id)
     # Same subs: nobody was deleted and recreated.
     assert {n: u["Attributes"] for n, u in after.items()} == {
         n: u["Attributes"] for n, u in before.items()
     }
     assert (again.users_created, again.users_existing, again.users_repaired) == (0, 130, 0)
     assert (again.groups_created, again.memberships_added) == (0, 0)
-    assert len(client.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]) == len(DEMO_GROUPS)
+    assert len(cognito.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]) == len(DEMO_GROUPS)
 
 
-def test_growing_the_pool_adds_only_the_new_users(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
-    seed_pool(client, pool_id, users=20)
-    summary = seed_pool(client, pool_id, users=70)
+def test_growing_the_pool_adds_only_the_new_users(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
+    seed_pool(cognito, pool_id, users=20)
+    summary = seed_pool(cognito, pool_id, users=70)
     assert (summary.users_created, summary.users_existing) == (50, 20)
-    assert len(_users(client, pool_id)) == 70
+    assert len(_users(cognito, pool_id)) == 70
 
 
-def test_rerun_repairs_what_an_interrupted_run_left(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
+def test_rerun_repairs_what_an_interrupted_run_left(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
     wanted = list(demo_users(60))
-    seed_pool(client, pool_id, users=60, groups=True)
+    seed_pool(cognito, pool_id, users=60, groups=True)
     disabled = next(u for u in wanted if not u.enabled and "custom:plan" in u.attributes)
     member = next(u for u in wanted if "viewers" in u.groups)
-    client.admin_enable_user(UserPoolId=pool_id, Username=disabled.username)
-    client.admin_update_user_attributes(
+    cognito.admin_enable_user(UserPoolId=pool_id, Username=disabled.username)
+    cognito.admin_update_user_attributes(
         UserPoolId=pool_id,
         Username=disabled.username,
         UserAttributes=[{"Name": "custom:plan", "Value": "hacked"}],
     )
-    client.admin_remove_user_from_group(
+    cognito.admin_remove_user_from_group(
         UserPoolId=pool_id, Username=member.username, GroupName="viewers"
     )
 
-    summary = seed_pool(client, pool_id, users=60, groups=True)
+    summary = seed_pool(cognito, pool_id, users=60, groups=True)
 
     assert summary.users_repaired == 1
     assert summary.memberships_added == 1
-    user = client.admin_get_user(UserPoolId=pool_id, Username=disabled.username)
+    user = cognito.admin_get_user(UserPoolId=pool_id, Username=disabled.username)
     assert user["Enabled"] is False
     assert _attributes({"Attributes": user["UserAttributes"]}) == disabled.attributes
-    assert member.username in _members(client, pool_id, "viewers")
+    assert member.username in _members(cognito, pool_id, "viewers")
 
 
-def test_pool_without_the_custom_attributes_is_seeded_without_them(client, pool_name):
-    pool_id = client.create_user_pool(PoolName=pool_name)["UserPool"]["Id"]
-    summary = seed_pool(client, pool_id, users=30)
+def test_pool_without_the_custom_attributes_is_seeded_without_them(cognito, pool_name):
+    pool_id = cognito.create_user_pool(PoolName=pool_name)["UserPool"]["Id"]
+    summary = seed_pool(cognito, pool_id, users=30)
     assert summary.users_created == 30
     assert summary.skipped_attributes == [
         "custom:age",
@@ -176,23 +165,23 @@ def test_pool_without_the_custom_attributes_is_seeded_without_them(client, pool_
         "custom:plan",
         "custom:tenant",
     ]
-    for user in _users(client, pool_id).values():
+    for user in _users(cognito, pool_id).values():
         assert not any(name.startswith("custom:") for name in _attributes(user))
 
 
-def test_pool_with_email_usernames_is_refused(client, pool_name):
-    pool_id = client.create_user_pool(PoolName=pool_name, UsernameAttributes=["email"])["UserPool"][
-        "Id"
-    ]
+def test_pool_with_email_usernames_is_refused(cognito, pool_name):
+    pool_id = cognito.create_user_pool(PoolName=pool_name, UsernameAttributes=["email"])[
+        "UserPool"
+    ]["Id"]
     with pytest.raises(SeedError, match="uses email as the username"):
-        seed_pool(client, pool_id, users=1)
+        seed_pool(cognito, pool_id, users=1)
 
 
-def test_two_pools_with_the_name_are_refused(client, pool_name):
+def test_two_pools_with_the_name_are_refused(cognito, pool_name):
     for _ in range(2):
-        client.create_user_pool(PoolName=pool_name)
+        cognito.create_user_pool(PoolName=pool_name)
     with pytest.raises(SeedError, match="2 user pools are named"):
-        ensure_pool(client, pool_name)
+        ensure_pool(cognito, pool_name)
 
 
 def _cli(endpoint, *args):
@@ -216,7 +205,7 @@ def _cli(endpoint, *args):
     )
 
 
-def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(moto, client, pool_name, tmp_path):
+def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(moto, cognito, pool_name, tmp_path):
     id_file = tmp_path / "pool_id"
     args = ("--pool-name", pool_name, "--users", "25", "--groups", "--pool-id-file", str(id_file))
 
@@ -230,7 +219,7 @@ def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(moto, client, pool
     assert id_file.read_text() == pool_id + "\n"
     assert "25 users created" in first.stderr
     assert "0 users created, 25 already there" in second.stderr
-    pools = client.list_user_pools(MaxResults=60)["UserPools"]
+    pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
     assert [p["Id"] for p in pools if p["Name"] == pool_name] == [pool_id]
 
 
