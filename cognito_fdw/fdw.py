@@ -132,7 +132,7 @@ class CognitoFdw(ForeignDataWrapper):
         return self._scan
 
     def _rows(self, quals, columns, limit, offset):
-        stats = Stats()
+        stats = Stats(log=log_to_postgres)
         try:
             rows = self._table().rows(quals, columns, stats, limit=limit, offset=offset)
             try:

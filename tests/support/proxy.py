@@ -8,11 +8,19 @@ answer, a truncated body, or a pagination token that repeats.
 
 It records every request it receives (:class:`Request`: the operation, the fault that
 answered it, when it arrived), so a test or the benchmark can count requests per operation
-and find the most that arrived within any one second.
+and find the most that arrived within any one second.  Arrival times are the kernel's: when
+a request's first bytes reached the proxy's socket (:func:`arrival`), not when a proxy
+thread got round to reading them, which on a busy machine is up to 100 ms and more later
+and would make the proxy's own delays look like the wrapper's bursts.
+
+With ``replay``, a ListUsers request the proxy has answered before is answered again from
+its memory (after the same delay), never asked of the emulator: after a warm-up scan, every
+request then takes the delay and nothing else, so what limits a scan is the wrapper, not
+the emulator's own time per page.
 
 Usage::
 
-    proxy = Proxy(moto.url, delay=0.05).start()     # endpoint_url: proxy.url
+    proxy = Proxy(moto.url, delay=0.1).start()       # endpoint_url: proxy.url
     proxy.arm(Fault("throttle", "ListUsers", skip=1))  # and forget what was recorded
     ...
     len(proxy.requests("ListUsers")), proxy.peak("ListUsers")
@@ -21,6 +29,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -59,8 +68,34 @@ class Request(NamedTuple):
     arrived: float  # when it arrived, on time.monotonic()'s clock
 
 
-def most_in_one_second(stamps: list[float]) -> int:
-    """The most of ``stamps`` (seconds, ascending) within any one-second window."""
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h), which Python's socket module does not name:
+# each received packet carries the kernel's CLOCK_REALTIME arrival time.
+SO_TIMESTAMPNS = 35
+
+
+def stamp_arrivals(sock: socket.socket) -> None:
+    """Have the kernel stamp the arrival of every packet ``sock`` receives (Linux)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def arrival(sock: socket.socket) -> float:
+    """When the next bytes reached ``sock`` (waiting for them, reading nothing), on
+    ``time.monotonic()``'s clock; now where the kernel gives no stamp."""
+    try:
+        _, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+    except OSError:
+        return time.monotonic()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+    return time.monotonic()
+
+
+def most_in_one_second(stamps) -> int:
+    """The most of ``stamps`` (seconds) within any one-second window."""
+    stamps = sorted(stamps)
     best, start = 0, 0
     for end, stamp in enumerate(stamps):
         while stamp - stamps[start] >= 1.0:
@@ -77,14 +112,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class Proxy:
-    """Forwards to ``upstream`` (``http://host:port``), ``delay`` seconds late, with faults."""
+    """Forwards to ``upstream`` (``http://host:port``), ``delay`` seconds late, with faults;
+    with ``replay``, answers a ListUsers request it has answered before from its memory."""
 
-    def __init__(self, upstream: str, delay: float = 0.0):
+    def __init__(self, upstream: str, delay: float = 0.0, replay: bool = False):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port)
         self.delay = delay
+        self.replay = replay
         self.faults: list[Fault] = []
         self._record: list[Request] = []
+        self._answers: dict[bytes, tuple] = {}  # ListUsers request body -> answer
         self._lock = threading.Lock()
         self._local = threading.local()  # each handler thread's upstream connection
         self._stopping = threading.Event()
@@ -144,6 +182,19 @@ class Proxy:
             self._record.append(Request(operation, picked and picked.kind, arrived))
             return picked
 
+    def _answer(self, operation: str, path: str, headers: dict, body: bytes):
+        """The upstream's answer (status, headers, body), or with ``replay`` the one it gave
+        the same ListUsers request before."""
+        if not (self.replay and operation == "ListUsers"):
+            return self._forward(path, headers, body)
+        # botocore serialises the same parameters to the same bytes: the body is the key.
+        answer = self._answers.get(body)
+        if answer is None:
+            answer = self._forward(path, headers, body)
+            if answer[0] == 200:
+                self._answers[body] = answer
+        return answer
+
     def _forward(self, path: str, headers: dict, body: bytes):
         """Send the request upstream: (status, headers, body)."""
         try:
@@ -171,11 +222,18 @@ class Proxy:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def setup(self):
+                super().setup()
+                stamp_arrivals(self.connection)
+
+            def handle_one_request(self):
+                self.arrived = arrival(self.connection)
+                super().handle_one_request()
+
             def do_POST(self):  # noqa: N802 - the http.server API
-                arrived = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
-                fault = proxy._pick(operation, arrived)
+                fault = proxy._pick(operation, self.arrived)
                 kind = fault.kind if fault else None
                 if proxy.delay:
                     time.sleep(proxy.delay)
@@ -196,7 +254,9 @@ class Proxy:
                     time.sleep(fault.seconds)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 try:
-                    status, response_headers, payload = proxy._forward(self.path, headers, body)
+                    status, response_headers, payload = proxy._answer(
+                        operation, self.path, headers, body
+                    )
                 except (OSError, http.client.HTTPException):  # the emulator went away: drop it
                     self.close_connection = True
                     return None
