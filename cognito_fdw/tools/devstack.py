@@ -31,9 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.host import PACKAGE_PARENT, postgres_bindir, server_user
-from cognito_fdw.tools.seed import create_users
 
 
 def free_port() -> int:
@@ -322,9 +320,3 @@ class MotoServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
-
-
-def seed_users(cognito, pool_id: str, count: int, threads: int = 16, start: int = 0) -> None:
-    """Create ``count`` bulk users (``bench000000``.., :func:`demousers.bulk_users`) in a
-    pool, ``threads`` at a time, by :func:`seed.create_users`.  For the benchmark's pools."""
-    create_users(cognito, pool_id, bulk_users(count, start), threads)
