@@ -71,8 +71,11 @@ def _variable(name: str, ctype):
 
 
 def _function(name: str, restype, argtypes):
-    """A C function of the backend, or None outside one.  Only functions that cannot raise
-    an ERROR (it would longjmp through Python), called only from the guarded functions below."""
+    """A C function of the backend, or None outside one, called only from the guarded
+    functions below.  An ERROR raised in one would longjmp through Python (docs/multicorn.md
+    H2): only functions that raise none for any input given here, interrupts held where a
+    cancel could (what remains is what any C code in the backend risks: running out of
+    memory, a corrupt catalog)."""
     try:
         found = getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
@@ -93,11 +96,37 @@ _port = _variable("PostPortNumber", ctypes.c_int)
 _socket_dirs = _variable("Unix_socket_directories", ctypes.c_char_p)
 _data_dir = _variable("DataDir", ctypes.c_char_p)
 _statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
+_transaction_start = _function("GetCurrentTransactionStartTimestamp", ctypes.c_int64, [])
 _get_user_id = _function("GetUserId", ctypes.c_uint32, [])
 _user_name = _function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
 _database_name = _function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
 _encoding_name = _function("GetDatabaseEncodingName", ctypes.c_char_p, [])
 _encoding: list[str] = []  # read once: a backend serves one database all its life
+# A catalog scan of pg_collation (see nondeterministic_collations):
+_conditional_lock = _function(
+    "ConditionalLockRelationOid", ctypes.c_bool, [ctypes.c_uint32, ctypes.c_int]
+)
+_table_open = _function("table_open", ctypes.c_void_p, [ctypes.c_uint32, ctypes.c_int])
+_table_close = _function("table_close", None, [ctypes.c_void_p, ctypes.c_int])
+_get_attnum = _function("get_attnum", ctypes.c_int16, [ctypes.c_uint32, ctypes.c_char_p])
+_scan_key_init = _function(
+    "ScanKeyInit",
+    None,
+    [ctypes.c_void_p, ctypes.c_int16, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_size_t],
+)
+_begin_scan = _function(
+    "systable_beginscan",
+    ctypes.c_void_p,
+    [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_bool, ctypes.c_void_p, ctypes.c_int,
+     ctypes.c_void_p],
+)  # fmt: skip
+_next_tuple = _function("systable_getnext", ctypes.c_void_p, [ctypes.c_void_p])
+_end_scan = _function("systable_endscan", None, [ctypes.c_void_p])
+
+
+def in_backend() -> bool:
+    """True inside a PostgreSQL backend (its symbols are there), False in plain Python."""
+    return _holdoff is not None
 
 
 def cancel_pending() -> bool:
@@ -170,6 +199,12 @@ def statement_started() -> int | None:
 
 
 @_backend_thread_only
+def transaction_started() -> int | None:
+    """When the running transaction started (microseconds), identifying it; None outside."""
+    return None if _transaction_start is None else _transaction_start()
+
+
+@_backend_thread_only
 def report(log, message: str, level) -> None:
     """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3)."""
     if _holdoff is None:
@@ -235,3 +270,68 @@ def data_directory() -> str | None:
     if _data_dir is None or not _data_dir.value:
         return None
     return os.fsdecode(_data_dir.value)
+
+
+# PostgreSQL's fixed numbers (catalog/pg_collation.h, utils/fmgroids.h, storage/lockdefs.h,
+# access/stratnum.h), the same in every release since 12.
+_COLLATION_RELATION = 3456  # pg_collation
+_BOOLEQ = 60  # booleq(bool, bool)
+_BT_EQUAL = 3  # BTEqualStrategyNumber
+_NO_LOCK, _ACCESS_SHARE = 0, 1
+# FormData_pg_collation starts oid (4 bytes), collname (NameData, 64), collnamespace,
+# collowner (4 each), collprovider (1), collisdeterministic (1).
+_NAME_AT, _NAME_LENGTH, _DETERMINISTIC_AT = 4, 64, 77
+UNKNOWN_COLLATIONS = ("(pg_collation could not be read)",)
+
+
+@_backend_thread_only
+def nondeterministic_collations() -> tuple[str, ...]:
+    """The names of the database's nondeterministic collations (``pg_collation`` rows with
+    ``collisdeterministic = false``), read now from the catalog; () outside a backend.
+
+    Multicorn passes no collation with a condition (docs/multicorn.md H10); a comparison can
+    only be made under a nondeterministic collation if one exists, so none existing proves
+    every comparison exact.  Read on every call, never cached: a collation created a moment
+    ago (in this statement, or committed by another session) must be seen.  The scan runs
+    in C with the filter as a scan key (about 0.1 ms for 800 rows); interrupts are held
+    around it, so a cancel or statement_timeout cannot jump out of it (docs/multicorn.md H2),
+    and the table lock is only taken if it is free at once (a lock wait with interrupts
+    held could not be cancelled).  When the catalog cannot be read that way (the lock is
+    taken, the layout is not the expected one) the answer is :data:`UNKNOWN_COLLATIONS`,
+    which callers treat as a nondeterministic collation: they push nothing that depends on it.
+    """
+    functions = (_conditional_lock, _table_open, _table_close, _get_attnum, _scan_key_init,
+                 _begin_scan, _next_tuple, _end_scan, _holdoff)  # fmt: skip
+    if any(f is None for f in functions):
+        return ()
+    _holdoff.value += 1
+    try:
+        return _scan_collations()
+    finally:
+        _holdoff.value -= 1
+
+
+def _scan_collations() -> tuple[str, ...]:
+    attnum = _get_attnum(_COLLATION_RELATION, b"collisdeterministic")
+    if attnum <= 0 or not _conditional_lock(_COLLATION_RELATION, _ACCESS_SHARE):
+        return UNKNOWN_COLLATIONS
+    relation = _table_open(_COLLATION_RELATION, _NO_LOCK)  # locked just above
+    key = ctypes.create_string_buffer(256)  # a ScanKeyData is 72 bytes on 64-bit builds
+    _scan_key_init(key, attnum, _BT_EQUAL, _BOOLEQ, 0)  # collisdeterministic = false
+    scan = _begin_scan(relation, 0, False, None, 1, key)
+    names, layout_ok = [], True
+    try:
+        while tuple_ := _next_tuple(scan):
+            # HeapTupleData.t_data (after t_len, t_self, t_tableOid), then the header's
+            # t_hoff: where the row's fixed-width columns start.
+            header = ctypes.c_void_p.from_address(tuple_ + 16).value
+            row = header + ctypes.c_uint8.from_address(header + 22).value
+            if ctypes.c_uint8.from_address(row + _DETERMINISTIC_AT).value != 0:
+                layout_ok = False  # the scan key chose it: not the layout read here
+                continue
+            name = ctypes.string_at(row + _NAME_AT, _NAME_LENGTH).split(b"\0", 1)[0]
+            names.append(name.decode("utf-8", "replace"))
+    finally:
+        _end_scan(scan)
+        _table_close(relation, _NO_LOCK)  # the lock is kept to the end of the transaction
+    return tuple(sorted(set(names))) if layout_ok else UNKNOWN_COLLATIONS

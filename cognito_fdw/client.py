@@ -23,11 +23,18 @@ from collections.abc import Callable, Iterator, Mapping
 import botocore
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from . import __version__, backend, credentials
 from .api import PAGE_SIZE
-from .errors import CognitoApiError, from_botocore_error, from_client_error
-from .options import Options
+from .errors import (
+    ERROR_BODY,
+    CognitoApiError,
+    from_botocore_error,
+    from_client_error,
+    not_cognito_answer,
+)
+from .options import Options, nearest
 from .quota import limiter_for
 from .ratelimit import Abandoned, Ticket
 
@@ -91,6 +98,7 @@ def client_for(options: Options):
             # First: past the deadline no other rule may schedule a retry.
             client.meta.events.register_first("needs-retry.cognito-idp", _no_retry_past_deadline)
             client.meta.events.register("before-send.cognito-idp", _count_attempt)
+            client.meta.events.register("before-parse.cognito-idp", _keep_error_body)
             cached = _clients[slot] = (key, client)
         return cached[1]
 
@@ -113,6 +121,43 @@ def _retry_truncated_bodies(max_attempts: int):
         return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # full jitter
 
     return needs_retry
+
+
+def _keep_error_body(response_dict=None, customized_response_dict=None, **_):
+    """``before-parse``: keep the first bytes of an error's or a non-JSON body in the parsed
+    response, to say what came back when it is no Cognito answer (errors.not_cognito_answer)."""
+    if not response_dict or customized_response_dict is None:
+        return
+    content_type = (response_dict.get("headers") or {}).get("content-type", "")
+    if response_dict.get("status_code", 200) >= 300 or "json" not in content_type.lower():
+        customized_response_dict[ERROR_BODY] = bytes(response_dict.get("body") or b"")[:512]
+
+
+_CONNECTION_ERRORS = (botocore.exceptions.EndpointConnectionError,
+                      botocore.exceptions.ConnectTimeoutError)  # fmt: skip
+
+
+def aws_regions() -> frozenset[str]:
+    """Every region of every AWS partition where botocore's endpoint data has Cognito user
+    pools (``cognito-idp``)."""
+    session = botocore.session.Session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("cognito-idp", partition_name=partition)
+    )
+
+
+def _unknown_region(options: Options, exc) -> tuple[str, list[str]] | None:
+    """(region, the nearest AWS regions) when a request to AWS could not connect and the
+    region is none botocore knows; None otherwise (a new region botocore does not list yet
+    still works wherever it answers)."""
+    if options.endpoint_url is not None or not isinstance(exc, _CONNECTION_ERRORS):
+        return None
+    known = aws_regions()
+    if not known or options.region in known:
+        return None
+    return options.region, nearest(options.region, known)
 
 
 @dataclasses.dataclass
@@ -212,7 +257,8 @@ class Pool:
             stats.requests += 1
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
-        method = getattr(self.client, botocore.xform_name(operation))
+        client = self.client
+        method = getattr(client, botocore.xform_name(operation))
         params["UserPoolId"] = self.options.user_pool_id
         # Reserved in the calling thread (a scan worker's reservation ends with its scan:
         # ratelimit.stop_waiting_on), waited for and recorded as the request is sent
@@ -234,9 +280,16 @@ class Pool:
         except backend.DeadlinePassed:
             raise self._deadline_error(operation, in_flight.attempts) from None
         except botocore.exceptions.ClientError as exc:
-            raise from_client_error(exc, operation, self.options.user_pool_id) from None
+            raise from_client_error(
+                exc, operation, self.options.user_pool_id, client.meta.endpoint_url
+            ) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise from_botocore_error(exc, operation, self.options.endpoint_url or "AWS") from None
+            raise from_botocore_error(
+                exc,
+                operation,
+                self.options.endpoint_url or client.meta.endpoint_url,
+                _unknown_region(self.options, exc),
+            ) from None
         finally:
             # A helper thread still sending (a cancel, the deadline) starts no attempt
             # more; a slot reserved and never used holds up nobody.
@@ -287,6 +340,10 @@ class Pool:
             )
             items = page.get(key)
             if not isinstance(items, list):
+                endpoint = self.options.endpoint_url or "AWS"
+                stranger = not_cognito_answer(page, operation, endpoint)
+                if stranger is not None:
+                    raise stranger
                 raise CognitoApiError(
                     f"Cognito {operation} answered without a list of {key.lower()} (a truncated "
                     "or malformed response); stopped rather than return a partial answer",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -49,6 +50,16 @@ BOOLEAN_TYPES = frozenset({"boolean", "bool"})
 _NUMERIC = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "int2",
             "int4", "int8", "float4", "float8", "decimal"}  # fmt: skip
 _INTEGER = {"smallint", "integer", "bigint", "int2", "int4", "int8"}
+# PostgreSQL's integer ranges, by the name it gives the type in messages.
+_INTEGER_RANGES = {
+    "smallint": 2**15, "int2": 2**15, "integer": 2**31, "int4": 2**31, "bigint": 2**63,
+    "int8": 2**63,
+}  # fmt: skip
+# character varying(n) and character(n): PostgreSQL's input functions cut what is over the
+# length when it is all spaces, and refuse anything else (SQLSTATE 22001).
+_LENGTH_TYPE = re.compile(
+    r"(character varying|varchar|character|char|bpchar)\s*\(\s*([0-9]+)\s*\)", re.IGNORECASE
+)
 _TIMESTAMP = {"timestamp without time zone", "timestamp"}
 _TIMESTAMPTZ = {"timestamp with time zone", "timestamptz"}
 _JSON = {"json", "jsonb"}
@@ -151,24 +162,77 @@ ALL_ATTRIBUTES = "attributes"
 CUSTOM_KINDS = {"String": STRING, "Number": NUMBER, "Boolean": BOOLEAN, "DateTime": DATETIME}
 
 
+class ValueRefused(ColumnError):
+    """A value from Cognito that the column's type cannot hold, worded as PostgreSQL words
+    the same refusal; the row's reader names the row (:func:`rows.user_row`)."""
+
+    def __init__(self, column, problem, hint, detail=None, row: str | None = None):
+        where = f"{column} of {row}" if row else column
+        super().__init__(f"cognito_fdw: column {where}: {problem}", hint=hint, detail=detail)
+        self.column = column
+        self.problem = problem
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """A resolved column: where its value comes from and how it becomes text."""
+    """A resolved column: where its value comes from and how it becomes text.
+
+    ``max_length``: the n of a ``character varying(n)`` or ``character(n)`` column, whose
+    value is checked here as PostgreSQL's input function checks it (Multicorn stores a
+    varchar's text unchecked, and a char(n)'s error names no column; docs/multicorn.md M11).
+    """
 
     name: str
     field: str | None  # a field of the user record, or None for an attribute
     attribute: str | None  # the attribute read; None with no field: all of them
     kind: str
     render: Callable[[object], object]
+    type_name: str = "text"
+    max_length: int | None = None
 
     def value(self, user: Mapping, attrs: Mapping[str, str]):
+        """The column's value for this record; :class:`ValueRefused` if its type cannot
+        hold it."""
         if self.field is not None:
             raw = user.get(self.field)
         elif self.attribute is None:
             raw = dict(attrs)
         else:
             raw = attrs.get(self.attribute)
-        return None if raw is None else self.render(raw)
+        if raw is None:
+            return None
+        try:
+            value = self.render(raw)
+        except _Unfit as refused:
+            hint = _TYPE_HINT.format(column=self.name)
+            raise ValueRefused(self.name, str(refused), hint) from None
+        if self.max_length is not None and isinstance(value, str):
+            value = self._fit(value)
+        return value
+
+    def _fit(self, value: str) -> str:
+        if len(value) <= self.max_length:
+            return value
+        if value[self.max_length :].strip(" ") == "":
+            return value[: self.max_length]
+        raise ValueRefused(
+            self.name,
+            f"value too long for type {self.type_name}",
+            f"PostgreSQL refuses to store it in {self.type_name} alike (SQLSTATE 22001). "
+            f"Declare {self.name} longer or as text: ALTER FOREIGN TABLE ... ALTER COLUMN "
+            f"{self.name} TYPE text.",
+            detail=f"The value is {len(value)} characters long.",
+        )
+
+
+class _Unfit(Exception):
+    """A renderer's refusal of one value, in PostgreSQL's words."""
+
+
+_TYPE_HINT = (
+    "Cognito holds a value that the column's type cannot: declare {column} as text (or a "
+    "type that holds every value of the attribute) with ALTER FOREIGN TABLE ... ALTER COLUMN."
+)
 
 
 def family(type_name: str) -> str:
@@ -216,7 +280,7 @@ def renderer(kind: str, family: str) -> Callable[[object], object]:
     if kind == JSON_TEXT and family in _JSON:
         return _render_json_text
     if kind == NUMBER and family in _INTEGER:
-        return _render_integer
+        return lambda v: _render_integer(v, family)
     if family in _JSON:  # a string attribute into json: a JSON string
         return lambda v: json.dumps(v, ensure_ascii=False)
     return str
@@ -247,21 +311,27 @@ def _render_json_text(value):
     return value
 
 
-def _render_integer(value):
+def _render_integer(value, family: str):
     # An integer column takes "12" but not "12.0": render integral decimals as integers.
+    # What PostgreSQL would refuse is refused here, to name the column and the user.
     try:
         number = Decimal(str(value))
     except InvalidOperation:
-        return value
-    if number == number.to_integral_value():
-        return str(int(number))
-    return value
+        number = None
+    if number is None or not number.is_finite() or number != number.to_integral_value():
+        raise _Unfit(f'invalid input syntax for type {family}: "{value}"')
+    limit = _INTEGER_RANGES[family]
+    if not -limit <= number < limit:
+        raise _Unfit(f'value "{value}" is out of range for type {family}')
+    return str(int(number))
 
 
 def _accepts(kind: str, family: str) -> bool:
-    return (
-        family in TEXT_TYPES or family in _ACCEPTS.get(kind, ()) or family not in _KNOWN | {"array"}
-    )
+    # A type not known here (an enum, an extension's type, interval, inet, ...) may take a
+    # string, which its input function checks; never a number, a time or JSON, which the
+    # known types hold.
+    unknown = family not in _KNOWN | {"array"}
+    return family in TEXT_TYPES or family in _ACCEPTS.get(kind, ()) or (unknown and kind == STRING)
 
 
 def unreadable_columns(problems: list[str], hint: str) -> ColumnError:
@@ -281,14 +351,32 @@ def type_problem(name: str, type_name: str, kind: str, family: str, uuid_ok: boo
     return f"{name}: type {type_name} cannot hold {words}; use {suggestion}"
 
 
+# Built-in columns that read the user record and are no attribute: the attribute option
+# cannot name them (updated_at is also a standard attribute, and the option reads that).
+_RECORD_ONLY = frozenset(BUILTIN_COLUMNS) - frozenset(STANDARD_ATTRIBUTES) | {ALL_ATTRIBUTES}
+
+
 def describe_valid(custom: Mapping[str, str]) -> str:
+    """The HINT's list: the column names, and the attributes the attribute option takes."""
     names = sorted(set(BUILTIN_COLUMNS) | set(STANDARD_ATTRIBUTES) | {ALL_ATTRIBUTES})
     text = "Valid column names: " + ", ".join(names)
+    text += (
+        ". The attribute option takes any of these but the built-in columns "
+        f"{', '.join(sorted(_RECORD_ONLY))}, or custom:<name>"
+    )
     if custom:
         text += "; custom attributes of this pool: " + ", ".join(
             sorted(name.split(":", 1)[1] for name in custom)
         )
     return text
+
+
+def column(name, field, attribute, kind: str, family: str, type_name: str) -> Column:
+    """A resolved column: its renderer for the family, the length a varchar(n) or char(n)
+    type allows."""
+    length = _LENGTH_TYPE.fullmatch(type_name.strip())
+    return Column(name, field, attribute, kind, renderer(kind, family), type_name,
+                  int(length.group(2)) if length else None)  # fmt: skip
 
 
 def resolve_columns(
@@ -318,6 +406,12 @@ def resolve_columns(
             )
             continue
         attribute = options.get(ATTRIBUTE)
+        if attribute is not None and attribute in _RECORD_ONLY:
+            problems.append(
+                f"{name}: {attribute!r} is a built-in column, not an attribute: name the column "
+                f"{attribute} to read it (without the attribute option)"
+            )
+            continue
         if attribute is None and name in BUILTIN_COLUMNS:
             field, kind = BUILTIN_COLUMNS[name].field, BUILTIN_COLUMNS[name].kind
         elif attribute is None and name == ALL_ATTRIBUTES:
@@ -337,7 +431,7 @@ def resolve_columns(
         if problem:
             problems.append(problem)
             continue
-        resolved.append(Column(name, field, attribute, kind, renderer(kind, family)))
+        resolved.append(column(name, field, attribute, kind, family, definition.type_name))
 
     if problems:
         raise unreadable_columns(
@@ -364,7 +458,7 @@ def resolve_fields(fdw_columns: Mapping, fields: Mapping[str, Field], what: str)
         if problem:
             problems.append(problem)
             continue
-        resolved.append(Column(name, spec.field, None, spec.kind, renderer(spec.kind, family)))
+        resolved.append(column(name, spec.field, None, spec.kind, family, definition.type_name))
     if problems:
         raise unreadable_columns(problems, f"Columns of object '{what}': {', '.join(fields)}.")
     return resolved

@@ -249,6 +249,23 @@ _AWS_CODES = {
 }
 
 
+# Where the client keeps the first bytes of an error's body (client.py's before-parse hook).
+ERROR_BODY = "CognitoFdwErrorBody"
+_BODY_SHOWN = 160  # characters of an unexpected body shown in DETAIL
+
+_CHECK_NOT_COGNITO = (
+    "endpoint_url must be Cognito's API or an emulator's (moto: http://127.0.0.1:5000, "
+    "cognito-local: http://127.0.0.1:9229), at its root path: check its host, port and path, "
+    "or remove it to use AWS. A proxy in between must pass POST requests and their "
+    "X-Amz-Target header through."
+)
+_CHECK_SERVER_FAULT = (
+    "The endpoint, or a proxy or load balancer before it, failed without a Cognito error, "
+    "still after retries: retry later; if it persists, check endpoint_url and any proxy "
+    "between the database server and Cognito."
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class AwsAnswer:
     """What an AWS error answer says: its code, its message and the request's id."""
@@ -280,9 +297,20 @@ def aws_answer(exc: botocore.exceptions.ClientError) -> AwsAnswer:
     )
 
 
-def from_client_error(exc, operation: str, pool_id: str | None) -> CognitoApiError:
-    """Translate a botocore ``ClientError`` raised by ``operation``."""
+def from_client_error(
+    exc, operation: str, pool_id: str | None, endpoint: str | None = None
+) -> CognitoApiError:
+    """Translate a botocore ``ClientError`` raised by ``operation`` sent to ``endpoint``.
+
+    An answer that is no Cognito error (not JSON, or without an error type: botocore then
+    uses the HTTP status as the code) is described as what came back: status, content
+    type, the first bytes of the body and the URL.
+    """
     answer = aws_answer(exc)
+    response = getattr(exc, "response", None) or {}
+    stranger = not_cognito_answer(response, operation, endpoint, answer.code.isdigit())
+    if stranger is not None:
+        return stranger
     meaning, hint = _AWS_CODES.get(
         answer.code, ("Cognito returned an error", "See the AWS message and request id in DETAIL.")
     )
@@ -293,6 +321,40 @@ def from_client_error(exc, operation: str, pool_id: str | None) -> CognitoApiErr
         detail=answer.detail,
         code=answer.code,
         request_id=answer.request_id,
+    )
+
+
+def not_cognito_answer(
+    response, operation: str, endpoint: str | None, untyped: bool = False
+) -> CognitoApiError | None:
+    """The error for an answer (botocore's parsed response) that is none of Cognito's API:
+    not JSON, or ``untyped`` (an error without its type); None for one of Cognito's.  It
+    says what came back: status, content type, the first bytes of the body, the URL."""
+    metadata = response.get("ResponseMetadata", {})
+    headers = metadata.get("HTTPHeaders")
+    content_type = headers.get("content-type", "") if headers is not None else None
+    if not untyped and (content_type is None or "json" in content_type.lower()):
+        return None
+    content_type = content_type or ""
+    status = metadata.get("HTTPStatusCode") or response.get("Error", {}).get("Code")
+    body = response.get(ERROR_BODY)
+    if body is None:  # botocore keeps a body it cannot parse as the message
+        body = (response.get("Error", {}).get("Message") or "").encode()
+    text = "".join(c if c.isprintable() else " " for c in body.decode("utf-8", "replace"))
+    if not text:
+        begins = "an empty body"
+    else:
+        more = "..." if len(text) > _BODY_SHOWN else ""
+        begins = f"the body begins: {text[:_BODY_SHOWN] + more!r}"
+    kind = content_type.split(";")[0].strip() or "no content type"
+    server_fault = str(status) in ("500", "502", "503", "504")  # passing faults
+    return CognitoApiError(
+        f"Cognito {operation} failed: the endpoint answered HTTP {status} ({kind}), which is "
+        f"not an answer of Cognito's API ({endpoint or 'AWS'})",
+        hint=_CHECK_SERVER_FAULT if server_fault else _CHECK_NOT_COGNITO,
+        detail=f"HTTP status {status}; Content-Type: {content_type or '(none)'}; no AWS "
+        f"request id; {begins}",
+        code=f"HTTP{status}",
     )
 
 
@@ -316,8 +378,14 @@ _UNREACHABLE_WORDS = {
 }
 
 
-def from_botocore_error(exc, operation: str, endpoint: str) -> CognitoApiError:
-    """Translate a botocore error that is not an AWS answer (network, credentials)."""
+def from_botocore_error(
+    exc, operation: str, endpoint: str, unknown_region: tuple[str, list[str]] | None = None
+) -> CognitoApiError:
+    """Translate a botocore error that is not an AWS answer (network, credentials).
+
+    ``unknown_region``: the region and the nearest AWS regions, when the request went to
+    AWS in a region botocore does not know (a mistyped region: no endpoint answers).
+    """
     name = type(exc).__name__
     if isinstance(exc, botocore.exceptions.ParamValidationError):
         return CognitoApiError(
@@ -339,6 +407,17 @@ def from_botocore_error(exc, operation: str, endpoint: str) -> CognitoApiError:
             code=name,
         )
     if isinstance(exc, _UNREACHABLE):
+        if unknown_region is not None:
+            region, near = unknown_region
+            return CognitoApiError(
+                f"Cognito {operation} failed: {region!r} is not an AWS region, so no endpoint "
+                f"answers ({endpoint})",
+                hint="Check user_pool_id and region: a pool id starts with its region, e.g. "
+                f"us-east-1_AbCdEf123. The nearest AWS regions with Cognito user pools: "
+                f"{', '.join(near)}.",
+                detail=f"{name}: {exc}",
+                code="UnknownRegion",
+            )
         what = next(
             (words for cls, words in _UNREACHABLE_WORDS.items() if isinstance(exc, cls)),
             "the endpoint could not be reached",

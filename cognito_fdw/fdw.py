@@ -13,15 +13,19 @@ as ``MulticornException``, so that one is let through untouched.
 from __future__ import annotations
 
 import functools
+import weakref
 
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, changes, importer
+from . import backend, changes, dateguard, importer
 from .client import Pool, Stats
 from .errors import CognitoFdwError, scrub
 from .options import UNSHOWN_OPTIONS, parse_options
 from .table import Table, table_class
+
+# Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
+dateguard.guard_date_conversions()
 
 
 def _raise_error(error: CognitoFdwError) -> None:
@@ -64,7 +68,9 @@ class CognitoFdw(ForeignDataWrapper):
         self._raw_options = dict(fdw_options)
         self._fdw_columns = fdw_columns
         self._instance = None
-        self._scan = None
+        # Live scans -> their transaction.  One instance serves every scan of its table, and
+        # several run at once (a self-join, two cursors): each ends when Multicorn drops it.
+        self._scans = weakref.WeakKeyDictionary()
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
@@ -127,9 +133,7 @@ class CognitoFdw(ForeignDataWrapper):
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
-        self._finish_scan()
-        self._scan = self._rows(quals, columns, limit, offset)
-        return self._scan
+        return self._started(self._rows(quals, columns, limit, offset))
 
     def _rows(self, quals, columns, limit, offset):
         stats = Stats(log=log_to_postgres)
@@ -148,13 +152,18 @@ class CognitoFdw(ForeignDataWrapper):
         except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
             self._fail(exc)
 
-    def _finish_scan(self):
-        if self._scan is not None:
-            self._scan.close()
-            self._scan = None
+    def _started(self, scan):
+        """Track a new scan.  Multicorn drops a scan at a rescan and at its end (closing it
+        stops a concurrent scan's workers); a statement that fails drops nothing, so scans
+        of an earlier transaction, which no cursor can still read, are closed here."""
+        current = backend.transaction_started()
+        for old, started in list(self._scans.items()):
+            if started != current:
+                old.close()
+        self._scans[scan] = current
+        return scan
 
     def end_scan(self):
-        self._finish_scan()
         if self._instance is not None:
             self._instance.end_scan()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from . import pushdown
+from . import backend, pushdown
 from .api import PAGE_SIZE, is_cognito_name
 from .client import Pool, Stats
 from .columns import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, Field, type_family
@@ -31,12 +31,18 @@ GROUP_COLUMNS = {
 _GROUPS = 20
 
 
-def pushable(fdw_columns: Mapping, name: str) -> bool:
-    """Whether quals on the name column ``name`` may be sent to Cognito."""
-    # Cognito compares names exactly; a citext column compares without case, and pushing
-    # its value would lose rows that PostgreSQL's re-check would have kept.
+def pushable(fdw_columns: Mapping, name: str, options) -> bool:
+    """Whether quals on the name column ``name`` may be sent to Cognito (``options``: the
+    table's parsed options)."""
+    # Cognito compares names exactly; a citext column compares without case, and neither
+    # may a nondeterministic collation apply (pushdown.REFUSALS["collation"]): pushing its
+    # value would lose rows that PostgreSQL's re-check would have kept.
     definition = fdw_columns.get(name)
-    return definition is not None and type_family(definition) in EXACT_TEXT_TYPES
+    return (
+        definition is not None
+        and type_family(definition) in EXACT_TEXT_TYPES
+        and (options.deterministic_collations or not backend.nondeterministic_collations())
+    )
 
 
 def impossible(quals, never_null) -> str | None:
@@ -90,7 +96,7 @@ class Groups(Table):
         if condition is not None:
             return [], condition
         found = equal_values(quals, "group_name")
-        if found is None or not pushable(self.fdw_columns, "group_name"):
+        if found is None or not pushable(self.fdw_columns, "group_name", self.pool.options):
             return None, None
         return found[0], None if found[0] else found[1]
 

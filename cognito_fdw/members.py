@@ -77,7 +77,7 @@ def parse_membership(value) -> tuple[str, str] | None:
     """(group_name, username) from a membership value, or None if it is not one."""
     try:
         parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return None
     if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
         return parsed[0], parsed[1]
@@ -126,14 +126,14 @@ class Members(Table):
         if condition is not None:
             return "none", [condition]
         found = None
-        if pushable(self.fdw_columns, ROWID):
+        if pushable(self.fdw_columns, ROWID, self.pool.options):
             found = equal_values(quals, ROWID, names=False)
         if found is not None:
             pairs = [k for k in map(parse_membership, found[0]) if k]
             names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
             return ("users", names) if names else ("none", [found[1]])
         for kind, column in (("users", "username"), ("groups", "group_name")):
-            if pushable(self.fdw_columns, column):
+            if pushable(self.fdw_columns, column, self.pool.options):
                 found = equal_values(quals, column)
                 if found is not None:
                     return (kind, found[0]) if found[0] else ("none", [found[1]])
@@ -156,7 +156,8 @@ class Members(Table):
         # Only text columns: EXPLAIN of a join parameter of a by-reference type such as
         # citext crashes the backend (docs/multicorn.md H1), and citext is not pushed anyway.
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
-        return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name)]
+        options = self.pool.options
+        return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name, options)]
 
     def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
         lines = [self._requests(quals, columns)]

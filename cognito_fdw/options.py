@@ -122,6 +122,11 @@ REGISTRY: tuple[Option, ...] = (
     Option("writable", "bool", _T,
            "On `group_members`: `true` lets INSERT and DELETE add and remove members, sent "
            "to Cognito at COMMIT.", default=False),
+    Option("deterministic_collations", "bool", _T,
+           "`true` asserts that no condition on this table is compared under a "
+           "nondeterministic collation (neither a column's nor a query's `COLLATE`), so text "
+           "conditions are pushed even when the database has such a collation; a query that "
+           "does use one may then miss rows. See Collations.", default=False),
     Option("pushdown", "bool", (SERVER, TABLE),
            "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
            "whole pool (to compare results).", default=True),
@@ -250,6 +255,11 @@ def closest(name: str, known) -> str | None:
         if distance <= max(2, len(name) // 3) and (best is None or distance < best[0]):
             best = (distance, candidate)
     return best and best[1]
+
+
+def nearest(name: str, known, count: int = 3) -> list[str]:
+    """The ``count`` known names nearest to ``name`` (Levenshtein distance, then alphabet)."""
+    return sorted(known, key=lambda candidate: (_levenshtein(name, candidate), candidate))[:count]
 
 
 def _levenshtein(a: str, b: str) -> int:

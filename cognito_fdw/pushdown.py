@@ -20,6 +20,13 @@ concurrently.
 
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
 a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
+``col = NULL`` from a join key or a parameter arrives exactly as ``col IS NULL`` does; only
+planning tells them apart (:class:`NullTests`).
+
+Multicorn passes no collation with a qual (docs/multicorn.md H10): while the database has a
+nondeterministic collation, a text comparison may be made under it, and Cognito's exact
+match could miss rows PostgreSQL counts as equal, so text quals are then left to
+PostgreSQL (refusal ``collation``), unless the table asserts ``deterministic_collations``.
 
 :func:`plan_scan` is pure; ``explain()`` and ``execute()`` both render one plan.
 """
@@ -66,8 +73,11 @@ REFUSALS = {
     "or char(n) has its own equality",
     "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
     "(no LIKE for status; for enabled only =, <> and IS with true or false)",
-    "null": "IS NULL and IS NOT NULL have no Cognito filter (and Multicorn passes a NULL "
-    "join key or parameter exactly as IS NULL)",
+    "null": "IS NULL and IS NOT NULL have no Cognito filter",
+    "collation": "the database has a nondeterministic collation, and Multicorn does not say "
+    "which collation a comparison uses: Cognito's exact match could miss rows the collation "
+    "counts as equal (table option deterministic_collations 'true' asserts that no "
+    "comparison on this table uses one)",
     "value": "the value is not a string (for a uuid sub: not a UUID)",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
     "(an empty filter lists every user)",
@@ -152,14 +162,15 @@ _STRICT = frozenset(
 NEVER_NULL_ATTRIBUTES = frozenset({"username", "sub", "cognito:user_status", "status"})
 
 
-def cannot_match(qual, never_null: bool) -> bool:
+def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:
     """True when no row can satisfy the qual: a plan for it needs no request.
 
     ``never_null`` says the qual's column is NULL in no row.  Multicorn passes
     ``col IS NULL`` as ``('=', None)``, exactly as it passes ``col = $1`` executed with a
     NULL parameter or a join whose outer key is NULL (a literal ``col = NULL`` never
-    arrives: PostgreSQL folds it to false).  So ``('=', None)`` may be IS NULL, and only
-    on a never-NULL column is it certain to match nothing either way.  ``('<>', None)``
+    arrives: PostgreSQL folds it to false).  So ``('=', None)`` may be IS NULL; it matches
+    nothing either way on a never-NULL column, and on any column when ``may_be_null_test``
+    is False (:meth:`NullTests.may_be_null_test` proves it is no IS NULL).  ``('<>', None)``
     (IS NOT NULL) and ``('IS NOT', None)`` (IS NOT UNKNOWN) may be true.  Any other strict
     operator with None only comes from a NULL parameter: never true.  Arrays: ``op ANY``
     or ``ALL`` of a NULL array is NULL; ANY of an empty array is false, ANY of only NULLs
@@ -175,9 +186,45 @@ def cannot_match(qual, never_null: bool) -> bool:
         return all(v is None for v in value) if use_or else any(v is None for v in value)
     if value is not None:
         return False
-    if operator in ("=", "IS"):
+    if operator == "=":
+        return never_null or not may_be_null_test
+    if operator == "IS":
         return never_null
     return operator in _STRICT and operator != "<>"
+
+
+class NullTests:
+    """The columns this backend has planned ``col IS NULL`` on, to tell it from a NULL key.
+
+    At execution Multicorn passes ``col IS NULL``, ``col = $1`` run with a NULL and a join
+    whose outer key is NULL all as ``('=', None)`` (docs/multicorn.md M10).  At planning
+    ``get_rel_size`` receives the constant quals only: an IS NULL arrives there as
+    ``('=', None)`` too, a parameter or a join key never does.  Every plan this backend
+    runs was planned in this backend (plans are not shared between backends, and a foreign
+    scan never runs in a parallel worker), and planning a scan calls ``get_rel_size``, which
+    calls :meth:`note`.  So a column noted nowhere has no IS NULL in any plan: its
+    ``('=', None)`` is a NULL key or parameter and matches nothing.  A noted column stays
+    noted for the backend's life (a cached plan may hold the IS NULL for as long), keyed by
+    column name alone so that a wrapper instance made again (new options, SET ROLE) still
+    knows.
+    """
+
+    def __init__(self):
+        self._columns: set[str] = set()
+
+    def note(self, planned_quals: Iterable) -> None:
+        """Record the IS NULL tests among the quals ``get_rel_size`` received."""
+        for qual in planned_quals:
+            if qual.operator == "=" and qual.value is None:
+                self._columns.add(qual.field_name)
+
+    def may_be_null_test(self, column: str) -> bool:
+        return column in self._columns
+
+
+# This backend's planned IS NULL tests on tables of users (module state lives as long as
+# the backend; see NullTests).
+PLANNED_NULL_TESTS = NullTests()
 
 
 def no_request_line(condition: str) -> str:
@@ -205,6 +252,7 @@ class Plan:
     refused: tuple[Refusal, ...] = ()
     limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
     workers: int = 1
+    collations: tuple[str, ...] = ()  # the nondeterministic collations that refused quals
 
     @property
     def estimated_requests(self) -> int:
@@ -251,6 +299,11 @@ class Plan:
         if self.pushed:
             lines.append(f"Cognito: pushed down: {self.pushed}")
         lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
+        if self.collations:
+            lines.append(
+                "Cognito: nondeterministic collations in this database: "
+                + ", ".join(self.collations)
+            )
         return lines
 
 
@@ -296,8 +349,12 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
     return found
 
 
-def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
-    """Columns whose join values become lookups: text/varchar username, sub and email only.
+def path_keys(
+    found: Mapping[str, Target], collations: Sequence[str] = ()
+) -> list[tuple[tuple[str], int]]:
+    """Columns whose join values become lookups: text/varchar username, sub and email only,
+    and none while ``collations`` (the nondeterministic collations a comparison may use)
+    is not empty: each lookup would be a refused qual, a scan of the pool per outer row.
 
     EXPLAIN of a parameterized scan on a by-reference non-text type (uuid is one) crashes
     the backend in Multicorn's C code before any Python runs (docs/multicorn.md H1), so a uuid
@@ -306,7 +363,7 @@ def path_keys(found: Mapping[str, Target]) -> list[tuple[tuple[str], int]]:
     return [
         ((t.column,), _EQUALITY[t.attribute][1])
         for t in found.values()
-        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES
+        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES and not collations
     ]
 
 
@@ -318,6 +375,7 @@ class _Candidate:
     qual: str
     lookups: bool
     share: int | None = None  # the rows are users * rows // share
+    text: bool = True  # a text comparison, whose exactness depends on its collation
 
 
 def plan_scan(
@@ -330,6 +388,8 @@ def plan_scan(
     offset: int | None = None,
     workers: int = 1,
     username_lookup: str = BY_LIST_USERS,
+    collations: Sequence[str] | Callable[[], Sequence[str]] = (),
+    null_tests: NullTests | None = None,
 ) -> Plan:
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
@@ -338,9 +398,14 @@ def plan_scan(
     satisfy makes a NONE plan (no request); with ``pushdown`` off nothing is decided from
     the quals and the whole pool is read.  ``username_lookup`` is BY_LIST_USERS (a ListUsers
     filter per username: not billed) or BY_ADMIN_GET_USER (AdminGetUser: billed).
+    ``collations``: the nondeterministic collations a comparison may be made under (or a
+    function giving them, called only when a text qual could be pushed); while there is
+    one, text quals are refused.  ``null_tests``: the backend's planned IS NULL tests,
+    which prove a ``('=', None)`` on any other column a NULL key (None: nothing proven).
     """
 
     known: list[int] = []
+    in_doubt: list[tuple[str, ...]] = []
 
     def users() -> int:
         if not known:
@@ -348,23 +413,34 @@ def plan_scan(
             known.append(max(1, count))
         return known[0]
 
+    def nondeterministic() -> tuple[str, ...]:
+        if not in_doubt:
+            in_doubt.append(tuple(collations() if callable(collations) else collations))
+        return in_doubt[0]
+
     wanted = None if limit is None else (offset or 0) + limit
     if not pushdown:
         refused = tuple(Refusal(qual_text(q), "off") for q in quals)
         return _full_scan(users, None, 0, workers, refused)
     for qual in quals:
         target = found.get(qual.field_name)
-        if cannot_match(qual, target is not None and target.never_null):
+        never_null = target is not None and target.never_null
+        null_test = null_tests is None or null_tests.may_be_null_test(qual.field_name)
+        if cannot_match(qual, never_null, null_test):
             return Plan(NONE, (), 1, qual_text(qual))
     candidates, refused = [], []
     for qual in quals:
         outcome = _candidate(qual, found, username_lookup == BY_ADMIN_GET_USER)
+        if isinstance(outcome, _Candidate) and outcome.text and nondeterministic():
+            outcome = "collation"
         if isinstance(outcome, _Candidate):
             candidates.append(outcome)
         else:
             refused.append(Refusal(qual_text(qual), outcome))
+    doubt = nondeterministic() if any(r.reason == "collation" for r in refused) else ()
     if not candidates:
-        return _full_scan(users, wanted, offset or 0, workers, tuple(refused))
+        plan = _full_scan(users, wanted, offset or 0, workers, tuple(refused))
+        return dataclasses.replace(plan, collations=doubt)
     best = min(candidates, key=lambda c: c.key)
     refused.extend(Refusal(c.qual, "not-chosen") for c in candidates if c is not best)
     rows = max(
@@ -373,8 +449,11 @@ def plan_scan(
     if best.lookups and not best.requests:  # every value is one no user can have
         return Plan(NONE, (), 1, best.qual)
     if best.lookups:
-        return Plan(LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers)
-    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted)
+        return Plan(
+            LOOKUPS, best.requests, rows, best.qual, tuple(refused), workers=workers,
+            collations=doubt,
+        )  # fmt: skip
+    return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, collations=doubt)
 
 
 def _full_scan(users: Callable[[], int], wanted, offset, workers, refused) -> Plan:
@@ -438,7 +517,9 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
         rows = len(distinct) * per_value
     if not requests:
         rank = -1  # no value any user can have: no row at all, known without asking
-    return _Candidate((rank, len(requests)), tuple(requests), rows, text, True, share)
+    return _Candidate(
+        (rank, len(requests)), tuple(requests), rows, text, True, share, text=not target.uuid
+    )
 
 
 def _canonical_uuid(value) -> str | None:
@@ -504,7 +585,7 @@ def _enabled_candidate(qual, operator, value):
         return "operator"
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
     share = _STATUS_SHARE["status"]
-    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share)
+    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share, text=False)
 
 
 def qual_text(qual) -> str:

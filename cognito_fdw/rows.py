@@ -13,7 +13,7 @@ import codecs
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-from .columns import Column
+from .columns import Column, ValueRefused
 from .errors import CognitoFdwError
 
 
@@ -80,12 +80,19 @@ def user_row(
     """One row holding ``columns`` (see :func:`read_columns`).
 
     With an ``encoding``, a string it cannot hold raises :class:`EncodingError` naming the
-    column, the user and the character, as PostgreSQL's own 22P05 does.
+    column, the user and the character, as PostgreSQL's own 22P05 does; a value the
+    column's type cannot hold (:class:`ValueRefused`) is named with its user too.
     """
     attrs = user_attributes(user)
     row = {}
     for column in columns:
-        value = column.value(user, attrs)
+        try:
+            value = column.value(user, attrs)
+        except ValueRefused as refused:
+            row_name = f"user {user.get('Username')!r}"
+            raise ValueRefused(
+                refused.column, refused.problem, refused.hint, refused.detail, row_name
+            ) from None
         if encoding is not None and isinstance(value, str) and not value.isascii():
             _check_encodable(value, encoding, column.name, user)
         row[column.name] = value

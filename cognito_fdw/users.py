@@ -59,7 +59,16 @@ class Users(Table):
             offset=offset,
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
+            collations=self._collations,
+            null_tests=pushdown.PLANNED_NULL_TESTS,
         )
+
+    def _collations(self) -> tuple[str, ...]:
+        """The nondeterministic collations a comparison on the table may use: those of the
+        database (docs/multicorn.md H10), or none when the table asserts so."""
+        if self.pool.options.deterministic_collations:
+            return ()
+        return backend.nondeterministic_collations()
 
     # -- planning --------------------------------------------------------------------
 
@@ -68,11 +77,14 @@ class Users(Table):
         # zero makes PostgreSQL's Limit node over a full scan cost more than the pushed LIMIT
         # (at zero they tie and PostgreSQL keeps its own, which reads a page ahead it does
         # not need); no more than one row's width, no path's total.
+        pushdown.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
         rows, width = pushdown.planner_size(self._plan(quals))
         return rows, width, width
 
     def path_keys(self):
-        return pushdown.path_keys(self.searchable) if self.pool.options.pushdown else []
+        if not self.pool.options.pushdown:
+            return []
+        return pushdown.path_keys(self.searchable, self._collations())
 
     def can_limit(self, limit, offset) -> bool:
         # Accepted, PostgreSQL drops its Limit node and rows() applies both.  With pushdown

@@ -57,6 +57,7 @@ AS $rules$
     ('region', 'pattern', ARRAY['server'], NULL, NULL, NULL, '[a-z]{2}(-[a-z]+)+-[0-9]+', 'Set region to an AWS region name such as us-east-1 or eu-west-2.', false, NULL),
     ('object', 'choice', ARRAY['table'], NULL, NULL, ARRAY['users', 'groups', 'group_members', 'user_pool'], NULL, 'Set object to one of: users, groups, group_members, user_pool.', false, NULL),
     ('writable', 'bool', ARRAY['table'], NULL, NULL, NULL, NULL, 'Set writable to ''true'' or ''false'' (default false).', false, 'false'),
+    ('deterministic_collations', 'bool', ARRAY['table'], NULL, NULL, NULL, NULL, 'Set deterministic_collations to ''true'' or ''false'' (default false).', false, 'false'),
     ('pushdown', 'bool', ARRAY['server', 'table'], NULL, NULL, NULL, NULL, 'Set pushdown to ''true'' or ''false'' (default true).', false, 'true'),
     ('aws_access_key_id', 'text', ARRAY['server', 'user mapping'], NULL, NULL, NULL, NULL, 'Check the value of aws_access_key_id.', false, NULL),
     ('aws_secret_access_key', 'secret', ARRAY['server', 'user mapping'], NULL, NULL, NULL, NULL, 'Check the value of aws_secret_access_key.', false, NULL),

@@ -358,6 +358,7 @@ def test_every_place_admits_exactly_the_registry_options(guarded):
     """Each option, tried on a user mapping and on a table, is admitted iff the registry
     says it may be set there (values that are valid, so only the place is judged)."""
     valid = {**_VALUES, "object": "users", "writable": "false", "pushdown": "true",
+             "deterministic_collations": "false",
              "aws_access_key_id": "AKIDX", "api_key_id": "x", "api_key_name": "x",
              "role_session_name": "s-name", "role_duration_seconds": "900",
              "external_id": "e", "aws_secret_access_key": "k", "aws_session_token": "t",

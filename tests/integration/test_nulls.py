@@ -3,9 +3,11 @@
 Each query runs on the foreign table and on a local copy of it (``CREATE TABLE ... AS``);
 the answers must be equal.  A condition no row can satisfy costs zero requests.  Multicorn
 passes ``col IS NULL`` exactly as ``col = <NULL parameter>`` (a NULL join key, ``= $1``
-executed with NULL): on a column that is never NULL (username, sub, status, enabled; a
-membership's group and user) both match nothing and cost nothing; on an attribute a user
-may lack (email) the wrapper must read the pool, or it would lose ``email IS NULL``'s rows.
+executed with NULL) at execution (docs/multicorn.md M10): on a column that is never NULL
+(username, sub, status, enabled; a membership's group and user) both match nothing and cost
+nothing; on an attribute a user may lack (email) a NULL key costs nothing too, unless the
+session has planned ``IS NULL`` on that column: then the pool is read, or ``email IS
+NULL``'s rows could be lost.  Each test runs in a new session (``db``).
 """
 
 from __future__ import annotations
@@ -154,15 +156,45 @@ def test_a_join_on_username_asks_once_per_distinct_non_null_key(db, same):
     assert 'ListUsers Filter: username = "?"' in analyzed
 
 
-def test_a_join_on_email_with_null_keys_answers_right_and_reads_the_pool_per_null(db, same, pool):
-    # A NULL email key arrives as email IS NULL would: the pool is read for it (documented).
+def test_a_join_on_email_asks_nothing_for_a_null_key(db, same, pool):
     sql = "SELECT k.username, u.username FROM nl.keys k JOIN {t} u ON u.email = k.email"
+    assert "Nested Loop" in explain(db, "EXPLAIN " + sql.replace("{t}", "nl.users"))
     rows, requests = same(sql)
     assert len(rows) == 4
-    assert sum(requests) == 3 + 3 * pages(pool)  # 3 distinct emails; 3 NULL keys
+    # 3 distinct emails; the 3 NULL keys and the repeated email cost nothing
+    assert sum(requests) == 3 and requests.count(0) == 4
+    # email IS NULL still has its rows, in the same session, after the join:
+    rows, requests = same("SELECT username FROM {t} WHERE email IS NULL")
+    assert len(rows) == len(pool.users) // 7 and requests == [pages(pool)]
+    # ... and from then on this session reads the pool for a NULL email key (documented:
+    # a plan made earlier may hold the IS NULL), while other columns are unaffected.
+    rows, requests = same(sql)
+    assert len(rows) == 4 and sum(requests) == 3 + 3 * pages(pool)
     # Leaving the NULL keys out before the join costs nothing for them.
     rows, requests = same(sql + " WHERE k.email IS NOT NULL")
     assert len(rows) == 4 and sum(requests) == 3
+
+
+def test_a_cached_plan_holding_is_null_keeps_its_rows(db, nl, pool):
+    """The soundness of M8's rule: plans made before, run later, in either order."""
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    db.execute("PREPARE pk(text) AS SELECT username FROM nl.users WHERE email = $1")
+    db.execute(
+        "CREATE FUNCTION pg_temp.no_email() RETURNS SETOF text LANGUAGE plpgsql AS "
+        "$$ BEGIN RETURN QUERY SELECT username FROM nl.users WHERE email IS NULL; END $$"
+    )
+    try:
+        with counting(db):
+            assert db.execute("EXECUTE pk(NULL)").fetchall() == []
+            assert requests_of(db) == [0]
+            assert len(db.execute("SELECT pg_temp.no_email()").fetchall()) == len(pool.users) // 7
+            assert requests_of(db) == [pages(pool)]
+            assert db.execute("EXECUTE pk(NULL)").fetchall() == []
+            assert requests_of(db) == [pages(pool)]  # the function's plan is cached now
+            assert len(db.execute("SELECT pg_temp.no_email()").fetchall()) == len(pool.users) // 7
+    finally:
+        db.execute("DEALLOCATE pk")
+        db.execute("RESET plan_cache_mode")
 
 
 def test_an_anti_join_keeps_the_rows_without_a_match(same):
@@ -204,10 +236,10 @@ def test_generic_plan_equality_with_a_null_parameter(db, nl, pool):
         with counting(db):
             assert db.execute("EXECUTE pu(NULL)").fetchall() == []
             assert requests_of(db) == [0]
-            # Arrives as email IS NULL would, so the pool is read; PostgreSQL's re-check
-            # then drops every row (email = NULL is never true).
+            # Arrives as email IS NULL would; no IS NULL was planned in this session, so
+            # it is the parameter: nothing to ask.
             assert db.execute("EXECUTE pe(NULL)").fetchall() == []
-            assert requests_of(db) == [pages(pool)]
+            assert requests_of(db) == [0]
             assert db.execute("EXECUTE pu('user003')").fetchall() == [("user003",)]
             assert requests_of(db) == [1]
             # The README's way out: PostgreSQL decides $1 IS NOT NULL before any scan.

@@ -17,7 +17,7 @@ import boto3
 import moto
 import pytest
 
-from cognito_fdw import backend, client, scan, secrets
+from cognito_fdw import backend, client, dateguard, scan, secrets
 from cognito_fdw.backend import OffBackendThread
 from cognito_fdw.client import Pool, Stats
 from cognito_fdw.credentials import VaultRef
@@ -32,6 +32,9 @@ from cognito_fdw.pushdown import (
     Plan,
     Request,
 )
+from cognito_fdw.tools.seed import create_users
+
+from ..support.pool import new_user
 
 REGION = "us-east-1"
 
@@ -54,9 +57,11 @@ def on_a_worker(fn, *args):
 
 BACKEND_ONLY = {
     "backend.statement_started": lambda: backend.statement_started(),
+    "backend.transaction_started": lambda: backend.transaction_started(),
     "backend.report": lambda: backend.report(pytest.fail, "never logged", logging.DEBUG),
     "backend.current_role": lambda: backend.current_role(),
     "backend.server_address": lambda: backend.server_address(),
+    "backend.nondeterministic_collations": lambda: backend.nondeterministic_collations(),
     "secrets.read_secret": lambda: secrets.read_secret(VaultRef("vault.s", "name", "n")),
     "client.client_for": lambda: client.client_for(
         parse_options({"user_pool_id": f"{REGION}_Abc", "object": "users"})
@@ -76,7 +81,10 @@ def test_calls_into_postgres_refuse_any_other_thread(name):
 def test_on_the_backend_thread_the_same_calls_run():
     # Outside a backend the symbols are absent: each answers as documented instead.
     assert backend.statement_started() is None
+    assert backend.transaction_started() is None
+    assert dateguard.guard_date_conversions() is False  # CPython's own outside PostgreSQL
     assert backend.server_address() == {}
+    assert backend.nondeterministic_collations() == ()
     logged = []
     backend.report(lambda message, level: logged.append(message), "logged", logging.DEBUG)
     assert logged == ["logged"]
@@ -106,8 +114,7 @@ def vault_pool(monkeypatch):
     with moto.mock_aws():
         cognito = boto3.client("cognito-idp", region_name=REGION)
         pool_id = cognito.create_user_pool(PoolName="threads")["UserPool"]["Id"]
-        for i in range(130):
-            cognito.admin_create_user(UserPoolId=pool_id, Username=f"u{i:03d}")
+        create_users(cognito, pool_id, (new_user(f"u{i:03d}") for i in range(130)))
         options = parse_options({
             "user_pool_id": pool_id, "object": "users", "aws_access_key_id": "AKIDVAULT",
             "api_key_name": f"n{uuid.uuid4().hex[:6]}", "secret_cache_seconds": "0",

@@ -7,6 +7,7 @@ import threading
 import time
 
 import boto3
+import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
@@ -212,3 +213,20 @@ def test_describe_user_pool_is_cached_for_describe_ttl(monkeypatch, ttl, describ
     estimates = [pool.estimated_users() for _ in range(3)]
     assert fake.describes == describes
     assert estimates == [client_module.DEFAULT_ESTIMATE] * 3  # an emulator's 0: a sane default
+
+
+def test_a_region_botocore_does_not_know_is_named_with_the_nearest_ones():
+    regions = client_module.aws_regions()
+    assert {"us-east-1", "eu-west-1", "us-gov-west-1"} <= regions  # every partition
+    exc = botocore.exceptions.EndpointConnectionError(endpoint_url="https://x")
+
+    def unknown(region, endpoint=None):
+        options = parse_options(
+            {"user_pool_id": f"{region}_Abc", "object": "users", "region": region}
+            | ({"endpoint_url": endpoint} if endpoint else {})
+        )
+        return client_module._unknown_region(options, exc)
+
+    assert unknown("us-est-1") == ("us-est-1", ["us-east-1", "us-west-1", "us-east-2"])
+    assert unknown("us-east-1") is None  # known: some other connection failure
+    assert unknown("us-est-1", "http://127.0.0.1:9") is None  # not AWS: any region goes

@@ -191,3 +191,59 @@ def test_admin_get_user_records_use_user_attributes():
 def test_a_non_boolean_value_in_a_boolean_attribute_is_null():
     user = {**USER, "Attributes": [{"Name": "email_verified", "Value": "maybe"}]}
     assert row(column("email_verified", "boolean"), user=user) == {"email_verified": None}
+
+
+def test_the_attribute_option_names_attributes_not_built_in_columns():
+    with pytest.raises(ColumnError) as caught:
+        resolve(column("signup", "timestamptz", {"attribute": "created_at"}))
+    assert "'created_at' is a built-in column, not an attribute: name the column created_at" in (
+        caught.value.message
+    )
+    assert "takes any of these but the built-in columns attributes, created_at" in (
+        caught.value.hint
+    )
+
+
+def test_a_time_goes_only_into_a_time_type_but_a_string_into_any():
+    with pytest.raises(ColumnError, match="created_at: type interval cannot hold a timestamp"):
+        resolve(column("created_at", "interval"))
+    with pytest.raises(ColumnError, match="age: type interval cannot hold a number"):
+        resolve(column("age", "interval"))
+    resolve(column("tenant", "interval"), column("status", "user_status_enum"))
+
+
+@pytest.mark.parametrize(
+    "type_name, value, expected",
+    [("character varying(3)", "abc", "abc"), ("varchar(3)", "ab   ", "ab "),
+     ("character(3)", "abc  ", "abc"), ("character varying(5)", "zoë初", "zoë初"),
+     ("character varying(3)", "enterprise", None), ("character(2)", "abc", None)],
+)  # fmt: skip
+def test_length_types_hold_what_postgresql_would_store(type_name, value, expected):
+    user = {**USER, "Attributes": [{"Name": "custom:tenant", "Value": value}]}
+    if expected is not None:
+        assert row(column("tenant", type_name), user=user) == {"tenant": expected}
+        return
+    with pytest.raises(ColumnError) as caught:
+        row(column("tenant", type_name), user=user)
+    assert caught.value.message == (
+        f"cognito_fdw: column tenant of user 'zoë': value too long for type {type_name}"
+    )
+    assert caught.value.detail == f"The value is {len(value)} characters long."
+    assert "SQLSTATE 22001" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "type_name, value, problem",
+    [("integer", "3000000000", 'value "3000000000" is out of range for type integer'),
+     ("smallint", "-32769", 'value "-32769" is out of range for type smallint'),
+     ("bigint", "NaN", 'invalid input syntax for type bigint: "NaN"'),
+     ("integer", "2.5", 'invalid input syntax for type integer: "2.5"')],
+)  # fmt: skip
+def test_an_integer_column_refuses_what_postgresql_would_naming_column_and_user(
+    type_name, value, problem
+):
+    user = {**USER, "Attributes": [{"Name": "custom:age", "Value": value}]}
+    with pytest.raises(ColumnError) as caught:
+        row(column("age", type_name), user=user)
+    assert caught.value.message == f"cognito_fdw: column age of user 'zoë': {problem}"
+    assert row(column("age", "bigint"), user={**user, "Attributes": []}) == {"age": None}

@@ -86,3 +86,51 @@ def test_parameter_validation_is_not_blamed_on_the_endpoint():
     err = from_botocore_error(exc, "GetGroup", "AWS")
     assert "not sent" in err.message and "Invalid length" in err.detail
     assert "endpoint_url" not in err.hint
+
+
+def _client_error(status, headers, error, **extra):
+    response = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status,
+                                                     "HTTPHeaders": headers}, **extra}  # fmt: skip
+    return botocore.exceptions.ClientError(response, "ListUsers")
+
+
+def test_an_answer_that_is_no_cognito_error_says_what_came_back():
+    page = b"<html><head><title>404 Not Found</title></head><body>" + b"x" * 400
+    exc = _client_error(
+        404, {"content-type": "text/html; charset=utf-8"},
+        {"Code": "404", "Message": page.decode()}, **{errors.ERROR_BODY: page[:512]},
+    )  # fmt: skip
+    err = errors.from_client_error(exc, "ListUsers", "us-east-1_X", "http://127.0.0.1:8080/x")
+    assert err.message == (
+        "Cognito ListUsers failed: the endpoint answered HTTP 404 (text/html), which is not an "
+        "answer of Cognito's API (http://127.0.0.1:8080/x)"
+    )
+    assert err.detail.startswith(
+        "HTTP status 404; Content-Type: text/html; charset=utf-8; no AWS request id; the body "
+        "begins: '<html><head><title>404 Not Found</title></head><body>xxx"
+    )
+    assert err.detail.endswith("...'") and len(err.detail) < 300
+    assert "endpoint_url must be Cognito's API" in err.hint
+    # No body and no type at all; a 503 of a load balancer is a passing fault.
+    bare = errors.from_client_error(_client_error(404, {}, {"Code": "404"}), "ListUsers", None)
+    assert "(no content type)" in bare.message and bare.detail.endswith("an empty body")
+    busy = _client_error(503, {"content-type": "text/html"}, {"Code": "503", "Message": "busy"})
+    assert "retry later" in errors.from_client_error(busy, "ListUsers", None).hint
+
+
+def test_a_cognito_error_stays_a_cognito_error():
+    exc = _client_error(
+        400, {"content-type": "application/x-amz-json-1.1"},
+        {"Code": "ResourceNotFoundException", "Message": "User pool x does not exist."},
+    )  # fmt: skip
+    err = errors.from_client_error(exc, "ListUsers", "us-east-1_X", "https://cognito")
+    assert err.code == "ResourceNotFoundException" and "was not found" in err.message
+
+
+def test_an_unknown_region_is_named_with_the_nearest_ones():
+    exc = botocore.exceptions.EndpointConnectionError(endpoint_url="https://x")
+    err = from_botocore_error(
+        exc, "ListUsers", "https://cognito-idp.us-est-1.amazonaws.com", ("us-est-1", ["us-east-1"])
+    )
+    assert err.message.startswith("Cognito ListUsers failed: 'us-est-1' is not an AWS region")
+    assert err.hint.endswith("The nearest AWS regions with Cognito user pools: us-east-1.")

@@ -4,7 +4,7 @@ the object option picks the table; writes refused with a reason, or held for COM
 import pytest
 from multicorn.utils import MulticornException
 
-from cognito_fdw import changes
+from cognito_fdw import backend, changes
 from cognito_fdw.fdw import CognitoFdw
 from cognito_fdw.groups import Groups
 from cognito_fdw.members import Members
@@ -57,6 +57,25 @@ def test_an_internal_bug_is_one_clear_error(monkeypatch):
     with pytest.raises(MulticornException) as caught:
         wrapper.get_rel_size([], set())
     assert "internal error" in caught.value.message and "ZeroDivisionError" in caught.value.message
+
+
+def test_scans_of_one_table_run_side_by_side_and_a_stale_one_is_closed(monkeypatch):
+    # One instance serves every scan of its table: a self-join's two scans both stay open
+    # (closing the other one lost rows); a scan left by a failed statement (Multicorn
+    # never drops it) is closed by the first scan of a later transaction.
+    transaction = [1]
+    monkeypatch.setattr(backend, "transaction_started", lambda: transaction[0])
+    wrapper = fdw()
+    monkeypatch.setattr(wrapper, "_rows", lambda *args: (n for n in range(3)))
+    outer = wrapper.execute([], {"username"})
+    assert next(outer) == 0
+    inner = wrapper.execute([], {"username"})
+    assert list(inner) == [0, 1, 2] and list(outer) == [1, 2]
+    stale = wrapper.execute([], {"username"})
+    assert next(stale) == 0
+    transaction[0] = 2
+    fresh = wrapper.execute([], {"username"})
+    assert list(stale) == [] and list(fresh) == [0, 1, 2]
 
 
 # -- groups and group_members: dispatch, refusals, transaction hooks -------------------------

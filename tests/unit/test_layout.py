@@ -93,8 +93,9 @@ TESTS = ROOT / "tests"
 #: Test files named after a concern that spans modules rather than after one module.
 CONCERNS = {
     "unit": {"layout", "readme", "readme_blocks", "docker_files"},
-    "integration": {"cost", "encodings", "faults", "hostile", "import", "load", "nulls",
-                    "readme_path", "sync_parts", "uuid_sub"},
+    "integration": {"collations", "cost", "encodings", "faults", "hostile", "import", "load",
+                    "messages", "nulls", "pushdown_property", "readme_path", "sync_parts",
+                    "uuid_sub"},
 }  # fmt: skip
 
 

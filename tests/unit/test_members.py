@@ -15,7 +15,7 @@ from ..support.multicorn import Qual, column_definitions
 
 
 class FakePool:
-    options = SimpleNamespace(writable=True)
+    options = SimpleNamespace(writable=True, deterministic_collations=False)
 
     def custom_attributes(self):
         return {"custom:tenant": "String"}

@@ -144,7 +144,10 @@ def test_every_option_has_a_place_and_the_places_follow_the_rule():
     for row in REGISTRY:
         assert row.places and set(row.places) <= {SERVER, TABLE, USER_MAPPING}
         if TABLE in row.places:
-            assert row.name in ("object", "writable", "pushdown") or row.limit
+            assert (
+                row.name in ("object", "writable", "pushdown", "deterministic_collations")
+                or row.limit
+            )
     assert set(USER_MAPPING_OPTIONS) == {
         "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "api_key_id",
         "api_key_name", "role_arn", "external_id", "role_session_name", "role_duration_seconds",

@@ -349,11 +349,75 @@ def test_explain_shows_operation_filter_page_size_and_refusals():
     ]
 
 
+# -- nondeterministic collations (docs/multicorn.md H10) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "qual",
+    [Qual("username", "=", "bob"), Qual("email", ("=", True), ["a@x", "b@x"]),
+     Qual("given_name", "~~", "Zo%"), Qual("status", "=", "CONFIRMED"), Qual("sub", "=", "s"),
+     Qual("username", ("=", True), ["a b"])],
+)  # fmt: skip
+def test_no_text_qual_is_pushed_while_a_nondeterministic_collation_exists(qual):
+    p = plan(qual, collations=("ci", "ai"))
+    assert p.kind == SCAN and p.requests == (Request(LIST_USERS),) and reasons(p) == ["collation"]
+    assert p.explain()[-1] == "Cognito: nondeterministic collations in this database: ci, ai"
+    assert plan(qual, collations=()).requests != (Request(LIST_USERS),)
+
+
+def test_enabled_and_a_uuid_sub_have_no_collation_and_are_still_pushed():
+    p = plan(Qual("enabled", "=", "t"), Qual("email", "=", "a@x"), collations=("ci",))
+    assert p.requests == (Request(LIST_USERS, filter='status = "Enabled"'),)
+    assert reasons(p) == ["collation"]
+    sub = "0e6c3b2a-1111-4222-8333-944455556666"
+    uuid_plan = plan(Qual("sub", "=", sub), columns=UUID_COLUMNS, collations=("ci",))
+    assert uuid_plan.requests == (Request(LIST_USERS, filter=f'sub = "{sub}"'),)
+    assert not uuid_plan.collations
+
+
+def test_the_collations_are_read_only_when_a_text_qual_could_be_pushed():
+    def unread():
+        raise AssertionError("pg_collation read for a plan that pushes no text")
+
+    assert plan(Qual("enabled", "=", "t"), Qual("name", "~~*", "a%"), collations=unread).requests
+    assert plan(Qual("email", "=", None), collations=unread).kind == SCAN
+    read = []
+
+    def collations():
+        read.append(1)
+        return ("ci",)
+
+    p = plan(Qual("email", "=", "a@x"), Qual("username", "=", "b"), collations=collations)
+    assert reasons(p) == ["collation", "collation"] and read == [1]  # once per plan
+
+
+def test_no_path_key_while_a_nondeterministic_collation_exists():
+    assert pushdown.path_keys(targets(), ("ci",)) == []
+
+
+# -- NULL keys: IS NULL is told from a NULL parameter by what planning saw (M10) --------
+
+
+def test_a_null_key_on_a_column_never_planned_is_null_asks_nothing():
+    tests = pushdown.NullTests()
+    tests.note([Qual("username", "=", "a"), Qual("nickname", "=", None)])
+    key = plan(Qual("email", "=", None), null_tests=tests)
+    assert key.kind == NONE and key.requests == ()
+    # IS NULL planned on the column: the same qual may be it, so the pool is read.
+    tests.note([Qual("email", "=", None)])
+    assert plan(Qual("email", "=", None), null_tests=tests).kind == SCAN
+    assert plan(Qual("nickname", "=", None), null_tests=tests).kind == SCAN
+    # IS NOT NULL, IS UNKNOWN and nothing known stay as they were.
+    assert plan(Qual("phone_number", "<>", None), null_tests=tests).kind == SCAN
+    assert plan(Qual("tenant", "IS", None), null_tests=tests).kind == SCAN
+    assert plan(Qual("phone_number", "=", None)).kind == SCAN
+
+
 def test_every_refusal_used_is_documented():
     assert set(pushdown.REFUSALS) >= {
         "off", "column", "type", "operator", "null", "value", "empty", "escape", "control",
         "whitespace", "length", "like-escape", "like-prefix", "enabled-value", "in-bound",
-        "not-chosen",
+        "not-chosen", "collation",
     }  # fmt: skip
 
 
