@@ -5,7 +5,8 @@
 - ``postgres``: SQL for the tests' servers and mappings, psql, the README's install, crash
   signs in a server log, the server in a container.
 - ``credentials``: moto with IAM authentication on, and a server with every credential source.
-- ``pool``: the shared 150-user pool and the groups pool.
+- ``pool``: the shared 150-user pool and the groups pool; ``new_user``.
+- ``typeddata``: a pool of edge values, and tables with a column of every type.
 - ``proxy``: the forwarding proxy between the wrapper and moto (faults, a delay, what
   arrived when); the benchmark uses it too.
 - ``accounting``: the wrapper's requests per scan, from its DEBUG lines.
