@@ -1,7 +1,7 @@
 """The benchmark's scans at the request-rate cap: one full scan of the large pool through a
 proxy that adds 100 ms to every request, and eight sessions scanning the small pool at once.
 
-Requests are counted where they arrive (the proxy's kernel receive times, bench.proxy):
+Requests are counted where they arrive (the proxy's kernel receive times, tests/support/proxy.py):
 the scan's share of the cap is its ListUsers requests over the statement's wall time,
 divided by the cap; "max in any 1 s" is the most requests that arrived within any
 one-second window, which must never exceed the cap.
@@ -14,8 +14,7 @@ import threading
 import time
 
 from cognito_fdw.ratelimit import SPACING_SECONDS
-
-from .proxy import DelayingProxy, most_in_one_second
+from tests.support.proxy import Proxy, most_in_one_second
 
 CAP = 25  # the default max_requests_per_second
 LATENCY = 0.1
@@ -42,13 +41,13 @@ def say(line: str) -> None:
     print(f"[bench] {line}", flush=True)
 
 
-def scan_once(session, proxy: DelayingProxy, table: str) -> dict:
+def scan_once(session, proxy: Proxy, table: str) -> dict:
     """One ``count(*)`` of ``table``: requests, seconds, and where the time went."""
     proxy.clear()  # Session.run first waits for the rate-limit window to empty
     seconds, requests, _ = session.run(f"SELECT count(*) FROM {table}", repeat=1)
     ended = time.monotonic()
     started = ended - seconds
-    stamps = proxy.stamps("ListUsers")
+    stamps = proxy.arrived("ListUsers")
     return {
         "requests": len(stamps), "counted": requests, "seconds": seconds,
         "peak": most_in_one_second(stamps),
@@ -57,7 +56,7 @@ def scan_once(session, proxy: DelayingProxy, table: str) -> dict:
     }  # fmt: skip
 
 
-def latency_rows(session, replaying: DelayingProxy, live: DelayingProxy) -> list[dict]:
+def latency_rows(session, replaying: Proxy, live: Proxy) -> list[dict]:
     """Each of SCANS, the concurrent ones REPEAT times: the median run's figures, the
     largest peak of all runs."""
     say("latency: warm-up scan to fill the replaying proxy")
@@ -96,7 +95,7 @@ def render_latency(rows: list[dict], big: int, page_ms: float, load: tuple) -> l
     out = [
         f"## Full scan of {big:,} users with {LATENCY * 1000:.0f} ms added to every request",
         "",
-        "A delaying proxy of the benchmark's own sits between the wrapper and moto, default "
+        "The tests' proxy (tests/support/proxy.py) sits between the wrapper and moto, default "
         f"cap ({CAP} requests/s, shared by the whole server). *Replayed*: after a warm-up "
         "scan the proxy answers each ListUsers request from its memory of moto's answer, so "
         f"every request takes {LATENCY * 1000:.0f} ms and nothing else; *live*: moto "
@@ -142,7 +141,7 @@ def render_latency(rows: list[dict], big: int, page_ms: float, load: tuple) -> l
     return out
 
 
-def sessions_at_once(dsn, connect, proxy: DelayingProxy, sessions: int = CROWD) -> dict:
+def sessions_at_once(dsn, connect, proxy: Proxy, sessions: int = CROWD) -> dict:
     """``sessions`` connections count the small pool at once through the proxy."""
     conns = [connect(dsn) for _ in range(sessions)]
     for conn in conns:  # the wrapper loaded and the pool described before the clock starts
@@ -165,7 +164,7 @@ def sessions_at_once(dsn, connect, proxy: DelayingProxy, sessions: int = CROWD) 
     seconds = time.perf_counter() - started
     for conn in conns:
         conn.close()
-    stamps = proxy.stamps("ListUsers")
+    stamps = proxy.arrived("ListUsers")
     say(f"crowd: {sessions} sessions, {len(stamps)} requests in {seconds:.2f} s")
     return {"counts": sorted(set(counts)), "requests": len(stamps), "seconds": seconds,
             "peak": most_in_one_second(stamps)}  # fmt: skip

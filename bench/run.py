@@ -31,11 +31,13 @@ import botocore.config
 import psycopg
 
 from cognito_fdw.ratelimit import SPACING_SECONDS
-from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
+from cognito_fdw.tools.seed import create_users
+from tests.support.proxy import Proxy
 
 from . import quota
-from .proxy import DelayingProxy
 from .queries import query_rows, render_queries
 from .quota import LATENCY, say
 
@@ -84,7 +86,7 @@ def ensure_pool(cognito, size: int) -> str:
                 return pool["Id"]
     pool_id = cognito.create_user_pool(PoolName=name)["UserPool"]["Id"]
     started = time.monotonic()
-    seed_users(cognito, pool_id, size)
+    create_users(cognito, pool_id, bulk_users(size), threads=16)
     print(f"seeded {name} in {time.monotonic() - started:.0f} s")
     return pool_id
 
@@ -210,8 +212,8 @@ def main() -> None:
     cognito = cognito_client(moto_url)
     pools = {size: ensure_pool(cognito, size) for size in sizes}
     pg = LocalPostgres().start()
-    replaying = DelayingProxy(moto_url, LATENCY, replay=True).start()
-    live = DelayingProxy(moto_url, LATENCY).start()
+    replaying = Proxy(moto_url, LATENCY, replay=True).start()
+    live = Proxy(moto_url, LATENCY).start()
     try:
         with connect(pg.dsn) as conn:
             conn.execute("CREATE EXTENSION multicorn")
@@ -289,7 +291,7 @@ def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
         "SELECT u.* FROM user_keys k JOIN live_u0 u ON u.username = k.username",
     ):
         session.conn.execute(sql).fetchall()
-    billed, listed = proxy.count(".AdminGetUser"), proxy.count(".ListUsers")
+    billed, listed = len(proxy.requests("AdminGetUser")), len(proxy.requests("ListUsers"))
     jit = []
     for sql in (f"SELECT * FROM u{small}", f"SELECT count(*) FROM u{small}"):
         top = session.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).fetchone()[0][0]

@@ -21,8 +21,8 @@ import psycopg
 
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import postgres_bindir
+from tests.support.proxy import Proxy
 
-from .proxy import DelayingProxy
 from .quota import say
 from .run import KEYS, ROOT, cognito_client, connect, ensure_pool
 
@@ -95,7 +95,7 @@ def install(dsn: str, pool_id: str, endpoint: str) -> None:
     )  # fmt: skip
 
 
-def full_rounds(session: SyncSession, proxy: DelayingProxy) -> list[tuple]:
+def full_rounds(session: SyncSession, proxy: Proxy) -> list[tuple]:
     """Three whole rounds (the first inserts every user, the others find them unchanged):
     (run, parts, requests, expected requests, seconds, max requests/s, MB before, MB after,
     users in app.users)."""
@@ -113,19 +113,14 @@ def full_rounds(session: SyncSession, proxy: DelayingProxy) -> list[tuple]:
         parts = session.parts()
         expected = sum(math.ceil(users / 60) or 1 for _, users, _ in parts.values())
         users = session.conn.execute("SELECT count(*) FROM app.users").fetchone()[0]
-        peak = proxy.max_per_second("ListUsers")
+        peak = proxy.peak("ListUsers")
         after = rss_mb(session.pid)
         rows.append((name, len(scans), sum(scans), expected, seconds, peak, before, after, users))
         say(f"sync: {name}: {sum(scans)} requests in {seconds:.1f} s")
     return rows
 
 
-def list_users_seen(proxy: DelayingProxy) -> int:
-    """ListUsers requests the proxy saw since it was last cleared."""
-    return sum("ListUsers" in target for _, target in list(proxy.arrivals))
-
-
-def interrupted_round(session: SyncSession, proxy: DelayingProxy, timeout: float) -> dict:
+def interrupted_round(session: SyncSession, proxy: Proxy, timeout: float) -> dict:
     """A round cut by statement_timeout, then resumed by a second call: what each read."""
     target = max(r[0] for r in session.parts().values()) + 1  # the last round is complete
     session.conn.execute(f"SET statement_timeout = '{int(timeout * 1000)}ms'")
@@ -148,7 +143,7 @@ def interrupted_round(session: SyncSession, proxy: DelayingProxy, timeout: float
     after = session.parts()
     return {
         "timeout": timeout, "cut_after": cut_after, "error": error, "committed": len(done),
-        "resumed_parts": len(resumed), "resumed_requests": list_users_seen(proxy),
+        "resumed_parts": len(resumed), "resumed_requests": len(proxy.requests("ListUsers")),
         "expected_requests": sum(math.ceil(users[p] / 60) or 1 for p in after if p not in done),
         "seconds": seconds,
         "read_twice": len(done & set(resumed)) + sum(after[p][2] != before[p][2] for p in done),
@@ -183,7 +178,7 @@ def first_sight(session: SyncSession) -> list[tuple]:
 def section(dsn: str, cognito, moto_url: str, size: int = USERS) -> list[str]:
     """The benchmark's sync section, as markdown lines."""
     pool_id = ensure_pool(cognito, size)
-    proxy = DelayingProxy(moto_url, 0.0).start()  # no delay: it only counts requests/s
+    proxy = Proxy(moto_url).start()  # no delay: it only counts requests/s
     try:
         install(dsn, pool_id, proxy.url)
         session = SyncSession(dsn)

@@ -10,6 +10,9 @@ random generator, so user 17 is the same whatever N is and on every run:
 - statuses ``CONFIRMED``, ``FORCE_CHANGE_PASSWORD`` and ``UNCONFIRMED``; some users disabled;
 - memberships of the groups of :data:`DEMO_GROUPS`.
 
+And the bulk users ``bench000000``.. of :func:`bulk_users`, plain and numerous, for the
+benchmarks' and the load tests' large pools.
+
 :mod:`cognito_fdw.tools.seed` puts them into a pool.
 """
 
@@ -156,3 +159,16 @@ def _custom_attributes(rng: random.Random) -> dict[str, str]:
 def demo_users(count: int) -> Iterator[DemoUser]:
     """Demo users 1..count."""
     return (demo_user(index) for index in range(1, count + 1))
+
+
+def bulk_user(index: int) -> DemoUser:
+    """Bulk user ``index`` (0-based), ``bench000000``..: an email and a given name, every
+    tenth disabled, in ``FORCE_CHANGE_PASSWORD`` (created, never signed in)."""
+    username = f"bench{index:06d}"
+    attributes = {"email": f"{username}@example.com", "given_name": f"Given{index % 97}"}
+    return DemoUser(username, attributes, FORCE_CHANGE_PASSWORD, index % 10 != 0, ())
+
+
+def bulk_users(count: int, start: int = 0) -> Iterator[DemoUser]:
+    """Bulk users ``start`` .. ``start + count - 1``."""
+    return (bulk_user(index) for index in range(start, start + count))

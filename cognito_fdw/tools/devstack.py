@@ -320,25 +320,3 @@ class MotoServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
-
-
-def seed_users(cognito, pool_id: str, count: int, threads: int = 16, start: int = 0) -> None:
-    """Create ``count`` users named ``bench000000``... in an emulator, concurrently.
-
-    Each user has an email and a name; every tenth is disabled.  For large test and
-    benchmark pools: one request per user, so threads are what makes 10,000 quick.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def create(i: int) -> None:
-        username = f"bench{i:06d}"
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"},
-                            {"Name": "given_name", "Value": f"Given{i % 97}"}],
-        )  # fmt: skip
-        if i % 10 == 0:
-            cognito.admin_disable_user(UserPoolId=pool_id, Username=username)
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(create, range(start, start + count)))

@@ -6,9 +6,7 @@ with a Docker engine instead, the server runs in a container built from docker/D
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 
 import boto3
 import psycopg
@@ -17,10 +15,12 @@ import pytest
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
-from .dockerpg import DockerPostgres, docker_available
-from .faultproxy import FaultProxy
-from .reliability import Recorder
-from .seeddata import POOL_REGION, seed_test_pool
+from ..support.accounting import collect_notices
+from ..support.credentials import authenticated_moto, keyed_postgres
+from ..support.pool import POOL_REGION, seed_groups_pool, seed_test_pool
+from ..support.postgres import DockerPostgres, create_server, damage, docker_available
+from ..support.proxy import Proxy
+from ..support.reliability import RECORDER
 
 _MISSING = multicorn_missing(postgres_bindir())
 _USE_DOCKER = _MISSING is not None and docker_available()
@@ -68,7 +68,7 @@ def moto():
 @pytest.fixture(scope="module")
 def proxy(moto):
     """A fault-injecting proxy in front of the emulator, one per test module."""
-    proxy = FaultProxy(moto.url).start()
+    proxy = Proxy(moto.url).start()
     yield proxy
     proxy.stop()
 
@@ -100,27 +100,8 @@ def server(moto, tmp_path_factory):
     yield pg
     log = pg.log()
     pg.cleanup()
-    crashes = re.findall(r".*(?:terminated by signal|PANIC|server process .* exited).*", log)
+    crashes = damage(log)
     assert not crashes, "a backend crashed during the tests:\n" + "\n".join(crashes)
-
-
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-TEST_KEYS = "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret'"
-
-
-def create_server(conn, name: str, pool_id: str, endpoint: str, keys: bool = True, **options):
-    """A cognito_fdw server on the emulator; the test keys in a PUBLIC user mapping."""
-    extra = "".join(f", {key} {_sql(str(value))}" for key, value in options.items())
-    conn.execute(
-        f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS ("
-        f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id {_sql(pool_id)}, "
-        f"endpoint_url {_sql(endpoint)}{extra})"
-    )
-    if keys:
-        conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({TEST_KEYS})")
 
 
 @pytest.fixture(scope="session")
@@ -133,55 +114,81 @@ def setup(server, pool):
     return server
 
 
+@pytest.fixture(scope="session")
+def gt(setup, cognito):
+    """The groups pool (tests/support/pool.py) in schema gt: groups, a writable members table
+    and a read-only one, on server groups_server; the pool's id."""
+    pool_id = seed_groups_pool(cognito)
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        create_server(conn, "groups_server", pool_id, setup.endpoint)
+        conn.execute("CREATE SCHEMA gt")
+        conn.execute(
+            "CREATE FOREIGN TABLE gt.groups (group_name text, description text, "
+            "precedence int, role_arn text, created_at timestamptz, updated_at timestamptz) "
+            "SERVER groups_server OPTIONS (object 'groups')"
+        )
+        conn.execute(
+            "CREATE FOREIGN TABLE gt.members (group_name text, username text, "
+            "membership text, email text, sub uuid) "
+            "SERVER groups_server OPTIONS (object 'group_members', writable 'true')"
+        )
+        conn.execute(
+            "CREATE FOREIGN TABLE gt.members_ro (group_name text, username text) "
+            "SERVER groups_server OPTIONS (object 'group_members')"
+        )
+        conn.execute("CREATE TABLE gt.local_log (note text)")
+    return pool_id
+
+
 @pytest.fixture
 def db(setup):
     """A connection that collects the wrapper's DEBUG accounting lines."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.notices = []
-        # A Diagnostic is valid only inside the callback: keep its text.
-        conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary or ""))
+        collect_notices(conn)
         yield conn
 
 
-def requests_of(conn) -> list[int]:
-    """Requests per scan, from the DEBUG lines of the statements run since the last call."""
-    counts = [
-        int(m.group(1))
-        for text in conn.notices
-        if (m := re.match(r"cognito_fdw: (\d+) requests", text))
-    ]
-    conn.notices.clear()
-    return counts
+@pytest.fixture(scope="session")
+def aws():
+    """A moto of its own with IAM authentication on (tests/support/credentials.py)."""
+    server = MotoServer().start()
+    yield authenticated_moto(server.url)
+    server.stop()
 
 
-@contextlib.contextmanager
-def counting(conn):
-    """Within the block, the wrapper reports each scan's requests at DEBUG1."""
-    conn.execute("SET client_min_messages = debug1")
-    requests_of(conn)
-    try:
-        yield
-    finally:
-        conn.execute("RESET client_min_messages")
+@pytest.fixture(scope="session")
+def keyed(aws):
+    """A server of its own with every credential source for ``aws``, the guard and vault."""
+    pg = keyed_postgres(aws)
+    yield pg
+    log = pg.log()
+    pg.cleanup()
+    crashes = damage(log)
+    assert not crashes, "a backend crashed during the credential tests:\n" + "\n".join(crashes)
 
 
-_RECORDER = Recorder()
+@pytest.fixture
+def admin(keyed):
+    """A superuser connection to ``keyed`` whose own statements (which hold secrets) are not
+    logged."""
+    with psycopg.connect(keyed.dsn, autocommit=True) as conn:
+        conn.execute("SET log_statement = 'none'")
+        yield conn
 
 
-def record(area: str, case: str, observed: str) -> None:
-    """Note what the wrapper did in a reliability case, for RELIABILITY.md."""
-    _RECORDER.add(area, case, observed, os.environ.get("PYTEST_CURRENT_TEST", ""))
+# What the tests record (tests/support/reliability.py), with each test's outcome, written to
+# RELIABILITY.md and SECURITY.md when `make reliability` names them.
 
 
 def pytest_runtest_logreport(report):
     if report.when == "call":
-        _RECORDER.outcome(report.nodeid, report.outcome)
+        RECORDER.outcome(report.nodeid, report.outcome)
 
 
 def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("COGNITO_FDW_RELIABILITY_REPORT")
     if target:
-        _RECORDER.write(target)
+        RECORDER.write(target)
     attacks = os.environ.get("COGNITO_FDW_SECURITY_REPORT")
     if attacks:
-        _RECORDER.write_attacks(attacks)
+        RECORDER.write_attacks(attacks)

@@ -17,7 +17,11 @@ import time
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from cognito_fdw.tools.seed import create_users
+
+from ..support.accounting import counting, requests_of
+from ..support.pool import new_user
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 
@@ -36,11 +40,7 @@ NONDETERMINISTIC = "nondeterministic collations in this database"
 @pytest.fixture(scope="module")
 def pool_id(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-collations")["UserPool"]["Id"]
-    for username, attrs in USERS.items():
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": k, "Value": v} for k, v in attrs.items()],
-        )  # fmt: skip
+    create_users(cognito, pool_id, (new_user(name, attrs) for name, attrs in USERS.items()))
     for group, members in GROUPS.items():
         cognito.create_group(UserPoolId=pool_id, GroupName=group)
         for username in members:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import psycopg
 import pytest
 
-from cognito_fdw.tools.devstack import seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.seed import create_users
 
-from .conftest import create_server, record
-from .faultproxy import Fault
+from ..support.postgres import create_server
+from ..support.proxy import Fault
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -60,11 +63,8 @@ def sent(proxy, sql, db):
     """The rows of ``sql`` and the requests it sent, by operation (DescribeUserPool aside)."""
     proxy.arm()
     rows = db.execute(sql).fetchall()
-    counts: dict[str, int] = {}
-    for operation, _ in proxy.requests():
-        if operation != "DescribeUserPool":
-            counts[operation] = counts.get(operation, 0) + 1
-    return rows, counts
+    counts = Counter(r.operation for r in proxy.requests() if r.operation != "DescribeUserPool")
+    return rows, dict(counts)
 
 
 @pytest.mark.parametrize("shape", list(QUERIES))
@@ -107,7 +107,7 @@ def small_pools(setup, cognito):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         for size in (200, 2500):
             pool_id = cognito.create_user_pool(PoolName=f"jit-{size}")["UserPool"]["Id"]
-            seed_users(cognito, pool_id, size, threads=8)
+            create_users(cognito, pool_id, bulk_users(size), threads=16)
             create_server(conn, f"jit_srv_{size}", pool_id, setup.endpoint, region="us-east-1")
             conn.execute(f"CREATE SCHEMA jit_{size}")
             conn.execute(

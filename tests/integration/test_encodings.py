@@ -13,7 +13,10 @@ import re
 import psycopg
 import pytest
 
-from .conftest import create_server
+from cognito_fdw.tools.seed import create_users
+
+from ..support.pool import new_user
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 
@@ -26,13 +29,7 @@ def encoded(setup, cognito):
     """A database per encoding, each with users (username text, name text) on a pool of
     three users; yields the databases' connection keyword sets by encoding."""
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-encodings")["UserPool"]["Id"]
-    for username, name in NAMES.items():
-        cognito.admin_create_user(
-            UserPoolId=pool_id,
-            Username=username,
-            UserAttributes=[{"Name": "name", "Value": name}],
-            MessageAction="SUPPRESS",
-        )
+    create_users(cognito, pool_id, (new_user(u, {"name": name}) for u, name in NAMES.items()))
     with psycopg.connect(setup.dsn, autocommit=True) as admin:
         for encoding in ENCODINGS:
             admin.execute(

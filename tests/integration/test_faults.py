@@ -9,8 +9,10 @@ import time
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, record, requests_of
-from .faultproxy import Fault
+from ..support.accounting import counting, requests_of
+from ..support.postgres import create_server
+from ..support.proxy import Fault
+from ..support.reliability import record
 
 READ_TIMEOUT = 2
 
@@ -73,7 +75,7 @@ def test_transient_faults_mid_paging_give_the_exact_answer(faulty, db, pool, pro
     attempts = proxy.requests("ListUsers")
     record("fault", f"{fault.kind} mid-paging", f"exact answer: 150 rows from 3 API calls in "
            f"{len(attempts)} HTTP attempts")  # fmt: skip
-    assert [kind for _, kind in attempts if kind] == [fault.kind] * (
+    assert [r.fault for r in attempts if r.fault] == [fault.kind] * (
         len(attempts) - 3 if fault.kind != "slow" else 3
     )
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from .conftest import create_server, record
+from ..support.postgres import create_server, literal
+from ..support.reliability import record
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,7 @@ def _server(db, pool, endpoint, options):
     # Each case changes the working server's options the way a user's ALTER SERVER would.
     for key, value in options.items():
         action = "SET" if key in ("user_pool_id", "endpoint_url") else "ADD"
-        db.execute(f"ALTER SERVER hostile_srv OPTIONS ({action} {key} {_lit(value)})")
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+        db.execute(f"ALTER SERVER hostile_srv OPTIONS ({action} {key} {literal(value)})")
 
 
 OPTION_CASES = [

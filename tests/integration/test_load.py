@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import record
+from ..support.reliability import record
 
 SESSIONS = 8
 SECONDS = float(os.environ.get("COGNITO_FDW_LOAD_SECONDS", "60"))

@@ -16,7 +16,10 @@ import threading
 import psycopg
 import pytest
 
-from .conftest import TEST_KEYS, create_server
+from cognito_fdw.tools.seed import create_users
+
+from ..support.pool import new_user
+from ..support.postgres import TEST_KEYS, create_server, options_sql
 
 pytestmark = pytest.mark.server
 
@@ -63,12 +66,8 @@ def msg(setup, cognito):
         Schema=[{"Name": "tier", "AttributeDataType": "String", "Mutable": True},
                 {"Name": "rank", "AttributeDataType": "Number", "Mutable": True}],
     )["UserPool"]["Id"]  # fmt: skip
-    cognito.admin_create_user(
-        UserPoolId=pool_id, Username="ann", MessageAction="SUPPRESS",
-        UserAttributes=[{"Name": "custom:tier", "Value": "enterprise"},
-                        {"Name": "custom:rank", "Value": "3000000000"},
-                        {"Name": "email", "Value": "ann@example.com"}],
-    )  # fmt: skip
+    ann = {"custom:tier": "enterprise", "custom:rank": "3000000000", "email": "ann@example.com"}
+    create_users(cognito, pool_id, [new_user("ann", ann)])
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "msg_server", pool_id, setup.endpoint)
         conn.execute("CREATE SCHEMA msg")
@@ -105,7 +104,9 @@ def test_a_mistyped_region_against_aws_names_the_nearest_regions(db, msg):
         "CREATE SERVER typo_server FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
         "'cognito_fdw.CognitoFdw', user_pool_id 'us-est-1_Abc123', max_attempts '1')"
     )
-    db.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER typo_server OPTIONS ({TEST_KEYS})")
+    db.execute(
+        f"CREATE USER MAPPING FOR PUBLIC SERVER typo_server OPTIONS ({options_sql(TEST_KEYS)})"
+    )
     db.execute("CREATE FOREIGN TABLE msg.typo (username text) SERVER typo_server "
                "OPTIONS (object 'users')")  # fmt: skip
     message, detail, hint = failure(db, "SELECT * FROM msg.typo WHERE username = 'a'")

@@ -17,7 +17,11 @@ import math
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from cognito_fdw.tools.seed import create_users
+
+from ..support.accounting import counting, requests_of
+from ..support.pool import new_user
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 
@@ -32,8 +36,8 @@ def nl(setup, cognito):
     a local copy of each, and keys(username, email) holding NULLs for joins."""
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-nulls")["UserPool"]["Id"]
     # 60 users outside every group make a full read of the members cost more than lookups.
-    for user in ["ann", "bea", "cid", "dan"] + [f"x{i:02d}" for i in range(60)]:
-        cognito.admin_create_user(UserPoolId=pool_id, Username=user, MessageAction="SUPPRESS")
+    names = ["ann", "bea", "cid", "dan"] + [f"x{i:02d}" for i in range(60)]
+    create_users(cognito, pool_id, (new_user(name) for name in names))
     for group, users in GROUPS.items():
         cognito.create_group(UserPoolId=pool_id, GroupName=group)
         for user in users:

@@ -8,7 +8,7 @@ import math
 import psycopg
 import pytest
 
-from .conftest import counting, requests_of
+from ..support.accounting import counting, requests_of
 
 pytestmark = pytest.mark.server
 

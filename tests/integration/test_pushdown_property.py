@@ -4,9 +4,9 @@ First, a pool of users whose searchable attributes hold quotes, backslashes, LIK
 wildcards, unicode, case variants, white space and empty strings: hypothesis writes WHERE
 clauses over the pushable columns and operators, and pushdown on and off must answer alike.
 
-Then a pool of edges (typeddata.py: NULLs, empty strings, NaN and infinities, the largest
-bigint, very long values, characters outside the BMP) under the users, groups and
-group_members tables with a column of every type the wrapper reads, each beside a local
+Then a pool of edges (tests/support/typeddata.py: NULLs, empty strings, NaN and infinities,
+the largest bigint, very long values, characters outside the BMP) under the users, groups
+and group_members tables with a column of every type the wrapper reads, each beside a local
 copy of its rows: every column under every operator with every edge value (NULLs and arrays
 holding NULLs, infinite dates and timestamps, deeply nested JSON in membership), random
 combinations of them, and joins, including a table with itself.  The foreign table must give
@@ -22,9 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import create_server
-from .seeddata import POOL_REGION
-from .typeddata import TABLES, declare, seed_typed_pool
+from cognito_fdw.tools.seed import create_users
+
+from ..support.pool import POOL_REGION, new_user
+from ..support.postgres import create_server
+from ..support.typeddata import TABLES, declare, seed_typed_pool
 
 pytestmark = pytest.mark.server
 
@@ -43,7 +45,7 @@ def hostile_users(count=30):
                 attrs[name] = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 3)))
         # Usernames must be unique and may not hold white space.
         username = "".join(rng.choice(FRAGMENTS).strip() for _ in range(2)) + f"-{i}"
-        users.append((username, attrs, rng.random() < 0.3))
+        users.append(new_user(username, attrs, enabled=rng.random() >= 0.3))
     return users
 
 
@@ -51,30 +53,16 @@ def hostile_users(count=30):
 def hostile(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="hostile")["UserPool"]["Id"]
     users = hostile_users()
-    for username, attrs, disabled in users:
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": k, "Value": v} for k, v in attrs.items()],
-        )  # fmt: skip
-        if disabled:
-            cognito.admin_disable_user(UserPoolId=pool_id, Username=username)
+    create_users(cognito, pool_id, users)
     columns = ", ".join(f"{c} {'boolean' if c == 'enabled' else 'text'}" for c in COLUMNS)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE SERVER hostile_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', region '{POOL_REGION}', "
-            f"user_pool_id '{pool_id}', endpoint_url '{setup.endpoint}')"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER hostile_server OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(conn, "hostile_server", pool_id, setup.endpoint, region=POOL_REGION)
         for name, pushdown in (("hostile_on", "true"), ("hostile_off", "false")):
             conn.execute(
                 f"CREATE FOREIGN TABLE cognito.{name} ({columns}) SERVER hostile_server "
                 f"OPTIONS (object 'users', pushdown '{pushdown}')"
             )
-    values = sorted({u[0] for u in users} | {v for u in users for v in u[1].values()})
+    values = sorted({u.username for u in users} | {v for u in users for v in u.attributes.values()})
     return values
 
 

@@ -5,7 +5,7 @@ In a directory laid out like a checkout after ``make dev`` (this checkout's ``sq
 ``source .venv/bin/activate``), the test runs what ``make dev`` runs,
 ``cognito-fdw dev up`` (with ``--no-psql``: there is no terminal; ``--mode local``: the
 README's URLs are the local stack's), then each step of README.md in order (see
-tests/readme_blocks.py): ``sql`` blocks through ``psql -v ON_ERROR_STOP=1`` on the URL the
+tests/support/readme_blocks.py): ``sql`` blocks through ``psql -v ON_ERROR_STOP=1`` on the URL the
 README gives, shell blocks through ``bash -e -o pipefail``. It stops at the first step that
 fails, naming its README line. Then ``cognito-fdw dev down``, what ``make down`` runs, must
 leave nothing running, and the server log must show no crashed backend.
@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,8 @@ import pytest
 
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
-from ..readme_blocks import ENDPOINT_PLACEHOLDER, POOL_PLACEHOLDER, Block, steps
+from ..support.processes import listening, processes_mentioning, running
+from ..support.readme_blocks import ENDPOINT_PLACEHOLDER, POOL_PLACEHOLDER, Block, steps
 
 pytestmark = pytest.mark.skipif(
     multicorn_missing(postgres_bindir()) is not None,
@@ -95,31 +95,6 @@ class Checkout:
         )
 
 
-def _running(pid: int | None) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, TypeError):
-        return False
-    return not any(line.startswith("State:\tZ") for line in status.splitlines())
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def stack():
     """The dev stack as make dev starts it; stopped as make down stops it, which must leave
@@ -133,9 +108,9 @@ def stack():
         yield checkout
         down = checkout.cognito_fdw("dev", "down")
         assert down.returncode == 0, f"cognito-fdw dev down failed:\n{down.stderr}"
-        assert not _running(state["postgres_pid"]) and not _running(state["moto_pid"])
-        assert not _listening(state["db_port"]) and not _listening(state["moto_port"])
-        assert _processes_mentioning(str(checkout.root)) == []
+        assert not running(state["postgres_pid"]) and not running(state["moto_pid"])
+        assert not listening(state["db_port"]) and not listening(state["moto_port"])
+        assert processes_mentioning(str(checkout.root)) == []
         log = (checkout.root / ".dev" / "pg" / "server.log").read_text(errors="replace")
         crashes = re.findall(r".*(?:terminated by signal|PANIC|server process .* exited).*", log)
         assert not crashes, "a backend crashed during the README's steps:\n" + "\n".join(crashes)

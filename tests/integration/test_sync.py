@@ -6,39 +6,32 @@ database with the group memberships following at COMMIT, and drift reconciled.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from cognito_fdw.tools.seed import create_users
+
+from ..support.accounting import counting, requests_of
+from ..support.pool import new_user
+from ..support.postgres import SCRIPTS, create_server, psql
 
 pytestmark = pytest.mark.server
 
-SYNC_SQL = Path(__file__).resolve().parents[2] / "sql" / "sync.sql"
+SYNC_SQL = SCRIPTS / "sync.sql"
 SCHEMA = "sync_cognito"  # not the default, so the -v cognito_schema path is what runs
 PEOPLE = {"ann": "+15550000001", "ben": "+15550000002", "cat": None, "dan": None}
-
-
-def psql(server, *args) -> subprocess.CompletedProcess:
-    binary = server.bindir / "psql" if getattr(server, "bindir", None) else shutil.which("psql")
-    return subprocess.run(
-        [str(binary), server.dsn, "-X", "-q", *args], capture_output=True, text=True, check=False
-    )
 
 
 @pytest.fixture(scope="module")
 def spool(cognito):
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-sync")["UserPool"]["Id"]
+    people = []
     for name, phone in PEOPLE.items():
-        attrs = [{"Name": "email", "Value": f"{name}@example.com"}]
+        attributes = {"email": f"{name}@example.com"}
         if phone:
-            attrs.append({"Name": "phone_number", "Value": phone})
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=name, UserAttributes=attrs, MessageAction="SUPPRESS"
-        )
+            attributes["phone_number"] = phone
+        people.append(new_user(name, attributes))
+    create_users(cognito, pool_id, people)
     for group in ("admin", "editor"):
         cognito.create_group(UserPoolId=pool_id, GroupName=group)
     return pool_id

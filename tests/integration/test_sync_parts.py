@@ -17,16 +17,18 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from cognito_fdw.tools.devstack import seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.seed import create_users
 
-from .conftest import counting, create_server, requests_of
-from .faultproxy import Fault, FaultProxy
-from .test_sync import SYNC_SQL, psql
+from ..support.accounting import collect_notices, counting, requests_of
+from ..support.postgres import SCRIPTS, create_server, psql
+from ..support.proxy import Fault, Proxy
 
 pytestmark = pytest.mark.server
 
 USERS = 1200  # about 75 users a part: most parts take two ListUsers pages
 PARTS = "0123456789abcdef"
+SYNC_SQL = SCRIPTS / "sync.sql"
 DATABASE = "sync_parts"  # app.* is per database: test_sync.py has its own in the main one
 
 
@@ -51,7 +53,7 @@ def cognito_users(cognito, pool_id) -> dict[str, tuple]:
 @pytest.fixture(scope="module")
 def parts_pool(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="cognito-fdw-sync-parts")["UserPool"]["Id"]
-    seed_users(cognito, pool_id, USERS)
+    create_users(cognito, pool_id, bulk_users(USERS), threads=16)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {DATABASE}")
     target = Database(setup, DATABASE)
@@ -70,8 +72,7 @@ def parts_pool(setup, cognito):
 def pdb(parts_pool):
     """A connection to the test database, starting from an empty app.users and no rounds."""
     with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-        conn.notices = []
-        conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary or ""))
+        collect_notices(conn)
         conn.execute("TRUNCATE app.users CASCADE")
         conn.execute(
             "UPDATE app.sync_parts SET round = 0, synced_at = NULL, seconds = NULL, "
@@ -234,7 +235,7 @@ def test_a_timeout_while_waiting_for_cognito_ends_the_call_and_the_next_resumes(
 ):
     expected = cognito_users(cognito, parts_pool.pool_id)
     pages = pages_per_part(expected)
-    proxy = FaultProxy(moto.url).start()
+    proxy = Proxy(moto.url).start()
     # app.cognito_users follows the schema sync.sql is loaded with: here a server whose
     # requests pass through the proxy.
     pdb.execute("CREATE SCHEMA faulty")
@@ -293,31 +294,42 @@ def test_a_failing_part_is_reported_and_retried_by_the_next_call(pdb, parts_pool
     assert app_users(pdb) == expected
 
 
-def test_calls_at_the_same_time_share_the_parts(pdb, parts_pool, cognito):
-    expected = cognito_users(cognito, parts_pool.pool_id)
-    barrier = threading.Barrier(2)
-    read, requests, errors = [], [], []
+def at_once(dsn: str, sessions: int, call) -> list[Exception]:
+    """``call(conn)`` in ``sessions`` new sessions (notices kept, DEBUG1 on) that start it
+    together; the errors raised."""
+    barrier = threading.Barrier(sessions)
+    errors = []
 
-    def call():
+    def session():
         try:
-            with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-                conn.notices = []
-                conn.add_notice_handler(lambda d: conn.notices.append(d.message_primary or ""))
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                collect_notices(conn)
                 conn.execute("SET client_min_messages = debug1")
                 barrier.wait()
-                conn.execute("CALL app.sync_users_in_parts()")
-                read.extend(n[len("app.sync_users (part ")] for n in conn.notices
-                            if n.startswith("app.sync_users (part "))  # fmt: skip
-                requests.append(sum(requests_of(conn)))
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                call(conn)
+        except Exception as exc:  # noqa: BLE001 - returned to the test, which asserts none
             errors.append(exc)
+            barrier.abort()  # the others stop waiting for this one
 
-    threads = [threading.Thread(target=call) for _ in range(2)]
+    threads = [threading.Thread(target=session) for _ in range(sessions)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_calls_at_the_same_time_share_the_parts(pdb, parts_pool, cognito):
+    expected = cognito_users(cognito, parts_pool.pool_id)
+    read, requests = [], []
+
+    def call(conn):
+        conn.execute("CALL app.sync_users_in_parts()")
+        read.extend(n[len("app.sync_users (part ")] for n in conn.notices
+                    if n.startswith("app.sync_users (part "))  # fmt: skip
+        requests.append(sum(requests_of(conn)))
+
+    assert at_once(parts_pool.dsn, 2, call) == []
     assert sorted(read) == list(PARTS)  # each part synced by one call or the other, once
     assert sum(requests) == sum(pages_per_part(expected))
     assert all(s[0] == 1 for s in parts(pdb).values())
@@ -357,27 +369,13 @@ def test_a_user_on_first_sight_costs_one_request_then_none(pdb, parts_pool, cogn
 def test_concurrent_first_calls_make_one_row_and_one_request(pdb, parts_pool, cognito):
     sub = sorted(cognito_users(cognito, parts_pool.pool_id))[7]
     callers = 6
-    barrier = threading.Barrier(callers)
-    ids, requests, errors = [], [], []
+    ids, requests = [], []
 
-    def call():
-        try:
-            with psycopg.connect(parts_pool.dsn, autocommit=True) as conn:
-                conn.notices = []
-                conn.add_notice_handler(lambda d: conn.notices.append(d.message_primary or ""))
-                conn.execute("SET client_min_messages = debug1")
-                barrier.wait()
-                ids.append(conn.execute("SELECT (app.user_for_sub(%s)).id", (sub,)).fetchone())
-                requests.extend(requests_of(conn))
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
+    def call(conn):
+        ids.append(conn.execute("SELECT (app.user_for_sub(%s)).id", (sub,)).fetchone())
+        requests.extend(requests_of(conn))
 
-    threads = [threading.Thread(target=call) for _ in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert at_once(parts_pool.dsn, callers, call) == []
     assert len(ids) == callers and len(set(ids)) == 1
     assert requests == [1]  # the others waited for the first and found its row
     assert pdb.execute("SELECT count(*) FROM app.users WHERE sub = %s", (sub,)).fetchone() == (1,)

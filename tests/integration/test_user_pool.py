@@ -12,7 +12,11 @@ from datetime import timezone
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from cognito_fdw.tools.seed import create_users
+
+from ..support.accounting import counting, requests_of
+from ..support.pool import new_user
+from ..support.postgres import create_server
 
 pytestmark = pytest.mark.server
 
@@ -33,10 +37,7 @@ def described(cognito):
         MfaConfiguration="OFF",
         Schema=[{"Name": "tenant", "AttributeDataType": "String", "Mutable": True}],
     )["UserPool"]["Id"]
-    for n in range(3):
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=f"u{n}@example.com", MessageAction="SUPPRESS"
-        )
+    create_users(cognito, pool_id, (new_user(f"u{n}@example.com") for n in range(3)))
     return cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]
 
 

@@ -9,7 +9,8 @@ from datetime import timezone
 import psycopg
 import pytest
 
-from .conftest import counting, create_server, requests_of
+from ..support.accounting import counting, requests_of
+from ..support.postgres import create_server
 
 COLUMNS = """
     username text, email text, status text, enabled boolean,
@@ -255,3 +256,12 @@ def test_statement_timeout_cancels_between_rows_and_the_session_lives_on(users, 
         db.execute("SELECT count(*) FROM cognito.users a, cognito.users b, cognito.users c")
     db.execute("RESET statement_timeout")
     assert db.execute("SELECT count(*) FROM cognito.users").fetchone()[0] == 150
+
+
+def test_the_users_table_is_read_only(db, setup):
+    db.execute(
+        "CREATE FOREIGN TABLE cognito.grp_users_ro (username text) "
+        "SERVER cognito_server OPTIONS (object 'users')"
+    )
+    with pytest.raises(psycopg.Error, match="cognito_fdw tables of users are read-only"):
+        db.execute("DELETE FROM cognito.grp_users_ro")

@@ -17,7 +17,7 @@ import re
 import psycopg
 import pytest
 
-from .conftest import counting, requests_of
+from ..support.accounting import counting, requests_of
 
 pytestmark = pytest.mark.server
 

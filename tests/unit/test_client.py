@@ -193,6 +193,28 @@ def test_the_default_deadline_is_at_most_30_seconds_and_a_table_may_only_lower_i
     assert row.default <= 30 and row.limit and row.places == ("server", "table")
 
 
+class DescribeCounter:
+    """A client that answers DescribeUserPool as an emulator does (0 users) and counts."""
+
+    def __init__(self):
+        self.describes = 0
+
+    def describe_user_pool(self, UserPoolId):  # noqa: N803 - boto3's parameter name
+        self.describes += 1
+        return {"UserPool": {"Id": UserPoolId, "EstimatedNumberOfUsers": 0}}
+
+
+@pytest.mark.parametrize("ttl, describes", [("300", 1), ("0", 3)])
+def test_describe_user_pool_is_cached_for_describe_ttl(monkeypatch, ttl, describes):
+    fake = DescribeCounter()
+    monkeypatch.setattr(client_module, "client_for", lambda options: fake)
+    monkeypatch.setattr(client_module, "_descriptions", {})
+    pool = Pool(parse_options({"user_pool_id": POOL, "object": "users", "describe_ttl": ttl}))
+    estimates = [pool.estimated_users() for _ in range(3)]
+    assert fake.describes == describes
+    assert estimates == [client_module.DEFAULT_ESTIMATE] * 3  # an emulator's 0: a sane default
+
+
 def test_a_region_botocore_does_not_know_is_named_with_the_nearest_ones():
     regions = client_module.aws_regions()
     assert {"us-east-1", "eu-west-1", "us-gov-west-1"} <= regions  # every partition

@@ -8,16 +8,7 @@ from cognito_fdw.columns import resolve_columns
 from cognito_fdw.errors import ColumnError
 from cognito_fdw.rows import user_row
 
-
-class Col:
-    """Shaped like Multicorn's ColumnDefinition."""
-
-    def __init__(self, name, type_name, options=None):
-        self.column_name = name
-        self.type_name = type_name
-        self.base_type_name = type_name.split("(")[0]
-        self.options = options or {}
-
+from ..support.multicorn import column
 
 CUSTOM = {
     "custom:tenant": "String",
@@ -66,13 +57,13 @@ def row(*cols, user=USER):
 
 def test_supabase_columns_need_no_describe_user_pool():
     cols = [
-        Col("username", "text"),
-        Col("email", "text"),
-        Col("status", "text"),
-        Col("enabled", "boolean"),
-        Col("created_at", "timestamp without time zone"),
-        Col("updated_at", "timestamp without time zone"),
-        Col("attributes", "jsonb"),
+        column("username", "text"),
+        column("email", "text"),
+        column("status", "text"),
+        column("enabled", "boolean"),
+        column("created_at", "timestamp without time zone"),
+        column("updated_at", "timestamp without time zone"),
+        column("attributes", "jsonb"),
     ]
     resolved, calls = resolve(*cols)
     assert not calls
@@ -87,14 +78,14 @@ def test_supabase_columns_need_no_describe_user_pool():
 
 
 def test_timestamptz_is_rendered_as_the_instant_with_an_offset():
-    values = row(Col("created_at", "timestamp with time zone"))
+    values = row(column("created_at", "timestamp with time zone"))
     assert values["created_at"] == "2024-01-02T03:04:05.678000+00:00"
 
 
 def test_tzlocal_datetimes_become_utc():
     local = datetime(2024, 6, 1, 12, 0, tzinfo=tzlocal())
     values = row(
-        Col("created_at", "timestamp without time zone"), user={**USER, "UserCreateDate": local}
+        column("created_at", "timestamp without time zone"), user={**USER, "UserCreateDate": local}
     )
     expected = local.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     assert values["created_at"] == expected
@@ -102,11 +93,11 @@ def test_tzlocal_datetimes_become_utc():
 
 def test_standard_attributes_by_name_and_their_types():
     values = row(
-        Col("sub", "uuid"),
-        Col("email_verified", "boolean"),
-        Col("phone_number", "character varying(20)"),
-        Col("identities", "jsonb"),
-        Col("mfa_options", "jsonb"),
+        column("sub", "uuid"),
+        column("email_verified", "boolean"),
+        column("phone_number", "character varying(20)"),
+        column("identities", "jsonb"),
+        column("mfa_options", "jsonb"),
     )
     assert values["sub"] == "6a6c7bd5-0338-4b64-81c3-c544cb1842d3"
     assert values["email_verified"] == "true"
@@ -117,8 +108,8 @@ def test_standard_attributes_by_name_and_their_types():
 
 def test_standard_updated_at_attribute_through_the_attribute_option():
     values = row(
-        Col("attr_updated", "timestamp with time zone", {"attribute": "updated_at"}),
-        Col("attr_epoch", "bigint", {"attribute": "updated_at"}),
+        column("attr_updated", "timestamp with time zone", {"attribute": "updated_at"}),
+        column("attr_epoch", "bigint", {"attribute": "updated_at"}),
     )
     assert values["attr_updated"] == "2023-11-14T22:13:20+00:00"
     assert values["attr_epoch"] == "1700000000"
@@ -126,10 +117,10 @@ def test_standard_updated_at_attribute_through_the_attribute_option():
 
 def test_custom_attributes_by_bare_name_and_by_option():
     cols = [
-        Col("tenant", "text"),
-        Col("age", "integer"),
-        Col("beta", "boolean"),
-        Col("t2", "text", {"attribute": "custom:tenant"}),
+        column("tenant", "text"),
+        column("age", "integer"),
+        column("beta", "boolean"),
+        column("t2", "text", {"attribute": "custom:tenant"}),
     ]
     resolved, calls = resolve(*cols)
     assert len(calls) == 1  # one DescribeUserPool for all of them
@@ -140,12 +131,12 @@ def test_custom_attributes_by_bare_name_and_by_option():
 def test_every_offending_column_is_named_in_one_error():
     with pytest.raises(ColumnError) as caught:
         resolve(
-            Col("foo", "text"),
-            Col("email", "integer"),
-            Col("enabled", "uuid"),
-            Col("x", "text", {"attribute": "custom:nope"}),
-            Col("sub", "text[]"),
-            Col("email_verified", "text", {"attr": "x"}),
+            column("foo", "text"),
+            column("email", "integer"),
+            column("enabled", "uuid"),
+            column("x", "text", {"attribute": "custom:nope"}),
+            column("sub", "text[]"),
+            column("email_verified", "text", {"attr": "x"}),
         )
     message = caught.value.message
     for name in ("foo:", "email:", "enabled:", "x:", "sub:", "email_verified:"):
@@ -166,27 +157,27 @@ def test_every_offending_column_is_named_in_one_error():
 )
 def test_types_that_cannot_hold_the_value_are_refused(name, type_name):
     with pytest.raises(ColumnError, match=name):
-        resolve(Col(name, type_name))
+        resolve(column(name, type_name))
 
 
 @pytest.mark.parametrize("type_name", ["text", "character varying(3)", "citext", "email_domain"])
 def test_text_and_unknown_types_take_strings(type_name):
-    resolve(Col("email", type_name))
+    resolve(column("email", type_name))
 
 
 def test_integer_columns_get_integral_numbers_without_a_fraction():
     user = {**USER, "Attributes": [{"Name": "custom:age", "Value": "42.0"}]}
-    assert row(Col("age", "integer"), user=user) == {"age": "42"}
-    assert row(Col("age", "numeric"), user=user) == {"age": "42.0"}
+    assert row(column("age", "integer"), user=user) == {"age": "42"}
+    assert row(column("age", "numeric"), user=user) == {"age": "42.0"}
 
 
 def test_missing_attributes_are_null_and_attributes_is_an_empty_object():
     user = {"Username": "bare", "Enabled": True, "UserStatus": "CONFIRMED"}
     values = row(
-        Col("email", "text"),
-        Col("attributes", "jsonb"),
-        Col("created_at", "timestamp"),
-        Col("mfa_options", "jsonb"),
+        column("email", "text"),
+        column("attributes", "jsonb"),
+        column("created_at", "timestamp"),
+        column("mfa_options", "jsonb"),
         user=user,
     )
     assert values == {"email": None, "attributes": "{}", "created_at": None, "mfa_options": None}
@@ -194,17 +185,17 @@ def test_missing_attributes_are_null_and_attributes_is_an_empty_object():
 
 def test_admin_get_user_records_use_user_attributes():
     user = {"Username": "u", "UserAttributes": [{"Name": "email", "Value": "u@x.org"}]}
-    assert row(Col("email", "text"), user=user) == {"email": "u@x.org"}
+    assert row(column("email", "text"), user=user) == {"email": "u@x.org"}
 
 
 def test_a_non_boolean_value_in_a_boolean_attribute_is_null():
     user = {**USER, "Attributes": [{"Name": "email_verified", "Value": "maybe"}]}
-    assert row(Col("email_verified", "boolean"), user=user) == {"email_verified": None}
+    assert row(column("email_verified", "boolean"), user=user) == {"email_verified": None}
 
 
 def test_the_attribute_option_names_attributes_not_built_in_columns():
     with pytest.raises(ColumnError) as caught:
-        resolve(Col("signup", "timestamptz", {"attribute": "created_at"}))
+        resolve(column("signup", "timestamptz", {"attribute": "created_at"}))
     assert "'created_at' is a built-in column, not an attribute: name the column created_at" in (
         caught.value.message
     )
@@ -215,10 +206,10 @@ def test_the_attribute_option_names_attributes_not_built_in_columns():
 
 def test_a_time_goes_only_into_a_time_type_but_a_string_into_any():
     with pytest.raises(ColumnError, match="created_at: type interval cannot hold a timestamp"):
-        resolve(Col("created_at", "interval"))
+        resolve(column("created_at", "interval"))
     with pytest.raises(ColumnError, match="age: type interval cannot hold a number"):
-        resolve(Col("age", "interval"))
-    resolve(Col("tenant", "interval"), Col("status", "user_status_enum"))
+        resolve(column("age", "interval"))
+    resolve(column("tenant", "interval"), column("status", "user_status_enum"))
 
 
 @pytest.mark.parametrize(
@@ -230,10 +221,10 @@ def test_a_time_goes_only_into_a_time_type_but_a_string_into_any():
 def test_length_types_hold_what_postgresql_would_store(type_name, value, expected):
     user = {**USER, "Attributes": [{"Name": "custom:tenant", "Value": value}]}
     if expected is not None:
-        assert row(Col("tenant", type_name), user=user) == {"tenant": expected}
+        assert row(column("tenant", type_name), user=user) == {"tenant": expected}
         return
     with pytest.raises(ColumnError) as caught:
-        row(Col("tenant", type_name), user=user)
+        row(column("tenant", type_name), user=user)
     assert caught.value.message == (
         f"cognito_fdw: column tenant of user 'zoë': value too long for type {type_name}"
     )
@@ -253,6 +244,6 @@ def test_an_integer_column_refuses_what_postgresql_would_naming_column_and_user(
 ):
     user = {**USER, "Attributes": [{"Name": "custom:age", "Value": value}]}
     with pytest.raises(ColumnError) as caught:
-        row(Col("age", type_name), user=user)
+        row(column("age", type_name), user=user)
     assert caught.value.message == f"cognito_fdw: column age of user 'zoë': {problem}"
-    assert row(Col("age", "bigint"), user={**user, "Attributes": []}) == {"age": None}
+    assert row(column("age", "bigint"), user={**user, "Attributes": []}) == {"age": None}

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from cognito_fdw import errors
 from cognito_fdw.errors import CognitoFdwError, from_botocore_error, scrub
 
-from ..encodings import ENCODERS
+from ..support.encodings import ENCODERS
 
 # Any character but the scrubber's own "*", which could make "***" look like a secret.
 _SECRETS = st.text(

@@ -4,6 +4,12 @@
 backend); ``cognito_fdw/tools/`` holds the ``cognito-fdw`` command's tools, which run as
 clients and start servers.  A tool module imported by the server would load argparse,
 subprocess-spawning code and the demo data into every backend, and tie the wrapper to them.
+
+The tests follow the package: ``tests/<tier>/test_<module>.py`` tests ``cognito_fdw/<module>.py``
+and ``tests/<tier>/tools/test_<module>.py`` a tool module; a real-server test may instead be
+named after the sql/ script it runs, and a few after a concern that spans modules
+(:data:`CONCERNS`).  What tests share lives in ``tests/support``, never in a test module or
+a ``conftest.py`` (which holds fixtures and pytest hooks only).
 """
 
 from __future__ import annotations
@@ -79,3 +85,76 @@ def test_loading_the_wrapper_loads_no_tool_module():
     loaded = json.loads(result.stdout)
     assert "cognito_fdw.fdw" in loaded
     assert [m for m in loaded if m.startswith("cognito_fdw.tools")] == []
+
+
+# -- the tests' own layout ----------------------------------------------------------------
+
+TESTS = ROOT / "tests"
+#: Test files named after a concern that spans modules rather than after one module.
+CONCERNS = {
+    "unit": {"layout", "readme", "readme_blocks", "docker_files"},
+    "integration": {"collations", "cost", "encodings", "faults", "hostile", "import", "load",
+                    "messages", "nulls", "pushdown_property", "readme_path", "sync_parts",
+                    "uuid_sub"},
+}  # fmt: skip
+
+
+def files_of(tier: str) -> list[Path]:
+    return sorted((TESTS / tier).rglob("test_*.py"))
+
+
+def test_each_test_file_is_named_after_a_module_a_script_or_a_concern():
+    modules = {path.stem for path in SERVER_MODULES}
+    tools = {path.stem for path in (PACKAGE / "tools").glob("*.py")}
+    scripts = {path.stem for path in (ROOT / "sql").glob("*.sql")}
+    for tier in ("unit", "integration"):
+        found = files_of(tier)
+        assert len(found) > 10, tier
+        for path in found:
+            name = path.stem.removeprefix("test_")
+            if path.parent.name == "tools":
+                assert name in tools, f"{path}: cognito_fdw/tools/ has no module {name}"
+            else:
+                allowed = modules | CONCERNS[tier] | (scripts if tier == "integration" else set())
+                assert name in allowed, f"{path}: no module, sql/ script or concern {name!r}"
+
+
+def _local_imports(path: Path) -> set[str]:
+    """What ``path`` imports from the tests package, as paths below tests/ without .py."""
+    package = path.relative_to(TESTS).parent.parts
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            parts = [*base, *(node.module.split(".") if node.module else [])]
+            names.update("/".join([*parts, alias.name]) for alias in node.names)
+            names.add("/".join(parts))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            for name in [module] if module else [a.name for a in node.names]:
+                if name.startswith("tests."):
+                    names.add(name.removeprefix("tests.").replace(".", "/"))
+    return names
+
+
+def test_no_test_module_or_conftest_is_imported_by_another_file():
+    files = sorted(TESTS.rglob("*.py"))
+    assert len(files) > 40
+    for path in files:
+        for name in _local_imports(path):
+            last = name.rsplit("/", 1)[-1]
+            assert not last.startswith("test_") and last != "conftest", (
+                f"{path.relative_to(ROOT)} imports {name}: shared helpers belong in tests/support"
+            )
+
+
+def test_conftest_files_hold_fixtures_and_hooks_only():
+    for path in sorted(TESTS.rglob("conftest.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                raise AssertionError(f"{path}: class {node.name}: move it to tests/support")
+            if isinstance(node, ast.FunctionDef):
+                fixture = any("fixture" in ast.unparse(d) for d in node.decorator_list)
+                assert fixture or node.name.startswith("pytest_"), (
+                    f"{path}: {node.name} is neither a fixture nor a hook: move it to tests/support"
+                )

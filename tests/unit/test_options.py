@@ -218,3 +218,33 @@ def test_a_numbers_range_is_written_once():
         if row.kind in ("int", "float"):
             assert "{range}" in row.doc and f"{row.low:g} to {row.high:g}" in row.text
         assert "{range}" not in row.text
+
+
+# -- pushdown, max_requests_per_second, scan_workers, describe_ttl ---------------------------
+
+
+def test_the_pushdown_and_rate_defaults_are_safe():
+    options = parse()
+    assert options.pushdown is True
+    assert options.max_requests_per_second == 25  # under Cognito's 30 ListUsers/s
+    assert options.scan_workers == 8
+    assert options.describe_ttl == 300
+
+
+@pytest.mark.parametrize("raw, value", [("false", False), ("off", False), ("TRUE", True)])
+def test_pushdown_takes_boolean_words(raw, value):
+    assert parse(pushdown=raw).pushdown is value
+
+
+@pytest.mark.parametrize(
+    "name, raw, hint",
+    [("pushdown", "maybe", "'true' or 'false'"),
+     ("max_requests_per_second", "0", "from 1 to 1000"),
+     ("max_requests_per_second", "2.5", "whole number"),
+     ("scan_workers", "17", "from 1 to 16"),
+     ("describe_ttl", "-1", "from 0 to 86400")],
+)  # fmt: skip
+def test_bad_values_name_the_option_and_what_to_set(name, raw, hint):
+    caught = error(**{name: raw})
+    assert name in caught.message and repr(raw) in caught.message
+    assert hint in caught.hint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import re
 
 import pytest
@@ -13,21 +12,9 @@ from cognito_fdw import pushdown
 from cognito_fdw.columns import resolve_columns
 from cognito_fdw.pushdown import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
 
-Qual = collections.namedtuple("Qual", "field_name operator value")
-ColumnDefinition = collections.namedtuple(
-    "ColumnDefinition", "column_name type_name base_type_name options"
-)
+from ..support.multicorn import Qual, column_definitions
 
-
-def definitions(**types):
-    found = {}
-    for name, spec in types.items():
-        type_name, options = spec if isinstance(spec, tuple) else (spec, {})
-        found[name] = ColumnDefinition(name, type_name, type_name.split("(")[0], options)
-    return found
-
-
-COLUMNS = definitions(
+COLUMNS = column_definitions(
     username="text",
     sub="text",
     email="character varying(200)",
@@ -163,11 +150,11 @@ def test_like_on_status_is_refused():
      ("email", "name")],
 )  # fmt: skip
 def test_columns_whose_equality_differs_from_cognitos_are_never_pushed(column, column_type):
-    columns = definitions(**{column: column_type})
+    columns = column_definitions(**{column: column_type})
     assert reasons(plan(Qual(column, "=", "a@b.c"), columns=columns)) == ["type"]
 
 
-UUID_COLUMNS = definitions(username="text", sub="uuid")
+UUID_COLUMNS = column_definitions(username="text", sub="uuid")
 SUB = "974f9d96-e461-42ed-8931-27d12aa981f3"
 
 
@@ -212,7 +199,7 @@ def test_enabled_is_refused_when_not_boolean_or_not_a_plain_comparison():
     assert reasons(plan(Qual("enabled", "IS NOT", "f"))) == ["operator"]
     assert reasons(plan(Qual("enabled", "IS NOT", None))) == ["null"]
     assert reasons(plan(Qual("enabled", ("=", True), ["t"]))) == ["operator"]
-    text_enabled = definitions(enabled="text")
+    text_enabled = column_definitions(enabled="text")
     assert reasons(plan(Qual("enabled", "=", "true"), columns=text_enabled)) == ["type"]
 
 
@@ -338,7 +325,7 @@ def test_path_keys_offer_text_username_sub_and_email_only():
     assert sorted(pushdown.path_keys(targets())) == [
         (("email",), 2), (("mail",), 2), (("sub",), 1), (("username",), 1)
     ]  # fmt: skip
-    citext = definitions(username="citext", sub="uuid", email="text")
+    citext = column_definitions(username="citext", sub="uuid", email="text")
     assert pushdown.path_keys(targets(citext)) == [(("email",), 2)]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..readme_blocks import ReadmeError, blocks, steps
+from ..support.readme_blocks import ReadmeError, blocks, steps
 
 MAKEFILE = Path(__file__).parents[2] / "Makefile"
 

@@ -11,13 +11,13 @@ from cognito_fdw import backend
 from cognito_fdw.columns import resolve_columns
 from cognito_fdw.rows import EncodingError, database_encoding, read_columns, user_row
 
-from .test_columns import Col
+from ..support.multicorn import column
 
 COLUMNS = resolve_columns(
     {
-        "username": Col("username", "text"),
-        "name": Col("name", "text"),
-        "email": Col("email", "text"),
+        "username": column("username", "text"),
+        "name": column("name", "text"),
+        "email": column("email", "text"),
     },
     dict,
 )

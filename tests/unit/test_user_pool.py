@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -12,7 +11,8 @@ from cognito_fdw.client import Stats
 from cognito_fdw.errors import CognitoFdwError, ColumnError
 from cognito_fdw.user_pool import UserPool
 
-Col = collections.namedtuple("Col", "column_name type_name base_type_name options")
+from ..support.multicorn import column_definitions
+
 RECORD = {
     "Id": "us-east-1_Abc",
     "Name": "app",
@@ -40,7 +40,7 @@ class FakePool:
 
 
 def table(**types):
-    return UserPool(FakePool(), {n: Col(n, t, t, {}) for n, t in types.items()})
+    return UserPool(FakePool(), column_definitions(**types))
 
 
 def test_a_scan_is_one_describe_user_pool_and_one_row():

@@ -12,11 +12,13 @@ import pytest
 
 from cognito_fdw import quota
 from cognito_fdw.pushdown import PARTITION_MIN_USERS, PARTITIONS
-from cognito_fdw.tools.devstack import seed_users
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.seed import create_users
 
-from .conftest import counting, create_server, requests_of
-from .faultproxy import Fault
-from .seeddata import POOL_REGION
+from ..support.accounting import counting, requests_of
+from ..support.pool import POOL_REGION
+from ..support.postgres import create_server
+from ..support.proxy import Fault
 
 pytestmark = pytest.mark.server
 
@@ -26,17 +28,9 @@ USERS = PARTITION_MIN_USERS  # the smallest pool the planner reads in parts
 @pytest.fixture(scope="module")
 def big(setup, cognito):
     pool_id = cognito.create_user_pool(PoolName="big")["UserPool"]["Id"]
-    seed_users(cognito, pool_id, USERS)
+    create_users(cognito, pool_id, bulk_users(USERS), threads=16)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE SERVER big_server FOREIGN DATA WRAPPER multicorn OPTIONS ("
-            f"wrapper 'cognito_fdw.CognitoFdw', region '{POOL_REGION}', "
-            f"user_pool_id '{pool_id}', endpoint_url '{setup.endpoint}')"
-        )
-        conn.execute(
-            "CREATE USER MAPPING FOR PUBLIC SERVER big_server OPTIONS ("
-            "aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        create_server(conn, "big_server", pool_id, setup.endpoint, region=POOL_REGION)
         for name, extra in (("big", ""), ("big_slow", ", max_requests_per_second '2'")):
             conn.execute(
                 f"CREATE FOREIGN TABLE cognito.{name} (username text, email text, sub text) "

@@ -32,6 +32,9 @@ from cognito_fdw.pushdown import (
     Plan,
     Request,
 )
+from cognito_fdw.tools.seed import create_users
+
+from ..support.pool import new_user
 
 REGION = "us-east-1"
 
@@ -111,8 +114,7 @@ def vault_pool(monkeypatch):
     with moto.mock_aws():
         cognito = boto3.client("cognito-idp", region_name=REGION)
         pool_id = cognito.create_user_pool(PoolName="threads")["UserPool"]["Id"]
-        for i in range(130):
-            cognito.admin_create_user(UserPoolId=pool_id, Username=f"u{i:03d}")
+        create_users(cognito, pool_id, (new_user(f"u{i:03d}") for i in range(130)))
         options = parse_options({
             "user_pool_id": pool_id, "object": "users", "aws_access_key_id": "AKIDVAULT",
             "api_key_name": f"n{uuid.uuid4().hex[:6]}", "secret_cache_seconds": "0",

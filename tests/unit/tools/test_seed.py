@@ -1,62 +1,15 @@
-"""The demo data and the CLI's plumbing, without a server."""
+"""The seeder's and the CLI's plumbing, without a server."""
 
 from __future__ import annotations
 
 import io
-from collections import Counter
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
 from cognito_fdw.tools import cli
-from cognito_fdw.tools.demousers import (
-    CONFIRMED,
-    FORCE_CHANGE_PASSWORD,
-    UNCONFIRMED,
-    demo_user,
-    demo_users,
-    username_for,
-)
 from cognito_fdw.tools.seed import SeedError, TextProgress, ensure_pool
-
-USERS = list(demo_users(200))
-
-
-def test_users_are_deterministic_and_independent_of_n():
-    assert demo_user(17) == demo_user(17)
-    assert list(demo_users(20)) == USERS[:20]
-    assert [u.username for u in USERS[:2]] == ["user0001", "user0002"]
-    assert username_for(12345) == "user12345"
-
-
-def test_the_default_200_users_cover_every_case_the_wrapper_must_handle():
-    statuses = Counter(u.status for u in USERS)
-    assert set(statuses) == {CONFIRMED, FORCE_CHANGE_PASSWORD, UNCONFIRMED}
-    assert 0 < sum(not u.enabled for u in USERS) < 50
-    assert any(u.attributes == {} for u in USERS)
-    assert any("email" not in u.attributes for u in USERS if u.attributes)
-    assert {u.attributes.get("email_verified") for u in USERS} >= {"true", "false"}
-    names = {u.attributes.get("name", "") for u in USERS}
-    for letter in "éüñøł山":
-        assert any(letter in name for name in names), letter
-    assert any(not name.isascii() for name in names)
-    for custom in ("custom:tenant", "custom:plan", "custom:age", "custom:beta"):
-        assert any(custom in u.attributes for u in USERS), custom
-    assert {g for u in USERS for g in u.groups} == {"admin", "editors", "viewers"}
-    assert any(not u.groups for u in USERS)
-
-
-def test_contact_data_is_reserved_for_examples():
-    for user in USERS:
-        email = user.attributes.get("email", "x@example.com")
-        assert email.lower().endswith(("@example.com", "@example.org"))
-        phone = user.attributes.get("phone_number", "+12025550100")
-        assert phone[5:9] == "5550" and 100 <= int(phone[8:]) <= 199
-
-
-def test_every_value_is_a_string_as_cognito_stores_it():
-    assert all(isinstance(v, str) for u in USERS for v in u.attributes.values())
 
 
 class _Stream(io.StringIO):

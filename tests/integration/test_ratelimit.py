@@ -11,21 +11,14 @@ import time
 import psycopg
 import pytest
 
-from .conftest import create_server, record
-from .faultproxy import FaultProxy
-from .seeddata import POOL_REGION
+from ..support.pool import POOL_REGION
+from ..support.postgres import create_server
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
 SESSIONS = 8
 CAP = 4  # low enough that eight sessions' demand always exceeds it, even on a slow machine
-
-
-@pytest.fixture(scope="module")
-def proxy(setup):
-    proxy = FaultProxy(setup.endpoint).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ from cognito_fdw.tools import dev
 from cognito_fdw.tools.devstack import MotoServer, free_port
 from cognito_fdw.tools.host import checkout, multicorn_missing, postgres_bindir
 
+from ...support.processes import listening, processes_mentioning
+
 pytestmark = pytest.mark.skipif(
     multicorn_missing(postgres_bindir()) is not None,
     reason="the local dev stack needs a local PostgreSQL with Multicorn2",
@@ -40,23 +42,6 @@ def cognito_fdw(*args: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "cognito_fdw.tools.cli", *args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 @pytest.fixture

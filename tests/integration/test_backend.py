@@ -13,24 +13,19 @@ signature (IAM authentication is on), so each query proves the vault's secret ar
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 
-import boto3
 import psycopg
 import pytest
 
 from cognito_fdw.pushdown import MAX_LOOKUPS, PARTITION_MIN_USERS
-from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, seed_users
-from cognito_fdw.tools.host import checkout
+from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.tools.devstack import LocalPostgres
+from cognito_fdw.tools.seed import create_users
 
-from .seeddata import POOL_REGION
+from ..support.postgres import create_server, damage, install_readme_setup, options_sql, role_dsn
 
 pytestmark = pytest.mark.server
 
@@ -43,83 +38,42 @@ READER = "race_reader"
 # Options shared by both servers: workers on, the secret read again for every scan.
 SCAN_OPTIONS = {"scan_workers": "4", "secret_cache_seconds": "0",
                 "max_requests_per_second": "1000"}  # fmt: skip
-# What a crashed or corrupted backend leaves in the server log.
-DAMAGE = re.compile(
-    r".*(?:terminated by signal|PANIC|is not owned by resource owner|cache reference leak"
-    r"|server process .* exited|all server processes terminated).*"
-)
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _options(options: dict) -> str:
-    return ", ".join(f"{k} {_lit(v)}" for k, v in options.items())
 
 
 @pytest.fixture(scope="module")
-def aws():
-    """moto with IAM authentication on, an IAM user whose key goes in the vault, a pool."""
-    server = MotoServer().start()
-    setup = {"region_name": POOL_REGION, "endpoint_url": server.url,
-             "aws_access_key_id": "AKIDSETUP", "aws_secret_access_key": "setup"}  # fmt: skip
-    iam = boto3.client("iam", **setup)
-    iam.create_user(UserName="vault")
-    policy = {"Version": "2012-10-17",
-              "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}  # fmt: skip
-    iam.put_user_policy(UserName="vault", PolicyName="p", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="vault")["AccessKey"]
-    cognito = boto3.client("cognito-idp", **setup)
+def race_pool(aws):
+    """A pool of USERS users in the moto of the credential tests, which checks signatures."""
+    cognito = aws.client("cognito-idp")
     pool_id = cognito.create_user_pool(PoolName="race")["UserPool"]["Id"]
-    seed_users(cognito, pool_id, USERS)
-    # From here on every request must be signed with a key moto issued.
-    request = urllib.request.Request(
-        f"{server.url}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
-    )
-    urllib.request.urlopen(request).close()
-    yield {"url": server.url, "pool_id": pool_id,
-           "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}  # fmt: skip
-    server.stop()
+    create_users(cognito, pool_id, bulk_users(USERS), threads=16)
+    return pool_id
 
 
 @pytest.fixture(scope="module")
-def pg(aws):
+def pg(aws, race_pool):
     """A server of its own with the README's setup (sql/cognito_fdw.sql with the guard,
-    sql/vault.sql), the IAM key in the vault, and two tables on it: one through a server
-    that names the secret, one through a user mapping that does."""
+    sql/vault.sql), IAM user vault's key in the vault, and two tables on it: one through a
+    server that names the secret, one through a user mapping that does."""
     pg = LocalPostgres().start()
-    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", pg.dsn]
-    env = {**os.environ, "PGOPTIONS": "-c log_statement=none"}
-    subprocess.run(
-        [*psql, "-v", f"user_pool_id={aws['pool_id']}", "-v", f"endpoint_url={aws['url']}",
-         "-f", str(checkout() / "sql" / "cognito_fdw.sql")], check=True, env=env,
-    )  # fmt: skip
-    subprocess.run(
-        [*psql, "-v", f"vault_key_file={pg.base / 'vault.keys'}",
-         "-f", str(checkout() / "sql" / "vault.sql")], check=True, env=env,
-    )  # fmt: skip
-    base = {"wrapper": "cognito_fdw.CognitoFdw", "user_pool_id": aws["pool_id"],
-            "endpoint_url": aws["url"], **SCAN_OPTIONS}  # fmt: skip
-    vault = {"aws_access_key_id": aws["key_id"], "api_key_name": VAULT_SECRET_NAME}
+    install_readme_setup(pg, user_pool_id=race_pool, endpoint_url=aws.url)
+    key_id, secret = aws.keys["vault"]
+    vault = {"aws_access_key_id": key_id, "api_key_name": VAULT_SECRET_NAME}
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         conn.execute("SET log_statement = 'none'")  # the next statement holds the secret
-        conn.execute("SELECT vault.create_secret(%s, %s)", (aws["secret"], VAULT_SECRET_NAME))
+        conn.execute("SELECT vault.create_secret(%s, %s)", (secret, VAULT_SECRET_NAME))
         conn.execute(f"CREATE ROLE {READER} LOGIN")
         conn.execute(f"GRANT USAGE ON SCHEMA vault TO {READER}")
         conn.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {READER}")
-        for name, server_options, mapping in (
-            ("on_server", {**base, **vault}, None),
-            ("in_mapping", base, vault),
-        ):
-            conn.execute(
-                f"CREATE SERVER race_{name} FOREIGN DATA WRAPPER multicorn "
-                f"OPTIONS ({_options(server_options)})"
-            )
+        # The secret named by the server itself, and by a user mapping.
+        for name, server_options, mapping in (("on_server", vault, {}), ("in_mapping", {}, vault)):
+            create_server(
+                conn, f"race_{name}", race_pool, aws.url, keys=False,
+                **SCAN_OPTIONS, **server_options,
+            )  # fmt: skip
             if mapping:
                 conn.execute(
                     f"CREATE USER MAPPING FOR PUBLIC SERVER race_{name} "
-                    f"OPTIONS ({_options(mapping)})"
+                    f"OPTIONS ({options_sql(mapping)})"
                 )
             conn.execute(
                 f"CREATE FOREIGN TABLE public.race_{name} (username text) "
@@ -128,7 +82,7 @@ def pg(aws):
             conn.execute(f"GRANT USAGE ON FOREIGN SERVER race_{name} TO {READER}")
             conn.execute(f"GRANT SELECT ON public.race_{name} TO {READER}")
     yield pg
-    pg.cleanup()
+    pg.cleanup()  # the test itself reads the log for damage
 
 
 TABLES = ("race_on_server", "race_in_mapping")
@@ -168,7 +122,7 @@ def test_the_plans_use_workers(pg):
 def test_parallel_sessions_with_vault_credentials_never_break_a_backend(pg):
     started = _started(pg.dsn)
     log_before = len(pg.log())
-    dsns = [pg.dsn, pg.dsn.replace("user=postgres", f"user={READER}")]
+    dsns = [pg.dsn, role_dsn(pg.dsn, READER)]
     answers: list[tuple] = []  # (session, statement, rows, expected rows)
     failures: list[tuple] = []  # (seconds into the race, session, error and DETAIL)
     begin = time.monotonic()
@@ -215,13 +169,13 @@ def test_parallel_sessions_with_vault_credentials_never_break_a_backend(pg):
         thread.start()
     for thread in threads:
         thread.join(TIME_LIMIT + 60)
-    damage = DAMAGE.findall(pg.log()[log_before:])
+    broken = damage(pg.log()[log_before:])
     restarted = _started(pg.dsn) != started
     wrong = [a for a in answers if a[2] != a[3]]
-    assert not (failures or damage or restarted or wrong), (
+    assert not (failures or broken or restarted or wrong), (
         f"{len(failures)} failed statements, by error: {Counter(f[2] for f in failures)}"
         f"\nthe first (seconds, session, error): {failures[:3]}"
-        f"\nserver log: {damage[:6]}\npostmaster restarted: {restarted}"
+        f"\nserver log: {broken[:6]}\npostmaster restarted: {restarted}"
         f"\nwrong answers: {wrong[:5]}"
     )
     # The race was really run: every session answered at least one full round.

@@ -10,74 +10,33 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 
-from cognito_fdw.tools.demousers import DEMO_GROUPS, demo_users
+from cognito_fdw.tools.demousers import DEMO_GROUPS, bulk_users, demo_users
 from cognito_fdw.tools.devstack import MotoServer
-from cognito_fdw.tools.seed import SeedError, ensure_pool, seed_moto_random, seed_pool
+from cognito_fdw.tools.seed import (
+    SeedError,
+    create_users,
+    ensure_pool,
+    seed_moto_random,
+    seed_pool,
+)
 
 pytestmark = pytest.mark.emulator_only
 
 if importlib.util.find_spec("moto") is None:
     pytest.skip("moto is not installed: pip install 'moto[server]'", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def _moto_endpoint(tmp_path_factory):
-    """A moto server of its own on a free port, stopped after the module."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def client(_moto_endpoint):
-    return boto3.client(
-        "cognito-idp",
-        region_name=REGION,
-        endpoint_url=_moto_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
 
 
 @pytest.fixture
@@ -85,8 +44,8 @@ def pool_name():
     return f"seed-{uuid.uuid4().hex[:8]}"
 
 
-def _users(client, pool_id):
-    paginator = client.get_paginator("list_users")
+def _users(cognito, pool_id):
+    paginator = cognito.get_paginator("list_users")
     pages = paginator.paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": 60})
     return {
         user["Username"]: user
@@ -94,8 +53,8 @@ def _users(client, pool_id):
     }
 
 
-def _members(client, pool_id, group):
-    paginator = client.get_paginator("list_users_in_group")
+def _members(cognito, pool_id, group):
+    paginator = cognito.get_paginator("list_users_in_group")
     pages = paginator.paginate(
         UserPoolId=pool_id, GroupName=group, PaginationConfig={"PageSize": 60}
     )
@@ -106,23 +65,23 @@ def _attributes(user):
     return {a["Name"]: a["Value"] for a in user["Attributes"] if a["Name"] != "sub"}
 
 
-def test_seed_creates_exactly_the_demo_pool(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
-    summary = seed_pool(client, pool_id, users=200, groups=True)
+def test_seed_creates_exactly_the_demo_pool(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
+    summary = seed_pool(cognito, pool_id, users=200, groups=True)
 
     wanted = {user.username: user for user in demo_users(200)}
-    users = _users(client, pool_id)
+    users = _users(cognito, pool_id)
     assert sorted(users) == sorted(wanted)
     for name, user in users.items():
         assert user["UserStatus"] == wanted[name].status, name
         assert user["Enabled"] == wanted[name].enabled, name
         assert _attributes(user) == wanted[name].attributes, name
 
-    groups = client.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]
+    groups = cognito.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]
     assert {(g["GroupName"], g["Description"], g["Precedence"]) for g in groups} == set(DEMO_GROUPS)
     for group, _, _ in DEMO_GROUPS:
         expected = {u.username for u in wanted.values() if group in u.groups}
-        assert _members(client, pool_id, group) == expected, group
+        assert _members(cognito, pool_id, group) == expected, group
 
     assert (summary.users_created, summary.users_existing) == (200, 0)
     assert summary.groups_created == len(DEMO_GROUPS)
@@ -130,60 +89,75 @@ def test_seed_creates_exactly_the_demo_pool(client, pool_name):
     assert summary.skipped_attributes == []
 
 
-def test_rerun_changes_nothing(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
-    seed_pool(client, pool_id, users=130, groups=True)
-    before = _users(client, pool_id)
+def test_create_users_makes_exactly_the_users_given_however_many_threads(cognito, pool_name):
+    # What the tests' and the benchmark's pools are made with: demo users of every status
+    # and bulk users, eight at a time.
+    pool_id = ensure_pool(cognito, pool_name)
+    wanted = [*demo_users(40), *bulk_users(30, start=5)]
+    assert create_users(cognito, pool_id, wanted, threads=8) == len(wanted)
+    users = _users(cognito, pool_id)
+    assert sorted(users) == sorted(user.username for user in wanted)
+    for user in wanted:
+        got = users[user.username]
+        assert got["UserStatus"] == user.status, user.username
+        assert got["Enabled"] == user.enabled, user.username
+        assert _attributes(got) == user.attributes, user.username
 
-    again = seed_pool(client, ensure_pool(client, pool_name), users=130, groups=True)
 
-    after = _users(client, pool_id)
+def test_rerun_changes_nothing(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
+    seed_pool(cognito, pool_id, users=130, groups=True)
+    before = _users(cognito, pool_id)
+
+    again = seed_pool(cognito, ensure_pool(cognito, pool_name), users=130, groups=True)
+
+    after = _users(cognito, pool_id)
     # Same subs: nobody was deleted and recreated.
     assert {n: u["Attributes"] for n, u in after.items()} == {
         n: u["Attributes"] for n, u in before.items()
     }
     assert (again.users_created, again.users_existing, again.users_repaired) == (0, 130, 0)
     assert (again.groups_created, again.memberships_added) == (0, 0)
-    assert len(client.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]) == len(DEMO_GROUPS)
+    assert len(cognito.list_groups(UserPoolId=pool_id, Limit=60)["Groups"]) == len(DEMO_GROUPS)
 
 
-def test_growing_the_pool_adds_only_the_new_users(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
-    seed_pool(client, pool_id, users=20)
-    summary = seed_pool(client, pool_id, users=70)
+def test_growing_the_pool_adds_only_the_new_users(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
+    seed_pool(cognito, pool_id, users=20)
+    summary = seed_pool(cognito, pool_id, users=70)
     assert (summary.users_created, summary.users_existing) == (50, 20)
-    assert len(_users(client, pool_id)) == 70
+    assert len(_users(cognito, pool_id)) == 70
 
 
-def test_rerun_repairs_what_an_interrupted_run_left(client, pool_name):
-    pool_id = ensure_pool(client, pool_name)
+def test_rerun_repairs_what_an_interrupted_run_left(cognito, pool_name):
+    pool_id = ensure_pool(cognito, pool_name)
     wanted = list(demo_users(60))
-    seed_pool(client, pool_id, users=60, groups=True)
+    seed_pool(cognito, pool_id, users=60, groups=True)
     disabled = next(u for u in wanted if not u.enabled and "custom:plan" in u.attributes)
     member = next(u for u in wanted if "viewers" in u.groups)
-    client.admin_enable_user(UserPoolId=pool_id, Username=disabled.username)
-    client.admin_update_user_attributes(
+    cognito.admin_enable_user(UserPoolId=pool_id, Username=disabled.username)
+    cognito.admin_update_user_attributes(
         UserPoolId=pool_id,
         Username=disabled.username,
         UserAttributes=[{"Name": "custom:plan", "Value": "hacked"}],
     )
-    client.admin_remove_user_from_group(
+    cognito.admin_remove_user_from_group(
         UserPoolId=pool_id, Username=member.username, GroupName="viewers"
     )
 
-    summary = seed_pool(client, pool_id, users=60, groups=True)
+    summary = seed_pool(cognito, pool_id, users=60, groups=True)
 
     assert summary.users_repaired == 1
     assert summary.memberships_added == 1
-    user = client.admin_get_user(UserPoolId=pool_id, Username=disabled.username)
+    user = cognito.admin_get_user(UserPoolId=pool_id, Username=disabled.username)
     assert user["Enabled"] is False
     assert _attributes({"Attributes": user["UserAttributes"]}) == disabled.attributes
-    assert member.username in _members(client, pool_id, "viewers")
+    assert member.username in _members(cognito, pool_id, "viewers")
 
 
-def test_pool_without_the_custom_attributes_is_seeded_without_them(client, pool_name):
-    pool_id = client.create_user_pool(PoolName=pool_name)["UserPool"]["Id"]
-    summary = seed_pool(client, pool_id, users=30)
+def test_pool_without_the_custom_attributes_is_seeded_without_them(cognito, pool_name):
+    pool_id = cognito.create_user_pool(PoolName=pool_name)["UserPool"]["Id"]
+    summary = seed_pool(cognito, pool_id, users=30)
     assert summary.users_created == 30
     assert summary.skipped_attributes == [
         "custom:age",
@@ -191,23 +165,23 @@ def test_pool_without_the_custom_attributes_is_seeded_without_them(client, pool_
         "custom:plan",
         "custom:tenant",
     ]
-    for user in _users(client, pool_id).values():
+    for user in _users(cognito, pool_id).values():
         assert not any(name.startswith("custom:") for name in _attributes(user))
 
 
-def test_pool_with_email_usernames_is_refused(client, pool_name):
-    pool_id = client.create_user_pool(PoolName=pool_name, UsernameAttributes=["email"])["UserPool"][
-        "Id"
-    ]
+def test_pool_with_email_usernames_is_refused(cognito, pool_name):
+    pool_id = cognito.create_user_pool(PoolName=pool_name, UsernameAttributes=["email"])[
+        "UserPool"
+    ]["Id"]
     with pytest.raises(SeedError, match="uses email as the username"):
-        seed_pool(client, pool_id, users=1)
+        seed_pool(cognito, pool_id, users=1)
 
 
-def test_two_pools_with_the_name_are_refused(client, pool_name):
+def test_two_pools_with_the_name_are_refused(cognito, pool_name):
     for _ in range(2):
-        client.create_user_pool(PoolName=pool_name)
+        cognito.create_user_pool(PoolName=pool_name)
     with pytest.raises(SeedError, match="2 user pools are named"):
-        ensure_pool(client, pool_name)
+        ensure_pool(cognito, pool_name)
 
 
 def _cli(endpoint, *args):
@@ -231,14 +205,12 @@ def _cli(endpoint, *args):
     )
 
 
-def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(
-    _moto_endpoint, client, pool_name, tmp_path
-):
+def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(moto, cognito, pool_name, tmp_path):
     id_file = tmp_path / "pool_id"
     args = ("--pool-name", pool_name, "--users", "25", "--groups", "--pool-id-file", str(id_file))
 
-    first = _cli(_moto_endpoint, *args)
-    second = _cli(_moto_endpoint, *args)
+    first = _cli(moto.url, *args)
+    second = _cli(moto.url, *args)
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -247,12 +219,12 @@ def test_cli_prints_and_writes_the_pool_id_and_reruns_cleanly(
     assert id_file.read_text() == pool_id + "\n"
     assert "25 users created" in first.stderr
     assert "0 users created, 25 already there" in second.stderr
-    pools = client.list_user_pools(MaxResults=60)["UserPools"]
+    pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
     assert [p["Id"] for p in pools if p["Name"] == pool_name] == [pool_id]
 
 
-def test_cli_reports_an_unknown_pool_in_one_line(_moto_endpoint):
-    result = _cli(_moto_endpoint, "--pool-id", "us-east-1_missing", "--users", "1")
+def test_cli_reports_an_unknown_pool_in_one_line(moto):
+    result = _cli(moto.url, "--pool-id", "us-east-1_missing", "--users", "1")
     assert result.returncode == 1
     assert result.stdout == ""
     said, error = result.stderr.splitlines()  # what it set out to do, and what went wrong

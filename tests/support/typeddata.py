@@ -8,6 +8,10 @@ object, with a column of every type the wrapper reads.
 
 from __future__ import annotations
 
+from cognito_fdw.tools.seed import create_users
+
+from .pool import new_user
+
 LONG = "x" * 2048  # Cognito's longest attribute value
 CUSTOM = [("score", "Number"), ("ratio", "Number"), ("level", "Number"), ("beta", "Boolean"),
           ("seen", "DateTime"), ("note", "String")]  # fmt: skip
@@ -71,13 +75,8 @@ def seed_typed_pool(cognito) -> str:
         PoolName="cognito-fdw-typed",
         Schema=[{"Name": n, "AttributeDataType": t, "Mutable": True} for n, t in CUSTOM],
     )["UserPool"]["Id"]
-    for username, attrs in USERS.items():
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": k, "Value": v} for k, v in attrs.items()],
-        )  # fmt: skip
-        if username in DISABLED:
-            cognito.admin_disable_user(UserPoolId=pool_id, Username=username)
+    users = [new_user(name, attrs, enabled=name not in DISABLED) for name, attrs in USERS.items()]
+    create_users(cognito, pool_id, users)
     for group, (fields, members) in GROUPS.items():
         cognito.create_group(UserPoolId=pool_id, GroupName=group, **fields)
         for username in members:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 STEP_LANGUAGES = ("sql", "sh", "bash", "console")
 #: What a new-database step's placeholders become: the README's example pool id and the

@@ -13,9 +13,10 @@ import pytest
 
 from cognito_fdw.tools import cli
 from cognito_fdw.tools.devstack import LocalPostgres, free_port
-from cognito_fdw.tools.host import checkout, multicorn_missing, postgres_bindir
+from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
-from .seeddata import POOL_REGION
+from ...support.pool import POOL_REGION
+from ...support.postgres import SCRIPTS, create_server
 
 
 def doctor(capsys, dsn: str) -> tuple[int, str]:
@@ -46,17 +47,8 @@ def database(setup):
 def make_server(conn, name, pool_id, endpoint, keys=True, table=True, guard=True):
     conn.execute("CREATE EXTENSION IF NOT EXISTS multicorn")
     if guard:
-        conn.execute((checkout() / "sql" / "guard.sql").read_text())
-    conn.execute(
-        f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
-        f"'cognito_fdw.CognitoFdw', region '{POOL_REGION}', user_pool_id '{pool_id}', "
-        f"endpoint_url '{endpoint}')"
-    )
-    if keys:
-        conn.execute(
-            f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS "
-            "(aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
-        )
+        conn.execute((SCRIPTS / "guard.sql").read_text())
+    create_server(conn, name, pool_id, endpoint, keys=keys, region=POOL_REGION)
     if table:
         conn.execute(
             f"CREATE FOREIGN TABLE {name}_users (username text, email text, enabled boolean) "
@@ -93,7 +85,7 @@ def test_a_missing_or_disabled_guard_fails(database, pool, capsys):
     assert status == 1
     assert "FAIL  guard: the cognito_fdw guard is not installed" in out
     assert "fix: install it as a superuser in this database: psql -f sql/guard.sql" in out
-    database.conn.execute((checkout() / "sql" / "guard.sql").read_text())
+    database.conn.execute((SCRIPTS / "guard.sql").read_text())
     database.conn.execute("ALTER EVENT TRIGGER cognito_fdw_guard DISABLE")
     status, out = doctor(capsys, database.dsn)
     assert status == 1

@@ -1,0 +1,265 @@
+"""Tier 2: vault secrets (secrets.py, sql/vault.sql): read by name or id, as the right
+role, cached for ``secret_cache_seconds``, re-encrypted on key rotation, and never in a log
+or another role's hands.
+
+They run on the server and moto of tests/support/credentials.py (fixtures ``aws``, ``keyed``
+and ``admin``); moto checks every signature, so a query proves the secret arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from cognito_fdw.secrets import APPLICATION_NAME
+
+from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
+from ..support.postgres import literal, new_role, role_dsn
+
+
+def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
+    key_id, secret, name, secret_id = vault_secret(admin, aws)
+    by_name = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
+    by_id = make_server(admin, aws, aws_access_key_id=key_id, api_key_id=str(secret_id))
+    assert usernames(keyed.dsn, by_name) == USERS
+    assert usernames(keyed.dsn, by_id) == USERS
+    with psycopg.connect(keyed.dsn, autocommit=True) as conn:
+        plan = [r[0] for r in conn.execute(f"EXPLAIN VERBOSE SELECT * FROM {by_id}")]
+    assert (
+        "  Multicorn: Cognito: credentials from a secret in vault.decrypted_secrets (by id)" in plan
+    )
+
+
+def test_vault_key_file_is_private_and_outside_the_table(keyed, admin):
+    assert keyed.key_file.stat().st_mode & 0o077 == 0
+    key = keyed.key_file.read_text().split("\t")[1].strip()
+    admin.execute("SELECT vault.create_secret('x', %s)", (f"k_{uuid.uuid4().hex[:8]}",))
+    dump = subprocess.run(
+        ["pg_dump", "-d", keyed.dsn, "--data-only", "-n", "vault"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert key not in dump
+
+
+def test_secret_update_is_picked_up_after_the_cache_time(keyed, admin, aws):
+    key_id, secret, name, secret_id = vault_secret(admin, aws)
+    fresh = make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, secret_cache_seconds="0"
+    )
+    cached = make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, secret_cache_seconds="3600"
+    )
+    with psycopg.connect(keyed.dsn, autocommit=True) as held:
+        assert [r[0] for r in held.execute(f"SELECT username FROM {cached} ORDER BY 1")] == USERS
+        admin.execute("SELECT vault.update_secret(%s, 'not-the-secret')", (secret_id,))
+        # The same backend still holds the secret it read; another one reads the new one.
+        assert [r[0] for r in held.execute(f"SELECT username FROM {cached} ORDER BY 1")] == USERS
+        assert re.match(r"Cognito \w+ failed", str(error_of(keyed.dsn, f"SELECT * FROM {fresh}")))
+        admin.execute("SELECT vault.update_secret(%s, %s)", (secret_id, secret))
+    assert usernames(keyed.dsn, fresh) == USERS
+
+
+def test_key_rotation_re_encrypts_every_secret(keyed, admin, aws):
+    key_id, secret, name, _ = vault_secret(admin, aws)
+    table = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
+    lines = keyed.key_file.read_text().splitlines()
+    newest = max(int(line.split("\t")[0]) for line in lines)
+    new_line = f"{newest + 1}\t{os.urandom(32).hex()}"
+    keyed.key_file.write_text("\n".join([*lines, new_line]) + "\n")
+    assert admin.execute("SELECT vault.rotate_key()").fetchone()[0] >= 1
+    keyed.key_file.write_text(new_line + "\n")  # the old key is gone
+    rows = admin.execute(
+        "SELECT key_id, decrypted_secret FROM vault.decrypted_secrets WHERE name = %s", (name,)
+    ).fetchall()
+    assert rows == [(newest + 1, secret)]
+    assert usernames(keyed.dsn, table) == USERS
+
+
+def test_the_servers_secret_is_used_as_its_owner_and_never_shown_to_its_users(keyed, admin, aws):
+    # A role with USAGE signs with the server's key; it cannot read the key itself.
+    key_id, secret, name, _ = vault_secret(admin, aws)
+    table = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
+    role = new_role(admin)
+    dsn = role_dsn(keyed.dsn, role)
+    assert usernames(dsn, table) == USERS
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT decrypted_secret FROM vault.decrypted_secrets").fetchall()
+        # Its own mapping naming the server's secret with another key id is its own secret.
+        conn.execute(
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} "
+            f"OPTIONS (aws_access_key_id 'AKIDOTHER', api_key_name {literal(name)})"
+        )
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+
+
+def test_a_role_that_cannot_read_its_mappings_secret_cannot_use_it(keyed, admin, aws):
+    key_id, secret, name, _ = vault_secret(admin, aws)
+    table = make_server(admin, aws, mapping={"aws_access_key_id": key_id, "api_key_name": name})
+    role = new_role(admin)
+    dsn = role_dsn(keyed.dsn, role)
+    err = error_of(dsn, f"SELECT * FROM {table}")
+    assert err.diag.message_primary == (
+        f"role {role} may not read the secret in vault.decrypted_secrets"
+    )
+    assert f"GRANT SELECT ON vault.decrypted_secrets TO {role}" in err.diag.message_hint
+    # Nor through a superuser's session that SET ROLEs to it.
+    with psycopg.connect(keyed.dsn, autocommit=True) as conn:
+        conn.execute(f"SET ROLE {role}")
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+    admin.execute(f"GRANT USAGE ON SCHEMA vault TO {role}")
+    admin.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {role}")
+    assert usernames(dsn, table) == USERS
+
+
+def test_a_secrets_relation_not_owned_by_a_superuser_is_refused(keyed, admin, aws):
+    role = new_role(admin, login=False)
+    admin.execute(f"CREATE TABLE public.{role} (id int, name text, decrypted_secret text)")
+    admin.execute(f"ALTER TABLE public.{role} OWNER TO {role}")
+    table = make_server(
+        admin, aws, aws_access_key_id="AKIDX", api_key_name="x", secrets_relation=f"public.{role}"
+    )
+    err = error_of(keyed.dsn, f"SELECT * FROM {table}")
+    assert err.diag.message_primary == f"secrets relation public.{role} is not owned by a superuser"
+
+
+def test_the_loopback_shows_no_secret_and_gives_up_on_a_lock(keyed, admin, aws):
+    key_id, secret, name, _ = vault_secret(admin, aws)
+    table = make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, secret_cache_seconds="0"
+    )
+    result = {}
+    with psycopg.connect(keyed.dsn) as locker:
+        locker.execute("LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE")
+        reader = threading.Thread(
+            target=lambda: result.update(error=error_of(keyed.dsn, f"SELECT * FROM {table}"))
+        )
+        reader.start()
+        rows = []
+        while reader.is_alive() and not rows:
+            rows = admin.execute(
+                "SELECT query, wait_event_type FROM pg_stat_activity"
+                " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                (APPLICATION_NAME,),
+            ).fetchall()
+        reader.join()
+        locker.rollback()
+    assert rows, "the loopback connection was never seen waiting"
+    # A lock met while parsing leaves pg_stat_activity showing the session's previous
+    # statement (the extended protocol reports a statement when it executes): either of the
+    # loopback's two statements may show, and neither carries the secret.
+    assert "decrypted_secret" in rows[0][0] or "set_config('role'" in rows[0][0]
+    assert secret not in repr(rows)
+    error = result["error"]
+    assert error.diag.message_primary == "reading the secret from vault.decrypted_secrets failed"
+    assert "lock timeout" in error.diag.message_detail
+
+
+def test_a_failed_vault_call_leaves_its_secret_out_of_the_log(keyed, admin):
+    # A granted non-superuser: the functions' SET log_min_error_statement works for it only
+    # because they run as their (superuser) owner.
+    role = new_role(admin)
+    admin.execute(f"ALTER ROLE {role} SET log_statement = 'none'")  # this cluster logs 'all'
+    admin.execute(f"GRANT USAGE ON SCHEMA vault TO {role}")
+    admin.execute(f"GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret TO {role}")
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret('first', %s)", (name,))
+    secret = f"LeakCanaryVault{uuid.uuid4().hex}"
+    failing = [
+        ("SELECT vault.create_secret({}, {})", (secret, name)),  # a duplicate name
+        ("SELECT vault.update_secret({}, {})", (str(uuid.uuid4()), secret)),  # no such id
+    ]
+    with psycopg.connect(role_dsn(keyed.dsn, role)) as conn:
+        for template, args in failing:
+            # The secret written into the statement, as psql sends it (not a bind parameter).
+            statement = psycopg.sql.SQL(template).format(*map(psycopg.sql.Literal, args))
+            with pytest.raises(psycopg.Error, match="duplicate key|no secret with id"):
+                conn.execute(statement)
+            conn.rollback()
+    log = keyed.log()
+    assert "duplicate key value" in log and "vault: no secret with id" in log
+    assert secret not in log
+
+
+def server_naming_a_secret(keyed, admin, aws):
+    """A new vault secret, a server naming it (STS at moto), and a new role: the secret, the
+    server's users table and the role's dsn."""
+    secret = vault_secret(admin, aws)
+    table = make_server(
+        admin, aws, aws_access_key_id=secret.key_id, api_key_name=secret.name,
+        sts_endpoint_url=aws.url,
+    )  # fmt: skip
+    return secret, table, role_dsn(keyed.dsn, new_role(admin))
+
+
+def map_the_secret_beside_a_role(conn, table, secret, session) -> None:
+    """The role's own mapping: the server's key id and secret name, and a role to assume."""
+    conn.execute(
+        f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
+        f"aws_access_key_id {literal(secret.key_id)}, api_key_name {literal(secret.name)}, "
+        "role_arn 'arn:aws:iam::123456789012:role/other', "
+        f"role_session_name {literal(session)})"
+    )
+
+
+def test_a_mapping_cannot_have_the_servers_secret_assume_a_role_of_its_choice(keyed, admin, aws):
+    # Red team: the server's secret is read as its owner only for what the server itself
+    # does with it.  A mapping repeating the server's key id and secret name beside a
+    # role_arn (which the guard lets it set "beside its own keys") would otherwise make the
+    # server's key assume any role that key may assume.
+    session = f"t-{uuid.uuid4().hex[:8]}"
+    secret, table, dsn = server_naming_a_secret(keyed, admin, aws)
+    assert usernames(dsn, table) == USERS
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        map_the_secret_beside_a_role(conn, table, secret, session)
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+    assert aws.assumed_roles(session) == 0
+
+
+def test_a_cached_server_secret_is_not_reused_for_a_mapping_that_changes_its_use(keyed, admin, aws):
+    # The same, in one session whose backend has just read the secret as the server's owner:
+    # the cached secret must not stand in for the owner check.
+    session = f"t-{uuid.uuid4().hex[:8]}"
+    secret, table, dsn = server_naming_a_secret(keyed, admin, aws)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
+        map_the_secret_beside_a_role(conn, table, secret, session)
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table}")
+        # A mapping that repeats the server's options exactly still signs as the server.
+        conn.execute(
+            f"ALTER USER MAPPING FOR CURRENT_USER SERVER {table} OPTIONS ("
+            "DROP role_arn, DROP role_session_name)"
+        )
+        assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
+    assert aws.assumed_roles(session) == 0
+
+
+def test_a_server_matching_on_some_options_lends_no_owner_rights(keyed, admin, aws):
+    # Server B names the secret too but also assumes a role with it; A (which the role
+    # queries, with B's key id and secret name in its mapping) does not.  B's owner's
+    # rights are for B's use of the secret only.
+    key_id, secret, name, _ = vault_secret(admin, aws)
+    make_server(
+        admin, aws, aws_access_key_id=key_id, api_key_name=name, sts_endpoint_url=aws.url,
+        role_arn="arn:aws:iam::123456789012:role/reader",
+    )  # fmt: skip
+    table_a = make_server(admin, aws)
+    role = new_role(admin)
+    dsn = role_dsn(keyed.dsn, role)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {table_a} OPTIONS ("
+            f"aws_access_key_id {literal(key_id)}, api_key_name {literal(name)})"
+        )
+        with pytest.raises(psycopg.Error, match="may not read the secret"):
+            conn.execute(f"SELECT * FROM {table_a}")

@@ -1,0 +1,17 @@
+"""What the tests share: imported by test modules and conftest.py, never a test itself.
+
+- ``multicorn``: the Multicorn double the unit tests run on, and the shapes of the column
+  definitions and quals Multicorn hands a wrapper.
+- ``postgres``: SQL for the tests' servers and mappings, psql, the README's install, crash
+  signs in a server log, the server in a container.
+- ``credentials``: moto with IAM authentication on, and a server with every credential source.
+- ``pool``: the shared 150-user pool and the groups pool; ``new_user``.
+- ``typeddata``: a pool of edge values, and tables with a column of every type.
+- ``proxy``: the forwarding proxy between the wrapper and moto (faults, a delay, what
+  arrived when); the benchmark uses it too.
+- ``accounting``: the wrapper's requests per scan, from its DEBUG lines.
+- ``reliability``: RELIABILITY.md's and SECURITY.md's tables, from what the tests record.
+- ``encodings``: how libraries put a value into a message (for the scrubbing tests).
+- ``readme_blocks``: the README's code blocks, as the README test runs them.
+- ``processes``: the ports and processes a dev stack leaves behind.
+"""
