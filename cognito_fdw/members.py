@@ -4,8 +4,11 @@ A row is ``group_name``, ``username``, a ``membership`` key, and any column of t
 table (``sub``, ``email``, ...).  How a scan reaches Cognito (PostgreSQL re-checks every
 qual):
 
-* ``membership = k`` or ``username = u``: one AdminListGroupsForUser for the user (plus one
-  AdminGetUser when a user column other than username is read);
+* ``membership = k`` or ``username = u``: one AdminListGroupsForUser for the user, plus,
+  when a user column other than username is read and the user is in a group, the user's
+  record as the users table looks a username up (server option ``username_lookup``: a
+  ListUsers filter by default, which is not billed; AdminGetUser, which counts the user as
+  a monthly active user, only when the server asks for it);
 * ``group_name = g``: one ListUsersInGroup of that group (users come with their attributes);
 * ``IN (...)`` lists of either: one of the above per value;
 * a qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, only
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 
-from . import changes, pushdown
+from . import backend, changes, pushdown
 from .api import is_cognito_name
 from .changes import Change, ChangeLog, Transaction
 from .client import Pool, Stats
@@ -40,8 +43,9 @@ from .columns import (
 from .errors import CognitoApiError, CognitoFdwError
 from .groups import equal_values, impossible, pushable
 from .rows import user_row
+from .scan import LookupCache, run
 from .table import COLUMN_WIDTH, Table
-from .users import Users
+from .users import Users, username_lookup
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {
@@ -110,6 +114,7 @@ class Members(Table):
         user_columns = {k: v for k, v in fdw_columns.items() if k not in ("group_name", ROWID)}
         self.user_columns = resolve_columns(user_columns, pool.custom_attributes)
         self.has_rowid = ROWID in fdw_columns
+        self._cache = LookupCache()
 
     @classmethod
     def imported_columns(cls, custom) -> list[ImportedColumn]:
@@ -159,19 +164,33 @@ class Members(Table):
         return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name)]
 
     def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
-        lines = [self._requests(quals, columns)]
+        lines = self._requests(quals, columns)
         return [*lines, self.where()] if verbose else lines
 
-    def _requests(self, quals, columns) -> str:
+    def _requests(self, quals, columns) -> list[str]:
         kind, values = self.plan(quals)
         if kind == "none":
-            return pushdown.no_request_line(values[0])
+            return [pushdown.no_request_line(values[0])]
         if kind == "users":
-            extra = ", and AdminGetUser" if self._needs_user(columns) else ""
-            return f"Cognito: AdminListGroupsForUser{extra} for {len(values)} user(s)"
+            return self._user_requests(values, columns)
         if kind == "groups":
-            return f"Cognito: ListUsersInGroup for {len(values)} group(s)"
-        return "Cognito: ListGroups, then ListUsersInGroup for every group"
+            return [f"Cognito: ListUsersInGroup for {len(values)} group(s)"]
+        return ["Cognito: ListGroups, then ListUsersInGroup for every group"]
+
+    def _user_requests(self, usernames, columns) -> list[str]:
+        lines = [f"Cognito: AdminListGroupsForUser for {len(usernames)} user(s)"]
+        if not self._needs_user(columns):
+            return lines
+        lines[0] += ", then the record of each one in a group"
+        requests = [
+            r
+            for name in dict.fromkeys(usernames)
+            for r in username_lookup(self.pool, name).requests
+        ]
+        lines.extend(f"Cognito: {request.describe()}" for request in requests)
+        if any(request.operation == pushdown.ADMIN_GET_USER for request in requests):
+            lines.append(f"Cognito: billed: {pushdown.BILLED}")
+        return lines
 
     def _needs_user(self, columns) -> bool:
         # No columns means count(*) or a whole-row reference: read everything to be safe.
@@ -184,6 +203,7 @@ class Members(Table):
         kind, values = self.plan(quals)
         if kind == "none":
             return
+        self._cache.claim(backend.statement_started())
         if kind == "users":
             for username in dict.fromkeys(values):
                 yield from self._user_rows(username, self._needs_user(columns), stats)
@@ -211,15 +231,14 @@ class Members(Table):
                     "AdminListGroupsForUser", "Groups", stats, Username=username
                 )
             ]
-            user = (
-                self.pool.call("AdminGetUser", stats, Username=username)
-                if needs_user and groups
-                else {"Username": username}
-            )
         except CognitoApiError as exc:
             if not exc.missing():
                 raise
-            groups, user = [], {"Username": username}
+            groups = []
+        user = {"Username": username}
+        if needs_user and groups:
+            # The row keeps the name the query asked for: its groups were read by it.
+            user = {**(self._user_record(username, stats) or {}), "Username": username}
         self.log.observe_user(username, set(groups))
         for group in groups:
             if self.log.wanted((group, username)) is not False:
@@ -227,6 +246,17 @@ class Members(Table):
         for group, user_name in self.log.pending_adds():
             if user_name == username and group not in groups:
                 yield self._row(group, {"Username": username}, stats)
+
+    def _user_record(self, username: str, stats: Stats) -> Mapping | None:
+        """The record of user ``username``, None when the lookup finds no such user (a user
+        ListUsers does not show yet: it is eventually consistent)."""
+        found = list(run(username_lookup(self.pool, username), self.pool, stats, self._cache))
+        exact = [user for user in found if user.get("Username") == username]
+        if exact:
+            return exact[0]
+        # A pool whose usernames ignore case matched another spelling: the same user.
+        folded = [u for u in found if str(u.get("Username")).casefold() == username.casefold()]
+        return folded[0] if len(folded) == 1 else None
 
     def _group_rows(self, group: str, stats: Stats) -> Iterator[dict]:
         seen = set()
@@ -255,6 +285,9 @@ class Members(Table):
         if self.has_rowid:
             row[ROWID] = membership_key(group, user["Username"])
         return row
+
+    def end_scan(self) -> None:
+        self._cache.clear()
 
     # -- writing -----------------------------------------------------------------------
 

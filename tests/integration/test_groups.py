@@ -125,7 +125,7 @@ def test_member_access_paths_and_their_requests(db, gt, where, expected, request
         assert got == expected
 
 
-def test_user_columns_cost_one_admin_get_user_on_the_user_path(db, gt):
+def test_user_columns_cost_one_record_lookup_on_the_user_path(db, gt):
     with counting(db):
         got = rows(db, "SELECT group_name, email FROM gt.members WHERE username = 'bob'")
         assert requests_of(db) == [2]
@@ -145,7 +145,7 @@ def test_explain_names_the_cognito_calls(db, gt):
     def plan(where):
         return "\n".join(r[0] for r in rows(db, f"EXPLAIN SELECT * FROM gt.members WHERE {where}"))
 
-    assert "AdminListGroupsForUser, and AdminGetUser for 1 user(s)" in plan("username = 'x'")
+    assert "AdminListGroupsForUser for 1 user(s), then the record" in plan("username = 'x'")
     assert "ListUsersInGroup for 1 group(s)" in plan("group_name = 'x'")
     assert "ListGroups, then ListUsersInGroup for every group" in plan("true")
     verbose = rows(db, "EXPLAIN VERBOSE SELECT * FROM gt.groups")
