@@ -13,6 +13,7 @@ pool whose client is already resolved; a thread using a pool that is not pinned 
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import random
@@ -23,6 +24,7 @@ from collections.abc import Iterator, Mapping
 import botocore
 import botocore.config
 import botocore.exceptions
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 
 from . import __version__, backend, credentials
 from .api import PAGE_SIZE
@@ -39,11 +41,30 @@ _lock = threading.Lock()
 
 @dataclasses.dataclass
 class Stats:
-    """What one scan cost: requests sent (retries not counted), rows seen, time taken."""
+    """What one scan cost: API calls made (``requests``, and by operation), rows seen, the
+    attempts beyond each call's first (``retries``) and those Cognito answered with a
+    throttling error (``throttled``), the seconds calls took (``cognito_seconds``: their
+    attempts and backoff, summed over threads) and the seconds spent waiting for the
+    request-rate cap (``cap_seconds``), and when the scan started (``time.monotonic()``)."""
 
     requests: int = 0
     rows: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
+    operations: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    retries: int = 0
+    throttled: int = 0
+    cognito_seconds: float = 0.0
+    cap_seconds: float = 0.0
+
+    def add(self, other: Stats) -> None:
+        """Count ``other``'s work (a scan worker's) in this one's."""
+        self.requests += other.requests
+        self.rows += other.rows
+        self.operations.update(other.operations)
+        self.retries += other.retries
+        self.throttled += other.throttled
+        self.cognito_seconds += other.cognito_seconds
+        self.cap_seconds += other.cap_seconds
 
     def summary(self) -> str:
         ms = (time.monotonic() - self.started) * 1000
@@ -88,6 +109,7 @@ def client_for(options: Options):
             # First: past the deadline no other rule may schedule a retry.
             client.meta.events.register_first("needs-retry.cognito-idp", _no_retry_past_deadline)
             client.meta.events.register("before-send.cognito-idp", _count_attempt)
+            client.meta.events.register("response-received.cognito-idp", _count_throttled)
             cached = _clients[slot] = (key, client)
         return cached[1]
 
@@ -114,10 +136,12 @@ def _retry_truncated_bodies(max_attempts: int):
 
 @dataclasses.dataclass
 class _InFlight:
-    """One API call being sent: its deadline (``time.monotonic()``) and attempts so far."""
+    """One API call being sent: its deadline (``time.monotonic()``), attempts so far and
+    how many of them were throttled."""
 
     deadline: float
     attempts: int = 0
+    throttled: int = 0
 
 
 # The call the current thread is sending (Pool.call sets it in the sending thread), which
@@ -135,6 +159,19 @@ def _count_attempt(**_):
         raise backend.DeadlinePassed()
     call.attempts += 1
     return None
+
+
+# botocore's own list of the error codes that mean "throttled".
+_THROTTLED = ThrottledRetryableChecker()
+
+
+def _count_throttled(parsed_response=None, **_):
+    """``response-received`` (every attempt): count an answer that says throttled."""
+    call = getattr(_sending, "call", None)
+    if call is not None and parsed_response is not None:
+        context = RetryContext(call.attempts, parsed_response=parsed_response)
+        if _THROTTLED.is_retryable(context):
+            call.throttled += 1
 
 
 def _no_retry_past_deadline(**_):
@@ -179,12 +216,15 @@ class Pool:
         failure into a :class:`CognitoApiError` naming the operation."""
         if stats is not None:
             stats.requests += 1
+            stats.operations[operation] += 1
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
         method = getattr(self.client, botocore.xform_name(operation))
         params["UserPoolId"] = self.options.user_pool_id
+        waiting = time.monotonic()
         self.limiter.acquire()
-        in_flight = _InFlight(time.monotonic() + self.options.request_deadline)
+        started = time.monotonic()
+        in_flight = _InFlight(started + self.options.request_deadline)
 
         def send():
             _sending.call = in_flight
@@ -201,6 +241,12 @@ class Pool:
             raise from_client_error(exc, operation, self.options.user_pool_id) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise from_botocore_error(exc, operation, self.options.endpoint_url or "AWS") from None
+        finally:
+            if stats is not None:
+                stats.retries += max(0, in_flight.attempts - 1)
+                stats.throttled += in_flight.throttled
+                stats.cognito_seconds += time.monotonic() - started
+                stats.cap_seconds += started - waiting
 
     def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
         seconds = self.options.request_deadline

@@ -12,16 +12,18 @@ as ``MulticornException``, so that one is let through untouched.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import weakref
 
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, changes, importer
+from . import backend, changes, credentials, importer
 from .client import Pool, Stats
 from .errors import CognitoFdwError, scrub
 from .options import UNSHOWN_OPTIONS, parse_options
-from .table import Table, table_class
+from .table import Table, actual_lines, table_class
 
 
 def _raise_error(error: CognitoFdwError) -> None:
@@ -64,7 +66,17 @@ class CognitoFdw(ForeignDataWrapper):
         self._raw_options = dict(fdw_options)
         self._fdw_columns = fdw_columns
         self._instance = None
-        self._scan = None
+        # The scans Multicorn may still pull from -> (transaction level, statement) each
+        # began in.  Weak: Multicorn drops a scan's iterator at a rescan and at the end of
+        # the scan, which closes it, and several scans of one table can be open at once
+        # (a self-join, a cursor).  It never drops those of a failed statement, nor one
+        # whose iterator EXPLAIN ANALYZE replaced: those are closed here (docs/multicorn.md
+        # M10).
+        self._open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._level = 0  # the transaction level, as Multicorn's hooks say (docs/multicorn.md M4)
+        # For EXPLAIN ANALYZE: the statement that began the scans of _actual, their costs.
+        self._statement = None
+        self._actual: list[Stats] = []
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
@@ -122,17 +134,38 @@ class CognitoFdw(ForeignDataWrapper):
 
     @_guarded
     def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
-        return self._table().explain(quals, columns, limit=limit, offset=offset, verbose=verbose)
+        table = self._table()
+        options = table.pool.options
+        lines = table.explain(quals, columns, limit=limit, offset=offset)
+        lines.append(
+            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
+            "shared by every connection to this account"
+        )
+        if verbose:
+            lines.append(table.where())
+            lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
+        # Multicorn calls explain() after the scans under EXPLAIN ANALYZE, and under plain
+        # EXPLAIN, whose statement begins none, only (docs/multicorn.md M10): this
+        # statement's scans are over then, and what they cost is what it actually sent.
+        statement = backend.statement_started()
+        if statement == self._statement and self._actual:
+            self._close_scans(lambda level, began_in: began_in == statement)
+            lines.extend(actual_lines(self._actual))
+        return lines
 
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
-        self._finish_scan()
-        self._scan = self._rows(quals, columns, limit, offset)
-        return self._scan
-
-    def _rows(self, quals, columns, limit, offset):
+        statement = backend.statement_started()
+        if statement != self._statement:
+            self._statement, self._actual = statement, []
         stats = Stats()
+        self._actual.append(stats)
+        scan = self._rows(quals, columns, limit, offset, stats)
+        self._open[scan] = (self._level, statement)
+        return scan
+
+    def _rows(self, quals, columns, limit, offset, stats):
         try:
             rows = self._table().rows(quals, columns, stats, limit=limit, offset=offset)
             try:
@@ -148,13 +181,18 @@ class CognitoFdw(ForeignDataWrapper):
         except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
             self._fail(exc)
 
-    def _finish_scan(self):
-        if self._scan is not None:
-            self._scan.close()
-            self._scan = None
+    def _close_scans(self, which) -> None:
+        """Close the open scans for which ``which(level, statement)`` is true, which stops
+        their workers and counts their work; never raises (rollback calls it)."""
+        for scan, (level, statement) in list(self._open.items()):
+            if which(level, statement):
+                # An abandoned scan's error helps nobody, and rollback() must not raise.
+                with contextlib.suppress(Exception):
+                    scan.close()
 
     def end_scan(self):
-        self._finish_scan()
+        # A later plain EXPLAIN in the same statement (in a function) shows no costs.
+        self._actual = []
         if self._instance is not None:
             self._instance.end_scan()
 
@@ -182,13 +220,22 @@ class CognitoFdw(ForeignDataWrapper):
 
     # -- the transaction: one owner of every table's pending changes (changes.py) --------
 
+    def begin(self, serializable):
+        self._level = 1
+
     def sub_begin(self, level):
+        self._level = level
         changes.transaction.sub_begin(level)
 
     def sub_commit(self, level):
+        self._level = level - 1
         changes.transaction.sub_commit(level)
 
     def sub_rollback(self, level):
+        # The failed statement's scans, which Multicorn never ends (a cursor opened before
+        # the savepoint lives on).
+        self._close_scans(lambda began, statement: began >= level)
+        self._level = level - 1
         changes.transaction.sub_rollback(level)
 
     @_guarded
@@ -202,7 +249,10 @@ class CognitoFdw(ForeignDataWrapper):
         self._report(stats)
 
     def rollback(self):
+        self._close_scans(lambda level, statement: True)
+        self._level = 0
         changes.transaction.clear()
 
     def commit(self):
+        self._level = 0
         changes.transaction.clear()  # cannot raise (H4)

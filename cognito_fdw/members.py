@@ -24,12 +24,12 @@ columns until COMMIT).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
+from typing import NamedTuple
 
 from . import backend, changes, pushdown
-from .api import is_cognito_name
-from .changes import Change, ChangeLog, Transaction
+from .api import PAGE_SIZE, is_cognito_name
+from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
 from .client import Pool, Stats
 from .columns import (
     EXACT_TEXT_TYPES,
@@ -41,7 +41,7 @@ from .columns import (
     unreadable_columns,
 )
 from .errors import CognitoApiError, CognitoFdwError
-from .groups import equal_values, impossible, pushable
+from .groups import condition_lines, equal_values, impossible, pushable
 from .rows import user_row
 from .scan import LookupCache, run
 from .table import COLUMN_WIDTH, Table
@@ -66,26 +66,15 @@ _MEMBERS_PER_USER = 5
 _MEMBERS_PER_GROUP = 100
 
 
-def membership_key(group_name: str, username: str) -> str:
-    """The membership column's value: unambiguous for any group and user name.
+class Access(NamedTuple):
+    """How a scan of group_members reads Cognito: ``kind`` is "users" (AdminListGroupsForUser
+    for each of ``values``), "groups" (ListUsersInGroup for each), "all" (every group's
+    members) or "none" (no request: ``condition`` cannot be true); ``condition`` is the text
+    of the condition that decided it."""
 
-    The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL
-    can compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5),
-    so wrap it:
-    ``WHERE membership = (SELECT json_build_array('admins', 'alice')::text)``.
-    """
-    return json.dumps([group_name, username], ensure_ascii=False)
-
-
-def parse_membership(value) -> tuple[str, str] | None:
-    """(group_name, username) from a membership value, or None if it is not one."""
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
-        return parsed[0], parsed[1]
-    return None
+    kind: str
+    values: list
+    condition: str | None = None
 
 
 class Members(Table):
@@ -124,31 +113,30 @@ class Members(Table):
 
     # -- planning ----------------------------------------------------------------------
 
-    def plan(self, quals) -> tuple[str, list]:
-        """How a scan reads Cognito: ("users", names), ("groups", names), ("all", []), or
-        ("none", [the condition that cannot be true]) for no request at all."""
+    def plan(self, quals) -> Access:
+        """How a scan with these quals reads Cognito (see :class:`Access`)."""
         condition = impossible(quals, _NEVER_NULL)
         if condition is not None:
-            return "none", [condition]
+            return Access("none", [], condition)
         found = None
         if pushable(self.fdw_columns, ROWID):
             found = equal_values(quals, ROWID, names=False)
         if found is not None:
             pairs = [k for k in map(parse_membership, found[0]) if k]
             names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
-            return ("users", names) if names else ("none", [found[1]])
+            return Access("users" if names else "none", names, found[1])
         for kind, column in (("users", "username"), ("groups", "group_name")):
             if pushable(self.fdw_columns, column):
                 found = equal_values(quals, column)
                 if found is not None:
-                    return (kind, found[0]) if found[0] else ("none", [found[1]])
-        return "all", []
+                    return Access(kind if found[0] else "none", found[0], found[1])
+        return Access("all", [])
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
         return self._rows_estimate(quals), len(columns) * COLUMN_WIDTH, 0
 
     def _rows_estimate(self, quals) -> int:
-        kind, values = self.plan(quals)
+        kind, values, _ = self.plan(quals)
         if kind == "users":
             return max(1, _MEMBERS_PER_USER * len(values))
         if kind == "groups":
@@ -163,31 +151,40 @@ class Members(Table):
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
         return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name)]
 
-    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
-        lines = self._requests(quals, columns)
-        return [*lines, self.where()] if verbose else lines
-
-    def _requests(self, quals, columns) -> list[str]:
-        kind, values = self.plan(quals)
+    def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
+        kind, values, condition = self.plan(quals)
         if kind == "none":
-            return [pushdown.no_request_line(values[0])]
+            return [pushdown.no_request_line(condition)]
+        count = len(dict.fromkeys(values))
         if kind == "users":
-            return self._user_requests(values, columns)
-        if kind == "groups":
-            return [f"Cognito: ListUsersInGroup for {len(values)} group(s)"]
-        return ["Cognito: ListGroups, then ListUsersInGroup for every group"]
+            lines = [
+                f"Cognito: AdminListGroupsForUser for {count} user(s), page size {PAGE_SIZE}, "
+                f"a request per {PAGE_SIZE} groups of each"
+            ]
+            if self._needs_user(columns):
+                lines[0] += ", then the record of each one in a group"
+                lines.extend(self._record_lines(values))
+        elif kind == "groups":
+            lines = [
+                f"Cognito: ListUsersInGroup for {count} group(s), page size {PAGE_SIZE}, "
+                f"a request per {PAGE_SIZE} members of each"
+            ]
+        else:
+            lines = [
+                f"Cognito: ListGroups, then ListUsersInGroup for every group, page size "
+                f"{PAGE_SIZE}, a request per {PAGE_SIZE} groups and per {PAGE_SIZE} members "
+                "of each"
+            ]
+        keys = [name for name in (ROWID, "username", "group_name") if name in self.fdw_columns]
+        return lines + condition_lines(quals, condition, keys, self.fdw_columns, "memberships")
 
-    def _user_requests(self, usernames, columns) -> list[str]:
-        lines = [f"Cognito: AdminListGroupsForUser for {len(usernames)} user(s)"]
-        if not self._needs_user(columns):
-            return lines
-        lines[0] += ", then the record of each one in a group"
+    def _record_lines(self, usernames) -> list[str]:
         requests = [
-            r
+            request
             for name in dict.fromkeys(usernames)
-            for r in username_lookup(self.pool, name).requests
+            for request in username_lookup(self.pool, name).requests
         ]
-        lines.extend(f"Cognito: {request.describe()}" for request in requests)
+        lines = [f"Cognito: {request.describe()}" for request in requests]
         if any(request.operation == pushdown.ADMIN_GET_USER for request in requests):
             lines.append(f"Cognito: billed: {pushdown.BILLED}")
         return lines
@@ -200,7 +197,7 @@ class Members(Table):
     # -- scanning ----------------------------------------------------------------------
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
-        kind, values = self.plan(quals)
+        kind, values, _ = self.plan(quals)
         if kind == "none":
             return
         self._cache.claim(backend.statement_started())

@@ -112,8 +112,8 @@ def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterat
                 yield cached[request]
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-        stats.requests += sum(s.requests for s in worker_stats)
-        stats.rows += sum(s.rows for s in worker_stats)
+        for done in worker_stats:
+            stats.add(done)
 
 
 def _fetch(request: Request, pool: Pool, stats: Stats) -> list:
@@ -173,8 +173,8 @@ def _concurrently(
     finally:
         stop.set()
         executor.shutdown(wait=False, cancel_futures=True)
-        stats.requests += sum(s.requests for s in worker_stats)
-        stats.rows += sum(s.rows for s in worker_stats)
+        for done in worker_stats:
+            stats.add(done)
 
 
 def _next_page(pages: queue.Queue):

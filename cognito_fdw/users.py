@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, credentials, pushdown
+from . import backend, pushdown
 from .client import Pool, Stats
 from .columns import (
     ALL_ATTRIBUTES,
@@ -80,17 +80,8 @@ class Users(Table):
         # off PostgreSQL keeps it (the scan still stops when it stops pulling).
         return self.pool.options.pushdown
 
-    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
-        options = self.pool.options
-        lines = self._plan(quals, limit, offset).explain()
-        lines.append(
-            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
-            "shared by every connection to this account"
-        )
-        if verbose:
-            lines.append(self.where())
-            lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
-        return lines
+    def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
+        return self._plan(quals, limit, offset).explain()
 
     # -- scanning --------------------------------------------------------------------
 

@@ -145,7 +145,8 @@ def test_explain_names_the_cognito_calls(db, gt):
     def plan(where):
         return "\n".join(r[0] for r in rows(db, f"EXPLAIN SELECT * FROM gt.members WHERE {where}"))
 
-    assert "AdminListGroupsForUser for 1 user(s), then the record" in plan("username = 'x'")
+    assert "AdminListGroupsForUser for 1 user(s), page size 60" in plan("username = 'x'")
+    assert "then the record of each one in a group" in plan("username = 'x'")
     assert "ListUsersInGroup for 1 group(s)" in plan("group_name = 'x'")
     assert "ListGroups, then ListUsersInGroup for every group" in plan("true")
     verbose = rows(db, "EXPLAIN VERBOSE SELECT * FROM gt.groups")

@@ -142,9 +142,8 @@ def test_explain_names_the_record_lookup_and_says_when_it_is_billed(mt, db):
         return "\n".join(r[0] for r in db.execute(sql))
 
     default = plan("members")
-    assert "AdminListGroupsForUser for 1 user(s), then the record of each one in a group" in (
-        default
-    )
+    assert "Cognito: AdminListGroupsForUser for 1 user(s), page size 60" in default
+    assert "then the record of each one in a group" in default
     assert 'Cognito: ListUsers Filter: username = "ann"' in default
     assert "AdminGetUser" not in default and "billed" not in default
     billed = plan("members_agu")

@@ -1,6 +1,7 @@
 """The Multicorn boundary: every failure leaves as one ERROR with a hint, secrets scrubbed."""
 
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import pytest
 from multicorn.utils import MulticornException
@@ -51,3 +52,70 @@ def test_an_internal_bug_is_one_clear_error(monkeypatch):
     with pytest.raises(MulticornException) as caught:
         wrapper.get_rel_size([], set())
     assert "internal error" in caught.value.message and "ZeroDivisionError" in caught.value.message
+
+
+class CountingTable:
+    """A table whose scans each send one ListUsers and yield three rows, recording closes."""
+
+    def __init__(self):
+        self.pool = SimpleNamespace(
+            options=SimpleNamespace(max_requests_per_second=25, region="r", user_pool_id="p")
+        )
+        self.closed = 0
+
+    def explain(self, quals, columns, limit=None, offset=None):
+        return ["Cognito: the plan"]
+
+    def rows(self, quals, columns, stats, limit=None, offset=None):
+        stats.requests += 1
+        stats.operations["ListUsers"] += 1
+        try:
+            yield from ({"username": str(i)} for i in range(3))
+        finally:
+            self.closed += 1
+
+    def end_scan(self):
+        pass
+
+
+def counting_wrapper(monkeypatch):
+    wrapper, table = fdw(), CountingTable()
+    monkeypatch.setattr(wrapper, "_table", lambda: table)
+    return wrapper, table
+
+
+def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
+    wrapper, table = counting_wrapper(monkeypatch)
+    assert wrapper.explain([], set()) == [
+        "Cognito: the plan",
+        "Cognito: at most 25 requests/s, shared by every connection to this account",
+    ]  # plain EXPLAIN: no scan began
+    first = wrapper.execute([], set())
+    next(first)
+    del first  # a rescan: Multicorn drops the scan's iterator, which closes it
+    assert table.closed == 1
+    second = wrapper.execute([], set())
+    next(second)  # EXPLAIN ANALYZE replaces this one's iterator without dropping it
+    lines = wrapper.explain([], set())  # EXPLAIN ANALYZE: after the scans
+    assert lines[2:] == [
+        "Cognito actual: 2 requests (ListUsers 2) in 2 scans of this table",
+        "Cognito actual: 0 retries, 0 throttled, 0 ms in Cognito requests, "
+        "0 ms waiting for the request-rate cap",
+    ]
+    assert table.closed == 2
+    wrapper.end_scan()
+    assert len(wrapper.explain([], set())) == 2
+
+
+def test_rollback_closes_the_scans_a_failed_statement_left_open(monkeypatch):
+    wrapper, table = counting_wrapper(monkeypatch)
+    wrapper.begin(False)
+    outer = wrapper.execute([], set())  # a cursor's scan, at level 1
+    next(outer)
+    wrapper.sub_begin(2)
+    failed = wrapper.execute([], set())  # a statement in the savepoint that failed
+    next(failed)
+    wrapper.sub_rollback(2)
+    assert table.closed == 1 and next(outer) == {"username": "1"}  # the cursor lives on
+    wrapper.rollback()
+    assert table.closed == 2

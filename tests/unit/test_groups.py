@@ -52,13 +52,13 @@ def test_plan_prefers_membership_then_username_then_group():
     table = members()
     key = membership_key("admins", "alice")
     both = [Qual("group_name", "=", "admins"), Qual("username", "=", "alice")]
-    assert table.plan([Qual("membership", "=", key)]) == ("users", ["alice"])
-    assert table.plan(both) == ("users", ["alice"])
-    assert table.plan([Qual("group_name", "=", "admins")]) == ("groups", ["admins"])
-    assert table.plan([Qual("group_name", ("=", True), ["a", "b"])]) == ("groups", ["a", "b"])
-    assert table.plan([Qual("group_name", "~~", "a%")]) == ("all", [])
-    assert table.plan([Qual("username", "<>", None)]) == ("all", [])
-    assert table.plan([Qual("username", ("=", True), ["bob", None])]) == ("users", ["bob"])
+    assert table.plan([Qual("membership", "=", key)])[:2] == ("users", ["alice"])
+    assert table.plan(both)[:2] == ("users", ["alice"])
+    assert table.plan([Qual("group_name", "=", "admins")])[:2] == ("groups", ["admins"])
+    assert table.plan([Qual("group_name", ("=", True), ["a", "b"])])[:2] == ("groups", ["a", "b"])
+    assert table.plan([Qual("group_name", "~~", "a%")])[:2] == ("all", [])
+    assert table.plan([Qual("username", "<>", None)])[:2] == ("all", [])
+    assert table.plan([Qual("username", ("=", True), ["bob", None])])[:2] == ("users", ["bob"])
 
 
 NO_REQUEST = "Cognito: no request: the condition cannot be true"
@@ -78,7 +78,7 @@ NO_REQUEST = "Cognito: no request: the condition cannot be true"
 )  # fmt: skip
 def test_a_qual_no_membership_can_satisfy_asks_nothing(qual, condition):
     table = members(group_name="text", username="text", membership="text", email="text")
-    assert table.plan([Qual("group_name", "=", "admins"), qual]) == ("none", [condition])
+    assert table.plan([Qual("group_name", "=", "admins"), qual]) == ("none", [], condition)
     explain = table.explain([qual], ["username"])
     assert explain == [f"{NO_REQUEST} (NULL, an empty list or no name Cognito could hold): "
                        + condition]  # fmt: skip
@@ -89,7 +89,7 @@ def test_a_qual_no_membership_can_satisfy_asks_nothing(qual, condition):
 def test_a_null_user_column_may_be_is_null_so_every_group_is_read():
     # email IS NULL and email = NULL-parameter arrive alike: members without an email.
     table = members(group_name="text", username="text", email="text")
-    assert table.plan([Qual("email", "=", None)]) == ("all", [])
+    assert table.plan([Qual("email", "=", None)])[:2] == ("all", [])
 
 
 def test_groups_table_asks_nothing_for_a_null_or_empty_name():
@@ -103,7 +103,7 @@ def test_groups_table_asks_nothing_for_a_null_or_empty_name():
 
 def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():
     table = members(group_name="citext", username="citext", membership="text")
-    assert table.plan([Qual("username", "=", "Alice")]) == ("all", [])
+    assert table.plan([Qual("username", "=", "Alice")])[:2] == ("all", [])
     assert table.path_keys() == [(("membership",), 1)]
     assert [k for k, _ in members().path_keys()] == [
         ("membership",),

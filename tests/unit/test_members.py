@@ -11,7 +11,7 @@ from cognito_fdw.client import Stats
 from cognito_fdw.members import Members
 from cognito_fdw.users import username_lookup
 
-from .test_groups import cols
+from .test_groups import Qual, cols
 
 
 class CaseBlindPool:
@@ -61,3 +61,28 @@ def test_the_lookup_follows_username_lookup():
     assert [r.operation for r in lookup.requests] == [pushdown.ADMIN_GET_USER]
     default = username_lookup(CaseBlindPool(), "alice")
     assert [r.describe() for r in default.requests] == ['ListUsers Filter: username = "alice"']
+
+
+def test_explain_says_what_is_pushed_and_why_the_rest_is_left():
+    table = Members(CaseBlindPool(), cols(group_name="citext", username="text", email="text"))
+    lines = table.explain(
+        [
+            Qual("group_name", "=", "admins"),
+            Qual("username", ("=", True), ["a", "b"]),
+            Qual("username", "~~", "a%"),
+            Qual("email", "=", "a@x"),
+        ],
+        ["group_name"],
+    )
+    assert lines == [
+        "Cognito: AdminListGroupsForUser for 2 user(s), page size 60, a request per 60 groups "
+        "of each",
+        "Cognito: pushed down: username = ANY ('a', 'b')",
+        "Cognito: left to PostgreSQL: group_name = 'admins': the column's type compares "
+        "differently from Cognito's exact names: only text and varchar are pushed (citext "
+        "ignores case)",
+        "Cognito: left to PostgreSQL: username LIKE 'a%': Cognito has no such search: only = "
+        "and IN/= ANY are pushed",
+        "Cognito: left to PostgreSQL: email = 'a@x': Cognito finds memberships by username "
+        "and group_name only",
+    ]
