@@ -30,14 +30,16 @@ def _raise_error(error: CognitoFdwError) -> None:
     log_to_postgres(error.message, ERROR, hint=error.hint, detail=error.detail)
 
 
-def _translated(exc: Exception, options, what: str) -> CognitoFdwError:
-    """``exc`` as the error the user sees, every value of ``options`` that no message may
-    show scrubbed (from the raw options, so even an option error that stopped parsing is)."""
+def _translated(exc: Exception, options, what: str, table=lambda: None) -> CognitoFdwError:
+    """``exc`` as the error the user sees: naming the foreign table (``table()``, asked only
+    when a text stands for it), then every value of ``options`` that no message may show
+    scrubbed (from the raw options, so even an option error that stopped parsing is)."""
     if not isinstance(exc, CognitoFdwError):
         exc = CognitoFdwError(
             f"cognito_fdw internal error: {type(exc).__name__}: {scrub(str(exc))}",
             hint=f"This is a bug in cognito_fdw: please report it with the {what}.",
         )
+    exc.naming(table() if exc.names_table() else None)
     return exc.scrubbed(options.get(name) for name in UNSHOWN_OPTIONS)
 
 
@@ -112,7 +114,11 @@ class CognitoFdw(ForeignDataWrapper):
         return self._instance
 
     def _fail(self, exc: Exception) -> None:
-        _raise_error(_translated(exc, self._raw_options, "query"))
+        _raise_error(_translated(exc, self._raw_options, "query", self._name))
+
+    def _name(self) -> str | None:
+        """This table's quoted, qualified name, for errors that name it (None if unknown)."""
+        return backend.foreign_table_name(self)
 
     def _report(self, stats: Stats) -> None:
         backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)

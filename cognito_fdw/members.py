@@ -40,7 +40,7 @@ from .columns import (
     type_family,
     unreadable_columns,
 )
-from .errors import CognitoApiError, CognitoFdwError
+from .errors import THIS_TABLE, CognitoApiError, CognitoFdwError
 from .groups import condition_lines, equal_values, impossible, pushable
 from .rows import user_row
 from .scan import LookupCache, run
@@ -60,6 +60,16 @@ _NEVER_NULL = set(MEMBER_COLUMNS)
 
 # The users table's columns IMPORT FOREIGN SCHEMA declares in group_members too.
 _IMPORTED_USER_COLUMNS = ("sub", "email", "enabled", "status")
+
+# The HINTs of a membership change naming a user or a group Cognito does not have.
+_NO_USER = (
+    "Create the user in Cognito first (AdminCreateUser), or check the name: SELECT username "
+    "FROM a foreign table of object 'users'."
+)
+_NO_GROUP = (
+    "Create the group in Cognito first (CreateGroup), or check the name: SELECT group_name "
+    "FROM a foreign table of object 'groups'."
+)
 
 # Planner guesses: rows a scan returns.
 _MEMBERS_PER_USER = 5
@@ -294,14 +304,14 @@ class Members(Table):
             raise CognitoFdwError(
                 "group_members is read-only: set the table option writable 'true' to add and "
                 "remove members with INSERT and DELETE",
-                hint="ALTER FOREIGN TABLE <table> OPTIONS (ADD writable 'true'); changes are "
-                "sent to Cognito at COMMIT.",
+                hint=f"ALTER FOREIGN TABLE {THIS_TABLE} OPTIONS (ADD writable 'true'); changes "
+                "are sent to Cognito at COMMIT.",
             )
         if not self.has_rowid:
             raise CognitoFdwError(
                 "writable group_members needs the column membership",
-                hint="ALTER FOREIGN TABLE <table> ADD COLUMN membership text; it identifies "
-                "the row for DELETE.",
+                hint=f"ALTER FOREIGN TABLE {THIS_TABLE} ADD COLUMN membership text; it "
+                "identifies the row for DELETE.",
             )
         return ROWID
 
@@ -368,15 +378,13 @@ class Members(Table):
                 raise
             if not change.add:
                 return False  # gone since it was read: no member to remove, so quiet
-            what = (
-                f"user {change.username!r}"
-                if exc.code == "UserNotFoundException"
-                else f"group {change.group_name!r}"
-            )
+            if exc.code == "UserNotFoundException":
+                what, hint = f"user {change.username!r}", _NO_USER
+            else:
+                what, hint = f"group {change.group_name!r}", _NO_GROUP
             raise exc.reworded(
                 f"Cognito {operation} failed: {what} does not exist in user pool "
                 f"{self.pool.options.user_pool_id} ({exc.code})",
-                hint="Create the group in Cognito first (CreateGroup), or check the names: "
-                "SELECT group_name FROM the groups table, username FROM the users table.",
+                hint=hint,
             ) from None
         return True

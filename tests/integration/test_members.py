@@ -149,3 +149,24 @@ def test_explain_names_the_record_lookup_and_says_when_it_is_billed(mt, db):
     billed = plan("members_agu")
     assert 'Cognito: AdminGetUser Username: "ann"' in billed
     assert "billed: AdminGetUser counts each user it finds as a monthly active user" in billed
+
+
+@pytest.mark.parametrize(
+    "group, user, missing, hint",
+    [
+        ("red", "ghost", "user 'ghost'", "Create the user in Cognito first (AdminCreateUser)"),
+        ("nope", "ann", "group 'nope'", "Create the group in Cognito first (CreateGroup)"),
+    ],
+)
+def test_an_unknown_user_or_group_gets_the_hint_for_its_cause(mt, db, group, user, missing, hint):
+    db.execute(
+        "CREATE FOREIGN TABLE IF NOT EXISTS mt.members_w (group_name text, username text, "
+        "membership text) SERVER mt_srv OPTIONS (object 'group_members', writable 'true')"
+    )
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("INSERT INTO mt.members_w VALUES (%s, %s)", (group, user))
+    diag = caught.value.diag
+    assert f"{missing} does not exist" in diag.message_primary
+    assert diag.message_hint.startswith(hint)
+    other = "group" if missing.startswith("user") else "user"
+    assert f"Create the {other}" not in diag.message_hint

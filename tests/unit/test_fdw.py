@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 from multicorn.utils import MulticornException
 
+from cognito_fdw import backend
 from cognito_fdw.fdw import CognitoFdw
 
 from .test_columns import Col
@@ -119,3 +120,30 @@ def test_rollback_closes_the_scans_a_failed_statement_left_open(monkeypatch):
     assert table.closed == 1 and next(outer) == {"username": "1"}  # the cursor lives on
     wrapper.rollback()
     assert table.closed == 2
+
+
+def refused_insert_hint(wrapper) -> str:
+    with pytest.raises(MulticornException) as caught:
+        wrapper.rowid_column  # noqa: B018 - Multicorn reads the property
+    return caught.value.hint
+
+
+def test_a_hint_names_the_table_the_backend_finds(monkeypatch):
+    wrapper = fdw(object="group_members")
+    monkeypatch.setattr(backend, "foreign_table_name", lambda instance: 'app."Team members"')
+    assert refused_insert_hint(wrapper).startswith(
+        """ALTER FOREIGN TABLE app."Team members" OPTIONS (ADD writable 'true')"""
+    )
+
+
+def test_without_a_name_the_hint_keeps_the_old_wording():
+    # Outside a backend no name is found.
+    hint = refused_insert_hint(fdw(object="group_members"))
+    assert hint.startswith("ALTER FOREIGN TABLE <table> OPTIONS (ADD writable 'true')")
+
+
+def test_the_name_is_in_place_before_secrets_are_scrubbed():
+    # A secret "table" is scrubbed from every text, the name's stand-in included: the
+    # stand-in is replaced first, so none of it (a NUL would cut the C string) is left.
+    hint = refused_insert_hint(fdw(object="group_members", aws_secret_access_key="table"))
+    assert hint.startswith("ALTER FOREIGN TABLE <***> OPTIONS") and "\0" not in hint
