@@ -134,7 +134,7 @@ class Groups(Table):
             return [pushdown.no_request_line(condition)]
         if names is None:
             lines = [
-                f"Cognito: ListGroups, page size {PAGE_SIZE}, 1 request per {PAGE_SIZE} groups"
+                f"Cognito: ListGroups, page size {PAGE_SIZE}, a request per {PAGE_SIZE} groups"
             ]
         else:
             count = len(dict.fromkeys(names))
