@@ -1,25 +1,27 @@
 """The benchmark: requests and wall time per query shape, on pools of 1,000 and 10,000 users.
 
 Runs a throwaway PostgreSQL with Multicorn2 (as the tier-2 tests do) against moto, prints a
-table and writes BENCHMARKS.md; then sql/sync.sql on a 20,000-user pool (bench/sync.py).
-Usage (about four minutes, most of it seeding, and several more to seed the sync's pool)::
+line per case as it goes, and writes BENCHMARKS.md; then sql/sync.sql on a 20,000-user pool
+(bench/sync.py).  Usage (about four minutes, most of it seeding, and several more to seed
+the sync's pool)::
 
     python -m bench.run [--moto-url http://127.0.0.1:5000] [--sizes 1000,10000] [--out FILE]
+                        [--only latency,crowd]
 
 ``--moto-url`` reuses a running moto whose pools ``bench-1000`` ... are already seeded.
+``--only`` runs some sections (queries, latency, costs, crowd, startup, sync) and replaces
+just those in the existing file.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -32,15 +34,25 @@ from cognito_fdw.ratelimit import SPACING_SECONDS
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, seed_users
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
+from . import quota
 from .proxy import DelayingProxy
+from .queries import query_rows, render_queries
+from .quota import LATENCY, say
 
 REGION = "us-east-1"
 KEYS = "aws_access_key_id 'AKIDBENCH', aws_secret_access_key 'bench-secret'"
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
-LATENCY = 0.1
-CROWD = 8  # sessions scanning at once against one account's budget
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = os.getloadavg()
+SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "sync")
+# How each section of BENCHMARKS.md begins (the queries are the part before any "## ").
+HEADINGS = {
+    "latency": "## Full scan of",
+    "costs": "## What it costs besides requests",
+    "crowd": f"## {quota.CROWD} sessions scanning at once",
+    "startup": "## First query on a new connection",
+    "sync": "## `sql/sync.sql`",
+}
 
 
 def connect(dsn, attempts=100):
@@ -101,73 +113,30 @@ class Session:
         return statistics.median(times), sum(counts), len(rows)
 
 
-def create_tables(conn, server, pool_id, endpoint, size):
+def create_tables(conn, server, pool_id, endpoint, size, prefix=""):
+    """Tables ``<prefix>u<size>`` (the defaults: 8 workers, 25 requests/s), ``..._w4``,
+    ``..._seq25`` (one worker) and ``..._seq`` (one worker, rate cap lifted)."""
     conn.execute(
         f"CREATE SERVER {server} FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
         f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}')"
     )
     conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {server} OPTIONS ({KEYS})")
-    for suffix, options in (
-        ("", ""),  # the defaults: 4 workers, 25 requests/s
-        ("_seq", ", scan_workers '1', max_requests_per_second '1000'"),
-        ("_seq25", ", scan_workers '1'"),
+    conn.execute(
+        f"CREATE SERVER {server}_uncapped FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+        f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}', "
+        "max_requests_per_second '1000')"
+    )
+    conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {server}_uncapped OPTIONS ({KEYS})")
+    for suffix, target, options in (
+        ("", server, ""),
+        ("_w4", server, ", scan_workers '4'"),
+        ("_seq25", server, ", scan_workers '1'"),
+        ("_seq", f"{server}_uncapped", ", scan_workers '1'"),
     ):
         conn.execute(
-            f"CREATE FOREIGN TABLE u{size}{suffix} ({COLUMNS}) SERVER {server} "
+            f"CREATE FOREIGN TABLE {prefix}u{size}{suffix} ({COLUMNS}) SERVER {target} "
             f"OPTIONS (object 'users'{options})"
         )
-
-
-def raw_boto3_scan(cognito, pool_id) -> float:
-    started = time.perf_counter()
-    users = 0
-    paginator = cognito.get_paginator("list_users")
-    for page in paginator.paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": 60}):
-        users += len(page["Users"])
-    return time.perf_counter() - started
-
-
-def compare_sequential(session, cognito, pool_id, size, repeat=3):
-    """The sequential full scan against raw boto3 paging, run alternately (a busy machine
-    then slows both alike), medians of ``repeat``."""
-    wrapper, raw = [], []
-    for _ in range(repeat):
-        seconds, requests, count = session.run(f"SELECT * FROM u{size}_seq", repeat=1)
-        wrapper.append(seconds)
-        raw.append(raw_boto3_scan(cognito, pool_id))
-    return [
-        (size, "full scan, sequential (rate cap lifted)", count, requests,
-         statistics.median(wrapper)),
-        (size, "raw boto3 paging of the same pool", size, math.ceil(size / 60),
-         statistics.median(raw)),
-    ]  # fmt: skip
-
-
-def shapes(size, cognito, pool_id):
-    middle = f"bench{size // 2:06d}"
-    sub = next(
-        a["Value"]
-        for a in cognito.admin_get_user(UserPoolId=pool_id, Username=middle)["UserAttributes"]
-        if a["Name"] == "sub"
-    )
-    five = ", ".join(f"'bench{i:06d}'" for i in range(size // 2, size // 2 + 5))
-    t = f"u{size}"
-    return [
-        ("full scan (4 workers, 25/s)", f"SELECT * FROM {t}", 1),
-        ("count(*)", f"SELECT count(*) FROM {t}", 1),
-        ("lookup by email", f"SELECT * FROM {t} WHERE email = '{middle}@example.com'", 5),
-        ("lookup by username", f"SELECT * FROM {t} WHERE username = '{middle}'", 5),
-        ("lookup on sub (1 request)", f"SELECT * FROM {t} WHERE sub = '{sub}'", 5),
-        ("LIKE prefix (10 users)", f"SELECT * FROM {t} WHERE username LIKE '{middle[:-1]}%'", 5),
-        ("IN of 5", f"SELECT * FROM {t} WHERE username IN ({five})", 5),
-        ("LIMIT 10", f"SELECT * FROM {t} LIMIT 10", 5),
-        ("join on sub: 20 local rows, 10 distinct keys (≤ 1 request per distinct key)",
-         f"SELECT u.* FROM subs s JOIN {t} u ON u.sub = s.sub", 3),
-        ("NULL keys: requests (join of 20 NULL usernames)",
-         f"SELECT u.* FROM null_keys k JOIN {t} u ON u.username = k.username", 3),
-        ("NULL keys: requests (= ANY(NULL::text[]))",
-         f"SELECT count(*) FROM {t} WHERE username = ANY(NULL::text[])", 3),
-    ]  # fmt: skip
 
 
 def first_query_overhead(dsn, sql) -> float:
@@ -224,108 +193,83 @@ def main() -> None:
     parser.add_argument("--moto-url")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
     args = parser.parse_args()
+    only = [name for name in args.only.split(",") if name]
+    if unknown := set(only) - set(SECTIONS):
+        raise SystemExit(f"--only: no section {', '.join(sorted(unknown))}; sections: "
+                         f"{', '.join(SECTIONS)}")  # fmt: skip
     missing = multicorn_missing(postgres_bindir())
     if missing:
         raise SystemExit(f"bench needs a local PostgreSQL with Multicorn2: {missing}")
     sizes = [int(s) for s in args.sizes.split(",")]
+    small, big = min(sizes), max(sizes)
 
     moto = None if args.moto_url else MotoServer().start()
     moto_url = args.moto_url or moto.url
     cognito = cognito_client(moto_url)
     pools = {size: ensure_pool(cognito, size) for size in sizes}
     pg = LocalPostgres().start()
-    proxy = DelayingProxy(moto_url, LATENCY).start()
+    replaying = DelayingProxy(moto_url, LATENCY, replay=True).start()
+    live = DelayingProxy(moto_url, LATENCY).start()
     try:
         with connect(pg.dsn) as conn:
             conn.execute("CREATE EXTENSION multicorn")
             for size, pool_id in pools.items():
                 create_tables(conn, f"s{size}", pool_id, moto_url, size)
-            big = max(sizes)
-            create_tables(conn, "lat", pools[big], proxy.url, 0)
+            create_tables(conn, "lat", pools[big], replaying.url, 0, prefix="lat_")
+            create_tables(conn, "live", pools[big], live.url, 0, prefix="live_")
             conn.execute(
                 "CREATE SERVER crowd FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
-                f"'cognito_fdw.CognitoFdw', user_pool_id '{pools[min(sizes)]}', "
-                f"endpoint_url '{proxy.url}')"
+                f"'cognito_fdw.CognitoFdw', user_pool_id '{pools[small]}', "
+                f"endpoint_url '{live.url}')"
             )
             conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER crowd OPTIONS ({KEYS})")
             conn.execute(
                 f"CREATE FOREIGN TABLE crowd ({COLUMNS}) SERVER crowd OPTIONS (object 'users')"
             )
             header = machine(conn)
-        report = run_all(pg.dsn, cognito, pools, proxy, big)
-        from . import sync  # here: bench.sync imports this module's helpers
+        sections = run_sections(only, pg.dsn, cognito, pools, replaying, live, header)
+        if "sync" in only:
+            from . import sync  # here: bench.sync imports this module's helpers
 
-        sync_lines = sync.section(pg.dsn, cognito, moto_url)
+            say("sync: seeding and syncing the sync's pool")
+            sections["sync"] = sync.section(pg.dsn, cognito, moto_url)
     finally:
-        proxy.stop()
+        replaying.stop()
+        live.stop()
         pg.cleanup()
         if moto:
             moto.stop()
-    text = render(header, report) + "\n".join(sync_lines)
+    out = Path(args.out)
+    partial = set(only) != set(SECTIONS) and out.exists()
+    text = splice(out.read_text() if partial else "", sections)
     print(text)
-    Path(args.out).write_text(text)
+    out.write_text(text)
 
 
-def run_all(dsn, cognito, pools, proxy, big):
+def run_sections(only, dsn, cognito, pools, replaying, live, header) -> dict[str, list[str]]:
+    """The markdown lines of each section in ``only`` (but sync), by section name."""
     session = Session(dsn)
-    rows = []
-    for size, pool_id in pools.items():
-        subs = [
-            next(a["Value"] for a in u["Attributes"] if a["Name"] == "sub")
-            for u in cognito.list_users(UserPoolId=pool_id, Limit=10)["Users"]
-        ]
-        session.conn.execute("DROP TABLE IF EXISTS subs")
-        session.conn.execute("CREATE TEMP TABLE subs (sub text)")
-        for sub in subs * 2:  # text, as IMPORT FOREIGN SCHEMA declares sub
-            session.conn.execute("INSERT INTO subs VALUES (%s)", (sub,))
-        session.conn.execute("ANALYZE subs")
-        session.conn.execute("DROP TABLE IF EXISTS null_keys")
-        session.conn.execute("CREATE TEMP TABLE null_keys AS SELECT NULL::text AS username")
-        session.conn.execute("INSERT INTO null_keys SELECT NULL FROM generate_series(2, 20)")
-        session.conn.execute("ANALYZE null_keys")
-        session.run(f"SELECT * FROM u{size} WHERE username = 'warm-up'", repeat=1)
-        for name, sql, repeat in shapes(size, cognito, pool_id):
-            seconds, requests, count = session.run(sql, repeat)
-            rows.append((size, name, count, requests, seconds))
-        rows.extend(compare_sequential(session, cognito, pool_id, size))
-    latency = []
-    for name, table in (("sequential paging", "u0_seq25"), ("concurrent, 4 workers", "u0")):
-        proxy.clear()
-        seconds, requests, count = session.run(f"SELECT count(*) FROM {table}", repeat=1)
-        latency.append((name, requests, seconds, proxy.max_per_second("ListUsers")))
-    costs = cost_rows(session, proxy, big, min(pools))
-    crowd = sessions_at_once(dsn, proxy, CROWD)
-    overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
-    return rows, latency, costs, crowd, (overhead, *startup_breakdown()), big
-
-
-def sessions_at_once(dsn, proxy, sessions):
-    """``sessions`` connections scan the small pool at once through the proxy:
-    (users each counted, ListUsers requests, seconds, most requests in any one second)."""
-    conns = [connect(dsn) for _ in range(sessions)]
-    for conn in conns:  # the wrapper loaded and the pool described before the clock starts
-        conn.execute("SELECT count(*) FROM crowd WHERE username = 'warm-up'")
-    time.sleep(SPACING_SECONDS)  # the warm-ups leave the shared rate-limit window
-    counts = [None] * sessions
-    barrier = threading.Barrier(sessions)
-
-    def scan(i):
-        barrier.wait()
-        counts[i] = conns[i].execute("SELECT count(*) FROM crowd").fetchone()[0]
-
-    threads = [threading.Thread(target=scan, args=(i,)) for i in range(sessions)]
-    proxy.clear()
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - started
-    for conn in conns:
-        conn.close()
-    requests = len([1 for _, name in proxy.arrivals if "ListUsers" in name])
-    return sorted(set(counts)), requests, seconds, proxy.max_per_second("ListUsers")
+    small, big = min(pools), max(pools)
+    sections = {}
+    if "queries" in only:
+        sections["queries"] = render_queries(header, query_rows(session, cognito, pools))
+    if "latency" in only:
+        load = os.getloadavg()[0]
+        rows = quota.latency_rows(session, replaying, live)
+        page_ms = quota.moto_page_ms(cognito, pools[big])
+        sections["latency"] = quota.render_latency(rows, big, page_ms, (load, os.getloadavg()[0]))
+    if "costs" in only:
+        say("costs: billed lookups and JIT")
+        sections["costs"] = render_costs(cost_rows(session, live, big, small))
+    if "crowd" in only:
+        sections["crowd"] = quota.render_crowd(quota.sessions_at_once(dsn, connect, live))
+    if "startup" in only:
+        say("startup: first query on new connections, import and client times")
+        overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
+        sections["startup"] = render_startup(overhead, *startup_breakdown())
+    return sections
 
 
 def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
@@ -340,9 +284,9 @@ def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
     listed = ", ".join(f"'{n}'" for n in names[:5])
     proxy.clear()
     for sql in (
-        f"SELECT * FROM u0 WHERE username = '{names[0]}'",
-        f"SELECT * FROM u0 WHERE username IN ({listed})",
-        "SELECT u.* FROM user_keys k JOIN u0 u ON u.username = k.username",
+        f"SELECT * FROM live_u0 WHERE username = '{names[0]}'",
+        f"SELECT * FROM live_u0 WHERE username IN ({listed})",
+        "SELECT u.* FROM user_keys k JOIN live_u0 u ON u.username = k.username",
     ):
         session.conn.execute(sql).fetchall()
     billed, listed = proxy.count(".AdminGetUser"), proxy.count(".ListUsers")
@@ -359,61 +303,13 @@ def cost_rows(session, proxy, big, small) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
-def render(header, report) -> str:
-    rows, latency, costs, crowd, (overhead, import_s, client_s), big = report
-    out = ["# Benchmarks", "", "Written by `make bench` (`python -m bench.run`).", "", *header]
-    out += [
-        "- Wall time is the median of 1-5 runs, a second apart, on a warm connection, "
-        "PostgreSQL and moto on the same machine; requests are the wrapper's own count (the "
-        "DEBUG1 line). moto rebuilds the whole user list for every page, so a page of a "
-        "large pool costs it more than a page of a small one.",
-        "",
-        "| pool | query | rows | requests | ceil(N/60) | time (ms) |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for size, name, count, requests, seconds in rows:
-        out.append(
-            f"| {size:,} | {name} | {count:,} | {requests} | {math.ceil(size / 60)} | "
-            f"{seconds * 1000:,.0f} |"
-        )
-    seq = next(r for r in latency if r[0].startswith("seq"))
-    out += [
-        "",
-        f"## Full scan of {big:,} users with {LATENCY * 1000:.0f} ms added to every request",
-        "",
-        "A delaying proxy of the benchmark's own sits between the wrapper and moto. Default "
-        "rate cap (`max_requests_per_second` 25); max/s is the most ListUsers requests the "
-        "proxy saw arrive within any one second.",
-        "",
-        "| scan | requests | time (s) | speed-up | max requests/s |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, requests, seconds, per_second in latency:
-        out.append(
-            f"| {name} | {requests} | {seconds:.1f} | {seq[2] / seconds:.2f}x | {per_second} |"
-        )
-    out += ["", "## What it costs besides requests", "", "| what | observed |", "| --- | --- |"]
-    out += [f"| {what} | {observed} |" for what, observed in costs]
-    counts, requests, seconds, per_second = crowd
-    out += [
-        "",
-        f"## {CROWD} sessions scanning at once, one account's budget",
-        "",
-        f"{CROWD} connections count the {counts[0]:,}-user pool at the same moment, through "
-        f"the same proxy ({LATENCY * 1000:.0f} ms a request), default cap 25: the cap is a "
-        "budget shared by every connection of the server, so between them they may send at "
-        "most 25 ListUsers requests in any one second (sustained, "
-        f"{100 / SPACING_SECONDS:.0f} % of it: requests are spaced so that they also arrive "
-        "within the cap).",
-        "",
-        "| sessions | users each | ListUsers requests | time (s) | requests/s | "
-        "max requests/s | cap |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {CROWD} | {', '.join(f'{c:,}' for c in counts)} | {requests} | {seconds:.1f} | "
-        f"{requests / seconds:.1f} | {per_second} | 25 |",
-    ]
-    out += [
-        "",
+def render_costs(costs) -> list[str]:
+    out = ["## What it costs besides requests", "", "| what | observed |", "| --- | --- |"]
+    return [*out, *(f"| {what} | {observed} |" for what, observed in costs), ""]
+
+
+def render_startup(overhead, import_s, client_s) -> list[str]:
+    return [
         "## First query on a new connection",
         "",
         f"A username lookup on a new connection took {overhead * 1000:.0f} ms more than the "
@@ -426,7 +322,27 @@ def render(header, report) -> str:
         "machine slows every number above.",
         "",
     ]
-    return "\n".join(out)
+
+
+def splice(existing: str, sections: dict[str, list[str]]) -> str:
+    """BENCHMARKS.md with ``sections`` in place of the ones ``existing`` has (all of them,
+    in SECTIONS order, when ``existing`` is empty)."""
+    blocks = [("queries", [])]
+    for line in existing.splitlines():
+        name = next((n for n, heading in HEADINGS.items() if line.startswith(heading)), None)
+        if name is not None:
+            blocks.append((name, []))
+        blocks[-1][1].append(line)
+    if not existing:
+        blocks = [(name, []) for name in SECTIONS]
+    lines = []
+    for name, old in blocks:
+        new = sections.get(name)
+        if new is not None:
+            while new and not new[0]:  # each section ends with a blank line; none leads
+                new = new[1:]
+        lines.extend(old if new is None else new)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import postgres_bindir
 
 from .proxy import DelayingProxy
+from .quota import say
 from .run import KEYS, ROOT, cognito_client, connect, ensure_pool
 
 USERS = 20000
@@ -115,6 +116,7 @@ def full_rounds(session: SyncSession, proxy: DelayingProxy) -> list[tuple]:
         peak = proxy.max_per_second("ListUsers")
         after = rss_mb(session.pid)
         rows.append((name, len(scans), sum(scans), expected, seconds, peak, before, after, users))
+        say(f"sync: {name}: {sum(scans)} requests in {seconds:.1f} s")
     return rows
 
 
@@ -134,6 +136,7 @@ def interrupted_round(session: SyncSession, proxy: DelayingProxy, timeout: float
     except psycopg.Error as exc:
         error = str(exc).splitlines()[0]
     cut_after = time.perf_counter() - started
+    say(f"sync: a round cut after {cut_after:.1f} s ({error}); resuming it")
     session.conn.execute("RESET statement_timeout")
     before = session.parts()
     done = {p for p, r in before.items() if r[0] == target}
@@ -173,6 +176,7 @@ def first_sight(session: SyncSession) -> list[tuple]:
             times.append(time.perf_counter() - started)
             requests += sum(session.scans())
         rows.append((name, len(subs), requests, statistics.median(times) * 1000))
+        say(f"sync: app.user_for_sub, {name}: {requests} requests for {len(subs)} calls")
     return rows
 
 

@@ -19,7 +19,7 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import botocore
 import botocore.config
@@ -30,7 +30,8 @@ from . import __version__, backend, credentials
 from .api import PAGE_SIZE
 from .errors import CognitoApiError, from_botocore_error, from_client_error
 from .options import Options
-from .ratelimit import limiter_for
+from .quota import limiter_for
+from .ratelimit import Abandoned, Ticket
 
 DEFAULT_ESTIMATE = 1000
 
@@ -55,6 +56,8 @@ class Stats:
     throttled: int = 0
     cognito_seconds: float = 0.0
     cap_seconds: float = 0.0
+    #: Multicorn's ``log_to_postgres``, for a long scan's progress NOTICE (None: no progress).
+    log: Callable | None = None
 
     def add(self, other: Stats) -> None:
         """Count ``other``'s work (a scan worker's) in this one's."""
@@ -136,12 +139,32 @@ def _retry_truncated_bodies(max_attempts: int):
 
 @dataclasses.dataclass
 class _InFlight:
-    """One API call being sent: its deadline (``time.monotonic()``), attempts so far and
-    how many of them were throttled."""
+    """One API call being sent: its rate-limit ticket, deadline (``time.monotonic()``),
+    attempts so far, how many of them were throttled and the seconds they waited for their
+    rate-limit slots; ``abandoned`` once the caller stopped waiting for it."""
 
+    ticket: Ticket
     deadline: float
     attempts: int = 0
     throttled: int = 0
+    waited: float = 0.0
+    abandoned: bool = False
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def abandon(self) -> None:
+        """No attempt may start any more; an unused rate-limit slot goes back."""
+        with self.lock:
+            self.abandoned = True
+            self.ticket.release()
+
+    def next_ticket(self) -> Ticket:
+        """The ticket of the attempt about to be sent: a retry reserves a slot of its own."""
+        with self.lock:
+            if self.abandoned:
+                raise Abandoned("cognito_fdw: the request was abandoned before its retry")
+            if self.attempts:
+                self.ticket = self.ticket.renewed()
+            return self.ticket
 
 
 # The call the current thread is sending (Pool.call sets it in the sending thread), which
@@ -150,13 +173,24 @@ _sending = threading.local()
 
 
 def _count_attempt(**_):
-    """``before-send``: count an attempt; none starts past the deadline (a retry whose
-    backoff ran over it)."""
+    """``before-send``, the last moment before the request goes out, built and signed:
+    wait for its rate-limit slot here, so that only the send itself follows it, and record
+    the send (a retry reserves a slot of its own); count the attempt.  None starts past the
+    deadline (a retry whose backoff or slot would run over it)."""
     call = getattr(_sending, "call", None)
     if call is None:
         return None
-    if time.monotonic() >= call.deadline:
-        raise backend.DeadlinePassed()
+    ticket = call.next_ticket()
+    try:
+        if max(time.monotonic(), ticket.slot) >= call.deadline:
+            raise backend.DeadlinePassed()
+        waiting = time.monotonic()
+        ticket.wait()
+        call.waited += time.monotonic() - waiting
+        ticket.start()
+    except BaseException:
+        ticket.release()
+        raise
     call.attempts += 1
     return None
 
@@ -221,10 +255,12 @@ class Pool:
         # method and its arguments, nothing it would have to look up.
         method = getattr(self.client, botocore.xform_name(operation))
         params["UserPoolId"] = self.options.user_pool_id
-        waiting = time.monotonic()
-        self.limiter.acquire()
+        # Reserved in the calling thread (a scan worker's reservation ends with its scan:
+        # ratelimit.stop_waiting_on), waited for and recorded as the request is sent
+        # (_count_attempt); the deadline counts from the slot.
+        ticket = self.limiter.reserve()
         started = time.monotonic()
-        in_flight = _InFlight(started + self.options.request_deadline)
+        in_flight = _InFlight(ticket, max(started, ticket.slot) + self.options.request_deadline)
 
         def send():
             _sending.call = in_flight
@@ -242,11 +278,14 @@ class Pool:
         except botocore.exceptions.BotoCoreError as exc:
             raise from_botocore_error(exc, operation, self.options.endpoint_url or "AWS") from None
         finally:
+            # A helper thread still sending (a cancel, the deadline) starts no attempt
+            # more; a slot reserved and never used holds up nobody.
+            in_flight.abandon()
             if stats is not None:
                 stats.retries += max(0, in_flight.attempts - 1)
                 stats.throttled += in_flight.throttled
-                stats.cognito_seconds += time.monotonic() - started
-                stats.cap_seconds += started - waiting
+                stats.cap_seconds += in_flight.waited
+                stats.cognito_seconds += time.monotonic() - started - in_flight.waited
 
     def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
         seconds = self.options.request_deadline

@@ -165,7 +165,7 @@ class CognitoFdw(ForeignDataWrapper):
         statement = backend.statement_started()
         if statement != self._statement:
             self._statement, self._actual = statement, []
-        stats = Stats()
+        stats = Stats(log=log_to_postgres)
         self._actual.append(stats)
         scan = self._rows(quals, columns, limit, offset, stats)
         self._open[scan] = (self._level, statement)

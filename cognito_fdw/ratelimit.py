@@ -1,73 +1,79 @@
-"""A client-side request-rate limit, shared by every backend of the PostgreSQL server.
+"""A client-side request-rate limit: at most ``rate`` requests sent in any window.
 
 Cognito's quotas are per account and region, shared with every application using the
 pool, and exceeding them answers ``TooManyRequestsException``.  So the wrapper paces its
-own requests with a sliding window: a request may start only when fewer than ``rate``
-requests started in the second before it (plus a margin for the way to Cognito, so that
-they also arrive at most ``rate`` in any second).  A short burst (an IN list, the first
-rows of a join) is not slowed down at all.
+own requests: one is *sent* only while fewer than ``rate`` were sent in the window before
+it (a second, plus a margin for the way to Cognito, so that they also arrive at most
+``rate`` in any second).  Each request goes through two steps on one window:
 
-In a backend the window is one small file per endpoint and account (region, endpoint,
-access key id) in ``cognito_fdw_quota/`` of the server's data directory, so every backend
-(separate processes) and every scan worker of each takes its slots from the same window.
-A reservation locks the file (``flock``, released by the kernel if the process dies),
-reads the recent start times, appends its own slot and writes them back.  Start times are
-``time.monotonic()``: on Linux, CLOCK_MONOTONIC, one clock for every process of the
-machine; it restarts at boot, so the file carries the boot id and a window of another boot
-is discarded.  Outside a backend (the CLI, unit tests) the window is the process's own.
+1. :meth:`RateLimiter.reserve` gives it a slot in line, first come, first served: at once
+   while the window has room (a short burst, an IN list or the first rows of a join, is
+   not slowed down at all), otherwise paced evenly, 1/rate of a window after the slot
+   before it.
+2. At the moment it is sent (botocore's ``before-send``, once it is built and signed),
+   :meth:`Ticket.wait` sleeps until the slot and :meth:`Ticket.start` records the send
+   time itself, only while the window of *send times* has room (else it waits for it).  A
+   thread that sends late (after the GIL, on a busy CPU) therefore never lands within a
+   window of the request ``rate`` places before it: the margin only has to cover the way
+   from the send to Cognito, not the wrapper's own delays.
 
-Slots are handed out in order, first come first served, so no caller starves.  Each
-reservation honours its own ``rate``: with servers of different caps on one account, each
-request starts when fewer than its own server's cap started in the second before it, so
-the largest cap bounds the account's total.
+A reservation never used (a cancel, the deadline, a scan that ended) is released: it holds
+up nobody.  The window of every backend of the server is one file (:mod:`cognito_fdw.quota`);
+here it may also be the process's own (outside a backend: the CLI, unit tests).
+
+**Scan workers and the backend's thread.**  The backend's thread holds the GIL whenever it
+is in PostgreSQL (docs/multicorn.md M8): between the rows of a scan, while a cursor waits
+for its next FETCH, and after the statement.  A worker thread frozen there would keep
+whatever it held: its reservations, or the shared file's lock, which every backend then
+waits for.  So a scan's
+workers take their turns within a :class:`Scope`: they touch the window only under its
+lock, which the backend's thread holds whenever it leaves Python (:meth:`Scope.outside`),
+and not at all once the scan ended (:meth:`Scope.close` releases what they reserved).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import fcntl
-import hashlib
-import math
+import dataclasses
 import os
-import stat
-import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from . import backend
 from .errors import CognitoFdwError
 
 WINDOW_SECONDS = 1.0
-# Between a slot and its request's arrival at Cognito lie a thread's wake-up (after the
-# GIL: a sibling worker may be parsing a page), signing and the network: a few ms, up to
-# ~100 ms on an overloaded machine, different for every request.  Slots a second apart
-# would let a late request and a prompt one a second after it land in one second at
-# Cognito; spacing them this much more keeps the arrivals within the rate too, while one
-# is not delayed by this much more than the one `rate` places after it.  Once a burst is
-# spent, this leaves 91 % of the rate.  (Measured: 50 ms let 26 of 25 arrive in a second
-# with eight sessions on two loaded CPUs.)
-ARRIVAL_MARGIN_SECONDS = 0.1
+# Between a request's send (recorded by Ticket.start, after signing) and its arrival at
+# Cognito lie the network and the far side's own scheduling, different for every request.
+# Sends a second apart would let a slow request and a prompt one a second after it land in
+# one second at Cognito; a window this much longer keeps the arrivals within the rate too,
+# while no request takes this much longer on the way than the one `rate` places after it.
+# Measured from send to the kernel's arrival time at the benchmark's proxy, with eight
+# sessions at a load average of 4 to 6 on two CPUs: 99 % within 15 ms, the slowest 23 ms.
+# A full window leaves 1/1.05 = 95 % of the rate.
+ARRIVAL_MARGIN_SECONDS = 0.05
 SPACING_SECONDS = WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS
-MAX_RATE = 1000  # the option's upper bound; only the last MAX_RATE starts can matter
-DIRECTORY = "cognito_fdw_quota"
+MAX_RATE = 1000  # the option's upper bound; only the last MAX_RATE sends can matter
+MAX_WAITING = 4096  # reservations kept: far more than sessions x scan workers
 _POLL_SECONDS = 0.05
-
-# The file: magic, boot id, count, then ``count`` start times (float64, ascending).
-_MAGIC = b"cfdwq\x001\x00"
-_HEADER = struct.Struct("<8s16sI")
+T = TypeVar("T")
 
 
-def next_slot(starts: Sequence[float], now: float, rate: int) -> float:
-    """When a request reserved at ``now`` may start, given the window's ascending ``starts``.
+class Abandoned(CognitoFdwError):
+    """A wait for the rate limit ended because its request is no longer wanted."""
+
+
+def next_slot(starts: list[float], now: float, rate: int) -> float:
+    """When a request reserved at ``now`` may start, given the window's ascending ``starts``
+    (send times and slots not yet sent).
 
     Never before the last slot handed out (first come, first served), and never while
     ``rate`` requests started within the second (and margin) before it: the window opens
     when the request ``rate`` places back is SPACING_SECONDS old.  A request that has to
     wait anyway also keeps 1/rate of a spacing after the one before it: a window that
-    stays full is filled evenly, not a whole burst at each spacing, whose late arrivals
-    would meet the prompt head of the next burst within one second at Cognito.
+    stays full is filled evenly, not a whole burst at each spacing.
     """
     slot = max(now, starts[-1]) if starts else now
     if len(starts) >= rate:
@@ -77,12 +83,50 @@ def next_slot(starts: Sequence[float], now: float, rate: int) -> float:
     return slot
 
 
-def cancellable_sleep(seconds: float) -> None:
-    """Sleep, but raise :class:`backend.Cancelled` as soon as the statement is cancelled.
+@dataclasses.dataclass
+class Window:
+    """The state: send times (ascending) and the reservations not yet sent (``(slot,
+    token)``, ascending by slot).  Pure: the caller supplies the clock."""
 
-    Shared slots may be seconds away when many backends scan at once; a cancel or
-    ``statement_timeout`` must not wait for them.  Reading the cancel flags is a memory
-    read, safe from a scan worker too (docs/multicorn.md H8).
+    sent: list[float] = dataclasses.field(default_factory=list)
+    waiting: list[tuple[float, int]] = dataclasses.field(default_factory=list)
+
+    def reserve(self, now: float, rate: int, token: int) -> float:
+        """Add a reservation for ``token``; its slot (see :func:`next_slot`)."""
+        starts = sorted(self.sent + [slot for slot, _ in self.waiting])
+        slot = next_slot(starts, now, rate)
+        self.waiting.append((slot, token))  # no earlier than any slot: the list stays sorted
+        return slot
+
+    def start(self, now: float, rate: int, token: int) -> float:
+        """Record a send at ``now`` and drop the reservation ``token``: 0.0.  While
+        ``rate`` sends already lie within SPACING_SECONDS before ``now``, change nothing
+        and return how long to wait for the oldest of them to leave the window."""
+        recent = [s for s in self.sent if s > now - SPACING_SECONDS]
+        if len(recent) >= rate:
+            return recent[-rate] + SPACING_SECONDS - now
+        self.release(token)
+        self.sent.append(max(now, self.sent[-1]) if self.sent else now)
+        return 0.0
+
+    def release(self, *tokens: int) -> None:
+        self.waiting = [entry for entry in self.waiting if entry[1] not in tokens]
+
+    def prune(self, now: float) -> None:
+        """Drop what can shape no later slot or send: anything a window old (a reservation
+        that old belongs to a request that is late or to a process that died)."""
+        horizon = now - SPACING_SECONDS
+        self.sent = [s for s in self.sent[-MAX_RATE:] if s > horizon]
+        self.waiting = [entry for entry in self.waiting if entry[0] > horizon][-MAX_WAITING:]
+
+
+def cancellable_sleep(seconds: float, stopped: Callable[[], bool] = lambda: False) -> None:
+    """Sleep, but raise :class:`backend.Cancelled` as soon as the statement is cancelled,
+    and :class:`Abandoned` as soon as ``stopped()`` is true.
+
+    Slots may be seconds away when many backends scan at once; a cancel,
+    ``statement_timeout`` or the end of the scan must not wait for them.  Reading the
+    cancel flags is a memory read, safe from any thread (docs/multicorn.md H8).
     """
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
@@ -92,176 +136,185 @@ def cancellable_sleep(seconds: float) -> None:
                 hint="The statement was cancelled (pg_cancel_backend, statement_timeout or "
                 "shutdown) while it waited under max_requests_per_second.",
             )
+        if stopped():
+            raise Abandoned(
+                "cognito_fdw stopped waiting for its request-rate slot: the request is no "
+                "longer wanted (its scan ended)"
+            )
         time.sleep(min(left, _POLL_SECONDS))
 
 
+class Scope:
+    """The turns taken by one scan's worker threads (see the module docstring).
+
+    Made and closed by the backend's thread; workers enter it with :func:`scoped`.
+    ``stopped`` is set when the scan ends: waits end, no window is touched any more.
+    """
+
+    def __init__(self):
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._reserved: dict[RateLimiter, set[int]] = {}  # tokens not yet sent or released
+
+    @contextlib.contextmanager
+    def outside(self) -> Iterator[None]:
+        """Around anything of the backend's thread that leaves Python (a row returned to
+        PostgreSQL, a NOTICE): no worker is within the window meanwhile."""
+        with self._lock:
+            yield
+
+    @contextlib.contextmanager
+    def _entered(self, limiter: RateLimiter) -> Iterator[set[int]]:
+        with self._lock:
+            if self.stopped.is_set():
+                raise Abandoned("cognito_fdw: the scan ended; its workers take no more turns")
+            if limiter not in self._reserved:
+                self._reserved[limiter] = set()
+            yield self._reserved[limiter]
+
+    def close(self) -> None:
+        """The scan ended (backend's thread): its workers' reservations are released now,
+        and no worker touches a window from here on."""
+        self.stopped.set()
+        with self._lock:
+            for limiter, tokens in self._reserved.items():
+                if tokens:
+                    limiter._apply(lambda w, now, tokens=tuple(tokens): w.release(*tokens))
+            self._reserved.clear()
+
+
+_scope = threading.local()
+
+
+@contextlib.contextmanager
+def scoped(scope: Scope | None) -> Iterator[None]:
+    """Within the block, this (worker) thread's reservations belong to ``scope`` (None:
+    to no scope, as on the backend's own thread)."""
+    previous = getattr(_scope, "current", None)
+    _scope.current = scope
+    try:
+        yield
+    finally:
+        _scope.current = previous
+
+
+class Ticket:
+    """One request's reservation: :meth:`wait` for its slot, :meth:`start` when it is sent,
+    :meth:`release` when it will not be (a no-op after start).  Thread-safe: a request is
+    reserved in one thread and may be sent from another."""
+
+    def __init__(
+        self, limiter: RateLimiter, slot: float, token: int, reserved_at: float, scope: Scope | None
+    ):
+        self.limiter = limiter
+        self.slot = slot
+        self.token = token
+        self.delay = slot - reserved_at  # how long the reservation had to wait, seconds
+        self.scope: Scope | None = scope
+        self.state = "reserved"  # then "started" or "released"
+        self._lock = threading.Lock()
+
+    def _stopped(self) -> bool:
+        return self.state == "released" or (self.scope is not None and self.scope.stopped.is_set())
+
+    def wait(self) -> None:
+        """Sleep until the slot; raises backend.Cancelled, or Abandoned once released or
+        its scan ended."""
+        left = self.slot - self.limiter._clock()
+        if left > 0:
+            self.limiter._sleep(left, self._stopped)
+
+    def start(self) -> float:
+        """Record this request as sent now, waiting first while the window of send times
+        is full; the send time.  Raises what :meth:`wait` raises."""
+        while True:
+            with self._lock:
+                if self.state == "released":
+                    raise Abandoned("cognito_fdw: a released request-rate slot was used")
+                wait, now = self.limiter._start(self)
+                if wait <= 0:
+                    self.state = "started"
+                    return now
+            self.limiter._sleep(wait, self._stopped)
+
+    def release(self) -> None:
+        """Give the slot back unless the request was sent; no later start() is possible."""
+        with self._lock:
+            unused = self.state == "reserved"
+            self.state = "released"
+        if unused:
+            with contextlib.suppress(Abandoned):  # its scan ended: Scope.close released it
+                self.limiter._release(self)
+
+    def renewed(self) -> Ticket:
+        """A new reservation for the same caller (a retry is a request of its own)."""
+        return self.limiter.reserve(self.scope)
+
+
 class RateLimiter:
-    """Lets at most ``rate`` requests start within any one second; thread-safe, one process."""
+    """Lets at most ``rate`` requests be sent within any window; one process, thread-safe."""
 
     def __init__(
         self,
         rate: int,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = cancellable_sleep,
+        sleep: Callable[[float, Callable[[], bool]], None] = cancellable_sleep,
     ):
         self.rate = rate
         self._clock = clock
         self._sleep = sleep
-        self._starts: collections.deque[float] = collections.deque(maxlen=rate)
+        self._window = Window()
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Take a start time for one request; return how long the caller must wait for it."""
+    def _apply(self, change: Callable[[Window, float], T]) -> T:
+        """Apply ``change(window, now)`` atomically; its result."""
         with self._lock:
             now = self._clock()
-            slot = next_slot(self._starts, now, self.rate)
-            self._starts.append(slot)
-            return slot - now
+            result = change(self._window, now)
+            self._window.prune(now)
+            return result
+
+    @contextlib.contextmanager
+    def _within(self, scope: Scope | None) -> Iterator[set[int]]:
+        """The scope's count of open reservations, entered (a throwaway set without one)."""
+        if scope is None:
+            yield set()
+        else:
+            with scope._entered(self) as reserved:
+                yield reserved
+
+    def reserve(self, scope: Scope | None = None) -> Ticket:
+        """A reservation for one request (see the module docstring), in ``scope`` or the
+        calling thread's (:func:`scoped`)."""
+        scope = scope or getattr(_scope, "current", None)
+        token = int.from_bytes(os.urandom(8), "little")
+        with self._within(scope) as reserved:
+            slot, now = self._apply(lambda w, now: (w.reserve(now, self.rate, token), now))
+            reserved.add(token)
+        return Ticket(self, slot, token, now, scope)
+
+    def _start(self, ticket: Ticket) -> tuple[float, float]:
+        """(0.0, send time) once recorded, else (seconds to wait, now)."""
+        with self._within(ticket.scope) as reserved:
+            wait, now = self._apply(lambda w, now: (w.start(now, self.rate, ticket.token), now))
+            if wait <= 0:
+                reserved.discard(ticket.token)
+            return wait, now
+
+    def _release(self, ticket: Ticket) -> None:
+        with self._within(ticket.scope) as reserved:
+            self._apply(lambda w, now: w.release(ticket.token))
+            reserved.discard(ticket.token)
+
+    def window(self) -> Window:
+        """A copy of the window as it stands (old entries pruned): for tests and checks."""
+        return self._apply(lambda w, now: Window(list(w.sent), list(w.waiting)))
 
     def acquire(self) -> None:
-        """Block until this caller may send one request."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-
-
-class SharedRateLimiter(RateLimiter):
-    """A :class:`RateLimiter` whose window is the file ``path``, shared by processes.
-
-    ``path`` is opened for each reservation (never inherited across a fork, where two
-    processes would share one lock) without following symlinks, and must be a regular
-    file of this OS user.  Raises :class:`CognitoFdwError` when it cannot be used.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        rate: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = cancellable_sleep,
-        boot: bytes | None = None,
-    ):
-        super().__init__(rate, clock, sleep)
-        self.path = path
-        self._boot = boot_id() if boot is None else boot
-
-    def reserve(self) -> float:
+        """Block until this caller may send one request, and count it as sent now."""
+        ticket = self.reserve()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise _unusable(self.path, exc) from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
-                raise _unusable(self.path, "not a regular file of the server's OS user")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            now = self._clock()
-            starts = self._read(fd, now)
-            slot = next_slot(starts, now, self.rate)
-            starts.append(slot)
-            # Older starts can shape no later slot; only the last MAX_RATE can.
-            self._write(fd, [s for s in starts[-MAX_RATE:] if s > now - SPACING_SECONDS])
-            return slot - now
-        except OSError as exc:
-            raise _unusable(self.path, exc) from None
+            ticket.wait()
+            ticket.start()
         finally:
-            os.close(fd)  # releases the lock
-
-    def _read(self, fd: int, now: float) -> list[float]:
-        """The window's start times; none if the file is new, of another boot, or garbled."""
-        data = os.pread(fd, _HEADER.size + 8 * MAX_RATE + 8, 0)
-        if len(data) < _HEADER.size:
-            return []
-        magic, boot, count = _HEADER.unpack_from(data)
-        if magic != _MAGIC or boot != self._boot or len(data) < _HEADER.size + 8 * count:
-            return []
-        starts = list(struct.unpack_from(f"<{count}d", data, _HEADER.size))
-        # A slot is at most SPACING_SECONDS after the one before it, or ``now`` when it was
-        # taken (rate >= 1), so while fewer than MAX_RATE requests wait the last is within
-        # len(starts) spacings from now: anything later was not written on this boot.
-        if not all(math.isfinite(s) for s in starts) or starts != sorted(starts):
-            return []
-        if starts and starts[-1] > now + len(starts) * SPACING_SECONDS:
-            return []
-        return starts
-
-    def _write(self, fd: int, starts: list[float]) -> None:
-        data = _HEADER.pack(_MAGIC, self._boot, len(starts)) + struct.pack(
-            f"<{len(starts)}d", *starts
-        )
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
-
-
-def _unusable(path: str, why: OSError | str) -> CognitoFdwError:
-    # Named by its last two parts (cognito_fdw_quota/<file>): the data directory's full
-    # path is for superusers to see.
-    where = os.path.join(*path.split(os.sep)[-2:])
-    if isinstance(why, OSError):
-        why = why.strerror or type(why).__name__
-    return CognitoFdwError(
-        f"cognito_fdw cannot use its shared request-rate window {where}: {why}",
-        hint=f"The directory {DIRECTORY} in the data directory must be the server's OS "
-        "user's own, mode 0700, holding only the wrapper's files; remove it to have it "
-        "created again.",
-    )
-
-
-def boot_id() -> bytes:
-    """This boot's id (16 bytes): the monotonic clock's start times are valid within it."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return bytes.fromhex(f.read().strip().replace("-", ""))
-    except (OSError, ValueError):
-        return bytes(16)
-
-
-def shared_directory(data_directory: str) -> str:
-    """``cognito_fdw_quota`` in ``data_directory``, created 0700 if missing.
-
-    Refused with :class:`CognitoFdwError` unless it is a real directory (not a symlink)
-    of this OS user that nobody else may write to or read.
-    """
-    path = os.path.join(data_directory, DIRECTORY)
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-        info = os.lstat(path)
-    except OSError as exc:
-        raise _unusable(path, exc) from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise _unusable(path, "not a directory")
-    if info.st_uid != os.getuid():
-        raise _unusable(path, "owned by another OS user")
-    if info.st_mode & 0o077:
-        raise _unusable(path, f"mode {stat.S_IMODE(info.st_mode):04o}, not 0700")
-    return path
-
-
-def window_file(directory: str, key: tuple) -> str:
-    """The window file of one endpoint and account: named by a hash, the key id not in clear."""
-    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
-    return os.path.join(directory, f"{digest}.window")
-
-
-_limiters: dict[tuple, RateLimiter] = {}
-_lock = threading.Lock()
-
-
-def limiter_for(key: tuple, rate: int) -> RateLimiter:
-    """The limiter for one endpoint and account (``key``) at ``rate``.
-
-    In a backend it shares the window of every backend of the server; raises
-    :class:`CognitoFdwError` when the shared directory is unsafe or unusable.
-    """
-    with _lock:
-        limiter = _limiters.get((key, rate))
-        if limiter is None:
-            data_directory = backend.data_directory()
-            if data_directory is None:
-                limiter = RateLimiter(rate)
-            else:
-                path = window_file(shared_directory(data_directory), key)
-                limiter = SharedRateLimiter(path, rate)
-            _limiters[(key, rate)] = limiter
-        return limiter
+            ticket.release()

@@ -7,24 +7,36 @@ first of them starts: the plan, and the pool's client with its credentials (the 
 a vault secret included), through :meth:`client.Pool.pinned`.  While the backend's thread
 waits for a page it polls for a cancel through :func:`backend.cancel_pending` (never
 ``check_interrupts``, docs/multicorn.md H2) and then stops the workers; they also stop as
-soon as the scan is closed early (LIMIT, an error, end_scan).
+soon as the scan is closed early (LIMIT, an error, end_scan).  Their turns under the rate
+limit belong to the scan's :class:`ratelimit.Scope`: the backend's thread holds it whenever
+it returns to PostgreSQL (where it keeps the GIL, and a worker frozen mid-turn would hold
+the account's shared window), and closes it when the scan ends, releasing the slots they
+reserved and did not use.
+
+A scan that runs longer than PROGRESS_SECONDS says how far it got every PROGRESS_SECONDS,
+as a NOTICE from the backend's thread with interrupts held (docs/multicorn.md H3): a person
+waiting in psql sees it, a client silences it with ``client_min_messages``.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import queue
-import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from . import backend
+from . import backend, ratelimit
 from .api import PAGE_SIZE
 from .client import Pool, Stats
 from .pushdown import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
 
 _POLL_SECONDS = 0.05
+# A long scan's NOTICE: often enough for a person watching psql, rarely enough that a
+# scan of a million users (11 minutes at 25 requests/s) says it 66 times, not per page.
+PROGRESS_SECONDS = 10.0
 # A worker whose page nobody takes for this long assumes the scan was abandoned (a
 # statement that failed elsewhere never calls end_scan) and stops.
 _ABANDON_SECONDS = 300.0
@@ -64,12 +76,28 @@ class LookupCache:
 
 
 def run(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[Mapping]:
-    """The users the plan asks for (before OFFSET/LIMIT, which the caller applies)."""
+    """The users the plan asks for (before OFFSET/LIMIT, which the caller applies).
+
+    A long scan reports its progress through ``stats.log`` (none without it)."""
+    scope = ratelimit.Scope()
+    users = _users(plan, pool, stats, cache, stats.log, scope)
+    try:
+        for user in users:
+            with scope.outside():  # the row goes to PostgreSQL
+                yield user
+    finally:
+        users.close()
+        scope.close()
+
+
+def _users(plan, pool, stats, cache, log, scope) -> Iterator[Mapping]:
     if plan.kind == PARTS:
-        yield from _parts(plan, pool, stats)
+        yield from _concurrently(
+            plan.requests, plan.workers, pool, stats, scope, log=log, about=plan.estimated_rows
+        )
     elif plan.kind == LOOKUPS:
         seen = set()
-        for users in _lookups(plan, pool, stats, cache):
+        for users in _lookups(plan, pool, stats, cache, scope):
             for user in users:
                 # Cognito may match case-insensitively: two values can find one user.
                 if len(plan.requests) == 1 or user.get("Username") not in seen:
@@ -78,10 +106,12 @@ def run(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[Ma
     elif plan.requests:
         # One stream, read by one worker a page ahead: the next request is in flight while
         # PostgreSQL consumes this page's rows.
-        yield from _concurrently(plan.requests, 1, pool, stats, plan.limit)
+        yield from _concurrently(plan.requests, 1, pool, stats, scope, plan.limit, log=log)
 
 
-def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[list]:
+def _lookups(
+    plan: Plan, pool: Pool, stats: Stats, cache: LookupCache, scope: ratelimit.Scope
+) -> Iterator[list]:
     """Each request's users, in plan order; up to ``plan.workers`` threads fetch the
     requests the cache cannot answer."""
     cached = {request: cache.get(request) for request in plan.requests}
@@ -101,7 +131,7 @@ def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterat
         max_workers=min(plan.workers, len(missing)), thread_name_prefix="cognito-fdw"
     )
     futures = {
-        request: executor.submit(_fetch, request, pool, request_stats)
+        request: executor.submit(_fetch, request, pool, request_stats, scope)
         for request, request_stats in zip(missing, worker_stats)
     }
     try:
@@ -111,19 +141,22 @@ def _lookups(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterat
             else:
                 yield cached[request]
     finally:
+        scope.stopped.set()
         executor.shutdown(wait=False, cancel_futures=True)
         for done in worker_stats:
             stats.add(done)
 
 
-def _fetch(request: Request, pool: Pool, stats: Stats) -> list:
-    if request.operation == ADMIN_GET_USER:
-        user = pool.get_user(stats, request.username)
-        return [] if user is None else [user]
-    users = []
-    for page in pool.list_user_pages(stats, filter=request.filter):
-        users.extend(page)
-    return users
+def _fetch(request: Request, pool: Pool, stats: Stats, scope: ratelimit.Scope | None = None):
+    """The request's users (a list); ``scope``: a worker's (see the module docstring)."""
+    with ratelimit.scoped(scope):
+        if request.operation == ADMIN_GET_USER:
+            user = pool.get_user(stats, request.username)
+            return [] if user is None else [user]
+        users = []
+        for page in pool.list_user_pages(stats, filter=request.filter):
+            users.extend(page)
+        return users
 
 
 def _remember(request: Request, users: list, cache: LookupCache) -> list:
@@ -141,26 +174,33 @@ def _result(future):
             _check_cancel()
 
 
-def _parts(plan: Plan, pool: Pool, stats: Stats) -> Iterator[Mapping]:
-    """Read the plan's disjoint parts with a bounded pool of threads; yield from here."""
-    yield from _concurrently(plan.requests, plan.workers, pool, stats)
-
-
 def _concurrently(
-    requests, workers: int, pool: Pool, stats: Stats, limit: int | None = None
+    requests,
+    workers: int,
+    pool: Pool,
+    stats: Stats,
+    scope: ratelimit.Scope,
+    limit: int | None = None,
+    log=None,
+    about: int | None = None,
 ) -> Iterator[Mapping]:
-    """Page through each request in worker threads; yield the users from this thread."""
+    """Page through each request in worker threads; yield the users from this thread.
+
+    Disjoint requests (the parts of the pool) are read by up to ``workers`` threads at
+    once; ``about``: the users expected in all, for the progress NOTICE."""
     pages: queue.Queue = queue.Queue(maxsize=workers + 1)
-    stop = threading.Event()
+    stop = scope.stopped
     worker_stats = [Stats() for _ in requests]
     pool = pool.pinned()  # before any worker starts: they must not resolve credentials
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cognito-fdw")
     for request, part_stats in zip(requests, worker_stats):
-        executor.submit(_read_part, pool, request, part_stats, pages, stop, limit)
+        executor.submit(_read_part, pool, request, part_stats, pages, scope, limit)
     remaining = len(requests)
+    progress = _Progress(log, worker_stats, about, scope)
     try:
         while remaining:
             item = _next_page(pages)
+            progress.tick(len(requests) - remaining)
             if item is None:
                 continue
             kind, payload = item
@@ -169,6 +209,7 @@ def _concurrently(
             if kind == "done":
                 remaining -= 1
             else:
+                progress.users += len(payload)
                 yield from payload
     finally:
         stop.set()
@@ -193,7 +234,39 @@ def _check_cancel() -> None:
         )
 
 
-def _read_part(pool: Pool, request: Request, stats: Stats, pages, stop, limit=None) -> None:
+class _Progress:
+    """The NOTICE of a scan running longer than PROGRESS_SECONDS, every PROGRESS_SECONDS."""
+
+    def __init__(self, log, worker_stats: list[Stats], about: int | None, scope):
+        self.log = log
+        self.scope = scope
+        self.worker_stats = worker_stats
+        self.about = about
+        self.users = 0  # handed to PostgreSQL so far
+        self.started = time.monotonic()
+        self.due = self.started + PROGRESS_SECONDS
+
+    def tick(self, parts_done: int) -> None:
+        now = time.monotonic()
+        if self.log is None or now < self.due:
+            return
+        self.due = now + PROGRESS_SECONDS
+        # Ints other threads update: a read under the GIL, at worst a page behind.
+        requests = sum(s.requests for s in self.worker_stats)
+        seconds = now - self.started
+        users = f"{self.users:,} users" + (f" of about {self.about:,}" if self.about else "")
+        parts = len(self.worker_stats)
+        read = f", {parts_done} of {parts} parts done" if parts > 1 else ""
+        message = (
+            f"cognito_fdw: scan in progress: {users}{read}, {requests:,} requests, {seconds:.0f} s"
+        )
+        with self.scope.outside():  # the NOTICE is PostgreSQL's code
+            backend.report(self.log, message, logging.INFO)  # Multicorn's INFO is a NOTICE
+
+
+def _read_part(pool: Pool, request: Request, stats: Stats, pages, scope, limit=None) -> None:
+    stop = scope.stopped
+
     def put(item) -> bool:
         waited = 0.0
         while not stop.is_set():
@@ -207,9 +280,10 @@ def _read_part(pool: Pool, request: Request, stats: Stats, pages, stop, limit=No
         return False
 
     try:
-        for page in pool.list_user_pages(stats, filter=request.filter, limit=limit):
-            if not put(("page", page)) or stop.is_set():
-                return
+        with ratelimit.scoped(scope):
+            for page in pool.list_user_pages(stats, filter=request.filter, limit=limit):
+                if not put(("page", page)) or stop.is_set():
+                    return
         put(("done", None))
     except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
         put(("error", exc))

@@ -80,7 +80,7 @@ AS $rules$
     ('retry_mode', 'choice', ARRAY['server'], NULL, NULL, ARRAY['standard', 'adaptive'], NULL, 'Set retry_mode to one of: standard, adaptive.', false, 'standard'),
     ('max_requests_per_second', 'int', ARRAY['server'], 1, 1000, NULL, NULL, 'Set max_requests_per_second to a whole number from 1 to 1000 (default 25).', false, '25'),
     ('username_lookup', 'choice', ARRAY['server'], NULL, NULL, ARRAY['list_users', 'admin_get_user'], NULL, 'Set username_lookup to one of: list_users, admin_get_user.', false, 'list_users'),
-    ('scan_workers', 'int', ARRAY['server', 'table'], 1, 16, NULL, NULL, 'Set scan_workers to a whole number from 1 to 16 (default 4).', true, '4'),
+    ('scan_workers', 'int', ARRAY['server', 'table'], 1, 16, NULL, NULL, 'Set scan_workers to a whole number from 1 to 16 (default 8).', true, '8'),
     ('describe_ttl', 'float', ARRAY['server'], 0, 86400, NULL, NULL, 'Set describe_ttl to a number of seconds from 0 to 86400 (default 300).', false, '300')
   ) AS r(name, kind, places, low, high, choices, pattern, hint, is_limit, default_value)
 $rules$;

@@ -29,7 +29,8 @@
 --                             its last error
 --   CALL app.sync_users_in_parts(max_parts integer DEFAULT 16)
 --                             the pool synced one part per transaction, resuming where the
---                             last call stopped; for large pools and pg_cron
+--                             last call stopped; for large pools and pg_cron.  A NOTICE
+--                             per part says where the call stands
 --   app.user_for_sub(sub uuid)
 --                             the app's row for a sub, created from one Cognito lookup the
 --                             first time; no Cognito request once it exists
@@ -214,6 +215,7 @@ DECLARE
   v_failed  integer := 0;
   v_left    integer;
   v_message text;
+  v_ok      boolean;
   r         record;
 BEGIN
   IF max_parts IS NULL OR max_parts < 1 THEN
@@ -246,6 +248,7 @@ BEGIN
           failures = 0, failed_at = NULL, error = NULL
       WHERE p.part = v_part;
       v_synced := v_synced + 1;
+      v_ok := true;
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
       -- The wrapper reports a cancel or timeout that came while it waited for Cognito as
@@ -259,10 +262,20 @@ BEGIN
       SET failures = p.failures + 1, failed_at = v_started, error = v_message
       WHERE p.part = v_part;
       v_failed := v_failed + 1;
+      v_ok := false;
       RAISE WARNING 'app.sync_users_in_parts: part % failed, to be retried by the next call: %',
         v_part, v_message;
     END;
     COMMIT;
+    -- Where the call stands, once per part (a sign of life for a long round; plpgsql's
+    -- NOTICE is safe, unlike one from the wrapper with a cancel pending).
+    SELECT count(*) INTO v_left FROM app.sync_parts p WHERE p.round < v_round;
+    RAISE NOTICE 'app.sync_users_in_parts: round %, part % %: % s; % parts done this call, '
+      '% left in the round', v_round, v_part,
+      CASE WHEN v_ok THEN format('synced, %s users', r.inserted + r.updated + r.unchanged)
+           ELSE 'failed' END,
+      round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 1),
+      cardinality(v_tried), v_left;
   END LOOP;
 
   SELECT count(*) INTO v_left FROM app.sync_parts p WHERE p.round < v_round;

@@ -4,6 +4,10 @@ It forwards every request to the upstream unchanged, except those a test has arm
 for, which it answers the way a failing Cognito or network would: Cognito's throttling error
 (HTTP 400 ``TooManyRequestsException``), 500, 503, a reset connection, a stall, a slow
 answer, a truncated body, or a pagination token that repeats.
+
+It also notes when each request arrived: the kernel's time for its first bytes at the
+proxy's socket (bench.proxy.arrival), which the proxy's own threads, late on a busy
+machine, do not shift.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from bench.proxy import arrival, most_in_one_second, stamp_arrivals
 from cognito_fdw.tools.devstack import free_port
 
 _ERRORS = {
@@ -46,6 +51,7 @@ class FaultProxy:
         self.port = free_port()
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str | None]] = []  # (operation, fault kind or None)
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), operation)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
@@ -73,6 +79,15 @@ class FaultProxy:
         with self._lock:
             return [entry for entry in self.log if operation in (None, entry[0])]
 
+    def arrived(self, operation: str, since: float = 0.0) -> list[float]:
+        """When each ``operation`` request arrived from ``since`` on (time.monotonic())."""
+        with self._lock:
+            return sorted(t for t, op in self.arrivals if op == operation and t >= since)
+
+    def peak(self, operation: str, since: float = 0.0) -> int:
+        """The most ``operation`` requests from ``since`` on that arrived within one second."""
+        return most_in_one_second(self.arrived(operation, since))
+
     def _pick(self, operation: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
@@ -96,10 +111,20 @@ class FaultProxy:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def setup(self):
+                super().setup()
+                stamp_arrivals(self.connection)
+
+            def handle_one_request(self):
+                self.arrived = arrival(self.connection)
+                super().handle_one_request()
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 target = self.headers.get("X-Amz-Target", "")
                 operation = target.rsplit(".", 1)[-1]
+                with proxy._lock:
+                    proxy.arrivals.append((self.arrived, operation))
                 fault = proxy._pick(operation)
                 kind = fault.kind if fault else None
                 if kind in _ERRORS:

@@ -21,35 +21,9 @@ SESSIONS = 8
 CAP = 4  # low enough that eight sessions' demand always exceeds it, even on a slow machine
 
 
-class TimingProxy(FaultProxy):
-    """The fault proxy, also noting when each request arrived (``time.monotonic()``)."""
-
-    def __init__(self, upstream: str):
-        super().__init__(upstream)
-        self.arrivals: list[float] = []
-
-    def _pick(self, operation):
-        if operation == "ListUsers":
-            self.arrivals.append(time.monotonic())
-        return super()._pick(operation)
-
-    def since(self, started: float) -> list[float]:
-        return sorted(t for t in self.arrivals if t >= started)
-
-    def peak(self, started: float) -> int:
-        """The most ListUsers requests since ``started`` that arrived within any one second."""
-        stamps = self.since(started)
-        start, best = 0, 0
-        for end, stamp in enumerate(stamps):
-            while stamp - stamps[start] >= 1.0:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
-
-
 @pytest.fixture(scope="module")
 def proxy(setup):
-    proxy = TimingProxy(setup.endpoint).start()
+    proxy = FaultProxy(setup.endpoint).start()
     yield proxy
     proxy.stop()
 
@@ -99,16 +73,17 @@ def scan_at_once(dsn: str, sessions: int, sql: str) -> tuple[float, list]:
 def test_eight_sessions_scanning_at_once_share_one_budget(setup, capped, proxy):
     started, results = scan_at_once(setup.dsn, SESSIONS, "SELECT count(*) FROM cognito.quota_users")
     assert results == [[(len(capped.users),)]] * SESSIONS
-    arrivals = proxy.since(started)
+    arrivals = proxy.arrived("ListUsers", started)
     assert len(arrivals) == SESSIONS * math.ceil(len(capped.users) / 60)
+    peak = proxy.peak("ListUsers", started)
     # Each backend on its own budget would send its three pages at once: 24 in a second.
-    assert proxy.peak(started) <= CAP
+    assert peak <= CAP
     # The budget was the limit, and the whole of it was used.
-    assert proxy.peak(started) == CAP
+    assert peak == CAP
     record(
         "load",
         f"{SESSIONS} sessions scanning at once, max_requests_per_second {CAP}",
-        f"at most {proxy.peak(started)} ListUsers requests in any second at the emulator, "
+        f"at most {peak} ListUsers requests in any second at the emulator, "
         f"{len(arrivals)} in {arrivals[-1] - arrivals[0]:.1f} s",
     )
     assert arrivals[-1] - arrivals[0] >= (len(arrivals) - CAP) / CAP - 0.1

@@ -7,6 +7,7 @@ part retried, and app.user_for_sub; request counts from the wrapper's DEBUG line
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections import Counter
@@ -143,6 +144,16 @@ def test_the_sync_in_parts_equals_the_one_shot_sync(pdb, parts_pool, cognito):
         p: (1, sizes[p], 0, None) for p in PARTS
     }
     assert "app.sync_users_in_parts: round 1: 16 parts synced, 0 failed, 0 left" in notices
+    # A sign of life per part: which part, how many users, where the call stands.
+    progress = [
+        m.groups()
+        for n in notices
+        if (m := re.fullmatch(
+            r"app.sync_users_in_parts: round 1, part (\w) synced, (\d+) users: [\d.]+ s; "
+            r"(\d+) parts done this call, (\d+) left in the round", n
+        ))
+    ]  # fmt: skip
+    assert progress == [(p, str(sizes[p]), str(i + 1), str(15 - i)) for i, p in enumerate(PARTS)]
 
     pdb.execute("TRUNCATE app.users CASCADE")
     assert pdb.execute("SELECT * FROM app.sync_users()").fetchone() == (USERS, 0, 0, 0)

@@ -14,7 +14,7 @@ def test_defaults_are_safe():
     options = parse_options(BASE)
     assert options.pushdown is True
     assert options.max_requests_per_second == 25  # under Cognito's 30 ListUsers/s
-    assert options.scan_workers == 4
+    assert options.scan_workers == 8
     assert options.describe_ttl == 300
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -20,7 +21,8 @@ from cognito_fdw.pushdown import (
     Plan,
     Request,
 )
-from cognito_fdw.ratelimit import SPACING_SECONDS, RateLimiter, limiter_for
+from cognito_fdw.quota import limiter_for
+from cognito_fdw.ratelimit import SPACING_SECONDS, RateLimiter
 
 
 def user(name, sub):
@@ -179,7 +181,7 @@ class FakeClock:
     def __call__(self):
         return self.now
 
-    def sleep(self, seconds):
+    def sleep(self, seconds, stopped=lambda: False):
         self.sleeps.append(seconds)
         self.now += seconds
 
@@ -203,7 +205,7 @@ def test_the_rate_limiter_is_shared_by_threads():
 
     def work():
         for _ in range(10):
-            wait = limiter.reserve()
+            wait = limiter.reserve().delay
             with lock:
                 waits.append(wait)
 
@@ -253,3 +255,69 @@ def test_a_failing_lookup_is_raised_in_the_calling_thread():
         list(
             scan.run(lookup_plan("u0001", "u0002"), FailingPool(USERS), Stats(), scan.LookupCache())
         )
+
+
+class LimitedPool(FakePool):
+    """Every page first takes its turn under a real rate limiter, as Pool.call does."""
+
+    def __init__(self, users, limiter):
+        super().__init__(users)
+        self.limiter = limiter
+
+    def list_user_pages(self, stats, filter=None, limit=None):
+        for page in super().list_user_pages(stats, filter, limit):
+            ticket = self.limiter.reserve()
+            try:
+                ticket.wait()
+                ticket.start()
+            finally:
+                ticket.release()
+            yield page
+
+
+def test_closing_a_scan_gives_the_workers_reserved_slots_back():
+    limiter = RateLimiter(2)  # 16 parts of 2 pages at 2/s: the workers queue for seconds
+    rows = scan.run(PARTS_PLAN, LimitedPool(USERS, limiter), Stats(), scan.LookupCache())
+    for _ in range(121):  # two pages at once, the third at its slot a window later
+        next(rows)
+    assert limiter.window().waiting  # the other workers' slots, up to seconds away
+    rows.close()
+    # Given back by the thread that closed the scan, before it returns (to PostgreSQL,
+    # where the workers would be frozen), not whenever a worker runs again.
+    assert limiter.window().waiting == []
+    for thread in threading.enumerate():
+        if thread.name.startswith("cognito-fdw"):
+            thread.join(1.0)  # a worker stops waiting within a poll, not at its slot
+            assert not thread.is_alive()
+    assert limiter.window().waiting == []
+
+
+class Log:
+    def __init__(self):
+        self.messages = []
+
+    def __call__(self, message, level):
+        self.messages.append((level, message))
+
+
+def test_a_long_scan_reports_its_progress_and_a_short_one_does_not(monkeypatch):
+    import logging
+
+    monkeypatch.setattr(scan, "PROGRESS_SECONDS", 0.2)
+    log = Log()
+    pool = FakePool(USERS * 4, page_delay=0.05)  # 16 parts of 5 pages, 4 workers: ~1 s
+    assert len(list(scan.run(PARTS_PLAN, pool, Stats(log=log), scan.LookupCache()))) == 4000
+    assert 2 <= len(log.messages) <= 6  # about one every 0.2 s, none in the first 0.2 s
+    assert {level for level, _ in log.messages} == {logging.INFO}  # a NOTICE
+    shape = re.compile(
+        r"cognito_fdw: scan in progress: ([\d,]+) users of about 1,000, (\d+) of 16 parts "
+        r"done, ([\d,]+) requests, \d+ s"
+    )
+    found = [shape.fullmatch(message) for _, message in log.messages]
+    assert all(found), log.messages
+    numbers = [[int(n.replace(",", "")) for n in match.groups()] for match in found]
+    for column in zip(*numbers):  # users, requests and parts done only grow
+        assert list(column) == sorted(column)
+    quick = Log()
+    list(scan.run(PARTS_PLAN, FakePool(USERS), Stats(log=quick), scan.LookupCache()))
+    assert quick.messages == []
