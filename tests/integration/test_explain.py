@@ -126,6 +126,21 @@ def test_analyze_shows_the_time_spent_in_cognito(ex, db, proxy):
     assert fast["cognito_ms"] < slow["cognito_ms"]
 
 
+def test_analyze_shows_the_time_spent_waiting_for_the_rate_cap(ex, db, proxy, pool):
+    db.execute("CREATE SCHEMA IF NOT EXISTS ex_slow")
+    create_server(db, "ex_slow_srv", pool.pool_id, proxy.url, max_requests_per_second=1)
+    db.execute(
+        "CREATE FOREIGN TABLE ex_slow.users (username text) "
+        "SERVER ex_slow_srv OPTIONS (object 'users')"
+    )
+    numbers, _, _ = analyze(db, proxy, "SELECT * FROM ex_slow.users")
+    # Three requests at one a second: the later ones wait for their slots, which is not
+    # time in Cognito.
+    assert numbers["requests"] == 3
+    assert numbers["cap_ms"] >= 1000
+    assert numbers["cognito_ms"] < numbers["cap_ms"]
+
+
 def test_analyze_of_a_join_counts_every_loop(ex, db, proxy):
     sql = (
         "SELECT k.username, u.email FROM ex.keys k CROSS JOIN LATERAL "
