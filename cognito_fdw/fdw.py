@@ -241,6 +241,7 @@ class CognitoFdw(ForeignDataWrapper):
         # The failed statement's scans, which Multicorn never ends (a cursor opened before
         # the savepoint lives on).
         self._close_scans(lambda began, statement: began >= level)
+        self._actual = []  # a plain EXPLAIN later in the statement (a function) shows no costs
         self._level = level - 1
         changes.transaction.sub_rollback(level)
 
@@ -256,6 +257,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def rollback(self):
         self._close_scans(lambda level, statement: True)
+        self._actual = []
         self._level = 0
         changes.transaction.clear()
 

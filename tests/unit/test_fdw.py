@@ -118,6 +118,7 @@ def test_rollback_closes_the_scans_a_failed_statement_left_open(monkeypatch):
     next(failed)
     wrapper.sub_rollback(2)
     assert table.closed == 1 and next(outer) == {"username": "1"}  # the cursor lives on
+    assert not any("actual" in line for line in wrapper.explain([], set()))
     wrapper.rollback()
     assert table.closed == 2
 
