@@ -11,7 +11,8 @@ thread may do is :func:`cancel_pending`, which only reads plain variables.
 Two more measured hazards shape this (docs/multicorn.md H2, H3): ``check_interrupts()``
 longjmps through Python and crashes the cluster later, and a NOTICE/WARNING/DEBUG report made
 while a cancel is pending breaks every later Python call in the backend.  So cancels are
-polled by reading PostgreSQL's flags, and non-error reports hold interrupts.
+polled by reading PostgreSQL's flags, and non-error reports and catalog reads hold
+interrupts.
 
 The backend's thread is Python's main thread: Multicorn initialises Python in it
 (docs/multicorn.md M8).
@@ -21,6 +22,7 @@ reports go straight to the logger, and what only a backend knows is an error or 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -96,7 +98,6 @@ _port = _variable("PostPortNumber", ctypes.c_int)
 _socket_dirs = _variable("Unix_socket_directories", ctypes.c_char_p)
 _data_dir = _variable("DataDir", ctypes.c_char_p)
 _statement_start = _function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
-_transaction_start = _function("GetCurrentTransactionStartTimestamp", ctypes.c_int64, [])
 _get_user_id = _function("GetUserId", ctypes.c_uint32, [])
 _user_name = _function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
 _database_name = _function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
@@ -127,6 +128,38 @@ _end_scan = _function("systable_endscan", None, [ctypes.c_void_p])
 def in_backend() -> bool:
     """True inside a PostgreSQL backend (its symbols are there), False in plain Python."""
     return _holdoff is not None
+
+
+# Multicorn's wrapper instances, and what names a table (see foreign_table_name):
+_instances = _variable("InstancesHash", ctypes.c_void_p)
+_seq_init = _function("hash_seq_init", None, [ctypes.c_void_p, ctypes.c_void_p])
+_seq_search = _function("hash_seq_search", ctypes.c_void_p, [ctypes.c_void_p])
+_seq_term = _function("hash_seq_term", None, [ctypes.c_void_p])
+_in_transaction = _function("IsTransactionState", ctypes.c_bool, [])
+# These return NULL (or InvalidOid) for a relation or schema that does not exist; the
+# strings they return are palloc'd, and freed here (so char * is a void *).
+_rel_name = _function("get_rel_name", ctypes.c_void_p, [ctypes.c_uint32])
+_rel_namespace = _function("get_rel_namespace", ctypes.c_uint32, [ctypes.c_uint32])
+_namespace_name = _function("get_namespace_name", ctypes.c_void_p, [ctypes.c_uint32])
+_quote_qualified = _function(
+    "quote_qualified_identifier", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p]
+)
+_pfree = _function("pfree", None, [ctypes.c_void_p])
+
+
+class _CacheEntry(ctypes.Structure):
+    """The head of an entry of Multicorn's ``InstancesHash`` (``CacheEntry`` in its
+    ``src/multicorn.h``): the foreign table's OID and its wrapper instance, a
+    ``PyObject *`` that is NULL while the instance is being made."""
+
+    _fields_ = [("hashkey", ctypes.c_uint32), ("value", ctypes.c_void_p)]
+
+
+class _SeqStatus(ctypes.Structure):
+    """Room for a ``HASH_SEQ_STATUS`` (24 bytes in PostgreSQL 15, a little more in later
+    versions), pointer-aligned."""
+
+    _fields_ = [("space", ctypes.c_void_p * 8)]
 
 
 def cancel_pending() -> bool:
@@ -198,23 +231,91 @@ def statement_started() -> int | None:
     return None if _statement_start is None else _statement_start()
 
 
-@_backend_thread_only
-def transaction_started() -> int | None:
-    """When the running transaction started (microseconds), identifying it; None outside."""
-    return None if _transaction_start is None else _transaction_start()
+@contextlib.contextmanager
+def _interrupts_held():
+    """PostgreSQL's HOLD_INTERRUPTS(): a CHECK_FOR_INTERRUPTS() inside does nothing, so a
+    pending cancel cannot longjmp through Python (docs/multicorn.md H2, H3); it is served
+    at the next check after this."""
+    if _holdoff is None:
+        yield
+        return
+    _holdoff.value += 1
+    try:
+        yield
+    finally:
+        _holdoff.value -= 1
 
 
 @_backend_thread_only
 def report(log, message: str, level) -> None:
     """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3)."""
-    if _holdoff is None:
+    with _interrupts_held():
         log(message, level)
-        return
-    _holdoff.value += 1
+
+
+@_backend_thread_only
+def foreign_table_name(instance: object) -> str | None:
+    """The schema-qualified, quoted name of the foreign table whose Multicorn wrapper
+    instance is ``instance`` (``cognito."Mixed Case"``), or None: outside a backend or a
+    transaction, while the instance is being made (Multicorn records it only once its
+    ``__init__`` returned), or when its table no longer exists (Multicorn keeps the instance
+    of a dropped table).
+
+    Multicorn passes no table OID to Python, but its ``InstancesHash`` maps each foreign
+    table's OID to its instance (docs/multicorn.md M3): the table is the entry whose
+    instance is this object (docs/multicorn.md M13).  The walk reads the hash and nothing
+    else; the catalog lookups come after it, with interrupts held, and return NULL rather
+    than raise for a relation that does not exist.
+    """
+    if _instances is None or None in (_seq_init, _rel_name, _in_transaction):
+        return None
+    if not _instances.value or not _in_transaction():
+        return None
+    oid = _table_of(id(instance))
+    if oid is None:
+        return None
+    with _interrupts_held():
+        return _qualified_name(oid)
+
+
+def _table_of(address: int) -> int | None:
+    """The OID whose InstancesHash entry holds the Python object at ``address``."""
+    status = _SeqStatus()
+    _seq_init(ctypes.byref(status), _instances.value)
+    while entry := _seq_search(ctypes.byref(status)):
+        found = _CacheEntry.from_address(entry)
+        if found.value == address:
+            _seq_term(ctypes.byref(status))  # a walk stopped early must say so
+            return found.hashkey
+    return None  # hash_seq_search ended the walk itself
+
+
+def _decoded(name: bytes) -> str:
+    """A name from the catalog, which holds it in the database encoding."""
+    encoding = database_encoding()
     try:
-        log(message, level)
+        return name.decode("ascii" if encoding == "SQL_ASCII" else encoding or "utf-8", "replace")
+    except LookupError:  # an encoding Python has no codec of that name for
+        return name.decode("utf-8", "replace")
+
+
+def _qualified_name(oid: int) -> str | None:
+    relation = _rel_name(oid)
+    if not relation:
+        return None
+    schema = _namespace_name(_rel_namespace(oid))
+    try:
+        if not schema:
+            return None
+        quoted = _quote_qualified(schema, relation)
+        try:
+            return _decoded(ctypes.string_at(quoted))
+        finally:
+            _pfree(quoted)
     finally:
-        _holdoff.value -= 1
+        _pfree(relation)
+        if schema:
+            _pfree(schema)
 
 
 @_backend_thread_only
@@ -304,11 +405,8 @@ def nondeterministic_collations() -> tuple[str, ...]:
                  _begin_scan, _next_tuple, _end_scan, _holdoff)  # fmt: skip
     if any(f is None for f in functions):
         return ()
-    _holdoff.value += 1
-    try:
+    with _interrupts_held():
         return _scan_collations()
-    finally:
-        _holdoff.value -= 1
 
 
 def _scan_collations() -> tuple[str, ...]:
@@ -338,7 +436,6 @@ def _scan_collations() -> tuple[str, ...]:
 
 
 _superuser = _function("superuser", ctypes.c_bool, [])
-_in_transaction = _function("IsTransactionState", ctypes.c_bool, [])
 
 
 @_backend_thread_only
@@ -352,8 +449,5 @@ def current_role_is_superuser() -> bool:
     """
     if _superuser is None or _in_transaction is None or _holdoff is None:
         return False
-    _holdoff.value += 1
-    try:
+    with _interrupts_held():
         return bool(_in_transaction() and _superuser())
-    finally:
-        _holdoff.value -= 1

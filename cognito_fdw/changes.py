@@ -19,11 +19,34 @@ stay true.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 
 from .errors import CognitoFdwError
 
 Key = tuple  # (group_name, username)
+
+
+def membership_key(group_name: str, username: str) -> str:
+    """The membership column's value: unambiguous for any group and user name.
+
+    The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL
+    can compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5),
+    so wrap it:
+    ``WHERE membership = (SELECT json_build_array('admins', 'alice')::text)``.
+    """
+    return json.dumps([group_name, username], ensure_ascii=False)
+
+
+def parse_membership(value) -> tuple[str, str] | None:
+    """(group_name, username) from a membership value, or None if it is not one."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
+        return None
+    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
+        return parsed[0], parsed[1]
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ pool whose client is already resolved; a thread using a pool that is not pinned 
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import random
@@ -24,6 +25,7 @@ import botocore
 import botocore.config
 import botocore.exceptions
 import botocore.session
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 
 from . import __version__, backend, credentials
 from .api import PAGE_SIZE
@@ -47,13 +49,32 @@ _lock = threading.Lock()
 
 @dataclasses.dataclass
 class Stats:
-    """What one scan cost: requests sent (retries not counted), rows seen, time taken."""
+    """What one scan cost: API calls made (``requests``, and by operation), rows seen, the
+    attempts beyond each call's first (``retries``) and those Cognito answered with a
+    throttling error (``throttled``), the seconds calls took (``cognito_seconds``: their
+    attempts and backoff, summed over threads) and the seconds spent waiting for the
+    request-rate cap (``cap_seconds``), and when the scan started (``time.monotonic()``)."""
 
     requests: int = 0
     rows: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
+    operations: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    retries: int = 0
+    throttled: int = 0
+    cognito_seconds: float = 0.0
+    cap_seconds: float = 0.0
     #: Multicorn's ``log_to_postgres``, for a long scan's progress NOTICE (None: no progress).
     log: Callable | None = None
+
+    def add(self, other: Stats) -> None:
+        """Count ``other``'s work (a scan worker's) in this one's."""
+        self.requests += other.requests
+        self.rows += other.rows
+        self.operations.update(other.operations)
+        self.retries += other.retries
+        self.throttled += other.throttled
+        self.cognito_seconds += other.cognito_seconds
+        self.cap_seconds += other.cap_seconds
 
     def summary(self) -> str:
         ms = (time.monotonic() - self.started) * 1000
@@ -99,6 +120,7 @@ def client_for(options: Options):
             client.meta.events.register_first("needs-retry.cognito-idp", _no_retry_past_deadline)
             client.meta.events.register("before-send.cognito-idp", _count_attempt)
             client.meta.events.register("before-parse.cognito-idp", _keep_error_body)
+            client.meta.events.register("response-received.cognito-idp", _count_throttled)
             cached = _clients[slot] = (key, client)
         return cached[1]
 
@@ -162,12 +184,15 @@ def _unknown_region(options: Options, exc) -> tuple[str, list[str]] | None:
 
 @dataclasses.dataclass
 class _InFlight:
-    """One API call being sent: its rate-limit ticket, deadline (``time.monotonic()``) and
-    attempts so far; ``abandoned`` once the caller stopped waiting for it."""
+    """One API call being sent: its rate-limit ticket, deadline (``time.monotonic()``),
+    attempts so far, how many of them were throttled and the seconds they waited for their
+    rate-limit slots; ``abandoned`` once the caller stopped waiting for it."""
 
     ticket: Ticket
     deadline: float
     attempts: int = 0
+    throttled: int = 0
+    waited: float = 0.0
     abandoned: bool = False
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -204,13 +229,28 @@ def _count_attempt(**_):
     try:
         if max(time.monotonic(), ticket.slot) >= call.deadline:
             raise backend.DeadlinePassed()
+        waiting = time.monotonic()
         ticket.wait()
+        call.waited += time.monotonic() - waiting
         ticket.start()
     except BaseException:
         ticket.release()
         raise
     call.attempts += 1
     return None
+
+
+# botocore's own list of the error codes that mean "throttled".
+_THROTTLED = ThrottledRetryableChecker()
+
+
+def _count_throttled(parsed_response=None, **_):
+    """``response-received`` (every attempt): count an answer that says throttled."""
+    call = getattr(_sending, "call", None)
+    if call is not None and parsed_response is not None:
+        context = RetryContext(call.attempts, parsed_response=parsed_response)
+        if _THROTTLED.is_retryable(context):
+            call.throttled += 1
 
 
 def _no_retry_past_deadline(**_):
@@ -255,6 +295,7 @@ class Pool:
         failure into a :class:`CognitoApiError` naming the operation."""
         if stats is not None:
             stats.requests += 1
+            stats.operations[operation] += 1
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
         client = self.client
@@ -264,9 +305,8 @@ class Pool:
         # ratelimit.stop_waiting_on), waited for and recorded as the request is sent
         # (_count_attempt); the deadline counts from the slot.
         ticket = self.limiter.reserve()
-        in_flight = _InFlight(
-            ticket, max(time.monotonic(), ticket.slot) + self.options.request_deadline
-        )
+        started = time.monotonic()
+        in_flight = _InFlight(ticket, max(started, ticket.slot) + self.options.request_deadline)
 
         def send():
             _sending.call = in_flight
@@ -294,6 +334,11 @@ class Pool:
             # A helper thread still sending (a cancel, the deadline) starts no attempt
             # more; a slot reserved and never used holds up nobody.
             in_flight.abandon()
+            if stats is not None:
+                stats.retries += max(0, in_flight.attempts - 1)
+                stats.throttled += in_flight.throttled
+                stats.cap_seconds += in_flight.waited
+                stats.cognito_seconds += time.monotonic() - started - in_flight.waited
 
     def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
         seconds = self.options.request_deadline

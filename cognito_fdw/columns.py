@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
-from .errors import ColumnError
+from .errors import THIS_TABLE, ColumnError
 
 # Value kinds: what the source holds.
 STRING = "string"
@@ -338,7 +338,8 @@ def unreadable_columns(problems: list[str], hint: str) -> ColumnError:
     """One error naming every column that cannot be read, and why."""
     plural = "s" if len(problems) > 1 else ""
     return ColumnError(
-        f"foreign table has column{plural} that cannot be read: " + "; ".join(problems),
+        f"foreign table {THIS_TABLE} has column{plural} that cannot be read: "
+        + "; ".join(problems),
         hint=hint,
     )
 

@@ -16,6 +16,13 @@ from collections.abc import Iterable
 
 import botocore.exceptions
 
+# Stands for the foreign table in a message, HINT or DETAIL: the adapter puts the table's
+# qualified name in its place (:meth:`CognitoFdwError.naming`).  NUL cannot occur in any
+# PostgreSQL text, option or name, so no value a message quotes is ever taken for it.
+THIS_TABLE = "\0table\0"
+# In its place when the table's name cannot be found.
+UNNAMED_TABLE = "<table>"
+
 
 class CognitoFdwError(Exception):
     """A failure with a message, an optional HINT and an optional DETAIL.
@@ -37,6 +44,23 @@ class CognitoFdwError(Exception):
         self.hint = hint
         self.detail = detail
         self.superuser_detail = superuser_detail
+
+    def names_table(self) -> bool:
+        """Whether a text of this error stands :data:`THIS_TABLE` for the table."""
+        return any(THIS_TABLE in text for text in (self.message, self.hint, self.detail) if text)
+
+    def naming(self, table: str | None) -> CognitoFdwError:
+        """This error with :data:`THIS_TABLE` replaced by ``table`` (its quoted, qualified
+        name) or, when that is None, by :data:`UNNAMED_TABLE`."""
+        if not self.names_table():
+            return self
+        name = table or UNNAMED_TABLE
+        self.message, self.hint, self.detail = (
+            None if text is None else text.replace(THIS_TABLE, name)
+            for text in (self.message, self.hint, self.detail)
+        )
+        self.args = (self.message,)
+        return self
 
     def scrubbed(self, secrets: Iterable[str]) -> CognitoFdwError:
         """A copy whose every text has each secret replaced by ``***``."""
@@ -264,8 +288,8 @@ _AWS_CODES = {
     "LimitExceededException": ("a Cognito limit was exceeded", _CHECK_RATE),
     "InvalidParameterException": (
         "Cognito refused a request parameter",
-        "Run the query with the table option pushdown 'false' to see whether a pushed-down "
-        "filter is the cause, and report it with the request id.",
+        f"Run the query after ALTER FOREIGN TABLE {THIS_TABLE} OPTIONS (ADD pushdown 'false') "
+        "to see whether a pushed-down filter is the cause, and report it with the request id.",
     ),
     "InternalErrorException": ("Cognito had an internal error, still after retries", _CHECK_RATE),
 }

@@ -12,17 +12,18 @@ as ``MulticornException``, so that one is let through untouched.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, changes, dateguard, importer
+from . import backend, changes, credentials, dateguard, importer
 from .client import Pool, Stats
 from .errors import CognitoFdwError, scrub
 from .options import UNSHOWN_OPTIONS, parse_options
-from .table import Table, table_class
+from .table import Table, actual_lines, table_class
 
 # Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
 dateguard.guard_date_conversions()
@@ -35,14 +36,16 @@ def _raise_error(error: CognitoFdwError) -> None:
     log_to_postgres(error.message, ERROR, hint=error.hint, detail=detail)
 
 
-def _translated(exc: Exception, options, what: str) -> CognitoFdwError:
-    """``exc`` as the error the user sees, every value of ``options`` that no message may
-    show scrubbed (from the raw options, so even an option error that stopped parsing is)."""
+def _translated(exc: Exception, options, what: str, table=lambda: None) -> CognitoFdwError:
+    """``exc`` as the error the user sees: naming the foreign table (``table()``, asked only
+    when a text stands for it), then every value of ``options`` that no message may show
+    scrubbed (from the raw options, so even an option error that stopped parsing is)."""
     if not isinstance(exc, CognitoFdwError):
         exc = CognitoFdwError(
             f"cognito_fdw internal error: {type(exc).__name__}: {scrub(str(exc))}",
             hint=f"This is a bug in cognito_fdw: please report it with the {what}.",
         )
+    exc.naming(table() if exc.names_table() else None)
     return exc.scrubbed(options.get(name) for name in UNSHOWN_OPTIONS)
 
 
@@ -71,9 +74,17 @@ class CognitoFdw(ForeignDataWrapper):
         self._raw_options = dict(fdw_options)
         self._fdw_columns = fdw_columns
         self._instance = None
-        # Live scans -> their transaction.  One instance serves every scan of its table, and
-        # several run at once (a self-join, two cursors): each ends when Multicorn drops it.
-        self._scans = weakref.WeakKeyDictionary()
+        # The scans Multicorn may still pull from -> (transaction level, statement) each
+        # began in.  Weak: Multicorn drops a scan's iterator at a rescan and at the end of
+        # the scan, which closes it, and several scans of one table can be open at once
+        # (a self-join, a cursor).  It never drops those of a failed statement, nor one
+        # whose iterator EXPLAIN ANALYZE replaced: those are closed here (docs/multicorn.md
+        # M12).
+        self._open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._level = 0  # the transaction level, as Multicorn's hooks say (docs/multicorn.md M4)
+        # For EXPLAIN ANALYZE: the statement that began the scans of _actual, their costs.
+        self._statement = None
+        self._actual: list[Stats] = []
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
@@ -109,7 +120,11 @@ class CognitoFdw(ForeignDataWrapper):
         return self._instance
 
     def _fail(self, exc: Exception) -> None:
-        _raise_error(_translated(exc, self._raw_options, "query"))
+        _raise_error(_translated(exc, self._raw_options, "query", self._name))
+
+    def _name(self) -> str | None:
+        """This table's quoted, qualified name, for errors that name it (None if unknown)."""
+        return backend.foreign_table_name(self)
 
     def _report(self, stats: Stats) -> None:
         backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)
@@ -131,15 +146,38 @@ class CognitoFdw(ForeignDataWrapper):
 
     @_guarded
     def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
-        return self._table().explain(quals, columns, limit=limit, offset=offset, verbose=verbose)
+        table = self._table()
+        options = table.pool.options
+        lines = table.explain(quals, columns, limit=limit, offset=offset)
+        lines.append(
+            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
+            "shared by every connection to this account"
+        )
+        if verbose:
+            lines.append(table.where())
+            lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
+        # Multicorn calls explain() after the scans under EXPLAIN ANALYZE, and under plain
+        # EXPLAIN, whose statement begins none, only (docs/multicorn.md M12): this
+        # statement's scans are over then, and what they cost is what it actually sent.
+        statement = backend.statement_started()
+        if statement == self._statement and self._actual:
+            self._close_scans(lambda level, began_in: began_in == statement)
+            lines.extend(actual_lines(self._actual))
+        return lines
 
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
-        return self._started(self._rows(quals, columns, limit, offset))
-
-    def _rows(self, quals, columns, limit, offset):
+        statement = backend.statement_started()
+        if statement != self._statement:
+            self._statement, self._actual = statement, []
         stats = Stats(log=log_to_postgres)
+        self._actual.append(stats)
+        scan = self._rows(quals, columns, limit, offset, stats)
+        self._open[scan] = (self._level, statement)
+        return scan
+
+    def _rows(self, quals, columns, limit, offset, stats):
         try:
             rows = self._table().rows(quals, columns, stats, limit=limit, offset=offset)
             try:
@@ -155,18 +193,18 @@ class CognitoFdw(ForeignDataWrapper):
         except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
             self._fail(exc)
 
-    def _started(self, scan):
-        """Track a new scan.  Multicorn drops a scan at a rescan and at its end (closing it
-        stops a concurrent scan's workers); a statement that fails drops nothing, so scans
-        of an earlier transaction, which no cursor can still read, are closed here."""
-        current = backend.transaction_started()
-        for old, started in list(self._scans.items()):
-            if started != current:
-                old.close()
-        self._scans[scan] = current
-        return scan
+    def _close_scans(self, which) -> None:
+        """Close the open scans for which ``which(level, statement)`` is true, which stops
+        their workers and counts their work; never raises (rollback calls it)."""
+        for scan, (level, statement) in list(self._open.items()):
+            if which(level, statement):
+                # An abandoned scan's error helps nobody, and rollback() must not raise.
+                with contextlib.suppress(Exception):
+                    scan.close()
 
     def end_scan(self):
+        # A later plain EXPLAIN in the same statement (in a function) shows no costs.
+        self._actual = []
         if self._instance is not None:
             self._instance.end_scan()
 
@@ -194,13 +232,23 @@ class CognitoFdw(ForeignDataWrapper):
 
     # -- the transaction: one owner of every table's pending changes (changes.py) --------
 
+    def begin(self, serializable):
+        self._level = 1
+
     def sub_begin(self, level):
+        self._level = level
         changes.transaction.sub_begin(level)
 
     def sub_commit(self, level):
+        self._level = level - 1
         changes.transaction.sub_commit(level)
 
     def sub_rollback(self, level):
+        # The failed statement's scans, which Multicorn never ends (a cursor opened before
+        # the savepoint lives on).
+        self._close_scans(lambda began, statement: began >= level)
+        self._actual = []  # a plain EXPLAIN later in the statement (a function) shows no costs
+        self._level = level - 1
         changes.transaction.sub_rollback(level)
 
     @_guarded
@@ -214,7 +262,11 @@ class CognitoFdw(ForeignDataWrapper):
         self._report(stats)
 
     def rollback(self):
+        self._close_scans(lambda level, statement: True)
+        self._actual = []
+        self._level = 0
         changes.transaction.clear()
 
     def commit(self):
+        self._level = 0
         changes.transaction.clear()  # cannot raise (H4)

@@ -8,7 +8,7 @@ PostgreSQL re-checks every qual.  The qual helpers below serve ``group_members``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from . import backend, pushdown
 from .api import PAGE_SIZE, is_cognito_name
@@ -54,6 +54,40 @@ def impossible(quals, never_null) -> str | None:
     return None
 
 
+def condition_lines(quals, pushed: str | None, keys: Sequence[str], table, what: str):
+    """EXPLAIN's lines for a scan's conditions: ``pushed`` (the text of the one sent to
+    Cognito, or None), then every other one, left to PostgreSQL with the reason.  ``keys``
+    are the columns Cognito finds ``what`` (the rows) by, most selective first; ``table``
+    the table (its ``fdw_columns`` and ``pool.options``)."""
+    lines = [f"Cognito: pushed down: {pushed}"] if pushed else []
+    for qual in quals:
+        text = pushdown.qual_text(qual)
+        if text == pushed:
+            pushed = None  # the one sent; an identical second one is left
+            continue
+        if qual.field_name not in keys:
+            reason = f"Cognito finds {what} by {_words(keys)} only"
+        elif not pushable(table.fdw_columns, qual.field_name, table.pool.options):
+            definition = table.fdw_columns.get(qual.field_name)
+            if definition is not None and type_family(definition) in EXACT_TEXT_TYPES:
+                reason = pushdown.REFUSALS["collation"]
+            else:
+                reason = (
+                    "the column's type compares differently from Cognito's exact names: only "
+                    "text and varchar are pushed (citext ignores case)"
+                )
+        elif equal_values([qual], qual.field_name, names=False) is None:
+            reason = "Cognito has no such search: only = and IN/= ANY are pushed"
+        else:
+            reason = "one condition is sent to Cognito per scan, and a more selective one was"
+        lines.append(f"Cognito: left to PostgreSQL: {text}: {reason}")
+    return lines
+
+
+def _words(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def equal_values(quals, name: str, names: bool = True) -> tuple[list, str] | None:
     """The values a qual ``name = v`` or ``name IN (...)`` allows and the qual's text, or
     None if there is no such qual.
@@ -91,28 +125,32 @@ class Groups(Table):
         self.columns = self.record_columns()
 
     def _names(self, quals) -> tuple[list | None, str | None]:
-        """(the group names to get, or None for all; the condition that cannot be true)."""
+        """(the group names to get, or None for all; the text of the condition that decided
+        it: the one pushed, or one that cannot be true when there is no name)."""
         condition = impossible(quals, {"group_name"})
         if condition is not None:
             return [], condition
         found = equal_values(quals, "group_name")
         if found is None or not pushable(self.fdw_columns, "group_name", self.pool.options):
             return None, None
-        return found[0], None if found[0] else found[1]
+        return found
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
         names, _ = self._names(quals)
         return _GROUPS if names is None else max(1, len(names)), len(columns) * COLUMN_WIDTH, 0
 
-    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
+    def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         names, condition = self._names(quals)
-        if condition is not None:
-            lines = [pushdown.no_request_line(condition)]
-        elif names is None:
-            lines = [f"Cognito: ListGroups, page size {PAGE_SIZE}, all pages"]
+        if names == []:
+            return [pushdown.no_request_line(condition)]
+        if names is None:
+            lines = [
+                f"Cognito: ListGroups, page size {PAGE_SIZE}, a request per {PAGE_SIZE} groups"
+            ]
         else:
-            lines = [f"Cognito: GetGroup for {len(names)} group(s)"]
-        return [*lines, self.where()] if verbose else lines
+            count = len(dict.fromkeys(names))
+            lines = [f"Cognito: GetGroup for {count} group(s), {count} request(s)"]
+        return lines + condition_lines(quals, condition, ["group_name"], self, "groups")
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
         names, _ = self._names(quals)

@@ -4,8 +4,11 @@ A row is ``group_name``, ``username``, a ``membership`` key, and any column of t
 table (``sub``, ``email``, ...).  How a scan reaches Cognito (PostgreSQL re-checks every
 qual):
 
-* ``membership = k`` or ``username = u``: one AdminListGroupsForUser for the user (plus one
-  AdminGetUser when a user column other than username is read);
+* ``membership = k`` or ``username = u``: one AdminListGroupsForUser for the user, plus,
+  when a user column other than username is read and the user is in a group, the user's
+  record as the users table looks a username up (server option ``username_lookup``: a
+  ListUsers filter by default, which is not billed; AdminGetUser, which counts the user as
+  a monthly active user, only when the server asks for it);
 * ``group_name = g``: one ListUsersInGroup of that group (users come with their attributes);
 * ``IN (...)`` lists of either: one of the above per value;
 * a qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, only
@@ -21,12 +24,12 @@ columns until COMMIT).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
+from typing import NamedTuple
 
-from . import changes, pushdown
-from .api import is_cognito_name
-from .changes import Change, ChangeLog, Transaction
+from . import backend, changes, pushdown
+from .api import PAGE_SIZE, is_cognito_name
+from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
 from .client import Pool, Stats
 from .columns import (
     EXACT_TEXT_TYPES,
@@ -37,11 +40,12 @@ from .columns import (
     type_family,
     unreadable_columns,
 )
-from .errors import CognitoApiError, CognitoFdwError
-from .groups import equal_values, impossible, pushable
+from .errors import THIS_TABLE, CognitoApiError, CognitoFdwError
+from .groups import condition_lines, equal_values, impossible, pushable
 from .rows import user_row
+from .scan import LookupCache, run
 from .table import COLUMN_WIDTH, Table
-from .users import Users
+from .users import Users, username_lookup
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {
@@ -57,31 +61,30 @@ _NEVER_NULL = set(MEMBER_COLUMNS)
 # The users table's columns IMPORT FOREIGN SCHEMA declares in group_members too.
 _IMPORTED_USER_COLUMNS = ("sub", "email", "enabled", "status")
 
+# The HINTs of a membership change naming a user or a group Cognito does not have.
+_NO_USER = (
+    "Create the user in Cognito first (AdminCreateUser), or check the name: SELECT username "
+    "FROM a foreign table of object 'users'."
+)
+_NO_GROUP = (
+    "Create the group in Cognito first (CreateGroup), or check the name: SELECT group_name "
+    "FROM a foreign table of object 'groups'."
+)
+
 # Planner guesses: rows a scan returns.
 _MEMBERS_PER_USER = 5
 _MEMBERS_PER_GROUP = 100
 
 
-def membership_key(group_name: str, username: str) -> str:
-    """The membership column's value: unambiguous for any group and user name.
+class Access(NamedTuple):
+    """How a scan of group_members reads Cognito: ``kind`` is "users" (AdminListGroupsForUser
+    for each of ``values``), "groups" (ListUsersInGroup for each), "all" (every group's
+    members) or "none" (no request: ``condition`` cannot be true); ``condition`` is the text
+    of the condition that decided it."""
 
-    The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL
-    can compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5),
-    so wrap it:
-    ``WHERE membership = (SELECT json_build_array('admins', 'alice')::text)``.
-    """
-    return json.dumps([group_name, username], ensure_ascii=False)
-
-
-def parse_membership(value) -> tuple[str, str] | None:
-    """(group_name, username) from a membership value, or None if it is not one."""
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
-        return None
-    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
-        return parsed[0], parsed[1]
-    return None
+    kind: str
+    values: list
+    condition: str | None = None
 
 
 class Members(Table):
@@ -110,6 +113,7 @@ class Members(Table):
         user_columns = {k: v for k, v in fdw_columns.items() if k not in ("group_name", ROWID)}
         self.user_columns = resolve_columns(user_columns, pool.custom_attributes)
         self.has_rowid = ROWID in fdw_columns
+        self._cache = LookupCache()
 
     @classmethod
     def imported_columns(cls, custom) -> list[ImportedColumn]:
@@ -119,31 +123,30 @@ class Members(Table):
 
     # -- planning ----------------------------------------------------------------------
 
-    def plan(self, quals) -> tuple[str, list]:
-        """How a scan reads Cognito: ("users", names), ("groups", names), ("all", []), or
-        ("none", [the condition that cannot be true]) for no request at all."""
+    def plan(self, quals) -> Access:
+        """How a scan with these quals reads Cognito (see :class:`Access`)."""
         condition = impossible(quals, _NEVER_NULL)
         if condition is not None:
-            return "none", [condition]
+            return Access("none", [], condition)
         found = None
         if pushable(self.fdw_columns, ROWID, self.pool.options):
             found = equal_values(quals, ROWID, names=False)
         if found is not None:
             pairs = [k for k in map(parse_membership, found[0]) if k]
             names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
-            return ("users", names) if names else ("none", [found[1]])
+            return Access("users" if names else "none", names, found[1])
         for kind, column in (("users", "username"), ("groups", "group_name")):
             if pushable(self.fdw_columns, column, self.pool.options):
                 found = equal_values(quals, column)
                 if found is not None:
-                    return (kind, found[0]) if found[0] else ("none", [found[1]])
-        return "all", []
+                    return Access(kind if found[0] else "none", found[0], found[1])
+        return Access("all", [])
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
         return self._rows_estimate(quals), len(columns) * COLUMN_WIDTH, 0
 
     def _rows_estimate(self, quals) -> int:
-        kind, values = self.plan(quals)
+        kind, values, _ = self.plan(quals)
         if kind == "users":
             return max(1, _MEMBERS_PER_USER * len(values))
         if kind == "groups":
@@ -159,20 +162,43 @@ class Members(Table):
         options = self.pool.options
         return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name, options)]
 
-    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
-        lines = [self._requests(quals, columns)]
-        return [*lines, self.where()] if verbose else lines
-
-    def _requests(self, quals, columns) -> str:
-        kind, values = self.plan(quals)
+    def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
+        kind, values, condition = self.plan(quals)
         if kind == "none":
-            return pushdown.no_request_line(values[0])
+            return [pushdown.no_request_line(condition)]
+        count = len(dict.fromkeys(values))
         if kind == "users":
-            extra = ", and AdminGetUser" if self._needs_user(columns) else ""
-            return f"Cognito: AdminListGroupsForUser{extra} for {len(values)} user(s)"
-        if kind == "groups":
-            return f"Cognito: ListUsersInGroup for {len(values)} group(s)"
-        return "Cognito: ListGroups, then ListUsersInGroup for every group"
+            lines = [
+                f"Cognito: AdminListGroupsForUser for {count} user(s), page size {PAGE_SIZE}, "
+                f"a request per {PAGE_SIZE} groups of each"
+            ]
+            if self._needs_user(columns):
+                lines[0] += ", then the record of each one in a group"
+                lines.extend(self._record_lines(values))
+        elif kind == "groups":
+            lines = [
+                f"Cognito: ListUsersInGroup for {count} group(s), page size {PAGE_SIZE}, "
+                f"a request per {PAGE_SIZE} members of each"
+            ]
+        else:
+            lines = [
+                f"Cognito: ListGroups, then ListUsersInGroup for every group, page size "
+                f"{PAGE_SIZE}, a request per {PAGE_SIZE} groups and per {PAGE_SIZE} members "
+                "of each"
+            ]
+        keys = [name for name in (ROWID, "username", "group_name") if name in self.fdw_columns]
+        return lines + condition_lines(quals, condition, keys, self, "memberships")
+
+    def _record_lines(self, usernames) -> list[str]:
+        requests = [
+            request
+            for name in dict.fromkeys(usernames)
+            for request in username_lookup(self.pool, name).requests
+        ]
+        lines = [f"Cognito: {request.describe()}" for request in requests]
+        if any(request.operation == pushdown.ADMIN_GET_USER for request in requests):
+            lines.append(f"Cognito: billed: {pushdown.BILLED}")
+        return lines
 
     def _needs_user(self, columns) -> bool:
         # No columns means count(*) or a whole-row reference: read everything to be safe.
@@ -182,9 +208,10 @@ class Members(Table):
     # -- scanning ----------------------------------------------------------------------
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
-        kind, values = self.plan(quals)
+        kind, values, _ = self.plan(quals)
         if kind == "none":
             return
+        self._cache.claim(backend.statement_started())
         if kind == "users":
             for username in dict.fromkeys(values):
                 yield from self._user_rows(username, self._needs_user(columns), stats)
@@ -212,15 +239,14 @@ class Members(Table):
                     "AdminListGroupsForUser", "Groups", stats, Username=username
                 )
             ]
-            user = (
-                self.pool.call("AdminGetUser", stats, Username=username)
-                if needs_user and groups
-                else {"Username": username}
-            )
         except CognitoApiError as exc:
             if not exc.missing():
                 raise
-            groups, user = [], {"Username": username}
+            groups = []
+        user = {"Username": username}
+        if needs_user and groups:
+            # The row keeps the name the query asked for: its groups were read by it.
+            user = {**(self._user_record(username, stats) or {}), "Username": username}
         self.log.observe_user(username, set(groups))
         for group in groups:
             if self.log.wanted((group, username)) is not False:
@@ -228,6 +254,17 @@ class Members(Table):
         for group, user_name in self.log.pending_adds():
             if user_name == username and group not in groups:
                 yield self._row(group, {"Username": username}, stats)
+
+    def _user_record(self, username: str, stats: Stats) -> Mapping | None:
+        """The record of user ``username``, None when the lookup finds no such user (a user
+        ListUsers does not show yet: it is eventually consistent)."""
+        found = list(run(username_lookup(self.pool, username), self.pool, stats, self._cache))
+        exact = [user for user in found if user.get("Username") == username]
+        if exact:
+            return exact[0]
+        # A pool whose usernames ignore case matched another spelling: the same user.
+        folded = [u for u in found if str(u.get("Username")).casefold() == username.casefold()]
+        return folded[0] if len(folded) == 1 else None
 
     def _group_rows(self, group: str, stats: Stats) -> Iterator[dict]:
         seen = set()
@@ -257,6 +294,9 @@ class Members(Table):
             row[ROWID] = membership_key(group, user["Username"])
         return row
 
+    def end_scan(self) -> None:
+        self._cache.clear()
+
     # -- writing -----------------------------------------------------------------------
 
     def rowid_column(self) -> str:
@@ -265,14 +305,14 @@ class Members(Table):
             raise CognitoFdwError(
                 "group_members is read-only: set the table option writable 'true' to add and "
                 "remove members with INSERT and DELETE",
-                hint="ALTER FOREIGN TABLE <table> OPTIONS (ADD writable 'true'); changes are "
-                "sent to Cognito at COMMIT.",
+                hint=f"ALTER FOREIGN TABLE {THIS_TABLE} OPTIONS (ADD writable 'true'); changes "
+                "are sent to Cognito at COMMIT.",
             )
         if not self.has_rowid:
             raise CognitoFdwError(
                 "writable group_members needs the column membership",
-                hint="ALTER FOREIGN TABLE <table> ADD COLUMN membership text; it identifies "
-                "the row for DELETE.",
+                hint=f"ALTER FOREIGN TABLE {THIS_TABLE} ADD COLUMN membership text; it "
+                "identifies the row for DELETE.",
             )
         return ROWID
 
@@ -339,15 +379,13 @@ class Members(Table):
                 raise
             if not change.add:
                 return False  # gone since it was read: no member to remove, so quiet
-            what = (
-                f"user {change.username!r}"
-                if exc.code == "UserNotFoundException"
-                else f"group {change.group_name!r}"
-            )
+            if exc.code == "UserNotFoundException":
+                what, hint = f"user {change.username!r}", _NO_USER
+            else:
+                what, hint = f"group {change.group_name!r}", _NO_GROUP
             raise exc.reworded(
                 f"Cognito {operation} failed: {what} does not exist in user pool "
                 f"{self.pool.options.user_pool_id} ({exc.code})",
-                hint="Create the group in Cognito first (CreateGroup), or check the names: "
-                "SELECT group_name FROM the groups table, username FROM the users table.",
+                hint=hint,
             ) from None
         return True

@@ -24,7 +24,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-from .errors import OptionError
+from .errors import THIS_TABLE, OptionError
 from .pushdown import BY_ADMIN_GET_USER, BY_LIST_USERS
 from .table import OBJECTS as _TABLES
 
@@ -350,7 +350,7 @@ def parse_options(opts: Mapping[str, str]) -> Options:
         raise OptionError(
             "missing option object",
             hint=f"Set object on the foreign table to one of: {', '.join(OBJECTS)}, "
-            f"e.g. OPTIONS (object '{OBJECTS[0]}').",
+            f"e.g. ALTER FOREIGN TABLE {THIS_TABLE} OPTIONS (ADD object '{OBJECTS[0]}').",
         )
     return Options(**values)
 

@@ -143,8 +143,8 @@ def _lookups(
     finally:
         scope.stopped.set()
         executor.shutdown(wait=False, cancel_futures=True)
-        stats.requests += sum(s.requests for s in worker_stats)
-        stats.rows += sum(s.rows for s in worker_stats)
+        for done in worker_stats:
+            stats.add(done)
 
 
 def _fetch(request: Request, pool: Pool, stats: Stats, scope: ratelimit.Scope | None = None):
@@ -214,8 +214,8 @@ def _concurrently(
     finally:
         stop.set()
         executor.shutdown(wait=False, cancel_futures=True)
-        stats.requests += sum(s.requests for s in worker_stats)
-        stats.rows += sum(s.rows for s in worker_stats)
+        for done in worker_stats:
+            stats.add(done)
 
 
 def _next_page(pages: queue.Queue):

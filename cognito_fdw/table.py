@@ -21,6 +21,7 @@ columns in the column registry).
 from __future__ import annotations
 
 import abc
+import collections
 import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
@@ -43,6 +44,26 @@ OBJECTS = {
 
 # Planner width of one column of a table whose cost is not counted in requests.
 COLUMN_WIDTH = 24
+
+
+def actual_lines(scans: Sequence[Stats]) -> list[str]:
+    """EXPLAIN ANALYZE's lines: what ``scans`` (those of one table in one statement, each
+    rescan of a join's inner side counted) sent to Cognito, retried and waited for."""
+    operations = collections.Counter()
+    for stats in scans:
+        operations.update(stats.operations)
+    requests, retries = sum(s.requests for s in scans), sum(s.retries for s in scans)
+    cognito_ms = sum(s.cognito_seconds for s in scans) * 1000
+    cap_ms = sum(s.cap_seconds for s in scans) * 1000
+    by_operation = ", ".join(f"{name} {count}" for name, count in sorted(operations.items()))
+    return [
+        f"Cognito actual: {requests} request{'s' if requests != 1 else ''}"
+        f"{f' ({by_operation})' if by_operation else ''} in {len(scans)} "
+        f"scan{'s' if len(scans) != 1 else ''} of this table",
+        f"Cognito actual: {retries} retr{'ies' if retries != 1 else 'y'}, "
+        f"{sum(s.throttled for s in scans)} throttled, {cognito_ms:.0f} ms in Cognito "
+        f"requests, {cap_ms:.0f} ms waiting for the request-rate cap",
+    ]
 
 
 def table_class(name: str) -> type[Table]:
@@ -100,9 +121,10 @@ class Table(abc.ABC):
         columns: Sequence[str],
         limit: int | None = None,
         offset: int | None = None,
-        verbose: bool = False,
     ) -> list[str]:
-        """EXPLAIN's lines: what a scan with these quals asks Cognito."""
+        """EXPLAIN's lines: the requests a scan with these quals sends, the condition pushed
+        down to Cognito and each one left to PostgreSQL, with why (the adapter adds the
+        lines every table shares)."""
 
     def where(self) -> str:
         """EXPLAIN VERBOSE's line naming the region and the pool."""

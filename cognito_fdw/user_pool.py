@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from . import pushdown
 from .client import Stats
 from .columns import INSTANT, JSON, NUMBER, STRING, Field
 from .rows import record_row
@@ -54,9 +55,12 @@ class UserPool(Table):
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
         return 1, len(columns) * COLUMN_WIDTH, 0
 
-    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
-        lines = ["Cognito: DescribeUserPool, 1 request"]
-        return [*lines, self.where()] if verbose else lines
+    def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
+        return ["Cognito: DescribeUserPool, 1 request"] + [
+            f"Cognito: left to PostgreSQL: {pushdown.qual_text(qual)}: the pool is one row, "
+            "read whole"
+            for qual in quals
+        ]
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
         stats.rows += 1

@@ -8,10 +8,11 @@ record becomes a row in :mod:`cognito_fdw.rows`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, credentials, pushdown
+from . import backend, pushdown
 from .client import Pool, Stats
 from .columns import (
     ALL_ATTRIBUTES,
@@ -91,17 +92,8 @@ class Users(Table):
         # off PostgreSQL keeps it (the scan still stops when it stops pulling).
         return self.pool.options.pushdown
 
-    def explain(self, quals, columns, limit=None, offset=None, verbose=False) -> list[str]:
-        options = self.pool.options
-        lines = self._plan(quals, limit, offset).explain()
-        lines.append(
-            f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
-            "shared by every connection to this account"
-        )
-        if verbose:
-            lines.append(self.where())
-            lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
-        return lines
+    def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
+        return self._plan(quals, limit, offset).explain()
 
     # -- scanning --------------------------------------------------------------------
 
@@ -147,6 +139,32 @@ class Users(Table):
             kind = CUSTOM_KINDS.get(data_type, STRING)
             columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {ATTRIBUTE: attribute}))
         return columns
+
+
+@dataclasses.dataclass(frozen=True)
+class _Equal:
+    """A qual as Multicorn passes one: ``field_name operator value``."""
+
+    field_name: str
+    operator: str
+    value: str
+
+
+# A username column, as username_lookup searches it.
+_USERNAME = {"username": pushdown.Target("username", "username", True, never_null=True)}
+
+
+def username_lookup(pool: Pool, username: str) -> pushdown.Plan:
+    """The plan of ``username = 'x'`` on a users table of ``pool``: one ListUsers filter, or
+    AdminGetUser under the server option ``username_lookup 'admin_get_user'`` (billed); a
+    name no filter can carry exactly reads the pool.  group_members reads a member's user
+    columns with it."""
+    return pushdown.plan_scan(
+        [_Equal("username", "=", username)],
+        _USERNAME,
+        estimated_users=pool.estimated_users,
+        username_lookup=pool.options.username_lookup,
+    )
 
 
 def _wanted(limit, offset) -> int | None:

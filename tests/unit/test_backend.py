@@ -57,7 +57,8 @@ def on_a_worker(fn, *args):
 
 BACKEND_ONLY = {
     "backend.statement_started": lambda: backend.statement_started(),
-    "backend.transaction_started": lambda: backend.transaction_started(),
+    "backend.foreign_table_name": lambda: backend.foreign_table_name(object()),
+    "backend.current_role_is_superuser": lambda: backend.current_role_is_superuser(),
     "backend.report": lambda: backend.report(pytest.fail, "never logged", logging.DEBUG),
     "backend.current_role": lambda: backend.current_role(),
     "backend.server_address": lambda: backend.server_address(),
@@ -81,7 +82,8 @@ def test_calls_into_postgres_refuse_any_other_thread(name):
 def test_on_the_backend_thread_the_same_calls_run():
     # Outside a backend the symbols are absent: each answers as documented instead.
     assert backend.statement_started() is None
-    assert backend.transaction_started() is None
+    assert backend.foreign_table_name(object()) is None
+    assert backend.current_role_is_superuser() is False
     assert dateguard.guard_date_conversions() is False  # CPython's own outside PostgreSQL
     assert backend.server_address() == {}
     assert backend.nondeterministic_collations() == ()

@@ -1,6 +1,8 @@
 """The Multicorn adapter: every failure leaves as one ERROR with a hint, secrets scrubbed;
 the object option picks the table; writes refused with a reason, or held for COMMIT."""
 
+from types import SimpleNamespace
+
 import pytest
 from multicorn.utils import MulticornException
 
@@ -59,23 +61,99 @@ def test_an_internal_bug_is_one_clear_error(monkeypatch):
     assert "internal error" in caught.value.message and "ZeroDivisionError" in caught.value.message
 
 
-def test_scans_of_one_table_run_side_by_side_and_a_stale_one_is_closed(monkeypatch):
-    # One instance serves every scan of its table: a self-join's two scans both stay open
-    # (closing the other one lost rows); a scan left by a failed statement (Multicorn
-    # never drops it) is closed by the first scan of a later transaction.
-    transaction = [1]
-    monkeypatch.setattr(backend, "transaction_started", lambda: transaction[0])
-    wrapper = fdw()
-    monkeypatch.setattr(wrapper, "_rows", lambda *args: (n for n in range(3)))
-    outer = wrapper.execute([], {"username"})
-    assert next(outer) == 0
-    inner = wrapper.execute([], {"username"})
-    assert list(inner) == [0, 1, 2] and list(outer) == [1, 2]
-    stale = wrapper.execute([], {"username"})
-    assert next(stale) == 0
-    transaction[0] = 2
-    fresh = wrapper.execute([], {"username"})
-    assert list(stale) == [] and list(fresh) == [0, 1, 2]
+class CountingTable:
+    """A table whose scans each send one ListUsers and yield three rows, recording closes."""
+
+    def __init__(self):
+        self.pool = SimpleNamespace(
+            options=SimpleNamespace(max_requests_per_second=25, region="r", user_pool_id="p")
+        )
+        self.closed = 0
+
+    def explain(self, quals, columns, limit=None, offset=None):
+        return ["Cognito: the plan"]
+
+    def rows(self, quals, columns, stats, limit=None, offset=None):
+        stats.requests += 1
+        stats.operations["ListUsers"] += 1
+        try:
+            yield from ({"username": str(i)} for i in range(3))
+        finally:
+            self.closed += 1
+
+    def end_scan(self):
+        pass
+
+
+def counting_wrapper(monkeypatch):
+    wrapper, table = fdw(), CountingTable()
+    monkeypatch.setattr(wrapper, "_table", lambda: table)
+    return wrapper, table
+
+
+def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
+    wrapper, table = counting_wrapper(monkeypatch)
+    assert wrapper.explain([], set()) == [
+        "Cognito: the plan",
+        "Cognito: at most 25 requests/s, shared by every connection to this account",
+    ]  # plain EXPLAIN: no scan began
+    first = wrapper.execute([], set())
+    next(first)
+    del first  # a rescan: Multicorn drops the scan's iterator, which closes it
+    assert table.closed == 1
+    second = wrapper.execute([], set())
+    next(second)  # EXPLAIN ANALYZE replaces this one's iterator without dropping it
+    lines = wrapper.explain([], set())  # EXPLAIN ANALYZE: after the scans
+    assert lines[2:] == [
+        "Cognito actual: 2 requests (ListUsers 2) in 2 scans of this table",
+        "Cognito actual: 0 retries, 0 throttled, 0 ms in Cognito requests, "
+        "0 ms waiting for the request-rate cap",
+    ]
+    assert table.closed == 2
+    wrapper.end_scan()
+    assert len(wrapper.explain([], set())) == 2
+
+
+def test_rollback_closes_the_scans_a_failed_statement_left_open(monkeypatch):
+    wrapper, table = counting_wrapper(monkeypatch)
+    wrapper.begin(False)
+    outer = wrapper.execute([], set())  # a cursor's scan, at level 1
+    next(outer)
+    wrapper.sub_begin(2)
+    failed = wrapper.execute([], set())  # a statement in the savepoint that failed
+    next(failed)
+    wrapper.sub_rollback(2)
+    assert table.closed == 1 and next(outer) == {"username": "1"}  # the cursor lives on
+    assert not any("actual" in line for line in wrapper.explain([], set()))
+    wrapper.rollback()
+    assert table.closed == 2
+
+
+def refused_insert_hint(wrapper) -> str:
+    with pytest.raises(MulticornException) as caught:
+        wrapper.rowid_column  # noqa: B018 - Multicorn reads the property
+    return caught.value.hint
+
+
+def test_a_hint_names_the_table_the_backend_finds(monkeypatch):
+    wrapper = fdw(object="group_members")
+    monkeypatch.setattr(backend, "foreign_table_name", lambda instance: 'app."Team members"')
+    assert refused_insert_hint(wrapper).startswith(
+        """ALTER FOREIGN TABLE app."Team members" OPTIONS (ADD writable 'true')"""
+    )
+
+
+def test_without_a_name_the_hint_keeps_the_old_wording():
+    # Outside a backend no name is found.
+    hint = refused_insert_hint(fdw(object="group_members"))
+    assert hint.startswith("ALTER FOREIGN TABLE <table> OPTIONS (ADD writable 'true')")
+
+
+def test_the_name_is_in_place_before_secrets_are_scrubbed():
+    # A secret "table" is scrubbed from every text, the name's stand-in included: the
+    # stand-in is replaced first, so none of it (a NUL would cut the C string) is left.
+    hint = refused_insert_hint(fdw(object="group_members", aws_secret_access_key="table"))
+    assert hint.startswith("ALTER FOREIGN TABLE <***> OPTIONS") and "\0" not in hint
 
 
 # -- groups and group_members: dispatch, refusals, transaction hooks -------------------------

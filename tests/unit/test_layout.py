@@ -92,10 +92,10 @@ def test_loading_the_wrapper_loads_no_tool_module():
 TESTS = ROOT / "tests"
 #: Test files named after a concern that spans modules rather than after one module.
 CONCERNS = {
-    "unit": {"layout", "readme", "readme_blocks", "docker_files"},
-    "integration": {"collations", "cost", "encodings", "faults", "hostile", "import", "load",
-                    "messages", "nulls", "pushdown_property", "readme_path", "sync_parts",
-                    "uuid_sub"},
+    "unit": {"billing", "layout", "readme", "readme_blocks", "docker_files"},
+    "integration": {"collations", "cost", "encodings", "explain", "faults", "hostile", "import",
+                    "load", "messages", "nulls", "pushdown_property", "readme_path", "sync_parts",
+                    "table_names", "uuid_sub"},
 }  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""group_members' pure parts: the membership key, scan planning, column checks."""
+"""group_members' pure parts: the membership key, scan planning, column checks, and reading a
+member's record as the users table looks a username up."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cognito_fdw import pushdown
+from cognito_fdw.client import Stats
 from cognito_fdw.errors import ColumnError
 from cognito_fdw.members import Members, membership_key, parse_membership
+from cognito_fdw.users import username_lookup
 
 from ..support.multicorn import Qual, column_definitions
 
@@ -43,13 +47,13 @@ def test_plan_prefers_membership_then_username_then_group():
     table = members()
     key = membership_key("admins", "alice")
     both = [Qual("group_name", "=", "admins"), Qual("username", "=", "alice")]
-    assert table.plan([Qual("membership", "=", key)]) == ("users", ["alice"])
-    assert table.plan(both) == ("users", ["alice"])
-    assert table.plan([Qual("group_name", "=", "admins")]) == ("groups", ["admins"])
-    assert table.plan([Qual("group_name", ("=", True), ["a", "b"])]) == ("groups", ["a", "b"])
-    assert table.plan([Qual("group_name", "~~", "a%")]) == ("all", [])
-    assert table.plan([Qual("username", "<>", None)]) == ("all", [])
-    assert table.plan([Qual("username", ("=", True), ["bob", None])]) == ("users", ["bob"])
+    assert table.plan([Qual("membership", "=", key)])[:2] == ("users", ["alice"])
+    assert table.plan(both)[:2] == ("users", ["alice"])
+    assert table.plan([Qual("group_name", "=", "admins")])[:2] == ("groups", ["admins"])
+    assert table.plan([Qual("group_name", ("=", True), ["a", "b"])])[:2] == ("groups", ["a", "b"])
+    assert table.plan([Qual("group_name", "~~", "a%")])[:2] == ("all", [])
+    assert table.plan([Qual("username", "<>", None)])[:2] == ("all", [])
+    assert table.plan([Qual("username", ("=", True), ["bob", None])])[:2] == ("users", ["bob"])
 
 
 NO_REQUEST = "Cognito: no request: the condition cannot be true"
@@ -69,7 +73,7 @@ NO_REQUEST = "Cognito: no request: the condition cannot be true"
 )  # fmt: skip
 def test_a_qual_no_membership_can_satisfy_asks_nothing(qual, condition):
     table = members(group_name="text", username="text", membership="text", email="text")
-    assert table.plan([Qual("group_name", "=", "admins"), qual]) == ("none", [condition])
+    assert table.plan([Qual("group_name", "=", "admins"), qual]) == ("none", [], condition)
     explain = table.explain([qual], ["username"])
     assert explain == [f"{NO_REQUEST} (NULL, an empty list or no name Cognito could hold): "
                        + condition]  # fmt: skip
@@ -80,12 +84,12 @@ def test_a_qual_no_membership_can_satisfy_asks_nothing(qual, condition):
 def test_a_null_user_column_may_be_is_null_so_every_group_is_read():
     # email IS NULL and email = NULL-parameter arrive alike: members without an email.
     table = members(group_name="text", username="text", email="text")
-    assert table.plan([Qual("email", "=", None)]) == ("all", [])
+    assert table.plan([Qual("email", "=", None)])[:2] == ("all", [])
 
 
 def test_a_citext_name_is_not_pushed_down_nor_offered_for_joins():
     table = members(group_name="citext", username="citext", membership="text")
-    assert table.plan([Qual("username", "=", "Alice")]) == ("all", [])
+    assert table.plan([Qual("username", "=", "Alice")])[:2] == ("all", [])
     assert table.path_keys() == [(("membership",), 1)]
     assert [k for k, _ in members().path_keys()] == [
         ("membership",),
@@ -100,3 +104,81 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
     assert not table.has_rowid
     with pytest.raises(ColumnError, match="group_name: type integer"):
         members(group_name="integer", username="text")
+
+
+class CaseBlindPool:
+    """ListUsers of a pool whose usernames ignore case, as Cognito can be configured."""
+
+    def __init__(self, *names, username_lookup=pushdown.BY_LIST_USERS):
+        self.users = [{"Username": name, "Attributes": []} for name in names]
+        self.options = SimpleNamespace(
+            writable=False, username_lookup=username_lookup, deterministic_collations=False
+        )
+        self.filters = []
+
+    def custom_attributes(self):
+        return {}
+
+    def estimated_users(self):
+        return len(self.users)
+
+    def list_user_pages(self, stats, filter=None, limit=None):
+        self.filters.append(filter)
+        wanted = filter.split(" = ", 1)[1].strip('"').casefold()
+        yield [u for u in self.users if u["Username"].casefold() == wanted]
+
+
+def record(pool, username):
+    table = Members(pool, column_definitions(group_name="text", username="text", email="text"))
+    return table._user_record(username, Stats())
+
+
+@pytest.mark.parametrize(
+    "names, asked, found",
+    [
+        (["alice"], "alice", "alice"),
+        (["Alice", "alice"], "alice", "alice"),  # the exact spelling wins
+        (["Alice"], "alice", "Alice"),  # the one user Cognito matched, another spelling
+        (["Alice", "ALICE"], "alice", None),  # two spellings: which one is not known
+        (["bob"], "alice", None),
+    ],
+)
+def test_the_record_is_the_users_exact_or_only_match(names, asked, found):
+    pool = CaseBlindPool(*names)
+    got = record(pool, asked)
+    assert (got and got["Username"]) == found
+    assert pool.filters == [f'username = "{asked}"']  # one ListUsers filter, not AdminGetUser
+
+
+def test_the_lookup_follows_username_lookup():
+    lookup = username_lookup(CaseBlindPool(username_lookup=pushdown.BY_ADMIN_GET_USER), "alice")
+    assert [r.operation for r in lookup.requests] == [pushdown.ADMIN_GET_USER]
+    default = username_lookup(CaseBlindPool(), "alice")
+    assert [r.describe() for r in default.requests] == ['ListUsers Filter: username = "alice"']
+
+
+def test_explain_says_what_is_pushed_and_why_the_rest_is_left():
+    table = Members(
+        CaseBlindPool(), column_definitions(group_name="citext", username="text", email="text")
+    )
+    lines = table.explain(
+        [
+            Qual("group_name", "=", "admins"),
+            Qual("username", ("=", True), ["a", "b"]),
+            Qual("username", "~~", "a%"),
+            Qual("email", "=", "a@x"),
+        ],
+        ["group_name"],
+    )
+    assert lines == [
+        "Cognito: AdminListGroupsForUser for 2 user(s), page size 60, a request per 60 groups "
+        "of each",
+        "Cognito: pushed down: username = ANY ('a', 'b')",
+        "Cognito: left to PostgreSQL: group_name = 'admins': the column's type compares "
+        "differently from Cognito's exact names: only text and varchar are pushed (citext "
+        "ignores case)",
+        "Cognito: left to PostgreSQL: username LIKE 'a%': Cognito has no such search: only = "
+        "and IN/= ANY are pushed",
+        "Cognito: left to PostgreSQL: email = 'a@x': Cognito finds memberships by username "
+        "and group_name only",
+    ]

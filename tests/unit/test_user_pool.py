@@ -57,9 +57,7 @@ def test_a_scan_is_one_describe_user_pool_and_one_row():
         "schema_attributes": '[{"Name": "sub", "Required": true}]',
     }]  # fmt: skip
     assert pool_table.explain([], ["id"]) == ["Cognito: DescribeUserPool, 1 request"]
-    assert pool_table.explain([], [], verbose=True)[1] == (
-        "Cognito: region us-east-1, user pool us-east-1_Abc"
-    )
+    assert pool_table.where() == "Cognito: region us-east-1, user pool us-east-1_Abc"
     assert pool_table.rel_size([], ["id", "name"]) == (1, 48, 0)
     assert pool_table.path_keys() == [] and not pool_table.can_limit(1, 0)
 
