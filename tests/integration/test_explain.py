@@ -80,7 +80,7 @@ def actual(lines) -> dict:
 
 def sent_by_operation(proxy) -> dict:
     counts: dict[str, int] = {}
-    for operation, _ in proxy.requests():
+    for operation, *_ in proxy.requests():
         counts[operation] = counts.get(operation, 0) + 1
     return counts
 

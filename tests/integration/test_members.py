@@ -347,7 +347,7 @@ def sent(proxy, db, sql):
     proxy.arm()
     rows = db.execute(sql).fetchall()
     counts: dict[str, int] = {}
-    for operation, _ in proxy.requests():
+    for operation, *_ in proxy.requests():
         if operation != "DescribeUserPool":
             counts[operation] = counts.get(operation, 0) + 1
     return rows, counts
