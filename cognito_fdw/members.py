@@ -12,7 +12,7 @@ qual):
 * ``group_name = g``: one ListUsersInGroup of that group (users come with their attributes);
 * ``IN (...)`` lists of either: one of the above per value;
 * a qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, only
-  names Cognito could not hold; :func:`pushdown.cannot_match`): no request at all;
+  names Cognito could not hold; :func:`nulls.cannot_match`): no request at all;
 * otherwise: ListGroups, then ListUsersInGroup for every group.
 
 With ``writable 'true'``, INSERT and DELETE record changes in the table's
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-from . import backend, changes, pushdown
+from . import backend, changes, plans
 from .api import PAGE_SIZE, is_cognito_name
 from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
 from .client import Pool, Stats
@@ -165,7 +165,7 @@ class Members(Table):
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         kind, values, condition = self.plan(quals)
         if kind == "none":
-            return [pushdown.no_request_line(condition)]
+            return [plans.no_request_line(condition)]
         count = len(dict.fromkeys(values))
         if kind == "users":
             lines = [
@@ -196,8 +196,8 @@ class Members(Table):
             for request in username_lookup(self.pool, name).requests
         ]
         lines = [f"Cognito: {request.describe()}" for request in requests]
-        if any(request.operation == pushdown.ADMIN_GET_USER for request in requests):
-            lines.append(f"Cognito: billed: {pushdown.BILLED}")
+        if any(request.operation == plans.ADMIN_GET_USER for request in requests):
+            lines.append(f"Cognito: billed: {plans.BILLED}")
         return lines
 
     def _needs_user(self, columns) -> bool:

@@ -22,16 +22,8 @@ from cognito_fdw.backend import OffBackendThread
 from cognito_fdw.client import Pool, Stats
 from cognito_fdw.credentials import VaultRef
 from cognito_fdw.options import parse_options
-from cognito_fdw.pushdown import (
-    ADMIN_GET_USER,
-    LIST_USERS,
-    LOOKUPS,
-    PARTITIONS,
-    PARTS,
-    SCAN,
-    Plan,
-    Request,
-)
+from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Plan, Request
+from cognito_fdw.pushdown import PARTITIONS
 from cognito_fdw.tools.seed import create_users
 
 from ..support.pool import new_user
