@@ -13,10 +13,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from . import backend, nulls, plans, pushdown
 from .api import PAGE_SIZE, is_cognito_name
 from .client import Pool, Stats
-from .columns import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, Field, type_family
+from .columns import Field
 from .errors import CognitoApiError
 from .rows import record_row
 from .table import COLUMN_WIDTH, Table
+from .values import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, type_family
 
 # The columns of groups: each reads a field of the group record.
 GROUP_COLUMNS = {

@@ -31,21 +31,14 @@ from . import backend, changes, plans
 from .api import PAGE_SIZE, is_cognito_name
 from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
 from .client import Pool, Stats
-from .columns import (
-    EXACT_TEXT_TYPES,
-    IMPORT_TYPES,
-    STRING,
-    ImportedColumn,
-    resolve_columns,
-    type_family,
-    unreadable_columns,
-)
+from .columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
 from .errors import THIS_TABLE, CognitoApiError, CognitoFdwError
 from .groups import condition_lines, equal_values, impossible, pushable
 from .rows import user_row
 from .scan import LookupCache, run
 from .table import COLUMN_WIDTH, Table
 from .users import Users, username_lookup
+from .values import EXACT_TEXT_TYPES, STRING, type_family
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {

@@ -38,7 +38,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .api import MAX_FILTER_LENGTH, is_cognito_name
-from .columns import BOOLEAN_TYPES, EXACT_TEXT_TYPES
 from .nulls import NEVER_NULL_ATTRIBUTES, NullTests, cannot_match
 from .plans import (
     ADMIN_GET_USER,
@@ -52,6 +51,7 @@ from .plans import (
     Refusal,
     Request,
 )
+from .values import BOOLEAN_TYPES, EXACT_TEXT_TYPES
 
 # Option username_lookup's values: how a username is looked up.
 BY_LIST_USERS, BY_ADMIN_GET_USER = "list_users", "admin_get_user"

@@ -20,9 +20,7 @@ from .columns import (
     BUILTIN_COLUMNS,
     CUSTOM_KINDS,
     IMPORT_TYPES,
-    JSON,
     STANDARD_ATTRIBUTES,
-    STRING,
     ImportedColumn,
     resolve_columns,
 )
@@ -30,6 +28,7 @@ from .importer import column_name
 from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
 from .table import Table
+from .values import JSON, STRING
 
 
 class Users(Table):
