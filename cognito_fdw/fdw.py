@@ -21,8 +21,9 @@ from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
 from . import backend, changes, credentials, dateguard, importer
 from .client import Pool, Stats
-from .errors import CognitoFdwError, scrub
+from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
+from .scrubbing import scrub
 from .table import Table, actual_lines, table_class
 
 # Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
