@@ -162,7 +162,7 @@ _AWS_CODES = {
 }
 
 
-# Where the client keeps the first bytes of an error's body (client.py's before-parse hook).
+# Where the client keeps the first bytes of an error's body (attempts.py's before-parse hook).
 ERROR_BODY = "CognitoFdwErrorBody"
 _BODY_SHOWN = 160  # characters of an unexpected body shown in DETAIL
 
