@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, nulls, plans, pushdown
+from . import catalog, nulls, plans, pushdown
 from .api import PAGE_SIZE, is_cognito_name
 from .client import Pool, Stats
 from .columns import Field
@@ -42,7 +42,7 @@ def pushable(fdw_columns: Mapping, name: str, options) -> bool:
     return (
         definition is not None
         and type_family(definition) in EXACT_TEXT_TYPES
-        and (options.deterministic_collations or not backend.nondeterministic_collations())
+        and (options.deterministic_collations or not catalog.nondeterministic_collations())
     )
 
 

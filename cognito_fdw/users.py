@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, nulls, plans, pushdown
+from . import backend, catalog, nulls, plans, pushdown
 from .client import Pool, Stats
 from .columns import (
     ALL_ATTRIBUTES,
@@ -68,7 +68,7 @@ class Users(Table):
         database (docs/multicorn.md H10), or none when the table asserts so."""
         if self.pool.options.deterministic_collations:
             return ()
-        return backend.nondeterministic_collations()
+        return catalog.nondeterministic_collations()
 
     # -- planning --------------------------------------------------------------------
 
