@@ -17,6 +17,9 @@ PAGE_SIZE = 60
 # Username and GroupName: 1 to 128 characters, pattern [\p{L}\p{M}\p{S}\p{N}\p{P}]+.
 MAX_NAME_LENGTH = 128
 
+# ListUsers' Filter: at most 256 characters.
+MAX_FILTER_LENGTH = 256
+
 
 def is_cognito_name(value: str) -> bool:
     """Whether a value could be a Username or GroupName at all.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,12 +24,10 @@ import botocore
 import botocore.config
 import botocore.exceptions
 import botocore.session
-from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 
-from . import __version__, backend, credentials
+from . import __version__, attempts, backend, credentials
 from .api import PAGE_SIZE
 from .errors import (
-    ERROR_BODY,
     CognitoApiError,
     from_botocore_error,
     from_client_error,
@@ -38,7 +35,6 @@ from .errors import (
 )
 from .options import Options, nearest
 from .quota import limiter_for
-from .ratelimit import Abandoned, Ticket
 
 DEFAULT_ESTIMATE = 1000
 
@@ -113,46 +109,9 @@ def client_for(options: Options):
                 max_pool_connections=20,
             )
             client = session.client("cognito-idp", endpoint_url=options.endpoint_url, config=config)
-            client.meta.events.register(
-                "needs-retry.cognito-idp", _retry_truncated_bodies(options.max_attempts)
-            )
-            # First: past the deadline no other rule may schedule a retry.
-            client.meta.events.register_first("needs-retry.cognito-idp", _no_retry_past_deadline)
-            client.meta.events.register("before-send.cognito-idp", _count_attempt)
-            client.meta.events.register("before-parse.cognito-idp", _keep_error_body)
-            client.meta.events.register("response-received.cognito-idp", _count_throttled)
+            attempts.register_hooks(client, options.max_attempts)
             cached = _clients[slot] = (key, client)
         return cached[1]
-
-
-def _retry_truncated_bodies(max_attempts: int):
-    """A retry rule botocore lacks: a body shorter than its Content-Length.
-
-    botocore reads responses with content-length enforcement off and parses invalid JSON
-    into a bare ``{"message": ...}``, so a connection cut mid-body would look like a valid,
-    empty last page: rows silently lost.  Retried like any transient error instead.
-    """
-
-    def needs_retry(response=None, attempts=0, caught_exception=None, **_):
-        if response is None or caught_exception is not None or attempts >= max_attempts:
-            return None
-        http_response = response[0]
-        expected = http_response.headers.get("content-length")
-        if expected is None or len(http_response.content) >= int(expected):
-            return None
-        return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # full jitter
-
-    return needs_retry
-
-
-def _keep_error_body(response_dict=None, customized_response_dict=None, **_):
-    """``before-parse``: keep the first bytes of an error's or a non-JSON body in the parsed
-    response, to say what came back when it is no Cognito answer (errors.not_cognito_answer)."""
-    if not response_dict or customized_response_dict is None:
-        return
-    content_type = (response_dict.get("headers") or {}).get("content-type", "")
-    if response_dict.get("status_code", 200) >= 300 or "json" not in content_type.lower():
-        customized_response_dict[ERROR_BODY] = bytes(response_dict.get("body") or b"")[:512]
 
 
 _CONNECTION_ERRORS = (botocore.exceptions.EndpointConnectionError,
@@ -180,85 +139,6 @@ def _unknown_region(options: Options, exc) -> tuple[str, list[str]] | None:
     if not known or options.region in known:
         return None
     return options.region, nearest(options.region, known)
-
-
-@dataclasses.dataclass
-class _InFlight:
-    """One API call being sent: its rate-limit ticket, deadline (``time.monotonic()``),
-    attempts so far, how many of them were throttled and the seconds they waited for their
-    rate-limit slots; ``abandoned`` once the caller stopped waiting for it."""
-
-    ticket: Ticket
-    deadline: float
-    attempts: int = 0
-    throttled: int = 0
-    waited: float = 0.0
-    abandoned: bool = False
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-    def abandon(self) -> None:
-        """No attempt may start any more; an unused rate-limit slot goes back."""
-        with self.lock:
-            self.abandoned = True
-            self.ticket.release()
-
-    def next_ticket(self) -> Ticket:
-        """The ticket of the attempt about to be sent: a retry reserves a slot of its own."""
-        with self.lock:
-            if self.abandoned:
-                raise Abandoned("cognito_fdw: the request was abandoned before its retry")
-            if self.attempts:
-                self.ticket = self.ticket.renewed()
-            return self.ticket
-
-
-# The call the current thread is sending (Pool.call sets it in the sending thread), which
-# the botocore handlers below read: a client is shared, a call's deadline is its own.
-_sending = threading.local()
-
-
-def _count_attempt(**_):
-    """``before-send``, the last moment before the request goes out, built and signed:
-    wait for its rate-limit slot here, so that only the send itself follows it, and record
-    the send (a retry reserves a slot of its own); count the attempt.  None starts past the
-    deadline (a retry whose backoff or slot would run over it)."""
-    call = getattr(_sending, "call", None)
-    if call is None:
-        return None
-    ticket = call.next_ticket()
-    try:
-        if max(time.monotonic(), ticket.slot) >= call.deadline:
-            raise backend.DeadlinePassed()
-        waiting = time.monotonic()
-        ticket.wait()
-        call.waited += time.monotonic() - waiting
-        ticket.start()
-    except BaseException:
-        ticket.release()
-        raise
-    call.attempts += 1
-    return None
-
-
-# botocore's own list of the error codes that mean "throttled".
-_THROTTLED = ThrottledRetryableChecker()
-
-
-def _count_throttled(parsed_response=None, **_):
-    """``response-received`` (every attempt): count an answer that says throttled."""
-    call = getattr(_sending, "call", None)
-    if call is not None and parsed_response is not None:
-        context = RetryContext(call.attempts, parsed_response=parsed_response)
-        if _THROTTLED.is_retryable(context):
-            call.throttled += 1
-
-
-def _no_retry_past_deadline(**_):
-    """``needs-retry``: past the deadline, stop instead of backing off."""
-    call = getattr(_sending, "call", None)
-    if call is not None and time.monotonic() >= call.deadline:
-        raise backend.DeadlinePassed()
-    return None
 
 
 class Pool:
@@ -303,17 +183,15 @@ class Pool:
         params["UserPoolId"] = self.options.user_pool_id
         # Reserved in the calling thread (a scan worker's reservation ends with its scan:
         # ratelimit.stop_waiting_on), waited for and recorded as the request is sent
-        # (_count_attempt); the deadline counts from the slot.
+        # (attempts.py's before-send hook); the deadline counts from the slot.
         ticket = self.limiter.reserve()
         started = time.monotonic()
-        in_flight = _InFlight(ticket, max(started, ticket.slot) + self.options.request_deadline)
+        in_flight = attempts.InFlight(
+            ticket, max(started, ticket.slot) + self.options.request_deadline
+        )
 
         def send():
-            _sending.call = in_flight
-            try:
-                return method(**params)
-            finally:
-                _sending.call = None
+            return attempts.send(in_flight, method, params)
 
         try:
             return backend.run_cancellable(send, deadline=in_flight.deadline)

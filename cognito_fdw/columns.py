@@ -1,4 +1,4 @@
-"""The column registry: what each column reads, and how its value is rendered.
+"""The column registry: what each column reads, and which PostgreSQL types may hold it.
 
 One registry drives row mapping, column validation, IMPORT FOREIGN SCHEMA's types and the
 README's column tables.  An object whose rows are API records (a group, the user pool)
@@ -13,71 +13,37 @@ type the user declared:
 * a column option ``attribute 'custom:tenant'`` reads any attribute;
 * any other name ``x`` reads ``custom:x`` when the pool's schema has it.
 
-Multicorn passes every value through the column type's input function as text
-(docs/multicorn.md M1), so the converters below produce text (or values whose ``str()`` is
-the right text).
+How a value becomes a column's text is :mod:`values`' part.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 
 from .errors import THIS_TABLE, ColumnError
-
-# Value kinds: what the source holds.
-STRING = "string"
-BOOLEAN = "boolean"  # "true"/"false" attribute strings, or the record's Enabled bool
-NUMBER = "number"  # decimal strings
-EPOCH = "epoch"  # the standard attribute updated_at: seconds since 1970 as a string
-INSTANT = "instant"  # an aware datetime from the API (UserCreateDate, ...)
-DATETIME = "datetime"  # a custom DateTime attribute: a string as the app wrote it
-JSON = "json"  # a Python object to serialise
-JSON_TEXT = "json_text"  # a string that already holds JSON (identities)
-
-# Type families, from ColumnDefinition.base_type_name (:func:`type_family`).  Text types
-# hold any value; of those, only the exact ones compare as Cognito does (byte for byte: not
-# citext, which folds case, nor char(n), which pads).
-TEXT_TYPES = frozenset(
-    {"text", "character varying", "character", "varchar", "bpchar", "citext", "name"}
+from .values import (
+    BOOLEAN,
+    DATETIME,
+    EPOCH,
+    INSTANT,
+    JSON,
+    JSON_TEXT,
+    NUMBER,
+    STRING,
+    TYPE_HINT,
+    Unfit,
+    renderer,
+    type_family,
+    type_problem,
 )
-EXACT_TEXT_TYPES = frozenset({"text", "character varying", "varchar"})
-BOOLEAN_TYPES = frozenset({"boolean", "bool"})
-_NUMERIC = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "int2",
-            "int4", "int8", "float4", "float8", "decimal"}  # fmt: skip
-_INTEGER = {"smallint", "integer", "bigint", "int2", "int4", "int8"}
-# PostgreSQL's integer ranges, by the name it gives the type in messages.
-_INTEGER_RANGES = {
-    "smallint": 2**15, "int2": 2**15, "integer": 2**31, "int4": 2**31, "bigint": 2**63,
-    "int8": 2**63,
-}  # fmt: skip
+
 # character varying(n) and character(n): PostgreSQL's input functions cut what is over the
 # length when it is all spaces, and refuse anything else (SQLSTATE 22001).
 _LENGTH_TYPE = re.compile(
     r"(character varying|varchar|character|char|bpchar)\s*\(\s*([0-9]+)\s*\)", re.IGNORECASE
 )
-_TIMESTAMP = {"timestamp without time zone", "timestamp"}
-_TIMESTAMPTZ = {"timestamp with time zone", "timestamptz"}
-_JSON = {"json", "jsonb"}
-_KNOWN = (
-    TEXT_TYPES | BOOLEAN_TYPES | _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | _JSON | {"uuid", "date"}
-)
-
-# Which declared types can hold each kind (text types hold everything).
-_ACCEPTS = {
-    STRING: {"uuid"},
-    BOOLEAN: BOOLEAN_TYPES,
-    NUMBER: _NUMERIC,
-    EPOCH: _NUMERIC | _TIMESTAMP | _TIMESTAMPTZ | {"date"},
-    INSTANT: _TIMESTAMP | _TIMESTAMPTZ | {"date"},
-    DATETIME: _TIMESTAMP | _TIMESTAMPTZ | {"date"},
-    JSON: _JSON,
-    JSON_TEXT: _JSON,
-}
 
 STANDARD_ATTRIBUTES = {
     "address": STRING,
@@ -203,8 +169,8 @@ class Column:
             return None
         try:
             value = self.render(raw)
-        except _Unfit as refused:
-            hint = _TYPE_HINT.format(column=self.name)
+        except Unfit as refused:
+            hint = TYPE_HINT.format(column=self.name)
             raise ValueRefused(self.name, str(refused), hint) from None
         if self.max_length is not None and isinstance(value, str):
             value = self._fit(value)
@@ -225,115 +191,6 @@ class Column:
         )
 
 
-class _Unfit(Exception):
-    """A renderer's refusal of one value, in PostgreSQL's words."""
-
-
-_TYPE_HINT = (
-    "Cognito holds a value that the column's type cannot: declare {column} as text (or a "
-    "type that holds every value of the attribute) with ALTER FOREIGN TABLE ... ALTER COLUMN."
-)
-
-
-def family(type_name: str) -> str:
-    """A type name's family: ``varchar(20)`` -> ``varchar``, any array -> ``array``."""
-    name = type_name.lower()
-    if name.endswith("[]"):
-        return "array"
-    return name.split("(")[0].strip()
-
-
-def _utc(value: datetime) -> datetime:
-    # botocore returns aware datetimes in the server process's local zone (tzlocal), which
-    # is not the session's TimeZone: normalise to UTC before anything is rendered.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-def _epoch(value: str) -> datetime:
-    return datetime.fromtimestamp(float(value), tz=timezone.utc)
-
-
-def type_family(definition) -> str:
-    """The family of a Multicorn ColumnDefinition's type (of a domain: its own name)."""
-    return family(definition.base_type_name or definition.type_name)
-
-
-def renderer(kind: str, family: str) -> Callable[[object], object]:
-    """How a value of ``kind`` becomes the input text of a column of ``family``."""
-    timestamp = family in _TIMESTAMP
-    if kind == INSTANT:
-        # timestamp holds UTC wall time; timestamptz gets an explicit +00:00 offset, so
-        # the instant is right whatever the session TimeZone.
-        if timestamp:
-            return lambda v: _utc(v).replace(tzinfo=None).isoformat()
-        return lambda v: _utc(v).isoformat()
-    if kind == EPOCH and (timestamp or family in _TIMESTAMPTZ or family == "date"):
-        if timestamp:
-            return lambda v: _render_epoch(v, naive=True)
-        return lambda v: _render_epoch(v, naive=False)
-    if kind == BOOLEAN:
-        return _render_bool
-    if kind == JSON:
-        return lambda v: json.dumps(v, ensure_ascii=False, default=str)
-    if kind == JSON_TEXT and family in _JSON:
-        return _render_json_text
-    if kind == NUMBER and family in _INTEGER:
-        return lambda v: _render_integer(v, family)
-    if family in _JSON:  # a string attribute into json: a JSON string
-        return lambda v: json.dumps(v, ensure_ascii=False)
-    return str
-
-
-def _render_bool(value) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value).strip().lower()
-    # Cognito stores "true"/"false"; anything else is not a boolean, so it is NULL rather
-    # than an error that would stop the whole scan.
-    return text if text in ("true", "false") else None
-
-
-def _render_epoch(value, naive: bool):
-    try:
-        instant = _epoch(value)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return instant.replace(tzinfo=None).isoformat() if naive else instant.isoformat()
-
-
-def _render_json_text(value):
-    try:
-        json.loads(value)
-    except ValueError:
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
-def _render_integer(value, family: str):
-    # An integer column takes "12" but not "12.0": render integral decimals as integers.
-    # What PostgreSQL would refuse is refused here, to name the column and the user.
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite() or number != number.to_integral_value():
-        raise _Unfit(f'invalid input syntax for type {family}: "{value}"')
-    limit = _INTEGER_RANGES[family]
-    if not -limit <= number < limit:
-        raise _Unfit(f'value "{value}" is out of range for type {family}')
-    return str(int(number))
-
-
-def _accepts(kind: str, family: str) -> bool:
-    # A type not known here (an enum, an extension's type, interval, inet, ...) may take a
-    # string, which its input function checks; never a number, a time or JSON, which the
-    # known types hold.
-    unknown = family not in _KNOWN | {"array"}
-    return family in TEXT_TYPES or family in _ACCEPTS.get(kind, ()) or (unknown and kind == STRING)
-
-
 def unreadable_columns(problems: list[str], hint: str) -> ColumnError:
     """One error naming every column that cannot be read, and why."""
     plural = "s" if len(problems) > 1 else ""
@@ -342,14 +199,6 @@ def unreadable_columns(problems: list[str], hint: str) -> ColumnError:
         + "; ".join(problems),
         hint=hint,
     )
-
-
-def type_problem(name: str, type_name: str, kind: str, family: str, uuid_ok: bool) -> str | None:
-    """Why a column of this type cannot hold values of this kind, or None when it can."""
-    if _accepts(kind, family) and (family != "uuid" or uuid_ok):
-        return None
-    words, suggestion = _KIND_TEXT[kind]
-    return f"{name}: type {type_name} cannot hold {words}; use {suggestion}"
 
 
 # Built-in columns that read the user record and are no attribute: the attribute option
@@ -476,16 +325,3 @@ def _attribute_kind(attribute: str, explicit: bool, custom: Callable[[], Mapping
         if data_type:
             return "custom:" + attribute, CUSTOM_KINDS.get(data_type, STRING)
     return attribute, None
-
-
-# What each kind of value is, and the column types that hold it, for error messages.
-_KIND_TEXT = {
-    STRING: ("a string", "text (or uuid for sub)"),
-    BOOLEAN: ("a boolean", "boolean or text"),
-    NUMBER: ("a number", "numeric, an integer type or text"),
-    EPOCH: ("seconds since 1970", "bigint, timestamptz or text"),
-    INSTANT: ("a timestamp", "timestamptz, timestamp (UTC) or text"),
-    DATETIME: ("a date and time", "timestamptz or text"),
-    JSON: ("a JSON value", "jsonb, json or text"),
-    JSON_TEXT: ("JSON text", "jsonb or text"),
-}

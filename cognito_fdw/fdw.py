@@ -19,10 +19,11 @@ import weakref
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, changes, credentials, dateguard, importer
+from . import backend, catalog, changes, credentials, dateguard, importer
 from .client import Pool, Stats
-from .errors import CognitoFdwError, scrub
+from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
+from .scrubbing import scrub
 from .table import Table, actual_lines, table_class
 
 # Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
@@ -124,7 +125,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def _name(self) -> str | None:
         """This table's quoted, qualified name, for errors that name it (None if unknown)."""
-        return backend.foreign_table_name(self)
+        return catalog.foreign_table_name(self)
 
     def _report(self, stats: Stats) -> None:
         backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)

@@ -2,7 +2,7 @@
 
 ``WHERE group_name = g`` (or ``IN (...)``) is one GetGroup per name; a qual no row can
 satisfy (a comparison with NULL, ``= ANY`` of an empty array, only names Cognito could not
-hold; :func:`pushdown.cannot_match`) sends nothing; anything else pages through ListGroups.
+hold; :func:`nulls.cannot_match`) sends nothing; anything else pages through ListGroups.
 PostgreSQL re-checks every qual.  The qual helpers below serve ``group_members`` too.
 """
 
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, pushdown
+from . import catalog, nulls, plans, pushdown
 from .api import PAGE_SIZE, is_cognito_name
 from .client import Pool, Stats
-from .columns import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, Field, type_family
+from .columns import Field
 from .errors import CognitoApiError
 from .rows import record_row
 from .table import COLUMN_WIDTH, Table
+from .values import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, type_family
 
 # The columns of groups: each reads a field of the group record.
 GROUP_COLUMNS = {
@@ -35,13 +36,13 @@ def pushable(fdw_columns: Mapping, name: str, options) -> bool:
     """Whether quals on the name column ``name`` may be sent to Cognito (``options``: the
     table's parsed options)."""
     # Cognito compares names exactly; a citext column compares without case, and neither
-    # may a nondeterministic collation apply (pushdown.REFUSALS["collation"]): pushing its
+    # may a nondeterministic collation apply (plans.REFUSALS["collation"]): pushing its
     # value would lose rows that PostgreSQL's re-check would have kept.
     definition = fdw_columns.get(name)
     return (
         definition is not None
         and type_family(definition) in EXACT_TEXT_TYPES
-        and (options.deterministic_collations or not backend.nondeterministic_collations())
+        and (options.deterministic_collations or not catalog.nondeterministic_collations())
     )
 
 
@@ -49,7 +50,7 @@ def impossible(quals, never_null) -> str | None:
     """The text of the first qual no row can satisfy, or None.  ``never_null`` holds the
     columns that are NULL in no row."""
     for qual in quals:
-        if pushdown.cannot_match(qual, qual.field_name in never_null):
+        if nulls.cannot_match(qual, qual.field_name in never_null):
             return pushdown.qual_text(qual)
     return None
 
@@ -70,7 +71,7 @@ def condition_lines(quals, pushed: str | None, keys: Sequence[str], table, what:
         elif not pushable(table.fdw_columns, qual.field_name, table.pool.options):
             definition = table.fdw_columns.get(qual.field_name)
             if definition is not None and type_family(definition) in EXACT_TEXT_TYPES:
-                reason = pushdown.REFUSALS["collation"]
+                reason = plans.REFUSALS["collation"]
             else:
                 reason = (
                     "the column's type compares differently from Cognito's exact names: only "
@@ -142,7 +143,7 @@ class Groups(Table):
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         names, condition = self._names(quals)
         if names == []:
-            return [pushdown.no_request_line(condition)]
+            return [plans.no_request_line(condition)]
         if names is None:
             lines = [
                 f"Cognito: ListGroups, page size {PAGE_SIZE}, a request per {PAGE_SIZE} groups"

@@ -12,7 +12,7 @@ qual):
 * ``group_name = g``: one ListUsersInGroup of that group (users come with their attributes);
 * ``IN (...)`` lists of either: one of the above per value;
 * a qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, only
-  names Cognito could not hold; :func:`pushdown.cannot_match`): no request at all;
+  names Cognito could not hold; :func:`nulls.cannot_match`): no request at all;
 * otherwise: ListGroups, then ListUsersInGroup for every group.
 
 With ``writable 'true'``, INSERT and DELETE record changes in the table's
@@ -27,25 +27,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-from . import backend, changes, pushdown
+from . import backend, changes, plans
 from .api import PAGE_SIZE, is_cognito_name
 from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
 from .client import Pool, Stats
-from .columns import (
-    EXACT_TEXT_TYPES,
-    IMPORT_TYPES,
-    STRING,
-    ImportedColumn,
-    resolve_columns,
-    type_family,
-    unreadable_columns,
-)
+from .columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
 from .errors import THIS_TABLE, CognitoApiError, CognitoFdwError
 from .groups import condition_lines, equal_values, impossible, pushable
 from .rows import user_row
 from .scan import LookupCache, run
 from .table import COLUMN_WIDTH, Table
 from .users import Users, username_lookup
+from .values import EXACT_TEXT_TYPES, STRING, type_family
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {
@@ -165,7 +158,7 @@ class Members(Table):
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         kind, values, condition = self.plan(quals)
         if kind == "none":
-            return [pushdown.no_request_line(condition)]
+            return [plans.no_request_line(condition)]
         count = len(dict.fromkeys(values))
         if kind == "users":
             lines = [
@@ -196,8 +189,8 @@ class Members(Table):
             for request in username_lookup(self.pool, name).requests
         ]
         lines = [f"Cognito: {request.describe()}" for request in requests]
-        if any(request.operation == pushdown.ADMIN_GET_USER for request in requests):
-            lines.append(f"Cognito: billed: {pushdown.BILLED}")
+        if any(request.operation == plans.ADMIN_GET_USER for request in requests):
+            lines.append(f"Cognito: billed: {plans.BILLED}")
         return lines
 
     def _needs_user(self, columns) -> bool:

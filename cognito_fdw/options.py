@@ -214,7 +214,7 @@ OPTIONS = {row.name: row for row in REGISTRY}
 KNOWN_OPTIONS = frozenset(OPTIONS)
 SECRET_OPTIONS = tuple(row.name for row in REGISTRY if row.secret)
 # Options whose values no error message shows: the secrets, and the access key id (it
-# names the account's key; errors.scrub also blanks anything shaped like one).
+# names the account's key; scrubbing.scrub also blanks anything shaped like one).
 UNSHOWN_OPTIONS = (*SECRET_OPTIONS, "aws_access_key_id")
 USER_MAPPING_OPTIONS = tuple(row.name for row in REGISTRY if USER_MAPPING in row.places)
 

@@ -5,7 +5,7 @@ wrapper returns.  So a plan may fetch *more* users than the query needs (a broad
 filter, a case-insensitive match, a LIKE prefix instead of the whole pattern), never
 fewer.  A qual is pushed only when Cognito's match is provably at least as broad as
 PostgreSQL's comparison; otherwise it is left to PostgreSQL, with its reason recorded in
-:data:`REFUSALS` (EXPLAIN shows them).
+:data:`plans.REFUSALS` (EXPLAIN shows them).
 
 Cognito's ListUsers takes one ``Filter`` per request, on one attribute, ``=`` (exact) or
 ``^=`` (prefix).  With several pushable quals the most selective is sent: username and
@@ -13,87 +13,51 @@ sub, then email and phone_number, then the name attributes, then a LIKE prefix, 
 user status and the Enabled flag.  ``username = x`` is a ListUsers ``username = "x"``
 filter by default; with option ``username_lookup 'admin_get_user'`` it is AdminGetUser (a
 4x higher quota, consistent, but it counts every user it finds as a monthly active user
-for billing: see :data:`BILLED`).  ``IN (...)`` / ``= ANY(...)`` becomes one lookup per
-distinct value, up to :data:`MAX_LOOKUPS`.  A scan of a large pool with nothing pushed
+for billing: see :data:`plans.BILLED`).  ``IN (...)`` / ``= ANY(...)`` becomes one lookup per
+distinct value, up to :data:`plans.MAX_LOOKUPS`.  A scan of a large pool with nothing pushed
 reads 16 parts (``sub ^= "0"`` .. ``sub ^= "f"``, disjoint, together every user)
 concurrently.
 
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
-a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
-``col = NULL`` from a join key or a parameter arrives exactly as ``col IS NULL`` does; only
-planning tells them apart (:class:`NullTests`).
+a list holding NULL) makes a NONE plan: no request, no row; :mod:`nulls` says which.
 
 Multicorn passes no collation with a qual (docs/multicorn.md H10): while the database has a
 nondeterministic collation, a text comparison may be made under it, and Cognito's exact
 match could miss rows PostgreSQL counts as equal, so text quals are then left to
 PostgreSQL (refusal ``collation``), unless the table asserts ``deterministic_collations``.
 
-:func:`plan_scan` is pure; ``explain()`` and ``execute()`` both render one plan.
+:func:`plan_scan` is pure; the :class:`plans.Plan` it returns is what ``explain()`` shows and
+``execute()`` runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .api import PAGE_SIZE, is_cognito_name
-from .columns import BOOLEAN_TYPES, EXACT_TEXT_TYPES
+from .api import MAX_FILTER_LENGTH, is_cognito_name
+from .nulls import NEVER_NULL_ATTRIBUTES, NullTests, cannot_match
+from .plans import (
+    ADMIN_GET_USER,
+    LIST_USERS,
+    LOOKUPS,
+    MAX_LOOKUPS,
+    NONE,
+    PARTS,
+    SCAN,
+    Plan,
+    Refusal,
+    Request,
+)
+from .values import BOOLEAN_TYPES, EXACT_TEXT_TYPES
 
-ADMIN_GET_USER = "AdminGetUser"
-LIST_USERS = "ListUsers"
 # Option username_lookup's values: how a username is looked up.
 BY_LIST_USERS, BY_ADMIN_GET_USER = "list_users", "admin_get_user"
-# AdminGetUser's API documentation: it "contributes to your monthly active user (MAU) count
-# for the purpose of billing".  No other operation the wrapper calls says so.
-BILLED = (
-    "AdminGetUser counts each user it finds as a monthly active user (MAU) for billing "
-    "(option username_lookup 'admin_get_user'; 'list_users' is not billed)"
-)
 
-# Planner cost units per Cognito request (a page read from disk costs 1): a round trip
-# under a quota of 30 requests/s.  Chosen so a full scan of fewer than 10,000 users (167
-# pages, or 16 parts of 11) stays under PostgreSQL's default jit_above_cost of 100,000.
-REQUEST_COST = 500
-MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
-MAX_FILTER_LENGTH = 256  # Cognito's maximum Filter length
 PARTITION_MIN_USERS = 2000  # below this, 16 parts cost more requests than they save time
 PARTITIONS = tuple("0123456789abcdef")  # sub is a lowercase UUID: these prefixes cover all
-
-# Why a qual was left to PostgreSQL.  This table is the complete list of refusals.
-REFUSALS = {
-    "off": "pushdown is off (option pushdown 'false')",
-    "column": "Cognito cannot search this column (only username, sub, email, phone_number, "
-    "name, given_name, family_name, preferred_username, status and enabled)",
-    "type": "the column's type compares differently from Cognito: only text and varchar "
-    "(boolean for enabled, uuid for sub) are pushed; citext is case-insensitive, a domain "
-    "or char(n) has its own equality",
-    "operator": "Cognito has no such search: only =, IN/= ANY and LIKE 'prefix%' are pushed "
-    "(no LIKE for status; for enabled only =, <> and IS with true or false)",
-    "null": "IS NULL and IS NOT NULL have no Cognito filter",
-    "collation": "the database has a nondeterministic collation, and Multicorn does not say "
-    "which collation a comparison uses: Cognito's exact match could miss rows the collation "
-    "counts as equal (table option deterministic_collations 'true' asserts that no "
-    "comparison on this table uses one)",
-    "value": "the value is not a string (for a uuid sub: not a UUID)",
-    "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
-    "(an empty filter lists every user)",
-    "escape": 'the value holds " or \\: the API escapes them, but emulators do not unescape '
-    "them, so the match is not provably exact",
-    "control": "the value holds a control character (newline, tab, ...) that the filter "
-    "grammar cannot carry exactly",
-    "whitespace": "the value starts or ends with white space, which Cognito may trim",
-    "length": f"the filter would exceed Cognito's {MAX_FILTER_LENGTH}-character maximum",
-    "like-escape": "the LIKE pattern has a backslash escape before its first wildcard",
-    "like-prefix": "the LIKE pattern starts with a wildcard: there is no prefix to search by",
-    "enabled-value": "enabled is compared with something other than true or false",
-    "in-bound": f"more than {MAX_LOOKUPS} distinct IN values: one lookup each would cost more "
-    "than it saves",
-    "not-chosen": "Cognito takes one filter per request and a more selective qual was pushed",
-}
 
 # Searchable attribute -> (selectivity rank, estimated users per value)
 _EQUALITY = {
@@ -125,218 +89,6 @@ class Target:
     type_ok: bool
     never_null: bool = False
     uuid: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Request:
-    """One Cognito request stream: AdminGetUser for ``username``, else paged ListUsers."""
-
-    operation: str
-    filter: str | None = None
-    username: str | None = None
-
-    def describe(self) -> str:
-        if self.operation == ADMIN_GET_USER:
-            return f"AdminGetUser Username: {json.dumps(self.username, ensure_ascii=False)}"
-        return f"ListUsers Filter: {self.filter}" if self.filter else "ListUsers (no filter)"
-
-
-@dataclasses.dataclass(frozen=True)
-class Refusal:
-    qual: str
-    reason: str  # a key of REFUSALS
-
-    def describe(self) -> str:
-        return f"{self.qual}: {REFUSALS[self.reason]}"
-
-
-SCAN, LOOKUPS, PARTS, NONE = "scan", "lookups", "parts", "none"
-
-# Operators that yield NULL for a NULL operand (all the built-in ones Multicorn passes for
-# the column types the tables accept).  A user-defined operator may not be strict.
-_STRICT = frozenset(
-    {"=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*"}
-)
-# What every Cognito user record has, so a column reading it is never NULL: the user
-# name, the status, the Enabled flag and the sub attribute.
-NEVER_NULL_ATTRIBUTES = frozenset({"username", "sub", "cognito:user_status", "status"})
-
-
-def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:
-    """True when no row can satisfy the qual: a plan for it needs no request.
-
-    ``never_null`` says the qual's column is NULL in no row.  Multicorn passes
-    ``col IS NULL`` as ``('=', None)``, exactly as it passes ``col = $1`` executed with a
-    NULL parameter or a join whose outer key is NULL (a literal ``col = NULL`` never
-    arrives: PostgreSQL folds it to false).  So ``('=', None)`` may be IS NULL; it matches
-    nothing either way on a never-NULL column, and on any column when ``may_be_null_test``
-    is False (:meth:`NullTests.may_be_null_test` proves it is no IS NULL).  ``('<>', None)``
-    (IS NOT NULL) and ``('IS NOT', None)`` (IS NOT UNKNOWN) may be true.  Any other strict
-    operator with None only comes from a NULL parameter: never true.  Arrays: ``op ANY``
-    or ``ALL`` of a NULL array is NULL; ANY of an empty array is false, ANY of only NULLs
-    NULL; ALL (``NOT IN``) of a list holding a NULL is false or NULL, never true.
-    """
-    operator, value = qual.operator, qual.value
-    if isinstance(operator, (tuple, list)):
-        name, use_or = operator
-        if value is None or (use_or and not value):
-            return True
-        if name not in _STRICT or not isinstance(value, (list, tuple)):
-            return False
-        return all(v is None for v in value) if use_or else any(v is None for v in value)
-    if value is not None:
-        return False
-    if operator == "=":
-        return never_null or not may_be_null_test
-    if operator == "IS":
-        return never_null
-    return operator in _STRICT and operator != "<>"
-
-
-class NullTests:
-    """The columns this backend has planned ``col IS NULL`` on, to tell it from a NULL key.
-
-    At execution Multicorn passes ``col IS NULL``, ``col = $1`` run with a NULL and a join
-    whose outer key is NULL all as ``('=', None)`` (docs/multicorn.md M10).  At planning
-    ``get_rel_size`` receives the constant quals only: an IS NULL arrives there as
-    ``('=', None)`` too, a parameter or a join key never does.  Every plan this backend
-    runs was planned in this backend (plans are not shared between backends, and a foreign
-    scan never runs in a parallel worker), and planning a scan calls ``get_rel_size``, which
-    calls :meth:`note`.  So a column noted nowhere has no IS NULL in any plan: its
-    ``('=', None)`` is a NULL key or parameter and matches nothing.  A noted column stays
-    noted for the backend's life (a cached plan may hold the IS NULL for as long), keyed by
-    column name alone so that a wrapper instance made again (new options, SET ROLE) still
-    knows.
-    """
-
-    def __init__(self):
-        self._columns: set[str] = set()
-
-    def note(self, planned_quals: Iterable) -> None:
-        """Record the IS NULL tests among the quals ``get_rel_size`` received."""
-        for qual in planned_quals:
-            if qual.operator == "=" and qual.value is None:
-                self._columns.add(qual.field_name)
-
-    def may_be_null_test(self, column: str) -> bool:
-        return column in self._columns
-
-
-# This backend's planned IS NULL tests on tables of users (module state lives as long as
-# the backend; see NullTests).
-PLANNED_NULL_TESTS = NullTests()
-
-
-def no_request_line(condition: str) -> str:
-    """EXPLAIN's line for a scan that asks nothing because ``condition`` cannot be true."""
-    return (
-        "Cognito: no request: the condition cannot be true (NULL, an empty list or no name "
-        f"Cognito could hold): {condition}"
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What one scan asks Cognito.
-
-    ``kind`` is SCAN (one paged ListUsers, maybe filtered, maybe limited), LOOKUPS (each
-    request answers one value, up to ``workers`` at a time; users are de-duplicated by
-    username), PARTS (disjoint parts of the pool, read concurrently by ``workers``
-    threads) or NONE (``pushed`` cannot be true: no request, no row).
-    """
-
-    kind: str
-    requests: tuple[Request, ...]
-    estimated_rows: int
-    pushed: str | None = None
-    refused: tuple[Refusal, ...] = ()
-    limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
-    workers: int = 1
-    collations: tuple[str, ...] = ()  # the nondeterministic collations that refused quals
-
-    @property
-    def estimated_requests(self) -> int:
-        if self.limit is not None:
-            return max(1, math.ceil(self.limit / PAGE_SIZE)) if self.requests else 0
-        per_request = self.estimated_rows / max(1, len(self.requests))
-        pages = max(1, math.ceil(per_request / PAGE_SIZE))
-        return sum(1 if r.operation == ADMIN_GET_USER else pages for r in self.requests)
-
-    def explain(self) -> list[str]:
-        """EXPLAIN's lines: the requests, the exact filters, the page size, the estimate."""
-        count = self.estimated_requests
-        about = f"about {count} request{'s' if count != 1 else ''}"
-        if self.kind == PARTS:
-            lines = [
-                f"Cognito: ListUsers in {len(self.requests)} concurrent parts "
-                f'(Filter: sub ^= "0" .. sub ^= "f"), {self.workers} workers, '
-                f"page size {PAGE_SIZE}, {about}"
-            ]
-        elif self.kind == NONE:
-            return [no_request_line(self.pushed)]
-        elif not self.requests:
-            lines = ["Cognito: no request (LIMIT 0)"]
-        elif self.kind == LOOKUPS:
-            paged = any(r.operation == LIST_USERS for r in self.requests)
-            lines = [
-                f"Cognito: {len(self.requests)} lookup{'s' if len(self.requests) > 1 else ''}, "
-                + (f"page size {PAGE_SIZE}, " if paged else "")
-                + about
-                + (
-                    f", {min(self.workers, len(self.requests))} at a time, rows de-duplicated "
-                    "by username"
-                    if len(self.requests) > 1
-                    else ""
-                )
-            ]
-            lines.extend(f"Cognito: {request.describe()}" for request in self.requests)
-        else:
-            page = PAGE_SIZE if self.limit is None else max(1, min(PAGE_SIZE, self.limit))
-            limited = f", at most {self.limit} users" if self.limit is not None else ""
-            lines = [f"Cognito: {self.requests[0].describe()}, page size {page}{limited}, {about}"]
-        if any(r.operation == ADMIN_GET_USER for r in self.requests):
-            lines.append(f"Cognito: billed: {BILLED}")
-        if self.pushed:
-            lines.append(f"Cognito: pushed down: {self.pushed}")
-        lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
-        if self.collations:
-            lines.append(
-                "Cognito: nondeterministic collations in this database: "
-                + shown_names(self.collations)
-            )
-        return lines
-
-
-# Collations are any role's to create (CREATE on a schema), and EXPLAIN shows their names to
-# every role: so at most this many, each on one line (a newline in a name would let it
-# pose as another line of the plan).
-SHOWN_COLLATIONS = 10
-
-
-def shown_names(names: Sequence[str]) -> str:
-    """``names`` for an EXPLAIN line: at most :data:`SHOWN_COLLATIONS`, then how many
-    more; characters that are not printable written as Python escapes (``\\n``)."""
-    shown = [
-        "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
-        for name in names[:SHOWN_COLLATIONS]
-    ]
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more else "")
-
-
-def planner_size(plan: Plan) -> tuple[int, int]:
-    """``get_rel_size``'s (rows, width) for a plan: the rows as estimated, the width chosen
-    so that their product, which Multicorn takes as the path's total cost, is the plan's
-    requests times :data:`REQUEST_COST` (at least one unit a row).
-
-    Bytes do not decide what a scan costs, requests do: a 200-user pool read in 4 pages
-    costs 2,000, not 216,200 (which made PostgreSQL JIT-compile a 4-request query).  A
-    parameterized (join) path costs its rows times the same width, so one lookup costs
-    what a row of the full scan costs: a nested loop of lookups is chosen over a scan for
-    fewer outer rows than the pool has users.  A plan that sends nothing costs one a row.
-    """
-    rows = max(1, plan.estimated_rows)
-    return rows, max(1, math.ceil(plan.estimated_requests * REQUEST_COST / rows))
 
 
 def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:

@@ -31,7 +31,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from . import backend, ratelimit
 from .api import PAGE_SIZE
 from .client import Pool, Stats
-from .pushdown import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
+from .plans import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
 
 _POLL_SECONDS = 0.05
 # A long scan's NOTICE: often enough for a person watching psql, rarely enough that a

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 from . import pushdown
 from .client import Stats
-from .columns import INSTANT, JSON, NUMBER, STRING, Field
+from .columns import Field
 from .rows import record_row
 from .table import COLUMN_WIDTH, Table
+from .values import INSTANT, JSON, NUMBER, STRING
 
 # The columns of user_pool: each reads a field of DescribeUserPool's UserPool.
 POOL_COLUMNS = {

@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, pushdown
+from . import backend, catalog, nulls, plans, pushdown
 from .client import Pool, Stats
 from .columns import (
     ALL_ATTRIBUTES,
@@ -20,9 +20,7 @@ from .columns import (
     BUILTIN_COLUMNS,
     CUSTOM_KINDS,
     IMPORT_TYPES,
-    JSON,
     STANDARD_ATTRIBUTES,
-    STRING,
     ImportedColumn,
     resolve_columns,
 )
@@ -30,6 +28,7 @@ from .importer import column_name
 from .rows import database_encoding, read_columns, user_row
 from .scan import LookupCache, run
 from .table import Table
+from .values import JSON, STRING
 
 
 class Users(Table):
@@ -48,7 +47,7 @@ class Users(Table):
         self.searchable = pushdown.targets(fdw_columns, self.columns)
         self._cache = LookupCache()
 
-    def _plan(self, quals, limit=None, offset=None) -> pushdown.Plan:
+    def _plan(self, quals, limit=None, offset=None) -> plans.Plan:
         """The one request plan that planning, EXPLAIN and execution all use."""
         options = self.pool.options
         return pushdown.plan_scan(
@@ -61,7 +60,7 @@ class Users(Table):
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
             collations=self._collations,
-            null_tests=pushdown.PLANNED_NULL_TESTS,
+            null_tests=nulls.PLANNED_NULL_TESTS,
         )
 
     def _collations(self) -> tuple[str, ...]:
@@ -69,17 +68,17 @@ class Users(Table):
         database (docs/multicorn.md H10), or none when the table asserts so."""
         if self.pool.options.deterministic_collations:
             return ()
-        return backend.nondeterministic_collations()
+        return catalog.nondeterministic_collations()
 
     # -- planning --------------------------------------------------------------------
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
-        # The cost is the requests, not the bytes: see pushdown.planner_size.  Startup above
+        # The cost is the requests, not the bytes: see plans.planner_size.  Startup above
         # zero makes PostgreSQL's Limit node over a full scan cost more than the pushed LIMIT
         # (at zero they tie and PostgreSQL keeps its own, which reads a page ahead it does
         # not need); no more than one row's width, no path's total.
-        pushdown.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
-        rows, width = pushdown.planner_size(self._plan(quals))
+        nulls.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
+        rows, width = plans.planner_size(self._plan(quals))
         return rows, width, width
 
     def path_keys(self):
@@ -154,7 +153,7 @@ class _Equal:
 _USERNAME = {"username": pushdown.Target("username", "username", True, never_null=True)}
 
 
-def username_lookup(pool: Pool, username: str) -> pushdown.Plan:
+def username_lookup(pool: Pool, username: str) -> plans.Plan:
     """The plan of ``username = 'x'`` on a users table of ``pool``: one ListUsers filter, or
     AdminGetUser under the server option ``username_lookup 'admin_get_user'`` (billed); a
     name no filter can carry exactly reads the pool.  group_members reads a member's user

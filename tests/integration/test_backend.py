@@ -20,7 +20,8 @@ from collections import Counter
 import psycopg
 import pytest
 
-from cognito_fdw.pushdown import MAX_LOOKUPS, PARTITION_MIN_USERS
+from cognito_fdw.plans import MAX_LOOKUPS
+from cognito_fdw.pushdown import PARTITION_MIN_USERS
 from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.devstack import LocalPostgres
 from cognito_fdw.tools.seed import create_users

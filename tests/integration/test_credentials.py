@@ -14,7 +14,7 @@ import uuid
 import psycopg
 import pytest
 
-from cognito_fdw.errors import MIN_LINE
+from cognito_fdw.scrubbing import MIN_LINE
 
 from ..support.credentials import EXTERNAL_ID, USERS, error_of, keys_mapping, make_server, usernames
 from ..support.encodings import ENCODERS

@@ -2,7 +2,7 @@
 
 Multicorn gives Python no table OID; the wrapper finds its table in Multicorn's
 ``InstancesHash`` (OID -> wrapper instance) and reads the name from the catalog
-(:func:`cognito_fdw.backend.foreign_table_name`).  Measured here: several tables in one
+(:func:`cognito_fdw.catalog.foreign_table_name`).  Measured here: several tables in one
 session, names that need quoting, a table renamed or altered in mid-session, dropped and
 created again, a pending cancel while the name is read, and a table whose name cannot be
 known (the old wording stays).
@@ -101,14 +101,14 @@ def test_the_name_is_read_safely_while_a_cancel_is_pending(names, db):
         """
         CREATE FUNCTION pg_temp.names_under_cancel() RETURNS int LANGUAGE plpython3u AS $$
         import ctypes, gc
-        from cognito_fdw import backend
+        from cognito_fdw import catalog
         from cognito_fdw.fdw import CognitoFdw
         instances = [o for o in gc.get_objects() if isinstance(o, CognitoFdw)]
         postgres = ctypes.CDLL(None)
         ctypes.c_int.in_dll(postgres, "QueryCancelPending").value = 1
         ctypes.c_int.in_dll(postgres, "InterruptPending").value = 1
         postgres.InvalidateSystemCaches()  # the lookups read the catalog itself
-        GD["names"] = sorted({n for n in map(backend.foreign_table_name, instances) if n})
+        GD["names"] = sorted({n for n in map(catalog.foreign_table_name, instances) if n})
         return len(instances)
         $$;
         CREATE FUNCTION pg_temp.names_read() RETURNS text[] LANGUAGE plpython3u

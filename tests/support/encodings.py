@@ -1,5 +1,5 @@
 """How libraries put a value into a message: the encodings the scrubber must catch, shared by
-the unit tests of errors.py and the real-server leak tests."""
+the unit tests of scrubbing.py (in test_errors.py) and the real-server leak tests."""
 
 import json
 import re

@@ -17,21 +17,13 @@ import boto3
 import moto
 import pytest
 
-from cognito_fdw import backend, client, dateguard, scan, secrets
+from cognito_fdw import backend, catalog, client, dateguard, scan, secrets
 from cognito_fdw.backend import OffBackendThread
 from cognito_fdw.client import Pool, Stats
 from cognito_fdw.credentials import VaultRef
 from cognito_fdw.options import parse_options
-from cognito_fdw.pushdown import (
-    ADMIN_GET_USER,
-    LIST_USERS,
-    LOOKUPS,
-    PARTITIONS,
-    PARTS,
-    SCAN,
-    Plan,
-    Request,
-)
+from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Plan, Request
+from cognito_fdw.pushdown import PARTITIONS
 from cognito_fdw.tools.seed import create_users
 
 from ..support.pool import new_user
@@ -57,12 +49,12 @@ def on_a_worker(fn, *args):
 
 BACKEND_ONLY = {
     "backend.statement_started": lambda: backend.statement_started(),
-    "backend.foreign_table_name": lambda: backend.foreign_table_name(object()),
+    "catalog.foreign_table_name": lambda: catalog.foreign_table_name(object()),
     "backend.current_role_is_superuser": lambda: backend.current_role_is_superuser(),
     "backend.report": lambda: backend.report(pytest.fail, "never logged", logging.DEBUG),
     "backend.current_role": lambda: backend.current_role(),
     "backend.server_address": lambda: backend.server_address(),
-    "backend.nondeterministic_collations": lambda: backend.nondeterministic_collations(),
+    "catalog.nondeterministic_collations": lambda: catalog.nondeterministic_collations(),
     "secrets.read_secret": lambda: secrets.read_secret(VaultRef("vault.s", "name", "n")),
     "client.client_for": lambda: client.client_for(
         parse_options({"user_pool_id": f"{REGION}_Abc", "object": "users"})
@@ -82,11 +74,11 @@ def test_calls_into_postgres_refuse_any_other_thread(name):
 def test_on_the_backend_thread_the_same_calls_run():
     # Outside a backend the symbols are absent: each answers as documented instead.
     assert backend.statement_started() is None
-    assert backend.foreign_table_name(object()) is None
+    assert catalog.foreign_table_name(object()) is None
     assert backend.current_role_is_superuser() is False
     assert dateguard.guard_date_conversions() is False  # CPython's own outside PostgreSQL
     assert backend.server_address() == {}
-    assert backend.nondeterministic_collations() == ()
+    assert catalog.nondeterministic_collations() == ()
     logged = []
     backend.report(lambda message, level: logged.append(message), "logged", logging.DEBUG)
     assert logged == ["logged"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import botocore.session
 
-from cognito_fdw import pushdown
+from cognito_fdw import plans, pushdown
 
 PACKAGE = Path(pushdown.__file__).parent
 # A note in an operation's documentation that it costs money.
@@ -61,6 +61,6 @@ def test_only_admin_get_user_is_billed_among_the_operations_the_wrapper_calls():
         for name in operations_the_wrapper_names()
         if BILLING_NOTE.search(model.operation_model(name).documentation or "")
     }
-    assert billed == {pushdown.ADMIN_GET_USER}
+    assert billed == {plans.ADMIN_GET_USER}
     note = model.operation_model("AdminGetUser").documentation
     assert "contributes to your monthly active user (MAU) count" in note

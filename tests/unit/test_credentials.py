@@ -11,8 +11,9 @@ import botocore.credentials
 import pytest
 
 from cognito_fdw import backend, credentials, secrets
-from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError, scrub
+from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError
 from cognito_fdw.options import OPTIONS, SECRET_OPTIONS, USER_MAPPING_OPTIONS, parse_options
+from cognito_fdw.scrubbing import scrub
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"user_pool_id": "us-east-1_AbC123", "object": "users"}
@@ -192,7 +193,7 @@ def test_without_psycopg_the_error_says_what_to_install(monkeypatch):
 
 
 def test_secrets_read_at_run_time_are_scrubbed_from_every_message():
-    from cognito_fdw.errors import remember_secret
+    from cognito_fdw.scrubbing import remember_secret
 
     remember_secret("run-time-s3cret")
     error = CognitoFdwError("failed with run-time-s3cret", hint="x run-time-s3cret")

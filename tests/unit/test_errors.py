@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cognito_fdw import errors
-from cognito_fdw.errors import CognitoFdwError, from_botocore_error, scrub
+from cognito_fdw import errors, scrubbing
+from cognito_fdw.errors import CognitoFdwError, from_botocore_error
+from cognito_fdw.scrubbing import scrub
 
 from ..support.encodings import ENCODERS
 
@@ -39,7 +40,7 @@ def test_each_long_line_of_a_multi_line_secret_is_scrubbed_on_its_own():
     out = scrub("cut at the break: first-line-of-it; then second-line-too", [secret])
     assert out == "cut at the break: ***; then ***"
     # Lines shorter than MIN_LINE would blank common words everywhere: they are kept.
-    assert len("end") < errors.MIN_LINE
+    assert len("end") < scrubbing.MIN_LINE
     assert scrub("the end of the message", [secret]) == "the end of the message"
 
 
@@ -50,8 +51,8 @@ def test_a_secret_wrapped_over_lines_in_a_message_is_scrubbed():
 
 
 def test_remembered_secrets_are_scrubbed_in_every_encoding(monkeypatch):
-    monkeypatch.setattr(errors, "_remembered", set())
-    errors.remember_secret("vault 'secret'\u00e9")
+    monkeypatch.setattr(scrubbing, "_remembered", set())
+    scrubbing.remember_secret("vault 'secret'\u00e9")
     out = scrub(f"a {json.dumps(chr(34) + 'vault ' + chr(39) + 'secret' + chr(39) + 'é')} b")
     assert "secret" not in out and out == 'a "\\"***" b'
     assert "vault" not in scrub(repr("vault 'secret'é".encode()))

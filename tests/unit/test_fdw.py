@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from multicorn.utils import MulticornException
 
-from cognito_fdw import backend, changes
+from cognito_fdw import catalog, changes
 from cognito_fdw.fdw import CognitoFdw
 from cognito_fdw.groups import Groups
 from cognito_fdw.members import Members
@@ -137,7 +137,7 @@ def refused_insert_hint(wrapper) -> str:
 
 def test_a_hint_names_the_table_the_backend_finds(monkeypatch):
     wrapper = fdw(object="group_members")
-    monkeypatch.setattr(backend, "foreign_table_name", lambda instance: 'app."Team members"')
+    monkeypatch.setattr(catalog, "foreign_table_name", lambda instance: 'app."Team members"')
     assert refused_insert_hint(wrapper).startswith(
         """ALTER FOREIGN TABLE app."Team members" OPTIONS (ADD writable 'true')"""
     )

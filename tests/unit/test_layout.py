@@ -94,7 +94,7 @@ TESTS = ROOT / "tests"
 CONCERNS = {
     "unit": {"billing", "layout", "readme", "readme_blocks", "docker_files"},
     "integration": {"collations", "cost", "encodings", "explain", "faults", "hostile", "import",
-                    "load", "messages", "nulls", "pushdown_property", "readme_path", "sync_parts",
+                    "load", "messages", "pushdown_property", "readme_path", "sync_parts",
                     "table_names", "uuid_sub"},
 }  # fmt: skip
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_fdw import pushdown
+from cognito_fdw import plans, pushdown
 from cognito_fdw.client import Stats
 from cognito_fdw.errors import ColumnError
 from cognito_fdw.members import Members, membership_key, parse_membership
@@ -152,7 +152,7 @@ def test_the_record_is_the_users_exact_or_only_match(names, asked, found):
 
 def test_the_lookup_follows_username_lookup():
     lookup = username_lookup(CaseBlindPool(username_lookup=pushdown.BY_ADMIN_GET_USER), "alice")
-    assert [r.operation for r in lookup.requests] == [pushdown.ADMIN_GET_USER]
+    assert [r.operation for r in lookup.requests] == [plans.ADMIN_GET_USER]
     default = username_lookup(CaseBlindPool(), "alice")
     assert [r.describe() for r in default.requests] == ['ListUsers Filter: username = "alice"']
 

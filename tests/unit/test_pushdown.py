@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cognito_fdw import pushdown
+from cognito_fdw import nulls, plans, pushdown
 from cognito_fdw.columns import resolve_columns
-from cognito_fdw.pushdown import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
+from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
 
 from ..support.multicorn import Qual, column_definitions
 
@@ -57,8 +57,8 @@ def test_username_lookup_admin_get_user_is_one_billed_admin_get_user():
     assert p.kind == LOOKUPS
     assert p.requests == (Request(ADMIN_GET_USER, username="alice"),)
     assert p.estimated_rows == 1 and p.estimated_requests == 1
-    assert f"Cognito: billed: {pushdown.BILLED}" in p.explain()
-    assert "monthly active user" in pushdown.BILLED
+    assert f"Cognito: billed: {plans.BILLED}" in p.explain()
+    assert "monthly active user" in plans.BILLED
 
 
 @pytest.mark.parametrize("lookup", [pushdown.BY_LIST_USERS, pushdown.BY_ADMIN_GET_USER])
@@ -262,7 +262,7 @@ def test_pushdown_off_decides_nothing_even_from_null():
 
 
 def test_in_beyond_the_bound_scans_and_one_bad_value_refuses_the_list():
-    many = [f"u{i}" for i in range(pushdown.MAX_LOOKUPS + 1)]
+    many = [f"u{i}" for i in range(plans.MAX_LOOKUPS + 1)]
     assert reasons(plan(Qual("username", ("=", True), many))) == ["in-bound"]
     assert reasons(plan(Qual("email", ("=", True), ["a", 'b"']))) == ["escape"]
 
@@ -345,7 +345,7 @@ def test_explain_shows_operation_filter_page_size_and_refusals():
     lookup = plan(Qual("username", "=", "al'ice"), username_lookup=pushdown.BY_ADMIN_GET_USER)
     assert lookup.explain()[1:3] == [
         'Cognito: AdminGetUser Username: "al\'ice"',
-        f"Cognito: billed: {pushdown.BILLED}",
+        f"Cognito: billed: {plans.BILLED}",
     ]
 
 
@@ -399,7 +399,7 @@ def test_no_path_key_while_a_nondeterministic_collation_exists():
 
 
 def test_a_null_key_on_a_column_never_planned_is_null_asks_nothing():
-    tests = pushdown.NullTests()
+    tests = nulls.NullTests()
     tests.note([Qual("username", "=", "a"), Qual("nickname", "=", None)])
     key = plan(Qual("email", "=", None), null_tests=tests)
     assert key.kind == NONE and key.requests == ()
@@ -414,7 +414,7 @@ def test_a_null_key_on_a_column_never_planned_is_null_asks_nothing():
 
 
 def test_every_refusal_used_is_documented():
-    assert set(pushdown.REFUSALS) >= {
+    assert set(plans.REFUSALS) >= {
         "off", "column", "type", "operator", "null", "value", "empty", "escape", "control",
         "whitespace", "length", "like-escape", "like-prefix", "enabled-value", "in-bound",
         "not-chosen", "collation",
@@ -518,25 +518,25 @@ def test_a_lookup_plan_does_not_ask_for_the_pool_size():
 def test_a_scan_of_fewer_than_10000_users_costs_less_than_the_jit_threshold(users, workers):
     # PostgreSQL's default jit_above_cost is 100,000; Multicorn's total cost is rows x width.
     p = plan(users=users, workers=workers)
-    rows, width = pushdown.planner_size(p)
+    rows, width = plans.planner_size(p)
     assert rows == users
     assert rows * width < 100_000
-    assert rows * width >= p.estimated_requests * pushdown.REQUEST_COST
+    assert rows * width >= p.estimated_requests * plans.REQUEST_COST
 
 
 def test_the_cost_is_the_requests_not_the_bytes():
-    size = pushdown.planner_size
+    size = plans.planner_size
     one = size(plan(Qual("username", "=", "a"), users=100_000))
-    assert one == (1, pushdown.REQUEST_COST)
+    assert one == (1, plans.REQUEST_COST)
     scan = size(plan(users=100_000, workers=1))
-    assert scan[0] == 100_000 and scan[0] * scan[1] >= 1667 * pushdown.REQUEST_COST
+    assert scan[0] == 100_000 and scan[0] * scan[1] >= 1667 * plans.REQUEST_COST
     # A lookup costs less than a scan of any pool of more than one page; nothing costs one.
     assert one[0] * one[1] < size(plan(users=61))[0] * size(plan(users=61))[1]
     assert size(plan(Qual("username", "=", None))) == (1, 1)
 
 
 def test_collation_names_in_explain_are_bounded_and_one_line():
-    from cognito_fdw.pushdown import SHOWN_COLLATIONS, shown_names
+    from cognito_fdw.plans import SHOWN_COLLATIONS, shown_names
 
     assert shown_names(["ci", "ai"]) == "ci, ai"
     assert shown_names(["a\nb\x00"]) == "a\\nb\\x00"

@@ -11,16 +11,8 @@ import pytest
 from cognito_fdw import backend, scan
 from cognito_fdw.client import Stats
 from cognito_fdw.errors import CognitoApiError
-from cognito_fdw.pushdown import (
-    ADMIN_GET_USER,
-    LIST_USERS,
-    LOOKUPS,
-    PARTITIONS,
-    PARTS,
-    SCAN,
-    Plan,
-    Request,
-)
+from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Plan, Request
+from cognito_fdw.pushdown import PARTITIONS
 from cognito_fdw.quota import limiter_for
 from cognito_fdw.ratelimit import SPACING_SECONDS, RateLimiter
 
