@@ -173,7 +173,9 @@ def test_a_stalled_endpoint_fails_at_the_request_deadline_and_retries_stop(stall
     with pytest.raises(CognitoApiError) as caught:
         Pool(options).call("ListUsers", Limit=1)
     elapsed = time.monotonic() - start
-    assert 2.5 <= elapsed < 3.5
+    # Not sooner than the deadline; far from the unbounded 20 attempts (no tight timing: a
+    # loaded machine only makes it later, and the attempt count below is the real measure).
+    assert 2.5 <= elapsed < 10
     err = caught.value
     assert err.code == "RequestDeadline"
     assert "ListUsers got no answer within request_deadline (2.5 s)" in err.message

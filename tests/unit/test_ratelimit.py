@@ -76,12 +76,13 @@ def test_processes_sharing_a_window_never_send_more_than_the_rate_in_any_window(
     sent = [at for _, at, _ in got]
     # Sends `rate` apart are a whole window apart, however late some were sent...
     assert narrowest_gap(sent, rate) >= SPACING_SECONDS - 1e-9
-    # ...and little is wasted: the first 10 at once, then evenly, 10 a window (1.05 s).
-    assert max(sent) - min(sent) < (processes * each - 1) / rate * SPACING_SECONDS + 1.0
+    # ...and little is wasted: the first 10 at once, then evenly, 10 a window (1.05 s); the
+    # slack is for a loaded machine's late processes, not a speed requirement.
+    assert max(sent) - min(sent) < (processes * each - 1) / rate * SPACING_SECONDS + 3.0
     # Served in order of arrival: every process got slots, none waited much longer than
     # the requests ahead of it (one each of the other five) could take.
     assert {pid for pid, _, _ in got} == {w.pid for w in workers}
-    assert max(delay for _, _, delay in got) < 1.0 + processes / rate
+    assert max(delay for _, _, delay in got) < 3.0 + processes / rate
 
 
 def test_threads_and_limiters_of_one_process_share_the_file_window(tmp_path):
