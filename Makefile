@@ -56,7 +56,7 @@ reliability: system-deps $(VENV)/.installed-test
 	  $(PY) -m pytest -q tests/integration/test_faults.py tests/integration/test_load.py \
 	  tests/integration/test_hostile.py tests/integration/test_guard.py
 
-# The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
+# The dev stack (docs/development.md, "Dev stack"): the compose stack with a Docker engine, else a local one
 # under .dev/ (PostgreSQL with Multicorn2 + moto). The preflight (standard library only) runs
 # before anything is installed: without either stack, or as root in a directory PostgreSQL's
 # OS user cannot enter, it says what to do, and nothing is installed.

@@ -118,11 +118,11 @@ class Users(Table):
     @classmethod
     def imported_columns(cls, custom) -> list[ImportedColumn]:
         # The built-in columns, every standard attribute not named like one of them (the
-        # column updated_at is UserLastModifiedDate: see README), then each custom
+        # column updated_at is UserLastModifiedDate: see the README's users table), then each custom
         # attribute under a name that needs no quoting.  sub is text, not uuid: only a text
         # column can be a join's path key, as Multicorn converts a uuid join parameter's
         # empty value in C under EXPLAIN, which crashes the backend (docs/multicorn.md H1);
-        # README "Joining on sub" shows the joins.
+        # docs/pushdown.md "Joining on sub" shows the joins.
         columns = [
             ImportedColumn(name, spec.imported_type) for name, spec in BUILTIN_COLUMNS.items()
         ]

@@ -6,7 +6,7 @@ IMPORT declares ``sub text``: Multicorn converts a join parameter of a by-refere
 H1), so only a text ``sub`` can be a path key.  A uuid ``sub`` a user declares is pushed for
 constants (a Const is a real value) and never parameterized.  A cast written on the outer
 side (``o.user_sub::text``) is no Param: Multicorn reads a type from it that is garbage
-(``lookup failed for type N``), so the README joins a text column, or a uuid one through a
+(``lookup failed for type N``), so docs/pushdown.md joins a text column, or a uuid one through a
 subquery that casts it.
 """
 
