@@ -49,10 +49,10 @@ test: system-deps $(VENV)/.installed-test lint
 bench: system-deps $(VENV)/.installed-test
 	$(PY) -m bench.run
 
-# RELIABILITY.md and SECURITY.md's table of attacks, from what the fault, load,
-# hostile-input and hostile-role tests observe.
+# RELIABILITY.md and ATTACKS.md, from what the fault, load, hostile-input and hostile-role
+# tests observe.
 reliability: system-deps $(VENV)/.installed-test
-	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_SECURITY_REPORT=SECURITY.md \
+	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_ATTACKS_REPORT=ATTACKS.md \
 	  $(PY) -m pytest -q tests/integration/test_faults.py tests/integration/test_load.py \
 	  tests/integration/test_hostile.py tests/integration/test_guard.py
 

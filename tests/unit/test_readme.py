@@ -1,5 +1,6 @@
 """The README's tables, and docs/architecture.md's module table, stay true to the registries
-and the package they document."""
+and the package they document; the generated reports are where ``make reliability`` writes
+them."""
 
 import re
 from pathlib import Path
@@ -10,6 +11,8 @@ from cognito_fdw.members import MEMBER_COLUMNS
 from cognito_fdw.optiondocs import readme_table
 from cognito_fdw.table import OBJECTS, table_class
 from cognito_fdw.user_pool import POOL_COLUMNS
+
+from ..support.reliability import ATTACKS_HEADER, HEADER
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -69,3 +72,15 @@ def test_the_architecture_page_lists_every_module_of_the_server_side():
     assert listed == {path.stem for path in package.glob("*.py")}
     tool_modules = {path.stem for path in (package / "tools").glob("*.py")} - {"__init__"}
     assert set(tools.group(1).split(", ")) == tool_modules
+
+
+def test_the_attack_table_is_its_own_generated_file_beside_reliability():
+    # SECURITY.md keeps the threat model; the table of what was tried is ATTACKS.md, written
+    # whole by `make reliability` as RELIABILITY.md is.
+    makefile = (ROOT / "Makefile").read_text()
+    assert "COGNITO_FDW_ATTACKS_REPORT=ATTACKS.md" in makefile
+    assert "COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md" in makefile
+    for name, header in (("ATTACKS.md", ATTACKS_HEADER), ("RELIABILITY.md", HEADER)):
+        assert (ROOT / name).read_text().startswith(header.split("Generated {date}")[0]), name
+    security = (ROOT / "SECURITY.md").read_text()
+    assert "## What the guard cannot stop" in security and "| attack |" not in security
