@@ -5,8 +5,8 @@ Each option is one :class:`Option` row: its kind, default, bounds, the places it
 three always agree:
 
 * :func:`parse_options`, which validates the flat dict of strings Multicorn hands the
-  wrapper (merged from table, server and user mapping; later wins: docs/multicorn.md M2)
-  at the first query;
+  wrapper (merged from table, server and user mapping; later wins: docs/multicorn.md M2: options
+  merge, the user mapping wins) at the first query;
 * ``sql/guard.sql``, whose event trigger refuses the same mistakes when the option is
   written, and options in the wrong place (:mod:`cognito_fdw.optiondocs` renders its rule
   table; a unit test keeps the file equal to it: ``python -m cognito_fdw.optiondocs``
