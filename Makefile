@@ -49,14 +49,14 @@ test: system-deps $(VENV)/.installed-test lint
 bench: system-deps $(VENV)/.installed-test
 	$(PY) -m bench.run
 
-# RELIABILITY.md and SECURITY.md's table of attacks, from what the fault, load,
-# hostile-input and hostile-role tests observe.
+# RELIABILITY.md and ATTACKS.md, from what the fault, load, hostile-input and hostile-role
+# tests observe.
 reliability: system-deps $(VENV)/.installed-test
-	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_SECURITY_REPORT=SECURITY.md \
+	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_ATTACKS_REPORT=ATTACKS.md \
 	  $(PY) -m pytest -q tests/integration/test_faults.py tests/integration/test_load.py \
 	  tests/integration/test_hostile.py tests/integration/test_guard.py
 
-# The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
+# The dev stack (docs/development.md, "Dev stack"): the compose stack with a Docker engine, else a local one
 # under .dev/ (PostgreSQL with Multicorn2 + moto). The preflight (standard library only) runs
 # before anything is installed: without either stack, or as root in a directory PostgreSQL's
 # OS user cannot enter, it says what to do, and nothing is installed.

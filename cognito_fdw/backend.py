@@ -1,22 +1,22 @@
 """Everything the wrapper asks of the PostgreSQL backend it runs in, through ctypes.
 
-**Only the backend's own thread calls into PostgreSQL** (docs/multicorn.md H8).  The
-backend is single-threaded: a C function called from another thread (ctypes releases the
-GIL around the call) races the backend on its catalog caches and memory contexts, and
-crashed the cluster.  So every call into PostgreSQL lives here (the catalog reads in
-:mod:`cognito_fdw.catalog`, built on this module's helpers), and each one refuses to run
-on any other thread with :class:`OffBackendThread` (a bug guard: the wrapper resolves what
-its threads need before it starts them, see :mod:`cognito_fdw.scan`).  The one thing any
-thread may do is :func:`cancel_pending`, which only reads plain variables.
+**Only the backend's own thread calls into PostgreSQL** (docs/multicorn.md H8: no PostgreSQL call
+off the backend thread).  The backend is single-threaded: a C function called from another thread
+(ctypes releases the GIL around the call) races the backend on its catalog caches and memory
+contexts, and crashed the cluster.  So every call into PostgreSQL lives here (the catalog reads in
+:mod:`cognito_fdw.catalog`, built on this module's helpers), and each one refuses to run on any
+other thread with :class:`OffBackendThread` (a bug guard: the wrapper resolves what its threads need
+before it starts them, see :mod:`cognito_fdw.scan`).  The one thing any thread may do is
+:func:`cancel_pending`, which only reads plain variables.
 
-Two more measured hazards shape this (docs/multicorn.md H2, H3): ``check_interrupts()``
-longjmps through Python and crashes the cluster later, and a NOTICE/WARNING/DEBUG report made
-while a cancel is pending breaks every later Python call in the backend.  So cancels are
-polled by reading PostgreSQL's flags, and non-error reports and catalog reads hold
-interrupts.
+Two more measured hazards shape this (docs/multicorn.md H2: check_interrupts longjmps through
+Python; H3: no report while a cancel is pending): ``check_interrupts()`` longjmps through Python and
+crashes the cluster later, and a NOTICE/WARNING/DEBUG report made while a cancel is pending breaks
+every later Python call in the backend.  So cancels are polled by reading PostgreSQL's flags, and
+non-error reports and catalog reads hold interrupts.
 
 The backend's thread is Python's main thread: Multicorn initialises Python in it
-(docs/multicorn.md M8).
+(docs/multicorn.md M8: threads run only while the backend is in Python).
 Outside a backend (unit tests, the CLI) the symbols are absent: the flags read as unset,
 reports go straight to the logger, and what only a backend knows is an error or None.
 """
@@ -77,10 +77,10 @@ def c_variable(name: str, ctype):
 
 
 def c_function(name: str, restype, argtypes):
-    """A C function of the backend, or None outside one, called only from guarded
-    functions (here and in :mod:`catalog`).  An ERROR raised in one would longjmp through
-    Python (docs/multicorn.md H2): only functions that raise none for any input given here,
-    interrupts held where a cancel could (what remains is what any C code in the backend
+    """A C function of the backend, or None outside one, called only from guarded functions (here
+    and in :mod:`catalog`).  An ERROR raised in one would longjmp through Python (docs/multicorn.md
+    H2: check_interrupts longjmps through Python): only functions that raise none for any input
+    given here, interrupts held where a cancel could (what remains is what any C code in the backend
     risks: running out of memory, a corrupt catalog)."""
     try:
         found = getattr(ctypes.CDLL(None), name)
@@ -189,9 +189,9 @@ def statement_started() -> int | None:
 
 @contextlib.contextmanager
 def interrupts_held():
-    """PostgreSQL's HOLD_INTERRUPTS(): a CHECK_FOR_INTERRUPTS() inside does nothing, so a
-    pending cancel cannot longjmp through Python (docs/multicorn.md H2, H3); it is served
-    at the next check after this."""
+    """PostgreSQL's HOLD_INTERRUPTS(): a CHECK_FOR_INTERRUPTS() inside does nothing, so a pending
+    cancel cannot longjmp through Python (docs/multicorn.md H2: check_interrupts longjmps through
+    Python; H3: no report while a cancel is pending); it is served at the next check after this."""
     if _holdoff is None:
         yield
         return
@@ -204,7 +204,8 @@ def interrupts_held():
 
 @backend_thread_only
 def report(log, message: str, level) -> None:
-    """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3)."""
+    """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3: no
+    report while a cancel is pending)."""
     with interrupts_held():
         log(message, level)
 

@@ -2,9 +2,10 @@
 database's nondeterministic collations, and the name of the foreign table a wrapper
 instance serves.
 
-Each read runs on the backend's thread only, with interrupts held, and in C functions that
-raise no ERROR for any input given here (the rules of :mod:`backend`, docs/multicorn.md H2,
-H8); outside a backend the symbols are absent and each answers as documented.
+Each read runs on the backend's thread only, with interrupts held, and in C functions that raise no
+ERROR for any input given here (the rules of :mod:`backend`, docs/multicorn.md H2: check_interrupts
+longjmps through Python; H8: no PostgreSQL call off the backend thread); outside a backend the
+symbols are absent and each answers as documented.
 """
 
 from __future__ import annotations
@@ -82,11 +83,11 @@ def foreign_table_name(instance: object) -> str | None:
     ``__init__`` returned), or when its table no longer exists (Multicorn keeps the instance
     of a dropped table).
 
-    Multicorn passes no table OID to Python, but its ``InstancesHash`` maps each foreign
-    table's OID to its instance (docs/multicorn.md M3): the table is the entry whose
-    instance is this object (docs/multicorn.md M13).  The walk reads the hash and nothing
-    else; the catalog lookups come after it, with interrupts held, and return NULL rather
-    than raise for a relation that does not exist.
+    Multicorn passes no table OID to Python, but its ``InstancesHash`` maps each foreign table's OID
+    to its instance (docs/multicorn.md M3: one instance per backend and table): the table is the
+    entry whose instance is this object (docs/multicorn.md M13: the InstancesHash knows the table).
+    The walk reads the hash and nothing else; the catalog lookups come after it, with interrupts
+    held, and return NULL rather than raise for a relation that does not exist.
     """
     if _instances is None or None in (_seq_init, _rel_name, _in_transaction):
         return None
@@ -156,16 +157,17 @@ def nondeterministic_collations() -> tuple[str, ...]:
     """The names of the database's nondeterministic collations (``pg_collation`` rows with
     ``collisdeterministic = false``), read now from the catalog; () outside a backend.
 
-    Multicorn passes no collation with a condition (docs/multicorn.md H10); a comparison can
-    only be made under a nondeterministic collation if one exists, so none existing proves
-    every comparison exact.  Read on every call, never cached: a collation created a moment
-    ago (in this statement, or committed by another session) must be seen.  The scan runs
-    in C with the filter as a scan key (about 0.1 ms for 800 rows); interrupts are held
-    around it, so a cancel or statement_timeout cannot jump out of it (docs/multicorn.md H2),
-    and the table lock is only taken if it is free at once (a lock wait with interrupts
-    held could not be cancelled).  When the catalog cannot be read that way (the lock is
-    taken, the layout is not the expected one) the answer is :data:`UNKNOWN_COLLATIONS`,
-    which callers treat as a nondeterministic collation: they push nothing that depends on it.
+    Multicorn passes no collation with a condition (docs/multicorn.md H10: quals carry no
+    collation); a comparison can only be made under a nondeterministic collation if one exists, so
+    none existing proves every comparison exact.  Read on every call, never cached: a collation
+    created a moment ago (in this statement, or committed by another session) must be seen.  The
+    scan runs in C with the filter as a scan key (about 0.1 ms for 800 rows); interrupts are held
+    around it, so a cancel or statement_timeout cannot jump out of it (docs/multicorn.md H2:
+    check_interrupts longjmps through Python), and the table lock is only taken if it is free at
+    once (a lock wait with interrupts held could not be cancelled).  When the catalog cannot be read
+    that way (the lock is taken, the layout is not the expected one) the answer is
+    :data:`UNKNOWN_COLLATIONS`, which callers treat as a nondeterministic collation: they push
+    nothing that depends on it.
     """
     functions = (_conditional_lock, _table_open, _table_close, _get_attnum, _scan_key_init,
                  _begin_scan, _next_tuple, _end_scan)  # fmt: skip

@@ -30,9 +30,9 @@ Key = tuple  # (group_name, username)
 def membership_key(group_name: str, username: str) -> str:
     """The membership column's value: unambiguous for any group and user name.
 
-    The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL
-    can compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5),
-    so wrap it:
+    The same text as PostgreSQL's ``json_build_array(group_name, username)::text``, so SQL can
+    compute a key.  Multicorn fails on that call as a bare qual (docs/multicorn.md H5: CURRENT_USER
+    and kin fail as quals), so wrap it:
     ``WHERE membership = (SELECT json_build_array('admins', 'alice')::text)``.
     """
     return json.dumps([group_name, username], ensure_ascii=False)
@@ -154,12 +154,13 @@ Planner = Callable[[object], list[tuple[Change, Send]]]
 class Transaction:
     """Every table's pending changes in the backend's open transaction: their one owner.
 
-    Multicorn makes one wrapper instance per table, and drops it for a new one when the
-    table's options change, even in mid-transaction (ALTER, SET ROLE to another user
-    mapping: docs/multicorn.md M3); the dropped one gets no more hooks, yet its changes must
-    be sent at COMMIT.  So no instance owns them: a table joins (:meth:`join`) with its log
-    when it first records a change, and the hooks of any instance drive all of them.  Each hook is
-    idempotent, as Multicorn calls it once per instance (docs/multicorn.md M4):
+    Multicorn makes one wrapper instance per table, and drops it for a new one when the table's
+    options change, even in mid-transaction (ALTER, SET ROLE to another user mapping:
+    docs/multicorn.md M3: one instance per backend and table); the dropped one gets no more hooks,
+    yet its changes must be sent at COMMIT.  So no instance owns them: a table joins (:meth:`join`)
+    with its log when it first records a change, and the hooks of any instance drive all of them.
+    Each hook is idempotent, as Multicorn calls it once per instance (docs/multicorn.md M4: hook
+    order and savepoints):
 
     * ``sub_begin(level)`` comes when an instance is first touched inside a savepoint, so
       the first one at a level precedes every change made at that level: it takes the
@@ -169,7 +170,7 @@ class Transaction:
       enclosing savepoint;
     * :meth:`send` (from ``pre_commit``) sends every table's changes or none, and
       :meth:`clear` (``commit``, ``rollback``) forgets them; it cannot raise, as an error in
-      ``commit()`` PANICs the server (docs/multicorn.md H4).
+      ``commit()`` PANICs the server (docs/multicorn.md H4: an error in commit PANICs the server).
     """
 
     def __init__(self):

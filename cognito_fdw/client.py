@@ -2,13 +2,13 @@
 
 Clients live at module level, one per backend and configuration: a wrapper instance is
 re-created whenever options change, and creating a boto3 client costs ~70 ms, so the
-instances share them (docs/multicorn.md M3).
+instances share them (docs/multicorn.md M3: one instance per backend and table).
 
-Resolving a client may read a vault secret, which calls into PostgreSQL, so it happens on
-the backend's thread only (docs/multicorn.md H8; :mod:`cognito_fdw.backend`): :func:`client_for`
-refuses any other thread.  Code that starts threads first takes :meth:`Pool.pinned`, a
-pool whose client is already resolved; a thread using a pool that is not pinned gets
-:class:`~cognito_fdw.backend.OffBackendThread` instead of a credential lookup.
+Resolving a client may read a vault secret, which calls into PostgreSQL, so it happens on the
+backend's thread only (docs/multicorn.md H8: no PostgreSQL call off the backend thread;
+:mod:`cognito_fdw.backend`): :func:`client_for` refuses any other thread.  Code that starts threads
+first takes :meth:`Pool.pinned`, a pool whose client is already resolved; a thread using a pool that
+is not pinned gets :class:`~cognito_fdw.backend.OffBackendThread` instead of a credential lookup.
 """
 
 from __future__ import annotations

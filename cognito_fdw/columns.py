@@ -143,9 +143,10 @@ class ValueRefused(ColumnError):
 class Column:
     """A resolved column: where its value comes from and how it becomes text.
 
-    ``max_length``: the n of a ``character varying(n)`` or ``character(n)`` column, whose
-    value is checked here as PostgreSQL's input function checks it (Multicorn stores a
-    varchar's text unchecked, and a char(n)'s error names no column; docs/multicorn.md M11).
+    ``max_length``: the n of a ``character varying(n)`` or ``character(n)`` column, whose value is
+    checked here as PostgreSQL's input function checks it (Multicorn stores a varchar's text
+    unchecked, and a char(n)'s error names no column; docs/multicorn.md M11: a varchar's length goes
+    unchecked).
     """
 
     name: str

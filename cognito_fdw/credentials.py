@@ -4,7 +4,7 @@ Precedence (the first that applies wins; a role is then assumed on top of it):
 
 1. ``aws_access_key_id`` + ``aws_secret_access_key`` (+ ``aws_session_token``), from the
    user mapping or the server (Multicorn merges the mapping's options over the server's:
-   docs/multicorn.md M2);
+   docs/multicorn.md M2: options merge, the user mapping wins);
 2. ``aws_access_key_id`` + a secret access key read from a secrets table by ``api_key_id``
    or ``api_key_name`` (Supabase Vault's option names; see :mod:`cognito_fdw.secrets`);
 3. ``aws_profile``: a profile of the shared config and credentials files of the database

@@ -1,4 +1,5 @@
-"""Multicorn's conversion of date and timestamp constants, made safe (docs/multicorn.md H11).
+"""Multicorn's conversion of date and timestamp constants, made safe (docs/multicorn.md H11: an
+unholdable date constant crashes).
 
 Multicorn turns a ``date`` or ``timestamp`` constant of a condition into a Python object
 through CPython's datetime C API, which refuses years outside 1..9999; PostgreSQL's

@@ -26,7 +26,8 @@ from .options import UNSHOWN_OPTIONS, parse_options
 from .scrubbing import scrub
 from .table import Table, actual_lines, table_class
 
-# Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
+# Before Multicorn converts any condition of these tables (docs/multicorn.md H11: an unholdable date
+# constant crashes).
 dateguard.guard_date_conversions()
 
 
@@ -66,8 +67,9 @@ def _guarded(method):
 class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
-    # Multicorn reads this right after get_rel_size and gives it to every path of the
-    # table (docs/multicorn.md M5); get_rel_size sets it from the table's answer.
+    # Multicorn reads this right after get_rel_size and gives it to every path of the table
+    # (docs/multicorn.md M5: total cost is rows x width); get_rel_size sets it from the table's
+    # answer.
     _startup_cost = 0
 
     def __init__(self, fdw_options, fdw_columns):
@@ -80,9 +82,11 @@ class CognitoFdw(ForeignDataWrapper):
         # the scan, which closes it, and several scans of one table can be open at once
         # (a self-join, a cursor).  It never drops those of a failed statement, nor one
         # whose iterator EXPLAIN ANALYZE replaced: those are closed here (docs/multicorn.md
-        # M12).
+        # M12: EXPLAIN ANALYZE leaks a scan's iterator).
         self._open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._level = 0  # the transaction level, as Multicorn's hooks say (docs/multicorn.md M4)
+        # The transaction level, as Multicorn's hooks say (docs/multicorn.md M4: hook order and
+        # savepoints).
+        self._level = 0
         # For EXPLAIN ANALYZE: the statement that began the scans of _actual, their costs.
         self._statement = None
         self._actual: list[Stats] = []
@@ -157,9 +161,10 @@ class CognitoFdw(ForeignDataWrapper):
         if verbose:
             lines.append(table.where())
             lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
-        # Multicorn calls explain() after the scans under EXPLAIN ANALYZE, and under plain
-        # EXPLAIN, whose statement begins none, only (docs/multicorn.md M12): this
-        # statement's scans are over then, and what they cost is what it actually sent.
+        # Multicorn calls explain() after the scans under EXPLAIN ANALYZE, and under plain EXPLAIN,
+        # whose statement begins none, only (docs/multicorn.md M12: EXPLAIN ANALYZE leaks a scan's
+        # iterator): this statement's scans are over then, and what they cost is what it actually
+        # sent.
         statement = backend.statement_started()
         if statement == self._statement and self._actual:
             self._close_scans(lambda level, began_in: began_in == statement)
@@ -216,7 +221,7 @@ class CognitoFdw(ForeignDataWrapper):
     def rowid_column(self):
         # Multicorn asks for it when planning INSERT/UPDATE/DELETE; a refusal here is a
         # clear error instead of its default "Error in python: NotImplementedError"
-        # (docs/multicorn.md M4).
+        # (docs/multicorn.md M4: hook order and savepoints).
         return self._table().rowid_column()
 
     @_guarded
@@ -255,7 +260,8 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def pre_commit(self):
         # Changes are sent here, never in commit(): an error in commit() PANICs the server
-        # (docs/multicorn.md H4); an error here aborts the transaction cleanly.
+        # (docs/multicorn.md H4: an error in commit PANICs the server); an error here aborts the
+        # transaction cleanly.
         if not changes.transaction:
             return
         stats = Stats()
@@ -270,4 +276,5 @@ class CognitoFdw(ForeignDataWrapper):
 
     def commit(self):
         self._level = 0
-        changes.transaction.clear()  # cannot raise (H4)
+        # Cannot raise (docs/multicorn.md H4: an error in commit PANICs the server).
+        changes.transaction.clear()

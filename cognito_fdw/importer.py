@@ -5,10 +5,10 @@ creates one table of each object (:data:`cognito_fdw.table.OBJECTS`), named afte
 the columns its class declares (:meth:`cognito_fdw.table.Table.imported_columns`): for
 ``users`` every standard attribute and the pool's custom attributes as typed columns.  The
 remote schema name is not used: a server is one pool.  PostgreSQL applies LIMIT TO /
-EXCEPT to the returned tables itself (docs/multicorn.md M6).
+EXCEPT to the returned tables itself (docs/multicorn.md M6: IMPORT writes option keys unquoted).
 
-Multicorn writes option keys into the DDL unquoted (docs/multicorn.md M6), so every key
-here is lower-case snake_case; values are quoted by Multicorn.
+Multicorn writes option keys into the DDL unquoted (docs/multicorn.md M6: IMPORT writes option keys
+unquoted), so every key here is lower-case snake_case; values are quoted by Multicorn.
 """
 
 from __future__ import annotations

@@ -149,8 +149,9 @@ class Members(Table):
         return self.pool.estimated_users() * 2
 
     def path_keys(self) -> list:
-        # Only text columns: EXPLAIN of a join parameter of a by-reference type such as
-        # citext crashes the backend (docs/multicorn.md H1), and citext is not pushed anyway.
+        # Only text columns: EXPLAIN of a join parameter of a by-reference type such as citext
+        # crashes the backend (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes),
+        # and citext is not pushed anyway.
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
         options = self.pool.options
         return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name, options)]
@@ -327,7 +328,7 @@ class Members(Table):
         return dict(values, **{ROWID: membership_key(group, username)})
 
     def delete(self, rowid) -> None:
-        # Multicorn passes the rowid value only (docs/multicorn.md M4).
+        # Multicorn passes the rowid value only (docs/multicorn.md M4: hook order and savepoints).
         key = parse_membership(rowid)
         if key is None:
             raise CognitoFdwError(f"invalid membership value {rowid!r}")

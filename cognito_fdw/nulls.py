@@ -55,17 +55,16 @@ def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:
 class NullTests:
     """The columns this backend has planned ``col IS NULL`` on, to tell it from a NULL key.
 
-    At execution Multicorn passes ``col IS NULL``, ``col = $1`` run with a NULL and a join
-    whose outer key is NULL all as ``('=', None)`` (docs/multicorn.md M10).  At planning
-    ``get_rel_size`` receives the constant quals only: an IS NULL arrives there as
-    ``('=', None)`` too, a parameter or a join key never does.  Every plan this backend
-    runs was planned in this backend (plans are not shared between backends, and a foreign
-    scan never runs in a parallel worker), and planning a scan calls ``get_rel_size``, which
-    calls :meth:`note`.  So a column noted nowhere has no IS NULL in any plan: its
-    ``('=', None)`` is a NULL key or parameter and matches nothing.  A noted column stays
-    noted for the backend's life (a cached plan may hold the IS NULL for as long), keyed by
-    column name alone so that a wrapper instance made again (new options, SET ROLE) still
-    knows.
+    At execution Multicorn passes ``col IS NULL``, ``col = $1`` run with a NULL and a join whose
+    outer key is NULL all as ``('=', None)`` (docs/multicorn.md M10: IS NULL and a NULL key arrive
+    alike).  At planning ``get_rel_size`` receives the constant quals only: an IS NULL arrives there
+    as ``('=', None)`` too, a parameter or a join key never does.  Every plan this backend runs was
+    planned in this backend (plans are not shared between backends, and a foreign scan never runs in
+    a parallel worker), and planning a scan calls ``get_rel_size``, which calls :meth:`note`.  So a
+    column noted nowhere has no IS NULL in any plan: its ``('=', None)`` is a NULL key or parameter
+    and matches nothing.  A noted column stays noted for the backend's life (a cached plan may hold
+    the IS NULL for as long), keyed by column name alone so that a wrapper instance made again (new
+    options, SET ROLE) still knows.
     """
 
     def __init__(self):

@@ -1,13 +1,26 @@
 """The option registry (:data:`cognito_fdw.options.REGISTRY`) rendered for people and for the
-guard: the README's options table, and the rule block of ``sql/guard.sql``.
+guard: the README's options tables, and the rule block of ``sql/guard.sql``.
 
 Unit tests keep both equal to the registry; ``python -m cognito_fdw.optiondocs`` rewrites the
-guard's block (the README's table is printed by ``python -m cognito_fdw.optiondocs readme``).
+guard's block (the README's tables are printed by ``python -m cognito_fdw.optiondocs readme``).
 """
 
 from __future__ import annotations
 
-from .options import MAX_OPTION_LENGTH, REGISTRY, SERVER, TABLE, USER_MAPPING, shown
+from .options import (
+    CONNECTION,
+    CREDENTIALS,
+    GROUPS,
+    LIMITS,
+    MAX_OPTION_LENGTH,
+    PUSHDOWN,
+    REGISTRY,
+    SERVER,
+    TABLE,
+    USER_MAPPING,
+    WRITES,
+    shown,
+)
 
 _S, _T, _M = (SERVER,), (TABLE,), (SERVER, USER_MAPPING)
 
@@ -15,21 +28,43 @@ _S, _T, _M = (SERVER,), (TABLE,), (SERVER, USER_MAPPING)
 
 _PLACE_WORDS = {_S: "server", _T: "table", _M: "server or user mapping",
                 (SERVER, TABLE): "server or table"}  # fmt: skip
+#: Each group's heading and the sentence under it, in the README's order.
+_GROUP_HEADINGS = {
+    CONNECTION: ("Which pool, where", "Where requests go and what a table reads."),
+    CREDENTIALS: ("Credentials", "Whose keys sign the requests: [Credentials, the vault and the "
+                  "guard](docs/credentials.md)."),
+    PUSHDOWN: ("Pushdown and costs", "What is sent to Cognito and what the planner is told: "
+               "[Pushdown and costs](docs/pushdown.md)."),
+    LIMITS: ("Limits: timeouts, retries, rate", "How long a request may take, how often it is "
+             "tried, how fast requests go; a table may only lower the limits its server sets."),
+    WRITES: ("Writes", "What a table may change in Cognito (see [`group_members`]"
+             "(#group_members))."),
+}  # fmt: skip
+
+
+def _row(row) -> str:
+    where = _PLACE_WORDS[row.places] + (" (may only lower)" if row.limit else "")
+    default = row.shown_default or ("" if row.default is None else str(row.default))
+    if isinstance(row.default, bool):
+        default = str(row.default).lower()
+    elif isinstance(row.default, float):
+        default = f"{row.default:g}"
+    return f"| `{row.name}` | {where} | {row.text} | {default} |"
 
 
 def readme_table() -> str:
-    """The README's options table (a unit test keeps README.md equal to it)."""
-    lines = ["| option | where | meaning | default |", "| --- | --- | --- | --- |",
-             "| `wrapper` | server | always `'cognito_fdw.CognitoFdw'` | (required) |"]  # fmt: skip
-    for row in REGISTRY:
-        where = _PLACE_WORDS[row.places] + (" (a table may only lower it)" if row.limit else "")
-        default = row.shown_default or ("" if row.default is None else str(row.default))
-        if isinstance(row.default, bool):
-            default = str(row.default).lower()
-        elif isinstance(row.default, float):
-            default = f"{row.default:g}"
-        lines.append(f"| `{row.name}` | {where} | {row.text} | {default} |")
-    return "\n".join(lines)
+    """The README's options tables, one per group of :data:`~cognito_fdw.options.GROUPS` (a
+    unit test keeps README.md equal to them)."""
+    lines = []
+    for group in GROUPS:
+        heading, intro = _GROUP_HEADINGS[group]
+        lines += [f"### {heading}", "", intro, "", "| option | where | meaning | default |",
+                  "| --- | --- | --- | --- |"]  # fmt: skip
+        if group == CONNECTION:
+            lines.append("| `wrapper` | server | always `'cognito_fdw.CognitoFdw'` | (required) |")
+        lines += [_row(row) for row in REGISTRY if row.group == group]
+        lines.append("")
+    return "\n".join(lines[:-1])
 
 
 # -- sql/guard.sql ------------------------------------------------------------------------

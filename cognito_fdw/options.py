@@ -5,13 +5,14 @@ Each option is one :class:`Option` row: its kind, default, bounds, the places it
 three always agree:
 
 * :func:`parse_options`, which validates the flat dict of strings Multicorn hands the
-  wrapper (merged from table, server and user mapping; later wins: docs/multicorn.md M2)
-  at the first query;
+  wrapper (merged from table, server and user mapping; later wins: docs/multicorn.md M2: options
+  merge, the user mapping wins) at the first query;
 * ``sql/guard.sql``, whose event trigger refuses the same mistakes when the option is
   written, and options in the wrong place (:mod:`cognito_fdw.optiondocs` renders its rule
   table; a unit test keeps the file equal to it: ``python -m cognito_fdw.optiondocs``
   rewrites it);
-* the README's options table (rendered there too; a unit test checks it is in README.md).
+* the README's options tables, one per :data:`GROUPS` entry (rendered there too; a unit
+  test checks they are in README.md).
 
 Every error names the option, shows the bad value (never a secret's) in SQL quoting and
 says what to set.  The guard builds the same message from the same row, so a mistake reads
@@ -29,6 +30,11 @@ from .pushdown import BY_ADMIN_GET_USER, BY_LIST_USERS
 from .table import OBJECTS as _TABLES
 
 SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
+# What an option is for: the README's options tables, one per group, in this order.
+CONNECTION, CREDENTIALS, PUSHDOWN, LIMITS, WRITES = (
+    "connection", "credentials", "pushdown", "limits", "writes",
+)  # fmt: skip
+GROUPS = (CONNECTION, CREDENTIALS, PUSHDOWN, LIMITS, WRITES)
 OBJECTS = tuple(_TABLES)  # the choices of option object: the table registry's names
 DEFAULT_SECRETS_RELATION = "vault.decrypted_secrets"
 MAX_OPTION_LENGTH = 2048
@@ -52,6 +58,8 @@ class Option:
     ``float`` (within ``low``..``high``), ``bool``, ``choice`` (one of ``choices``) or
     ``pattern`` (matching ``pattern`` whole).  ``limit`` options may be set on a table too,
     but only to a value no higher than the server's (``default`` when the server has none).
+    ``doc`` is a table cell of a sentence or two (the long story is in docs/); ``group``,
+    one of :data:`GROUPS`, is the README table it is listed in.
     """
 
     name: str
@@ -66,6 +74,7 @@ class Option:
     pattern: str | None = None
     example: str = ""
     limit: bool = False
+    group: str = ""
 
     @property
     def secret(self) -> bool:
@@ -110,105 +119,130 @@ REGISTRY: tuple[Option, ...] = (
            "cognito-local's `local_7DN76x5E`, with `endpoint_url`).",
            shown_default="(required)", pattern=r"[A-Za-z0-9_-]+_[0-9A-Za-z]+",
            example="A user pool id is the region, an underscore and letters or digits, e.g. "
-           "us-east-1_AbCdEf123 (the Cognito console shows it on the pool's overview)."),
+           "us-east-1_AbCdEf123 (the Cognito console shows it on the pool's overview).",
+           group=CONNECTION),
     Option("region", "pattern", _S,
            "AWS region of the pool; must match the pool id's prefix.",
            shown_default="the pool id's prefix", pattern=_REGION,
-           example="Set region to an AWS region name such as us-east-1 or eu-west-2."),
+           example="Set region to an AWS region name such as us-east-1 or eu-west-2.",
+           group=CONNECTION),
     Option("object", "choice", _T,
            "What the table reads: " + ", ".join(f"`{name}`" for name in OBJECTS[:-1])
            + f" or `{OBJECTS[-1]}`.",
-           shown_default="(required)", choices=OBJECTS),
+           shown_default="(required)", choices=OBJECTS,
+           group=CONNECTION),
     Option("writable", "bool", _T,
            "On `group_members`: `true` lets INSERT and DELETE add and remove members, sent "
-           "to Cognito at COMMIT.", default=False),
+           "to Cognito at COMMIT.", default=False,
+           group=WRITES),
     Option("deterministic_collations", "bool", _T,
-           "`true` asserts that no condition on this table is compared under a "
-           "nondeterministic collation (neither a column's nor a query's `COLLATE`), so text "
-           "conditions are pushed even when the database has such a collation; a query that "
-           "does use one may then miss rows. See Collations.", default=False),
+           "`true` asserts that no condition on this table compares under a nondeterministic "
+           "collation, so text conditions are pushed anyway; a query that does may miss rows "
+           "([Collations](docs/pushdown.md#collations)).", default=False,
+           group=PUSHDOWN),
     Option("pushdown", "bool", (SERVER, TABLE),
            "`false` sends no WHERE, LIMIT or join condition to Cognito: every query reads the "
-           "whole pool (to compare results).", default=True),
+           "whole pool (to compare results).", default=True,
+           group=PUSHDOWN),
     Option("aws_access_key_id", "text", _M,
            "Access key id, with `aws_secret_access_key` or `api_key_id`/`api_key_name`; best "
-           "in a user mapping.", shown_default="credential chain"),
+           "in a user mapping.", shown_default="credential chain",
+           group=CREDENTIALS),
     Option("aws_secret_access_key", "secret", _M,
-           "Secret access key; never shown in any message."),
-    Option("aws_session_token", "secret", _M, "Session token of temporary keys."),
+           "Secret access key; never shown in any message.",
+           group=CREDENTIALS),
+    Option("aws_session_token", "secret", _M, "Session token of temporary keys.",
+           group=CREDENTIALS),
     Option("api_key_id", "text", _M,
            "Id of the secret holding the secret access key in the secrets relation (Supabase "
-           "Vault's name); with `aws_access_key_id`."),
-    Option("api_key_name", "text", _M, "Like `api_key_id`, by the secret's name."),
+           "Vault's name); with `aws_access_key_id`.",
+           group=CREDENTIALS),
+    Option("api_key_name", "text", _M, "Like `api_key_id`, by the secret's name.",
+           group=CREDENTIALS),
     Option("secrets_relation", "text", _S,
            "Relation with columns `id`, `name`, `decrypted_secret` that `api_key_id`/"
            "`api_key_name` read; must be owned by a superuser.",
-           default=DEFAULT_SECRETS_RELATION),
+           default=DEFAULT_SECRETS_RELATION,
+           group=CREDENTIALS),
     Option("secrets_conninfo", "secret", _S,
            "libpq connection string for reading the secret over a loopback connection; what "
            "it leaves out (host, port, dbname) is this server's own socket, port and database.",
-           shown_default="this database, as the server's OS user"),
+           shown_default="this database, as the server's OS user",
+           group=CREDENTIALS),
     Option("secret_cache_seconds", "float", _S,
            "How long a backend keeps a secret it read, {range} (0 reads it again in every "
            "statement).",
-           default=60.0, low=0.0, high=3600.0),
+           default=60.0, low=0.0, high=3600.0,
+           group=CREDENTIALS),
     Option("aws_profile", "text", _S,
-           "A profile of the shared config and credentials files of the server's OS user."),
+           "A profile of the shared config and credentials files of the server's OS user.",
+           group=CREDENTIALS),
     Option("role_arn", "pattern", _M,
            "IAM role to assume with STS on top of the credentials that apply; refreshed "
            "before expiry. In a user mapping only beside that mapping's own keys.",
            pattern=r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+",
-           example="Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader."),
-    Option("external_id", "secret", _M, "ExternalId for AssumeRole; never shown in messages."),
+           example="Set role_arn to an IAM role ARN, e.g. arn:aws:iam::123456789012:role/reader.",
+           group=CREDENTIALS),
+    Option("external_id", "secret", _M, "ExternalId for AssumeRole; never shown in messages.",
+           group=CREDENTIALS),
     Option("role_session_name", "pattern", _M, "RoleSessionName for AssumeRole.",
            default="cognito-fdw", pattern=r"[A-Za-z0-9_+=,.@-]{2,64}",
-           example="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule)."),
+           example="Use 2 to 64 letters, digits or any of _+=,.@- (STS's rule).",
+           group=CREDENTIALS),
     Option("role_duration_seconds", "int", _M, "AssumeRole DurationSeconds, {range}.",
-           default=3600, low=900, high=43200),
+           default=3600, low=900, high=43200,
+           group=CREDENTIALS),
     Option("sts_endpoint_url", "pattern", _S,
            "Another STS endpoint for AssumeRole (a VPC endpoint or an emulator).",
            shown_default="regional STS", pattern=_URL,
-           example=_URL_HINT.format(name="sts_endpoint_url")),
+           example=_URL_HINT.format(name="sts_endpoint_url"),
+           group=CREDENTIALS),
     Option("endpoint_url", "pattern", _S,
            "Another endpoint: an emulator or a VPC endpoint, `http://` or `https://`.",
-           shown_default="AWS", pattern=_URL, example=_URL_HINT.format(name="endpoint_url")),
+           shown_default="AWS", pattern=_URL, example=_URL_HINT.format(name="endpoint_url"),
+           group=CONNECTION),
     Option("connect_timeout", "float", (SERVER, TABLE),
            "Seconds to wait for a connection, {range}.",
-           default=5.0, low=0.1, high=300.0, limit=True),
+           default=5.0, low=0.1, high=300.0, limit=True,
+           group=LIMITS),
     Option("read_timeout", "float", (SERVER, TABLE),
            "Seconds to wait for an answer, {range}.",
-           default=15.0, low=0.1, high=900.0, limit=True),
+           default=15.0, low=0.1, high=900.0, limit=True,
+           group=LIMITS),
     Option("max_attempts", "int", (SERVER, TABLE),
            "Attempts per request, retries with backoff and jitter included, {range}.",
-           default=5, low=1, high=20, limit=True),
+           default=5, low=1, high=20, limit=True,
+           group=LIMITS),
     Option("request_deadline", "float", (SERVER, TABLE),
            "Seconds one request may take in all, its retries and their backoff included, "
-           "{range}; past it the query fails naming the operation (a stalled endpoint "
-           "would otherwise hold it `read_timeout` x `max_attempts`).",
-           default=30.0, low=0.1, high=900.0, limit=True),
+           "{range} ([a stalled endpoint](docs/errors.md#a-stalled-endpoint)).",
+           default=30.0, low=0.1, high=900.0, limit=True,
+           group=LIMITS),
     Option("retry_mode", "choice", _S,
            "botocore retry mode: `standard` or `adaptive` (adaptive also slows down "
-           "client-side when throttled).", default="standard", choices=("standard", "adaptive")),
+           "client-side when throttled).", default="standard", choices=("standard", "adaptive"),
+           group=LIMITS),
     Option("max_requests_per_second", "int", _S,
-           "Client-side cap on Cognito requests per second: one budget per account (region, "
-           "endpoint, access key) shared by every connection of this PostgreSQL server and "
-           "their scan workers, {range} (Cognito's ListUsers quota is 30/s per account and "
-           "region). Server only: the budget is shared, so a table's lower rate would hold up "
-           "every other connection's requests behind its own.", default=25, low=1, high=1000),
+           "Cap on Cognito requests per second, one budget per account for every connection "
+           "of this PostgreSQL server, {range} ([the request-rate cap]"
+           "(docs/pushdown.md#the-request-rate-cap)).", default=25, low=1, high=1000,
+           group=LIMITS),
     Option("username_lookup", "choice", _S,
            "How `username =`, `username IN` and joins on username find a user: `list_users` "
-           "(a ListUsers filter: not billed, UserList quota 30/s, eventually consistent) or "
-           "`admin_get_user` (AdminGetUser: counts each user found as a monthly active user "
-           "for billing; UserRead quota 120/s, consistent, accepts an alias).",
-           default=BY_LIST_USERS, choices=(BY_LIST_USERS, BY_ADMIN_GET_USER)),
+           "(ListUsers, not billed) or `admin_get_user` (AdminGetUser, billed as a monthly "
+           "active user: [Billing](docs/pushdown.md#billing-admingetuser-counts-users-as-"
+           "monthly-active)).",
+           default=BY_LIST_USERS, choices=(BY_LIST_USERS, BY_ADMIN_GET_USER),
+           group=PUSHDOWN),
     Option("scan_workers", "int", (SERVER, TABLE),
            "Threads per scan that read a large pool in 16 parts by `sub` prefix and run the "
-           "lookups of an IN list, {range}. A scan keeps to the rate cap only with about "
-           "cap x round trip requests in flight (25/s x 0.15 s = 4) and some to spare.",
-           default=8, low=1, high=16, limit=True),
+           "lookups of an IN list, {range}.",
+           default=8, low=1, high=16, limit=True,
+           group=LIMITS),
     Option("describe_ttl", "float", _S,
            "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
-           "attributes), {range}.", default=300.0, low=0.0, high=86400.0),
+           "attributes), {range}.", default=300.0, low=0.0, high=86400.0,
+           group=PUSHDOWN),
 )  # fmt: skip
 OPTIONS = {row.name: row for row in REGISTRY}
 KNOWN_OPTIONS = frozenset(OPTIONS)

@@ -21,10 +21,10 @@ concurrently.
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
 a list holding NULL) makes a NONE plan: no request, no row; :mod:`nulls` says which.
 
-Multicorn passes no collation with a qual (docs/multicorn.md H10): while the database has a
-nondeterministic collation, a text comparison may be made under it, and Cognito's exact
-match could miss rows PostgreSQL counts as equal, so text quals are then left to
-PostgreSQL (refusal ``collation``), unless the table asserts ``deterministic_collations``.
+Multicorn passes no collation with a qual (docs/multicorn.md H10: quals carry no collation): while
+the database has a nondeterministic collation, a text comparison may be made under it, and Cognito's
+exact match could miss rows PostgreSQL counts as equal, so text quals are then left to PostgreSQL
+(refusal ``collation``), unless the table asserts ``deterministic_collations``.
 
 :func:`plan_scan` is pure; the :class:`plans.Plan` it returns is what ``explain()`` shows and
 ``execute()`` runs.
@@ -125,9 +125,10 @@ def path_keys(
     and none while ``collations`` (the nondeterministic collations a comparison may use)
     is not empty: each lookup would be a refused qual, a scan of the pool per outer row.
 
-    EXPLAIN of a parameterized scan on a by-reference non-text type (uuid is one) crashes
-    the backend in Multicorn's C code before any Python runs (docs/multicorn.md H1), so a uuid
-    sub is pushed for constants only, never offered as a path key.
+    EXPLAIN of a parameterized scan on a by-reference non-text type (uuid is one) crashes the
+    backend in Multicorn's C code before any Python runs (docs/multicorn.md H1: EXPLAIN of a
+    by-reference parameter crashes), so a uuid sub is pushed for constants only, never offered as a
+    path key.
     """
     return [
         ((t.column,), _EQUALITY[t.attribute][1])

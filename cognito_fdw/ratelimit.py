@@ -21,14 +21,14 @@ A reservation never used (a cancel, the deadline, a scan that ended) is released
 up nobody.  The window of every backend of the server is one file (:mod:`cognito_fdw.quota`);
 here it may also be the process's own (outside a backend: the CLI, unit tests).
 
-**Scan workers and the backend's thread.**  The backend's thread holds the GIL whenever it
-is in PostgreSQL (docs/multicorn.md M8): between the rows of a scan, while a cursor waits
-for its next FETCH, and after the statement.  A worker thread frozen there would keep
-whatever it held: its reservations, or the shared file's lock, which every backend then
-waits for.  So a scan's
-workers take their turns within a :class:`Scope`: they touch the window only under its
-lock, which the backend's thread holds whenever it leaves Python (:meth:`Scope.outside`),
-and not at all once the scan ended (:meth:`Scope.close` releases what they reserved).
+**Scan workers and the backend's thread.**  The backend's thread holds the GIL whenever it is in
+PostgreSQL (docs/multicorn.md M8: threads run only while the backend is in Python): between the rows
+of a scan, while a cursor waits for its next FETCH, and after the statement.  A worker thread frozen
+there would keep whatever it held: its reservations, or the shared file's lock, which every backend
+then waits for.  So a scan's workers take their turns within a :class:`Scope`: they touch the window
+only under its lock, which the backend's thread holds whenever it leaves Python
+(:meth:`Scope.outside`), and not at all once the scan ended (:meth:`Scope.close` releases what they
+reserved).
 """
 
 from __future__ import annotations
@@ -124,9 +124,9 @@ def cancellable_sleep(seconds: float, stopped: Callable[[], bool] = lambda: Fals
     """Sleep, but raise :class:`backend.Cancelled` as soon as the statement is cancelled,
     and :class:`Abandoned` as soon as ``stopped()`` is true.
 
-    Slots may be seconds away when many backends scan at once; a cancel,
-    ``statement_timeout`` or the end of the scan must not wait for them.  Reading the
-    cancel flags is a memory read, safe from any thread (docs/multicorn.md H8).
+    Slots may be seconds away when many backends scan at once; a cancel, ``statement_timeout`` or
+    the end of the scan must not wait for them.  Reading the cancel flags is a memory read, safe
+    from any thread (docs/multicorn.md H8: no PostgreSQL call off the backend thread).
     """
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:

@@ -1,10 +1,10 @@
 """Cognito user records into the row dicts Multicorn turns into PostgreSQL rows.
 
-Multicorn converts every key of a row dict, selected or not (docs/multicorn.md M1), and
-encodes each string with the database encoding's Python codec: a character that encoding
-cannot hold would fail the whole query with ``Error in python: UnicodeEncodeError``.  So a
-row holds only the columns the query reads, and each string is checked first, to fail
-with an error naming the column, the user and the character.
+Multicorn converts every key of a row dict, selected or not (docs/multicorn.md M1: every key of a
+row is converted), and encodes each string with the database encoding's Python codec: a character
+that encoding cannot hold would fail the whole query with ``Error in python: UnicodeEncodeError``.
+So a row holds only the columns the query reads, and each string is checked first, to fail with an
+error naming the column, the user and the character.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def user_attributes(user: Mapping) -> dict[str, str]:
 
 
 def read_columns(resolved: Sequence[Column], wanted: Iterable[str]) -> list[Column]:
-    """The columns a scan converts: those of ``wanted`` (execute's ``columns``), or every
-    one when it is empty, as Multicorn passes both ``count(*)`` and a whole-row reference
-    (``SELECT u FROM users u``) as an empty set (docs/multicorn.md M1)."""
+    """The columns a scan converts: those of ``wanted`` (execute's ``columns``), or every one when
+    it is empty, as Multicorn passes both ``count(*)`` and a whole-row reference (``SELECT u FROM
+    users u``) as an empty set (docs/multicorn.md M1: every key of a row is converted)."""
     wanted = set(wanted)
     return [column for column in resolved if column.name in wanted] if wanted else list(resolved)
 

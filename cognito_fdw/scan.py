@@ -1,21 +1,22 @@
 """Running a request plan: sequential paging, lookups with a cache, the concurrent scan.
 
-Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8, :mod:`cognito_fdw.backend`):
-worker threads only talk to Cognito and hand pages over through a bounded queue
-(docs/multicorn.md M8).  Whatever they need is resolved on the backend's thread before the
-first of them starts: the plan, and the pool's client with its credentials (the role and
-a vault secret included), through :meth:`client.Pool.pinned`.  While the backend's thread
-waits for a page it polls for a cancel through :func:`backend.cancel_pending` (never
-``check_interrupts``, docs/multicorn.md H2) and then stops the workers; they also stop as
-soon as the scan is closed early (LIMIT, an error, end_scan).  Their turns under the rate
-limit belong to the scan's :class:`ratelimit.Scope`: the backend's thread holds it whenever
-it returns to PostgreSQL (where it keeps the GIL, and a worker frozen mid-turn would hold
-the account's shared window), and closes it when the scan ends, releasing the slots they
-reserved and did not use.
+Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8: no PostgreSQL call off the
+backend thread, :mod:`cognito_fdw.backend`): worker threads only talk to Cognito and hand pages over
+through a bounded queue (docs/multicorn.md M8: threads run only while the backend is in Python).
+Whatever they need is resolved on the backend's thread before the first of them starts: the plan,
+and the pool's client with its credentials (the role and a vault secret included), through
+:meth:`client.Pool.pinned`.  While the backend's thread waits for a page it polls for a cancel
+through :func:`backend.cancel_pending` (never ``check_interrupts``, docs/multicorn.md H2:
+check_interrupts longjmps through Python) and then stops the workers; they also stop as soon as the
+scan is closed early (LIMIT, an error, end_scan).  Their turns under the rate limit belong to the
+scan's :class:`ratelimit.Scope`: the backend's thread holds it whenever it returns to PostgreSQL
+(where it keeps the GIL, and a worker frozen mid-turn would hold the account's shared window), and
+closes it when the scan ends, releasing the slots they reserved and did not use.
 
-A scan that runs longer than PROGRESS_SECONDS says how far it got every PROGRESS_SECONDS,
-as a NOTICE from the backend's thread with interrupts held (docs/multicorn.md H3): a person
-waiting in psql sees it, a client silences it with ``client_min_messages``.
+A scan that runs longer than PROGRESS_SECONDS says how far it got every PROGRESS_SECONDS, as a
+NOTICE from the backend's thread with interrupts held (docs/multicorn.md H3: no report while a
+cancel is pending): a person waiting in psql sees it, a client silences it with
+``client_min_messages``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Reading a secret from a Vault-style relation, from inside the server, with the right role.
 
 Multicorn gives Python no SPI (``plpy.execute`` fails outside a PL/Python function:
-docs/multicorn.md M9), so the wrapper opens a short loopback connection with psycopg:
+docs/multicorn.md M9: Python has no SPI), so the wrapper opens a short loopback connection with
+psycopg:
 
 * **Where to:** by default the server's own first Unix socket directory, port and database
   (:func:`backend.server_address`), as the server's OS user (libpq's default user:
@@ -18,9 +19,10 @@ docs/multicorn.md M9), so the wrapper opens a short loopback connection with psy
   the wrapper either.  The loopback session ``SET ROLE``\\ s before it reads; its user must
   be allowed to: a superuser, or a role granted every role that uses the wrapper.
 * **On which thread:** only the backend's own.  Both lookups above call into PostgreSQL,
-  which no other thread may do (docs/multicorn.md H8): :func:`read_secret` refuses to run elsewhere,
-  and the wrapper resolves its client (and so the secret) before it starts any thread
-  (:meth:`client.Pool.pinned`).  The cache below is touched by that thread alone.
+  which no other thread may do (docs/multicorn.md H8: no PostgreSQL call off the backend thread):
+  :func:`read_secret` refuses to run elsewhere, and the wrapper resolves its client (and so the
+  secret) before it starts any thread (:meth:`client.Pool.pinned`).  The cache below is touched by
+  that thread alone.
 * **What it runs:** the relation must be owned by a superuser (it runs with a session user
   that could ``RESET ROLE``, so it must not be code an ordinary role wrote); the session has
   ``search_path`` ``pg_catalog``, ``statement_timeout`` 5 s and ``lock_timeout`` 2 s (the

@@ -8,9 +8,9 @@ writes (:meth:`~Table.rowid_column`, :meth:`~Table.insert`, :meth:`~Table.delete
 The adapter holds the error boundary and the transaction hooks; a table only raises
 :class:`~cognito_fdw.errors.CognitoFdwError` and knows nothing of Multicorn.
 
-A table is made once per wrapper instance (docs/multicorn.md M3), at its first hook, from
-the pool (which holds the parsed options) and Multicorn's column definitions; making it
-validates the columns.
+A table is made once per wrapper instance (docs/multicorn.md M3: one instance per backend and
+table), at its first hook, from the pool (which holds the parsed options) and Multicorn's column
+definitions; making it validates the columns.
 
 :data:`OBJECTS` is the one list of objects: the option ``object`` takes its choices from
 it (and with them ``sql/guard.sql``), IMPORT FOREIGN SCHEMA creates one table of each.  A
@@ -76,9 +76,9 @@ class Table(abc.ABC):
     """One foreign table of one object.
 
     ``quals`` are Multicorn's ``Qual`` objects (``field_name``, ``operator``, ``value``);
-    ``columns`` the names the query reads (empty for ``count(*)`` and a whole-row
-    reference: docs/multicorn.md M1); ``stats`` (:class:`~cognito_fdw.client.Stats`)
-    counts a scan's requests and rows for the DEBUG line.
+    ``columns`` the names the query reads (empty for ``count(*)`` and a whole-row reference:
+    docs/multicorn.md M1: every key of a row is converted); ``stats``
+    (:class:`~cognito_fdw.client.Stats`) counts a scan's requests and rows for the DEBUG line.
     """
 
     #: The option ``object`` value, a key of :data:`OBJECTS`.
@@ -103,15 +103,17 @@ class Table(abc.ABC):
 
     @abc.abstractmethod
     def rel_size(self, quals: Sequence, columns: Sequence[str]) -> tuple[int, int, int]:
-        """``get_rel_size``: (rows, width, startup cost); Multicorn takes rows x width as the
-        path's total cost (docs/multicorn.md M5), so the startup cost stays below it."""
+        """``get_rel_size``: (rows, width, startup cost); Multicorn takes rows x width as the path's
+        total cost (docs/multicorn.md M5: total cost is rows x width), so the startup cost stays
+        below it."""
 
     def path_keys(self) -> list[tuple[tuple[str, ...], int]]:
         """``get_path_keys``: the columns a join may look rows up by, with rows per key."""
         return []
 
     def can_limit(self, limit: int | None, offset: int | None) -> bool:
-        """Whether :meth:`rows` applies LIMIT and OFFSET itself (docs/multicorn.md H6)."""
+        """Whether :meth:`rows` applies LIMIT and OFFSET itself (docs/multicorn.md H6: an accepted
+        LIMIT is trusted)."""
         return False
 
     @abc.abstractmethod
@@ -155,9 +157,9 @@ class Table(abc.ABC):
         return CognitoFdwError(message, hint=self.read_only_hint)
 
     def rowid_column(self) -> str:
-        """The column identifying a row for DELETE and UPDATE (Multicorn asks when planning
-        any write, docs/multicorn.md M4, so a refusal here is the clear error INSERT, UPDATE
-        and DELETE get)."""
+        """The column identifying a row for DELETE and UPDATE (Multicorn asks when planning any
+        write, docs/multicorn.md M4: hook order and savepoints, so a refusal here is the clear error
+        INSERT, UPDATE and DELETE get)."""
         raise self.read_only()
 
     def insert(self, values: Mapping) -> dict:

@@ -64,8 +64,8 @@ class Users(Table):
         )
 
     def _collations(self) -> tuple[str, ...]:
-        """The nondeterministic collations a comparison on the table may use: those of the
-        database (docs/multicorn.md H10), or none when the table asserts so."""
+        """The nondeterministic collations a comparison on the table may use: those of the database
+        (docs/multicorn.md H10: quals carry no collation), or none when the table asserts so."""
         if self.pool.options.deterministic_collations:
             return ()
         return catalog.nondeterministic_collations()
@@ -117,12 +117,12 @@ class Users(Table):
 
     @classmethod
     def imported_columns(cls, custom) -> list[ImportedColumn]:
-        # The built-in columns, every standard attribute not named like one of them (the
-        # column updated_at is UserLastModifiedDate: see README), then each custom
-        # attribute under a name that needs no quoting.  sub is text, not uuid: only a text
-        # column can be a join's path key, as Multicorn converts a uuid join parameter's
-        # empty value in C under EXPLAIN, which crashes the backend (docs/multicorn.md H1);
-        # README "Joining on sub" shows the joins.
+        # The built-in columns, every standard attribute not named like one of them (the column
+        # updated_at is UserLastModifiedDate: see the README's users table), then each custom
+        # attribute under a name that needs no quoting.  sub is text, not uuid: only a text column
+        # can be a join's path key, as Multicorn converts a uuid join parameter's empty value in C
+        # under EXPLAIN, which crashes the backend (docs/multicorn.md H1: EXPLAIN of a by-reference
+        # parameter crashes); docs/pushdown.md "Joining on sub" shows the joins.
         columns = [
             ImportedColumn(name, spec.imported_type) for name, spec in BUILTIN_COLUMNS.items()
         ]

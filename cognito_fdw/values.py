@@ -1,10 +1,10 @@
 """Values from Cognito into PostgreSQL's input text: the kinds of value, the families of
 column types, which family holds which kind, and the renderers (pure).
 
-Multicorn passes every value through the column type's input function as text
-(docs/multicorn.md M1), so the renderers produce text (or values whose ``str()`` is the
-right text); a value PostgreSQL would refuse is refused here (:class:`Unfit`), so the error
-can name the column and the user.  :mod:`columns` decides which kind each column reads.
+Multicorn passes every value through the column type's input function as text (docs/multicorn.md M1:
+every key of a row is converted), so the renderers produce text (or values whose ``str()`` is the
+right text); a value PostgreSQL would refuse is refused here (:class:`Unfit`), so the error can name
+the column and the user.  :mod:`columns` decides which kind each column reads.
 """
 
 from __future__ import annotations

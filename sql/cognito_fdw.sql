@@ -64,8 +64,8 @@ SELECT format(
 SELECT format('CREATE SCHEMA IF NOT EXISTS %I', :'schema') \gexec
 
 -- The seven columns of Supabase's Cognito wrapper, in its order, so its SQL works unchanged,
--- then sub, the key an app joins on (text: a join on it is one lookup per key, README
--- "Joining on sub").  Add any standard attribute by name (phone_number text,
+-- then sub, the key an app joins on (text: a join on it is one lookup per key,
+-- docs/pushdown.md "Joining on sub").  Add any standard attribute by name (phone_number text,
 -- email_verified boolean, ...) or any attribute with OPTIONS (attribute 'custom:tenant').
 SELECT format(
   'CREATE FOREIGN TABLE IF NOT EXISTS %I.users ('

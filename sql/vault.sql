@@ -30,7 +30,7 @@
 -- A failed create_secret or update_secret does not log its statement; but log_statement =
 -- 'all' ('ddl' and 'mod' leave a SELECT out), a statement that fails before the function
 -- runs (a syntax error, a malformed uuid) and auto_explain still record the secret: see the
--- README, "Where a secret can still reach the server log".
+-- docs/credentials.md, "Where a secret can still reach the server log".
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;

@@ -177,7 +177,7 @@ def admin(keyed):
 
 
 # What the tests record (tests/support/reliability.py), with each test's outcome, written to
-# RELIABILITY.md and SECURITY.md when `make reliability` names them.
+# RELIABILITY.md and ATTACKS.md when `make reliability` names them.
 
 
 def pytest_runtest_logreport(report):
@@ -189,6 +189,6 @@ def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("COGNITO_FDW_RELIABILITY_REPORT")
     if target:
         RECORDER.write(target)
-    attacks = os.environ.get("COGNITO_FDW_SECURITY_REPORT")
+    attacks = os.environ.get("COGNITO_FDW_ATTACKS_REPORT")
     if attacks:
         RECORDER.write_attacks(attacks)

@@ -1,4 +1,5 @@
-"""Tier 2: parallel sessions with vault credentials never break a backend (docs/multicorn.md H8).
+"""Tier 2: parallel sessions with vault credentials never break a backend (docs/multicorn.md H8: no
+PostgreSQL call off the backend thread).
 
 The race a review found: with the secret access key in the vault and
 ``secret_cache_seconds 0``, every request of a scan's worker threads read the secret, and

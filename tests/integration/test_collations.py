@@ -1,11 +1,11 @@
 """Tier 2: comparisons under a nondeterministic collation answer as PostgreSQL does.
 
-Multicorn passes no collation with a condition (docs/multicorn.md H10), so while the
-database has a nondeterministic collation the wrapper pushes no text condition; every
-query here runs on the foreign table and on a local table with the same rows and the same
-column collations, and the answers must be equal (and hold the row an exact match would
-miss).  The collations live in databases of this module's own: a nondeterministic
-collation in the shared test database would turn pushdown off for every other test.
+Multicorn passes no collation with a condition (docs/multicorn.md H10: quals carry no collation), so
+while the database has a nondeterministic collation the wrapper pushes no text condition; every
+query here runs on the foreign table and on a local table with the same rows and the same column
+collations, and the answers must be equal (and hold the row an exact match would miss).  The
+collations live in databases of this module's own: a nondeterministic collation in the shared test
+database would turn pushdown off for every other test.
 """
 
 from __future__ import annotations

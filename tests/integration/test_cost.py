@@ -1,4 +1,4 @@
-"""Tier 2: what queries cost in money, planner cost and time (issue 11).
+"""Tier 2: what queries cost in money, planner cost and time.
 
 Billing: a username lookup, an IN list and a lookup join send no AdminGetUser (which
 counts each user found as a monthly active user) unless the server asks for it.  JIT:

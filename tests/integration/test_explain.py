@@ -1,4 +1,4 @@
-"""Tier 2: EXPLAIN says what a scan sends, EXPLAIN ANALYZE what it sent (issue 12).
+"""Tier 2: EXPLAIN says what a scan sends, EXPLAIN ANALYZE what it sent.
 
 EXPLAIN ANALYZE: Multicorn calls the wrapper's explain() after the statement's scans
 (``multicornExplainForeignScan`` runs in ExplainPrintPlan, after ExecutorRun and before

@@ -1,9 +1,9 @@
 """Tier 2: the adapter's scans live as long as Multicorn pulls from them.
 
-Multicorn keeps one wrapper instance per table (docs/multicorn.md M3), so two scans of one
-table can be open at once: both sides of a self-join, a cursor and another statement.  Each
-must return every row; the scans a failed statement leaves open are closed at the
-(sub)transaction's rollback, without touching a cursor opened before the savepoint.
+Multicorn keeps one wrapper instance per table (docs/multicorn.md M3: one instance per backend and
+table), so two scans of one table can be open at once: both sides of a self-join, a cursor and
+another statement.  Each must return every row; the scans a failed statement leaves open are closed
+at the (sub)transaction's rollback, without touching a cursor opened before the savepoint.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ cognito server, its own user mapping, TEMP, CREATE on its own schema, SELECT on 
 Every route a review found around the guard, and the kinds they stand for (other command
 tags, shadowed catalogs, option case and quoting, every option in every place, IMPORT
 FOREIGN SCHEMA), is tried; each must be refused, and the postmaster must never restart.
-What each case did is recorded for SECURITY.md (``make reliability`` writes it).
+What each case did is recorded for ATTACKS.md (``make reliability`` writes it).
 """
 
 from __future__ import annotations

@@ -115,8 +115,8 @@ def test_filter_values_answer_exactly(hostile, db, column):
 
 
 def test_current_user_in_a_qual(hostile, db):
-    # Multicorn itself fails on CURRENT_USER in a qual (docs/multicorn.md H5), before the wrapper
-    # is called; a sub-select is the form that works.
+    # Multicorn itself fails on CURRENT_USER in a qual (docs/multicorn.md H5: CURRENT_USER and kin
+    # fail as quals), before the wrapper is called; a sub-select is the form that works.
     with pytest.raises(psycopg.Error) as caught:
         db.execute("SELECT * FROM hostile_users WHERE username = CURRENT_USER")
     assert "lookup failed for type" in str(caught.value)

@@ -4,7 +4,7 @@ refused with a reason or applied at COMMIT.
 They run on the groups pool (fixture ``gt``: server groups_server, schema gt), so the shared
 150-user pool other tests read is never changed.
 
-Billing (issue 11): the user columns (email, sub, ...) are read as the users table reads
+Billing (docs/pushdown.md): the user columns (email, sub, ...) are read as the users table reads
 ``username = 'x'``: a ListUsers filter by default; AdminGetUser, which counts each user it
 finds as a monthly active user, only under the server option ``username_lookup
 'admin_get_user'``.  Those requests are counted per operation by the fault proxy between the

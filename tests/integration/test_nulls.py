@@ -1,13 +1,13 @@
 """Tier 2: NULLs and empty lists answer as PostgreSQL does and cost what they must.
 
-Each query runs on the foreign table and on a local copy of it (``CREATE TABLE ... AS``);
-the answers must be equal.  A condition no row can satisfy costs zero requests.  Multicorn
-passes ``col IS NULL`` exactly as ``col = <NULL parameter>`` (a NULL join key, ``= $1``
-executed with NULL) at execution (docs/multicorn.md M10): on a column that is never NULL
-(username, sub, status, enabled; a membership's group and user) both match nothing and cost
-nothing; on an attribute a user may lack (email) a NULL key costs nothing too, unless the
-session has planned ``IS NULL`` on that column: then the pool is read, or ``email IS
-NULL``'s rows could be lost.  Each test runs in a new session (``db``).
+Each query runs on the foreign table and on a local copy of it (``CREATE TABLE ... AS``); the
+answers must be equal.  A condition no row can satisfy costs zero requests.  Multicorn passes ``col
+IS NULL`` exactly as ``col = <NULL parameter>`` (a NULL join key, ``= $1`` executed with NULL) at
+execution (docs/multicorn.md M10: IS NULL and a NULL key arrive alike): on a column that is never
+NULL (username, sub, status, enabled; a membership's group and user) both match nothing and cost
+nothing; on an attribute a user may lack (email) a NULL key costs nothing too, unless the session
+has planned ``IS NULL`` on that column: then the pool is read, or ``email IS NULL``'s rows could be
+lost.  Each test runs in a new session (``db``).
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def test_a_join_on_email_asks_nothing_for_a_null_key(db, same, pool):
 
 
 def test_a_cached_plan_holding_is_null_keeps_its_rows(db, nl, pool):
-    """The soundness of M8's rule: plans made before, run later, in either order."""
+    """The soundness of the rule for a NULL key (docs/multicorn.md M10: IS NULL and a NULL key
+    arrive alike): plans made before, run later, in either order."""
     db.execute("SET plan_cache_mode = force_generic_plan")
     db.execute("PREPARE pk(text) AS SELECT username FROM nl.users WHERE email = $1")
     db.execute(
@@ -242,7 +243,7 @@ def test_generic_plan_equality_with_a_null_parameter(db, nl, pool):
             assert requests_of(db) == [0]
             assert db.execute("EXECUTE pu('user003')").fetchall() == [("user003",)]
             assert requests_of(db) == [1]
-            # The README's way out: PostgreSQL decides $1 IS NOT NULL before any scan.
+            # docs/pushdown.md's way out: PostgreSQL decides $1 IS NOT NULL before any scan.
             assert db.execute("EXECUTE pw(NULL)").fetchall() == []
             assert requests_of(db) == []
             assert db.execute("EXECUTE pw('user004@example.com')").fetchall() == [("user004",)]

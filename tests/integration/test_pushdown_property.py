@@ -125,7 +125,8 @@ NUMBERS = ["NaN", "Infinity", "-Infinity", "0", "-0", "1.5", "1e300", "42", "-1e
            "9223372036854775807", "-9007199254740993", "2147483647"]  # fmt: skip
 INSTANTS = ["infinity", "-infinity", "2024-01-02 03:04:05+00", "1999-12-31 18:29:59.999999+00",
             "2000-01-01 00:00:00+00"]  # fmt: skip
-# Python cannot hold these as a date or timestamp (docs/multicorn.md H11).
+# Python cannot hold these as a date or timestamp (docs/multicorn.md H11: an unholdable date
+# constant crashes).
 LOCAL_TIMES = ["infinity", "-infinity", "2000-01-01 00:00:00", "2024-01-02 03:04:05.678",
                "1970-01-01", "10000-01-01", "4713-01-01 BC"]  # fmt: skip
 NESTED = [("[" * depth) + ("]" * depth) for depth in (2, 50, 1000, 100000)]
@@ -289,7 +290,8 @@ JOINS = [
 
 @pytest.mark.parametrize("nested_loops", [False, True])
 def test_joins_answer_as_postgresql(db, typed, nested_loops):
-    # Several scans of one table at once share its wrapper instance (docs/multicorn.md M3).
+    # Several scans of one table at once share its wrapper instance (docs/multicorn.md M3: one
+    # instance per backend and table).
     db.execute("CREATE TABLE IF NOT EXISTS typed.keys (v text)")
     db.execute("TRUNCATE typed.keys")
     db.execute(

@@ -1,13 +1,14 @@
-"""The README as a newcomer meets it: every step, in the README's order, on the dev stack.
+"""The README and its pages as a newcomer meets them: every step, in order, on the dev stack.
 
 In a directory laid out like a checkout after ``make dev`` (this checkout's ``sql/``, and
 ``.venv`` the environment running the tests, whose ``bin`` is on PATH as after
 ``source .venv/bin/activate``), the test runs what ``make dev`` runs,
 ``cognito-fdw dev up`` (with ``--no-psql``: there is no terminal; ``--mode local``: the
-README's URLs are the local stack's), then each step of README.md in order (see
-tests/support/readme_blocks.py): ``sql`` blocks through ``psql -v ON_ERROR_STOP=1`` on the URL the
-README gives, shell blocks through ``bash -e -o pipefail``. It stops at the first step that
-fails, naming its README line. Then ``cognito-fdw dev down``, what ``make down`` runs, must
+README's URLs are the local stack's), then each step of README.md and then of its pages in
+the order of its "Further reading" (``PAGES`` of tests/support/readme_blocks.py): ``sql``
+blocks through ``psql -v ON_ERROR_STOP=1`` on the URL the README gives, shell blocks
+through ``bash -e -o pipefail``. It stops at the first step that fails, naming its page
+and line. Then ``cognito-fdw dev down``, what ``make down`` runs, must
 leave nothing running, and the server log must show no crashed backend.
 
 When 54329 or 50009 are taken (other stacks on a shared machine), ``dev up`` takes other
@@ -153,10 +154,10 @@ def test_every_readme_step_in_order(stack):
         # or of the server's; a reader would see it, so it fails the step as well.
         if result.returncode != 0 or WARNING.search(result.stderr):
             pytest.fail(
-                f"README line {block.line} (```{block.language}) failed with exit status "
-                f"{result.returncode}, after {len(ran)} steps ran (lines {ran}; ports "
+                f"{block.page} line {block.line} (```{block.language}) failed with exit status "
+                f"{result.returncode}, after {len(ran)} steps ran ({ran}; ports "
                 f"{stack.ports}):\n{block.text}"
                 f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
             )
-        ran.append(block.line)
-    print(f"ran {len(ran)} README steps (lines {ran}); ports {stack.ports}")
+        ran.append(f"{block.page}:{block.line}")
+    print(f"ran {len(ran)} steps ({ran}); ports {stack.ports}")

@@ -144,7 +144,7 @@ def test_a_long_scan_says_how_far_it_got_and_a_cancel_gives_its_slots_back(setup
         if path is not None:
             assert quota.read_window(path).waiting == []
         # A NOTICE reported while a cancel may be pending left the backend healthy
-        # (docs/multicorn.md H3): Python still runs in it.
+        # (docs/multicorn.md H3: no report while a cancel is pending): Python still runs in it.
         conn.execute("RESET statement_timeout")
         found = conn.execute("SELECT count(*) FROM cognito.big WHERE username = 'bench000001'")
         assert found.fetchone() == (1,)

@@ -1,4 +1,4 @@
-"""Tier 2: errors name the foreign table they are about (issue 12).
+"""Tier 2: errors name the foreign table they are about.
 
 Multicorn gives Python no table OID; the wrapper finds its table in Multicorn's
 ``InstancesHash`` (OID -> wrapper instance) and reads the name from the catalog
@@ -93,9 +93,10 @@ def test_a_table_dropped_and_created_again_is_named(names, db):
 
 def test_the_name_is_read_safely_while_a_cancel_is_pending(names, db):
     """A cancel that arrives while Python runs is pending until PostgreSQL next checks for
-    interrupts: the name lookup must not be where it is served (a longjmp through Python
-    breaks the backend: docs/multicorn.md H2).  PL/Python shares Multicorn's interpreter,
-    so it can set the cancel flags and read the names of this session's wrapper instances."""
+    interrupts: the name lookup must not be where it is served (a longjmp through Python breaks the
+    backend: docs/multicorn.md H2: check_interrupts longjmps through Python).  PL/Python shares
+    Multicorn's interpreter, so it can set the cancel flags and read the names of this session's
+    wrapper instances."""
     db.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
     db.execute(
         """

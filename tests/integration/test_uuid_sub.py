@@ -2,11 +2,12 @@
 per key, and EXPLAIN of every such plan safe.
 
 IMPORT declares ``sub text``: Multicorn converts a join parameter of a by-reference type
-(uuid is one) from an empty value under EXPLAIN, in C, before any Python runs (docs/multicorn.md
-H1), so only a text ``sub`` can be a path key.  A uuid ``sub`` a user declares is pushed for
+(uuid is one) from an empty value under EXPLAIN, in C, before any Python runs
+(docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes), so only a text ``sub`` can
+be a path key.  A uuid ``sub`` a user declares is pushed for
 constants (a Const is a real value) and never parameterized.  A cast written on the outer
 side (``o.user_sub::text``) is no Param: Multicorn reads a type from it that is garbage
-(``lookup failed for type N``), so the README joins a text column, or a uuid one through a
+(``lookup failed for type N``), so docs/pushdown.md joins a text column, or a uuid one through a
 subquery that casts it.
 """
 

@@ -10,8 +10,9 @@
 - ``proxy``: the forwarding proxy between the wrapper and moto (faults, a delay, what
   arrived when); the benchmark uses it too.
 - ``accounting``: the wrapper's requests per scan, from its DEBUG lines.
-- ``reliability``: RELIABILITY.md's and SECURITY.md's tables, from what the tests record.
+- ``reliability``: RELIABILITY.md and ATTACKS.md, from what the tests record.
 - ``encodings``: how libraries put a value into a message (for the scrubbing tests).
-- ``readme_blocks``: the README's code blocks, as the README test runs them.
+- ``readme_blocks``: the code blocks of the README and its pages, as the README test runs them.
 - ``processes``: the ports and processes a dev stack leaves behind.
+- ``clock``: a clock that moves only when told to, for the rate limiter's tests.
 """

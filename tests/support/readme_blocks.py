@@ -1,4 +1,6 @@
-"""The README's fenced code blocks, in the README's order, as the README test runs them.
+"""The fenced code blocks of the README and of its pages, in order, as the README test runs them.
+
+The path is README.md, then the pages of its "Further reading" in their order (:data:`PAGES`).
 
 A block whose info string is ``sql``, ``sh``, ``bash`` or ``console`` is a step: the test
 runs it (``sql`` through psql, ``sh``/``bash`` through bash, the ``$ `` lines of a
@@ -22,7 +24,22 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+#: The newcomer's path: the README, then its pages in the order its "Further reading" lists
+#: them (a unit test keeps the two equal). Each page's steps run after the pages before it.
+PAGES = (
+    "README.md",
+    "docs/development.md",
+    "docs/credentials.md",
+    "docs/pushdown.md",
+    "docs/sync.md",
+    "docs/errors.md",
+    "docs/architecture.md",
+)
+#: Pages under docs/ that are not on the path: docs/multicorn.md's SQL shows what crashes a
+#: backend, and must never run.
+NOT_ON_PATH = ("docs/multicorn.md",)
 
 STEP_LANGUAGES = ("sql", "sh", "bash", "console")
 #: What a new-database step's placeholders become: the README's example pool id and the
@@ -48,6 +65,7 @@ class Block:
     text: str
     verb: str | None = None  # "skip" or "new-database", from the marker before it
     why: str = ""
+    page: str = "README.md"
 
     @property
     def is_step(self) -> bool:
@@ -70,17 +88,17 @@ class Block:
         return "\n".join(commands) + "\n"
 
 
-def blocks(text: str | None = None) -> list[Block]:
-    """Every fenced block of ``text`` (default: README.md), in order; ReadmeError for an
-    unclosed fence, an unknown info string, or a marker that is malformed or not right
+def blocks(text: str | None = None, page: str = "README.md") -> list[Block]:
+    """Every fenced block of ``text`` (default: the file ``page``), in order; ReadmeError for
+    an unclosed fence, an unknown info string, or a marker that is malformed or not right
     before a step."""
-    lines = (README.read_text() if text is None else text).splitlines()
+    lines = ((ROOT / page).read_text() if text is None else text).splitlines()
     found: list[Block] = []
     i = 0
     while i < len(lines):
         verb, why = None, ""
         if lines[i].lstrip().startswith("<!--") and "readme-test" in lines[i]:
-            verb, why = _marker(lines, i)
+            verb, why = _marker(lines, i, page)
             i += 1
         fence = _FENCE.match(lines[i])
         if not fence:
@@ -89,31 +107,37 @@ def blocks(text: str | None = None) -> list[Block]:
         indent, info = len(fence["indent"]), fence["info"]
         if info and info not in STEP_LANGUAGES:
             raise ReadmeError(
-                f"README line {i + 1}: ```{info} is neither a step ({', '.join(STEP_LANGUAGES)})"
+                f"{page} line {i + 1}: ```{info} is neither a step ({', '.join(STEP_LANGUAGES)})"
                 " nor output (no info string)"
             )
         end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
         if end is None:
-            raise ReadmeError(f"README line {i + 1}: the block is never closed")
+            raise ReadmeError(f"{page} line {i + 1}: the block is never closed")
         body = "".join(line[indent:] + "\n" for line in lines[i + 1 : end])
-        found.append(Block(i + 1, info, body, verb, why))
+        found.append(Block(i + 1, info, body, verb, why, page))
         i = end + 1
     return found
 
 
-def _marker(lines: list[str], i: int) -> tuple[str, str]:
+def _marker(lines: list[str], i: int, page: str) -> tuple[str, str]:
     match = _MARKER.match(lines[i])
     if not match or match["verb"] not in _VERBS or not (match["why"] or "").strip():
         raise ReadmeError(
-            f"README line {i + 1}: write <!-- readme-test: skip (why) --> or "
+            f"{page} line {i + 1}: write <!-- readme-test: skip (why) --> or "
             f"<!-- readme-test: new-database (why) -->, not {lines[i].strip()!r}"
         )
     fence = _FENCE.match(lines[i + 1]) if i + 1 < len(lines) else None
     if not fence or fence["info"] not in STEP_LANGUAGES:
-        raise ReadmeError(f"README line {i + 1}: the marker is not right before a step's block")
+        raise ReadmeError(f"{page} line {i + 1}: the marker is not right before a step's block")
     return match["verb"], match["why"].strip()
 
 
+def path_blocks() -> list[Block]:
+    """Every block of every page of the path, in the path's order."""
+    return [block for page in PAGES for block in blocks(page=page)]
+
+
 def steps(text: str | None = None) -> list[Block]:
-    """The blocks the README test runs, in order."""
-    return [block for block in blocks(text) if block.runs]
+    """The blocks the README test runs, in order: of ``text``, or (default) of the path."""
+    found = path_blocks() if text is None else blocks(text)
+    return [block for block in found if block.runs]

@@ -1,4 +1,5 @@
-"""Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8): the guard refuses
+"""Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8: no PostgreSQL call off the
+backend thread): the guard refuses
 every other thread, and a scan's workers never resolve credentials (they use a client
 resolved first).
 

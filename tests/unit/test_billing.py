@@ -1,5 +1,5 @@
 """Which Cognito operations the wrapper calls, and which of them botocore's service model
-says are billed (issue 11, "Billing").
+says are billed (docs/pushdown.md, "Billing").
 
 Read in botocore's cognito-idp model: of the operations the wrapper calls, only
 AdminGetUser's documentation says it "contributes to your monthly active user (MAU) count

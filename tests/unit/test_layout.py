@@ -119,6 +119,48 @@ def test_each_test_file_is_named_after_a_module_a_script_or_a_concern():
                 assert name in allowed, f"{path}: no module, sql/ script or concern {name!r}"
 
 
+#: Modules tested in a file named after another module or a concern, and where: every other
+#: module of the package has a test file of its own name.
+TESTED_IN = {
+    "__init__": ["unit/test_layout.py"],  # loading cognito_fdw.CognitoFdw, lazily
+    "api": ["unit/test_client.py"],
+    "attempts": ["unit/test_client.py", "integration/test_faults.py"],  # through the client
+    "catalog": ["unit/test_backend.py", "integration/test_table_names.py",
+                "integration/test_collations.py"],
+    "dateguard": ["unit/test_backend.py", "integration/test_pushdown_property.py"],
+    "optiondocs": ["unit/test_options.py", "unit/test_readme.py"],
+    "plans": ["unit/test_pushdown.py", "unit/test_scan.py"],
+    "quota": ["unit/test_ratelimit.py"],
+    "scrubbing": ["unit/test_errors.py", "unit/test_credentials.py"],
+    "table": ["unit/test_fdw.py"],
+    "tools/__init__": [],  # the package's marker only
+    "tools/cli": ["unit/tools/test_dev.py", "unit/tools/test_seed.py",
+                  "integration/tools/test_doctor.py"],  # each command through its tool
+    "tools/devdocker": ["unit/tools/test_dev.py"],
+    "tools/devstack": ["unit/tools/test_dev.py", "integration/tools/test_dev.py"],
+    "tools/host": ["integration/tools/test_dev.py", "integration/tools/test_doctor.py"],
+    "tools/preflight": ["unit/tools/test_dev.py"],
+}  # fmt: skip
+
+
+def test_every_module_has_a_test_file_of_its_name_or_a_declared_place():
+    tools = {f"tools/{path.stem}" for path in (PACKAGE / "tools").glob("*.py")}
+    for module in sorted({path.stem for path in SERVER_MODULES} | tools):
+        folder, _, name = module.rpartition("/")
+        own = [TESTS / tier / folder / f"test_{name}.py" for tier in ("unit", "integration")]
+        if any(path.exists() for path in own):
+            assert module not in TESTED_IN, (
+                f"{module} has its own test file: drop it from TESTED_IN"
+            )
+            continue
+        assert module in TESTED_IN, (
+            f"cognito_fdw/{module}.py has no test file of its name under tests/<tier>/: add one, "
+            "or say in TESTED_IN where it is tested"
+        )
+        for place in TESTED_IN[module]:
+            assert (TESTS / place).exists(), f"{module}: {place} does not exist"
+
+
 def _local_imports(path: Path) -> set[str]:
     """What ``path`` imports from the tests package, as paths below tests/ without .py."""
     package = path.relative_to(TESTS).parent.parts

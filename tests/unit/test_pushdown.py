@@ -330,8 +330,9 @@ def test_path_keys_offer_text_username_sub_and_email_only():
 
 
 def test_a_uuid_sub_is_pushed_for_constants_but_never_a_path_key():
-    # Under EXPLAIN, Multicorn converts a uuid join parameter's empty value in C and
-    # crashes the backend (docs/multicorn.md H1): a uuid column must never be parameterized.
+    # Under EXPLAIN, Multicorn converts a uuid join parameter's empty value in C and crashes the
+    # backend (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes): a uuid column
+    # must never be parameterized.
     assert pushdown.targets(UUID_COLUMNS, resolve_columns(UUID_COLUMNS, dict))["sub"].type_ok
     assert pushdown.path_keys(targets(UUID_COLUMNS)) == [(("username",), 1)]
 
@@ -349,7 +350,7 @@ def test_explain_shows_operation_filter_page_size_and_refusals():
     ]
 
 
-# -- nondeterministic collations (docs/multicorn.md H10) -------------------------------
+# -- nondeterministic collations (docs/multicorn.md H10: quals carry no collation) ------
 
 
 @pytest.mark.parametrize(
@@ -395,7 +396,8 @@ def test_no_path_key_while_a_nondeterministic_collation_exists():
     assert pushdown.path_keys(targets(), ("ci",)) == []
 
 
-# -- NULL keys: IS NULL is told from a NULL parameter by what planning saw (M10) --------
+# -- NULL keys: IS NULL is told from a NULL parameter by what planning saw ------------
+# (docs/multicorn.md M10: IS NULL and a NULL key arrive alike)
 
 
 def test_a_null_key_on_a_column_never_planned_is_null_asks_nothing():

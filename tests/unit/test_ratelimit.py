@@ -17,20 +17,7 @@ from cognito_fdw.errors import CognitoFdwError
 from cognito_fdw.quota import SharedRateLimiter, limiter_for, shared_directory, window_file
 from cognito_fdw.ratelimit import MAX_RATE, SPACING_SECONDS, RateLimiter, Scope, scoped
 
-
-class FakeClock:
-    """A clock that only moves when told to, or when a wait sleeps on it."""
-
-    def __init__(self, now=1000.0):
-        self.now = now
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds, stopped=lambda: False):
-        self.sleeps.append(seconds)
-        self.now += seconds
+from ..support.clock import FakeClock
 
 
 def narrowest_gap(starts, rate):

@@ -1,36 +1,45 @@
-"""How the README test reads the README's blocks, and that the README's path is all there:
-the steps issue 12 names run, the few skipped ones say why, and ``make dev``/``make down``
-run the commands the README test runs in their place."""
+"""How the README test reads the blocks of the README and its pages, and that the path is all
+there: a newcomer's steps run in order, the few skipped ones say why, every page under docs/
+is on the path (or declared off it) in the order the README lists it, and ``make dev``/
+``make down`` run the commands the README test runs in their place."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from ..support.readme_blocks import ReadmeError, blocks, steps
+from ..support.readme_blocks import (
+    NOT_ON_PATH,
+    PAGES,
+    README,
+    ROOT,
+    ReadmeError,
+    blocks,
+    path_blocks,
+    steps,
+)
 
-MAKEFILE = Path(__file__).parents[2] / "Makefile"
+MAKEFILE = ROOT / "Makefile"
 
-#: What a newcomer does on the dev stack, in the README's order: each must be in a step
-#: that runs, after the one before it.
+#: What a newcomer does on the dev stack, in the path's order (the README, then its pages):
+#: each must be in a step that runs, after the one before it.
 PATH = [
     "JOIN cognito.users u ON u.sub = o.user_sub",  # the headline
-    "cognito-fdw seed",
-    "cognito-fdw doctor",
+    "multicorn.so",  # Installing: the embedded Python
     "CREATE FOREIGN TABLE cognito.users",  # Using it
-    "CREATE USER MAPPING FOR alice",  # Credentials
+    "INSERT INTO cognito.group_members",
+    "IMPORT FOREIGN SCHEMA cognito FROM SERVER cognito_server INTO cognito",
+    "cognito-fdw seed",  # docs/development.md
+    "cognito-fdw doctor",
+    "CREATE USER MAPPING FOR alice",  # docs/credentials.md
     "\\i sql/vault.sql",
     "vault.create_secret(",
     "api_key_name 'cognito'",
-    "INSERT INTO cognito.group_members",
-    "IMPORT FOREIGN SCHEMA cognito FROM SERVER cognito_server INTO cognito",
-    "\\i sql/sync.sql",
+    "given_name ILIKE",  # docs/pushdown.md: EXPLAIN
+    "user_sub::text AS sub",  # joining on sub
+    "\\i sql/sync.sql",  # docs/sync.md
     "app.sync_users()",
-    "given_name ILIKE",  # How it reads: EXPLAIN
-    "user_sub::text AS sub",  # Joining on sub
-    "multicorn.so",  # Installing: the embedded Python
 ]
 
 
@@ -45,10 +54,21 @@ def test_the_newcomers_path_runs_in_order():
 
 
 def test_the_skipped_steps_are_few_and_say_why():
-    skipped = [block for block in blocks() if block.is_step and not block.runs]
+    skipped = [block for block in path_blocks() if block.is_step and not block.runs]
     assert all(block.why for block in skipped)
     # make dev/test/down (twice), pg_cron, an IAM role, pip into the system's Python.
     assert len(skipped) <= 5, [(block.line, block.why) for block in skipped]
+
+
+def test_every_page_under_docs_is_on_the_path_or_declared_off_it():
+    pages = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
+    assert pages == set(PAGES[1:]) | set(NOT_ON_PATH)
+
+
+def test_the_readme_lists_its_pages_in_the_paths_order():
+    further = README.read_text().split("## Further reading", 1)[1]
+    listed = re.findall(r"^\d+\. \[[^]]+\]\((docs/[\w.]+\.md)\)", further, re.MULTILINE)
+    assert listed == list(PAGES[1:])
 
 
 def _recipe(target: str) -> str:

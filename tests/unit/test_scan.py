@@ -16,6 +16,8 @@ from cognito_fdw.pushdown import PARTITIONS
 from cognito_fdw.quota import limiter_for
 from cognito_fdw.ratelimit import SPACING_SECONDS, RateLimiter
 
+from ..support.clock import FakeClock
+
 
 def user(name, sub):
     return {"Username": name, "Attributes": [{"Name": "sub", "Value": sub}]}
@@ -165,21 +167,8 @@ def test_a_plain_scan_pages_once():
     assert stats.requests == 3
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds, stopped=lambda: False):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_the_rate_limiter_allows_a_burst_then_at_most_rate_per_second():
-    clock = FakeClock()
+    clock = FakeClock(now=100.0)
     limiter = RateLimiter(20, clock=clock, sleep=clock.sleep)
     starts = []
     for _ in range(65):

@@ -265,7 +265,7 @@ def test_a_fresh_emulator_gives_the_demo_users_the_same_subs_again():
         name: sub for name, (sub, _) in second.items()
     }
     assert len({sub for sub, _ in first.values()}) == 40
-    # What stays different, as the README says: the time of the run.
+    # What stays different, as docs/development.md says: the time of the run.
     assert all(first[name][1] < second[name][1] for name in first)
 
 
