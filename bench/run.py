@@ -30,7 +30,7 @@ import boto3
 import botocore.config
 import psycopg
 
-from cognito_fdw.ratelimit import SPACING_SECONDS
+from cognito_fdw.aws.ratelimit import SPACING_SECONDS
 from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir

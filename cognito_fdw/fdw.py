@@ -19,12 +19,15 @@ import weakref
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, catalog, changes, credentials, dateguard, importer
-from .client import Pool, Stats
+from . import changes
+from .aws import credentials
+from .aws.client import Pool, Stats
 from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
+from .pg import backend, catalog, dateguard
 from .scrubbing import scrub
-from .table import Table, actual_lines, table_class
+from .tables import importer
+from .tables.table import Table, actual_lines, table_class
 
 # Before Multicorn converts any condition of these tables (docs/multicorn.md H11).
 dateguard.guard_date_conversions()

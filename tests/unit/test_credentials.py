@@ -10,9 +10,10 @@ from pathlib import Path
 import botocore.credentials
 import pytest
 
-from cognito_fdw import backend, credentials, secrets
+from cognito_fdw.aws import credentials, secrets
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError
 from cognito_fdw.options import OPTIONS, SECRET_OPTIONS, USER_MAPPING_OPTIONS, parse_options
+from cognito_fdw.pg import backend
 from cognito_fdw.scrubbing import scrub
 
 ROOT = Path(__file__).resolve().parents[2]

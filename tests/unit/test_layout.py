@@ -22,20 +22,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "cognito_fdw"
-SERVER_MODULES = sorted(path for path in PACKAGE.glob("*.py"))
+SERVER_MODULES = sorted(
+    p for p in PACKAGE.rglob("*.py") if "tools" not in p.relative_to(PACKAGE).parts
+)
+
+
+def module_name(path: Path) -> str:
+    """``cognito_fdw/aws/client.py`` -> ``cognito_fdw.aws.client`` (a package: its name)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def imported_names(path: Path) -> set[str]:
     """Absolute names of every module ``path`` imports, at top level or inside a function."""
-    package = "cognito_fdw"
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # every server module sits directly in the package
-                base = f"{package}.{base}" if base else package
+            if node.level:
+                parts = module_name(path).split(".")[: -node.level]
+                base = ".".join([*parts, base] if base else parts)
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
     return names
@@ -70,13 +78,13 @@ stub("multicorn.utils")
 import cognito_fdw
 cognito_fdw.CognitoFdw  # what Multicorn loads
 for name in sys.argv[1:]:
-    importlib.import_module("cognito_fdw." + name)
+    importlib.import_module(name)
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("cognito_fdw"))))
 """
 
 
 def test_loading_the_wrapper_loads_no_tool_module():
-    names = [path.stem for path in SERVER_MODULES if path.stem != "__init__"]
+    names = [module_name(path) for path in SERVER_MODULES]
     result = subprocess.run(
         [sys.executable, "-c", _IMPORT_SERVER_SIDE, *names],
         capture_output=True, text=True, cwd=ROOT, timeout=60,

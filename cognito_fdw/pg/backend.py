@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import CognitoFdwError, CredentialError
+from ..errors import CognitoFdwError, CredentialError
 
 T = TypeVar("T")
 

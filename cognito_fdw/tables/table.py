@@ -26,11 +26,11 @@ import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from .columns import Column, Field, ImportedColumn, resolve_fields
-from .errors import CognitoFdwError
+from ..columns import Column, Field, ImportedColumn, resolve_fields
+from ..errors import CognitoFdwError
 
 if TYPE_CHECKING:
-    from .client import Pool, Stats
+    from ..aws.client import Pool, Stats
 
 # Option ``object`` value -> the class reading it, as "module:Class" of this package.  The
 # modules are imported when a table of theirs is first used, so options.py (which takes

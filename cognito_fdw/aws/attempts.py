@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 
-from . import backend
-from .errors import ERROR_BODY
+from ..errors import ERROR_BODY
+from ..pg import backend
 from .ratelimit import Abandoned, Ticket
 
 

@@ -28,10 +28,11 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from . import backend, ratelimit
-from .api import PAGE_SIZE
+from ..api import PAGE_SIZE
+from ..pg import backend
+from ..plans import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
+from . import ratelimit
 from .client import Pool, Stats
-from .plans import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
 
 _POLL_SECONDS = 0.05
 # A long scan's NOTICE: often enough for a person watching psql, rarely enough that a

@@ -35,8 +35,8 @@ import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
-from .errors import CredentialError, aws_answer
-from .options import OPTIONS, SECRET_OPTIONS, Options
+from ..errors import CredentialError, aws_answer
+from ..options import OPTIONS, SECRET_OPTIONS, Options
 
 # Fingerprints of secrets in cache keys are keyed per process, so neither a repr of a cache
 # nor a dump of this process's memory offers a digest to brute-force offline.

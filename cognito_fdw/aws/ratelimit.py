@@ -41,8 +41,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from . import backend
-from .errors import CognitoFdwError
+from ..errors import CognitoFdwError
+from ..pg import backend
 
 WINDOW_SECONDS = 1.0
 # Between a request's send (recorded by Ticket.start, after signing) and its arrival at

@@ -27,8 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import backend
-from .errors import CognitoFdwError
+from ..errors import CognitoFdwError
+from ..pg import backend
 from .ratelimit import (
     MAX_RATE,
     MAX_WAITING,

@@ -17,8 +17,8 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-from .columns import ImportedColumn
-from .errors import OptionError
+from ..columns import ImportedColumn
+from ..errors import OptionError
 from .table import OBJECTS, table_class
 
 IMPORT_OPTIONS = ("writable",)

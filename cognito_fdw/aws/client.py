@@ -25,15 +25,12 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from . import __version__, attempts, backend, credentials
-from .api import PAGE_SIZE
-from .errors import (
-    CognitoApiError,
-    from_botocore_error,
-    from_client_error,
-    not_cognito_answer,
-)
-from .options import Options, nearest
+from .. import __version__
+from ..api import PAGE_SIZE
+from ..errors import CognitoApiError, from_botocore_error, from_client_error, not_cognito_answer
+from ..options import Options, nearest
+from ..pg import backend
+from . import attempts, credentials
 from .quota import limiter_for
 
 DEFAULT_ESTIMATE = 1000

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import time
 
-from . import backend
+from ..errors import CredentialError, OptionError
+from ..options import parse_options
+from ..pg import backend
+from ..scrubbing import remember_secret
 from .credentials import VaultRef, fingerprint, secret_use
-from .errors import CredentialError, OptionError
-from .options import parse_options
-from .scrubbing import remember_secret
 
 APPLICATION_NAME = "cognito_fdw secret read"
 _SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_timeout=2000"
