@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping
 
 from .errors import THIS_TABLE, OptionError
+from .objects import OBJECTS as _TABLES
 from .pushdown import BY_ADMIN_GET_USER, BY_LIST_USERS
-from .tables.table import OBJECTS as _TABLES
 
 SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
 OBJECTS = tuple(_TABLES)  # the choices of option object: the table registry's names

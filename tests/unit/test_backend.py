@@ -19,7 +19,7 @@ import pytest
 
 from cognito_fdw.aws import client, scan, secrets
 from cognito_fdw.aws.client import Pool, Stats
-from cognito_fdw.aws.credentials import VaultRef
+from cognito_fdw.aws.vaultref import VaultRef
 from cognito_fdw.options import parse_options
 from cognito_fdw.pg import backend, catalog, dateguard
 from cognito_fdw.pg.backend import OffBackendThread
