@@ -30,7 +30,7 @@ from ..api import PAGE_SIZE
 from ..errors import CognitoApiError, from_botocore_error, from_client_error, not_cognito_answer
 from ..options import Options, nearest
 from ..pg import backend
-from . import attempts, credentials
+from . import attempts, credentials, retries
 from .quota import limiter_for
 
 DEFAULT_ESTIMATE = 1000
@@ -100,7 +100,7 @@ def client_for(options: Options):
             config = botocore.config.Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
-                retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
+                retries=retries.config(options),
                 user_agent_extra=f"cognito-fdw/{__version__}",
                 # One connection per scan worker (at most 16) and the main thread.
                 max_pool_connections=20,

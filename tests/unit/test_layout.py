@@ -140,6 +140,22 @@ def test_only_its_room_imports_the_libraries_of_a_world():
     assert seen == set(WORLDS)  # each rule still has a module to hold to it
 
 
+#: What only the retry policy (cognito_fdw/aws/retries.py) names: botocore's retry rules and
+#: config, and the event on which a rule decides whether an attempt is retried.
+RETRY_POLICY = ("botocore.retries", "needs-retry", "total_max_attempts")
+
+
+def test_the_retry_policy_is_in_one_place():
+    policy = PACKAGE / "aws" / "retries.py"
+    for path in SERVER_MODULES:
+        tree = ast.parse(path.read_text())
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+        named = imported_names(path) | {s for s in strings if isinstance(s, str)}
+        found = sorted(w for w in RETRY_POLICY if any(w in name for name in named))
+        expected = sorted(RETRY_POLICY) if path == policy else []
+        assert found == expected, f"{path.relative_to(ROOT)} names {found}"
+
+
 def import_graph(paths: list[Path]) -> dict[str, set[str]]:
     """Module -> the modules among ``paths`` it imports (:func:`imports_of`)."""
     modules = {module_name(path): path for path in paths}
