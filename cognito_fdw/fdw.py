@@ -1,7 +1,8 @@
 """The Multicorn adapter: the only module that imports ``multicorn``.
 
-Each hook becomes one call on the table the ``object`` option names (:mod:`cognito_fdw.table`);
-the adapter adds only what is Multicorn's business: the error boundary, the scan's
+Each hook becomes one call on the table the ``object`` option names
+(:mod:`cognito_fdw.tables.table`); the adapter adds only what is Multicorn's business: the
+error boundary, the scan's
 lifetime and its DEBUG line, and the transaction hooks, which drive the one owner of the
 backend's pending changes (:data:`cognito_fdw.changes.transaction`).
 

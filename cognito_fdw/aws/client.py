@@ -5,10 +5,10 @@ re-created whenever options change, and creating a boto3 client costs ~70 ms, so
 instances share them (docs/multicorn.md M3).
 
 Resolving a client may read a vault secret, which calls into PostgreSQL, so it happens on
-the backend's thread only (docs/multicorn.md H8; :mod:`cognito_fdw.backend`): :func:`client_for`
+the backend's thread only (docs/multicorn.md H8; :mod:`cognito_fdw.pg.backend`): :func:`client_for`
 refuses any other thread.  Code that starts threads first takes :meth:`Pool.pinned`, a
 pool whose client is already resolved; a thread using a pool that is not pinned gets
-:class:`~cognito_fdw.backend.OffBackendThread` instead of a credential lookup.
+:class:`~cognito_fdw.pg.backend.OffBackendThread` instead of a credential lookup.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Precedence (the first that applies wins; a role is then assumed on top of it):
    user mapping or the server (Multicorn merges the mapping's options over the server's:
    docs/multicorn.md M2);
 2. ``aws_access_key_id`` + a secret access key read from a secrets table by ``api_key_id``
-   or ``api_key_name`` (Supabase Vault's option names; see :mod:`cognito_fdw.secrets`);
+   or ``api_key_name`` (Supabase Vault's option names; see :mod:`cognito_fdw.aws.secrets`);
 3. ``aws_profile``: a profile of the shared config and credentials files of the database
    server's OS user;
 4. botocore's default chain: environment of the server process, container or instance role,
@@ -16,7 +16,7 @@ Precedence (the first that applies wins; a role is then assumed on top of it):
 STS AssumeRole with whichever of those applies; the temporary credentials are refreshed by
 botocore before they expire (15 minutes ahead), at the next request that needs them.
 
-:func:`for_options` is the one entry point (:func:`cognito_fdw.client.client_for` calls it):
+:func:`for_options` is the one entry point (:func:`cognito_fdw.aws.client.client_for` calls it):
 it decides with :func:`resolve` (pure), reads what the source names, and hands back
 :class:`Credentials` that build the session.  Nothing here writes to ``os.environ`` or to
 disk.
@@ -163,7 +163,7 @@ class Credentials:
 
 def for_options(options: Options) -> Credentials:
     """The credentials that apply to ``options`` (:func:`resolve`), with a vault secret
-    read through :func:`cognito_fdw.secrets.read_secret`: on the backend's thread only
+    read through :func:`cognito_fdw.aws.secrets.read_secret`: on the backend's thread only
     (OffBackendThread elsewhere), CredentialError when it cannot be read."""
     source = resolve(options)
     if source.kind == "keys":

@@ -1,7 +1,8 @@
 """Running a request plan: sequential paging, lookups with a cache, the concurrent scan.
 
-Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8, :mod:`cognito_fdw.backend`):
-worker threads only talk to Cognito and hand pages over through a bounded queue
+Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8,
+:mod:`cognito_fdw.pg.backend`): worker threads only talk to Cognito and hand pages over
+through a bounded queue
 (docs/multicorn.md M8).  Whatever they need is resolved on the backend's thread before the
 first of them starts: the plan, and the pool's client with its credentials (the role and
 a vault secret included), through :meth:`client.Pool.pinned`.  While the backend's thread

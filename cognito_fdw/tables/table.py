@@ -66,7 +66,7 @@ class Table(abc.ABC):
 
     ``quals`` are Multicorn's ``Qual`` objects (``field_name``, ``operator``, ``value``);
     ``columns`` the names the query reads (empty for ``count(*)`` and a whole-row
-    reference: docs/multicorn.md M1); ``stats`` (:class:`~cognito_fdw.client.Stats`)
+    reference: docs/multicorn.md M1); ``stats`` (:class:`~cognito_fdw.aws.client.Stats`)
     counts a scan's requests and rows for the DEBUG line.
     """
 

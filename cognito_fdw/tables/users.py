@@ -2,7 +2,7 @@
 
 The columns are resolved against the column registry (:mod:`cognito_fdw.columns`), the
 quals planned into requests by :mod:`cognito_fdw.pushdown` (one plan for the planner's
-estimate, EXPLAIN and the scan), the requests run by :mod:`cognito_fdw.scan`, and each user
+estimate, EXPLAIN and the scan), the requests run by :mod:`cognito_fdw.aws.scan`, and each user
 record becomes a row in :mod:`cognito_fdw.rows`.
 """
 

@@ -217,6 +217,6 @@ def test_no_module_writes_the_process_environment():
 
 def test_every_option_a_user_mapping_may_set_decides_whether_the_owner_reads_the_secret():
     # A mapping option missing here could change how the server's secret is used while it
-    # is still read with the server owner's rights (cognito_fdw.secrets._server_owner).
+    # is still read with the server owner's rights (cognito_fdw.aws.secrets._server_owner).
     assert set(USER_MAPPING_OPTIONS) <= set(vaultref.SECRET_USE_OPTIONS)
     assert set(vaultref.SECRET_USE_OPTIONS) <= set(OPTIONS)
