@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 
-from cognito_fdw.ratelimit import SPACING_SECONDS
+from cognito_fdw.aws.ratelimit import SPACING_SECONDS
 from tests.support.proxy import Proxy, most_in_one_second
 
 CAP = 25  # the default max_requests_per_second

@@ -26,25 +26,17 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-import boto3
-import botocore.config
-import psycopg
-
-from cognito_fdw.ratelimit import SPACING_SECONDS
-from cognito_fdw.tools.demousers import bulk_users
+from cognito_fdw.aws.ratelimit import SPACING_SECONDS
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
-from cognito_fdw.tools.seed import create_users
 from tests.support.proxy import Proxy
 
-from . import quota
+from . import quota, sync
 from .queries import query_rows, render_queries
 from .quota import LATENCY, say
+from .stack import KEYS, ROOT, cognito_client, connect, ensure_pool
 
-REGION = "us-east-1"
-KEYS = "aws_access_key_id 'AKIDBENCH', aws_secret_access_key 'bench-secret'"
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
-ROOT = Path(__file__).resolve().parent.parent
 LOAD = os.getloadavg()
 SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "sync")
 # How each section of BENCHMARKS.md begins (the queries are the part before any "## ").
@@ -55,40 +47,6 @@ HEADINGS = {
     "startup": "## First query on a new connection",
     "sync": "## `sql/sync.sql`",
 }
-
-
-def connect(dsn, attempts=100):
-    """A connection, once the freshly started server accepts them."""
-    for attempt in range(attempts):
-        try:
-            return psycopg.connect(dsn, autocommit=True)
-        except psycopg.OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.1)
-
-
-def cognito_client(url):
-    return boto3.client(
-        "cognito-idp", region_name=REGION, endpoint_url=url,
-        aws_access_key_id="AKIDBENCH", aws_secret_access_key="bench-secret",
-        config=botocore.config.Config(max_pool_connections=32),
-    )  # fmt: skip
-
-
-def ensure_pool(cognito, size: int) -> str:
-    """The pool ``bench-<size>``, seeded once; an emulator that has it is reused."""
-    name = f"bench-{size}"
-    for pool in cognito.list_user_pools(MaxResults=60)["UserPools"]:
-        if pool["Name"] == name:
-            described = cognito.describe_user_pool(UserPoolId=pool["Id"])["UserPool"]
-            if described.get("EstimatedNumberOfUsers") == size:
-                return pool["Id"]
-    pool_id = cognito.create_user_pool(PoolName=name)["UserPool"]["Id"]
-    started = time.monotonic()
-    create_users(cognito, pool_id, bulk_users(size), threads=16)
-    print(f"seeded {name} in {time.monotonic() - started:.0f} s")
-    return pool_id
 
 
 class Session:
@@ -233,8 +191,6 @@ def main() -> None:
             header = machine(conn)
         sections = run_sections(only, pg.dsn, cognito, pools, replaying, live, header)
         if "sync" in only:
-            from . import sync  # here: bench.sync imports this module's helpers
-
             say("sync: seeding and syncing the sync's pool")
             sections["sync"] = sync.section(pg.dsn, cognito, moto_url)
     finally:

@@ -24,7 +24,7 @@ from cognito_fdw.tools.host import postgres_bindir
 from tests.support.proxy import Proxy
 
 from .quota import say
-from .run import KEYS, ROOT, cognito_client, connect, ensure_pool
+from .stack import KEYS, ROOT, cognito_client, connect, ensure_pool
 
 USERS = 20000
 SCHEMA = "sync_cognito"

@@ -1,7 +1,8 @@
 """The Multicorn adapter: the only module that imports ``multicorn``.
 
-Each hook becomes one call on the table the ``object`` option names (:mod:`cognito_fdw.table`);
-the adapter adds only what is Multicorn's business: the error boundary, the scan's
+Each hook becomes one call on the table the ``object`` option names
+(:mod:`cognito_fdw.tables.table`); the adapter adds only what is Multicorn's business: the
+error boundary, the scan's
 lifetime and its DEBUG line, and the transaction hooks, which drive the one owner of the
 backend's pending changes (:data:`cognito_fdw.changes.transaction`).
 
@@ -19,12 +20,15 @@ import weakref
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, catalog, changes, credentials, dateguard, importer
-from .client import Pool, Stats
+from . import changes
+from .aws import credentials
+from .aws.client import Pool, Stats
 from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
+from .pg import backend, catalog, dateguard
 from .scrubbing import scrub
-from .table import Table, actual_lines, table_class
+from .tables import importer
+from .tables.table import Table, actual_lines, table_class
 
 # Before Multicorn converts any condition of these tables (docs/multicorn.md H11: an unholdable date
 # constant crashes).

@@ -26,8 +26,8 @@ import re
 from collections.abc import Mapping
 
 from .errors import THIS_TABLE, OptionError
+from .objects import OBJECTS as _TABLES
 from .pushdown import BY_ADMIN_GET_USER, BY_LIST_USERS
-from .table import OBJECTS as _TABLES
 
 SERVER, TABLE, USER_MAPPING = "server", "table", "user mapping"
 # What an option is for: the README's options tables, one per group, in this order.

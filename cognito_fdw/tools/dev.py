@@ -22,7 +22,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,20 +30,22 @@ from pathlib import Path
 
 import boto3
 
-from cognito_fdw.tools.devstack import LocalPostgres, MotoServer, free_port
+from cognito_fdw.tools import devdocker
+from cognito_fdw.tools.devconfig import (
+    DB_PORT,
+    DB_PORT_VARIABLE,
+    DEMO_QUERY,
+    MOTO_PORT,
+    MOTO_PORT_VARIABLE,
+    PREVIEW,
+    choose_port,
+    preferred_port,
+    say,
+)
+from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import checkout
 from cognito_fdw.tools.preflight import DevError, choose_mode, describe, docker_missing
 from cognito_fdw.tools.seed import TextProgress, ensure_pool, seed_pool
-
-DEMO_QUERY = "SELECT * FROM cognito.users LIMIT 5"
-#: psql's arguments for it: without a pager, which would leave the user at "(END)".
-PREVIEW = ["-P", "pager=off", "-c", DEMO_QUERY]
-
-#: The ports both stacks prefer, so that one URL serves both; COGNITO_FDW_DB_PORT and
-#: COGNITO_FDW_MOTO_PORT change them, and a free port replaces a taken one (choose_port).
-DB_PORT = 54329
-MOTO_PORT = 50009
-DB_PORT_VARIABLE, MOTO_PORT_VARIABLE = "COGNITO_FDW_DB_PORT", "COGNITO_FDW_MOTO_PORT"
 
 #: What the compose stack's seed service and db init script use (docker/).
 POOL_NAME = "demo"
@@ -61,10 +62,6 @@ MOTO_ENV = {
 #: Seeds moto's random generator before the pool is made, so that a fresh moto gives the demo
 #: users the same subs again (seed.ensure_pool); docker/compose.yaml's seed service passes it.
 MOTO_RANDOM_SEED = 1
-
-
-def say(text: str) -> None:
-    print(f"cognito-fdw dev: {text}", file=sys.stderr, flush=True)
 
 
 # -- the local stack -----------------------------------------------------------------------
@@ -115,40 +112,6 @@ def _stop(pid: int | None, marker: str, sig: signal.Signals, name: str) -> None:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 30
         time.sleep(0.05)
-
-
-def choose_port(preferred: int, previous: int | None, name: str, use: str) -> int:
-    """The port ``name`` gets: the one it had last time, else ``preferred``, else a free one;
-    saying so, with ``use`` (what to do about it), when it is not ``preferred``: the README's
-    URL names 54329."""
-    if previous and previous != preferred and port_free(previous):
-        say(f"{name} keeps port {previous} from its last run ({preferred} was taken then): {use}")
-        return previous
-    if port_free(preferred):
-        return preferred
-    chosen = free_port()
-    say(f"port {preferred} is taken (another program listens there), so {name} listens on "
-        f"{chosen}: {use}")  # fmt: skip
-    return chosen
-
-
-def preferred_port(variable: str, default: int) -> int:
-    """The port ``variable`` asks for, else ``default``."""
-    value = os.environ.get(variable, "")
-    if not value:
-        return default
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise DevError(f"{variable}={value!r} is not a port number (1 to 65535): unset or fix it")
-    return int(value)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _failure(error: BaseException) -> str:
@@ -330,8 +293,6 @@ def up(base: Path, mode: str = "auto", psql: bool = True) -> int:
     chosen = choose_mode(mode, base)
     say(f"starting {describe(chosen, base)}")
     if chosen == "docker":
-        from cognito_fdw.tools import devdocker  # it imports this module's constants
-
         return devdocker.up(base, psql)
     return local_up(base, psql)
 
@@ -339,8 +300,6 @@ def up(base: Path, mode: str = "auto", psql: bool = True) -> int:
 def down(base: Path) -> int:
     stopped = local_down(base)
     if docker_missing() is None:
-        from cognito_fdw.tools import devdocker
-
         devdocker.down()
         stopped = True
     if not stopped:

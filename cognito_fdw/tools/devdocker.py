@@ -14,19 +14,19 @@ import secrets
 import subprocess
 from pathlib import Path
 
-from cognito_fdw.tools.dev import (
+from cognito_fdw.tools.devconfig import (
     DB_PORT,
     DB_PORT_VARIABLE,
     MOTO_PORT,
     MOTO_PORT_VARIABLE,
     PREVIEW,
-    DevError,
     choose_port,
     preferred_port,
     say,
 )
 from cognito_fdw.tools.devstack import write_private
 from cognito_fdw.tools.host import checkout
+from cognito_fdw.tools.preflight import DevError
 
 #: The published ports' variables in docker/compose.yaml, with their container ports.
 PORTS = {

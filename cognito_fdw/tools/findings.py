@@ -139,8 +139,8 @@ def probe_failure(
 
 def credential_source(options: dict[str, str]) -> str:
     """Where a server's credentials come from for one user mapping's merged options, as the
-    wrapper decides it (:func:`cognito_fdw.credentials.resolve`), with no value in it."""
-    from cognito_fdw.credentials import resolve
+    wrapper decides it (:func:`cognito_fdw.aws.credentials.resolve`), with no value in it."""
+    from cognito_fdw.aws.credentials import resolve
     from cognito_fdw.errors import OptionError
     from cognito_fdw.options import parse_options
 

@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from cognito_fdw import quota
+from cognito_fdw.aws import quota
 from cognito_fdw.pushdown import PARTITION_MIN_USERS, PARTITIONS
 from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.seed import create_users

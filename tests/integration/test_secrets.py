@@ -17,7 +17,7 @@ import uuid
 import psycopg
 import pytest
 
-from cognito_fdw.secrets import APPLICATION_NAME
+from cognito_fdw.aws.secrets import APPLICATION_NAME
 
 from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
 from ..support.postgres import literal, new_role, role_dsn

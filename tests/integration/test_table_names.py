@@ -2,7 +2,7 @@
 
 Multicorn gives Python no table OID; the wrapper finds its table in Multicorn's
 ``InstancesHash`` (OID -> wrapper instance) and reads the name from the catalog
-(:func:`cognito_fdw.catalog.foreign_table_name`).  Measured here: several tables in one
+(:func:`cognito_fdw.pg.catalog.foreign_table_name`).  Measured here: several tables in one
 session, names that need quoting, a table renamed or altered in mid-session, dropped and
 created again, a pending cancel while the name is read, and a table whose name cannot be
 known (the old wording stays).

@@ -18,11 +18,12 @@ import boto3
 import moto
 import pytest
 
-from cognito_fdw import backend, catalog, client, dateguard, scan, secrets
-from cognito_fdw.backend import OffBackendThread
-from cognito_fdw.client import Pool, Stats
-from cognito_fdw.credentials import VaultRef
+from cognito_fdw.aws import client, scan, secrets
+from cognito_fdw.aws.client import Pool, Stats
+from cognito_fdw.aws.vaultref import VaultRef
 from cognito_fdw.options import parse_options
+from cognito_fdw.pg import backend, catalog, dateguard
+from cognito_fdw.pg.backend import OffBackendThread
 from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Plan, Request
 from cognito_fdw.pushdown import PARTITIONS
 from cognito_fdw.tools.seed import create_users

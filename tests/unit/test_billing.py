@@ -32,7 +32,9 @@ def operations_the_wrapper_names() -> set[str]:
     a cognito-idp operation."""
     names = set(service_model().operation_names)
     found = set()
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
+        if "tools" in path.relative_to(PACKAGE).parts:
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value in names:
                 found.add(node.value)

@@ -11,9 +11,9 @@ import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
-from cognito_fdw import client as client_module
 from cognito_fdw.api import is_cognito_name
-from cognito_fdw.client import Pool, Stats
+from cognito_fdw.aws import client as client_module
+from cognito_fdw.aws.client import Pool, Stats
 from cognito_fdw.errors import CognitoApiError
 from cognito_fdw.options import parse_options
 

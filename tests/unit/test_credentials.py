@@ -10,9 +10,10 @@ from pathlib import Path
 import botocore.credentials
 import pytest
 
-from cognito_fdw import backend, credentials, secrets
+from cognito_fdw.aws import credentials, secrets, vaultref
 from cognito_fdw.errors import CognitoFdwError, CredentialError, OptionError
 from cognito_fdw.options import OPTIONS, SECRET_OPTIONS, USER_MAPPING_OPTIONS, parse_options
+from cognito_fdw.pg import backend
 from cognito_fdw.scrubbing import scrub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,9 +124,9 @@ def test_cache_keys_hold_fingerprints_not_secrets():
 def test_fingerprints_are_keyed_per_process():
     import hashlib
 
-    assert credentials.fingerprint("x") != hashlib.sha256(b"x").hexdigest()
-    assert credentials.fingerprint("x") == credentials.fingerprint("x")
-    assert credentials.fingerprint(None) is None
+    assert vaultref.fingerprint("x") != hashlib.sha256(b"x").hexdigest()
+    assert vaultref.fingerprint("x") == vaultref.fingerprint("x")
+    assert vaultref.fingerprint(None) is None
 
 
 # -- sessions ---------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_outside_a_backend_the_current_role_is_an_error():
 
 def test_without_psycopg_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    ref = credentials.VaultRef("vault.decrypted_secrets", "name", "n")
+    ref = vaultref.VaultRef("vault.decrypted_secrets", "name", "n")
     with pytest.raises(CredentialError, match="need psycopg") as info:
         secrets._fetch(ref, "alice")
     assert "pip install" in info.value.hint
@@ -216,6 +217,6 @@ def test_no_module_writes_the_process_environment():
 
 def test_every_option_a_user_mapping_may_set_decides_whether_the_owner_reads_the_secret():
     # A mapping option missing here could change how the server's secret is used while it
-    # is still read with the server owner's rights (cognito_fdw.secrets._server_owner).
-    assert set(USER_MAPPING_OPTIONS) <= set(credentials.SECRET_USE_OPTIONS)
-    assert set(credentials.SECRET_USE_OPTIONS) <= set(OPTIONS)
+    # is still read with the server owner's rights (cognito_fdw.aws.secrets._server_owner).
+    assert set(USER_MAPPING_OPTIONS) <= set(vaultref.SECRET_USE_OPTIONS)
+    assert set(vaultref.SECRET_USE_OPTIONS) <= set(OPTIONS)

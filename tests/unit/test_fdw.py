@@ -6,12 +6,13 @@ from types import SimpleNamespace
 import pytest
 from multicorn.utils import MulticornException
 
-from cognito_fdw import catalog, changes
+from cognito_fdw import changes
 from cognito_fdw.fdw import CognitoFdw
-from cognito_fdw.groups import Groups
-from cognito_fdw.members import Members
-from cognito_fdw.table import OBJECTS, table_class
-from cognito_fdw.users import Users
+from cognito_fdw.pg import catalog
+from cognito_fdw.tables.groups import Groups
+from cognito_fdw.tables.members import Members
+from cognito_fdw.tables.table import OBJECTS, table_class
+from cognito_fdw.tables.users import Users
 
 from ..support.multicorn import column_definitions
 

@@ -6,7 +6,7 @@ import pytest
 
 from cognito_fdw.columns import resolve_fields
 from cognito_fdw.errors import ColumnError
-from cognito_fdw.groups import GROUP_COLUMNS, Groups
+from cognito_fdw.tables.groups import GROUP_COLUMNS, Groups
 
 from ..support.multicorn import Qual, column_definitions
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cognito_fdw.errors import OptionError
-from cognito_fdw.importer import column_name, table_definitions
+from cognito_fdw.tables.importer import column_name, table_definitions
 
 
 @pytest.mark.parametrize(

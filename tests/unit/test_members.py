@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cognito_fdw import plans, pushdown
-from cognito_fdw.client import Stats
+from cognito_fdw.aws.client import Stats
 from cognito_fdw.errors import ColumnError
-from cognito_fdw.members import Members, membership_key, parse_membership
-from cognito_fdw.users import username_lookup
+from cognito_fdw.tables.members import Members, membership_key, parse_membership
+from cognito_fdw.tables.users import username_lookup
 
 from ..support.multicorn import Qual, column_definitions
 

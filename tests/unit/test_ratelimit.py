@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from cognito_fdw import backend, quota, ratelimit
+from cognito_fdw.aws import quota, ratelimit
+from cognito_fdw.aws.quota import SharedRateLimiter, limiter_for, shared_directory, window_file
+from cognito_fdw.aws.ratelimit import MAX_RATE, SPACING_SECONDS, RateLimiter, Scope, scoped
 from cognito_fdw.errors import CognitoFdwError
-from cognito_fdw.quota import SharedRateLimiter, limiter_for, shared_directory, window_file
-from cognito_fdw.ratelimit import MAX_RATE, SPACING_SECONDS, RateLimiter, Scope, scoped
+from cognito_fdw.pg import backend
 
 from ..support.clock import FakeClock
 
@@ -335,7 +336,7 @@ class FlakyEndpoint:
 
 
 def test_every_attempt_sent_is_counted_in_the_window_retries_too():
-    from cognito_fdw.client import Pool, Stats
+    from cognito_fdw.aws.client import Pool, Stats
     from cognito_fdw.options import parse_options
 
     endpoint = FlakyEndpoint(failures=2)

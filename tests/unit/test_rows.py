@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from cognito_fdw import backend
 from cognito_fdw.columns import resolve_columns
+from cognito_fdw.pg import backend
 from cognito_fdw.rows import EncodingError, database_encoding, read_columns, user_row
 
 from ..support.multicorn import column

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from cognito_fdw import backend, scan
-from cognito_fdw.client import Stats
+from cognito_fdw.aws import scan
+from cognito_fdw.aws.client import Stats
+from cognito_fdw.aws.quota import limiter_for
+from cognito_fdw.aws.ratelimit import SPACING_SECONDS, RateLimiter
 from cognito_fdw.errors import CognitoApiError
+from cognito_fdw.pg import backend
 from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, Plan, Request
 from cognito_fdw.pushdown import PARTITIONS
-from cognito_fdw.quota import limiter_for
-from cognito_fdw.ratelimit import SPACING_SECONDS, RateLimiter
 
 from ..support.clock import FakeClock
 

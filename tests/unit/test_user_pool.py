@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from cognito_fdw.client import Stats
+from cognito_fdw.aws.client import Stats
 from cognito_fdw.errors import CognitoFdwError, ColumnError
-from cognito_fdw.user_pool import UserPool
+from cognito_fdw.tables.user_pool import UserPool
 
 from ..support.multicorn import column_definitions
 

@@ -2,7 +2,7 @@
 
 The columns are resolved against the column registry (:mod:`cognito_fdw.columns`), the
 quals planned into requests by :mod:`cognito_fdw.pushdown` (one plan for the planner's
-estimate, EXPLAIN and the scan), the requests run by :mod:`cognito_fdw.scan`, and each user
+estimate, EXPLAIN and the scan), the requests run by :mod:`cognito_fdw.aws.scan`, and each user
 record becomes a row in :mod:`cognito_fdw.rows`.
 """
 
@@ -12,9 +12,10 @@ import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, catalog, nulls, plans, pushdown
-from .client import Pool, Stats
-from .columns import (
+from .. import nulls, plans, pushdown
+from ..aws.client import Pool, Stats
+from ..aws.scan import LookupCache, run
+from ..columns import (
     ALL_ATTRIBUTES,
     ATTRIBUTE,
     BUILTIN_COLUMNS,
@@ -24,11 +25,11 @@ from .columns import (
     ImportedColumn,
     resolve_columns,
 )
+from ..pg import backend, catalog
+from ..rows import database_encoding, read_columns, user_row
+from ..values import JSON, STRING
 from .importer import column_name
-from .rows import database_encoding, read_columns, user_row
-from .scan import LookupCache, run
 from .table import Table
-from .values import JSON, STRING
 
 
 class Users(Table):

@@ -13,7 +13,7 @@ psycopg:
   use) is the server's: it is read as the server's owner, so a role with USAGE signs with
   it without being able to read it (``GRANT SELECT`` on the secrets to the owner only),
   as long as its mapping changes nothing of how the secret is used (no ``role_arn`` of
-  its own, say: :data:`credentials.SECRET_USE_OPTIONS`).
+  its own, say: :data:`vaultref.SECRET_USE_OPTIONS`).
   Any other (one a user mapping names) is read as the backend's current role
   (:func:`backend.current_role`), so a role that may not select it cannot use it through
   the wrapper either.  The loopback session ``SET ROLE``\\ s before it reads; its user must
@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import time
 
-from . import backend
-from .credentials import VaultRef, fingerprint, secret_use
-from .errors import CredentialError, OptionError
-from .options import parse_options
-from .scrubbing import remember_secret
+from ..errors import CredentialError, OptionError
+from ..options import parse_options
+from ..pg import backend
+from ..scrubbing import remember_secret
+from .vaultref import VaultRef, fingerprint, secret_use
 
 APPLICATION_NAME = "cognito_fdw secret read"
 _SESSION_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=5000 -c lock_timeout=2000"
@@ -144,7 +144,7 @@ def _fetch(ref: VaultRef, role: str) -> str:
 
 def _server_owner(conn, ref: VaultRef, role: str) -> str | None:
     """The owner of a server ``role`` may use whose own options name this secret and use it
-    exactly as ``ref`` does (:func:`credentials.secret_use`), or None: the secret then came
+    exactly as ``ref`` does (:func:`vaultref.secret_use`), or None: the secret then came
     from a user mapping, or a mapping changed how it is used.
 
     Multicorn hands the wrapper the server's and the mapping's options merged, so which one

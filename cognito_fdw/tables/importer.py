@@ -1,8 +1,8 @@
 """IMPORT FOREIGN SCHEMA as pure data: one table per object, its columns from the registry.
 
 ``IMPORT FOREIGN SCHEMA cognito FROM SERVER s INTO cognito [OPTIONS (writable 'true')]``
-creates one table of each object (:data:`cognito_fdw.table.OBJECTS`), named after it, with
-the columns its class declares (:meth:`cognito_fdw.table.Table.imported_columns`): for
+creates one table of each object (:data:`cognito_fdw.objects.OBJECTS`), named after it, with
+the columns its class declares (:meth:`cognito_fdw.tables.table.Table.imported_columns`): for
 ``users`` every standard attribute and the pool's custom attributes as typed columns.  The
 remote schema name is not used: a server is one pool.  PostgreSQL applies LIMIT TO /
 EXCEPT to the returned tables itself (docs/multicorn.md M6: IMPORT writes option keys unquoted).
@@ -17,8 +17,8 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-from .columns import ImportedColumn
-from .errors import OptionError
+from ..columns import ImportedColumn
+from ..errors import OptionError
 from .table import OBJECTS, table_class
 
 IMPORT_OPTIONS = ("writable",)
@@ -55,7 +55,7 @@ def column_name(attribute: str, taken: set[str]) -> str:
 
 
 def table_definitions(custom: Mapping[str, str], options: Mapping[str, str]) -> list:
-    """One table per object (:data:`cognito_fdw.table.OBJECTS`), its columns from its
+    """One table per object (:data:`cognito_fdw.objects.OBJECTS`), its columns from its
     registry, for a pool with these custom attributes; ``options`` are IMPORT's own."""
     unknown = sorted(set(options) - set(IMPORT_OPTIONS))
     if unknown:

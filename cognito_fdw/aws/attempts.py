@@ -1,24 +1,23 @@
 """One API call's attempts: the botocore hooks every request of a client passes through.
 
 A call (:class:`InFlight`) is sent with :func:`send`; on each attempt the hooks wait for its
-rate-limit slot and record the send, stop at its deadline rather than back off past it,
-count attempts and throttling answers, retry a body cut short, and keep the first bytes of
-a body that is no Cognito answer.  A client is shared by threads, a call's deadline is its
-own: the hooks find the call in a thread-local.
+rate-limit slot and record the send, count attempts and throttling answers, and keep the
+first bytes of a body that is no Cognito answer.  Whether and when an attempt is retried
+(a body cut short, never past the call's deadline) is the retry policy's, :mod:`.retries`.
+A client is shared by threads, a call's deadline is its own: the hooks find the call in a
+thread-local.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 
-from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
-
-from . import backend
-from .errors import ERROR_BODY
+from ..errors import ERROR_BODY
+from ..pg import backend
+from . import retries
 from .ratelimit import Abandoned, Ticket
 
 
@@ -26,32 +25,10 @@ def register_hooks(client, max_attempts: int) -> None:
     """Register the hooks on a new ``cognito-idp`` client (its retries stop after
     ``max_attempts``, as its config says)."""
     events = client.meta.events
-    events.register("needs-retry.cognito-idp", _retry_truncated_bodies(max_attempts))
-    # First: past the deadline no other rule may schedule a retry.
-    events.register_first("needs-retry.cognito-idp", _no_retry_past_deadline)
+    retries.register(events, max_attempts, _deadline)
     events.register("before-send.cognito-idp", _count_attempt)
     events.register("before-parse.cognito-idp", _keep_error_body)
     events.register("response-received.cognito-idp", _count_throttled)
-
-
-def _retry_truncated_bodies(max_attempts: int):
-    """A retry rule botocore lacks: a body shorter than its Content-Length.
-
-    botocore reads responses with content-length enforcement off and parses invalid JSON
-    into a bare ``{"message": ...}``, so a connection cut mid-body would look like a valid,
-    empty last page: rows silently lost.  Retried like any transient error instead.
-    """
-
-    def needs_retry(response=None, attempts=0, caught_exception=None, **_):
-        if response is None or caught_exception is not None or attempts >= max_attempts:
-            return None
-        http_response = response[0]
-        expected = http_response.headers.get("content-length")
-        if expected is None or len(http_response.content) >= int(expected):
-            return None
-        return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # full jitter
-
-    return needs_retry
 
 
 def _keep_error_body(response_dict=None, customized_response_dict=None, **_):
@@ -122,25 +99,21 @@ def _count_attempt(**_):
     return None
 
 
-# botocore's own list of the error codes that mean "throttled".
-_THROTTLED = ThrottledRetryableChecker()
-
-
 def _count_throttled(parsed_response=None, **_):
     """``response-received`` (every attempt): count an answer that says throttled."""
     call = getattr(_sending, "call", None)
-    if call is not None and parsed_response is not None:
-        context = RetryContext(call.attempts, parsed_response=parsed_response)
-        if _THROTTLED.is_retryable(context):
-            call.throttled += 1
+    if (
+        call is not None
+        and parsed_response is not None
+        and retries.throttled(parsed_response, call.attempts)
+    ):
+        call.throttled += 1
 
 
-def _no_retry_past_deadline(**_):
-    """``needs-retry``: past the deadline, stop instead of backing off."""
+def _deadline() -> float | None:
+    """The deadline (``time.monotonic()``) of the call the current thread is sending."""
     call = getattr(_sending, "call", None)
-    if call is not None and time.monotonic() >= call.deadline:
-        raise backend.DeadlinePassed()
-    return None
+    return None if call is None else call.deadline
 
 
 def send(call: InFlight, method: Callable[..., Mapping], params: Mapping) -> Mapping:

@@ -6,7 +6,7 @@ Precedence (the first that applies wins; a role is then assumed on top of it):
    user mapping or the server (Multicorn merges the mapping's options over the server's:
    docs/multicorn.md M2: options merge, the user mapping wins);
 2. ``aws_access_key_id`` + a secret access key read from a secrets table by ``api_key_id``
-   or ``api_key_name`` (Supabase Vault's option names; see :mod:`cognito_fdw.secrets`);
+   or ``api_key_name`` (Supabase Vault's option names; see :mod:`cognito_fdw.aws.secrets`);
 3. ``aws_profile``: a profile of the shared config and credentials files of the database
    server's OS user;
 4. botocore's default chain: environment of the server process, container or instance role,
@@ -16,7 +16,7 @@ Precedence (the first that applies wins; a role is then assumed on top of it):
 STS AssumeRole with whichever of those applies; the temporary credentials are refreshed by
 botocore before they expire (15 minutes ahead), at the next request that needs them.
 
-:func:`for_options` is the one entry point (:func:`cognito_fdw.client.client_for` calls it):
+:func:`for_options` is the one entry point (:func:`cognito_fdw.aws.client.client_for` calls it):
 it decides with :func:`resolve` (pure), reads what the source names, and hands back
 :class:`Credentials` that build the session.  Nothing here writes to ``os.environ`` or to
 disk.
@@ -26,68 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import hmac
-import os
 
 import boto3
 import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
-from .errors import CredentialError, aws_answer
-from .options import OPTIONS, SECRET_OPTIONS, Options
-
-# Fingerprints of secrets in cache keys are keyed per process, so neither a repr of a cache
-# nor a dump of this process's memory offers a digest to brute-force offline.
-_FINGERPRINT_KEY = os.urandom(32)
-
-
-def fingerprint(value: str | None) -> str | None:
-    if not value:
-        return None
-    return hmac.new(_FINGERPRINT_KEY, value.encode(), hashlib.sha256).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class VaultRef:
-    """Which secret to read, from which relation, over which connection, kept how long."""
-
-    relation: str
-    column: str  # "id" or "name"
-    value: str
-    conninfo: str | None = dataclasses.field(default=None, repr=False)
-    ttl: float = OPTIONS["secret_cache_seconds"].default
-    # The server configuration the secret goes with: a secret a server names is read as
-    # that server's owner (cognito_fdw.secrets).
-    key_id: str | None = None
-    pool_id: str | None = None
-    endpoint_url: str | None = None
-    # Every option that decides how the secret is used (:func:`secret_use`): the server's
-    # owner reads it only for a server whose options give exactly these.
-    use: tuple = ()
-
-
-# What decides where a request signed with a vault secret goes and as whom: the secret, its
-# key id, the pool, the endpoints and any role assumed with it.  Every option a user mapping
-# may set is here (a unit test keeps it so): a mapping that changes one of them no longer
-# uses the secret as its server does.
-SECRET_USE_OPTIONS = (
-    "user_pool_id", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "api_key_id", "api_key_name", "secrets_relation", "secrets_conninfo",
-    "aws_profile", "role_arn", "external_id", "role_session_name", "role_duration_seconds",
-    "sts_endpoint_url",
-)  # fmt: skip
-
-
-def secret_use(options: Options) -> tuple:
-    """``((name, value), ...)`` over SECRET_USE_OPTIONS, defaults applied, each secret
-    value replaced by its fingerprint (this tuple is part of a cache key)."""
-    return tuple(
-        (name, fingerprint(value) if name in SECRET_OPTIONS else value)
-        for name in SECRET_USE_OPTIONS
-        for value in [getattr(options, name)]
-    )
+from ..errors import CredentialError, aws_answer
+from ..options import Options
+from . import secrets
+from .vaultref import VaultRef, fingerprint, secret_use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,15 +163,12 @@ class Credentials:
 
 def for_options(options: Options) -> Credentials:
     """The credentials that apply to ``options`` (:func:`resolve`), with a vault secret
-    read through :func:`cognito_fdw.secrets.read_secret`: on the backend's thread only
+    read through :func:`cognito_fdw.aws.secrets.read_secret`: on the backend's thread only
     (OffBackendThread elsewhere), CredentialError when it cannot be read."""
     source = resolve(options)
     if source.kind == "keys":
         keys = Keys(source.key_id, options.aws_secret_access_key, options.aws_session_token)
     elif source.kind == "vault":
-        # Imported here: secrets.py builds on this module (VaultRef, secret_use).
-        from . import secrets
-
         keys = Keys(source.key_id, secrets.read_secret(source.vault))
     else:
         keys = None

@@ -12,10 +12,8 @@ A table is made once per wrapper instance (docs/multicorn.md M3: one instance pe
 table), at its first hook, from the pool (which holds the parsed options) and Multicorn's column
 definitions; making it validates the columns.
 
-:data:`OBJECTS` is the one list of objects: the option ``object`` takes its choices from
-it (and with them ``sql/guard.sql``), IMPORT FOREIGN SCHEMA creates one table of each.  A
-new object is one module with a :class:`Table` subclass and one entry here (plus its
-columns in the column registry).
+:func:`table_class` finds the class of an object of :data:`cognito_fdw.objects.OBJECTS`,
+the one list of objects.
 """
 
 from __future__ import annotations
@@ -26,21 +24,12 @@ import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from .columns import Column, Field, ImportedColumn, resolve_fields
-from .errors import CognitoFdwError
+from ..columns import Column, Field, ImportedColumn, resolve_fields
+from ..errors import CognitoFdwError
+from ..objects import OBJECTS
 
 if TYPE_CHECKING:
-    from .client import Pool, Stats
-
-# Option ``object`` value -> the class reading it, as "module:Class" of this package.  The
-# modules are imported when a table of theirs is first used, so options.py (which takes
-# the names from here) stays free of boto3.
-OBJECTS = {
-    "users": "users:Users",
-    "groups": "groups:Groups",
-    "group_members": "members:Members",
-    "user_pool": "user_pool:UserPool",
-}
+    from ..aws.client import Pool, Stats
 
 # Planner width of one column of a table whose cost is not counted in requests.
 COLUMN_WIDTH = 24
@@ -68,7 +57,7 @@ def actual_lines(scans: Sequence[Stats]) -> list[str]:
 
 def table_class(name: str) -> type[Table]:
     """The class of option ``object`` value ``name`` (one of :data:`OBJECTS`)."""
-    module, _, cls = OBJECTS[name].partition(":")
+    module, _, cls = OBJECTS[name].partition(":")  # a module of this package
     return getattr(importlib.import_module(f".{module}", __package__), cls)
 
 
@@ -78,7 +67,7 @@ class Table(abc.ABC):
     ``quals`` are Multicorn's ``Qual`` objects (``field_name``, ``operator``, ``value``);
     ``columns`` the names the query reads (empty for ``count(*)`` and a whole-row reference:
     docs/multicorn.md M1: every key of a row is converted); ``stats``
-    (:class:`~cognito_fdw.client.Stats`) counts a scan's requests and rows for the DEBUG line.
+    (:class:`~cognito_fdw.aws.client.Stats`) counts a scan's requests and rows for the DEBUG line.
     """
 
     #: The option ``object`` value, a key of :data:`OBJECTS`.

@@ -6,9 +6,10 @@ instances share them (docs/multicorn.md M3: one instance per backend and table).
 
 Resolving a client may read a vault secret, which calls into PostgreSQL, so it happens on the
 backend's thread only (docs/multicorn.md H8: no PostgreSQL call off the backend thread;
-:mod:`cognito_fdw.backend`): :func:`client_for` refuses any other thread.  Code that starts threads
-first takes :meth:`Pool.pinned`, a pool whose client is already resolved; a thread using a pool that
-is not pinned gets :class:`~cognito_fdw.backend.OffBackendThread` instead of a credential lookup.
+:mod:`cognito_fdw.pg.backend`): :func:`client_for` refuses any other thread.  Code that starts
+threads first takes :meth:`Pool.pinned`, a pool whose client is already resolved; a thread using
+a pool that is not pinned gets :class:`~cognito_fdw.pg.backend.OffBackendThread` instead of a
+credential lookup.
 """
 
 from __future__ import annotations
@@ -25,15 +26,12 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from . import __version__, attempts, backend, credentials
-from .api import PAGE_SIZE
-from .errors import (
-    CognitoApiError,
-    from_botocore_error,
-    from_client_error,
-    not_cognito_answer,
-)
-from .options import Options, nearest
+from .. import __version__
+from ..api import PAGE_SIZE
+from ..errors import CognitoApiError, from_botocore_error, from_client_error, not_cognito_answer
+from ..options import Options, nearest
+from ..pg import backend
+from . import attempts, credentials, retries
 from .quota import limiter_for
 
 DEFAULT_ESTIMATE = 1000
@@ -103,7 +101,7 @@ def client_for(options: Options):
             config = botocore.config.Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
-                retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
+                retries=retries.config(options),
                 user_agent_extra=f"cognito-fdw/{__version__}",
                 # One connection per scan worker (at most 16) and the main thread.
                 max_pool_connections=20,

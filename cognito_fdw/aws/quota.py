@@ -1,7 +1,7 @@
 """One request-rate budget per account, shared by every backend of the PostgreSQL server.
 
 The quota Cognito enforces is per account and region, so the window of
-:mod:`cognito_fdw.ratelimit` is one small file per endpoint and account (region, endpoint,
+:mod:`cognito_fdw.aws.ratelimit` is one small file per endpoint and account (region, endpoint,
 access key id) in ``cognito_fdw_quota/`` of the server's data directory: every backend
 (separate processes) and every scan worker of each takes its turn from the same window.
 An update locks the file (``flock``, released by the kernel if the process dies), reads
@@ -27,8 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import backend
-from .errors import CognitoFdwError
+from ..errors import CognitoFdwError
+from ..pg import backend
 from .ratelimit import (
     MAX_RATE,
     MAX_WAITING,

@@ -1,17 +1,18 @@
 """Running a request plan: sequential paging, lookups with a cache, the concurrent scan.
 
-Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8: no PostgreSQL call off the
-backend thread, :mod:`cognito_fdw.backend`): worker threads only talk to Cognito and hand pages over
-through a bounded queue (docs/multicorn.md M8: threads run only while the backend is in Python).
-Whatever they need is resolved on the backend's thread before the first of them starts: the plan,
-and the pool's client with its credentials (the role and a vault secret included), through
-:meth:`client.Pool.pinned`.  While the backend's thread waits for a page it polls for a cancel
-through :func:`backend.cancel_pending` (never ``check_interrupts``, docs/multicorn.md H2:
-check_interrupts longjmps through Python) and then stops the workers; they also stop as soon as the
-scan is closed early (LIMIT, an error, end_scan).  Their turns under the rate limit belong to the
-scan's :class:`ratelimit.Scope`: the backend's thread holds it whenever it returns to PostgreSQL
-(where it keeps the GIL, and a worker frozen mid-turn would hold the account's shared window), and
-closes it when the scan ends, releasing the slots they reserved and did not use.
+Only the backend's thread calls into PostgreSQL (docs/multicorn.md H8: no PostgreSQL call off
+the backend thread, :mod:`cognito_fdw.pg.backend`): worker threads only talk to Cognito and hand
+pages over through a bounded queue (docs/multicorn.md M8: threads run only while the backend is
+in Python). Whatever they need is resolved on the backend's thread before the first of them
+starts: the plan, and the pool's client with its credentials (the role and a vault secret
+included), through :meth:`client.Pool.pinned`.  While the backend's thread waits for a page it
+polls for a cancel through :func:`backend.cancel_pending` (never ``check_interrupts``,
+docs/multicorn.md H2: check_interrupts longjmps through Python) and then stops the workers; they
+also stop as soon as the scan is closed early (LIMIT, an error, end_scan).  Their turns under
+the rate limit belong to the scan's :class:`ratelimit.Scope`: the backend's thread holds it
+whenever it returns to PostgreSQL (where it keeps the GIL, and a worker frozen mid-turn would
+hold the account's shared window), and closes it when the scan ends, releasing the slots they
+reserved and did not use.
 
 A scan that runs longer than PROGRESS_SECONDS says how far it got every PROGRESS_SECONDS, as a
 NOTICE from the backend's thread with interrupts held (docs/multicorn.md H3: no report while a
@@ -29,10 +30,11 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from . import backend, ratelimit
-from .api import PAGE_SIZE
+from ..api import PAGE_SIZE
+from ..pg import backend
+from ..plans import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
+from . import ratelimit
 from .client import Pool, Stats
-from .plans import ADMIN_GET_USER, LOOKUPS, PARTS, Plan, Request
 
 _POLL_SECONDS = 0.05
 # A long scan's NOTICE: often enough for a person watching psql, rarely enough that a

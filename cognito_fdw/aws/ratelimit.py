@@ -18,7 +18,7 @@ it (a second, plus a margin for the way to Cognito, so that they also arrive at 
    from the send to Cognito, not the wrapper's own delays.
 
 A reservation never used (a cancel, the deadline, a scan that ended) is released: it holds
-up nobody.  The window of every backend of the server is one file (:mod:`cognito_fdw.quota`);
+up nobody.  The window of every backend of the server is one file (:mod:`cognito_fdw.aws.quota`);
 here it may also be the process's own (outside a backend: the CLI, unit tests).
 
 **Scan workers and the backend's thread.**  The backend's thread holds the GIL whenever it is in
@@ -41,8 +41,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from . import backend
-from .errors import CognitoFdwError
+from ..errors import CognitoFdwError
+from ..pg import backend
 
 WINDOW_SECONDS = 1.0
 # Between a request's send (recorded by Ticket.start, after signing) and its arrival at

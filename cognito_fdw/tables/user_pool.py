@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from . import pushdown
-from .client import Stats
-from .columns import Field
-from .rows import record_row
+from .. import pushdown
+from ..aws.client import Stats
+from ..columns import Field
+from ..rows import record_row
+from ..values import INSTANT, JSON, NUMBER, STRING
 from .table import COLUMN_WIDTH, Table
-from .values import INSTANT, JSON, NUMBER, STRING
 
 # The columns of user_pool: each reads a field of DescribeUserPool's UserPool.
 POOL_COLUMNS = {

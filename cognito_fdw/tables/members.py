@@ -27,18 +27,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-from . import backend, changes, plans
-from .api import PAGE_SIZE, is_cognito_name
-from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
-from .client import Pool, Stats
-from .columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
-from .errors import THIS_TABLE, CognitoApiError, CognitoFdwError
+from .. import changes, plans
+from ..api import PAGE_SIZE, is_cognito_name
+from ..aws.client import Pool, Stats
+from ..aws.scan import LookupCache, run
+from ..changes import Change, ChangeLog, Transaction, membership_key, parse_membership
+from ..columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
+from ..errors import THIS_TABLE, CognitoApiError, CognitoFdwError
+from ..pg import backend
+from ..rows import user_row
+from ..values import EXACT_TEXT_TYPES, STRING, type_family
 from .groups import condition_lines, equal_values, impossible, pushable
-from .rows import user_row
-from .scan import LookupCache, run
 from .table import COLUMN_WIDTH, Table
 from .users import Users, username_lookup
-from .values import EXACT_TEXT_TYPES, STRING, type_family
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import catalog, nulls, plans, pushdown
-from .api import PAGE_SIZE, is_cognito_name
-from .client import Pool, Stats
-from .columns import Field
-from .errors import CognitoApiError
-from .rows import record_row
+from .. import nulls, plans, pushdown
+from ..api import PAGE_SIZE, is_cognito_name
+from ..aws.client import Pool, Stats
+from ..columns import Field
+from ..errors import CognitoApiError
+from ..pg import catalog
+from ..rows import record_row
+from ..values import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, type_family
 from .table import COLUMN_WIDTH, Table
-from .values import EXACT_TEXT_TYPES, INSTANT, NUMBER, STRING, type_family
 
 # The columns of groups: each reads a field of the group record.
 GROUP_COLUMNS = {

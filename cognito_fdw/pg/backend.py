@@ -4,9 +4,9 @@
 off the backend thread).  The backend is single-threaded: a C function called from another thread
 (ctypes releases the GIL around the call) races the backend on its catalog caches and memory
 contexts, and crashed the cluster.  So every call into PostgreSQL lives here (the catalog reads in
-:mod:`cognito_fdw.catalog`, built on this module's helpers), and each one refuses to run on any
+:mod:`cognito_fdw.pg.catalog`, built on this module's helpers), and each one refuses to run on any
 other thread with :class:`OffBackendThread` (a bug guard: the wrapper resolves what its threads need
-before it starts them, see :mod:`cognito_fdw.scan`).  The one thing any thread may do is
+before it starts them, see :mod:`cognito_fdw.aws.scan`).  The one thing any thread may do is
 :func:`cancel_pending`, which only reads plain variables.
 
 Two more measured hazards shape this (docs/multicorn.md H2: check_interrupts longjmps through
@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import CognitoFdwError, CredentialError
+from ..errors import CognitoFdwError, CredentialError
 
 T = TypeVar("T")
 
