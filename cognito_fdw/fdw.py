@@ -20,7 +20,7 @@ from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
 from . import backend, catalog, changes, credentials, dateguard, importer
-from .client import Pool, Stats
+from .client import Pool, Stats, runtime
 from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
 from .scrubbing import scrub
@@ -157,6 +157,7 @@ class CognitoFdw(ForeignDataWrapper):
         if verbose:
             lines.append(table.where())
             lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
+            lines.append(f"Runtime: {runtime()}")
         # Multicorn calls explain() after the scans under EXPLAIN ANALYZE, and under plain
         # EXPLAIN, whose statement begins none, only (docs/multicorn.md M12): this
         # statement's scans are over then, and what they cost is what it actually sent.
