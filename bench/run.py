@@ -9,7 +9,7 @@ the sync's pool)::
                         [--only latency,crowd]
 
 ``--moto-url`` reuses a running moto whose pools ``bench-1000`` ... are already seeded.
-``--only`` runs some sections (queries, latency, costs, crowd, startup, sync) and replaces
+``--only`` runs some sections (queries, latency, costs, crowd, startup, memory, sync) and replaces
 just those in the existing file.
 """
 
@@ -31,20 +31,21 @@ from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 from tests.support.proxy import Proxy
 
-from . import quota, sync
+from . import memory, quota, sync
 from .queries import query_rows, render_queries
 from .quota import LATENCY, say
 from .stack import KEYS, ROOT, cognito_client, connect, ensure_pool
 
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 LOAD = os.getloadavg()
-SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "sync")
+SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "memory", "sync")
 # How each section of BENCHMARKS.md begins (the queries are the part before any "## ").
 HEADINGS = {
     "latency": "## Full scan of",
     "costs": "## What it costs besides requests",
     "crowd": f"## {quota.CROWD} sessions scanning at once",
     "startup": "## First query on a new connection",
+    "memory": f"## Backend memory over {memory.LOOKUPS:,} lookups",
     "sync": "## `sql/sync.sql`",
 }
 
@@ -227,6 +228,11 @@ def run_sections(only, dsn, cognito, pools, replaying, live, header) -> dict[str
         say("startup: first query on new connections, import and client times")
         overhead = first_query_overhead(dsn, f"SELECT * FROM u{big} WHERE username = 'bench000001'")
         sections["startup"] = render_startup(overhead, *startup_breakdown())
+    if "memory" in only:
+        say(f"memory: backend VmRSS over {memory.LOOKUPS:,} lookups, twice")
+        # The uncapped server (create_tables): the lookups are not held to 25 a second.
+        results = memory.rows(connect, dsn, f"u{small}_seq", small)
+        sections["memory"] = memory.render(results, small)
     return sections
 
 
@@ -283,8 +289,8 @@ def render_startup(overhead, import_s, client_s) -> list[str]:
 
 
 def splice(existing: str, sections: dict[str, list[str]]) -> str:
-    """BENCHMARKS.md with ``sections`` in place of the ones ``existing`` has (all of them,
-    in SECTIONS order, when ``existing`` is empty)."""
+    """BENCHMARKS.md with ``sections`` in place of the ones ``existing`` has, and in SECTIONS
+    order where it has none (all of them when ``existing`` is empty)."""
     blocks = [("queries", [])]
     for line in existing.splitlines():
         name = next((n for n, heading in HEADINGS.items() if line.startswith(heading)), None)
@@ -293,6 +299,11 @@ def splice(existing: str, sections: dict[str, list[str]]) -> str:
         blocks[-1][1].append(line)
     if not existing:
         blocks = [(name, []) for name in SECTIONS]
+    for name in SECTIONS:  # a section new to the file goes before the first that follows it
+        if name in sections and name not in [n for n, _ in blocks]:
+            later = SECTIONS[SECTIONS.index(name) + 1 :]
+            at = next((i for i, (n, _) in enumerate(blocks) if n in later), len(blocks))
+            blocks.insert(at, (name, []))
     lines = []
     for name, old in blocks:
         new = sections.get(name)

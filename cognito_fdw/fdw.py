@@ -22,7 +22,7 @@ from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
 from . import changes
 from .aws import credentials
-from .aws.client import Pool, Stats
+from .aws.client import Pool, Stats, runtime
 from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
 from .pg import backend, catalog, dateguard
@@ -165,6 +165,7 @@ class CognitoFdw(ForeignDataWrapper):
         if verbose:
             lines.append(table.where())
             lines.append(f"Cognito: credentials from {credentials.resolve(options).describe()}")
+            lines.append(f"Runtime: {runtime()}")
         # Multicorn calls explain() after the scans under EXPLAIN ANALYZE, and under plain EXPLAIN,
         # whose statement begins none, only (docs/multicorn.md M12: EXPLAIN ANALYZE leaks a scan's
         # iterator): this statement's scans are over then, and what they cost is what it actually

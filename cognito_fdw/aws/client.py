@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +34,17 @@ from ..options import Options, nearest
 from ..pg import backend
 from . import attempts, credentials, retries
 from .quota import limiter_for
+
+
+def runtime() -> str:
+    """What this backend runs the wrapper on, for EXPLAIN VERBOSE: the only way a client
+    (``cognito-fdw doctor``) sees the Python embedded in the server without PL/Python, which
+    cannot share a database with Multicorn2 on Python 3.12+ (docs/managed-postgresql.md)."""
+    return (
+        f"cognito_fdw {__version__}, Python {platform.python_version()}, "
+        f"botocore {botocore.__version__}"
+    )
+
 
 DEFAULT_ESTIMATE = 1000
 

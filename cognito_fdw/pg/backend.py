@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import logging
 import os
 import threading
 import time
@@ -107,6 +108,9 @@ _user_name = c_function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, 
 _database_name = c_function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
 _encoding_name = c_function("GetDatabaseEncodingName", ctypes.c_char_p, [])
 _encoding: list[str] = []  # read once: a backend serves one database all its life
+# Where a report would go (the GUCs' current values, plain ints): backend's thread only.
+_client_min_messages = c_variable("client_min_messages", ctypes.c_int)
+_log_min_messages = c_variable("log_min_messages", ctypes.c_int)
 
 
 def in_backend() -> bool:
@@ -202,10 +206,34 @@ def interrupts_held():
         _holdoff.value -= 1
 
 
+# PostgreSQL's elevels (utils/elog.h; the same numbers from PostgreSQL 14 to 18), and the one
+# Multicorn's log_to_postgres turns each Python level into (its utils.c).
+_DEBUG1, _LOG, _NOTICE, _WARNING, _FATAL = 14, 15, 18, 19, 22
+_ELEVELS = {logging.DEBUG: _DEBUG1, logging.INFO: _NOTICE, logging.WARNING: _WARNING}
+
+
+def shown(level) -> bool:
+    """Whether PostgreSQL would send a report at Multicorn's ``level`` (logging.DEBUG, INFO,
+    WARNING) to the client or to the server log, as its ``errstart()`` decides: at or above
+    ``client_min_messages``, or what ``is_log_level_output()`` says of ``log_min_messages``
+    (which, set to LOG, logs nothing below FATAL but LOG itself).  True outside a backend."""
+    if _client_min_messages is None or _log_min_messages is None:
+        return True
+    elevel = _ELEVELS[level]
+    log_min = _log_min_messages.value
+    to_log = elevel >= _FATAL if log_min == _LOG else elevel >= log_min
+    return elevel >= _client_min_messages.value or to_log
+
+
 @backend_thread_only
 def report(log, message: str, level) -> None:
     """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3: no
-    report while a cancel is pending)."""
+    report while a cancel is pending), and only when the client or the server log would show it:
+    Multicorn2 3.2 leaks every message it is handed, shown or not, and its non-error calls crash
+    on Python 3.14 (docs/multicorn.md H12: every non-error log call leaks its message).
+    """
+    if not shown(level):
+        return
     with interrupts_held():
         log(message, level)
 

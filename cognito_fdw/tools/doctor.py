@@ -10,9 +10,12 @@ that is rolled back, under a ``statement_timeout``. What it checks, in order:
 2. whether the server's Python imports the wrapper: a ``CREATE SERVER ... (wrapper
    'cognito_fdw.CognitoFdw')`` that is rolled back (Multicorn's validator imports the class,
    and with it boto3); needs USAGE on the multicorn wrapper, else step 4 still shows it;
-3. the versions of Python, cognito_fdw, boto3 and botocore the server runs: only observable
-   from SQL through ``plpython3u``, which shares the backend's Python with Multicorn; when the
-   database has it, a temporary function reports them (rolled back), otherwise doctor says so;
+3. the server's PostgreSQL, embedded Python and Multicorn2 versions (the Python from the
+   wrapper's ``Runtime:`` line in EXPLAIN VERBOSE of a probe: no PL/Python needed, which
+   cannot share a database with Multicorn2 on Python 3.12+), what that Python means
+   (3.14 crashes Multicorn2 3.2), and PL/Python installed, used or preloaded here;
+   before all of it, a managed service (RDS, Aurora, Cloud SQL, Azure, Supabase, Neon) told
+   by its roles and settings, which cannot load Multicorn2: the fix is a gateway;
 4. every foreign server whose wrapper is cognito_fdw and every foreign table on it: a
    ``SELECT * ... LIMIT 1`` per table (a probe table in ``pg_temp`` for a server without
    tables), timed, with the wrapper's own request accounting (DEBUG1) giving the number of
@@ -25,52 +28,32 @@ The pure part (finding the facts in answers, turning errors into fixes, the repo
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Callable
 
 from cognito_fdw.tools.findings import (
     FAIL,
+    GATEWAY_DOC,
     INFO,
+    MANAGED_MARKERS,
     MULTICORN_HOWTO,
     NOTE,
     OK,
     WRAPPER,
     Report,
     guard_findings,
-    import_failure,
+    managed_findings,
+    managed_service,
     options_dict,
     parse_accounting,
     probe_failure,
+    python_findings,
+    runtime_versions,
     server_summary,
-    versions_text,
 )
 
 #: Repeats of a successful probe, for the request latency (the first pays for the imports).
 LATENCY_SAMPLES = 3
-
-#: Runs inside the server's Python; the answer is one JSON object.
-VERSIONS_FUNCTION = r"""
-import json, sys
-from importlib import metadata
-found = {"python": sys.version.split()[0], "executable": sys.executable}
-for module, dist in (("cognito_fdw", "cognito-fdw"), ("boto3", "boto3"),
-                     ("botocore", "botocore")):
-    try:
-        imported = __import__(module)
-    except Exception as error:
-        found[module] = {"error": "%s: %s" % (type(error).__name__, error)}
-        continue
-    version = getattr(imported, "__version__", None)
-    if version is None:
-        try:
-            version = metadata.version(dist)
-        except Exception:
-            version = "unknown"
-    found[module] = {"version": version, "path": getattr(imported, "__file__", None)}
-return json.dumps(found)
-"""
-
 
 # -- the queries -----------------------------------------------------------------------------
 
@@ -85,6 +68,7 @@ class Doctor:
         self.timeout = timeout
         self.report = report or Report()
         self.notices: list[str] = []
+        self.runtime: dict[str, str] = {}  # from the first probe's EXPLAIN VERBOSE
         conn.add_notice_handler(lambda diag: self.notices.append(diag.message_primary or ""))
 
     def _rolled_back(self, statements: list[str]):
@@ -103,14 +87,31 @@ class Doctor:
             OK, "connection",
             f"{info.user}@{info.host}:{info.port}/{info.dbname}, PostgreSQL {version}",
         )  # fmt: skip
-        if self.check_multicorn():
+        managed = self.managed()
+        installed = self.check_multicorn(managed is not None)
+        self.report.extend(managed_findings(managed, installed))
+        if installed:
             self.check_guard()
             self.check_import()
-            self.check_versions()
             self.check_servers()
+            self.check_versions(version)
         return self.report
 
-    def check_multicorn(self) -> bool:
+    def managed(self) -> tuple[str, str] | None:
+        roles = [role for _, names, _ in MANAGED_MARKERS for role in names]
+        prefixes = [prefix for _, _, names in MANAGED_MARKERS for prefix in names]
+        found_roles = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY (%s)", [roles]
+            )
+        }
+        settings = {r[0] for r in self.conn.execute(
+            "SELECT name FROM pg_settings WHERE name LIKE ANY (%s)",
+            [[prefix + "%" for prefix in prefixes]])}  # fmt: skip
+        return managed_service(found_roles, settings)
+
+    def check_multicorn(self, managed: bool) -> bool:
         row = self.conn.execute(
             "SELECT default_version, installed_version FROM pg_available_extensions "
             "WHERE name = 'multicorn'"
@@ -118,7 +119,8 @@ class Doctor:
         if row is None:
             self.report.add(
                 FAIL, "multicorn", "Multicorn2 is not installed in this PostgreSQL",
-                f"{MULTICORN_HOWTO}; then CREATE EXTENSION multicorn",
+                f"use a gateway: {GATEWAY_DOC}" if managed
+                else f"{MULTICORN_HOWTO}; then CREATE EXTENSION multicorn",
             )  # fmt: skip
             return False
         available, installed = row
@@ -176,36 +178,6 @@ class Doctor:
             self.report.add(FAIL, "wrapper", what, fix)
             return
         self.report.add(OK, "wrapper", f"the server's Python imports {WRAPPER} (and boto3)")
-
-    def check_versions(self) -> None:
-        import psycopg
-
-        has_plpython = self.conn.execute(
-            "SELECT 1 FROM pg_language WHERE lanname = 'plpython3u'"
-        ).fetchone()
-        if not has_plpython:
-            self.report.add(
-                NOTE, "versions",
-                "not shown: SQL can see the server's Python only through plpython3u, which "
-                "this database does not have (CREATE EXTENSION plpython3u lets doctor show them)",
-            )  # fmt: skip
-            return
-        try:
-            rows = self._rolled_back([
-                "CREATE FUNCTION pg_temp.cognito_fdw_doctor() RETURNS text LANGUAGE plpython3u "
-                f"AS $cognito_fdw_doctor${VERSIONS_FUNCTION}$cognito_fdw_doctor$",
-                "SELECT pg_temp.cognito_fdw_doctor()",
-            ])  # fmt: skip
-        except psycopg.Error as error:
-            self.report.add(
-                NOTE, "versions", f"not shown: plpython3u refused ({error.diag.message_primary})"
-            )
-            return
-        text, errors = versions_text(json.loads(rows[0][0]))
-        self.report.add(OK if not errors else FAIL, "versions", text)
-        for module, error in errors:
-            _, fix = import_failure("Error in python", f"No module named '{module}'") or ("", "")
-            self.report.add(FAIL, module, f"the server's Python cannot import it ({error})", fix)
 
     def check_servers(self) -> None:
         servers = self.conn.execute(
@@ -272,6 +244,9 @@ class Doctor:
             self.report.add(FAIL, subject, label + what, fix)
             return
         total = (time.perf_counter() - started) * 1000
+        if not self.runtime:
+            plan = self._rolled_back([*setup, f"EXPLAIN VERBOSE SELECT * FROM {relation} LIMIT 1"])
+            self.runtime = runtime_versions([row[0] for row in plan])
         accounting = parse_accounting(self.notices)
         if accounting is None:
             self.report.add(OK, subject, f"{label}answered in {total:.0f} ms")
@@ -288,6 +263,31 @@ class Doctor:
             requests, _, ms = parse_accounting(self.notices) or (0, 0, 0.0)
             if requests:
                 self.report.latencies.append(ms / requests)
+
+    def check_versions(self, postgres: str) -> None:
+        """PostgreSQL, Multicorn2 and the embedded Python (from the probes' Runtime line),
+        and what they mean with PL/Python in this database."""
+        multicorn = self.conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'multicorn'"
+        ).fetchone()[0]
+        python = self.runtime.get("Python")
+        shown = f"Python {python}" if python else "Python not shown (no probe answered)"
+        versions = f"PostgreSQL {postgres}, Multicorn2 {multicorn}, {shown}"
+        if self.runtime.get("cognito_fdw"):
+            versions += (
+                f", cognito_fdw {self.runtime['cognito_fdw']}, "
+                f"botocore {self.runtime.get('botocore')}"
+            )
+        self.report.add(OK if python else NOTE, "versions", versions)
+        installed, functions, preloaded = self.conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname LIKE 'plpython%'), "
+            "(SELECT count(*) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+            " WHERE l.lanname LIKE 'plpython%'), "
+            "EXISTS (SELECT FROM pg_settings WHERE name LIKE '%preload_libraries' "
+            "        AND setting LIKE '%plpython%')"
+        ).fetchone()
+        plpython = {"installed": installed, "functions": functions, "preloaded": preloaded}
+        self.report.extend(python_findings(python, plpython))
 
 
 def diagnose(dsn: str, timeout: float = 10.0, echo: Callable[[str], None] | None = None) -> Report:

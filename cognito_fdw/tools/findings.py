@@ -190,19 +190,6 @@ def server_summary(
     return ", ".join(parts), warnings
 
 
-def versions_text(found: dict) -> tuple[str, list[tuple[str, str]]]:
-    """A line of versions and paths, and (module, error) for what failed to import."""
-    parts = [f"Python {found.get('python')}"]
-    errors = []
-    for module in ("cognito_fdw", "boto3", "botocore"):
-        entry = found.get(module) or {}
-        if "error" in entry:
-            errors.append((module, entry["error"]))
-        else:
-            parts.append(f"{module} {entry.get('version')} ({entry.get('path')})")
-    return ", ".join(parts), errors
-
-
 def guard_findings(trigger: tuple[str, list] | None) -> list[Finding]:
     """Findings about the guard's event trigger: (evtenabled, evttags) or None if absent."""
     if trigger is None:
@@ -227,3 +214,101 @@ def guard_findings(trigger: tuple[str, list] | None) -> list[Finding]:
 
 def options_dict(raw: list[str] | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw or [])
+
+
+# -- the server's runtime, PL/Python, managed services ------------------------------------------
+
+GATEWAY_DOC = "docs/managed-postgresql.md"
+
+#: A managed service, by a role or setting (prefix) it alone has: (name, roles, settings).
+MANAGED_MARKERS = (
+    ("Amazon Aurora PostgreSQL", (), ("apg_", "aurora.")),
+    ("Amazon RDS for PostgreSQL", ("rds_superuser",), ("rds.",)),
+    ("Google Cloud SQL", ("cloudsqlsuperuser",), ("cloudsql.",)),
+    ("Azure Database for PostgreSQL", ("azure_pg_admin",), ("azure.",)),
+    ("Supabase", ("supabase_admin",), ("supabase.",)),
+    ("Neon", ("neon_superuser",), ("neon.",)),
+)
+
+
+def managed_service(roles: set[str], settings: set[str]) -> tuple[str, str] | None:
+    """(service, the marker seen) when the roles or settings name a managed service."""
+    for service, marker_roles, prefixes in MANAGED_MARKERS:
+        for role in marker_roles:
+            if role in roles:
+                return service, f"role {role}"
+        for name in sorted(settings):
+            if name.startswith(prefixes):
+                return service, f"setting {name}"
+    return None
+
+
+def managed_findings(found: tuple[str, str] | None, multicorn: bool) -> list[Finding]:
+    if found is None:
+        return []
+    service, marker = found
+    text = f"this looks like {service} ({marker})"
+    if multicorn:
+        return [Finding(INFO, "service", text)]
+    return [Finding(
+        FAIL, "service", f"{text}, which cannot load Multicorn2 (no managed service can)",
+        "run the wrapper on a self-managed PostgreSQL (the project's Docker image) as a gateway "
+        f"and reach it from here by postgres_fdw or logical replication: {GATEWAY_DOC}",
+    )]  # fmt: skip
+
+
+def runtime_versions(lines: list[str]) -> dict[str, str]:
+    """{"cognito_fdw": ..., "Python": ..., "botocore": ...} from EXPLAIN VERBOSE's
+    ``Runtime: cognito_fdw 0.1.0, Python 3.11.2, botocore 1.44.8`` line ({} without one)."""
+    for line in lines:
+        _, found, rest = line.partition("Runtime: ")
+        if found:
+            return dict(part.strip().rsplit(" ", 1) for part in rest.split(",") if " " in part)
+    return {}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:2])
+
+
+def python_findings(python: str | None, plpython: dict) -> list[Finding]:
+    """What the embedded Python's version means for Multicorn2 3.2, and for PL/Python in the
+    same database.  ``plpython``: ``installed`` (the extension in this database),
+    ``functions`` (how many use it), ``preloaded`` (named in a *_preload_libraries)."""
+    findings = []
+    version = _version(python) if python else None
+    if version and version >= (3, 14):
+        findings.append(Finding(
+            FAIL, "python", f"Python {python}: Multicorn2 3.2 crashes the backend on any "
+            "NOTICE, WARNING or shown DEBUG line of a wrapper (pgsql-io/multicorn2#94)",
+            "build Multicorn2 against Python 3.13 or earlier until a release fixes it; "
+            "meanwhile keep client_min_messages and log_min_messages at notice/warning",
+        ))  # fmt: skip
+    used = plpython.get("installed") or plpython.get("functions") or plpython.get("preloaded")
+    if not used:
+        return findings
+    where = ", ".join(
+        text for key, text in (
+            ("installed", "plpython3u is installed in this database"),
+            ("functions", f"{plpython.get('functions')} function(s) use it"),
+            ("preloaded", "it is preloaded into every session"),
+        ) if plpython.get(key)
+    )  # fmt: skip
+    move = (
+        "keep PL/Python in another database: move its functions there and DROP EXTENSION "
+        "plpython3u here (and take it out of *_preload_libraries)"
+    )
+    if version is None:
+        findings.append(Finding(NOTE, "pl/python", f"{where}; with Python 3.12 or later it "
+                                "cannot share a database with Multicorn2", move))  # fmt: skip
+    elif version >= (3, 12):
+        findings.append(Finding(
+            FAIL, "pl/python", f"{where}: with Python {python} Multicorn2 and PL/Python cannot "
+            "be used in one database (Multicorn2's README, Known Issues)", move,
+        ))  # fmt: skip
+    else:
+        findings.append(Finding(
+            NOTE, "pl/python", f"{where}; fine with Python {python}, but not with 3.12 or "
+            "later (Multicorn2's README, Known Issues)", move,
+        ))  # fmt: skip
+    return findings

@@ -1,5 +1,6 @@
 """Tier 2: parallel sessions with vault credentials never break a backend (docs/multicorn.md H8: no
-PostgreSQL call off the backend thread).
+PostgreSQL call off the backend thread), and a report reaches Multicorn only where PostgreSQL would
+show it (docs/multicorn.md H12: every non-error log call leaks its message).
 
 The race a review found: with the secret access key in the vault and
 ``secret_cache_seconds 0``, every request of a scan's worker threads read the secret, and
@@ -183,3 +184,38 @@ def test_parallel_sessions_with_vault_credentials_never_break_a_backend(pg):
     # The race was really run: every session answered at least one full round.
     per_session = Counter(a[0] for a in answers)
     assert all(per_session[n] >= 3 for n in range(SESSIONS)), per_session
+
+
+@pytest.fixture(scope="module")
+def reported(setup):
+    """A users table on the session server, in a schema of its own."""
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA reports")
+        conn.execute(
+            "CREATE FOREIGN TABLE reports.users (username text) SERVER cognito_server "
+            "OPTIONS (object 'users')"
+        )
+    return setup
+
+
+@pytest.mark.parametrize(
+    ("client", "log", "to_client", "to_log"),
+    [("notice", "warning", False, False), ("debug1", "warning", True, False),
+     ("notice", "debug1", False, True)],
+)  # fmt: skip
+def test_the_scan_line_goes_where_postgres_shows_it_and_nowhere_else(
+    reported, client, log, to_client, to_log
+):
+    # The backend's pid marks its lines in the shared server log.
+    with psycopg.connect(reported.dsn, autocommit=True) as conn:
+        notices = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+        conn.execute(f"SET client_min_messages = {client}")
+        conn.execute(f"SET log_min_messages = {log}")
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        rows = conn.execute("SELECT username FROM reports.users WHERE username = 'user001'")
+        assert rows.fetchall() == [("user001",)]
+        conn.execute("RESET log_min_messages")
+    lines = [line for line in reported.log().splitlines() if f"[{pid}]" in line]
+    assert any(n.startswith("cognito_fdw: 1 requests") for n in notices) is to_client
+    assert any("cognito_fdw: 1 requests" in line for line in lines) is to_log

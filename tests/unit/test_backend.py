@@ -167,3 +167,31 @@ def test_the_cancellable_helper_thread_gets_a_resolved_client(vault_pool, monkey
     assert pool.get_user(Stats(), "u002")["Username"] == "u002"
     assert sent_from == ["cognito-fdw-request"]
     assert vault.threads == [threading.main_thread().name]
+
+
+# (client_min_messages, log_min_messages, Multicorn's level) -> shown, as errstart() decides;
+# PostgreSQL's elevels: DEBUG2 13, DEBUG1 14, LOG 15, NOTICE 18, WARNING 19, ERROR 21.
+SHOWN = [
+    (18, 19, logging.DEBUG, False),  # the defaults: a DEBUG line goes nowhere
+    (14, 19, logging.DEBUG, True),  # client_min_messages = debug1 (the tests' accounting)
+    (13, 19, logging.DEBUG, True),  # debug2 shows debug1 as well
+    (18, 14, logging.DEBUG, True),  # log_min_messages = debug1: the log shows it
+    (18, 15, logging.DEBUG, False),  # log_min_messages = log: only LOG and FATAL+ are logged
+    (21, 15, logging.WARNING, False),  # and a client at error shows no WARNING
+    (18, 19, logging.INFO, True),  # Multicorn's INFO is a NOTICE: shown by default
+    (19, 19, logging.INFO, False),  # client_min_messages = warning
+    (19, 19, logging.WARNING, True),
+    (21, 21, logging.WARNING, False),  # both at error
+]
+
+
+@pytest.mark.parametrize(("client", "log", "level", "expected"), SHOWN)
+def test_a_report_is_sent_only_where_postgres_would_show_it(
+    monkeypatch, client, log, level, expected
+):
+    monkeypatch.setattr(backend, "_client_min_messages", ctypes.c_int(client))
+    monkeypatch.setattr(backend, "_log_min_messages", ctypes.c_int(log))
+    assert backend.shown(level) is expected
+    logged = []
+    backend.report(lambda message, lvl: logged.append(message), "line", level)
+    assert logged == (["line"] if expected else [])

@@ -3,11 +3,16 @@ install, and the broken ones it must catch (each printed with its fix, exit stat
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
-import boto3
+import botocore
 import psycopg
 import pytest
 
@@ -15,6 +20,7 @@ from cognito_fdw.tools import cli
 from cognito_fdw.tools.devstack import LocalPostgres, free_port
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
+from ...support.managed import without_multicorn
 from ...support.pool import POOL_REGION
 from ...support.postgres import SCRIPTS, create_server
 
@@ -58,25 +64,79 @@ def make_server(conn, name, pool_id, endpoint, keys=True, table=True, guard=True
 
 def test_a_healthy_install_passes_and_shows_versions_and_latency(database, pool, capsys):
     make_server(database.conn, "good", pool.pool_id, database.endpoint)
-    database.conn.execute("CREATE EXTENSION plpython3u")
 
     status, out = doctor(capsys, database.dsn)
 
     assert status == 0, out
     assert "ok    multicorn: extension 3.2" in out
     assert "ok    wrapper: the server's Python imports cognito_fdw.CognitoFdw" in out
-    assert f"boto3 {boto3.__version__}" in out and "cognito_fdw 0.1.0" in out
     assert "ok    table public.good_users: 1 row(s) in 1 request(s)" in out
+    # The server's own versions, its Python asked through the wrapper (no PL/Python here).
+    server = database.conn.execute("SHOW server_version").fetchone()[0]
+    python = _embedded_python()
+    assert (
+        f"ok    versions: PostgreSQL {server}, Multicorn2 3.2, Python {python}, "
+        f"cognito_fdw 0.1.0, botocore {botocore.__version__}\n"
+    ) in out
+    assert "pl/python" not in out and "service:" not in out
     assert "request latency: median" in out
     assert "testing-secret" not in out
     assert out.endswith("no problems found\n")
 
 
-def test_without_plpython_versions_are_a_note_not_a_failure(database, pool, capsys):
+def _embedded_python() -> str:
+    """The version of the libpython multicorn.so is linked with (its Py_GetVersion, which
+    needs no interpreter), asked in a process of its own."""
+    found = subprocess.run(
+        ["ldd", str(Path(postgres_bindir()).parent / "lib" / "multicorn.so")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    library = re.search(r"libpython3\.\d+\.so\S* => (\S+)", found).group(1)
+    code = (
+        "import ctypes, sys; get = ctypes.CDLL(sys.argv[1]).Py_GetVersion; "
+        "get.restype = ctypes.c_char_p; print(get().decode().split()[0])"
+    )
+    asked = subprocess.run(
+        [sys.executable, "-c", code, library], capture_output=True, text=True, check=True
+    )
+    return asked.stdout.strip()
+
+
+def test_plpython_in_the_database_is_named_with_what_it_means(database, pool, capsys):
     make_server(database.conn, "good", pool.pool_id, database.endpoint)
+    database.conn.execute("CREATE EXTENSION plpython3u")
+    database.conn.execute("CREATE FUNCTION py_one() RETURNS int LANGUAGE plpython3u AS 'return 1'")
     status, out = doctor(capsys, database.dsn)
+    # This server's Python is 3.11: a note, which 3.12 and later make a failure.
     assert status == 0, out
-    assert "note  versions: not shown" in out
+    assert (
+        "note  pl/python: plpython3u is installed in this database, 1 function(s) use it; "
+        f"fine with Python {_embedded_python()}, but not with 3.12 or later"
+    ) in out
+    assert "DROP EXTENSION plpython3u" in out
+
+
+def test_a_managed_service_is_told_to_use_a_gateway(capsys):
+    """A PostgreSQL without Multicorn2 whose roles say RDS (rds_superuser)."""
+    public = Path(tempfile.mkdtemp(prefix="cognito-fdw-plain-"))
+    public.chmod(0o755)
+    pg = LocalPostgres()
+    pg.bindir = without_multicorn(postgres_bindir(), public)
+    try:
+        pg.start()
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE ROLE rds_superuser NOLOGIN")
+        status, out = doctor(capsys, pg.dsn)
+        assert status == 1
+        assert "FAIL  multicorn: Multicorn2 is not installed in this PostgreSQL\n" in out
+        assert "fix: use a gateway: docs/managed-postgresql.md" in out
+        assert (
+            "FAIL  service: this looks like Amazon RDS for PostgreSQL (role rds_superuser), "
+            "which cannot load Multicorn2"
+        ) in out
+    finally:
+        pg.cleanup()
+        shutil.rmtree(public, ignore_errors=True)
 
 
 def test_a_missing_or_disabled_guard_fails(database, pool, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cognito_fdw.tools.findings import (
     FAIL,
     OK,
@@ -9,10 +11,13 @@ from cognito_fdw.tools.findings import (
     Report,
     guard_findings,
     import_failure,
+    managed_findings,
+    managed_service,
     parse_accounting,
     probe_failure,
+    python_findings,
+    runtime_versions,
     server_summary,
-    versions_text,
 )
 
 
@@ -107,19 +112,6 @@ def test_server_summary_says_what_roles_without_a_mapping_use():
     assert "roles without a user mapping" not in text  # PUBLIC's mapping serves them
 
 
-def test_versions_line_and_the_modules_that_failed():
-    found = {
-        "python": "3.11.2",
-        "cognito_fdw": {"version": "0.1.0", "path": "/x/cognito_fdw/__init__.py"},
-        "boto3": {"error": "ModuleNotFoundError: No module named 'boto3'"},
-        "botocore": {"version": "1.35.0", "path": "/y/botocore/__init__.py"},
-    }
-    text, errors = versions_text(found)
-    assert text.startswith("Python 3.11.2, cognito_fdw 0.1.0 (/x/cognito_fdw/__init__.py)")
-    assert "botocore 1.35.0" in text
-    assert errors == [("boto3", "ModuleNotFoundError: No module named 'boto3'")]
-
-
 def test_report_fails_only_on_a_failure_and_prints_each_fix():
     report = Report()
     report.add(OK, "multicorn", "extension 3.2")
@@ -152,3 +144,52 @@ def test_guard_findings():
     assert "disabled" in guard_findings(("D", None))[0].text
     assert "older guard" in guard_findings(("O", ["ALTER SERVER"]))[0].text
     assert guard_findings(("O", None))[0].status == OK
+
+
+def test_the_runtime_line_of_explain_verbose():
+    lines = ["Foreign Scan on public.u", "  Multicorn: Runtime: cognito_fdw 0.1.0, Python "
+             "3.11.2, botocore 1.44.8"]  # fmt: skip
+    assert runtime_versions(lines) == {
+        "cognito_fdw": "0.1.0", "Python": "3.11.2", "botocore": "1.44.8"
+    }  # fmt: skip
+    assert runtime_versions(["Foreign Scan on public.u"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("roles", "settings", "service"),
+    [({"rds_superuser"}, set(), "Amazon RDS for PostgreSQL"),
+     ({"rds_superuser"}, {"apg_plan_mgmt.capture_plan_baselines"}, "Amazon Aurora PostgreSQL"),
+     (set(), {"cloudsql.iam_authentication"}, "Google Cloud SQL"),
+     ({"azure_pg_admin"}, {"azure.extensions"}, "Azure Database for PostgreSQL"),
+     ({"supabase_admin"}, set(), "Supabase"),
+     (set(), {"neon.timeline_id"}, "Neon"),
+     ({"postgres", "app"}, {"shared_buffers"}, None)],
+)  # fmt: skip
+def test_a_managed_service_by_its_roles_and_settings(roles, settings, service):
+    found = managed_service(roles, settings)
+    assert (found[0] if found else None) == service
+    findings = managed_findings(found, multicorn=False)
+    if service:
+        assert findings[0].status == FAIL and "docs/managed-postgresql.md" in findings[0].fix
+    else:
+        assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("python", "plpython", "expected"),
+    [("3.11.2", {}, []),
+     ("3.11.2", {"installed": True, "functions": 0}, [("note", "pl/python")]),
+     ("3.12.3", {"installed": True, "functions": 2}, [("FAIL", "pl/python")]),
+     ("3.12.3", {"preloaded": True}, [("FAIL", "pl/python")]),
+     ("3.13.1", {}, []),
+     ("3.14.0", {}, [("FAIL", "python")]),
+     ("3.14.0", {"installed": True}, [("FAIL", "python"), ("FAIL", "pl/python")]),
+     (None, {"installed": True}, [("note", "pl/python")])],
+)  # fmt: skip
+def test_what_the_embedded_python_means(python, plpython, expected):
+    findings = python_findings(python, plpython)
+    assert [(f.status, f.subject) for f in findings] == expected
+    for finding in findings:
+        assert finding.fix
+    if ("FAIL", "python") in expected:
+        assert "pgsql-io/multicorn2#94" in findings[0].text
