@@ -102,7 +102,7 @@ def test_the_name_is_read_safely_while_a_cancel_is_pending(names, db):
         """
         CREATE FUNCTION pg_temp.names_under_cancel() RETURNS int LANGUAGE plpython3u AS $$
         import ctypes, gc
-        from cognito_fdw import catalog
+        from cognito_fdw.pg import catalog
         from cognito_fdw.fdw import CognitoFdw
         instances = [o for o in gc.get_objects() if isinstance(o, CognitoFdw)]
         postgres = ctypes.CDLL(None)
