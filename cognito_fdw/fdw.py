@@ -63,6 +63,34 @@ def _guarded(method):
     return wrapper
 
 
+class Spent:
+    """What one statement's scans of a table sent, for EXPLAIN ANALYZE, in memory bounded
+    whatever the number of scans: a join's inner side calls execute() once per outer row,
+    and a statement may rescan it millions of times.  A scan's Stats lives while the scan
+    runs, then is added to ``done``."""
+
+    def __init__(self, statement):
+        self.statement = statement
+        self.scans = 0
+        self.done = Stats()
+        self.running: dict[int, Stats] = {}
+
+    def began(self) -> Stats:
+        stats = Stats(log=log_to_postgres)
+        self.running[id(stats)] = stats
+        return stats
+
+    def ended(self, stats: Stats) -> None:
+        if self.running.pop(id(stats), None) is not None:
+            self.done.add(stats)
+
+    def totals(self) -> Stats:
+        total = Stats()
+        for stats in (self.done, *self.running.values()):
+            total.add(stats)
+        return total
+
+
 class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
@@ -83,9 +111,8 @@ class CognitoFdw(ForeignDataWrapper):
         # M12).
         self._open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._level = 0  # the transaction level, as Multicorn's hooks say (docs/multicorn.md M4)
-        # For EXPLAIN ANALYZE: the statement that began the scans of _actual, their costs.
-        self._statement = None
-        self._actual: list[Stats] = []
+        # For EXPLAIN ANALYZE: what the running statement's scans of this table sent.
+        self._spent = Spent(None)
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
@@ -161,24 +188,24 @@ class CognitoFdw(ForeignDataWrapper):
         # EXPLAIN, whose statement begins none, only (docs/multicorn.md M12): this
         # statement's scans are over then, and what they cost is what it actually sent.
         statement = backend.statement_started()
-        if statement == self._statement and self._actual:
+        if statement == self._spent.statement and self._spent.scans:
             self._close_scans(lambda level, began_in: began_in == statement)
-            lines.extend(actual_lines(self._actual))
+            lines.extend(actual_lines(self._spent.totals(), self._spent.scans))
         return lines
 
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
         statement = backend.statement_started()
-        if statement != self._statement:
-            self._statement, self._actual = statement, []
-        stats = Stats(log=log_to_postgres)
-        self._actual.append(stats)
-        scan = self._rows(quals, columns, limit, offset, stats)
+        if statement != self._spent.statement:
+            self._spent = Spent(statement)
+        self._spent.scans += 1
+        scan = self._rows(quals, columns, limit, offset, self._spent)
         self._open[scan] = (self._level, statement)
         return scan
 
-    def _rows(self, quals, columns, limit, offset, stats):
+    def _rows(self, quals, columns, limit, offset, spent: Spent):
+        stats = spent.began()
         try:
             rows = self._table().rows(quals, columns, stats, limit=limit, offset=offset)
             try:
@@ -193,6 +220,8 @@ class CognitoFdw(ForeignDataWrapper):
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
             self._fail(exc)
+        finally:
+            spent.ended(stats)
 
     def _close_scans(self, which) -> None:
         """Close the open scans for which ``which(level, statement)`` is true, which stops
@@ -205,7 +234,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def end_scan(self):
         # A later plain EXPLAIN in the same statement (in a function) shows no costs.
-        self._actual = []
+        self._spent = Spent(None)
         if self._instance is not None:
             self._instance.end_scan()
 
@@ -248,7 +277,7 @@ class CognitoFdw(ForeignDataWrapper):
         # The failed statement's scans, which Multicorn never ends (a cursor opened before
         # the savepoint lives on).
         self._close_scans(lambda began, statement: began >= level)
-        self._actual = []  # a plain EXPLAIN later in the statement (a function) shows no costs
+        self._spent = Spent(None)  # a plain EXPLAIN later in the statement shows no costs
         self._level = level - 1
         changes.transaction.sub_rollback(level)
 
@@ -264,7 +293,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def rollback(self):
         self._close_scans(lambda level, statement: True)
-        self._actual = []
+        self._spent = Spent(None)
         self._level = 0
         changes.transaction.clear()
 

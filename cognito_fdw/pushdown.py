@@ -247,6 +247,8 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
     if isinstance(operator, (tuple, list)):
         if tuple(operator) != ("=", True) or target.attribute == "status":
             return "operator"
+        if not isinstance(value, (list, tuple)):
+            return "mistyped"
         return _in_candidate(qual, target, value, admin_get_user)
     if value is None:
         return "null"
@@ -260,6 +262,8 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
 
 
 def _in_candidate(qual, target: Target, values, admin_get_user: bool):
+    if not all(v is None or isinstance(v, str) for v in values):
+        return "value"  # a text column's values arrive as str (docs/multicorn.md H12)
     distinct = list(dict.fromkeys(v for v in values if v is not None))
     if target.attribute == "username" and target.never_null:
         # Every user's name is 1 to 128 letters, marks, symbols, numbers or punctuation
@@ -345,6 +349,8 @@ def _prefix_candidate(qual, target: Target, pattern):
 
 def _enabled_candidate(qual, operator, value):
     # Multicorn passes booleans as 't'/'f'; NOT enabled arrives as enabled <> 't'.
+    if not isinstance(value, (str, bool)):
+        return "enabled-value"
     truth = {"t": True, "f": False, True: True, False: False}.get(value)
     if truth is None:
         return "enabled-value"
