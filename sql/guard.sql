@@ -465,6 +465,11 @@ BEGIN
              JOIN pg_catalog.pg_proc h ON h.oid = w.fdwhandler
             WHERE h.proname = 'multicorn_handler' LOOP
     IF t.enabled IS NULL AND tag <> 'DROP TRIGGER' THEN
+      -- The CREATE TRIGGER below runs this again (an event of its own), which may have
+      -- given this table its trigger already: an IMPORT makes several tables.
+      CONTINUE WHEN EXISTS (
+        SELECT FROM pg_catalog.pg_trigger tr WHERE tr.tgrelid = t.ftrelid
+           AND tr.tgfoid = 'cognito_fdw_guard.refuse_copy()'::pg_catalog.regprocedure);
       EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON %s FOR EACH ROW '
                      'EXECUTE FUNCTION cognito_fdw_guard.refuse_copy()',
                      'cognito_fdw_no_copy_' || t.ftrelid, t.ftrelid::pg_catalog.regclass);
