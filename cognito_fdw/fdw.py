@@ -63,6 +63,18 @@ def _guarded(method):
     return wrapper
 
 
+# Multicorn gives each item explain() returns a property "Multicorn" of its own: JSON and
+# YAML output then repeat the key in one object and every parser keeps only the last one
+# (docs/multicorn.md M14).  One item holds every line; in TEXT output each line after the
+# first is indented to stand under the first one of a scan at the top of the plan.
+CONTINUATION = "\n" + " " * len("  Multicorn: ")
+
+
+def explain_item(lines: list[str]) -> str:
+    """EXPLAIN's lines as the one item that keeps them all, in every format."""
+    return CONTINUATION.join(lines)
+
+
 class Spent:
     """What one statement's scans of a table sent, for EXPLAIN ANALYZE, in memory bounded
     whatever the number of scans: a join's inner side calls execute() once per outer row,
@@ -191,7 +203,7 @@ class CognitoFdw(ForeignDataWrapper):
         if statement == self._spent.statement and self._spent.scans:
             self._close_scans(lambda level, began_in: began_in == statement)
             lines.extend(actual_lines(self._spent.totals(), self._spent.scans))
-        return lines
+        return [explain_item(lines)]
 
     # -- scanning --------------------------------------------------------------------
 
