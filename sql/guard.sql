@@ -447,23 +447,33 @@ $$;
 
 -- Every Multicorn foreign table carries the trigger above: one made by this command gets
 -- it; dropping or disabling it is refused.  Named after the table's OID, so a dump's copy
--- of it restores beside the one made when the restored table is created.
-CREATE OR REPLACE FUNCTION cognito_fdw_guard.copy_guards(tag text) RETURNS void
+-- of it restores beside the one made when the restored table is created.  Nor may one be a
+-- partition: an INSERT routed into a partition asks Multicorn for its batch size before
+-- any trigger fires, from the same missing state (H13), and crashes the server.
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.insert_guards(tag text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   t record;
 BEGIN
-  FOR t IN SELECT ft.ftrelid,
+  FOR t IN SELECT ft.ftrelid, c.relispartition,
                   (SELECT pg_catalog.array_agg(tr.tgenabled) FROM pg_catalog.pg_trigger tr
                     WHERE tr.tgrelid = ft.ftrelid
                       AND tr.tgfoid = 'cognito_fdw_guard.refuse_copy()'::pg_catalog.regprocedure
                   ) AS enabled
              FROM pg_catalog.pg_foreign_table ft
+             JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
              JOIN pg_catalog.pg_foreign_server fs ON fs.oid = ft.ftserver
              JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = fs.srvfdw
              JOIN pg_catalog.pg_proc h ON h.oid = w.fdwhandler
             WHERE h.proname = 'multicorn_handler' LOOP
+    IF t.relispartition THEN
+      PERFORM cognito_fdw_guard.refuse('42809',
+        format('cognito_fdw: foreign table %s may not be a partition',
+               t.ftrelid::pg_catalog.regclass),
+        'Multicorn crashes the server on an INSERT routed into a partition (SECURITY.md); '
+        'query and INSERT into the foreign table itself.');
+    END IF;
     IF t.enabled IS NULL AND tag <> 'DROP TRIGGER' THEN
       -- The CREATE TRIGGER below runs this again (an event of its own), which may have
       -- given this table its trigger already: an IMPORT makes several tables.
@@ -483,7 +493,7 @@ BEGIN
   END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION cognito_fdw_guard.copy_guards(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cognito_fdw_guard.insert_guards(text) FROM PUBLIC;
 
 -- SECURITY DEFINER: pg_user_mapping (user-mapping options) is readable only by superusers.
 CREATE OR REPLACE FUNCTION cognito_fdw_guard.on_ddl() RETURNS event_trigger
@@ -512,7 +522,7 @@ BEGIN
       PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid);
     END IF;
   END LOOP;
-  PERFORM cognito_fdw_guard.copy_guards(TG_TAG);
+  PERFORM cognito_fdw_guard.insert_guards(TG_TAG);
 END
 $$;
 REVOKE ALL ON FUNCTION cognito_fdw_guard.on_ddl() FROM PUBLIC;
@@ -546,5 +556,5 @@ DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard;
 CREATE EVENT TRIGGER cognito_fdw_guard ON ddl_command_end
   EXECUTE FUNCTION cognito_fdw_guard.on_ddl();
 -- The tables that existed before the guard get their COPY FROM trigger now.
-SELECT cognito_fdw_guard.copy_guards('');
+SELECT cognito_fdw_guard.insert_guards('');
 RESET client_min_messages;

@@ -248,6 +248,13 @@ def test_a_partition_and_column_options_are_guarded(mallory):
         "CREATE FOREIGN TABLE ... PARTITION OF ... OPTIONS (endpoint_url)",
         "may not set endpoint_url",
     )
+    # Any Multicorn partition: an INSERT routed into it crashes the server (H13).
+    for sql in (
+        f"CREATE FOREIGN TABLE {ROLE}.part PARTITION OF {ROLE}.parent DEFAULT "
+        "SERVER cognito_server OPTIONS (object 'users')",
+        f"ALTER TABLE {ROLE}.parent ATTACH PARTITION {ROLE}.mine DEFAULT",
+    ):
+        refused(mallory, sql, sql.split(" OPTIONS")[0][:60], "may not be a partition")
     refused(
         mallory,
         f"ALTER TABLE {ROLE}.mine ALTER COLUMN username OPTIONS (ADD wrapper 'x')",
