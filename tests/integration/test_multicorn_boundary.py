@@ -17,8 +17,18 @@ import psycopg
 import pytest
 
 from cognito_fdw.tools.devstack import LocalPostgres
+from cognito_fdw.tools.seed import create_users
 
-from ..support.postgres import TEST_KEYS, damage, install_readme_setup, role_dsn
+from ..support.pool import new_user
+from ..support.postgres import (
+    SCRIPTS,
+    TEST_KEYS,
+    create_server,
+    damage,
+    install_readme_setup,
+    psql,
+    role_dsn,
+)
 
 READER = "reader"  # SELECT on the cognito tables, TEMP, nothing else
 WRITER = "writer"  # INSERT granted on the cognito tables too
@@ -46,6 +56,7 @@ class Leaked(KnownHazard):
 def boundary(moto, pool):
     pg = LocalPostgres().start()
     install_readme_setup(pg, user_pool_id=pool.pool_id, endpoint_url=moto.url, **TEST_KEYS)
+    pg.endpoint = moto.url
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS citext")
         conn.execute("CREATE SCHEMA imported")
@@ -378,3 +389,64 @@ def test_9_a_statements_memory_stays_bounded_whatever_the_rescans(watch):
         grown = rss_kb(conn) - before
     if grown > 8000 * 2:  # more than 2 kB a rescan: Multicorn's C allocations (H14)
         raise Leaked(f"the backend grew {grown} kB over 8000 rescans")
+
+
+# -- sql/sync.sql and the README's statements under EXPLAIN and auto_explain ----------------
+
+
+def test_sync_sqls_statements_are_safe_under_auto_explain_of_nested_statements(
+    watch, pool, cognito
+):
+    # Its arrays are literals, its keys text: nothing by-reference reaches Multicorn as a
+    # parameter (H1), whatever auto_explain explains, also once PL/pgSQL's plans are generic.
+    loaded = psql(watch, "-v", "cognito_schema=imported", "-f", str(SCRIPTS / "sync.sql"))
+    assert loaded.returncode == 0, loaded.stderr
+    group = "boundary_role"
+    cognito.create_group(UserPoolId=pool.pool_id, GroupName=group)
+    cognito.admin_add_user_to_group(UserPoolId=pool.pool_id, GroupName=group, Username="user001")
+    with session(watch) as conn:
+        for statement in [*AUTO_EXPLAIN, "SET auto_explain.log_nested_statements = on",
+                          "SET auto_explain.log_analyze = on"]:  # fmt: skip
+            conn.execute(statement)
+        conn.execute("SELECT app.sync_users()")
+        conn.execute("INSERT INTO app.roles (name) VALUES (%s)", [group])
+        for _ in range(7):  # past PL/pgSQL's five custom plans
+            drift = conn.execute("SELECT * FROM app.reconcile_roles(repair => false)")
+            assert drift.fetchall() == [("remove", group, "user001")]
+        assert conn.execute("SELECT * FROM app.reconcile_roles()").fetchall()
+        assert conn.execute("SELECT * FROM app.reconcile_roles()").fetchall() == []
+        sub = conn.execute("SELECT sub FROM app.users LIMIT 1").fetchone()[0]
+        for _ in range(7):
+            assert conn.execute("SELECT username FROM app.user_for_sub(%s)", [sub]).fetchone()
+        conn.execute("CALL app.sync_users_in_parts(2)")
+
+
+# -- 10. a value PostgreSQL text cannot hold --------------------------------------------------
+
+
+def test_10_a_nul_from_cognito_fails_no_query(watch, cognito):
+    pool_id = cognito.create_user_pool(PoolName="boundary-nul")["UserPool"]["Id"]
+    create_users(cognito, pool_id, [new_user("nul", {"name": "a\x01b\x7fc\x00d"})])
+    with session(watch) as conn:
+        create_server(conn, "nul_server", pool_id, watch.endpoint)
+        conn.execute(
+            "CREATE FOREIGN TABLE imported.nul_users (username text, name text, attributes "
+            "jsonb) SERVER nul_server OPTIONS (object 'users')"
+        )
+        assert conn.execute("SELECT count(*) FROM imported.nul_users").fetchone() == (1,)
+        assert conn.execute("SELECT name FROM imported.nul_users").fetchone() == (
+            "a\x01b\x7fc\ufffdd",
+        )
+
+
+# -- 11. EXPLAIN in every format; what a generic plan sends -----------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["JSON", "YAML", "XML"])
+def test_11_every_explain_format_keeps_every_wrapper_line(watch, fmt):
+    sql = "SELECT * FROM imported.users WHERE username = 'user001' AND given_name LIKE '%x'"
+    with session(watch, READER) as conn:
+        out = str(conn.execute(f"EXPLAIN (ANALYZE, FORMAT {fmt}) {sql}").fetchone()[0])
+    for line in ("ListUsers Filter: username", "pushed down: username", "left to PostgreSQL: "
+                 "given_name LIKE", "requests/s", "Cognito actual: 1 request"):  # fmt: skip
+        assert line in out, (fmt, line)
