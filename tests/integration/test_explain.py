@@ -268,3 +268,21 @@ def test_every_explain_format_parses_with_every_wrapper_line(ex, db, proxy, anal
             line for line in wanted if not line.startswith("Cognito actual")
         ], name
         assert any(line.startswith("Cognito actual") for line in got) == analyze
+
+
+def test_a_generic_limit_reports_the_requests_that_went_out(ex, db, proxy):
+    # A LIMIT $1 is not pushed: the worker reads a page ahead, and a page whose request was
+    # still waiting for the rate cap when the scan ended was never sent (issue 18, item 11).
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    db.execute("PREPARE lim(int) AS SELECT username FROM ex.users LIMIT $1")
+    try:
+        for _ in range(3):
+            numbers, _, _ = analyze(db, proxy, "EXECUTE lim(1)")
+            # A request the worker began to send as the scan ended goes out when the backend
+            # next runs Python (its threads run only then: docs/multicorn.md M8).
+            db.execute("SELECT count(*) FROM ex.pool").fetchone()
+            sent = {k: v for k, v in sent_by_operation(proxy).items() if k == "ListUsers"}
+            assert numbers["operations"] == sent and numbers["requests"] in (1, 2)
+    finally:
+        db.execute("DEALLOCATE lim")
+        db.execute("RESET plan_cache_mode")
