@@ -11,6 +11,7 @@ stops crashing fails the mark); the cluster recovers and the next shape runs.
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg
@@ -26,6 +27,7 @@ from ..support.postgres import (
     create_server,
     damage,
     install_readme_setup,
+    literal,
     psql,
     role_dsn,
 )
@@ -450,3 +452,24 @@ def test_11_every_explain_format_keeps_every_wrapper_line(watch, fmt):
     for line in ("ListUsers Filter: username", "pushed down: username", "left to PostgreSQL: "
                  "given_name LIKE", "requests/s", "Cognito actual: 1 request"):  # fmt: skip
         assert line in out, (fmt, line)
+
+
+def test_11_a_generic_join_filtered_by_a_parameter_asks_once_not_per_outer_row(watch):
+    with session(watch, READER) as conn:
+        conn.execute("CREATE TEMP TABLE orders AS SELECT sub AS user_sub FROM local_users")
+        conn.execute("ANALYZE orders")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        sql = "SELECT o.user_sub FROM orders o JOIN {u} u ON u.sub = o.user_sub WHERE u.email = %s"
+        email = conn.execute(
+            "SELECT email FROM local_users WHERE email IS NOT NULL ORDER BY username LIMIT 1"
+        ).fetchone()[0]
+        local = conn.execute(sql.format(u="local_users"), [email]).fetchall()
+        assert local
+        conn.execute(f"PREPARE j(text) AS {sql.format(u='imported.users')}" % "$1")
+        execute = f"EXECUTE j({literal(email)})"
+        assert conn.execute(execute).fetchall() == local
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN ANALYZE " + execute))
+        # The first scan looks sub up (the join key); from the second on, email = $1 held
+        # its value, so its cached lookup answers every other outer row.
+        requests = int(re.search(r"Cognito actual: (\d+) requests? ", plan).group(1))
+        assert "in 150 scans" in plan and requests <= 2, plan

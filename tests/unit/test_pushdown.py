@@ -582,3 +582,17 @@ def test_an_array_read_as_text_is_left_to_postgresql_with_the_safe_form():
     assert p.kind == SCAN and reasons(p) == ["mistyped"]
     assert "(SELECT ARRAY[" in "\n".join(p.explain())
     assert not nulls.cannot_match(Qual("username", ("=", True), ""), never_null=True)
+
+
+def test_a_rescans_stable_lookup_is_preferred_to_the_join_key():
+    # A generic plan's email = $1 beside a join's sub key: email's answer is cached after
+    # the first scan, so one request in all instead of one per outer row.
+    quals = (Qual("sub", "=", "0f0f"), Qual("email", "=", "ann@example.com"))
+    assert plan(*quals).requests == (Request(LIST_USERS, filter='sub = "0f0f"'),)
+    stable = {pushdown.qual_text(quals[1])}
+    chosen = plan(*quals, stable=stable)
+    assert chosen.requests == (Request(LIST_USERS, filter='email = "ann@example.com"'),)
+    prefix = (Qual("sub", "=", "0f0f"), Qual("email", "~~", "ann%"))
+    assert (
+        plan(*prefix, stable={pushdown.qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
+    )  # only a lookup is cached: a stable LIKE prefix is no reason to scan
