@@ -11,9 +11,11 @@ stops crashing fails the mark); the cluster recovers and the next shape runs.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -473,3 +475,37 @@ def test_11_a_generic_join_filtered_by_a_parameter_asks_once_not_per_outer_row(w
         # its value, so its cached lookup answers every other outer row.
         requests = int(re.search(r"Cognito actual: (\d+) requests? ", plan).group(1))
         assert "in 150 scans" in plan and requests <= 2, plan
+
+
+# -- asyncpg: named prepared statements, binary parameters, PostgreSQL's generic plan ---------
+
+
+@pytest.mark.parametrize(
+    "sql, args",
+    [
+        ("SELECT username FROM {u} WHERE username IN ($1, $2, $3, $4, $5) ORDER BY 1",
+         ["user001", "user050", "user099", "nobody", "user150"]),
+        ("SELECT username FROM {u} WHERE username = ANY($1) ORDER BY 1 LIMIT 10",
+         [["user001", "user002", "nobody"]]),
+        ("SELECT username FROM {u} WHERE email = $1 ORDER BY 1", ["user003@example.com"]),
+        ("SELECT count(*) FROM {u} WHERE enabled = $1", [True]),
+    ],
+)  # fmt: skip
+def test_asyncpg_returns_the_same_rows_on_every_execution(watch, sql, args):
+    # Issue 18 item 6: the sixth execution (PostgreSQL's generic plan) returned no rows.
+    async def run():
+        conn = await asyncpg.connect(role_dsn_url(watch, READER))
+        try:
+            foreign = await conn.prepare(sql.format(u="imported.users"))
+            local = await conn.prepare(sql.format(u="local_users"))
+            expected = [tuple(r) for r in await local.fetch(*args)]
+            return expected, [[tuple(r) for r in await foreign.fetch(*args)] for _ in range(8)]
+        finally:
+            await conn.close()
+
+    expected, answers = asyncio.run(run())
+    assert answers == [expected] * 8
+
+
+def role_dsn_url(pg, role: str) -> str:
+    return f"postgresql://{role}@127.0.0.1:{pg.port}/postgres"
