@@ -216,3 +216,15 @@ def test_update_is_refused():
     table = members(writable="true")
     with pytest.raises(MulticornException, match="UPDATE is not supported"):
         table.update('["admins", "alice"]', {})
+
+
+def test_a_statements_cost_stays_one_sum_whatever_the_rescans(monkeypatch):
+    # Issue 18 item 9: execute() kept a Stats per rescan until the statement ended.
+    wrapper, table = counting_wrapper(monkeypatch)
+    for _ in range(5000):
+        scan = wrapper.execute([], set())
+        next(scan)
+        del scan  # a rescan: Multicorn drops the iterator
+    assert wrapper._spent.scans == 5000 and not wrapper._spent.running
+    assert wrapper._spent.done.requests == 5000
+    assert "Cognito actual: 5000 requests (ListUsers 5000) in 5000 scans" in lines_of(wrapper)[2]
