@@ -1,4 +1,4 @@
-"""The backend's memory over 10,000 lookups (docs/multicorn.md H12: every non-error log call
+"""The backend's memory over 10,000 lookups (docs/multicorn.md H15: every non-error log call
 leaks its message).
 
 Multicorn2 3.2 leaks every message handed to its ``log_to_postgres``, shown or not; the
@@ -65,7 +65,7 @@ def render(results: list[tuple[str, list[int], int]], users: int) -> list[str]:
         f"One session looks up a username {LOOKUPS:,} times (a pool of {users:,}, uncapped "
         f"server, after {WARM_UP} warm-up lookups); VmRSS of its backend from "
         "/proc/<pid>/status, in KiB. Multicorn2 3.2 leaks every message its `log_to_postgres` "
-        "is handed (docs/multicorn.md H12: every non-error log call leaks its message): the "
+        "is handed (docs/multicorn.md H15: every non-error log call leaks its message): the "
         "wrapper hands over its per-scan DEBUG line only where `client_min_messages` or "
         "`log_min_messages` would show it, so with the "
         "defaults nothing is handed over; `debug1` shows the line, which every session's "

@@ -37,6 +37,7 @@ from .values import (
     renderer,
     type_family,
     type_problem,
+    without_nul,
 )
 
 # character varying(n) and character(n): PostgreSQL's input functions cut what is over the
@@ -169,7 +170,7 @@ class Column:
         if raw is None:
             return None
         try:
-            value = self.render(raw)
+            value = self.render(without_nul(raw))
         except Unfit as refused:
             hint = TYPE_HINT.format(column=self.name)
             raise ValueRefused(self.name, str(refused), hint) from None

@@ -68,6 +68,47 @@ def _guarded(method):
     return wrapper
 
 
+# Multicorn gives each item explain() returns a property "Multicorn" of its own: JSON and YAML
+# output then repeat the key in one object and every parser keeps only the last one
+# (docs/multicorn.md M14: EXPLAIN items are separate properties).  One item holds every line; in
+# TEXT output each line after the first is indented to stand under the first one of a scan at the
+# top of the plan.
+CONTINUATION = "\n" + " " * len("  Multicorn: ")
+
+
+def explain_item(lines: list[str]) -> str:
+    """EXPLAIN's lines as the one item that keeps them all, in every format."""
+    return CONTINUATION.join(lines)
+
+
+class Spent:
+    """What one statement's scans of a table sent, for EXPLAIN ANALYZE, in memory bounded
+    whatever the number of scans: a join's inner side calls execute() once per outer row,
+    and a statement may rescan it millions of times.  A scan's Stats lives while the scan
+    runs, then is added to ``done``."""
+
+    def __init__(self, statement):
+        self.statement = statement
+        self.scans = 0
+        self.done = Stats()
+        self.running: dict[int, Stats] = {}
+
+    def began(self) -> Stats:
+        stats = Stats(log=log_to_postgres)
+        self.running[id(stats)] = stats
+        return stats
+
+    def ended(self, stats: Stats) -> None:
+        if self.running.pop(id(stats), None) is not None:
+            self.done.add(stats)
+
+    def totals(self) -> Stats:
+        total = Stats()
+        for stats in (self.done, *self.running.values()):
+            total.add(stats)
+        return total
+
+
 class CognitoFdw(ForeignDataWrapper):
     """Amazon Cognito user pools as foreign tables; see the package docstring for SQL."""
 
@@ -91,9 +132,8 @@ class CognitoFdw(ForeignDataWrapper):
         # The transaction level, as Multicorn's hooks say (docs/multicorn.md M4: hook order and
         # savepoints).
         self._level = 0
-        # For EXPLAIN ANALYZE: the statement that began the scans of _actual, their costs.
-        self._statement = None
-        self._actual: list[Stats] = []
+        # For EXPLAIN ANALYZE: what the running statement's scans of this table sent.
+        self._spent = Spent(None)
 
     @classmethod
     def import_schema(cls, schema, srv_options, options, restriction_type, restricts):
@@ -171,24 +211,24 @@ class CognitoFdw(ForeignDataWrapper):
         # iterator): this statement's scans are over then, and what they cost is what it actually
         # sent.
         statement = backend.statement_started()
-        if statement == self._statement and self._actual:
+        if statement == self._spent.statement and self._spent.scans:
             self._close_scans(lambda level, began_in: began_in == statement)
-            lines.extend(actual_lines(self._actual))
-        return lines
+            lines.extend(actual_lines(self._spent.totals(), self._spent.scans))
+        return [explain_item(lines)]
 
     # -- scanning --------------------------------------------------------------------
 
     def execute(self, quals, columns, sortkeys=None, limit=None, offset=None):
         statement = backend.statement_started()
-        if statement != self._statement:
-            self._statement, self._actual = statement, []
-        stats = Stats(log=log_to_postgres)
-        self._actual.append(stats)
-        scan = self._rows(quals, columns, limit, offset, stats)
+        if statement != self._spent.statement:
+            self._spent = Spent(statement)
+        self._spent.scans += 1
+        scan = self._rows(quals, columns, limit, offset, self._spent)
         self._open[scan] = (self._level, statement)
         return scan
 
-    def _rows(self, quals, columns, limit, offset, stats):
+    def _rows(self, quals, columns, limit, offset, spent: Spent):
+        stats = spent.began()
         try:
             rows = self._table().rows(quals, columns, stats, limit=limit, offset=offset)
             try:
@@ -203,6 +243,8 @@ class CognitoFdw(ForeignDataWrapper):
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary for errors while paging
             self._fail(exc)
+        finally:
+            spent.ended(stats)
 
     def _close_scans(self, which) -> None:
         """Close the open scans for which ``which(level, statement)`` is true, which stops
@@ -215,7 +257,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def end_scan(self):
         # A later plain EXPLAIN in the same statement (in a function) shows no costs.
-        self._actual = []
+        self._spent = Spent(None)
         if self._instance is not None:
             self._instance.end_scan()
 
@@ -258,7 +300,7 @@ class CognitoFdw(ForeignDataWrapper):
         # The failed statement's scans, which Multicorn never ends (a cursor opened before
         # the savepoint lives on).
         self._close_scans(lambda began, statement: began >= level)
-        self._actual = []  # a plain EXPLAIN later in the statement (a function) shows no costs
+        self._spent = Spent(None)  # a plain EXPLAIN later in the statement shows no costs
         self._level = level - 1
         changes.transaction.sub_rollback(level)
 
@@ -275,7 +317,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def rollback(self):
         self._close_scans(lambda level, statement: True)
-        self._actual = []
+        self._spent = Spent(None)
         self._level = 0
         changes.transaction.clear()
 

@@ -38,9 +38,16 @@ def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:
     operator, value = qual.operator, qual.value
     if isinstance(operator, (tuple, list)):
         name, use_or = operator
-        if value is None or (use_or and not value):
+        if value is None:
             return True
-        if name not in _STRICT or not isinstance(value, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            # Not the list an array converts to: Multicorn converted a non-constant
+            # expression with a wrong type (docs/multicorn.md H12: the type read from the wrong
+            # place); nothing is proven.
+            return False
+        if use_or and not value:
+            return True
+        if name not in _STRICT:
             return False
         return all(v is None for v in value) if use_or else any(v is None for v in value)
     if value is not None:

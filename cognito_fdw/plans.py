@@ -45,6 +45,10 @@ REFUSALS = {
     "counts as equal (table option deterministic_collations 'true' asserts that no "
     "comparison on this table uses one)",
     "value": "the value is not a string (for a uuid sub: not a UUID)",
+    "mistyped": "the value is not the list an array gives: Multicorn converted the "
+    "expression with a wrong type (docs/multicorn.md H12: the type read from the wrong "
+    "place); write it as a sub-select, "
+    "= ANY((SELECT ARRAY[...]))",
     "empty": "an empty string: Cognito's handling of an empty filter value is not proven "
     "(an empty filter lists every user)",
     "escape": 'the value holds " or \\: the API escapes them, but emulators do not unescape '

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from .api import MAX_FILTER_LENGTH, is_cognito_name
 from .nulls import NEVER_NULL_ATTRIBUTES, NullTests, cannot_match
@@ -160,6 +160,7 @@ def plan_scan(
     username_lookup: str = BY_LIST_USERS,
     collations: Sequence[str] | Callable[[], Sequence[str]] = (),
     null_tests: NullTests | None = None,
+    stable: Collection[str] = (),
 ) -> Plan:
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
@@ -172,6 +173,10 @@ def plan_scan(
     function giving them, called only when a text qual could be pushed); while there is
     one, text quals are refused.  ``null_tests``: the backend's planned IS NULL tests,
     which prove a ``('=', None)`` on any other column a NULL key (None: nothing proven).
+    ``stable``: the texts of the quals that held the same value at the previous scan of this
+    statement (a rescan: a join's inner side); a lookup by one of them is preferred, as
+    its answer is cached after the first scan (a generic plan's ``email = $1`` beside a
+    join's ``sub`` key: one request in all, not one per outer row).
     """
 
     known: list[int] = []
@@ -211,7 +216,7 @@ def plan_scan(
     if not candidates:
         plan = _full_scan(users, wanted, offset or 0, workers, tuple(refused))
         return dataclasses.replace(plan, collations=doubt)
-    best = min(candidates, key=lambda c: c.key)
+    best = min(candidates, key=lambda c: (not (c.lookups and c.qual in stable), c.key))
     refused.extend(Refusal(c.qual, "not-chosen") for c in candidates if c is not best)
     rows = max(
         1, best.rows if best.share is None else min(users(), users() * best.rows // best.share)
@@ -248,6 +253,8 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
     if isinstance(operator, (tuple, list)):
         if tuple(operator) != ("=", True) or target.attribute == "status":
             return "operator"
+        if not isinstance(value, (list, tuple)):
+            return "mistyped"
         return _in_candidate(qual, target, value, admin_get_user)
     if value is None:
         return "null"
@@ -261,6 +268,9 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
 
 
 def _in_candidate(qual, target: Target, values, admin_get_user: bool):
+    if not all(v is None or isinstance(v, str) for v in values):
+        # A text column's values arrive as str (docs/multicorn.md H12: other types are mistyped).
+        return "value"
     distinct = list(dict.fromkeys(v for v in values if v is not None))
     if target.attribute == "username" and target.never_null:
         # Every user's name is 1 to 128 letters, marks, symbols, numbers or punctuation
@@ -346,6 +356,8 @@ def _prefix_candidate(qual, target: Target, pattern):
 
 def _enabled_candidate(qual, operator, value):
     # Multicorn passes booleans as 't'/'f'; NOT enabled arrives as enabled <> 't'.
+    if not isinstance(value, (str, bool)):
+        return "enabled-value"
     truth = {"t": True, "f": False, True: True, False: False}.get(value)
     if truth is None:
         return "enabled-value"

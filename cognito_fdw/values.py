@@ -140,10 +140,32 @@ def _render_epoch(value, naive: bool):
 
 def _render_json_text(value):
     try:
-        json.loads(value)
+        parsed = json.loads(value)
     except ValueError:
         return json.dumps(value, ensure_ascii=False)
+    if "\\u0000" in value:  # an escaped NUL, which jsonb refuses: see without_nul
+        return json.dumps(without_nul(parsed), ensure_ascii=False)
     return value
+
+
+# PostgreSQL's text and jsonb cannot hold U+0000: Multicorn passes a value as a C string, so a NUL
+# cut it short silently, and jsonb refused the \u0000 of a JSON string, which failed every query
+# reading the column (count(*) reads them all: docs/multicorn.md M1: every key of a row is
+# converted).  Cognito accepts it in attribute values, so it is shown as U+FFFD, the replacement
+# character.
+NUL, NUL_SHOWN_AS = "\x00", "\ufffd"
+
+
+def without_nul(raw):
+    """``raw`` (a string, or the JSON-able value of a JSON column) with every NUL in its
+    strings, keys included, replaced by U+FFFD."""
+    if isinstance(raw, str):
+        return raw.replace(NUL, NUL_SHOWN_AS) if NUL in raw else raw
+    if isinstance(raw, dict):
+        return {without_nul(k): without_nul(v) for k, v in raw.items()}
+    if isinstance(raw, (list, tuple)):
+        return [without_nul(v) for v in raw]
+    return raw
 
 
 def _render_integer(value, family: str):

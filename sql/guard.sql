@@ -418,6 +418,83 @@ BEGIN
 END
 $$;
 
+-- COPY FROM into a Multicorn foreign table crashes the backend, and the postmaster restarts
+-- every session: Multicorn has no BeginForeignInsert, so its insert runs without the state
+-- BeginForeignModify makes for INSERT (docs/multicorn.md H13: no BeginForeignInsert, so COPY FROM crashes).  COPY fires BEFORE INSERT
+-- row triggers before the insert, so one on every Multicorn foreign table refuses the row
+-- while this backend runs a COPY FROM into that table (pg_stat_progress_copy; the snapshot
+-- of it is cleared first, as one taken earlier in the transaction would not show the COPY).
+-- An INSERT, and a COPY into another table whose trigger inserts here, are let through.
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.refuse_copy() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM pg_catalog.pg_stat_clear_snapshot();
+  IF EXISTS (SELECT FROM pg_catalog.pg_stat_progress_copy c
+              WHERE c.pid = pg_catalog.pg_backend_pid() AND c.relid = TG_RELID
+                AND c.command = 'COPY FROM') THEN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = format('cognito_fdw: COPY FROM into foreign table %s is not supported',
+                       TG_RELID::pg_catalog.regclass),
+      HINT = 'Use INSERT (INSERT INTO ... SELECT from a table the data was copied into); '
+             'Multicorn crashes the server on COPY FROM. A dump restores such a table''s '
+             'rows with pg_dump --include-foreign-data only by INSERT: leave the option out.',
+      DETAIL = 'Refused by the cognito_fdw guard (sql/guard.sql, SECURITY.md).';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+-- Every Multicorn foreign table carries the trigger above: one made by this command gets
+-- it; dropping or disabling it is refused.  Named after the table's OID, so a dump's copy
+-- of it restores beside the one made when the restored table is created.  Nor may one be a
+-- partition: an INSERT routed into a partition asks Multicorn for its batch size before
+-- any trigger fires, from the same missing state (docs/multicorn.md H13: no BeginForeignInsert, so COPY FROM crashes), and crashes the server.
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.insert_guards(tag text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT ft.ftrelid, c.relispartition,
+                  (SELECT pg_catalog.array_agg(tr.tgenabled) FROM pg_catalog.pg_trigger tr
+                    WHERE tr.tgrelid = ft.ftrelid
+                      AND tr.tgfoid = 'cognito_fdw_guard.refuse_copy()'::pg_catalog.regprocedure
+                  ) AS enabled
+             FROM pg_catalog.pg_foreign_table ft
+             JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+             JOIN pg_catalog.pg_foreign_server fs ON fs.oid = ft.ftserver
+             JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = fs.srvfdw
+             JOIN pg_catalog.pg_proc h ON h.oid = w.fdwhandler
+            WHERE h.proname = 'multicorn_handler' LOOP
+    IF t.relispartition THEN
+      PERFORM cognito_fdw_guard.refuse('42809',
+        format('cognito_fdw: foreign table %s may not be a partition',
+               t.ftrelid::pg_catalog.regclass),
+        'Multicorn crashes the server on an INSERT routed into a partition (SECURITY.md); '
+        'query and INSERT into the foreign table itself.');
+    END IF;
+    IF t.enabled IS NULL AND tag <> 'DROP TRIGGER' THEN
+      -- The CREATE TRIGGER below runs this again (an event of its own), which may have
+      -- given this table its trigger already: an IMPORT makes several tables.
+      CONTINUE WHEN EXISTS (
+        SELECT FROM pg_catalog.pg_trigger tr WHERE tr.tgrelid = t.ftrelid
+           AND tr.tgfoid = 'cognito_fdw_guard.refuse_copy()'::pg_catalog.regprocedure);
+      EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON %s FOR EACH ROW '
+                     'EXECUTE FUNCTION cognito_fdw_guard.refuse_copy()',
+                     'cognito_fdw_no_copy_' || t.ftrelid, t.ftrelid::pg_catalog.regclass);
+    ELSIF t.enabled IS NULL OR NOT t.enabled && ARRAY['O', 'A']::"char"[] THEN
+      PERFORM cognito_fdw_guard.refuse('42501',
+        format('cognito_fdw: foreign table %s must keep its trigger refusing COPY FROM',
+               t.ftrelid::pg_catalog.regclass),
+        'COPY FROM into a Multicorn foreign table crashes the server (SECURITY.md); the '
+        'cognito_fdw guard keeps the trigger on every one.');
+    END IF;
+  END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION cognito_fdw_guard.insert_guards(text) FROM PUBLIC;
+
 -- SECURITY DEFINER: pg_user_mapping (user-mapping options) is readable only by superusers.
 CREATE OR REPLACE FUNCTION cognito_fdw_guard.on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -445,6 +522,7 @@ BEGIN
       PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid);
     END IF;
   END LOOP;
+  PERFORM cognito_fdw_guard.insert_guards(TG_TAG);
 END
 $$;
 REVOKE ALL ON FUNCTION cognito_fdw_guard.on_ddl() FROM PUBLIC;
@@ -477,4 +555,6 @@ REVOKE ALL ON FUNCTION cognito_fdw_guard.audit() FROM PUBLIC;
 DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard;
 CREATE EVENT TRIGGER cognito_fdw_guard ON ddl_command_end
   EXECUTE FUNCTION cognito_fdw_guard.on_ddl();
+-- The tables that existed before the guard get their COPY FROM trigger now.
+SELECT cognito_fdw_guard.insert_guards('');
 RESET client_min_messages;

@@ -393,14 +393,22 @@ BEGIN
   CREATE TEMP TABLE IF NOT EXISTS pg_temp.cognito_reconcile
     (action text, group_name text, username text) ON COMMIT DROP;
   TRUNCATE pg_temp.cognito_reconcile;
+  CREATE TEMP TABLE IF NOT EXISTS pg_temp.cognito_members
+    (group_name text, username text) ON COMMIT DROP;
+  TRUNCATE pg_temp.cognito_members;
+  -- Arrays as literals, never as parameters: Multicorn converts an array parameter under
+  -- EXPLAIN (auto_explain of nested statements) from an empty value and crashes the server
+  -- (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes).
+  EXECUTE format(
+    'INSERT INTO pg_temp.cognito_members SELECT m.group_name, m.username FROM group_members m '
+    'WHERE m.group_name = ANY (%L::text[])', v_roles);
   INSERT INTO pg_temp.cognito_reconcile
   WITH wanted AS (
     SELECT r.name AS group_name, u.username
     FROM app.user_roles ur
     JOIN app.roles r ON r.id = ur.role_id
     JOIN app.users u ON u.id = ur.user_id),
-  actual AS MATERIALIZED (
-    SELECT m.group_name, m.username FROM group_members m WHERE m.group_name = ANY (v_roles))
+  actual AS (SELECT m.group_name, m.username FROM pg_temp.cognito_members m)
   SELECT 'add', w.group_name, w.username FROM wanted w
   WHERE NOT EXISTS (
     SELECT 1 FROM actual a WHERE a.group_name = w.group_name AND a.username = w.username)
@@ -412,10 +420,9 @@ BEGIN
   IF repair THEN
     INSERT INTO group_members (group_name, username)
     SELECT c.group_name, c.username FROM pg_temp.cognito_reconcile c WHERE c.action = 'add';
-    DELETE FROM group_members m
-    WHERE m.membership = ANY (ARRAY(
-      SELECT json_build_array(c.group_name, c.username)::text
-      FROM pg_temp.cognito_reconcile c WHERE c.action = 'remove'));
+    EXECUTE format('DELETE FROM group_members m WHERE m.membership = ANY (%L::text[])',
+      ARRAY(SELECT json_build_array(c.group_name, c.username)::text
+            FROM pg_temp.cognito_reconcile c WHERE c.action = 'remove'));
   END IF;
   RETURN QUERY SELECT c.action, c.group_name, c.username FROM pg_temp.cognito_reconcile c
     ORDER BY c.group_name, c.username, c.action;

@@ -54,6 +54,9 @@ class InFlight:
     waited: float = 0.0
     abandoned: bool = False
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    #: Called once, as the first attempt is sent (on the sending thread): the call counts
+    #: as a request from then on, and never if it is abandoned before.
+    on_send: Callable[[], None] | None = None
 
     def abandon(self) -> None:
         """No attempt may start any more; an unused rate-limit slot goes back."""
@@ -91,11 +94,17 @@ def _count_attempt(**_):
         waiting = time.monotonic()
         ticket.wait()
         call.waited += time.monotonic() - waiting
-        ticket.start()
+        with call.lock:
+            # Abandoned while it waited for its slot: nothing is sent.
+            if call.abandoned:
+                raise Abandoned("cognito_fdw: the request was abandoned before it was sent")
+        ticket.start()  # refuses a slot whose scan ended (a LIMIT reached while reading ahead)
     except BaseException:
         ticket.release()
         raise
     call.attempts += 1
+    if call.attempts == 1 and call.on_send is not None:
+        call.on_send()  # only now does the call count as a request
     return None
 
 

@@ -183,9 +183,6 @@ class Pool:
     def call(self, operation: str, stats: Stats | None = None, **params) -> Mapping:
         """Call a Cognito API operation by its API name (``ListUsers``); translate every
         failure into a :class:`CognitoApiError` naming the operation."""
-        if stats is not None:
-            stats.requests += 1
-            stats.operations[operation] += 1
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
         client = self.client
@@ -196,15 +193,28 @@ class Pool:
         # (attempts.py's before-send hook); the deadline counts from the slot.
         ticket = self.limiter.reserve()
         started = time.monotonic()
+        counted = []
+
+        def count() -> None:
+            # As the request goes out (or is answered without a send: a test's Stubber); a
+            # call abandoned while it waited for the rate cap (a LIMIT reached while a
+            # worker read a page ahead) sent nothing and counts nothing.
+            if stats is not None and not counted:
+                counted.append(True)
+                stats.requests += 1
+                stats.operations[operation] += 1
+
         in_flight = attempts.InFlight(
-            ticket, max(started, ticket.slot) + self.options.request_deadline
+            ticket, max(started, ticket.slot) + self.options.request_deadline, on_send=count
         )
 
         def send():
             return attempts.send(in_flight, method, params)
 
         try:
-            return backend.run_cancellable(send, deadline=in_flight.deadline)
+            answer = backend.run_cancellable(send, deadline=in_flight.deadline)
+            count()
+            return answer
         except backend.DeadlinePassed:
             raise self._deadline_error(operation, in_flight.attempts) from None
         except botocore.exceptions.ClientError as exc:

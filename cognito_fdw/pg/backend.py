@@ -230,7 +230,7 @@ def report(log, message: str, level) -> None:
     """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3: no
     report while a cancel is pending), and only when the client or the server log would show it:
     Multicorn2 3.2 leaks every message it is handed, shown or not, and its non-error calls crash
-    on Python 3.14 (docs/multicorn.md H12: every non-error log call leaks its message).
+    on Python 3.14 (docs/multicorn.md H15: every non-error log call leaks its message).
     """
     if not shown(level):
         return

@@ -41,6 +41,9 @@ _begin_scan = c_function(
 )  # fmt: skip
 _next_tuple = c_function("systable_getnext", ctypes.c_void_p, [ctypes.c_void_p])
 _end_scan = c_function("systable_endscan", None, [ctypes.c_void_p])
+# Whether a schema is another session's temporary one (pg_temp_N, pg_toast_temp_N); reads
+# the schema's name from the syscache, NULL-safe for one that is gone.
+_other_temp = c_function("isOtherTempNamespace", ctypes.c_bool, [ctypes.c_uint32])
 # Multicorn's wrapper instances, and what names a table (see foreign_table_name):
 _instances = c_variable("InstancesHash", ctypes.c_void_p)
 _seq_init = c_function("hash_seq_init", None, [ctypes.c_void_p, ctypes.c_void_p])
@@ -148,7 +151,7 @@ _BT_EQUAL = 3  # BTEqualStrategyNumber
 _NO_LOCK, _ACCESS_SHARE = 0, 1
 # FormData_pg_collation starts oid (4 bytes), collname (NameData, 64), collnamespace,
 # collowner (4 each), collprovider (1), collisdeterministic (1).
-_NAME_AT, _NAME_LENGTH, _DETERMINISTIC_AT = 4, 64, 77
+_NAME_AT, _NAME_LENGTH, _NAMESPACE_AT, _DETERMINISTIC_AT = 4, 64, 68, 77
 UNKNOWN_COLLATIONS = ("(pg_collation could not be read)",)
 
 
@@ -156,6 +159,8 @@ UNKNOWN_COLLATIONS = ("(pg_collation could not be read)",)
 def nondeterministic_collations() -> tuple[str, ...]:
     """The names of the database's nondeterministic collations (``pg_collation`` rows with
     ``collisdeterministic = false``), read now from the catalog; () outside a backend.
+    Another session's temporary collations are left out: no statement of this session can
+    name them (its own temporary ones count).
 
     Multicorn passes no collation with a condition (docs/multicorn.md H10: quals carry no
     collation); a comparison can only be made under a nondeterministic collation if one exists, so
@@ -170,7 +175,7 @@ def nondeterministic_collations() -> tuple[str, ...]:
     nothing that depends on it.
     """
     functions = (_conditional_lock, _table_open, _table_close, _get_attnum, _scan_key_init,
-                 _begin_scan, _next_tuple, _end_scan)  # fmt: skip
+                 _begin_scan, _next_tuple, _end_scan, _other_temp)  # fmt: skip
     if not in_backend() or any(f is None for f in functions):
         return ()
     with interrupts_held():
@@ -195,6 +200,8 @@ def _scan_collations() -> tuple[str, ...]:
             if ctypes.c_uint8.from_address(row + _DETERMINISTIC_AT).value != 0:
                 layout_ok = False  # the scan key chose it: not the layout read here
                 continue
+            if _other_temp(ctypes.c_uint32.from_address(row + _NAMESPACE_AT).value):
+                continue  # another session's pg_temp: invisible to this one's statements
             name = ctypes.string_at(row + _NAME_AT, _NAME_LENGTH).split(b"\0", 1)[0]
             names.append(name.decode("utf-8", "replace"))
     finally:

@@ -102,9 +102,14 @@ def equal_values(quals, name: str, names: bool = True) -> tuple[list, str] | Non
             continue
         if qual.operator == "=" and isinstance(qual.value, str):
             values = [qual.value]
-        elif qual.operator == ("=", True) and isinstance(qual.value, list):
-            values = [v for v in qual.value if isinstance(v, str)]
+        elif qual.operator == ("=", True) and isinstance(qual.value, (list, tuple)):
+            values = [v for v in qual.value if v is not None]
         else:
+            continue
+        if not all(isinstance(v, str) for v in values):
+            # A text column's values arrive as str: anything else was converted with a
+            # wrong type (docs/multicorn.md H12: the type read from the wrong place), and
+            # dropping it would lose its rows.
             continue
         if names:
             values = [v for v in values if is_cognito_name(v)]

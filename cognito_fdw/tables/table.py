@@ -19,7 +19,6 @@ the one list of objects.
 from __future__ import annotations
 
 import abc
-import collections
 import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
@@ -35,23 +34,19 @@ if TYPE_CHECKING:
 COLUMN_WIDTH = 24
 
 
-def actual_lines(scans: Sequence[Stats]) -> list[str]:
-    """EXPLAIN ANALYZE's lines: what ``scans`` (those of one table in one statement, each
-    rescan of a join's inner side counted) sent to Cognito, retried and waited for."""
-    operations = collections.Counter()
-    for stats in scans:
-        operations.update(stats.operations)
-    requests, retries = sum(s.requests for s in scans), sum(s.retries for s in scans)
-    cognito_ms = sum(s.cognito_seconds for s in scans) * 1000
-    cap_ms = sum(s.cap_seconds for s in scans) * 1000
-    by_operation = ", ".join(f"{name} {count}" for name, count in sorted(operations.items()))
+def actual_lines(spent: Stats, scans: int) -> list[str]:
+    """EXPLAIN ANALYZE's lines: what the ``scans`` scans of one table in one statement (each
+    rescan of a join's inner side counted) sent to Cognito, retried and waited for, summed in
+    ``spent``."""
+    requests, retries = spent.requests, spent.retries
+    by_operation = ", ".join(f"{name} {n}" for name, n in sorted(spent.operations.items()))
     return [
         f"Cognito actual: {requests} request{'s' if requests != 1 else ''}"
-        f"{f' ({by_operation})' if by_operation else ''} in {len(scans)} "
-        f"scan{'s' if len(scans) != 1 else ''} of this table",
+        f"{f' ({by_operation})' if by_operation else ''} in {scans} "
+        f"scan{'s' if scans != 1 else ''} of this table",
         f"Cognito actual: {retries} retr{'ies' if retries != 1 else 'y'}, "
-        f"{sum(s.throttled for s in scans)} throttled, {cognito_ms:.0f} ms in Cognito "
-        f"requests, {cap_ms:.0f} ms waiting for the request-rate cap",
+        f"{spent.throttled} throttled, {spent.cognito_seconds * 1000:.0f} ms in Cognito "
+        f"requests, {spent.cap_seconds * 1000:.0f} ms waiting for the request-rate cap",
     ]
 
 

@@ -47,8 +47,9 @@ class Users(Table):
         self.columns = resolve_columns(fdw_columns, pool.custom_attributes)
         self.searchable = pushdown.targets(fdw_columns, self.columns)
         self._cache = LookupCache()
+        self._previous: tuple[object, frozenset[str]] = (None, frozenset())
 
-    def _plan(self, quals, limit=None, offset=None) -> plans.Plan:
+    def _plan(self, quals, limit=None, offset=None, stable=()) -> plans.Plan:
         """The one request plan that planning, EXPLAIN and execution all use."""
         options = self.pool.options
         return pushdown.plan_scan(
@@ -62,7 +63,16 @@ class Users(Table):
             username_lookup=options.username_lookup,
             collations=self._collations,
             null_tests=nulls.PLANNED_NULL_TESTS,
+            stable=stable,
         )
+
+    def _stable(self, quals, statement) -> frozenset[str]:
+        """The texts of the quals that held the same value at this statement's previous
+        scan of the table (see pushdown.plan_scan); remembers these for the next one."""
+        texts = frozenset(pushdown.qual_text(q) for q in quals)
+        before = self._previous[1] if self._previous[0] == statement else frozenset()
+        self._previous = (statement, texts)
+        return texts & before
 
     def _collations(self) -> tuple[str, ...]:
         """The nondeterministic collations a comparison on the table may use: those of the database
@@ -104,8 +114,9 @@ class Users(Table):
         # database encoding cannot hold must not fail the query.
         read = read_columns(self.columns, columns)
         encoding = database_encoding(backend.database_encoding())
-        plan = self._plan(quals, limit, offset)
-        self._cache.claim(backend.statement_started())
+        statement = backend.statement_started()
+        plan = self._plan(quals, limit, offset, self._stable(quals, statement))
+        self._cache.claim(statement)
         users = run(plan, self.pool, stats, self._cache)
         try:
             for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):

@@ -40,7 +40,9 @@ from cognito_fdw.tools.findings import (
     NOTE,
     OK,
     WRAPPER,
+    Exposure,
     Report,
+    exposure_findings,
     guard_findings,
     managed_findings,
     managed_service,
@@ -56,6 +58,15 @@ from cognito_fdw.tools.findings import (
 LATENCY_SAMPLES = 3
 
 # -- the queries -----------------------------------------------------------------------------
+
+
+# The Multicorn foreign tables of this database, as a WITH clause over their OIDs.
+_MULTICORN_TABLES = (
+    "WITH t AS (SELECT f.ftrelid AS oid FROM pg_foreign_table f "
+    "JOIN pg_foreign_server s ON s.oid = f.ftserver "
+    "JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw "
+    "JOIN pg_proc h ON h.oid = w.fdwhandler WHERE h.proname = 'multicorn_handler')"
+)
 
 
 def _ident(*names: str) -> str:
@@ -92,6 +103,7 @@ class Doctor:
         self.report.extend(managed_findings(managed, installed))
         if installed:
             self.check_guard()
+            self.check_exposure()
             self.check_import()
             self.check_servers()
             self.check_versions(version)
@@ -155,6 +167,52 @@ class Doctor:
         for subject, problem in problems:
             self.report.add(FAIL, subject, f"the guard would refuse it now: {problem}",
                             "correct or drop the option it names")  # fmt: skip
+
+    def check_exposure(self) -> None:
+        """The settings that let a role crash the server through Multicorn (SECURITY.md)."""
+        tables = self.conn.execute(_MULTICORN_TABLES + " SELECT count(*) FROM t").fetchone()[0]
+        preloaded = [
+            name for name, value in self.conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('shared_preload_libraries', 'session_preload_libraries', "
+                "'local_preload_libraries')"
+            )
+            if "auto_explain" in value
+        ]  # fmt: skip
+        preloaded += [
+            f"{scope} setting" for (scope,) in self.conn.execute(
+                "SELECT CASE WHEN setrole = 0 THEN 'database' ELSE 'role ' || "
+                "setrole::regrole END FROM pg_db_role_setting WHERE setdatabase IN (0, "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())) "
+                "AND array_to_string(setconfig, ',') LIKE '%auto_explain%'"
+            )
+        ]  # fmt: skip
+        grants = self.conn.execute(
+            _MULTICORN_TABLES + " SELECT t.oid::regclass::text, CASE a.grantee WHEN 0 THEN "
+            "'PUBLIC' ELSE a.grantee::regrole::text END FROM t JOIN pg_class c ON c.oid = "
+            "t.oid, aclexplode(c.relacl) a WHERE a.privilege_type = 'INSERT' "
+            "AND a.grantee <> c.relowner ORDER BY 1, 2"
+        ).fetchall()
+        writable = [name for (name,) in self.conn.execute(
+            _MULTICORN_TABLES + " SELECT t.oid::regclass::text FROM t JOIN pg_foreign_table f "
+            "ON f.ftrelid = t.oid WHERE 'writable=true' = ANY(f.ftoptions) ORDER BY 1"
+        )]  # fmt: skip
+        unguarded = [name for (name,) in self.conn.execute(
+            _MULTICORN_TABLES + " SELECT t.oid::regclass::text FROM t WHERE NOT EXISTS ("
+            "SELECT FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid "
+            "WHERE g.tgrelid = t.oid AND p.proname = 'refuse_copy' AND g.tgenabled <> 'D') "
+            "ORDER BY 1"
+        )]  # fmt: skip
+        prepared = int(self.conn.execute("SHOW max_prepared_transactions").fetchone()[0])
+        logs = self.conn.execute(
+            "SELECT coalesce(current_setting('auto_explain.log_min_duration', true), '-1') "
+            "<> '-1' OR EXISTS (SELECT FROM pg_db_role_setting, unnest(setconfig) c "
+            "WHERE c LIKE 'auto\\_explain.log\\_min\\_duration=%' "
+            "AND c <> 'auto_explain.log_min_duration=-1')"
+        ).fetchone()[0]
+        self.report.extend(exposure_findings(
+            Exposure(tables, preloaded, grants, writable, prepared, unguarded, logs)
+        ))  # fmt: skip
 
     def check_import(self) -> None:
         import psycopg

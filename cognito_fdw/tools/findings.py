@@ -212,6 +212,76 @@ def guard_findings(trigger: tuple[str, list] | None) -> list[Finding]:
     return [Finding(OK, "guard", "installed and enabled, for every DDL command")]
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """What exposes the server to the shapes the guard cannot stop (SECURITY.md "What the
+    guard cannot stop"), as doctor read it from the catalogs and settings."""
+
+    tables: int  # Multicorn foreign tables in this database
+    auto_explain: list[str]  # where auto_explain is loaded: "session_preload_libraries", ...
+    insert_grants: list[tuple[str, str]]  # (table, grantee) granted INSERT, owner aside
+    writable: list[str]  # cognito tables with writable 'true'
+    max_prepared_transactions: int
+    unguarded: list[str]  # Multicorn tables without the guard's COPY FROM trigger
+    #: Whether auto_explain.log_min_duration is 0 or more anywhere doctor can see (this
+    #: session, a database or role setting): loaded with -1 it explains nothing.
+    auto_explain_logs: bool = True
+
+
+def exposure_findings(facts: Exposure) -> list[Finding]:
+    """Each setting that lets a role crash or restart the cluster through Multicorn's C
+    (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes; H12: a non-constant
+    value is converted with a wrong type; H13: no BeginForeignInsert, so COPY FROM crashes), and
+    what to change."""
+    if not facts.tables:
+        return []
+    found = []
+    if facts.auto_explain and not facts.auto_explain_logs:
+        found.append(Finding(
+            NOTE, "auto_explain",
+            f"loaded ({', '.join(facts.auto_explain)}) but logs no plan "
+            "(auto_explain.log_min_duration = -1); setting it to 0 or more here would let a "
+            "driver's prepared statement crash the server (SECURITY.md)",
+        ))  # fmt: skip
+    elif facts.auto_explain:
+        found.append(Finding(
+            FAIL, "auto_explain",
+            f"loaded ({', '.join(facts.auto_explain)}) in a database with Multicorn foreign "
+            "tables: logging the plan of a driver's prepared statement comparing a column with "
+            "an array, jsonb, numeric or uuid parameter crashes the server (SECURITY.md)",
+            "remove auto_explain from these settings for this database, or set "
+            "auto_explain.log_min_duration = -1 here",
+        ))  # fmt: skip
+    if facts.insert_grants:
+        shown = ", ".join(f"{table} to {grantee}" for table, grantee in facts.insert_grants[:5])
+        more = len(facts.insert_grants) - 5
+        found.append(Finding(
+            WARN, "INSERT",
+            f"granted on {shown}{f' and {more} more' if more > 0 else ''}: a COPY FROM into a "
+            "Multicorn foreign table crashes the server where the guard's trigger does not "
+            "stop it (SECURITY.md)",
+            "grant INSERT only on a writable group_members table and only to roles you trust "
+            "not to restart the cluster (REVOKE INSERT ON ... FROM ...)",
+        ))  # fmt: skip
+    if facts.writable and facts.max_prepared_transactions > 0:
+        found.append(Finding(
+            WARN, "max_prepared_transactions",
+            f"is {facts.max_prepared_transactions} with writable table(s) "
+            f"{', '.join(facts.writable[:5])}: Multicorn does not tell the wrapper about "
+            "PREPARE TRANSACTION, so the changes of a prepared transaction rolled back are "
+            "sent at the backend's next COMMIT (SECURITY.md)",
+            "set max_prepared_transactions = 0 (restart), or drop the option writable",
+        ))  # fmt: skip
+    if facts.unguarded:
+        found.append(Finding(
+            FAIL, "COPY FROM",
+            f"not refused on {', '.join(facts.unguarded[:5])}: the guard's trigger is missing "
+            "(a guard installed before it had one), and COPY FROM crashes the server",
+            GUARD_INSTALL,
+        ))  # fmt: skip
+    return found
+
+
 def options_dict(raw: list[str] | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw or [])
 

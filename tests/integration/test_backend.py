@@ -1,6 +1,6 @@
 """Tier 2: parallel sessions with vault credentials never break a backend (docs/multicorn.md H8: no
 PostgreSQL call off the backend thread), and a report reaches Multicorn only where PostgreSQL would
-show it (docs/multicorn.md H12: every non-error log call leaks its message).
+show it (docs/multicorn.md H15: every non-error log call leaks its message).
 
 The race a review found: with the secret access key in the vault and
 ``secret_cache_seconds 0``, every request of a scan's worker threads read the secret, and

@@ -21,7 +21,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import create_server
+from ..support.postgres import create_server, new_role, role_dsn
 
 pytestmark = pytest.mark.server
 
@@ -260,6 +260,29 @@ def test_a_collation_created_or_dropped_is_seen_at_once(bare):
         conn.execute("COMMIT")
         other.execute("DROP COLLATION ci")
         assert "ListUsers Filter" in explain(conn, "SELECT * FROM plain WHERE username = 'a'")
+
+
+def test_another_sessions_temporary_collation_leaves_this_ones_pushdown_on(bare, setup):
+    # A role with TEMP only must not turn every other session's lookups
+    # into full reads of the pool; the session's own temporary collation still counts.
+    role = new_role_with_temp(bare)
+    sql = "SELECT username FROM {p}plain WHERE email = 'mixed.case@example.com'"
+    with connect(bare) as conn, connect(role_dsn(bare, role)) as other:
+        other.execute(CI.format(name="pg_temp.tci"))
+        plan = explain(conn, "SELECT * FROM plain WHERE username = 'bob'")
+        assert 'Filter: username = "bob"' in plan and "tci" not in plan
+        assert answer(conn, sql.format(p="")) == answer(conn, sql.format(p="local_"))
+        conn.execute(CI.format(name="pg_temp.mine"))
+        plan = explain(conn, "SELECT * FROM plain WHERE username = 'bob'")
+        assert "mine" in plan and "ListUsers (no filter)" in plan
+        assert "tci" not in plan
+
+
+def new_role_with_temp(dsn) -> str:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        role = new_role(admin)
+        admin.execute(f"GRANT TEMP ON DATABASE coll_bare TO {role}")
+    return role
 
 
 def test_a_locked_catalog_is_taken_for_a_nondeterministic_collation(bare):

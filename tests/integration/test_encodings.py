@@ -106,3 +106,23 @@ def test_explain_of_every_shape_is_fine(enc, setup):
     assert any("rows=3" in r[0] for r in analyzed)
     assert conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0] == before
     assert not re.search(r"terminated by signal|server process .* exited", setup.log())
+
+
+def test_a_nul_from_cognito_is_shown_as_the_replacement_character(setup, cognito):
+    # PostgreSQL text and jsonb cannot hold U+0000; before, one user's NUL
+    # failed count(*) and SELECT * for everyone (jsonb refused \u0000) and cut text columns.
+    pool_id = cognito.create_user_pool(PoolName="cognito-fdw-nul")["UserPool"]["Id"]
+    odd = "a\x01b\x7fc\x00d"
+    create_users(cognito, pool_id, [new_user("nul", {"name": odd}), new_user("ok", {})])
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        create_server(conn, "nul_server", pool_id, setup.endpoint)
+        conn.execute(
+            "CREATE FOREIGN TABLE cognito.nul_users (username text, name text, attributes "
+            "jsonb, nickname varchar(20)) SERVER nul_server OPTIONS (object 'users')"
+        )
+        assert conn.execute("SELECT count(*) FROM cognito.nul_users").fetchone() == (2,)
+        shown = odd.replace("\x00", "\ufffd")
+        assert conn.execute(
+            "SELECT name, attributes ->> 'name' FROM cognito.nul_users WHERE username = 'nul'"
+        ).fetchone() == (shown, shown)
+        assert len(conn.execute("SELECT * FROM cognito.nul_users").fetchall()) == 2

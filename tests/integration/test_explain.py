@@ -12,9 +12,11 @@ pushed down to Cognito, each condition left to PostgreSQL with why, the request-
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 
 import psycopg
 import pytest
+import yaml
 
 from ..support.postgres import create_server
 from ..support.proxy import Fault
@@ -226,3 +228,62 @@ def test_explain_verbose_names_the_pool_and_the_credentials_on_every_table(ex, d
     assert "Cognito: region us-east-1, user pool " in text
     assert "Cognito: credentials from access keys in the options" in text
     assert "testing-secret" not in text
+
+
+def multicorn_values(document) -> list[str]:
+    """Every "Multicorn" value of a parsed JSON or YAML plan, depth first."""
+    if isinstance(document, dict):
+        found = [document["Multicorn"]] if "Multicorn" in document else []
+        return found + [v for value in document.values() for v in multicorn_values(value)]
+    if isinstance(document, list):
+        return [v for item in document for v in multicorn_values(item)]
+    return []
+
+
+@pytest.mark.parametrize("analyze", [False, True])
+def test_every_explain_format_parses_with_every_wrapper_line(ex, db, proxy, analyze):
+    # docs/multicorn.md M14: JSON and YAML kept only the last of the repeated key.
+    sql = "SELECT * FROM ex.users WHERE username = 'user001' AND email LIKE '%x'"
+    options = "ANALYZE, VERBOSE, " if analyze else "VERBOSE, "
+    text = "\n".join(plan(db, f"EXPLAIN ({options}FORMAT TEXT) {sql}"))
+    lines = [line.strip().removeprefix("Multicorn: ") for line in text.splitlines()]
+    wanted = [line for line in lines if line.startswith("Cognito")]
+    assert any("pushed down: username = 'user001'" in line for line in wanted)
+    assert any("left to PostgreSQL: email LIKE '%x'" in line for line in wanted)
+    assert any(line.startswith("Cognito: credentials from") for line in wanted)
+    assert any(line.startswith("Cognito actual") for line in wanted) == analyze
+    parsed = {
+        "JSON": lambda out: out,  # psycopg parses json itself
+        "YAML": yaml.safe_load,
+        "XML": lambda out: {"Multicorn": [
+            e.text for e in ElementTree.fromstring(out).iter() if e.tag.endswith("Multicorn")
+        ][0]},
+    }  # fmt: skip
+    for name, parse in parsed.items():
+        (value,) = multicorn_values(
+            parse(db.execute(f"EXPLAIN ({options}FORMAT {name}) {sql}").fetchone()[0])
+        )
+        got = [line.strip() for line in value.splitlines()]
+        assert [line for line in got if not line.startswith("Cognito actual")] == [
+            line for line in wanted if not line.startswith("Cognito actual")
+        ], name
+        assert any(line.startswith("Cognito actual") for line in got) == analyze
+
+
+def test_a_generic_limit_reports_the_requests_that_went_out(ex, db, proxy):
+    # A LIMIT $1 is not pushed: the worker reads a page ahead, and a page whose request was
+    # still waiting for the rate cap when the scan ended was never sent.
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    db.execute("PREPARE lim(int) AS SELECT username FROM ex.users LIMIT $1")
+    try:
+        for _ in range(3):
+            numbers, _, _ = analyze(db, proxy, "EXECUTE lim(1)")
+            # A request the worker began to send as the scan ended goes out when the backend
+            # next runs Python (docs/multicorn.md M8: threads run only while the backend is in
+            # Python).
+            db.execute("SELECT count(*) FROM ex.pool").fetchone()
+            sent = {k: v for k, v in sent_by_operation(proxy).items() if k == "ListUsers"}
+            assert numbers["operations"] == sent and numbers["requests"] in (1, 2)
+    finally:
+        db.execute("DEALLOCATE lim")
+        db.execute("RESET plan_cache_mode")

@@ -11,6 +11,7 @@ What each case did is recorded for ATTACKS.md (``make reliability`` writes it).
 from __future__ import annotations
 
 import http.server
+import subprocess
 import threading
 import time
 
@@ -28,6 +29,7 @@ from ..support.postgres import (
     install_readme_setup,
     literal,
     options_sql,
+    psql,
     role_dsn,
 )
 from ..support.reliability import record
@@ -246,6 +248,14 @@ def test_a_partition_and_column_options_are_guarded(mallory):
         "CREATE FOREIGN TABLE ... PARTITION OF ... OPTIONS (endpoint_url)",
         "may not set endpoint_url",
     )
+    # Any Multicorn partition: an INSERT routed into it crashes the server (docs/multicorn.md H13:
+    # no BeginForeignInsert, so COPY FROM crashes).
+    for sql in (
+        f"CREATE FOREIGN TABLE {ROLE}.part PARTITION OF {ROLE}.parent DEFAULT "
+        "SERVER cognito_server OPTIONS (object 'users')",
+        f"ALTER TABLE {ROLE}.parent ATTACH PARTITION {ROLE}.mine DEFAULT",
+    ):
+        refused(mallory, sql, sql.split(" OPTIONS")[0][:60], "may not be a partition")
     refused(
         mallory,
         f"ALTER TABLE {ROLE}.mine ALTER COLUMN username OPTIONS (ADD wrapper 'x')",
@@ -516,3 +526,91 @@ def test_an_owner_cannot_read_an_internal_service_through_endpoint_url(guarded, 
             admin.execute("DROP SERVER inward CASCADE")
     finally:
         service.shutdown()
+
+
+# -- COPY FROM: Multicorn's insert without its state crashes the server ------------------------
+# (docs/multicorn.md H13: no BeginForeignInsert, so COPY FROM crashes)
+
+
+def copy_rows(conn, table: str, columns: str, rows: list[tuple]) -> None:
+    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def test_copy_from_into_any_multicorn_table_is_refused_and_insert_still_works(guarded, pool):
+    with psycopg.connect(guarded.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FOREIGN TABLE cognito.members_w (group_name text, username text, "
+            "membership text) SERVER cognito_server "
+            "OPTIONS (object 'group_members', writable 'true')"
+        )
+        conn.execute(f"GRANT INSERT, SELECT ON cognito.members_w TO {ROLE}")
+    user = pool.users[0]["Username"]
+    cases = [
+        ("cognito.members_w", "group_name, username", ("nogroup", user)),
+        (f"{ROLE}.mine", "username", (user,)),
+    ]
+    with (
+        psycopg.connect(guarded.dsn, autocommit=True) as sentinel,  # dies with any crash
+        psycopg.connect(guarded.mallory, autocommit=True) as conn,
+    ):
+        for table, columns, row in cases:
+            with pytest.raises(psycopg.Error) as caught:
+                copy_rows(conn, table, columns, [row])
+            assert "COPY FROM into foreign table" in caught.value.diag.message_primary
+            assert "INSERT" in caught.value.diag.message_hint
+            record("attack", f"COPY FROM into {table}", "refused by the guard's trigger")
+        # A view of pg_stat_activity taken earlier in the transaction changes nothing:
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM pg_stat_activity")
+        with pytest.raises(psycopg.Error, match="COPY FROM into foreign table"):
+            copy_rows(conn, *cases[0][:2], [cases[0][2]])
+        conn.execute("ROLLBACK")
+        # INSERT passes the trigger; the transaction reads its own pending row back.
+        conn.execute("BEGIN")
+        conn.execute(
+            "INSERT INTO cognito.members_w (group_name, username) VALUES ('nogroup', %s)",
+            [user],
+        )
+        rows = conn.execute(
+            "SELECT group_name FROM cognito.members_w WHERE username = %s", [user]
+        ).fetchall()
+        assert ("nogroup",) in rows
+        conn.execute("ROLLBACK")
+        assert sentinel.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_copy_trigger_cannot_be_dropped_or_disabled_by_the_tables_owner(guarded, mallory):
+    trigger = mallory.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", [f"{ROLE}.mine"]
+    ).fetchone()[0]
+    for sql in (
+        f"DROP TRIGGER {trigger} ON {ROLE}.mine",
+        f"ALTER TABLE {ROLE}.mine DISABLE TRIGGER {trigger}",
+        f"ALTER FOREIGN TABLE {ROLE}.mine DISABLE TRIGGER ALL",
+        f"ALTER TABLE {ROLE}.mine ENABLE REPLICA TRIGGER {trigger}",
+    ):
+        refused(mallory, sql, f"copy trigger: {sql.split(' ON ')[0][:40]}", "must keep its trigger")
+    # A renamed trigger still guards (it is found by its function, not its name).
+    mallory.execute(f"ALTER TRIGGER {trigger} ON {ROLE}.mine RENAME TO renamed")
+    mallory.execute(f"CREATE FOREIGN TABLE {ROLE}.later (username text) SERVER cognito_server "
+                    "OPTIONS (object 'users')")  # fmt: skip
+    count = mallory.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass", [f"{ROLE}.later"]
+    ).fetchone()[0]
+    assert count == 1
+
+
+def test_a_dump_with_foreign_data_restores_without_crashing(guarded, tmp_path):
+    dump = tmp_path / "members.sql"
+    done = subprocess.run(
+        [str(guarded.bindir / "pg_dump"), "-d", guarded.dsn, "--data-only",
+         "--include-foreign-data=cognito_server", "-t", f"{ROLE}.mine", "-f", str(dump)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "COPY mallory.mine" in dump.read_text()
+    restored = psql(guarded, "-f", str(dump))
+    assert restored.returncode != 0
+    assert "COPY FROM into foreign table mallory.mine is not supported" in restored.stderr

@@ -311,3 +311,88 @@ def test_joins_answer_as_postgresql(db, typed, nested_loops):
         if foreign != local:
             wrong.append(f"{sql}: {foreign} (local: {local})")
     assert not wrong, "\n".join(wrong)
+
+
+# -- every pushable operator in every form a value can take, as drivers run them ----------
+# A constant, a STABLE function (not folded: Multicorn converts it itself, with a wrong type for an
+# array: docs/multicorn.md H12: the type read from the wrong place), a parameter of a generic plan
+# and a sub-select, each against the local copy; prepared statements run more times than
+# PostgreSQL's five custom plans, under each plan_cache_mode and through psycopg's own prepare
+# threshold.
+
+PUSHABLE = {
+    "users": {"username": "text", "email": "text", "given_name": "text", "sub": "uuid",
+              "enabled": "boolean"},
+    "groups": {"group_name": "text"},
+    "members": {"group_name": "text", "username": "text", "membership": "text"},
+}  # fmt: skip
+STABLE = (
+    "CREATE OR REPLACE FUNCTION typed.s(v anyelement) RETURNS anyelement "
+    "LANGUAGE plpgsql STABLE AS 'BEGIN RETURN v; END'"
+)
+
+
+def forms(column: str, kind: str, values: list) -> list[tuple[str, list]]:
+    """(condition, its parameters): every operator Cognito may be asked, in every form."""
+    a, b = (values + values)[:2] if values else (None, None)
+    lit = [sql_literal(v, kind) for v in (a, b)]
+    found = [
+        (f"{column} = {lit[0]}", []),
+        (f"{column} = typed.s({lit[0]})", []),
+        (f"{column} = (SELECT {lit[0]})", []),
+        (f"{column} = %s::{kind}", [a]),
+    ]
+    if kind != "boolean":
+        found += [
+            (f"{column} IN ({lit[0]}, {lit[1]})", []),
+            (f"{column} IN (typed.s({lit[0]}), {lit[1]})", []),
+            (f"{column} IN (%s::{kind}, %s::{kind})", [a, b]),
+            (f"{column} = ANY(ARRAY[{lit[0]}, {lit[1]}])", []),
+            (f"{column} = ANY(typed.s(ARRAY[{lit[0]}, {lit[1]}]))", []),
+            (f"{column} = ANY((SELECT ARRAY[{lit[0]}, {lit[1]}]))", []),
+            (f"{column} = ANY(%s::{kind}[])", [[a, b]]),
+        ]
+    if kind == "text":
+        found += [(f"{column} LIKE typed.s({sql_literal((a or '') + '%', kind)})", [])]
+    return found
+
+
+@pytest.fixture(scope="module")
+def stable(typed, setup):
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(STABLE)
+    return typed
+
+
+def prepared_outcomes(conn, sql: str, params: list, times: int = 8) -> list:
+    """What each of ``times`` executions of the prepared ``sql`` answered."""
+    answers = []
+    with conn.cursor() as cursor:
+        for _ in range(times):
+            try:
+                answers.append(sorted(map(repr, cursor.execute(sql, params, prepare=True))))
+            except psycopg.Error as exc:
+                answers.append(exc.diag.message_primary)
+    return answers
+
+
+@pytest.mark.parametrize("table", list(PUSHABLE))
+@pytest.mark.parametrize("mode", ["auto", "force_generic_plan", "force_custom_plan"])
+def test_every_form_of_every_pushed_operator_answers_as_postgresql(stable, setup, table, mode):
+    wrong = []
+    with psycopg.connect(setup.dsn, autocommit=True, prepare_threshold=2) as conn:
+        conn.execute(f"SET plan_cache_mode = {mode}")
+        for column, kind in PUSHABLE[table].items():
+            known = stable[table, column] + [None]
+            for condition, params in forms(column, kind, known[:2]) + forms(
+                column, kind, known[-3:]
+            ):
+                foreign, local = (
+                    prepared_outcomes(
+                        conn, f"SELECT {column} FROM typed.{t} WHERE {condition}", params
+                    )
+                    for t in (table, f"local_{table}")
+                )
+                if foreign != local:
+                    wrong.append(f"{condition} {params}: {foreign[-1]} (local: {local[-1]})")
+    assert not wrong, "\n".join(wrong)

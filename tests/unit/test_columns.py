@@ -247,3 +247,12 @@ def test_an_integer_column_refuses_what_postgresql_would_naming_column_and_user(
         row(column("age", type_name), user=user)
     assert caught.value.message == f"cognito_fdw: column age of user 'zoë': {problem}"
     assert row(column("age", "bigint"), user={**user, "Attributes": []}) == {"age": None}
+
+
+def test_a_nul_is_shown_as_the_replacement_character_in_text_and_json():
+    from cognito_fdw.values import JSON, JSON_TEXT, renderer, without_nul
+
+    assert without_nul({"n\x00": ["a\x00", 1, None]}) == {"n\ufffd": ["a\ufffd", 1, None]}
+    assert renderer(JSON_TEXT, "jsonb")('[{"a": "x\\u0000y"}]') == '[{"a": "x\ufffdy"}]'
+    assert renderer(JSON_TEXT, "jsonb")('["\\\\u0000"]') == '["\\\\u0000"]'  # no NUL: kept
+    assert "\\u0000" not in renderer(JSON, "jsonb")(without_nul({"n": "a\x00"}))

@@ -86,6 +86,12 @@ class CountingTable:
         pass
 
 
+def lines_of(wrapper) -> list[str]:
+    """What EXPLAIN shows: one item (one "Multicorn" property) holding every line."""
+    (item,) = wrapper.explain([], set())
+    return [line.strip() for line in item.split("\n")]
+
+
 def counting_wrapper(monkeypatch):
     wrapper, table = fdw(), CountingTable()
     monkeypatch.setattr(wrapper, "_table", lambda: table)
@@ -94,7 +100,7 @@ def counting_wrapper(monkeypatch):
 
 def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
     wrapper, table = counting_wrapper(monkeypatch)
-    assert wrapper.explain([], set()) == [
+    assert lines_of(wrapper) == [
         "Cognito: the plan",
         "Cognito: at most 25 requests/s, shared by every connection to this account",
     ]  # plain EXPLAIN: no scan began
@@ -104,7 +110,7 @@ def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
     assert table.closed == 1
     second = wrapper.execute([], set())
     next(second)  # EXPLAIN ANALYZE replaces this one's iterator without dropping it
-    lines = wrapper.explain([], set())  # EXPLAIN ANALYZE: after the scans
+    lines = lines_of(wrapper)  # EXPLAIN ANALYZE: after the scans
     assert lines[2:] == [
         "Cognito actual: 2 requests (ListUsers 2) in 2 scans of this table",
         "Cognito actual: 0 retries, 0 throttled, 0 ms in Cognito requests, "
@@ -112,7 +118,7 @@ def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
     ]
     assert table.closed == 2
     wrapper.end_scan()
-    assert len(wrapper.explain([], set())) == 2
+    assert len(lines_of(wrapper)) == 2
 
 
 def test_rollback_closes_the_scans_a_failed_statement_left_open(monkeypatch):
@@ -125,7 +131,7 @@ def test_rollback_closes_the_scans_a_failed_statement_left_open(monkeypatch):
     next(failed)
     wrapper.sub_rollback(2)
     assert table.closed == 1 and next(outer) == {"username": "1"}  # the cursor lives on
-    assert not any("actual" in line for line in wrapper.explain([], set()))
+    assert not any("actual" in line for line in lines_of(wrapper))
     wrapper.rollback()
     assert table.closed == 2
 
@@ -211,3 +217,15 @@ def test_update_is_refused():
     table = members(writable="true")
     with pytest.raises(MulticornException, match="UPDATE is not supported"):
         table.update('["admins", "alice"]', {})
+
+
+def test_a_statements_cost_stays_one_sum_whatever_the_rescans(monkeypatch):
+    # execute() kept a Stats per rescan until the statement ended.
+    wrapper, table = counting_wrapper(monkeypatch)
+    for _ in range(5000):
+        scan = wrapper.execute([], set())
+        next(scan)
+        del scan  # a rescan: Multicorn drops the iterator
+    assert wrapper._spent.scans == 5000 and not wrapper._spent.running
+    assert wrapper._spent.done.requests == 5000
+    assert "Cognito actual: 5000 requests (ListUsers 5000) in 5000 scans" in lines_of(wrapper)[2]

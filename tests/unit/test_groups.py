@@ -38,3 +38,27 @@ def test_group_columns():
         Groups(NoRequests(), column_definitions(nope="text", precedence="boolean"))
     assert "precedence: type boolean cannot hold a number" in caught.value.message
     assert caught.value.hint.startswith("Columns of object 'groups': group_name, description")
+
+
+@pytest.mark.parametrize(
+    "qual",
+    [
+        # An array Multicorn read as text (docs/multicorn.md H12: the type read from the wrong
+        # place).
+        Qual("group_name", ("=", True), "\x01"),
+        Qual("group_name", ("=", True), ""),
+        Qual("group_name", ("=", True), ["admins", 7]),
+        Qual("group_name", "=", 7),
+        Qual("group_name", "=", b"admins"),
+    ],
+)
+def test_a_value_of_the_wrong_shape_reads_every_group(qual):
+    # docs/multicorn.md H12: dropping or trusting it would lose the group's row.
+    class Options:
+        deterministic_collations = True
+
+    class Pool:
+        options = Options()
+
+    table = Groups(Pool(), column_definitions(group_name="text"))
+    assert table.explain([qual], [])[0].startswith("Cognito: ListGroups")

@@ -235,7 +235,8 @@ TESTS = ROOT / "tests"
 CONCERNS = {
     "unit": {"billing", "layout", "readme", "readme_blocks", "docker_files"},
     "integration": {"collations", "cost", "encodings", "explain", "faults", "gateway", "hostile",
-                    "import", "load", "messages", "pushdown_property", "readme_path",
+                    "import", "load", "messages", "multicorn_boundary", "pushdown_property",
+                    "readme_path",
                     "sync_parts", "table_names", "uuid_sub"},
 }  # fmt: skip
 

@@ -182,3 +182,15 @@ def test_explain_says_what_is_pushed_and_why_the_rest_is_left():
         "Cognito: left to PostgreSQL: email = 'a@x': Cognito finds memberships by username "
         "and group_name only",
     ]
+
+
+@pytest.mark.parametrize("column", ["group_name", "username", "membership"])
+@pytest.mark.parametrize("value", ["\x01", "", 7, ["admins", 7], b"x"])
+def test_a_value_of_the_wrong_shape_reads_every_membership(column, value):
+    # docs/multicorn.md H12: an IN list Multicorn converted with a wrong type.
+    operator = "=" if isinstance(value, (int, bytes)) else ("=", True)
+    FakePool.options.deterministic_collations = True
+    try:
+        assert members().plan([Qual(column, operator, value)])[:2] == ("all", [])
+    finally:
+        FakePool.options.deterministic_collations = False

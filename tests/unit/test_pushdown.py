@@ -544,3 +544,58 @@ def test_collation_names_in_explain_are_bounded_and_one_line():
     assert shown_names(["a\nb\x00"]) == "a\\nb\\x00"
     names = [f"c{i}" for i in range(SHOWN_COLLATIONS + 5)]
     assert shown_names(names).endswith(f"c{SHOWN_COLLATIONS - 1} and 5 more")
+
+
+# What Multicorn hands over when it converts a non-constant expression with a wrong type
+# (docs/multicorn.md H12: the type read from the wrong place): an array as a str, a scalar as
+# anything.
+MISTYPED_SCALARS = st.one_of(
+    st.integers(), st.floats(), st.binary(), st.booleans(),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+    st.lists(st.text(max_size=3), max_size=3),
+)  # fmt: skip
+MISTYPED_ARRAYS = st.one_of(
+    st.text(max_size=5), st.integers(), st.binary(),
+    st.lists(st.one_of(st.integers(), st.floats(), st.binary()), min_size=1, max_size=3),
+)  # fmt: skip
+SEARCHABLE = ["username", "sub", "email", "phone_number", "given_name", "name", "status"]
+
+
+@settings(max_examples=300)
+@given(
+    column=st.sampled_from([*SEARCHABLE, "enabled"]),
+    operator=st.sampled_from(["=", ("=", True), "~~"]),
+    data=st.data(),
+)
+def test_a_value_of_the_wrong_shape_is_never_taken_for_no_match(column, operator, data):
+    # Pushing nothing reads the pool and PostgreSQL filters; a NONE plan or a filter made
+    # from such a value would lose rows.
+    array = isinstance(operator, tuple)
+    mistyped = data.draw(MISTYPED_ARRAYS if array else MISTYPED_SCALARS)
+    if column == "enabled" and isinstance(mistyped, bool):
+        return  # a boolean is what enabled's value is
+    p = plan(Qual(column, operator, mistyped))
+    assert p.kind in (SCAN, PARTS), p
+    assert all(r.filter is None or r.filter.startswith("sub ^=") for r in p.requests), p
+
+
+def test_an_array_read_as_text_is_left_to_postgresql_with_the_safe_form():
+    # Multicorn 3.2 converts a generic plan's IN ($1, $2) with the element's type: a str.
+    p = plan(Qual("username", ("=", True), "\x01"))
+    assert p.kind == SCAN and reasons(p) == ["mistyped"]
+    assert "(SELECT ARRAY[" in "\n".join(p.explain())
+    assert not nulls.cannot_match(Qual("username", ("=", True), ""), never_null=True)
+
+
+def test_a_rescans_stable_lookup_is_preferred_to_the_join_key():
+    # A generic plan's email = $1 beside a join's sub key: email's answer is cached after
+    # the first scan, so one request in all instead of one per outer row.
+    quals = (Qual("sub", "=", "0f0f"), Qual("email", "=", "ann@example.com"))
+    assert plan(*quals).requests == (Request(LIST_USERS, filter='sub = "0f0f"'),)
+    stable = {pushdown.qual_text(quals[1])}
+    chosen = plan(*quals, stable=stable)
+    assert chosen.requests == (Request(LIST_USERS, filter='email = "ann@example.com"'),)
+    prefix = (Qual("sub", "=", "0f0f"), Qual("email", "~~", "ann%"))
+    assert (
+        plan(*prefix, stable={pushdown.qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
+    )  # only a lookup is cached: a stable LIKE prefix is no reason to scan

@@ -49,7 +49,7 @@ CITING = ("cognito_fdw/**/*.py", "sql/*.sql", "tests/**/*.py", "bench/**/*.py", 
 _CITATION = re.compile(r"docs/multicorn\.md ((?:[HM]\d+: [^;)]+)(?:; [HM]\d+: [^;)]+)*)")
 _ENTRY = re.compile(r"([HM]\d+): ([^;)]+)")
 #: An entry's name anywhere: "H8", "M10" (not "H1..", the register's range).
-_NAME = re.compile(r"(?<![\w/.-])([HM](?:1[0-3]|[1-9]))(?!\w|\.\.)")
+_NAME = re.compile(r"(?<![\w/.-])([HM](?:1[0-9]|[1-9]))(?!\w|\.\.)")
 
 
 def _citing_text(path: Path) -> str:

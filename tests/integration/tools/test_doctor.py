@@ -232,3 +232,35 @@ def test_wrong_python_path(moto, pool, capsys):
         assert "terminated by signal" not in broken.log()
     finally:
         pg.cleanup()
+
+
+def test_settings_that_expose_multicorn_crashes_are_reported(database, pool, capsys):
+    make_server(database.conn, "exposed", pool.pool_id, database.endpoint)
+    conn = database.conn
+    conn.execute(
+        "CREATE FOREIGN TABLE exposed_members (group_name text, username text, membership "
+        "text) SERVER exposed OPTIONS (object 'group_members', writable 'true')"
+    )
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {role}")
+    conn.execute(f"GRANT INSERT ON exposed_members TO {role}")
+    name = conn.info.dbname
+    conn.execute(f"ALTER DATABASE {name} SET session_preload_libraries = 'auto_explain'")
+    try:
+        status, out = doctor(capsys, database.dsn)
+        assert "note  auto_explain: loaded (session_preload_libraries, database setting) " in out
+        conn.execute(f"ALTER DATABASE {name} SET auto_explain.log_min_duration = 0")
+        status, out = doctor(capsys, database.dsn)
+    finally:
+        conn.execute(f"ALTER DATABASE {name} RESET session_preload_libraries")
+        conn.execute(f"ALTER DATABASE {name} RESET auto_explain.log_min_duration")
+    assert status == 1
+    assert "FAIL  auto_explain: loaded (session_preload_libraries, database setting)" in out
+    assert f"warn  INSERT: granted on exposed_members to {role}" in out
+    assert "COPY FROM: not refused" not in out  # the guard's trigger is on both tables
+    conn.execute("DROP EVENT TRIGGER cognito_fdw_guard")
+    conn.execute("DROP TRIGGER " + conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'exposed_members'::regclass"
+    ).fetchone()[0] + " ON exposed_members")  # fmt: skip
+    status, out = doctor(capsys, database.dsn)
+    assert "FAIL  COPY FROM: not refused on exposed_members" in out

@@ -8,7 +8,9 @@ from cognito_fdw.tools.findings import (
     FAIL,
     OK,
     WARN,
+    Exposure,
     Report,
+    exposure_findings,
     guard_findings,
     import_failure,
     managed_findings,
@@ -193,3 +195,30 @@ def test_what_the_embedded_python_means(python, plpython, expected):
         assert finding.fix
     if ("FAIL", "python") in expected:
         assert "pgsql-io/multicorn2#94" in findings[0].text
+
+
+def test_exposure_findings_name_each_setting_and_its_fix():
+    quiet = Exposure(3, [], [], [], 0, [])
+    assert exposure_findings(quiet) == []
+    assert exposure_findings(Exposure(0, ["session_preload_libraries"], [], [], 5, [])) == []
+    found = exposure_findings(Exposure(
+        2, ["session_preload_libraries", "role app setting"], [("cognito.users", "app")],
+        ["cognito.group_members"], 10, ["cognito.groups"],
+    ))  # fmt: skip
+    by_subject = {f.subject: f for f in found}
+    assert by_subject["auto_explain"].status == FAIL
+    assert "role app setting" in by_subject["auto_explain"].text
+    assert "log_min_duration = -1" in by_subject["auto_explain"].fix
+    assert "cognito.users to app" in by_subject["INSERT"].text
+    assert "REVOKE INSERT" in by_subject["INSERT"].fix
+    assert "is 10 with writable table(s) cognito.group_members" in (
+        by_subject["max_prepared_transactions"].text
+    )
+    assert (
+        by_subject["COPY FROM"].status == FAIL and "cognito.groups" in by_subject["COPY FROM"].text
+    )
+    inert = exposure_findings(Exposure(2, ["shared_preload_libraries"], [], [], 0, [], False))
+    assert [(f.status, f.subject) for f in inert] == [("note", "auto_explain")]
+    assert "max_prepared_transactions" not in {
+        f.subject for f in exposure_findings(Exposure(2, [], [], [], 10, []))
+    }
