@@ -1,7 +1,7 @@
 """Tier 2: errors name the foreign table they are about (issue 12).
 
-Multicorn gives Python no table OID; the wrapper finds its table in Multicorn's
-``InstancesHash`` (OID -> wrapper instance) and reads the name from the catalog
+Multicorn gives Python no table OID; the wrapper notes its table's OID in ``__init__``
+from PostgreSQL's resource owner (docs/multicorn.md M13) and reads the name from the catalog
 (:func:`cognito_fdw.catalog.foreign_table_name`).  Measured here: several tables in one
 session, names that need quoting, a table renamed or altered in mid-session, dropped and
 created again, a pending cancel while the name is read, and a table whose name cannot be
