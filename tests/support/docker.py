@@ -23,13 +23,16 @@ copy rebuilds from the layer cache.
 
 from __future__ import annotations
 
+import errno
 import functools
 import http.server
+import ipaddress
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cognito_fdw.tools.host import checkout
+
+# testcontainers' reaper (Ryuk) is an image from Docker Hub; the fixtures stop and remove
+# their containers, with their anonymous volumes, themselves.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 DEFAULT_ARCHIVE = "/var/cache/cognito-fdw/multicorn2-3.2.tar.gz"
@@ -51,6 +58,7 @@ class Tier:
     name: str
     suite: str
     major: int
+    python: tuple[int, int]  # the server's embedded Python: Debian's python3 of the suite
 
     @property
     def base(self) -> str:
@@ -61,7 +69,10 @@ class Tier:
         return f"cognito-fdw:test-pg{self.major}"
 
 
-TIERS = {"docker15": Tier("docker15", "bookworm", 15), "docker17": Tier("docker17", "trixie", 17)}
+TIERS = {
+    "docker15": Tier("docker15", "bookworm", 15, (3, 11)),
+    "docker17": Tier("docker17", "trixie", 17, (3, 13)),
+}
 
 
 def tier_name() -> str:
@@ -195,16 +206,24 @@ class _ArchiveServer:
             def log_message(self, *args):
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", ARCHIVE_PORT), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        try:
+            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", ARCHIVE_PORT), Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            # Another tier's build on this machine serves it; the build checks the digest,
+            # so a stranger on the port can only make it fail.
+            self._server = None
 
     def __enter__(self):
-        self._thread.start()
+        if self._server is not None:
+            threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 def archive() -> Path | None:
@@ -252,7 +271,16 @@ def bridge_gateway() -> str:
     containers only, where the host's test servers listen in the Docker tier."""
     done = _run(["docker", "network", "inspect", "bridge"], "docker network inspect")
     (network,) = json.loads(done.stdout)
-    return network["IPAM"]["Config"][0]["Gateway"]
+    config = network["IPAM"]["Config"][0]
+    # Older engines leave Gateway out of the default bridge's IPAM: it is the subnet's first.
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def server_python() -> tuple[int, int]:
+    """The Python the tier's server embeds (the local one is this Python's minor version:
+    cognito_fdw.tools.host.multicorn_missing checks it)."""
+    tier = TIERS.get(tier_name())
+    return tier.python if tier else sys.version_info[:2]
 
 
 @functools.lru_cache(maxsize=1)

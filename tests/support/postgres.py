@@ -122,8 +122,10 @@ class DockerPostgres:
             DockerContainer(self.tier.image)
             .with_env("POSTGRES_PASSWORD", TEST_PASSWORD)
             .with_env("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
-            .with_bind_ports(5432, ("127.0.0.1", None))
         )
+        # A random port on 127.0.0.1 only (docker-py's (address, port)): with_bind_ports takes
+        # a port alone, which Docker publishes on 0.0.0.0 and [::].
+        container.ports["5432/tcp"] = ("127.0.0.1", None)
         for key, value in self._env.items():
             container.with_env(key, value)
         self.container = container.start()
