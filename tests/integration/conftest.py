@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter):
     if _SKIPPED:
         terminalreporter.write_line(f"SKIPPED {len(_SKIPPED)} tests: {SKIP_REASON}")
-    if _LOCAL_ONLY:
+    elif _LOCAL_ONLY:
         terminalreporter.write_line(
             f"{_TIER}: {len(_LOCAL_ONLY)} tests left to the local tier (clusters of their own)"
         )

@@ -15,6 +15,7 @@ import subprocess
 import psycopg
 import pytest
 
+from cognito_fdw.tools.devdocker import INIT_SCRIPT
 from cognito_fdw.tools.devstack import free_port
 
 from ..support import docker
@@ -107,3 +108,14 @@ def test_vault_secrets_survive_down_and_up(stack):
             "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'stack_test'"
         ).fetchone()
     assert secret == ("kept-secret",)
+
+
+def test_the_init_sql_runs_again_and_recreates_what_was_dropped(stack):
+    """`make dev` runs docker/initdb's script at every start (cognito_fdw/tools/devdocker.py):
+    outside the entrypoint, and over what the first run made."""
+    compose, password = stack
+    with psycopg.connect(compose.dsn(password), autocommit=True) as conn:
+        conn.execute("DROP FOREIGN TABLE cognito.users")
+    compose("exec", "-T", "db", INIT_SCRIPT, expect="cognito.users reads pool")
+    with psycopg.connect(compose.dsn(password)) as conn:
+        assert len(conn.execute("SELECT * FROM cognito.users LIMIT 5").fetchall()) == 5

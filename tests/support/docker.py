@@ -99,7 +99,8 @@ def engine_missing() -> str | None:
     probe = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
                            capture_output=True, text=True, timeout=30)  # fmt: skip
     if probe.returncode != 0:
-        return f"no Docker engine answers ({probe.stderr.strip().splitlines()[-1:]})"
+        lines = probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"]
+        return f"no Docker engine answers: {lines[-1]}"
     return None
 
 
