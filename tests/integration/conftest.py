@@ -37,7 +37,7 @@ else:
 #: What a Docker tier leaves to the local one: tests that start clusters of their own on this
 #: machine (with files, keys or OS users beside them) or drive the local dev stack.
 LOCAL_ONLY_FIXTURES = {"keyed", "aws"}
-LOCAL_ONLY_FILES = {"test_backend.py", "test_guard.py", "test_readme_path.py", "test_dev.py",
+LOCAL_ONLY_FILES = {"test_backend.py", "test_readme_path.py", "test_dev.py",
                     "test_doctor.py", "test_seed.py"}  # fmt: skip
 
 _SKIPPED: list = []

@@ -189,20 +189,22 @@ def build(dockerfile: Path, context: Path, tag: str, args: dict, step: str, netw
          step, env=env)  # fmt: skip
 
 
+# The stand-ins are built every time: the layer cache makes that a second or two, and a
+# changed standins/*.Dockerfile is seen.
+
+
 def standin_postgres(tier: Tier) -> str:
-    if not image_exists(tier.base):
-        build(STANDINS / "postgres.Dockerfile", STANDINS, tier.base,
-              {"DEBIAN": debian_base(tier.suite), "PG_MAJOR": tier.major},
-              f"stand-in {tier.base}")  # fmt: skip
+    build(STANDINS / "postgres.Dockerfile", STANDINS, tier.base,
+          {"DEBIAN": debian_base(tier.suite), "PG_MAJOR": tier.major},
+          f"stand-in {tier.base}")  # fmt: skip
     return tier.base
 
 
 def standin_moto() -> str:
     name = f"cognito-fdw-standin/moto:{MOTO_VERSION}"
-    if not image_exists(name):
-        build(STANDINS / "moto.Dockerfile", STANDINS, name,
-              {"DEBIAN": debian_base("bookworm"), "MOTO_VERSION": MOTO_VERSION},
-              f"stand-in {name}", network="host")  # fmt: skip
+    build(STANDINS / "moto.Dockerfile", STANDINS, name,
+          {"DEBIAN": debian_base("bookworm"), "MOTO_VERSION": MOTO_VERSION},
+          f"stand-in {name}", network="host")  # fmt: skip
     return name
 
 

@@ -14,10 +14,12 @@ import shutil
 import subprocess
 import time
 import uuid
+from pathlib import PurePosixPath
 
 import psycopg
 from psycopg import sql
 
+from cognito_fdw.tools.devstack import LocalPostgres
 from cognito_fdw.tools.host import checkout
 
 #: The repository's psql scripts (guard.sql, vault.sql, sync.sql, cognito_fdw.sql).
@@ -105,9 +107,23 @@ def install_readme_setup(server, **variables: str) -> None:
         assert done.returncode == 0, f"sql/{script}: {done.stderr}"
 
 
+def own_server(env: dict | None = None):
+    """A started server of a test module's own: a local cluster, or in a Docker tier a
+    container of the tier's image (tests/support/docker.py)."""
+    from .docker import TIERS, tier_name
+
+    tier = TIERS.get(tier_name())
+    server = DockerPostgres(tier, env or {}) if tier else LocalPostgres(env=env)
+    return server.start()
+
+
 class DockerPostgres:
     """The server in a container of a Docker tier's image (testcontainers), on 127.0.0.1
     only, with a password (SCRAM) for every TCP login; its log is the container's."""
+
+    #: The PostgreSQL directory inside the container (the data directory's parent), where
+    #: install_readme_setup puts the vault's key file; the server reads it there.
+    base = PurePosixPath("/var/lib/postgresql")
 
     def __init__(self, tier, env: dict):
         self.tier = tier

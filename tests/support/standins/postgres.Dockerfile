@@ -12,6 +12,11 @@ RUN set -eux; \
     useradd -r -g postgres --uid=999 --home-dir=/var/lib/postgresql --shell=/bin/bash postgres; \
     install -d -o postgres -g postgres /var/lib/postgresql
 
+# As Docker Hub's debian images (which the official one starts from): apt keeps no .deb files.
+RUN printf '%s\n' 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' > /etc/apt/apt.conf.d/docker-clean
+
 # hadolint ignore=DL3008
 RUN set -eux; \
     apt-get update; \
