@@ -46,7 +46,7 @@ KEYS = "aws_access_key_id 'AKIDBENCH', aws_secret_access_key 'bench-secret'"
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = os.getloadavg()
-SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "sync")
+SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "sync", "image")
 # How each section of BENCHMARKS.md begins (the queries are the part before any "## ").
 HEADINGS = {
     "latency": "## Full scan of",
@@ -54,6 +54,7 @@ HEADINGS = {
     "crowd": f"## {quota.CROWD} sessions scanning at once",
     "startup": "## First query on a new connection",
     "sync": "## `sql/sync.sql`",
+    "image": "## The Docker image",
 }
 
 
@@ -237,6 +238,11 @@ def main() -> None:
 
             say("sync: seeding and syncing the sync's pool")
             sections["sync"] = sync.section(pg.dsn, cognito, moto_url)
+        if "image" in only:
+            from . import image  # here: only this section needs Docker
+
+            say("image: building docker/Dockerfile on each Docker tier's base")
+            sections["image"] = image.section()
     finally:
         replaying.stop()
         live.stop()
@@ -337,6 +343,8 @@ def splice(existing: str, sections: dict[str, list[str]]) -> str:
         blocks[-1][1].append(line)
     if not existing:
         blocks = [(name, []) for name in SECTIONS]
+    # A section the file does not have yet goes where SECTIONS puts it: at the end.
+    blocks += [(name, []) for name in SECTIONS if name not in {n for n, _ in blocks}]
     lines = []
     for name, old in blocks:
         new = sections.get(name)

@@ -133,7 +133,7 @@ def ca_bundle() -> str | None:
     return bundle if os.path.isfile(bundle) else None
 
 
-def _ca_secret() -> list[str]:
+def ca_secret_args() -> list[str]:
     bundle = ca_bundle()
     return ["--secret", f"id=ca,src={bundle}"] if bundle else []
 
@@ -185,7 +185,7 @@ def build(dockerfile: Path, context: Path, tag: str, args: dict, step: str, netw
     extra = [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
     if network:
         extra += ["--network", network]
-    _run([*command, "-f", str(dockerfile), "-t", tag, *extra, *_ca_secret(), str(context)],
+    _run([*command, "-f", str(dockerfile), "-t", tag, *extra, *ca_secret_args(), str(context)],
          step, env=env)  # fmt: skip
 
 
