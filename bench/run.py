@@ -351,7 +351,10 @@ def splice(existing: str, sections: dict[str, list[str]]) -> str:
         if new is not None:
             while new and not new[0]:  # each section ends with a blank line; none leads
                 new = new[1:]
-        lines.extend(old if new is None else new)
+        block = old if new is None else new
+        if lines and lines[-1] and block:  # a blank line between sections
+            lines.append("")
+        lines.extend(block)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
