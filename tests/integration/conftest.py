@@ -36,7 +36,7 @@ else:
 
 #: What a Docker tier leaves to the local one: tests that start clusters of their own on this
 #: machine (with files, keys or OS users beside them) or drive the local dev stack.
-LOCAL_ONLY_FIXTURES = {"keyed", "aws"}
+LOCAL_ONLY_FIXTURES: set[str] = set()
 LOCAL_ONLY_FILES = {"test_backend.py", "test_readme_path.py", "test_dev.py",
                     "test_doctor.py", "test_seed.py"}  # fmt: skip
 
@@ -178,7 +178,7 @@ def db(setup):
 @pytest.fixture(scope="session")
 def aws():
     """A moto of its own with IAM authentication on (tests/support/credentials.py)."""
-    server = MotoServer().start()
+    server = MotoServer(host=docker.serving_host()).start()
     yield authenticated_moto(server.url)
     server.stop()
 

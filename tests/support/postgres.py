@@ -7,11 +7,13 @@ host, listening on the Docker bridge's gateway, where the container reaches it.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
 import shutil
 import subprocess
+import tarfile
 import time
 import uuid
 from pathlib import PurePosixPath
@@ -174,3 +176,52 @@ class DockerPostgres:
 
     def cleanup(self) -> None:
         self.container.stop()
+
+    def exec(self, *argv: str) -> str:
+        """``argv`` run in the container as the server's OS user; its output (it must
+        succeed)."""
+        code, output = self.container.get_wrapped_container().exec_run(list(argv), user="postgres")
+        text = output.decode(errors="replace")
+        assert code == 0, f"{argv[0]} in the container: {text}"
+        return text
+
+    def put_file(self, path: str, text: str, mode: int = 0o600) -> None:
+        """A file of the server's OS user in the container (its directory made 0700)."""
+        folder, name = path.rsplit("/", 1)
+        self.exec("mkdir", "-p", "-m", "700", folder)
+        data = text.encode()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, 999, 999
+            tar.addfile(info, io.BytesIO(data))
+        self.container.get_wrapped_container().put_archive(folder, archive.getvalue())
+
+
+def server_file(server, path) -> tuple[int, str]:
+    """The permission bits and the text of a file the server's OS user owns (in its
+    container, in a Docker tier)."""
+    if isinstance(server, DockerPostgres):
+        output = server.exec("sh", "-c", 'stat -c %a "$1" && cat "$1"', "sh", str(path))
+        mode, _, text = output.partition("\n")
+        return int(mode, 8), text
+    return path.stat().st_mode & 0o777, path.read_text()
+
+
+def write_server_file(server, path, text: str) -> None:
+    """Replace the text of a file the server's OS user owns (mode 0600 in a container; a
+    local file keeps its mode)."""
+    if isinstance(server, DockerPostgres):
+        server.put_file(str(path), text)
+    else:
+        path.write_text(text)
+
+
+def pg_dump(server, *args: str) -> str:
+    """pg_dump's output for the server's postgres database: the server's own pg_dump (one
+    older than the server refuses)."""
+    if isinstance(server, DockerPostgres):
+        return server.exec("pg_dump", "-U", "postgres", "-d", "postgres", *args)
+    done = subprocess.run(["pg_dump", "-d", server.dsn, *args],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout
