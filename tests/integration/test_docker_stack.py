@@ -43,7 +43,7 @@ def stack():
         "COGNITO_FDW_IMAGE": IMAGE,
         "COGNITO_FDW_MOTO_IMAGE": docker.standin_moto(),
         # The tier's build arguments: the layer cache serves the Multicorn2 layer.
-        "BASE_IMAGE": tier.base,
+        "COGNITO_FDW_BASE_IMAGE": tier.base,
         "MULTICORN2_URL": ARCHIVE_URL,
         "COGNITO_FDW_BUILD_NETWORK": "host",
         "COGNITO_FDW_CA_FILE": docker.ca_bundle() or "/dev/null",

@@ -105,6 +105,11 @@ def test_images_are_pinned_and_built_once(compose):
     assert Path(services["db"]["build"]["context"]) == REPO
 
 
+def test_compose_builds_on_the_dockerfiles_default_base(compose):
+    (default,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert compose["services"]["db"]["build"]["args"] == {"BASE_IMAGE": default}
+
+
 def test_seed_gets_no_anonymous_volume(compose):
     # The base image declares VOLUME /var/lib/postgresql/data: a mount there stops Docker
     # from making a volume for each seed container.
