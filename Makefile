@@ -42,8 +42,18 @@ lint: $(VENV)/.installed-test
 unit: $(VENV)/.installed-test
 	$(PY) -m pytest tests/unit -q
 
+# Tier 2 runs once per tier (tests/support/docker.py): the local PostgreSQL with every other
+# test, then each Docker tier, the image on a PostgreSQL 15 and a 17 base, built with
+# BuildKit. A tier that cannot run here says why in one line. `make test DOCKER_TIERS=` runs
+# the local tier only.
+DOCKER_TIERS ?= docker15 docker17
+
 test: system-deps $(VENV)/.installed-test lint
 	$(PY) -m pytest -rs -q
+	@for tier in $(DOCKER_TIERS); do \
+	  echo "make test: tier 2 in the Docker tier $$tier"; \
+	  COGNITO_FDW_TIER=$$tier $(PY) -m pytest -rs -q tests/integration || exit $$?; \
+	done
 
 # Requests and wall time per query shape (about 5 minutes); writes BENCHMARKS.md.
 bench: system-deps $(VENV)/.installed-test

@@ -38,7 +38,7 @@ from .stack import KEYS, ROOT, cognito_client, connect, ensure_pool
 
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 LOAD = os.getloadavg()
-SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "memory", "sync")
+SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "memory", "sync", "image")
 # How each section of BENCHMARKS.md begins (the queries are the part before any "## ").
 HEADINGS = {
     "latency": "## Full scan of",
@@ -47,6 +47,7 @@ HEADINGS = {
     "startup": "## First query on a new connection",
     "memory": f"## Backend memory over {memory.LOOKUPS:,} lookups",
     "sync": "## `sql/sync.sql`",
+    "image": "## The Docker image",
 }
 
 
@@ -194,6 +195,11 @@ def main() -> None:
         if "sync" in only:
             say("sync: seeding and syncing the sync's pool")
             sections["sync"] = sync.section(pg.dsn, cognito, moto_url)
+        if "image" in only:
+            from . import image  # here: only this section needs Docker
+
+            say("image: building docker/Dockerfile on each Docker tier's base")
+            sections["image"] = image.section()
     finally:
         replaying.stop()
         live.stop()
@@ -310,7 +316,10 @@ def splice(existing: str, sections: dict[str, list[str]]) -> str:
         if new is not None:
             while new and not new[0]:  # each section ends with a blank line; none leads
                 new = new[1:]
-        lines.extend(old if new is None else new)
+        block = old if new is None else new
+        if lines and lines[-1] and block:  # a blank line between sections
+            lines.append("")
+        lines.extend(block)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -119,6 +119,7 @@ class CognitoFdw(ForeignDataWrapper):
 
     def __init__(self, fdw_options, fdw_columns):
         super().__init__(fdw_options, fdw_columns)
+        catalog.remember_table(self)  # now or never: Multicorn has the table open
         self._raw_options = dict(fdw_options)
         self._fdw_columns = fdw_columns
         self._instance = None

@@ -11,7 +11,9 @@
 -- database: it lives in a file of the database server's OS user, read through a file_fdw
 -- foreign table only this script's owner may select.  So pg_dump output, logical copies
 -- and the table itself hold ciphertext only; keep the key file out of the data directory
--- (base backups copy that) and back it up apart from the database.
+-- (base backups copy that) and back it up apart from the database.  In a container the
+-- default is inside the data directory, the one place that outlives it (the image's data
+-- volume); a base backup of it then holds the key too (docs/docker.md).
 --
 -- The key file has one line per key: a key number, a tab, the key.  Without it, this script
 -- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New secrets use the highest
@@ -37,9 +39,15 @@ SET client_min_messages = warning;
 
 \if :{?vault_key_file}
 \else
-  -- Beside the data directory, not inside it.
-  SELECT regexp_replace(current_setting('data_directory'), '/[^/]+/?$', '') || '/vault.keys'
-    AS vault_key_file \gset
+  -- Beside the data directory, not inside it; but in a container (the files Docker and
+  -- Podman leave at its root) inside it, since the data volume is all that outlives the
+  -- container (the official images' VOLUME is the data directory through 17).
+  SELECT CASE
+      WHEN (pg_stat_file('/.dockerenv', true)).size IS NOT NULL
+        OR (pg_stat_file('/run/.containerenv', true)).size IS NOT NULL
+      THEN current_setting('data_directory') || '/vault.keys'
+      ELSE regexp_replace(current_setting('data_directory'), '/[^/]+/?$', '') || '/vault.keys'
+    END AS vault_key_file \gset
 \endif
 
 CREATE EXTENSION IF NOT EXISTS pgcrypto;

@@ -1,6 +1,5 @@
-"""What the wrapper reads from the catalogs and from Multicorn's memory, through ctypes: the
-database's nondeterministic collations, and the name of the foreign table a wrapper
-instance serves.
+"""What the wrapper reads from the catalogs and from PostgreSQL's memory, through ctypes: the
+database's nondeterministic collations, and the foreign table a wrapper instance serves.
 
 Each read runs on the backend's thread only, with interrupts held, and in C functions that raise no
 ERROR for any input given here (the rules of :mod:`backend`, docs/multicorn.md H2: check_interrupts
@@ -11,6 +10,7 @@ symbols are absent and each answers as documented.
 from __future__ import annotations
 
 import ctypes
+import weakref
 
 from .backend import (
     backend_thread_only,
@@ -44,11 +44,12 @@ _end_scan = c_function("systable_endscan", None, [ctypes.c_void_p])
 # Whether a schema is another session's temporary one (pg_temp_N, pg_toast_temp_N); reads
 # the schema's name from the syscache, NULL-safe for one that is gone.
 _other_temp = c_function("isOtherTempNamespace", ctypes.c_bool, [ctypes.c_uint32])
-# Multicorn's wrapper instances, and what names a table (see foreign_table_name):
-_instances = c_variable("InstancesHash", ctypes.c_void_p)
-_seq_init = c_function("hash_seq_init", None, [ctypes.c_void_p, ctypes.c_void_p])
-_seq_search = c_function("hash_seq_search", ctypes.c_void_p, [ctypes.c_void_p])
-_seq_term = c_function("hash_seq_term", None, [ctypes.c_void_p])
+# Which foreign table a wrapper instance serves (see remember_table, foreign_table_name):
+_resource_owner = c_variable("CurrentResourceOwner", ctypes.c_void_p)
+_config_option = c_function(
+    "GetConfigOption", ctypes.c_char_p, [ctypes.c_char_p, ctypes.c_bool, ctypes.c_bool]
+)
+_rel_kind = c_function("get_rel_relkind", ctypes.c_char, [ctypes.c_uint32])
 # These return NULL (or InvalidOid) for a relation or schema that does not exist; the
 # strings they return are palloc'd, and freed here (so char * is a void *).
 _rel_name = c_function("get_rel_name", ctypes.c_void_p, [ctypes.c_uint32])
@@ -58,61 +59,103 @@ _quote_qualified = c_function(
     "quote_qualified_identifier", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p]
 )
 _pfree = c_function("pfree", None, [ctypes.c_void_p])
-
-
-class _CacheEntry(ctypes.Structure):
-    """The head of an entry of Multicorn's ``InstancesHash`` (``CacheEntry`` in its
-    ``src/multicorn.h``): the foreign table's OID and its wrapper instance, a
-    ``PyObject *`` that is NULL while the instance is being made."""
-
-    _fields_ = [("hashkey", ctypes.c_uint32), ("value", ctypes.c_void_p)]
-
-
-class _SeqStatus(ctypes.Structure):
-    """Room for a ``HASH_SEQ_STATUS`` (24 bytes in PostgreSQL 15, a little more in later
-    versions), pointer-aligned."""
-
-    _fields_ = [("space", ctypes.c_void_p * 8)]
-
-
 _in_transaction = c_function("IsTransactionState", ctypes.c_bool, [])
+
+# PostgreSQL's own structures (all exported by the server itself; nothing of Multicorn's):
+# the OID in a RelationData (after rd_locator, rd_smgr, rd_refcnt, rd_backend, five bools,
+# four SubTransactionIds, rd_rel and rd_att: the same from 15 to 18).
+_RD_ID_AT = 72
+# Through 16, a ResourceOwnerData (parent, firstchild, nextchild, name, then one
+# ResourceArray per kind) keeps its relcache references in relrefarr; 16 added bufferioarr
+# before it.  A ResourceArray is {Datum *itemsarr; Datum invalidval; uint32 capacity,
+# nitems, maxitems, lastidx}, and lastidx is where the last reference was added.
+_RELREFARR_AT = {15: 128, 16: 160}
+# From 17 on, one array of the most recent references of every kind: narr (a uint8) at 35,
+# then arr[32] of {Datum item; const ResourceOwnerDesc *kind} at 40, the newest at narr - 1;
+# a kind's first field is its name.
+_NARR_AT, _ARR_AT, _RELREF_KIND = 35, 40, b"relcache reference"
+_FOREIGN_TABLE = b"f"  # pg_class.relkind
+
+_tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _major() -> int | None:
+    version = _config_option(b"server_version_num", True, False)
+    return int(version) // 10000 if version else None
+
+
+def _newest_relation() -> int | None:
+    """The address of the relation the current resource owner was last given a reference
+    to, or None where PostgreSQL's layout is not one known here."""
+    owner, major = _resource_owner.value, _major()
+    if not owner or major is None:
+        return None
+    if major in _RELREFARR_AT:
+        at = owner + _RELREFARR_AT[major]
+        items = ctypes.c_void_p.from_address(at).value
+        capacity, nitems, _, last = (ctypes.c_uint32 * 4).from_address(at + 16)
+        if not items or not nitems or last >= capacity:
+            return None
+        return ctypes.c_void_p.from_address(items + 8 * last).value
+    if major >= 17:
+        count = ctypes.c_uint8.from_address(owner + _NARR_AT).value
+        if not 0 < count <= 32:
+            return None
+        item, kind = (ctypes.c_void_p * 2).from_address(owner + _ARR_AT + 16 * (count - 1))
+        name = ctypes.c_void_p.from_address(kind).value if kind else None
+        if not name or ctypes.string_at(name, len(_RELREF_KIND) + 1) != _RELREF_KIND + b"\0":
+            return None
+        return item
+    return None
+
+
+@backend_thread_only
+def remember_table(instance: object) -> None:
+    """Note which foreign table ``instance`` serves; called from the wrapper's ``__init__``.
+
+    Multicorn passes no table OID to Python, but it makes an instance only in
+    ``getCacheEntry``, right after ``RelationIdGetRelation`` opened the foreign table: the
+    newest relcache reference of the current resource owner is that table's
+    (docs/multicorn.md M13: the table from the resource owner).  It is checked to be a foreign
+    table before it is kept; the OID is kept, not the name, so that a rename is seen.  Only
+    PostgreSQL's exported structures are read (16 and later hide Multicorn's own symbols).
+    """
+    if _resource_owner is None or None in (_config_option, _rel_kind, _in_transaction):
+        return
+    if not _in_transaction():
+        return
+    relation = _newest_relation()
+    if not relation:
+        return
+    oid = ctypes.c_uint32.from_address(relation + _RD_ID_AT).value
+    if oid and _rel_kind(oid) == _FOREIGN_TABLE:
+        _tables[instance] = oid
+
+
+def foreign_table_oid(instance: object) -> int | None:
+    """The OID of the foreign table whose wrapper instance is ``instance``, as
+    :func:`remember_table` noted it, or None."""
+    try:
+        return _tables.get(instance)
+    except TypeError:  # not weakly referenceable: never noted
+        return None
 
 
 @backend_thread_only
 def foreign_table_name(instance: object) -> str | None:
     """The schema-qualified, quoted name of the foreign table whose Multicorn wrapper
     instance is ``instance`` (``cognito."Mixed Case"``), or None: outside a backend or a
-    transaction, while the instance is being made (Multicorn records it only once its
-    ``__init__`` returned), or when its table no longer exists (Multicorn keeps the instance
-    of a dropped table).
+    transaction, for an instance whose table was not noted (:func:`remember_table`), or
+    when its table no longer exists (Multicorn keeps the instance of a dropped table).
 
-    Multicorn passes no table OID to Python, but its ``InstancesHash`` maps each foreign table's OID
-    to its instance (docs/multicorn.md M3: one instance per backend and table): the table is the
-    entry whose instance is this object (docs/multicorn.md M13: the InstancesHash knows the table).
-    The walk reads the hash and nothing else; the catalog lookups come after it, with interrupts
-    held, and return NULL rather than raise for a relation that does not exist.
+    The catalog lookups run with interrupts held, and return NULL rather than raise for a
+    relation that does not exist.
     """
-    if _instances is None or None in (_seq_init, _rel_name, _in_transaction):
-        return None
-    if not _instances.value or not _in_transaction():
-        return None
-    oid = _table_of(id(instance))
-    if oid is None:
+    oid = foreign_table_oid(instance)
+    if oid is None or None in (_rel_name, _in_transaction) or not _in_transaction():
         return None
     with interrupts_held():
         return _qualified_name(oid)
-
-
-def _table_of(address: int) -> int | None:
-    """The OID whose InstancesHash entry holds the Python object at ``address``."""
-    status = _SeqStatus()
-    _seq_init(ctypes.byref(status), _instances.value)
-    while entry := _seq_search(ctypes.byref(status)):
-        found = _CacheEntry.from_address(entry)
-        if found.value == address:
-            _seq_term(ctypes.byref(status))  # a walk stopped early must say so
-            return found.hashkey
-    return None  # hash_seq_search ended the walk itself
 
 
 def _decoded(name: bytes) -> str:

@@ -4,11 +4,14 @@ Its ports are 54329 (PostgreSQL) and 50009 (moto) on 127.0.0.1, as the local sta
 ``COGNITO_FDW_DB_PORT`` / ``COGNITO_FDW_MOTO_PORT`` say otherwise; when a port is taken by
 another program and the stack is not running yet, ``up`` picks a free one and says so. A
 running stack keeps the ports it was started with: ``up`` reads them back from Docker
-(``docker compose port``), so the URL it prints is always the one that answers.
+(``docker compose port``), so the URL it prints is always the one that answers; a stopped one
+gets its last ports back.  Each ``up`` runs the init SQL again (idempotent), and a failure
+names its step.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -27,6 +30,12 @@ from cognito_fdw.tools.devconfig import (
 from cognito_fdw.tools.devstack import write_private
 from cognito_fdw.tools.host import checkout
 from cognito_fdw.tools.preflight import DevError
+
+#: The ports of the last ``up``, in the dev directory: ``make dev`` after ``make down`` gives
+#: them back.
+PORTS_FILE = "docker.ports"
+#: docker/initdb's script inside the db container.
+INIT_SCRIPT = "/docker-entrypoint-initdb.d/10-cognito-fdw.sh"
 
 #: The published ports' variables in docker/compose.yaml, with their container ports.
 PORTS = {
@@ -53,37 +62,54 @@ def published(service: str) -> int | None:
     return int(host_port) if result.returncode == 0 and host_port.isdigit() else None
 
 
-def ports_env() -> tuple[dict[str, str], bool]:
+def ports_env(base: Path) -> tuple[dict[str, str], bool]:
     """The port variables for ``docker compose up`` and whether the stack runs already.
 
     A running stack keeps its ports (compose would recreate a container whose ports change);
-    otherwise a taken port gives way to a free one, said on stderr.
+    a stopped one gets the ports of its last run back (``<base>/docker.ports``) when they are
+    free, so the URL stays the same after ``make down``; otherwise a taken port gives way to a
+    free one, said on stderr.
     """
+    previous = _saved_ports(base)
     env, running = {}, False
     for service, (variable, _, default) in PORTS.items():
         current = published(service)
         running = running or current is not None
         use = "use the URL printed at the end" if service == "db" else "the stack uses it"
         preferred = preferred_port(variable, default)
-        port = current or choose_port(preferred, None, f"the {service} container", use)
+        name = f"the {service} container"
+        port = current or choose_port(preferred, previous.get(service), name, use)
         env[variable] = str(port)
     return env, running
 
 
+def _saved_ports(base: Path) -> dict[str, int]:
+    try:
+        saved = json.loads((base / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in saved.items() if k in PORTS and isinstance(v, int)}
+
+
 def up(base: Path, psql: bool) -> int:
     password, passfile = docker_password(base)
-    ports, running = ports_env()
+    ports, running = ports_env(base)
     # The compose file reads it when it initialises the volume (POSTGRES_PASSWORD); a volume
     # made before keeps its own, so the role is given this one below as well.
     env = {**os.environ, **ports, "POSTGRES_PASSWORD": password}
+    db_psql = _compose("exec", "db", "psql", "-U", "postgres", "-d", "postgres")
+    step = "building the image and starting the stack (docker compose up)"
     say(
         "docker compose up: building the image (the first build takes a few minutes), then "
         "moto, the seed and PostgreSQL; `docker compose -f docker/compose.yaml logs` shows them"
     )
     try:
         subprocess.run(_compose("up", "-d", "--build", "--wait"), check=True, env=env)
+        saved = {service: int(ports[variable]) for service, (variable, _, _) in PORTS.items()}
+        (base / PORTS_FILE).write_text(json.dumps(saved))
         # On stdin, never in an argument list (ps shows those); with statement logging off.
-        say("setting the database's password (kept in " + str(passfile) + ")")
+        step = "setting the database's password"
+        say(f"{step} (kept in {passfile})")
         subprocess.run(
             [*_compose("exec", "-T", "db", "psql", "-U", "postgres", "-d", "postgres"),
              "-q", "-v", "ON_ERROR_STOP=1"],
@@ -91,10 +117,16 @@ def up(base: Path, psql: bool) -> int:
             f"ALTER ROLE postgres PASSWORD '{password}';\n",
             text=True, check=True, env=env,
         )  # fmt: skip
-        db_psql = _compose("exec", "db", "psql", "-U", "postgres", "-d", "postgres")
+        # The init script runs by itself only on an empty volume; run again (it is
+        # idempotent), it recreates what was dropped since (a foreign table, the server).
+        step = "running the init SQL again (docker/initdb, sql/cognito_fdw.sql)"
+        say(step)
+        subprocess.run(_compose("exec", "-T", "db", INIT_SCRIPT), check=True, env=env)
+        step = "querying cognito.users"
         subprocess.run([*db_psql, "-X", *PREVIEW], check=True, env=env)
     except (subprocess.CalledProcessError, KeyboardInterrupt) as error:
-        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "a step failed"
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        what = f"{what} while {step}"
         if running:
             raise DevError(f"{what}; the stack was running before and still runs") from error
         subprocess.run(_compose("stop"), check=False, env=env)

@@ -40,16 +40,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen | None = None, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout:.0f} s")
 
 
 # What the wrapper needs inside the server: the package and its runtime dependencies.
@@ -301,7 +303,7 @@ class MotoServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> MotoServer:
         log = _private_file(self.log_path) if self.log_path else subprocess.DEVNULL
@@ -312,7 +314,7 @@ class MotoServer:
         )  # fmt: skip
         if self.log_path:
             os.close(log)
-        wait_for_port(self.port, 30, self.process)
+        wait_for_port(self.port, 30, self.process, self.host)
         return self
 
     def stop(self) -> None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs once, when the db container initialises an empty data volume (docker-entrypoint-initdb.d):
+# Runs when the db container initialises an empty data volume (docker-entrypoint-initdb.d),
+# and again at each `make dev` (idempotent):
 # points the cognito_fdw server at the demo pool the seed service created and creates the
 # foreign tables, with the project's own sql/cognito_fdw.sql.
 set -euo pipefail
@@ -11,7 +12,10 @@ if [[ ! -s $pool_id_file ]]; then
 fi
 user_pool_id=$(<"$pool_id_file")
 
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+# `make dev` runs it again on every start (docker compose exec), where the entrypoint's
+# defaults are not set: the same defaults here.
+user=${POSTGRES_USER:-postgres}
+psql -v ON_ERROR_STOP=1 --username "$user" --dbname "${POSTGRES_DB:-$user}" \
     -v region="${COGNITO_REGION:-us-east-1}" \
     -v user_pool_id="$user_pool_id" \
     -v endpoint_url="${COGNITO_ENDPOINT_URL:-http://cognito:5000}" \

@@ -1,7 +1,9 @@
 """Tier 2: a real PostgreSQL with real Multicorn2, and moto's Cognito server over HTTP.
 
-Without Multicorn2 in the local PostgreSQL every test here is skipped with one reason;
-with a Docker engine instead, the server runs in a container built from docker/Dockerfile.
+COGNITO_FDW_TIER (tests/support/docker.py) says where the server runs: the local
+PostgreSQL with Multicorn2 (``local``), or a container of docker/Dockerfile's image on a
+stand-in of PostgreSQL 15 or 17 (``docker15``, ``docker17``).  Where the tier cannot run,
+every test here is skipped with one line that says why.
 """
 
 from __future__ import annotations
@@ -15,33 +17,52 @@ import pytest
 from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
+from ..support import docker
 from ..support.accounting import collect_notices
 from ..support.credentials import authenticated_moto, keyed_postgres
 from ..support.pool import POOL_REGION, seed_groups_pool, seed_test_pool
-from ..support.postgres import DockerPostgres, create_server, damage, docker_available
+from ..support.postgres import DockerPostgres, create_server, damage
 from ..support.proxy import Proxy
 from ..support.reliability import RECORDER
 
-_MISSING = multicorn_missing(postgres_bindir())
-_USE_DOCKER = _MISSING is not None and docker_available()
-SKIP_REASON = (
-    f"tier 2 (real server) skipped: {_MISSING}; or run with a Docker engine for testcontainers"
-)
+_TIER = docker.tier_name()
+_DOCKER = docker.TIERS.get(_TIER)
+if _DOCKER is None:
+    _MISSING = multicorn_missing(postgres_bindir())
+    SKIP_REASON = f"tier 2 (real server) skipped: {_MISSING}"
+else:
+    _MISSING = docker.tier_missing(_DOCKER)
+    SKIP_REASON = f"Docker tier {_TIER} skipped: {_MISSING}"
 
+#: What a Docker tier leaves to the local one: tests that start clusters of their own on this
+#: machine (with files, keys or OS users beside them) or drive the local dev stack.
+LOCAL_ONLY_FIXTURES: set[str] = set()
+LOCAL_ONLY_FILES = {"test_backend.py", "test_readme_path.py", "test_dev.py",
+                    "test_doctor.py", "test_seed.py"}  # fmt: skip
 
 _SKIPPED: list = []
+_LOCAL_ONLY: list = []
 
 
 def pytest_collection_modifyitems(config, items):
     # Without a server, the server tests are set aside at collection (before any fixture
     # could try to start one) and reported once, in one line, at the end.
-    if _MISSING is None or _USE_DOCKER:
-        return
     here = os.path.dirname(__file__)
-    _SKIPPED.extend(
-        item for item in items
-        if str(item.path).startswith(here) and not item.get_closest_marker("emulator_only")
-    )  # fmt: skip
+    ours = [item for item in items if str(item.path).startswith(here)]
+    if _DOCKER is not None:
+        # A Docker tier runs tier 2 only: the unit tests ran in the local tier.
+        config.hook.pytest_deselected(items=[i for i in items if i not in ours])
+        items[:] = ours
+        _LOCAL_ONLY.extend(
+            item for item in ours
+            if item.path.name in LOCAL_ONLY_FILES
+            or LOCAL_ONLY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        )  # fmt: skip
+        config.hook.pytest_deselected(items=_LOCAL_ONLY)
+        items[:] = [item for item in items if item not in _LOCAL_ONLY]
+    if _MISSING is None:
+        return
+    _SKIPPED.extend(item for item in items if not item.get_closest_marker("emulator_only"))
     if _SKIPPED:
         config.hook.pytest_deselected(items=_SKIPPED)
         items[:] = [item for item in items if item not in _SKIPPED]
@@ -50,17 +71,23 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter):
     if _SKIPPED:
         terminalreporter.write_line(f"SKIPPED {len(_SKIPPED)} tests: {SKIP_REASON}")
+    elif _LOCAL_ONLY:
+        terminalreporter.write_line(
+            f"{_TIER}: {len(_LOCAL_ONLY)} tests left to the local tier (clusters of their own)"
+        )
 
 
 def pytest_report_header(config):
-    if _MISSING is None:
+    if _MISSING is not None:
+        return SKIP_REASON
+    if _DOCKER is None:
         return "tier 2: local PostgreSQL with Multicorn2"
-    return "tier 2: Docker (testcontainers)" if _USE_DOCKER else SKIP_REASON
+    return f"tier 2: Docker tier {_TIER}, image {_DOCKER.image} on {_DOCKER.base} (testcontainers)"
 
 
 @pytest.fixture(scope="session")
 def moto():
-    server = MotoServer(host="0.0.0.0" if _USE_DOCKER else "127.0.0.1").start()
+    server = MotoServer(host=docker.serving_host()).start()
     yield server
     server.stop()
 
@@ -94,9 +121,9 @@ def pool(cognito):
 def server(moto, tmp_path_factory):
     """The running PostgreSQL (started in the Asia/Kolkata zone, to catch local-time bugs)."""
     env = {"TZ": "Asia/Kolkata"}
-    pg = DockerPostgres(env) if _USE_DOCKER else LocalPostgres(env=env)
+    pg = DockerPostgres(_DOCKER, env) if _DOCKER else LocalPostgres(env=env)
     pg.start()
-    pg.endpoint = moto.url if not _USE_DOCKER else pg.host_url(moto.port)
+    pg.endpoint = moto.url
     yield pg
     log = pg.log()
     pg.cleanup()
@@ -151,7 +178,7 @@ def db(setup):
 @pytest.fixture(scope="session")
 def aws():
     """A moto of its own with IAM authentication on (tests/support/credentials.py)."""
-    server = MotoServer().start()
+    server = MotoServer(host=docker.serving_host()).start()
     yield authenticated_moto(server.url)
     server.stop()
 
@@ -186,6 +213,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if _SKIPPED and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # a tier that cannot run said why, in one line
     target = os.environ.get("COGNITO_FDW_RELIABILITY_REPORT")
     if target:
         RECORDER.write(target)

@@ -21,7 +21,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import create_server, new_role, role_dsn
+from ..support.postgres import LOGIN, create_server, new_role, role_dsn
 
 pytestmark = pytest.mark.server
 
@@ -359,7 +359,7 @@ def test_another_roles_collations_cannot_flood_or_forge_explain_lines(setup, poo
     # line of the attacker's own text in the plan.
     with database(setup, pool_id, "coll_names") as dsn:
         with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute("CREATE ROLE coll_maker LOGIN")
+            admin.execute(f"CREATE ROLE coll_maker{LOGIN}")
             admin.execute("CREATE SCHEMA maker AUTHORIZATION coll_maker")
             admin.execute("CREATE FOREIGN TABLE plain (username text) SERVER coll_server "
                           "OPTIONS (object 'users')")  # fmt: skip

@@ -20,15 +20,17 @@ import pytest
 
 from cognito_fdw.errors import OptionError
 from cognito_fdw.options import REGISTRY, TABLE, USER_MAPPING, parse_options
-from cognito_fdw.tools.devstack import LocalPostgres
 
+from ..support.docker import serving_host
 from ..support.pool import POOL_REGION
 from ..support.postgres import (
+    LOGIN,
     TEST_KEYS,
     damage,
     install_readme_setup,
     literal,
     options_sql,
+    own_server,
     psql,
     role_dsn,
 )
@@ -41,11 +43,11 @@ SECRET = "GuardCanarySecret-7f3a9c"  # must never reach the server log
 @pytest.fixture(scope="module")
 def guarded(moto, pool):
     """A server with sql/cognito_fdw.sql (and so the guard) and sql/vault.sql installed."""
-    pg = LocalPostgres().start()
+    pg = own_server()
     install_readme_setup(pg, user_pool_id=pool.pool_id, endpoint_url=moto.url, **TEST_KEYS)
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         pg.started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
-        conn.execute(f"CREATE ROLE {ROLE} LOGIN")
+        conn.execute(f"CREATE ROLE {ROLE}{LOGIN}")
         conn.execute(f"CREATE SCHEMA {ROLE} AUTHORIZATION {ROLE}")
         conn.execute(f"GRANT USAGE ON FOREIGN SERVER cognito_server TO {ROLE}")
         conn.execute(f"GRANT USAGE ON SCHEMA cognito TO {ROLE}")
@@ -273,7 +275,7 @@ def test_a_role_cannot_make_a_multicorn_server_of_its_own(guarded, mallory):
         "permission denied",
     )
     with psycopg.connect(guarded.dsn, autocommit=True) as admin:
-        admin.execute("CREATE ROLE owner_role LOGIN")
+        admin.execute(f"CREATE ROLE owner_role{LOGIN}")
         admin.execute("GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO owner_role")
     with psycopg.connect(role_dsn(guarded.dsn, "owner_role")) as owner:
         owner.autocommit = True
@@ -440,7 +442,7 @@ def test_a_non_superuser_owner_cannot_point_the_secret_loopback_elsewhere(guarde
     # Red team: the loopback connects as the server's OS user, whose .pgpass password libpq
     # sends to any host that asks for it in clear: the owner's own listener, say.
     with psycopg.connect(guarded.dsn, autocommit=True) as admin:
-        admin.execute("CREATE ROLE conninfo_owner LOGIN")
+        admin.execute(f"CREATE ROLE conninfo_owner{LOGIN}")
         admin.execute("GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO conninfo_owner")
     options = (
         f"wrapper 'cognito_fdw.CognitoFdw', user_pool_id '{pool.pool_id}', "
@@ -490,12 +492,13 @@ INTERNAL_CANARY = "internal-token-5b1e0c"
 def test_an_owner_cannot_read_an_internal_service_through_endpoint_url(guarded, pool):
     # Red team: a non-superuser server owner set endpoint_url to a service of the database
     # server's network, and the error about the answer showed its body (SSRF, read back).
-    service = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _InternalService)
+    service = http.server.ThreadingHTTPServer((serving_host(), 0), _InternalService)
     threading.Thread(target=service.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{service.server_address[1]}/latest/meta-data/"
+    host, port = service.server_address[:2]
+    url = f"http://{host}:{port}/latest/meta-data/"
     try:
         with psycopg.connect(guarded.dsn, autocommit=True) as admin:
-            admin.execute("CREATE ROLE ssrf_owner LOGIN")
+            admin.execute(f"CREATE ROLE ssrf_owner{LOGIN}")
             admin.execute("GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO ssrf_owner")
             admin.execute("GRANT CREATE ON SCHEMA public TO ssrf_owner")
         dsn = guarded.dsn.replace("user=postgres", "user=ssrf_owner")

@@ -18,6 +18,7 @@ import pytest
 
 from cognito_fdw.tools.seed import create_users
 
+from ..support.docker import serving_host
 from ..support.pool import new_user
 from ..support.postgres import TEST_KEYS, create_server, options_sql
 
@@ -41,11 +42,11 @@ def web_server(status: int, content_type: str | None, body: bytes):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer((serving_host(), 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://{server.server_address[0]}:{server.server_port}"
     finally:
         server.shutdown()
         thread.join()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import threading
 import uuid
 
@@ -20,7 +19,14 @@ import pytest
 from cognito_fdw.aws.secrets import APPLICATION_NAME
 
 from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
-from ..support.postgres import literal, new_role, role_dsn
+from ..support.postgres import (
+    literal,
+    new_role,
+    pg_dump,
+    role_dsn,
+    server_file,
+    write_server_file,
+)
 
 
 def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
@@ -36,13 +42,12 @@ def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
 
 
 def test_vault_key_file_is_private_and_outside_the_table(keyed, admin):
-    assert keyed.key_file.stat().st_mode & 0o077 == 0
-    key = keyed.key_file.read_text().split("\t")[1].strip()
+    mode, text = server_file(keyed, keyed.key_file)
+    assert mode & 0o077 == 0
+    key = text.split("\t")[1].strip()
     admin.execute("SELECT vault.create_secret('x', %s)", (f"k_{uuid.uuid4().hex[:8]}",))
-    dump = subprocess.run(
-        ["pg_dump", "-d", keyed.dsn, "--data-only", "-n", "vault"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    dump = pg_dump(keyed, "--data-only", "-n", "vault")
+    assert "vault.secrets" in dump  # the dump is of the vault's tables
     assert key not in dump
 
 
@@ -67,12 +72,12 @@ def test_secret_update_is_picked_up_after_the_cache_time(keyed, admin, aws):
 def test_key_rotation_re_encrypts_every_secret(keyed, admin, aws):
     key_id, secret, name, _ = vault_secret(admin, aws)
     table = make_server(admin, aws, aws_access_key_id=key_id, api_key_name=name)
-    lines = keyed.key_file.read_text().splitlines()
+    lines = server_file(keyed, keyed.key_file)[1].splitlines()
     newest = max(int(line.split("\t")[0]) for line in lines)
     new_line = f"{newest + 1}\t{os.urandom(32).hex()}"
-    keyed.key_file.write_text("\n".join([*lines, new_line]) + "\n")
+    write_server_file(keyed, keyed.key_file, "\n".join([*lines, new_line]) + "\n")
     assert admin.execute("SELECT vault.rotate_key()").fetchone()[0] >= 1
-    keyed.key_file.write_text(new_line + "\n")  # the old key is gone
+    write_server_file(keyed, keyed.key_file, new_line + "\n")  # the old key is gone
     rows = admin.execute(
         "SELECT key_id, decrypted_secret FROM vault.decrypted_secrets WHERE name = %s", (name,)
     ).fetchall()

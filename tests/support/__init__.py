@@ -3,7 +3,9 @@
 - ``multicorn``: the Multicorn double the unit tests run on, and the shapes of the column
   definitions and quals Multicorn hands a wrapper.
 - ``postgres``: SQL for the tests' servers and mappings, psql, the README's install, crash
-  signs in a server log, the server in a container.
+  signs in a server log, the server in a container, a server of a module's own.
+- ``docker``: the tiers (``COGNITO_FDW_TIER``), the engine and BuildKit, the offline
+  stand-ins of the official images (``standins/``), the image, the compose stack.
 - ``credentials``: moto with IAM authentication on, and a server with every credential source.
 - ``pool``: the shared 150-user pool and the groups pool; ``new_user``.
 - ``typeddata``: a pool of edge values, and tables with a column of every type.

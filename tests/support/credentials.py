@@ -20,11 +20,10 @@ import boto3
 import psycopg
 import pytest
 
-from cognito_fdw.tools.devstack import LocalPostgres
 from cognito_fdw.tools.seed import create_users
 
 from .pool import POOL_REGION, new_user
-from .postgres import install_readme_setup, options_sql
+from .postgres import DockerPostgres, install_readme_setup, options_sql, own_server
 
 ALLOW_ALL = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -100,22 +99,23 @@ def authenticated_moto(url: str) -> Aws:
     return aws
 
 
-def keyed_postgres(aws: Aws) -> LocalPostgres:
+def keyed_postgres(aws: Aws):
     """A started server with every credential source (see the module doc) for ``aws``;
     ``key_file`` is its vault key file."""
     env_key, env_secret = aws.keys["env"]
-    pg = LocalPostgres(env={"AWS_ACCESS_KEY_ID": env_key, "AWS_SECRET_ACCESS_KEY": env_secret})
-    pg.start()
-    aws_dir = pg.base / ".aws"
-    aws_dir.mkdir()
+    pg = own_server({"AWS_ACCESS_KEY_ID": env_key, "AWS_SECRET_ACCESS_KEY": env_secret})
     key_id, secret = aws.keys["profile"]
-    (aws_dir / "credentials").write_text(
-        f"[fdwprofile]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
-    )
-    if pg.user is not None:
-        for path in (aws_dir, aws_dir / "credentials"):
-            os.chown(path, pg.user.pw_uid, pg.user.pw_gid)
-    (aws_dir / "credentials").chmod(0o600)
+    profile = f"[fdwprofile]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
+    if isinstance(pg, DockerPostgres):  # the home of the image's postgres user
+        pg.put_file("/var/lib/postgresql/.aws/credentials", profile)
+    else:
+        aws_dir = pg.base / ".aws"
+        aws_dir.mkdir()
+        (aws_dir / "credentials").write_text(profile)
+        if pg.user is not None:
+            for path in (aws_dir, aws_dir / "credentials"):
+                os.chown(path, pg.user.pw_uid, pg.user.pw_gid)
+        (aws_dir / "credentials").chmod(0o600)
     pg.key_file = pg.base / "vault.keys"
     install_readme_setup(pg, user_pool_id=aws.pool_id, endpoint_url=aws.url)
     with psycopg.connect(pg.dsn, autocommit=True) as conn:

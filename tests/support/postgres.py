@@ -1,24 +1,37 @@
 """The tests' PostgreSQL: SQL for wrapper servers, psql, the README's install, crash signs,
-and the server in a container built from docker/Dockerfile when there is no local Multicorn2.
+and the server in a container of a Docker tier's image (tests/support/docker.py).
 
 The container carries Multicorn2 and this checkout's cognito_fdw; the emulator stays on the
-host and the container reaches it through the host gateway.
+host, listening on the Docker bridge's gateway, where the container reaches it.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import secrets
 import shutil
 import subprocess
+import tarfile
+import time
 import uuid
+from pathlib import PurePosixPath
 
+import psycopg
 from psycopg import sql
 
+from cognito_fdw.tools.devstack import LocalPostgres
 from cognito_fdw.tools.host import checkout
 
 #: The repository's psql scripts (guard.sql, vault.sql, sync.sql, cognito_fdw.sql).
 SCRIPTS = checkout() / "sql"
+
+#: Every test role's password: a Docker tier's server asks for one over TCP (the local
+#: tier's trusts loopback).  Random per run; :func:`role_dsn` keeps it.
+TEST_PASSWORD = secrets.token_hex(12)
+#: What makes a role one the tests log in as, in CREATE ROLE.
+LOGIN = f" LOGIN PASSWORD '{TEST_PASSWORD}'"
 
 #: The emulator's keys, in the PUBLIC user mapping :func:`create_server` makes.
 TEST_KEYS = {"aws_access_key_id": "AKIDTESTING", "aws_secret_access_key": "testing-secret"}
@@ -48,7 +61,7 @@ def role_dsn(dsn: str, role: str) -> str:
 def new_role(conn, login: bool = True) -> str:
     """A new role (``r_`` and 8 hex digits) that may log in, made on ``conn``; its name."""
     role = f"r_{uuid.uuid4().hex[:8]}"
-    conn.execute(f"CREATE ROLE {role}{' LOGIN' if login else ''}")
+    conn.execute(f"CREATE ROLE {role}{LOGIN if login else ''}")
     return role
 
 
@@ -96,50 +109,66 @@ def install_readme_setup(server, **variables: str) -> None:
         assert done.returncode == 0, f"sql/{script}: {done.stderr}"
 
 
-def docker_available() -> bool:
-    try:
-        import docker
+def own_server(env: dict | None = None):
+    """A started server of a test module's own: a local cluster, or in a Docker tier a
+    container of the tier's image (tests/support/docker.py)."""
+    from .docker import TIERS, tier_name
 
-        docker.from_env().ping()
-    except Exception:  # noqa: BLE001 - any failure means: no usable engine
-        return False
-    return True
+    tier = TIERS.get(tier_name())
+    server = DockerPostgres(tier, env or {}) if tier else LocalPostgres(env=env)
+    return server.start()
 
 
 class DockerPostgres:
-    def __init__(self, env: dict):
-        from testcontainers.core.container import DockerContainer
-        from testcontainers.core.image import DockerImage
+    """The server in a container of a Docker tier's image (testcontainers), on 127.0.0.1
+    only, with a password (SCRAM) for every TCP login; its log is the container's."""
 
-        self._image = DockerImage(path=str(checkout()), dockerfile_path="docker/Dockerfile")
+    #: The PostgreSQL directory inside the container (the data directory's parent), where
+    #: install_readme_setup puts the vault's key file; the server reads it there.
+    base = PurePosixPath("/var/lib/postgresql")
+
+    def __init__(self, tier, env: dict):
+        self.tier = tier
         self._env = env
-        self._container_class = DockerContainer
         self.container = None
+        self.port = None
 
-    def start(self):
-        self._image.build()
-        self.container = (
-            self._container_class(str(self._image))
-            .with_env("POSTGRES_HOST_AUTH_METHOD", "trust")
-            .with_exposed_ports(5432)
-            .with_kwargs(extra_hosts={"host.docker.internal": "host-gateway"})
+    def start(self, timeout: float = 120) -> DockerPostgres:
+        from testcontainers.core.container import DockerContainer
+
+        container = (
+            DockerContainer(self.tier.image)
+            .with_env("POSTGRES_PASSWORD", TEST_PASSWORD)
+            .with_env("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
         )
+        # A random port on 127.0.0.1 only (docker-py's (address, port)): with_bind_ports takes
+        # a port alone, which Docker publishes on 0.0.0.0 and [::].
+        container.ports["5432/tcp"] = ("127.0.0.1", None)
         for key, value in self._env.items():
-            self.container.with_env(key, value)
-        self.container.start()
-        from testcontainers.core.waiting_utils import wait_for_logs
-
-        wait_for_logs(self.container, "database system is ready to accept connections", 120)
-        return self
+            container.with_env(key, value)
+        self.container = container.start()
+        self.port = int(self.container.get_exposed_port(5432))
+        # The entrypoint's temporary server (which runs the init scripts) listens on the
+        # socket only: a TCP login with the password reaches the real server.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.dsn, connect_timeout=3).close()
+                return self
+            except psycopg.OperationalError as exc:
+                self.container.get_wrapped_container().reload()
+                state = self.container.get_wrapped_container().status
+                if state != "running" or time.monotonic() > deadline:
+                    failed = f"{self.tier.image} ({state}): {exc}"
+                    raise RuntimeError(f"{failed}\n{self.log()}") from None
+                time.sleep(0.3)
 
     @property
     def dsn(self) -> str:
-        host = self.container.get_container_host_ip()
-        port = self.container.get_exposed_port(5432)
-        return f"host={host} port={port} user=postgres dbname=postgres"
-
-    def host_url(self, port: int) -> str:
-        return f"http://host.docker.internal:{port}"
+        return (
+            f"host=127.0.0.1 port={self.port} user=postgres password={TEST_PASSWORD} "
+            "dbname=postgres"
+        )
 
     def log(self) -> str:
         out, err = self.container.get_logs()
@@ -147,3 +176,52 @@ class DockerPostgres:
 
     def cleanup(self) -> None:
         self.container.stop()
+
+    def exec(self, *argv: str) -> str:
+        """``argv`` run in the container as the server's OS user; its output (it must
+        succeed)."""
+        code, output = self.container.get_wrapped_container().exec_run(list(argv), user="postgres")
+        text = output.decode(errors="replace")
+        assert code == 0, f"{argv[0]} in the container: {text}"
+        return text
+
+    def put_file(self, path: str, text: str, mode: int = 0o600) -> None:
+        """A file of the server's OS user in the container (its directory made 0700)."""
+        folder, name = path.rsplit("/", 1)
+        self.exec("mkdir", "-p", "-m", "700", folder)
+        data = text.encode()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, 999, 999
+            tar.addfile(info, io.BytesIO(data))
+        self.container.get_wrapped_container().put_archive(folder, archive.getvalue())
+
+
+def server_file(server, path) -> tuple[int, str]:
+    """The permission bits and the text of a file the server's OS user owns (in its
+    container, in a Docker tier)."""
+    if isinstance(server, DockerPostgres):
+        output = server.exec("sh", "-c", 'stat -c %a "$1" && cat "$1"', "sh", str(path))
+        mode, _, text = output.partition("\n")
+        return int(mode, 8), text
+    return path.stat().st_mode & 0o777, path.read_text()
+
+
+def write_server_file(server, path, text: str) -> None:
+    """Replace the text of a file the server's OS user owns (mode 0600 in a container; a
+    local file keeps its mode)."""
+    if isinstance(server, DockerPostgres):
+        server.put_file(str(path), text)
+    else:
+        path.write_text(text)
+
+
+def pg_dump(server, *args: str) -> str:
+    """pg_dump's output for the server's postgres database: the server's own pg_dump (one
+    older than the server refuses)."""
+    if isinstance(server, DockerPostgres):
+        return server.exec("pg_dump", "-U", "postgres", "-d", "postgres", *args)
+    done = subprocess.run(["pg_dump", "-d", server.dsn, *args],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout

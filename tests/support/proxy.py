@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from .docker import serving_host
+
 _ERRORS = {
     "throttle": (400, "TooManyRequestsException", "Rate exceeded"),
     "500": (500, "InternalErrorException", "Internal error"),
@@ -126,11 +128,13 @@ class Proxy:
         self._lock = threading.Lock()
         self._local = threading.local()  # each handler thread's upstream connection
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+        # Where the server under test reaches it (a container: the Docker bridge's gateway).
+        self._server = _Server((serving_host(), 0), self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
 
     def start(self) -> Proxy:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -39,8 +39,9 @@ PAGES = (
 )
 #: Pages under docs/ that are not on the path: docs/multicorn.md's SQL shows what crashes a
 #: backend, and must never run; docs/managed-postgresql.md needs two clusters, and
-#: tests/integration/test_gateway.py runs its recipe in order.
-NOT_ON_PATH = ("docs/multicorn.md", "docs/managed-postgresql.md")
+#: tests/integration/test_gateway.py runs its recipe in order; docs/docker.md needs a Docker
+#: engine, and the Docker tiers (tests/support/docker.py) run what it describes.
+NOT_ON_PATH = ("docs/multicorn.md", "docs/managed-postgresql.md", "docs/docker.md")
 
 STEP_LANGUAGES = ("sql", "sh", "bash", "console")
 #: What a new-database step's placeholders become: the README's example pool id and the

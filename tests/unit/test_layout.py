@@ -234,10 +234,9 @@ TESTS = ROOT / "tests"
 #: Test files named after a concern that spans modules rather than after one module.
 CONCERNS = {
     "unit": {"billing", "layout", "readme", "readme_blocks", "docker_files"},
-    "integration": {"collations", "cost", "encodings", "explain", "faults", "gateway", "hostile",
-                    "import", "load", "messages", "multicorn_boundary", "pushdown_property",
-                    "readme_path",
-                    "sync_parts", "table_names", "uuid_sub"},
+    "integration": {"collations", "cost", "docker_stack", "encodings", "explain", "faults",
+                    "gateway", "hostile", "import", "load", "messages", "multicorn_boundary",
+                    "pushdown_property", "readme_path", "sync_parts", "table_names", "uuid_sub"},
 }  # fmt: skip
 
 

@@ -87,7 +87,7 @@ def fake_docker(tmp_path, monkeypatch):
         f'echo "$POSTGRES_PASSWORD" >> {tmp_path}/passwords\n'
         f'case "$*" in *" up "*) echo "$COGNITO_FDW_DB_PORT" >> {tmp_path}/ports;; esac\n'
         f'case "$*" in *" up "*) grep -q up {tmp_path}/fail 2>/dev/null && exit 1;; esac\n'
-        f'case "$*" in *"exec -T"*) cat >> {tmp_path}/stdin;; esac\n'
+        f'case "$*" in *"exec -T db psql"*) cat >> {tmp_path}/stdin;; esac\n'
     )
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
@@ -104,6 +104,7 @@ def test_docker_up_builds_waits_and_shows_the_query(fake_docker, tmp_path, capsy
         f"{compose} port cognito 5000",
         f"{compose} up -d --build --wait",
         f"{compose} exec -T db psql -U postgres -d postgres -q -v ON_ERROR_STOP=1",
+        f"{compose} exec -T db {devdocker.INIT_SCRIPT}",  # again: it is idempotent
         # Without a pager: psql's would leave a newcomer at "(END)".
         f"{compose} exec db psql -U postgres -d postgres -X -P pager=off -c {dev.DEMO_QUERY}",
         f"{compose} port db 5432",  # the URL names the port that answers
@@ -137,6 +138,16 @@ def test_docker_up_on_a_taken_port_says_so_and_prints_the_port_it_used(
     assert f"postgresql://postgres@127.0.0.1:{port}/postgres" in out
 
 
+def test_docker_up_after_down_gets_its_ports_back(fake_docker, taken_db_port, tmp_path, capsys):
+    # The preferred port stays taken: the port chosen the first time is chosen again, so the
+    # URL printed (and any psql the developer keeps) still answers after `make down`.
+    for _ in range(2):
+        assert cli.main(["dev", "up", "--no-psql", "--base", str(tmp_path / "dev")]) == 0
+    first, second = (tmp_path / "ports").read_text().split()
+    assert first == second != str(taken_db_port)
+    assert f"keeps port {first} from its last run" in capsys.readouterr().err
+
+
 def test_a_port_variable_that_is_no_port_is_refused(monkeypatch):
     monkeypatch.setenv(dev.DB_PORT_VARIABLE, "54329x")
     with pytest.raises(dev.DevError, match="COGNITO_FDW_DB_PORT='54329x' is not a port number"):
@@ -157,7 +168,9 @@ def test_a_failed_docker_up_stops_what_it_started(fake_docker, tmp_path, capsys)
     assert cli.main(["dev", "up", "--no-psql", "--base", str(tmp_path / "dev")]) == 1
     compose = f"compose -f {devdocker.compose_file()}"
     assert fake_docker()[-1] == f"{compose} stop"
-    assert "stopped the compose stack again" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "failed while building the image and starting the stack (docker compose up)" in err
+    assert "stopped the compose stack again" in err
 
 
 def test_docker_up_gives_the_database_a_password_of_its_own(fake_docker, tmp_path):
