@@ -75,6 +75,18 @@ _in_transaction = c_function("IsTransactionState", ctypes.c_bool, [])
 
 
 @backend_thread_only
+def foreign_table_oid(instance: object) -> int | None:
+    """The OID of the foreign table whose Multicorn wrapper instance is ``instance``, or
+    None (the cases of :func:`foreign_table_name`, but for a dropped table: the OID is
+    still the one Multicorn made the instance for)."""
+    if _instances is None or None in (_seq_init, _in_transaction):
+        return None
+    if not _instances.value or not _in_transaction():
+        return None
+    return _table_of(id(instance))
+
+
+@backend_thread_only
 def foreign_table_name(instance: object) -> str | None:
     """The schema-qualified, quoted name of the foreign table whose Multicorn wrapper
     instance is ``instance`` (``cognito."Mixed Case"``), or None: outside a backend or a
@@ -88,11 +100,9 @@ def foreign_table_name(instance: object) -> str | None:
     else; the catalog lookups come after it, with interrupts held, and return NULL rather
     than raise for a relation that does not exist.
     """
-    if _instances is None or None in (_seq_init, _rel_name, _in_transaction):
+    if _rel_name is None:
         return None
-    if not _instances.value or not _in_transaction():
-        return None
-    oid = _table_of(id(instance))
+    oid = foreign_table_oid(instance)
     if oid is None:
         return None
     with interrupts_held():

@@ -66,6 +66,9 @@ class VaultRef:
     # Every option that decides how the secret is used (:func:`secret_use`): the server's
     # owner reads it only for a server whose options give exactly these.
     use: tuple = ()
+    # The OID of the foreign table the secret is read for: only its own server's owner
+    # reads it for it (None: read as the current role).
+    table: int | None = None
 
 
 # What decides where a request signed with a vault secret goes and as whom: the secret, its
@@ -213,10 +216,11 @@ class Credentials:
             ) from None
 
 
-def for_options(options: Options) -> Credentials:
+def for_options(options: Options, table: int | None = None) -> Credentials:
     """The credentials that apply to ``options`` (:func:`resolve`), with a vault secret
-    read through :func:`cognito_fdw.secrets.read_secret`: on the backend's thread only
-    (OffBackendThread elsewhere), CredentialError when it cannot be read."""
+    read through :func:`cognito_fdw.secrets.read_secret` for foreign table ``table`` (its
+    OID, or None): on the backend's thread only (OffBackendThread elsewhere),
+    CredentialError when it cannot be read."""
     source = resolve(options)
     if source.kind == "keys":
         keys = Keys(source.key_id, options.aws_secret_access_key, options.aws_session_token)
@@ -224,7 +228,9 @@ def for_options(options: Options) -> Credentials:
         # Imported here: secrets.py builds on this module (VaultRef, secret_use).
         from . import secrets
 
-        keys = Keys(source.key_id, secrets.read_secret(source.vault))
+        keys = Keys(
+            source.key_id, secrets.read_secret(dataclasses.replace(source.vault, table=table))
+        )
     else:
         keys = None
     return Credentials(source, keys)

@@ -117,7 +117,9 @@ class CognitoFdw(ForeignDataWrapper):
         columns validated) and kept for the instance's life."""
         if self._instance is None:
             options = parse_options(self._raw_options)
-            self._instance = table_class(options.object)(Pool(options), self._fdw_columns)
+            # The table's OID says which server a vault secret is asked for (secrets.py).
+            pool = Pool(options, table=catalog.foreign_table_oid(self))
+            self._instance = table_class(options.object)(pool, self._fdw_columns)
         return self._instance
 
     def _fail(self, exc: Exception) -> None:

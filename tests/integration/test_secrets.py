@@ -21,6 +21,7 @@ from cognito_fdw.secrets import APPLICATION_NAME
 
 from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
 from ..support.postgres import literal, new_role, role_dsn
+from ..support.reliability import record
 
 
 def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
@@ -263,3 +264,42 @@ def test_a_server_matching_on_some_options_lends_no_owner_rights(keyed, admin, a
         )
         with pytest.raises(psycopg.Error, match="may not read the secret"):
             conn.execute(f"SELECT * FROM {table_a}")
+
+
+def test_a_lookalike_server_is_not_lent_another_servers_secret(keyed, admin, aws):
+    # Red team: a role that may own servers (USAGE on multicorn) and may use the server
+    # naming the secret makes a server of its own repeating every option that says how the
+    # secret is used, with limits of its own.  The secret is the queried table's server's,
+    # by that server's identity, never by matching options.
+    secret, table, dsn = server_naming_a_secret(keyed, admin, aws)
+    role = dsn.split("user=")[1].split()[0]
+    admin.execute(f"GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO {role}")
+    admin.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    options = admin.execute(
+        "SELECT srvoptions FROM pg_foreign_server WHERE srvname = %s", (table,)
+    ).fetchone()[0]
+    copied = ", ".join(
+        f"{name} {literal(value)}" for name, _, value in (o.partition("=") for o in options)
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The real server's table first: its secret is now in this backend's caches.
+        assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
+        conn.execute(
+            f"CREATE SERVER {role}_srv FOREIGN DATA WRAPPER multicorn OPTIONS ({copied}, "
+            "max_requests_per_second '1000', username_lookup 'admin_get_user')"
+        )
+        conn.execute(
+            f"CREATE FOREIGN TABLE {role}.lookalike (username text) SERVER {role}_srv "
+            "OPTIONS (object 'users')"
+        )
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(f"SELECT * FROM {role}.lookalike")
+    record(
+        "attack",
+        "a lookalike server repeats a server's secret-use options with limits of its own",
+        f"refused: {caught.value.diag.message_primary}"[:160],
+    )
+    assert f"role {role} may not read the secret" in caught.value.diag.message_primary
+    # A new session (nothing cached) is refused the same way.
+    error = error_of(dsn, f"SELECT * FROM {role}.lookalike")
+    assert f"role {role} may not read the secret" in error.diag.message_primary
