@@ -303,3 +303,42 @@ def test_a_lookalike_server_is_not_lent_another_servers_secret(keyed, admin, aws
     # A new session (nothing cached) is refused the same way.
     error = error_of(dsn, f"SELECT * FROM {role}.lookalike")
     assert f"role {role} may not read the secret" in error.diag.message_primary
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "INSERT INTO vault.secrets (name, secret) VALUES ({}, {}) RETURNING key_id",
+        "INSERT INTO vault.secrets (name, secret, key_id) VALUES ({}, {}, 1)",
+        "UPDATE vault.secrets SET secret = {1} WHERE name = {0}",
+    ],
+    ids=["older insert form", "insert with a key id", "update in place"],
+)
+def test_a_secret_written_into_the_table_is_refused_before_any_message_holds_it(
+    keyed, admin, template
+):
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret('first', %s)", (name,))
+    secret = f"LeakCanaryInsert{uuid.uuid4().hex}"
+    statement = psycopg.sql.SQL(template).format(*map(psycopg.sql.Literal, (name, secret)))
+    with psycopg.connect(keyed.dsn) as conn:
+        conn.execute("SET log_statement = 'none'")  # this cluster logs every statement
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(statement)
+    diag = caught.value.diag
+    shown = " ".join(str(x) for x in (diag.message_primary, diag.message_detail, caught.value))
+    command = template.split(" (")[0].split(" SET")[0]
+    record(
+        "attack",
+        f"a secret written into vault.secrets directly ({command})",
+        f"refused: {diag.message_primary}"[:160],
+    )
+    assert "vault.create_secret" in diag.message_hint
+    hexed = secret.encode().hex()
+    log = keyed.log()
+    assert secret not in shown and hexed not in shown
+    assert secret not in log and hexed not in log
+    # The secret stored by create_secret is unchanged.
+    assert admin.execute(
+        "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = %s", (name,)
+    ).fetchone() == ("first",)
