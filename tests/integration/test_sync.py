@@ -265,7 +265,7 @@ def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, co
             f"{planted} functions/operators planted in public and pg_temp",
             f"none called ({after - control} calls; the control reached {control})",
         )
-        assert after == control, [l for l in done.stderr.splitlines() if "planted" in l]
+        assert after == control, [x for x in done.stderr.splitlines() if "planted" in x]
         assert users == len(PEOPLE)
     finally:
         with psycopg.connect(setup.dsn, autocommit=True) as conn:

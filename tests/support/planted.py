@@ -42,11 +42,7 @@ _OPERATOR = re.compile(r"[-+*/<>=~!@#%^&|`?]+")
 def called_names(script: Path) -> set[str]:
     """Every unqualified (or pg_catalog-qualified) name the script writes as a call."""
     text = _COMMENT.sub("", script.read_text())
-    return {
-        name.lower()
-        for schema, name in _CALL.findall(text)
-        if schema in ("", "pg_catalog")
-    }
+    return {name.lower() for schema, name in _CALL.findall(text) if schema in ("", "pg_catalog")}
 
 
 # Operators written as words.
