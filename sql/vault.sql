@@ -35,15 +35,20 @@
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE EXTENSION IF NOT EXISTS file_fdw;
+-- From here on every name resolves in pg_catalog first and never in a schema another role
+-- may create in (public, say: PostgreSQL 14 and older let every role): this script runs as
+-- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
+-- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
+SET search_path = pg_catalog, pg_temp;
+
 \if :{?vault_key_file}
 \else
   -- Beside the data directory, not inside it.
   SELECT regexp_replace(current_setting('data_directory'), '/[^/]+/?$', '') || '/vault.keys'
     AS vault_key_file \gset
 \endif
-
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
-CREATE EXTENSION IF NOT EXISTS file_fdw;
 
 -- The key file, created only when it is missing (never overwritten), readable by the
 -- server's OS user alone: COPY TO a file would create it world-readable, so a shell with

@@ -6,21 +6,15 @@ database with the group memberships following at COMMIT, and drift reconciled.
 
 from __future__ import annotations
 
-import os
-import tempfile
-import uuid
-from pathlib import Path
-
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
-from ..support.planted import HITS, hits, plant, plant_statements, relations
+from ..support.planted import superuser_run
 from ..support.pool import new_user
-from ..support.postgres import SCRIPTS, create_server, psql, role_dsn
+from ..support.postgres import SCRIPTS, Database, create_server, psql
 from ..support.reliability import record
 
 pytestmark = pytest.mark.server
@@ -58,14 +52,6 @@ def app(setup, spool):
         loaded = psql(setup, "-v", f"cognito_schema={SCHEMA}", "-f", str(SYNC_SQL))
         assert loaded.returncode == 0, loaded.stderr
     return spool
-
-
-class Database:
-    """The test server's connection details, pointed at another database (for psql)."""
-
-    def __init__(self, server, dbname):
-        self.dsn = make_conninfo(server.dsn, dbname=dbname)
-        self.bindir = getattr(server, "bindir", None)
 
 
 def groups_of(cognito, pool_id, user) -> set[str]:
@@ -206,7 +192,6 @@ def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, co
     superuser's own pg_temp, are never called: not by the script, nor by its functions and
     procedure, with the superuser's search_path as it comes or with public first."""
     name = f"planted_{path.split()[0]}"
-    role = f"r_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     target = Database(setup, name)
@@ -217,57 +202,23 @@ def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, co
             conn.execute(f"CREATE SCHEMA {SCHEMA}")
             conn.execute(f"IMPORT FOREIGN SCHEMA cognito FROM SERVER planted_server INTO {SCHEMA} "
                          "OPTIONS (writable 'true')")  # fmt: skip
-            conn.execute(f"CREATE ROLE {role} LOGIN")
-            conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
-        with psycopg.connect(role_dsn(target.dsn, role)) as hostile:
-            hostile.execute(f"CREATE SEQUENCE {HITS}")
-            hostile.execute(f"GRANT USAGE, UPDATE, SELECT ON SEQUENCE {HITS} TO PUBLIC")
-            planted = plant(hostile, plant_statements([SYNC_SQL], "public"))
-            hostile.commit()
-        assert planted > 1000
-        with psycopg.connect(target.dsn, autocommit=True) as conn:
-            # The control: with public first, a planted function is what a call reaches.
-            conn.execute("SET search_path = public, pg_catalog")
-            conn.execute("SELECT cardinality('{a}'::text[]), format('%s', 'x'::text)")
-            control = hits(conn)
-        assert control >= 2
         ann = cognito.admin_get_user(UserPoolId=spool, Username="ann")["UserAttributes"]
         ann_sub = {a["Name"]: a["Value"] for a in ann}["sub"]
-        with tempfile.TemporaryDirectory() as directory:
-            temp = Path(directory) / "temp.sql"
-            temp.write_text(
-                "\\set ON_ERROR_STOP 0\n"
-                + "".join(f"{s};\n" for s in plant_statements([SYNC_SQL], "pg_temp"))
-                + "".join(
-                    f"CREATE TEMP VIEW {r} AS SELECT * FROM pg_catalog.{r} WHERE false;\n"
-                    for r in sorted(relations(SYNC_SQL))
-                )
-                + ("SET search_path = public, pg_catalog;\n" if path == "public first" else "")
-                + "\\set ON_ERROR_STOP 1\n"
-            )
-            calls = Path(directory) / "calls.sql"
-            calls.write_text(
-                ("SET search_path = public, pg_catalog;\n" if path == "public first" else "")
-                + SUPERUSER_CALLS.replace("%(ann)L", f"'{ann_sub}'")
-            )
-            os.chmod(directory, 0o755)
-            for file in (temp, calls):
-                os.chmod(file, 0o644)
-            done = psql(target, "-v", f"cognito_schema={SCHEMA}", "-f", str(temp),
-                        "-f", str(SYNC_SQL), "-f", str(calls))  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
+        calls = SUPERUSER_CALLS.replace("%(ann)L", f"'{ann_sub}'")
+        run = superuser_run(
+            target, SYNC_SQL, calls, path == "public first", "-v", f"cognito_schema={SCHEMA}"
+        )
         with psycopg.connect(target.dsn, autocommit=True) as conn:
-            after = hits(conn)
             users = conn.execute("SELECT count(*) FROM app.users").fetchone()[0]
         record(
             "attack",
             f"sync.sql and its functions run by a superuser ({path} search_path) with "
-            f"{planted} functions/operators planted in public and pg_temp",
-            f"none called ({after - control} calls; the control reached {control})",
+            f"{run.planted} functions/operators planted in public and pg_temp",
+            f"none called ({run.calls} calls; the control reached {run.control})",
         )
-        assert after == control, [x for x in done.stderr.splitlines() if "planted" in x]
+        assert run.planted > 1000 and run.control >= 2
+        assert run.calls == 0, run.called()
         assert users == len(PEOPLE)
     finally:
         with psycopg.connect(setup.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-            conn.execute(f"DROP ROLE {role}")

@@ -11,9 +11,15 @@ sequence, so a rollback does not hide a call) and runs as its caller.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 import re
+import tempfile
+import uuid
 from pathlib import Path
+
+import psycopg
 
 HITS = "public.planted_hits"
 
@@ -127,3 +133,61 @@ def plant(conn, statements: list[str]) -> int:
 def hits(conn) -> int:
     last, called = conn.execute(f"SELECT last_value, is_called FROM {HITS}").fetchone()
     return last if called else 0
+
+
+@dataclasses.dataclass
+class Run:
+    planted: int  # functions and operators planted in public
+    control: int  # calls the control reached, before the run
+    calls: int  # planted calls the run made
+    stderr: str
+
+    def called(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if "planted" in line]
+
+
+def superuser_run(target, script: Path, calls: str, public_first: bool, *psql_args: str) -> Run:
+    """On database ``target`` (``.dsn``, ``.bindir``): a new role with CREATE on public
+    plants every name and operator of ``script`` there; a superuser's psql session then
+    plants them in its own pg_temp too (with temporary views named after the relations
+    the script reads), runs ``script`` (with ``psql_args``) and then ``calls``, with its
+    search_path as it comes or, with ``public_first``, ``public, pg_catalog``."""
+    from .postgres import psql, role_dsn
+
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+    with psycopg.connect(role_dsn(target.dsn, role)) as hostile:
+        hostile.execute(f"CREATE SEQUENCE {HITS}")
+        hostile.execute(f"GRANT USAGE, UPDATE, SELECT ON SEQUENCE {HITS} TO PUBLIC")
+        planted = plant(hostile, plant_statements([script], "public"))
+        hostile.commit()
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        # The control: with public first, a planted function is what a call reaches.
+        conn.execute("SET search_path = public, pg_catalog")
+        conn.execute("SELECT format('%s', 'x'::text), length('x'::text)")
+        control = hits(conn)
+    path = "SET search_path = public, pg_catalog;\n" if public_first else ""
+    with tempfile.TemporaryDirectory() as directory:
+        temp = Path(directory) / "temp.sql"
+        temp.write_text(
+            "\\set ON_ERROR_STOP 0\n"
+            + "".join(f"{s};\n" for s in plant_statements([script], "pg_temp"))
+            + "".join(
+                f"CREATE TEMP VIEW {r} AS SELECT * FROM pg_catalog.{r} WHERE false;\n"
+                for r in sorted(relations(script))
+            )
+            + path
+            + "\\set ON_ERROR_STOP 1\n"
+        )
+        after = Path(directory) / "calls.sql"
+        after.write_text(path + calls)
+        os.chmod(directory, 0o755)  # psql runs as the server's OS user
+        for file in (temp, after):
+            os.chmod(file, 0o644)
+        done = psql(target, *psql_args, "-f", str(temp), "-f", str(script), "-f", str(after))
+    assert done.returncode == 0, [x for x in done.stderr.splitlines() if "temp.sql" not in x]
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        total = hits(conn)
+    return Run(planted, control, total - control, done.stderr)
