@@ -54,7 +54,7 @@ def test_a_superuser_running_vault_sql_calls_no_planted_function(server, path):
             f"{run.planted} functions/operators planted in public and pg_temp",
             f"none called ({run.calls} calls; the control reached {run.control})",
         )
-        assert run.planted > 500 and run.control >= 2
+        assert run.planted > 500 and run.control >= 1
         assert run.calls == 0, run.called()
         assert secret == ("second secret",)
     finally:
