@@ -162,7 +162,7 @@ WHERE t.ftrelid = format('%I.group_members', :'cognito_schema')::regclass
 -- with part ('0' .. 'f'; one ListUsers scan with Filter sub ^= "<part>", 60 users a
 -- request).  Users gone from Cognito (in app.users, within the part, not in Cognito) are
 -- counted, not deleted or marked: the app decides what that means.  A Cognito user whose
--- username another sub still holds in app.users fails the insert (username is unique).
+-- username another sub's row still holds takes it ("A username reused", above).
 DROP FUNCTION IF EXISTS app.sync_users();  -- the form without a part, before parts
 CREATE OR REPLACE FUNCTION app.sync_users(part text DEFAULT '',
   OUT inserted bigint, OUT updated bigint, OUT unchanged bigint, OUT missing_in_cognito bigint)
