@@ -17,7 +17,7 @@ import functools
 import weakref
 
 from multicorn import ForeignDataWrapper
-from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
+from multicorn.utils import DEBUG, ERROR, WARNING, MulticornException, log_to_postgres
 
 from . import backend, catalog, changes, credentials, dateguard, importer
 from .client import Pool, Stats
@@ -265,10 +265,15 @@ class CognitoFdw(ForeignDataWrapper):
         self._report(stats)
 
     def rollback(self):
+        # PostgreSQL's abort path: nothing may raise here.  A rollback after pre_commit sent
+        # changes (SERIALIZABLE's commit-time check failed, a cancel or another hook's error
+        # during COMMIT) undoes them, and says which it could not.
         self._close_scans(lambda level, statement: True)
         self._actual = []
         self._level = 0
-        changes.transaction.clear()
+        changes.transaction.undo_sent(
+            lambda message: backend.report(log_to_postgres, message, WARNING)
+        )
 
     def commit(self):
         self._level = 0
