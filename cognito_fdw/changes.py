@@ -24,6 +24,7 @@ stay true.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -160,6 +161,8 @@ class ChangeLog:
 
 # Sends one change; False when there was nothing to change after all.
 Send = Callable[[Change], bool]
+# What the undo of sent changes runs inside (the wrapper's: cancels ignored, deadlines kept).
+Undoing = Callable[[], contextlib.AbstractContextManager]
 # A table's COMMIT: given the caller's context (its request accounting), the (change,
 # sender) steps that bring Cognito to what the table's log wants.
 Planner = Callable[[object], list[tuple[Change, Send]]]
@@ -216,17 +219,20 @@ class Transaction:
                 del self._savepoints[index:]
                 return
 
-    def send(self, context) -> None:
+    def send(self, context, undoing: Undoing = contextlib.nullcontext) -> None:
         """Send every table's changes, planned with ``context`` (see :data:`Planner`); on a
-        failure undo those sent and raise (:func:`apply`).  Forgets the wishes either way;
-        what was applied is kept until :meth:`clear` (committed) or :meth:`undo_sent`."""
+        failure undo those sent (inside ``undoing()``) and raise (:func:`apply`).  Forgets
+        the wishes either way; what was applied is kept until :meth:`clear` (committed) or
+        :meth:`undo_sent`."""
         try:
             steps = [step for log, plan in list(self._tables.values()) for step in plan(context)]
-            self._sent = apply(steps)
+            self._sent = apply(steps, undoing)
         finally:
             self._forget_wishes()
 
-    def undo_sent(self, warn: Callable[[str], None]) -> None:
+    def undo_sent(
+        self, warn: Callable[[str], None], undoing: Undoing = contextlib.nullcontext
+    ) -> None:
         """The transaction rolled back after :meth:`send` applied changes: undo them, last
         first, best effort; ``warn`` gets one message for those undone and one for each
         change that could not be (group and user named).  Never raises (it runs in
@@ -235,7 +241,7 @@ class Transaction:
         try:
             if not sent:
                 return
-            stuck = _undo(sent)
+            stuck = _undo(sent, undoing)
             undone = [c for c, _ in sent if all(c is not s for s, _ in stuck)]
             if undone:
                 warn(
@@ -271,7 +277,9 @@ class Transaction:
 transaction = Transaction()
 
 
-def apply(steps: list[tuple[Change, Send]]) -> list[tuple[Change, Send]]:
+def apply(
+    steps: list[tuple[Change, Send]], undoing: Undoing = contextlib.nullcontext
+) -> list[tuple[Change, Send]]:
     """Send each change with its sender, in order; on a failure undo those sent, then raise.
     The steps that changed something in Cognito (for an undo later).
 
@@ -285,7 +293,7 @@ def apply(steps: list[tuple[Change, Send]]) -> list[tuple[Change, Send]]:
         try:
             changed = send(change)
         except CognitoFdwError as exc:
-            raise _failed(change, exc, done, _undo(done)) from None
+            raise _failed(change, exc, done, _undo(done, undoing)) from None
         if changed:
             done.append((change, send))
     return done
@@ -296,13 +304,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _undo(done: list[tuple[Change, Send]]) -> list[tuple[Change, str]]:
+def _undo(done: list[tuple[Change, Send]], undoing: Undoing) -> list[tuple[Change, str]]:
     stuck = []
-    for change, send in reversed(done):
-        try:
-            send(change.undo())
-        except CognitoFdwError as exc:
-            stuck.append((change, exc.message))
+    with undoing():
+        for change, send in reversed(done):
+            try:
+                send(change.undo())
+            except CognitoFdwError as exc:
+                stuck.append((change, exc.message))
     return stuck
 
 

@@ -261,7 +261,7 @@ class CognitoFdw(ForeignDataWrapper):
         if not changes.transaction:
             return
         stats = Stats()
-        changes.transaction.send(stats)
+        changes.transaction.send(stats, undoing=backend.cancels_ignored)
         self._report(stats)
 
     def rollback(self):
@@ -272,7 +272,8 @@ class CognitoFdw(ForeignDataWrapper):
         self._actual = []
         self._level = 0
         changes.transaction.undo_sent(
-            lambda message: backend.report(log_to_postgres, message, WARNING)
+            lambda message: backend.report(log_to_postgres, message, WARNING),
+            undoing=backend.cancels_ignored,
         )
 
     def commit(self):

@@ -13,12 +13,17 @@ wrapper and moto, on a pool of that section's own.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import BIG
 from ..support.postgres import create_server
+from ..support.proxy import Fault
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -455,3 +460,140 @@ def test_an_unknown_user_or_group_gets_the_hint_for_its_cause(mt, db, group, use
     assert diag.message_hint.startswith(hint)
     other = "group" if missing.startswith("user") else "user"
     assert f"Create the {other}" not in diag.message_hint
+
+
+# -- what Cognito keeps is what PostgreSQL committed ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wpool(cognito):
+    pool_id = cognito.create_user_pool(PoolName="cognito-fdw-commit")["UserPool"]["Id"]
+    for name in ("u1", "u2", "u3"):
+        cognito.admin_create_user(UserPoolId=pool_id, Username=name, MessageAction="SUPPRESS")
+    for group in ("g", "h"):
+        cognito.create_group(UserPoolId=pool_id, GroupName=group)
+    return pool_id
+
+
+@pytest.fixture(scope="module")
+def wt(setup, wpool, proxy):
+    """wt.members, writable, through the proxy (which counts what Cognito received), and a
+    local table wt.ledger for transactions that conflict."""
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA wt")
+        create_server(conn, "wt_srv", wpool, proxy.url, region="us-east-1")
+        conn.execute(
+            "CREATE FOREIGN TABLE wt.members (group_name text, username text, membership text) "
+            "SERVER wt_srv OPTIONS (object 'group_members', writable 'true')"
+        )
+        conn.execute("CREATE TABLE wt.ledger (k text)")
+    return wpool
+
+
+def received(proxy) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for operation, *_ in proxy.requests():
+        if operation != "DescribeUserPool":
+            counts[operation] = counts.get(operation, 0) + 1
+    return counts
+
+
+def session(setup) -> psycopg.Connection:
+    conn = psycopg.connect(setup.dsn, autocommit=True)
+    conn.notices = []
+    conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary))
+    return conn
+
+
+def test_a_serialization_failure_at_commit_undoes_what_commit_sent(setup, wt, cognito, proxy):
+    """PostgreSQL runs SERIALIZABLE's commit-time check after the wrapper's pre-commit hook
+    has sent the changes: the transaction then rolls back, and so must Cognito."""
+    with session(setup) as one, session(setup) as two:
+        for conn in (one, two):
+            conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        one.execute("SELECT count(*) FROM wt.ledger WHERE k = 'a'")
+        two.execute("SELECT count(*) FROM wt.ledger WHERE k = 'b'")
+        one.execute("INSERT INTO wt.ledger VALUES ('b')")
+        two.execute("INSERT INTO wt.ledger VALUES ('a')")
+        two.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u1')")
+        one.execute("COMMIT")
+        proxy.arm()
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            two.execute("COMMIT")
+        counts, warnings = received(proxy), list(two.notices)
+    record(
+        "attack",
+        "SERIALIZABLE: the commit-time serialization check fails after COMMIT sent a "
+        "membership change",
+        f"undone: Cognito received {counts}; WARNING: {warnings[-1] if warnings else None}",
+    )
+    assert counts.get("AdminAddUserToGroup") == 1
+    assert counts.get("AdminRemoveUserFromGroup") == 1
+    assert "u1" not in members(cognito, wt, "g")
+    assert any("undone there: add user 'u1' to group 'g'" in w for w in warnings)
+
+
+def test_a_cancel_during_commit_undoes_the_changes_already_sent(setup, wt, cognito, proxy):
+    """pg_cancel_backend after the first of two changes was sent: the second stalls, the
+    cancel fails COMMIT, and the first is undone although the cancel is still pending."""
+    with session(setup) as conn, psycopg.connect(setup.dsn, autocommit=True) as admin:
+        pid = conn.info.backend_pid
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u1')")
+        conn.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u2')")
+        proxy.arm(Fault("stall", "AdminAddUserToGroup", skip=1, seconds=20))
+        failure: list[Exception] = []
+
+        def commit():
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=commit)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while len(proxy.requests("AdminAddUserToGroup")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        thread.join(30)
+        counts = received(proxy)
+    assert failure, "COMMIT went through"
+    message = failure[0].diag.message_primary
+    record(
+        "attack",
+        "pg_cancel_backend during COMMIT after the first of two changes was sent",
+        f"refused and undone: Cognito received {counts}; {message[:100]}",
+    )
+    assert counts.get("AdminAddUserToGroup") == 2  # the second stalled, never applied
+    assert counts.get("AdminRemoveUserFromGroup") == 1
+    assert "NOT undone" not in message
+    assert members(cognito, wt, "g") == set()
+
+
+def test_two_writers_of_one_membership_end_as_postgresql_committed(setup, wt, cognito, proxy):
+    """One session removes u3 from h, another (which saw u3 in h) adds it back and commits
+    last: Cognito must end with u3 in h, judged at the second COMMIT, not by what that
+    session saw before the first committed."""
+    cognito.admin_add_user_to_group(UserPoolId=wt, GroupName="h", Username="u3")
+    with session(setup) as one, session(setup) as two:
+        one.execute("BEGIN")
+        two.execute("BEGIN")
+        one.execute("DELETE FROM wt.members WHERE group_name = 'h' AND username = 'u3'")
+        assert two.execute("SELECT count(*) FROM wt.members WHERE username = 'u3'").fetchone() == (
+            1,
+        )
+        two.execute("INSERT INTO wt.members (group_name, username) VALUES ('h', 'u3')")
+        one.execute("COMMIT")
+        assert "u3" not in members(cognito, wt, "h")
+        proxy.arm()
+        two.execute("COMMIT")
+        counts = received(proxy)
+    record(
+        "attack",
+        "two sessions write one membership (DELETE commits, then an INSERT by a session that "
+        "had seen the member)",
+        f"Cognito ends as the last COMMIT wrote: u3 in h; the second COMMIT sent {counts}",
+    )
+    assert counts.get("AdminAddUserToGroup") == 1
+    assert "u3" in members(cognito, wt, "h")
