@@ -21,7 +21,7 @@ from multicorn.utils import DEBUG, ERROR, WARNING, MulticornException, log_to_po
 
 from . import backend, catalog, changes, credentials, dateguard, importer
 from .client import Pool, Stats
-from .errors import CognitoFdwError
+from .errors import CognitoFdwError, one_line
 from .options import UNSHOWN_OPTIONS, parse_options
 from .scrubbing import scrub
 from .table import Table, actual_lines, table_class
@@ -34,7 +34,10 @@ def _raise_error(error: CognitoFdwError) -> None:
     detail = error.detail
     if error.superuser_detail is not None and backend.current_role_is_superuser():
         detail = error.superuser_detail
-    log_to_postgres(error.message, ERROR, hint=error.hint, detail=detail)
+    # Every text on one line: parts of it may come from Cognito (errors.one_line).
+    log_to_postgres(
+        one_line(error.message), ERROR, hint=one_line(error.hint), detail=one_line(detail)
+    )
 
 
 def _translated(exc: Exception, options, what: str, table=lambda: None) -> CognitoFdwError:
