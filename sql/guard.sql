@@ -445,7 +445,33 @@ $$;
 -- A command run inside REFRESH MATERIALIZED VIEW (by a function the view calls) fires
 -- ddl_command_end with nothing collected: PostgreSQL inhibits command collection there.
 -- What touched an option cannot be judged then, so such a command is refused unless a
--- superuser runs it.
+-- superuser runs it.  (A command that did nothing, CREATE ... IF NOT EXISTS of an object
+-- that exists, collects nothing either: outside a REFRESH it passes.)  Whether a REFRESH
+-- is running is a row of the backend's in refreshing, written and removed by event
+-- triggers of REFRESH's own start and end (never committed: removed in the same
+-- transaction, or rolled back with it); no other role can write it, and event trigger
+-- functions cannot be called, so code run inside the REFRESH cannot remove it.
+CREATE UNLOGGED TABLE IF NOT EXISTS cognito_fdw_guard.refreshing (pid int NOT NULL);
+REVOKE ALL ON cognito_fdw_guard.refreshing FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.refresh_start() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO cognito_fdw_guard.refreshing VALUES (pg_catalog.pg_backend_pid());
+END
+$$;
+
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.refresh_end() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  DELETE FROM cognito_fdw_guard.refreshing r WHERE r.ctid = (
+    SELECT o.ctid FROM cognito_fdw_guard.refreshing o
+     WHERE o.pid = pg_catalog.pg_backend_pid() LIMIT 1);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION cognito_fdw_guard.judge(who oid, tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -458,6 +484,8 @@ BEGIN
              'IMPORT FOREIGN SCHEMA', 'CREATE FOREIGN DATA WRAPPER',
              'ALTER FOREIGN DATA WRAPPER')
      AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands())
+     AND EXISTS (SELECT FROM cognito_fdw_guard.refreshing r
+                  WHERE r.pid = pg_catalog.pg_backend_pid())
      AND NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = who), false)
   THEN
     PERFORM cognito_fdw_guard.refuse('42501',
@@ -534,4 +562,10 @@ GRANT EXECUTE ON FUNCTION cognito_fdw_guard.on_ddl() TO PUBLIC;
 DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard;
 CREATE EVENT TRIGGER cognito_fdw_guard ON ddl_command_end
   EXECUTE FUNCTION cognito_fdw_guard.on_ddl();
+DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard_refresh_start;
+CREATE EVENT TRIGGER cognito_fdw_guard_refresh_start ON ddl_command_start
+  WHEN TAG IN ('REFRESH MATERIALIZED VIEW') EXECUTE FUNCTION cognito_fdw_guard.refresh_start();
+DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard_refresh_end;
+CREATE EVENT TRIGGER cognito_fdw_guard_refresh_end ON ddl_command_end
+  WHEN TAG IN ('REFRESH MATERIALIZED VIEW') EXECUTE FUNCTION cognito_fdw_guard.refresh_end();
 RESET client_min_messages;

@@ -756,3 +756,41 @@ def vacuumdb(pg, *args: str) -> subprocess.CompletedProcess:
         [str(pg.bindir / "vacuumdb"), "-d", pg.dsn, *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def test_a_nested_refresh_does_not_clear_the_outer_one(guarded, server_owner):
+    """Inside a superuser's REFRESH, the planted code refreshes a view of its own first
+    (whose end might have looked like the outer REFRESH ending), then ALTERs its server."""
+    nested = (
+        "'REFRESH MATERIALIZED VIEW srv_owner.mv2; "
+        "ALTER SERVER s2 OPTIONS (SET wrapper ''multicorn.csvfdw.CsvFdw'')'"
+    )
+    server_owner.execute(PLANTED.format(schema="srv_owner", ddl=nested))
+    server_owner.execute("CREATE MATERIALIZED VIEW srv_owner.mv2 AS SELECT 1 AS one")
+    server_owner.execute(
+        "CREATE MATERIALIZED VIEW srv_owner.mv AS SELECT srv_owner.planted(x) FROM srv_owner.bait"
+    )
+    with (
+        psycopg.connect(guarded.dsn, autocommit=True) as admin,
+        pytest.raises(psycopg.Error) as caught,
+    ):
+        admin.execute("REFRESH MATERIALIZED VIEW srv_owner.mv")
+    record(
+        "attack",
+        "planted code refreshes a view of its own, then ALTERs its server's wrapper, inside a "
+        "superuser's REFRESH MATERIALIZED VIEW",
+        f"refused: {caught.value.diag.message_primary}"[:160],
+    )
+    assert "cannot be judged here" in caught.value.diag.message_primary
+    assert _wrapper_of(guarded.dsn, "s2") == "cognito_fdw.CognitoFdw"
+
+
+def test_a_command_that_changes_nothing_is_not_refused(mallory):
+    """Nothing collected outside a REFRESH is a command that did nothing: admitted."""
+    for sql in (
+        "CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER cognito_server",
+        f"CREATE FOREIGN TABLE IF NOT EXISTS {ROLE}.mine (username text) SERVER cognito_server "
+        "OPTIONS (object 'users')",
+        f"ALTER TABLE IF EXISTS {ROLE}.no_such_table OPTIONS (ADD endpoint_url 'http://x:1')",
+    ):
+        mallory.execute(sql)
