@@ -58,7 +58,7 @@ reliability: system-deps $(VENV)/.installed-test
 	  tests/integration/test_secrets.py tests/integration/test_credentials.py \
 	  tests/integration/test_sync.py tests/integration/test_vault.py \
 	  tests/integration/test_members.py tests/integration/test_messages.py \
-	  tests/integration/tools/test_doctor.py
+	  tests/integration/test_cognito_fdw.py tests/integration/tools/test_doctor.py
 
 # The dev stack (README, "Dev stack"): the compose stack with a Docker engine, else a local one
 # under .dev/ (PostgreSQL with Multicorn2 + moto). The preflight (standard library only) runs

@@ -146,9 +146,12 @@ class Run:
         return [line for line in self.stderr.splitlines() if "planted" in line]
 
 
-def superuser_run(target, script: Path, calls: str, public_first: bool, *psql_args: str) -> Run:
+def superuser_run(
+    target, script: Path, calls: str, public_first: bool, *psql_args: str, also: tuple = ()
+) -> Run:
     """On database ``target`` (``.dsn``, ``.bindir``): a new role with CREATE on public
-    plants every name and operator of ``script`` there; a superuser's psql session then
+    plants every name and operator of ``script`` (and of the scripts ``also`` names, which
+    it includes) there; a superuser's psql session then
     plants them in its own pg_temp too (with temporary views named after the relations
     the script reads), runs ``script`` (with ``psql_args``) and then ``calls``, with its
     search_path as it comes or, with ``public_first``, ``public, pg_catalog``."""
@@ -161,7 +164,7 @@ def superuser_run(target, script: Path, calls: str, public_first: bool, *psql_ar
     with psycopg.connect(role_dsn(target.dsn, role)) as hostile:
         hostile.execute(f"CREATE SEQUENCE {HITS}")
         hostile.execute(f"GRANT USAGE, UPDATE, SELECT ON SEQUENCE {HITS} TO PUBLIC")
-        planted = plant(hostile, plant_statements([script], "public"))
+        planted = plant(hostile, plant_statements([script, *also], "public"))
         hostile.commit()
     with psycopg.connect(target.dsn, autocommit=True) as conn:
         # The control: with public first, a planted function is what a call reaches.
@@ -173,10 +176,10 @@ def superuser_run(target, script: Path, calls: str, public_first: bool, *psql_ar
         temp = Path(directory) / "temp.sql"
         temp.write_text(
             "\\set ON_ERROR_STOP 0\n"
-            + "".join(f"{s};\n" for s in plant_statements([script], "pg_temp"))
+            + "".join(f"{s};\n" for s in plant_statements([script, *also], "pg_temp"))
             + "".join(
                 f"CREATE TEMP VIEW {r} AS SELECT * FROM pg_catalog.{r} WHERE false;\n"
-                for r in sorted(relations(script))
+                for r in sorted(set().union(*(relations(s) for s in (script, *also))))
             )
             + path
             + "\\set ON_ERROR_STOP 1\n"
