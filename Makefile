@@ -64,7 +64,11 @@ bench: system-deps $(VENV)/.installed-test
 reliability: system-deps $(VENV)/.installed-test
 	COGNITO_FDW_RELIABILITY_REPORT=RELIABILITY.md COGNITO_FDW_ATTACKS_REPORT=ATTACKS.md \
 	  $(PY) -m pytest -q tests/integration/test_faults.py tests/integration/test_load.py \
-	  tests/integration/test_hostile.py tests/integration/test_guard.py
+	  tests/integration/test_hostile.py tests/integration/test_guard.py \
+	  tests/integration/test_secrets.py tests/integration/test_credentials.py \
+	  tests/integration/test_sync.py tests/integration/test_vault.py \
+	  tests/integration/test_members.py tests/integration/test_messages.py \
+	  tests/integration/test_cognito_fdw.py tests/integration/tools/test_doctor.py
 
 # The dev stack (docs/development.md, "Dev stack"): the compose stack with a Docker engine, else a local one
 # under .dev/ (PostgreSQL with Multicorn2 + moto). The preflight (standard library only) runs

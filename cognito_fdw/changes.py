@@ -4,11 +4,17 @@ Nothing reaches Cognito before COMMIT, so INSERT and DELETE on ``group_members``
 record what the transaction wants: a (group, username) key is wanted present or absent.
 The last wish for a key wins, which is what SQL gives: a row inserted then deleted is gone.
 
-Alongside the wishes a table's :class:`ChangeLog` keeps what scans *saw* in Cognito
-(present or absent) during the transaction.  At COMMIT a change is sent only where the wish
-differs from what Cognito holds, so inserting an existing member or deleting a row inserted
-in the same transaction sends nothing, and undoing a failed COMMIT never removes a
-membership that was there before.
+At COMMIT each changed user's groups are read again, just before the changes are sent,
+and a change is sent only where the wish differs from what Cognito holds *then*: inserting
+an existing member or deleting a row inserted in the same transaction sends nothing,
+undoing a failed COMMIT never removes a membership that was there before, and of two
+sessions writing one membership the one that commits last wins, as in PostgreSQL (what a
+scan saw earlier in the transaction may have changed since: it decides nothing).
+
+What COMMIT sent stays recorded until PostgreSQL says how the transaction ended: after the
+wrapper's pre-commit hook PostgreSQL can still roll it back (SERIALIZABLE's commit-time
+check, a cancel, another pre-commit hook's error).  Then the changes sent are undone, best
+effort, and each one that could not be is reported as a WARNING naming group and user.
 
 One owner, :data:`transaction`, holds every table's log for the backend's open transaction,
 with its savepoints and its COMMIT (:class:`Transaction`); the wrapper's transaction hooks
@@ -18,6 +24,7 @@ stay true.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -76,6 +83,9 @@ class ChangeLog:
     def __init__(self):
         self._wanted: dict[Key, bool] = {}
         self._seen: dict[Key, bool] = {}
+        # Rows a scan showed only because the transaction had added them (Cognito did not
+        # have them): a DELETE of one takes back the transaction's own INSERT.
+        self._pending_only: set[Key] = set()
 
     def __bool__(self) -> bool:
         return bool(self._wanted)
@@ -84,6 +94,7 @@ class ChangeLog:
         """The transaction ended (COMMIT, ROLLBACK): forget everything."""
         self._wanted.clear()
         self._seen.clear()
+        self._pending_only.clear()
 
     # -- statements --------------------------------------------------------------------
 
@@ -91,7 +102,18 @@ class ChangeLog:
         self._wanted[(group_name, username)] = True
 
     def remove(self, group_name: str, username: str) -> None:
-        self._wanted[(group_name, username)] = False
+        key = (group_name, username)
+        if key in self._pending_only and self._wanted.get(key):
+            # The row deleted was the transaction's own insert: together, no change (a
+            # member another session adds meanwhile stays, as its row would in a table).
+            del self._wanted[key]
+            self._pending_only.discard(key)
+            return
+        self._wanted[key] = False
+
+    def showed_pending(self, key: Key) -> None:
+        """A scan showed this row only because the transaction added it."""
+        self._pending_only.add(key)
 
     def wanted(self, key: Key) -> bool | None:
         """True/False if the transaction changed this membership, None if it did not."""
@@ -101,12 +123,8 @@ class ChangeLog:
         """Memberships the transaction added, in the order it added them."""
         return [key for key, present in self._wanted.items() if present]
 
-    def observe(self, key: Key, present: bool) -> None:
-        """Record what a scan found in Cognito for this membership."""
-        self._seen[key] = present
-
     def observe_user(self, username: str, groups: set[str]) -> None:
-        """Record a user's complete list of groups, as read from Cognito."""
+        """Record a user's complete list of groups, as read from Cognito at COMMIT."""
         for group, user in self._wanted:
             if user == username:
                 self._seen[(group, user)] = group in groups
@@ -122,20 +140,17 @@ class ChangeLog:
 
     # -- COMMIT ------------------------------------------------------------------------
 
-    def unknown_users(self) -> list[str]:
-        """Users whose current groups must be read before the changes can be planned."""
-        users: dict[str, None] = {}
-        for key in self._wanted:
-            if key not in self._seen:
-                users[key[1]] = None
-        return list(users)
+    def users(self) -> list[str]:
+        """Every user whose memberships the transaction changed: their groups are read at
+        COMMIT, just before the changes are planned and sent."""
+        return list(dict.fromkeys(user for _, user in self._wanted))
 
     def plan(self) -> list[Change]:
         """The requests that bring Cognito to what the transaction wants, in order.
 
-        Every key must have been observed (see :meth:`unknown_users`); one that was not is
-        treated as unknown and sent, since adding a member and removing a non-member are
-        harmless in Cognito.
+        Every user's groups must have been read (:meth:`users`, :meth:`observe_user`); a key
+        that was not is treated as unknown and sent, since adding a member and removing a
+        non-member are harmless in Cognito.
         """
         return [
             Change(group, user, present)
@@ -146,6 +161,8 @@ class ChangeLog:
 
 # Sends one change; False when there was nothing to change after all.
 Send = Callable[[Change], bool]
+# What the undo of sent changes runs inside (the wrapper's: cancels ignored, deadlines kept).
+Undoing = Callable[[], contextlib.AbstractContextManager]
 # A table's COMMIT: given the caller's context (its request accounting), the (change,
 # sender) steps that bring Cognito to what the table's log wants.
 Planner = Callable[[object], list[tuple[Change, Send]]]
@@ -176,6 +193,8 @@ class Transaction:
     def __init__(self):
         self._tables: dict[int, tuple[ChangeLog, Planner]] = {}
         self._savepoints: list[tuple[int, dict[int, dict[Key, bool]]]] = []
+        # What send() applied, until PostgreSQL commits (forget) or aborts (undo).
+        self._sent: list[tuple[Change, Send]] = []
 
     def __bool__(self) -> bool:
         return any(log for log, _ in self._tables.values())
@@ -201,28 +220,69 @@ class Transaction:
                 del self._savepoints[index:]
                 return
 
-    def send(self, context) -> None:
+    def send(self, context, undoing: Undoing = contextlib.nullcontext) -> None:
         """Send every table's changes, planned with ``context`` (see :data:`Planner`); on a
-        failure undo those sent and raise (:func:`apply`).  Forgets them all either way."""
+        failure undo those sent (inside ``undoing()``) and raise (:func:`apply`).  Forgets
+        the wishes either way; what was applied is kept until :meth:`clear` (committed) or
+        :meth:`undo_sent`."""
         try:
-            apply([step for log, plan in list(self._tables.values()) for step in plan(context)])
+            steps = [step for log, plan in list(self._tables.values()) for step in plan(context)]
+            self._sent = apply(steps, undoing)
+        finally:
+            self._forget_wishes()
+
+    def undo_sent(
+        self, warn: Callable[[str], None], undoing: Undoing = contextlib.nullcontext
+    ) -> None:
+        """The transaction rolled back after :meth:`send` applied changes: undo them, last
+        first, best effort; ``warn`` gets one message for those undone and one for each
+        change that could not be (group and user named).  Never raises (it runs in
+        PostgreSQL's abort path); forgets everything."""
+        sent, self._sent = self._sent, []
+        try:
+            if not sent:
+                return
+            stuck = _undo(sent, undoing)
+            undone = [c for c, _ in sent if all(c is not s for s, _ in stuck)]
+            if undone:
+                warn(
+                    "cognito_fdw: the transaction was rolled back after its COMMIT had sent "
+                    f"{len(sent)} change(s) to Cognito; undone there: "
+                    + ", ".join(c.describe() for c in undone)
+                )
+            for change, why in stuck:
+                warn(
+                    "cognito_fdw: the transaction was rolled back after its COMMIT had sent "
+                    f"changes to Cognito; NOT undone there, still applied: {change.describe()} "
+                    f"(the undo failed: {_one_line(why)})"
+                )
+        except Exception:  # noqa: BLE001 - the abort path: nothing may escape
+            pass
         finally:
             self.clear()
 
-    def clear(self) -> None:
-        """The transaction ended: forget every table's changes and savepoints."""
+    def _forget_wishes(self) -> None:
         for log, _ in self._tables.values():
             log.clear()
         self._tables.clear()
         self._savepoints.clear()
+
+    def clear(self) -> None:
+        """The transaction ended (committed, or nothing was sent): forget every table's
+        changes, savepoints and what was sent."""
+        self._forget_wishes()
+        self._sent = []
 
 
 # The backend's open transaction (a backend runs one at a time).
 transaction = Transaction()
 
 
-def apply(steps: list[tuple[Change, Send]]) -> None:
+def apply(
+    steps: list[tuple[Change, Send]], undoing: Undoing = contextlib.nullcontext
+) -> list[tuple[Change, Send]]:
     """Send each change with its sender, in order; on a failure undo those sent, then raise.
+    The steps that changed something in Cognito (for an undo later).
 
     Each change carries its own sender, so the changes of several tables (possibly on
     different pools) commit or are undone together.  The error names the change that
@@ -234,18 +294,25 @@ def apply(steps: list[tuple[Change, Send]]) -> None:
         try:
             changed = send(change)
         except CognitoFdwError as exc:
-            raise _failed(change, exc, done, _undo(done)) from None
+            raise _failed(change, exc, done, _undo(done, undoing)) from None
         if changed:
             done.append((change, send))
+    return done
 
 
-def _undo(done: list[tuple[Change, Send]]) -> list[tuple[Change, str]]:
+def _one_line(text: str) -> str:
+    """A message from Cognito (or about it) on one line, for a WARNING or an error."""
+    return " ".join(str(text).split())
+
+
+def _undo(done: list[tuple[Change, Send]], undoing: Undoing) -> list[tuple[Change, str]]:
     stuck = []
-    for change, send in reversed(done):
-        try:
-            send(change.undo())
-        except CognitoFdwError as exc:
-            stuck.append((change, exc.message))
+    with undoing():
+        for change, send in reversed(done):
+            try:
+                send(change.undo())
+            except CognitoFdwError as exc:
+                stuck.append((change, exc.message))
     return stuck
 
 

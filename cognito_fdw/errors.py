@@ -23,6 +23,18 @@ THIS_TABLE = "\0table\0"
 UNNAMED_TABLE = "<table>"
 
 
+def one_line(text: str | None) -> str | None:
+    """``text`` with every control character and line or paragraph separator written as a
+    Python escape (``\\n``): what reaches an error's message, HINT or DETAIL may hold a
+    value from Cognito (a username, an attribute, an AWS message), and a newline in it
+    would let it pose as another line of the client's output or the server log."""
+    if text is None:
+        return None
+    return "".join(
+        repr(char)[1:-1] if not char.isprintable() and char != " " else char for char in text
+    )
+
+
 class CognitoFdwError(Exception):
     """A failure with a message, an optional HINT and an optional DETAIL.
 

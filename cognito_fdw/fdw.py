@@ -18,12 +18,12 @@ import functools
 import weakref
 
 from multicorn import ForeignDataWrapper
-from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
+from multicorn.utils import DEBUG, ERROR, WARNING, MulticornException, log_to_postgres
 
 from . import changes
 from .aws import credentials
 from .aws.client import Pool, Stats, runtime
-from .errors import CognitoFdwError
+from .errors import CognitoFdwError, one_line
 from .options import UNSHOWN_OPTIONS, parse_options
 from .pg import backend, catalog, dateguard
 from .scrubbing import scrub
@@ -39,7 +39,10 @@ def _raise_error(error: CognitoFdwError) -> None:
     detail = error.detail
     if error.superuser_detail is not None and backend.current_role_is_superuser():
         detail = error.superuser_detail
-    log_to_postgres(error.message, ERROR, hint=error.hint, detail=detail)
+    # Every text on one line: parts of it may come from Cognito (errors.one_line).
+    log_to_postgres(
+        one_line(error.message), ERROR, hint=one_line(error.hint), detail=one_line(detail)
+    )
 
 
 def _translated(exc: Exception, options, what: str, table=lambda: None) -> CognitoFdwError:
@@ -166,7 +169,9 @@ class CognitoFdw(ForeignDataWrapper):
         columns validated) and kept for the instance's life."""
         if self._instance is None:
             options = parse_options(self._raw_options)
-            self._instance = table_class(options.object)(Pool(options), self._fdw_columns)
+            # The table's OID says which server a vault secret is asked for (secrets.py).
+            pool = Pool(options, table=catalog.foreign_table_oid(self))
+            self._instance = table_class(options.object)(pool, self._fdw_columns)
         return self._instance
 
     def _fail(self, exc: Exception) -> None:
@@ -313,14 +318,20 @@ class CognitoFdw(ForeignDataWrapper):
         if not changes.transaction:
             return
         stats = Stats()
-        changes.transaction.send(stats)
+        changes.transaction.send(stats, undoing=backend.cancels_ignored)
         self._report(stats)
 
     def rollback(self):
+        # PostgreSQL's abort path: nothing may raise here.  A rollback after pre_commit sent
+        # changes (SERIALIZABLE's commit-time check failed, a cancel or another hook's error
+        # during COMMIT) undoes them, and says which it could not.
         self._close_scans(lambda level, statement: True)
         self._spent = Spent(None)
         self._level = 0
-        changes.transaction.clear()
+        changes.transaction.undo_sent(
+            lambda message: backend.report(log_to_postgres, message, WARNING),
+            undoing=backend.cancels_ignored,
+        )
 
     def commit(self):
         self._level = 0

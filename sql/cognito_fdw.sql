@@ -43,6 +43,10 @@
 \endif
 
 CREATE EXTENSION IF NOT EXISTS multicorn;
+-- Run by a superuser: every name below resolves in pg_catalog first, never in a schema
+-- another role may create in (a role's format(text, text, ...) in public would otherwise
+-- be a closer match than pg_catalog's and run as the superuser).
+SET search_path = pg_catalog, pg_temp;
 
 -- The event trigger that keeps user mappings and tables from redirecting the server.
 \ir guard.sql
@@ -74,3 +78,5 @@ SELECT format(
   ') SERVER %I OPTIONS (object %L)',
   :'schema', :'server', 'users'
 ) \gexec
+
+RESET search_path;

@@ -329,8 +329,11 @@ $$;
 
 -- Judges what a command created or altered: a user mapping or a foreign table alone, or a
 -- server with all its user mappings and foreign tables (its wrapper may just have changed).
-CREATE OR REPLACE FUNCTION cognito_fdw_guard.check_server(server_oid oid, classid oid, objid oid)
-RETURNS void
+-- who: the role whose privileges run the command (its current_user), which decides what
+-- only a superuser may do.
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.check_server(
+  server_oid oid, classid oid, objid oid, who oid
+) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -339,6 +342,8 @@ DECLARE
   ft record;
   whole boolean := classid = 'pg_catalog.pg_foreign_server'::pg_catalog.regclass
                    OR classid = 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass;
+  superuser boolean := coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                                  WHERE r.oid = who), false);
 BEGIN
   SELECT s.srvname, s.srvoptions,
          (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
@@ -355,8 +360,7 @@ BEGIN
   -- Exactly the wrapper's class: Multicorn calls whatever attribute of whatever module the
   -- value names (multicorn.get_class), so 'cognito_fdw.<module>.<name>' would let an owner
   -- call any name the package's modules hold (imported helpers included) with the options.
-  IF whole AND coalesce(srv.wrapper, '') <> 'cognito_fdw.CognitoFdw'
-     AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
+  IF whole AND coalesce(srv.wrapper, '') <> 'cognito_fdw.CognitoFdw' AND NOT superuser THEN
     -- Any other Python class runs with the server OS user's rights (multicorn.fsfdw reads
     -- files): only a superuser may choose one.
     PERFORM cognito_fdw_guard.refuse('42501',
@@ -369,13 +373,24 @@ BEGIN
   -- user to whoever listens there (measured: libpq answers a cleartext-password request).
   IF whole AND EXISTS (SELECT FROM pg_catalog.pg_options_to_table(srv.srvoptions) o
                         WHERE o.option_name = 'secrets_conninfo')
-     AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
+     AND NOT superuser THEN
     PERFORM cognito_fdw_guard.refuse('42501',
       format('cognito_fdw: server %I may carry secrets_conninfo only if a superuser sets it',
              srv.srvname),
       'The secret is read over a connection made as the server''s OS user, with its '
       'passwords: ask a superuser to set secrets_conninfo, or leave it out to read the '
       'secret over this server''s own socket.');
+  END IF;
+  -- Tables and mappings on a Multicorn server whose class is not the wrapper's: Multicorn's
+  -- own classes read a table's filename as the server's OS user, and the guard cannot know
+  -- what another class does with an option.  A superuser chose that class; only a
+  -- superuser writes what it reads.
+  IF NOT whole AND coalesce(srv.wrapper, '') <> 'cognito_fdw.CognitoFdw' AND NOT superuser THEN
+    PERFORM cognito_fdw_guard.refuse('42501',
+      format('cognito_fdw: only a superuser may add foreign tables or user mappings to server '
+             '%I, whose wrapper is %s', srv.srvname, coalesce(srv.wrapper, 'not set')),
+      'That Multicorn class may read what its options name with the rights of the database '
+      'server''s OS user; ask a superuser.');
   END IF;
   srv.wrapper := btrim(coalesce(srv.wrapper, ''));
   FOR um IN SELECT m.umuser, m.umoptions FROM pg_catalog.pg_user_mapping m
@@ -497,17 +512,71 @@ REVOKE ALL ON FUNCTION cognito_fdw_guard.insert_guards(text) FROM PUBLIC;
 
 -- SECURITY DEFINER: pg_user_mapping (user-mapping options) is readable only by superusers.
 CREATE OR REPLACE FUNCTION cognito_fdw_guard.on_ddl() RETURNS event_trigger
+-- What the guard judges is what the command's role may do: current_user, the role whose
+-- privileges run the command.  Not session_user: code a role planted (an index expression
+-- that ANALYZE, VACUUM or autovacuum evaluates as the table's owner, a SECURITY DEFINER
+-- function, a trigger) runs inside a superuser's session with that role's rights, and its
+-- DDL must be judged as that role's.  So on_ddl is SECURITY INVOKER and reads current_user;
+-- the catalog it must read (pg_user_mapping, superusers only) is read by judge(), SECURITY
+-- DEFINER, which judges only what pg_event_trigger_ddl_commands() holds: it raises outside
+-- an event trigger, and inside one it can only refuse the command being run.
+--
+-- A command run inside REFRESH MATERIALIZED VIEW (by a function the view calls) fires
+-- ddl_command_end with nothing collected: PostgreSQL inhibits command collection there.
+-- What touched an option cannot be judged then, so such a command is refused unless a
+-- superuser runs it.  (A command that did nothing, CREATE ... IF NOT EXISTS of an object
+-- that exists, collects nothing either: outside a REFRESH it passes.)  Whether a REFRESH
+-- is running is a row of the backend's in refreshing, written and removed by event
+-- triggers of REFRESH's own start and end (never committed: removed in the same
+-- transaction, or rolled back with it); no other role can write it, and event trigger
+-- functions cannot be called, so code run inside the REFRESH cannot remove it.
+CREATE UNLOGGED TABLE IF NOT EXISTS cognito_fdw_guard.refreshing (pid int NOT NULL);
+REVOKE ALL ON cognito_fdw_guard.refreshing FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.refresh_start() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO cognito_fdw_guard.refreshing VALUES (pg_catalog.pg_backend_pid());
+END
+$$;
+
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.refresh_end() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  DELETE FROM cognito_fdw_guard.refreshing r WHERE r.ctid = (
+    SELECT o.ctid FROM cognito_fdw_guard.refreshing o
+     WHERE o.pid = pg_catalog.pg_backend_pid() LIMIT 1);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.judge(who oid, tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   cmd record;
   server_oid oid;
 BEGIN
+  IF tag IN ('CREATE SERVER', 'ALTER SERVER', 'CREATE USER MAPPING', 'ALTER USER MAPPING',
+             'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
+             'IMPORT FOREIGN SCHEMA', 'CREATE FOREIGN DATA WRAPPER',
+             'ALTER FOREIGN DATA WRAPPER')
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands())
+     AND EXISTS (SELECT FROM cognito_fdw_guard.refreshing r
+                  WHERE r.pid = pg_catalog.pg_backend_pid())
+     AND NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = who), false)
+  THEN
+    PERFORM cognito_fdw_guard.refuse('42501',
+      format('cognito_fdw: %s cannot be judged here', tag),
+      'PostgreSQL does not say what a command run inside REFRESH MATERIALIZED VIEW changed; '
+      'run it on its own.');
+  END IF;
   FOR cmd IN SELECT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c LOOP
     IF cmd.classid = 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass THEN
       FOR server_oid IN SELECT s.oid FROM pg_catalog.pg_foreign_server s
                          WHERE s.srvfdw = cmd.objid LOOP
-        PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid);
+        PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid, who);
       END LOOP;
       CONTINUE;
     END IF;
@@ -519,13 +588,21 @@ BEGIN
         (SELECT t.ftserver FROM pg_catalog.pg_foreign_table t WHERE t.ftrelid = cmd.objid)
     END;
     IF server_oid IS NOT NULL THEN
-      PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid);
+      PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid, who);
     END IF;
   END LOOP;
   PERFORM cognito_fdw_guard.insert_guards(TG_TAG);
 END
 $$;
-REVOKE ALL ON FUNCTION cognito_fdw_guard.on_ddl() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION cognito_fdw_guard.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM cognito_fdw_guard.judge(
+    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), tg_tag);
+END
+$$;
 
 -- Objects that existed before the guard (or were written while it was disabled): one row
 -- per object the guard would refuse today, with the reason.
@@ -536,10 +613,11 @@ AS $$
 DECLARE
   s record;
 BEGIN
-  FOR s IN SELECT fs.oid, fs.srvname FROM pg_catalog.pg_foreign_server fs LOOP
+  FOR s IN SELECT fs.oid, fs.srvname, fs.srvowner FROM pg_catalog.pg_foreign_server fs LOOP
     BEGIN
+      -- As its owner would write it today.
       PERFORM cognito_fdw_guard.check_server(
-        s.oid, 'pg_catalog.pg_foreign_server'::pg_catalog.regclass, s.oid);
+        s.oid, 'pg_catalog.pg_foreign_server'::pg_catalog.regclass, s.oid, s.srvowner);
     EXCEPTION WHEN OTHERS THEN
       object := format('server %I', s.srvname);
       problem := SQLERRM;
@@ -550,6 +628,15 @@ END
 $$;
 REVOKE ALL ON FUNCTION cognito_fdw_guard.audit() FROM PUBLIC;
 
+-- Every role's DDL runs on_ddl as that role, which calls judge(): the schema's USAGE and
+-- judge's EXECUTE are PUBLIC's, and nothing else of the schema is.
+DROP FUNCTION IF EXISTS cognito_fdw_guard.check_server(oid, oid, oid);
+GRANT USAGE ON SCHEMA cognito_fdw_guard TO PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cognito_fdw_guard FROM PUBLIC;
+DROP FUNCTION IF EXISTS cognito_fdw_guard.judge(oid);
+GRANT EXECUTE ON FUNCTION cognito_fdw_guard.judge(oid, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION cognito_fdw_guard.on_ddl() TO PUBLIC;
+
 -- No WHEN TAG filter: the command tag does not say what a command touched (ALTER TABLE
 -- changes a foreign table's options as well as ALTER FOREIGN TABLE does).
 DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard;
@@ -557,4 +644,10 @@ CREATE EVENT TRIGGER cognito_fdw_guard ON ddl_command_end
   EXECUTE FUNCTION cognito_fdw_guard.on_ddl();
 -- The tables that existed before the guard get their COPY FROM trigger now.
 SELECT cognito_fdw_guard.insert_guards('');
+DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard_refresh_start;
+CREATE EVENT TRIGGER cognito_fdw_guard_refresh_start ON ddl_command_start
+  WHEN TAG IN ('REFRESH MATERIALIZED VIEW') EXECUTE FUNCTION cognito_fdw_guard.refresh_start();
+DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard_refresh_end;
+CREATE EVENT TRIGGER cognito_fdw_guard_refresh_end ON ddl_command_end
+  WHEN TAG IN ('REFRESH MATERIALIZED VIEW') EXECUTE FUNCTION cognito_fdw_guard.refresh_end();
 RESET client_min_messages;

@@ -11,20 +11,31 @@
 --   IMPORT FOREIGN SCHEMA cognito FROM SERVER cognito_server INTO cognito
 --     OPTIONS (writable 'true');
 --
--- The functions below find those tables through their own search_path (that schema, then
--- public for citext) and name the app's tables as app.*, so an app.users and a
--- cognito.users never meet.  To move the foreign tables, re-run this file with the new
+-- It copies those two foreign tables into schema app (app.cognito_users and
+-- app.cognito_group_members: same server, same options), so every function below names only
+-- app.* and pg_catalog objects.  To move the foreign tables, re-run this file with the new
 -- -v cognito_schema.
+--
+-- Safe to run as a superuser where other roles can create objects (in public, in pg_temp):
+-- the script and every function run with search_path pg_catalog, pg_temp (pg_temp last,
+-- so a temporary object never stands in for another; no schema another role may write),
+-- and the procedure, which may take no SET clause, qualifies every function and operator.
+-- Schema app must be this role's own or a superuser's, with CREATE for no one else: the
+-- script refuses otherwise.
 --
 -- What it creates (schema app):
 --   app.users, app.roles, app.user_roles
 --   app.cognito_users         a foreign table on the same server as users, with sub as text
 --                             (sub LIKE '0%' is a ListUsers prefix filter only on text,
 --                             whatever type the users table gives sub)
+--   app.cognito_group_members the group_members foreign table, on its server and options
 --   app.sync_users(part text DEFAULT '')
 --                             Cognito users into app.users: new ones by sub, changed
 --                             email/phone/username updated; returns the counts.  With a
---                             part ('0' .. 'f'), only the users whose sub starts with it
+--                             part ('0' .. 'f'), only the users whose sub starts with it.
+--                             A username Cognito now gives a new sub (the user deleted
+--                             and signed up again under the same name) is released by the
+--                             old sub's row first: see "A username reused" below
 --   app.sync_parts            per part: the round it last synced in, when, its counts, and
 --                             its last error
 --   CALL app.sync_users_in_parts(max_parts integer DEFAULT 16)
@@ -42,6 +53,15 @@
 --                             database at the caller's COMMIT
 -- Each role's group must exist in Cognito (CreateGroup): a grant of a role without one
 -- fails at COMMIT, naming the group.  Renaming a role does not rename its group.
+--
+-- A username reused: Cognito's usernames are unique at any one time, not over time.  When
+-- a sync (or app.user_for_sub) meets a Cognito user whose username another sub's row still
+-- holds, that other sub is gone from Cognito (or holds the name no more), and its row gives
+-- the name up: username becomes NULL, and its id, sub, email, phone and roles stay, so what
+-- refers to it still does.  Its roles are not sent to Cognito again (a row without a
+-- username is in no group: granting it a role fails, revoking one sends nothing, and
+-- reconcile_roles leaves it out), and they never pass to the new sub, which gets a row of
+-- its own with no roles.  Delete the old row when the app no longer needs it.
 
 \set ON_ERROR_STOP on
 \if :{?cognito_schema}
@@ -49,8 +69,9 @@
   \set cognito_schema cognito
 \endif
 
-SELECT to_regclass(format('%I.users', :'cognito_schema')) IS NOT NULL
-   AND to_regclass(format('%I.group_members', :'cognito_schema')) IS NOT NULL AS have_tables
+SELECT pg_catalog.to_regclass(pg_catalog.format('%I.users', :'cognito_schema')) IS NOT NULL
+   AND pg_catalog.to_regclass(pg_catalog.format('%I.group_members', :'cognito_schema'))
+       IS NOT NULL AS have_tables
 \gset
 \if :have_tables
 \else
@@ -63,17 +84,41 @@ SELECT to_regclass(format('%I.users', :'cognito_schema')) IS NOT NULL
 \endif
 
 CREATE EXTENSION IF NOT EXISTS citext;
+-- From here on, no name resolves to another role's object (see the top of the file).
+SET search_path = pg_catalog, pg_temp;
+SELECT n.nspname AS citext_schema FROM pg_extension e
+  JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'citext' \gset
 CREATE SCHEMA IF NOT EXISTS app;
+SELECT NOT EXISTS (
+  SELECT FROM pg_namespace n JOIN pg_roles o ON o.oid = n.nspowner
+   WHERE n.nspname = 'app' AND (o.rolname <> current_user AND NOT o.rolsuper
+         OR EXISTS (SELECT FROM pg_roles r
+                     WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')
+                       AND NOT r.rolsuper AND r.oid <> n.nspowner
+                       AND r.rolname <> current_user)
+         OR has_schema_privilege('public', n.oid, 'CREATE'))) AS app_is_safe \gset
+\if :app_is_safe
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'sync.sql: schema app is not safe to install into',
+    DETAIL = 'It is owned by another role that is not a superuser, or another role may '
+             'CREATE in it: its objects would run as whoever calls the sync.',
+    HINT = 'ALTER SCHEMA app OWNER TO <this role>; REVOKE CREATE ON SCHEMA app FROM <them>.';
+  END $$;
+\endif
 
 CREATE TABLE IF NOT EXISTS app.users (
   id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   sub        uuid NOT NULL UNIQUE,          -- Cognito's immutable user id
-  username   text NOT NULL UNIQUE,          -- what Cognito's group APIs take
-  email      citext,
+  username   text UNIQUE,                   -- what Cognito's group APIs take; NULL: given up
+  email      :"citext_schema".citext,
   phone      text,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Installs from before usernames could be given up (A username reused, above).
+ALTER TABLE app.users ALTER COLUMN username DROP NOT NULL;
 
 CREATE TABLE IF NOT EXISTS app.roles (
   id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -100,21 +145,35 @@ FROM pg_foreign_table t JOIN pg_foreign_server s ON s.oid = t.ftserver
 WHERE t.ftrelid = format('%I.users', :'cognito_schema')::regclass
 \gexec
 
+-- app.cognito_group_members: the group_members foreign table again, on its server and with
+-- its options (writable included), so the functions below name no other schema.
+DROP FOREIGN TABLE IF EXISTS app.cognito_group_members;
+SELECT format(
+  'CREATE FOREIGN TABLE app.cognito_group_members (group_name text, username text, '
+  'membership text) SERVER %I OPTIONS (%s)',
+  s.srvname,
+  (SELECT string_agg(format('%I %L', o.option_name, o.option_value), ', ')
+   FROM pg_options_to_table(t.ftoptions) o))
+FROM pg_foreign_table t JOIN pg_foreign_server s ON s.oid = t.ftserver
+WHERE t.ftrelid = format('%I.group_members', :'cognito_schema')::regclass
+\gexec
+
 -- Cognito users into app.users: the whole pool (part '') or the users whose sub starts
 -- with part ('0' .. 'f'; one ListUsers scan with Filter sub ^= "<part>", 60 users a
 -- request).  Users gone from Cognito (in app.users, within the part, not in Cognito) are
 -- counted, not deleted or marked: the app decides what that means.  A Cognito user whose
--- username another sub still holds in app.users fails the insert (username is unique).
+-- username another sub's row still holds takes it ("A username reused", above).
 DROP FUNCTION IF EXISTS app.sync_users();  -- the form without a part, before parts
 CREATE OR REPLACE FUNCTION app.sync_users(part text DEFAULT '',
   OUT inserted bigint, OUT updated bigint, OUT unchanged bigint, OUT missing_in_cognito bigint)
 LANGUAGE plpgsql
-SET search_path = :"cognito_schema", public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   -- The part's subs as a uuid range, so app.users is read through its index.
   v_lo uuid;
   v_hi uuid;
+  v_released bigint;
 BEGIN
   IF part IS NULL OR part !~ '^[0-9a-f]?$' THEN
     RAISE EXCEPTION 'app.sync_users: part % is not one hex digit', quote_nullable(part)
@@ -139,6 +198,19 @@ BEGIN
     'SELECT u.sub::uuid, u.username, u.email, u.phone_number FROM app.cognito_users u '
     'WHERE %s',
     CASE WHEN part = '' THEN 'u.sub IS NOT NULL' ELSE format('u.sub LIKE %L', part || '%') END);
+
+  -- A username Cognito now gives another sub is given up by the row still holding it (see
+  -- "A username reused" at the top): the old sub is gone from Cognito, whatever its part.
+  WITH released AS (
+    UPDATE app.users a SET username = NULL, updated_at = now()
+    FROM pg_temp.cognito_sync_users c
+    WHERE a.username = c.username AND a.sub <> c.sub
+    RETURNING a.sub)
+  SELECT count(*) INTO v_released FROM released;
+  IF v_released > 0 THEN
+    RAISE NOTICE 'app.sync_users: % username(s) given up by subs no longer in Cognito under '
+      'them (their rows and roles stay, without a username)', v_released;
+  END IF;
 
   WITH ins AS (
     INSERT INTO app.users (sub, username, email, phone)
@@ -201,22 +273,15 @@ ON CONFLICT DO NOTHING;
 -- until it syncs).  A cancel or timeout ends the call at once.  Calls running at the same
 -- time share the work: each part is locked while it syncs, and skipped by the others.
 -- Requests stay under the wrapper's cap (max_requests_per_second: one budget per account).
--- Procedures that COMMIT take no SET clause: every name below is schema-qualified.
+-- Procedures that COMMIT take no SET clause: the procedure's steps are functions with
+-- their own search_path, and the procedure itself qualifies every name it calls.
 -- CALL it outside a transaction block (COMMIT inside one is an error).
-CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts integer DEFAULT 16)
+CREATE OR REPLACE FUNCTION app.sync_round(max_parts integer) RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_round   bigint;
-  v_part    text;
-  v_tried   text[] := '{}';  -- at most 16: this call's parts, each attempted once
-  v_started timestamptz;
-  v_synced  integer := 0;
-  v_failed  integer := 0;
-  v_left    integer;
-  v_message text;
-  v_ok      boolean;
-  r         record;
+  v_round bigint;
 BEGIN
   IF max_parts IS NULL OR max_parts < 1 THEN
     RAISE EXCEPTION 'app.sync_users_in_parts: max_parts must be 1 or more, not %',
@@ -228,59 +293,131 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM app.sync_parts p WHERE p.round < v_round) THEN
     v_round := v_round + 1;  -- the last round is complete: start the next one
   END IF;
-  COMMIT;
+  RETURN v_round;
+END
+$$;
 
-  WHILE cardinality(v_tried) < max_parts LOOP
-    SELECT p.part INTO v_part FROM app.sync_parts p
-    WHERE p.round < v_round AND p.part <> ALL (v_tried)
-    ORDER BY p.part LIMIT 1
-    FOR UPDATE SKIP LOCKED;
-    EXIT WHEN NOT FOUND;
-    v_tried := v_tried || v_part;
-    v_started := clock_timestamp();
-    BEGIN
-      SELECT * INTO r FROM app.sync_users(v_part);
-      UPDATE app.sync_parts p
-      SET round = v_round, synced_at = v_started,
-          seconds = extract(epoch FROM clock_timestamp() - v_started),
-          users = r.inserted + r.updated + r.unchanged, inserted = r.inserted,
-          updated = r.updated, missing_in_cognito = r.missing_in_cognito,
-          failures = 0, failed_at = NULL, error = NULL
-      WHERE p.part = v_part;
-      v_synced := v_synced + 1;
-      v_ok := true;
-    EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-      -- The wrapper reports a cancel or timeout that came while it waited for Cognito as
-      -- an ordinary error (SQLSTATE XX000, which OTHERS catches).  PostgreSQL would end the
-      -- call at its next interrupt check anyway; re-raised here, the cancel is never
-      -- recorded as a failure of the part.
-      IF v_message LIKE 'canceling statement%' THEN
-        RAISE;
-      END IF;
-      UPDATE app.sync_parts p
-      SET failures = p.failures + 1, failed_at = v_started, error = v_message
-      WHERE p.part = v_part;
-      v_failed := v_failed + 1;
-      v_ok := false;
-      RAISE WARNING 'app.sync_users_in_parts: part % failed, to be retried by the next call: %',
-        v_part, v_message;
-    END;
-    COMMIT;
-    -- Where the call stands, once per part (a sign of life for a long round; plpgsql's
-    -- NOTICE is safe, unlike one from the wrapper with a cancel pending).
-    SELECT count(*) INTO v_left FROM app.sync_parts p WHERE p.round < v_round;
-    RAISE NOTICE 'app.sync_users_in_parts: round %, part % %: % s; % parts done this call, '
-      '% left in the round', v_round, v_part,
-      CASE WHEN v_ok THEN format('synced, %s users', r.inserted + r.updated + r.unchanged)
-           ELSE 'failed' END,
-      round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 1),
-      cardinality(v_tried), v_left;
-  END LOOP;
+-- The next part of the round not yet tried by this call (locked to the end of the
+-- transaction; parts other calls hold are skipped), or NULL: none left, or max_parts tried.
+CREATE OR REPLACE FUNCTION app.sync_next_part(v_round bigint, v_tried text[], max_parts integer)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_part text;
+BEGIN
+  IF cardinality(v_tried) >= max_parts THEN
+    RETURN NULL;
+  END IF;
+  SELECT p.part INTO v_part FROM app.sync_parts p
+  WHERE p.round < v_round AND p.part <> ALL (v_tried)
+  ORDER BY p.part LIMIT 1
+  FOR UPDATE SKIP LOCKED;
+  RETURN v_part;
+END
+$$;
 
+-- One part synced and recorded; a failure is recorded and reported, not raised.
+CREATE OR REPLACE FUNCTION app.sync_part(v_part text, v_round bigint, v_started timestamptz,
+  OUT ok boolean, OUT users bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  r record;
+  v_message text;
+BEGIN
+  SELECT * INTO r FROM app.sync_users(v_part);
+  UPDATE app.sync_parts p
+  SET round = v_round, synced_at = v_started,
+      seconds = extract(epoch FROM clock_timestamp() - v_started),
+      users = r.inserted + r.updated + r.unchanged, inserted = r.inserted,
+      updated = r.updated, missing_in_cognito = r.missing_in_cognito,
+      failures = 0, failed_at = NULL, error = NULL
+  WHERE p.part = v_part;
+  ok := true;
+  users := r.inserted + r.updated + r.unchanged;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+  -- The wrapper reports a cancel or timeout that came while it waited for Cognito as
+  -- an ordinary error (SQLSTATE XX000, which OTHERS catches).  PostgreSQL would end the
+  -- call at its next interrupt check anyway; re-raised here, the cancel is never
+  -- recorded as a failure of the part.
+  IF v_message LIKE 'canceling statement%' THEN
+    RAISE;
+  END IF;
+  UPDATE app.sync_parts p
+  SET failures = p.failures + 1, failed_at = v_started, error = v_message
+  WHERE p.part = v_part;
+  ok := false;
+  RAISE WARNING 'app.sync_users_in_parts: part % failed, to be retried by the next call: %',
+    v_part, v_message;
+END
+$$;
+
+-- Where the call stands, once per part (a sign of life for a long round; plpgsql's
+-- NOTICE is safe, unlike one from the wrapper with a cancel pending).
+CREATE OR REPLACE FUNCTION app.sync_progress(v_round bigint, v_part text, ok boolean,
+  users bigint, v_started timestamptz, tried integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_left integer;
+BEGIN
   SELECT count(*) INTO v_left FROM app.sync_parts p WHERE p.round < v_round;
+  RAISE NOTICE 'app.sync_users_in_parts: round %, part % %: % s; % parts done this call, '
+    '% left in the round', v_round, v_part,
+    CASE WHEN ok THEN format('synced, %s users', users) ELSE 'failed' END,
+    round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 1),
+    tried, v_left;
+END
+$$;
+
+-- The call's last word.
+CREATE OR REPLACE FUNCTION app.sync_summary(v_round bigint, synced integer, failed integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
   RAISE NOTICE 'app.sync_users_in_parts: round %: % parts synced, % failed, % left',
-    v_round, v_synced, v_failed, v_left;
+    v_round, synced, failed,
+    (SELECT count(*) FROM app.sync_parts p WHERE p.round < v_round);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts integer DEFAULT 16)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  v_round   bigint;
+  v_part    text;
+  v_tried   text[] := '{}';  -- at most 16: this call's parts, each attempted once
+  v_started timestamptz;
+  v_synced  integer := 0;
+  v_failed  integer := 0;
+  r         record;
+BEGIN
+  v_round := app.sync_round(max_parts);
+  COMMIT;
+  LOOP
+    v_part := app.sync_next_part(v_round, v_tried, max_parts);
+    EXIT WHEN v_part IS NULL;
+    v_tried := pg_catalog.array_append(v_tried, v_part);
+    v_started := pg_catalog.clock_timestamp();
+    SELECT * INTO r FROM app.sync_part(v_part, v_round, v_started);
+    IF r.ok THEN
+      v_synced := v_synced OPERATOR(pg_catalog.+) 1;
+    ELSE
+      v_failed := v_failed OPERATOR(pg_catalog.+) 1;
+    END IF;
+    COMMIT;
+    PERFORM app.sync_progress(v_round, v_part, r.ok, r.users, v_started,
+                              pg_catalog.cardinality(v_tried));
+  END LOOP;
+  PERFORM app.sync_summary(v_round, v_synced, v_failed);
 END
 $$;
 
@@ -292,10 +429,13 @@ $$;
 -- no_data_found (P0002), and each such call asks Cognito again (nothing is cached).
 CREATE OR REPLACE FUNCTION app.user_for_sub(sub uuid) RETURNS app.users
 LANGUAGE plpgsql
-SET search_path = :"cognito_schema", public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_user app.users;
+  v_username text;
+  v_email text;
+  v_phone text;
 BEGIN
   IF user_for_sub.sub IS NULL THEN
     RAISE EXCEPTION 'app.user_for_sub: sub is NULL'
@@ -314,9 +454,16 @@ BEGIN
   END IF;
   -- The sub as a literal, so that every call's plan pushes it (sub = "<sub>").
   EXECUTE format(
-    'INSERT INTO app.users (sub, username, email, phone) '
-    'SELECT u.sub::uuid, u.username, u.email, u.phone_number FROM app.cognito_users u '
-    'WHERE u.sub = %L ON CONFLICT (sub) DO NOTHING', user_for_sub.sub::text);
+    'SELECT u.username, u.email, u.phone_number FROM app.cognito_users u WHERE u.sub = %L',
+    user_for_sub.sub::text) INTO v_username, v_email, v_phone;
+  IF v_username IS NOT NULL THEN
+    -- Another sub's row holding this username gives it up ("A username reused").
+    UPDATE app.users a SET username = NULL, updated_at = now()
+    WHERE a.username = v_username AND a.sub <> user_for_sub.sub;
+    INSERT INTO app.users (sub, username, email, phone)
+    VALUES (user_for_sub.sub, v_username, v_email, v_phone)
+    ON CONFLICT ON CONSTRAINT users_sub_key DO NOTHING;
+  END IF;
   SELECT * INTO v_user FROM app.users a WHERE a.sub = user_for_sub.sub;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'app.user_for_sub: no user with sub % in Cognito', user_for_sub.sub
@@ -330,7 +477,7 @@ $$;
 -- A grant or revoke becomes a pending group_members change, sent at COMMIT.
 CREATE OR REPLACE FUNCTION app.user_roles_to_cognito() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = :"cognito_schema", public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_group text;
@@ -340,12 +487,20 @@ BEGIN
     SELECT name INTO v_group FROM app.roles WHERE id = OLD.role_id;
     SELECT username INTO v_user FROM app.users WHERE id = OLD.user_id;
     -- One AdminListGroupsForUser: the scan reads the user's groups, not the group's members.
-    DELETE FROM group_members WHERE group_name = v_group AND username = v_user;
+    -- A row without a username (given up to a new sub) is in no group: nothing to send.
+    DELETE FROM app.cognito_group_members WHERE group_name = v_group AND username = v_user;
   END IF;
   IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    INSERT INTO group_members (group_name, username)
-    SELECT r.name, u.username FROM app.roles r, app.users u
+    SELECT r.name, u.username INTO v_group, v_user FROM app.roles r, app.users u
     WHERE r.id = NEW.role_id AND u.id = NEW.user_id;
+    IF v_user IS NULL THEN
+      RAISE EXCEPTION 'app.user_roles: user % has no username: its sub is no longer in Cognito',
+        NEW.user_id
+        USING ERRCODE = 'foreign_key_violation',
+              HINT = 'Its username went to a new sub (see sql/sync.sql, "A username reused"); '
+                     'grant the role to that sub''s row.';
+    END IF;
+    INSERT INTO app.cognito_group_members (group_name, username) VALUES (v_group, v_user);
     RETURN NEW;
   END IF;
   RETURN OLD;
@@ -361,6 +516,7 @@ CREATE TRIGGER user_roles_to_cognito
 -- read the user's name and the role's name (ON DELETE CASCADE runs after they are gone).
 CREATE OR REPLACE FUNCTION app.revoke_before_delete() RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF TG_TABLE_NAME = 'users' THEN
@@ -385,7 +541,7 @@ CREATE TRIGGER revoke_before_delete BEFORE DELETE ON app.roles
 CREATE OR REPLACE FUNCTION app.reconcile_roles(repair boolean DEFAULT true)
 RETURNS TABLE (action text, group_name text, username text)
 LANGUAGE plpgsql
-SET search_path = :"cognito_schema", public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_roles text[] := ARRAY(SELECT r.name FROM app.roles r ORDER BY r.name);
@@ -400,14 +556,16 @@ BEGIN
   -- EXPLAIN (auto_explain of nested statements) from an empty value and crashes the server
   -- (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes).
   EXECUTE format(
-    'INSERT INTO pg_temp.cognito_members SELECT m.group_name, m.username FROM group_members m '
+    'INSERT INTO pg_temp.cognito_members SELECT m.group_name, m.username '
+    'FROM app.cognito_group_members m '
     'WHERE m.group_name = ANY (%L::text[])', v_roles);
   INSERT INTO pg_temp.cognito_reconcile
   WITH wanted AS (
     SELECT r.name AS group_name, u.username
     FROM app.user_roles ur
     JOIN app.roles r ON r.id = ur.role_id
-    JOIN app.users u ON u.id = ur.user_id),
+    JOIN app.users u ON u.id = ur.user_id
+    WHERE u.username IS NOT NULL),  -- a row that gave its username up is in no group
   actual AS (SELECT m.group_name, m.username FROM pg_temp.cognito_members m)
   SELECT 'add', w.group_name, w.username FROM wanted w
   WHERE NOT EXISTS (
@@ -418,9 +576,9 @@ BEGIN
     SELECT 1 FROM wanted w WHERE w.group_name = a.group_name AND w.username = a.username);
 
   IF repair THEN
-    INSERT INTO group_members (group_name, username)
+    INSERT INTO app.cognito_group_members (group_name, username)
     SELECT c.group_name, c.username FROM pg_temp.cognito_reconcile c WHERE c.action = 'add';
-    EXECUTE format('DELETE FROM group_members m WHERE m.membership = ANY (%L::text[])',
+    EXECUTE format('DELETE FROM app.cognito_group_members m WHERE m.membership = ANY (%L::text[])',
       ARRAY(SELECT json_build_array(c.group_name, c.username)::text
             FROM pg_temp.cognito_reconcile c WHERE c.action = 'remove'));
   END IF;
@@ -428,3 +586,5 @@ BEGIN
     ORDER BY c.group_name, c.username, c.action;
 END
 $$;
+
+RESET search_path;

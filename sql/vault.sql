@@ -37,6 +37,14 @@
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE EXTENSION IF NOT EXISTS file_fdw;
+-- From here on every name resolves in pg_catalog first and never in a schema another role
+-- may create in (public, say: PostgreSQL 14 and older let every role): this script runs as
+-- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
+-- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
+SET search_path = pg_catalog, pg_temp;
+
 \if :{?vault_key_file}
 \else
   -- Beside the data directory, not inside it; but in a container (the files Docker and
@@ -49,9 +57,6 @@ SET client_min_messages = warning;
       ELSE regexp_replace(current_setting('data_directory'), '/[^/]+/?$', '') || '/vault.keys'
     END AS vault_key_file \gset
 \endif
-
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
-CREATE EXTENSION IF NOT EXISTS file_fdw;
 
 -- The key file, created only when it is missing (never overwritten), readable by the
 -- server's OS user alone: COPY TO a file would create it world-readable, so a shell with
@@ -179,6 +184,35 @@ BEGIN
   RETURN n;
 END
 $$;
+
+-- Secrets go in through create_secret and update_secret only.  The older Supabase form,
+-- INSERT INTO vault.secrets (name, secret) VALUES (...), would store the secret unencrypted
+-- and, failing on the missing key_id, show it (in hex) in the error's DETAIL "Failing row
+-- contains (...)" and log it beside the statement.  This trigger refuses a row whose
+-- secret is not pgcrypto's output (it starts with an OpenPGP packet tag) or that names no
+-- key, before any constraint check, with the statement kept out of the server log; its
+-- message names no value.
+CREATE OR REPLACE FUNCTION vault._refuse_plain_secret() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF NEW.key_id IS NULL OR NEW.secret IS NULL OR pg_catalog.length(NEW.secret) < 2
+     OR pg_catalog.get_byte(NEW.secret, 0) NOT IN (140, 195) THEN  -- 0x8c, 0xc3: tag 3
+    PERFORM pg_catalog.set_config('log_min_error_statement', 'panic', true);
+    RAISE EXCEPTION 'vault: a secret is stored with vault.create_secret(), not written into '
+                    'vault.secrets'
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'SELECT vault.create_secret(''<secret>'', ''<name>''); to change one: '
+                   'SELECT vault.update_secret(''<id>'', new_secret => ''<secret>'').',
+            DETAIL = 'The row was refused before it was checked or stored; it is not shown.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION vault._refuse_plain_secret() FROM PUBLIC;
+DROP TRIGGER IF EXISTS refuse_plain_secret ON vault.secrets;
+CREATE TRIGGER refuse_plain_secret BEFORE INSERT OR UPDATE OF secret, key_id ON vault.secrets
+  FOR EACH ROW EXECUTE FUNCTION vault._refuse_plain_secret();
 
 REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;

@@ -87,15 +87,17 @@ class Stats:
         return f"{self.requests} requests, {self.rows} rows, {ms:.0f} ms"
 
 
-def client_for(options: Options):
-    """The backend's client for ``options``, with credentials from :mod:`credentials`.
+def client_for(options: Options, table: int | None = None):
+    """The backend's client for ``options`` (those of foreign table ``table``, by OID, or
+    None where no table is known: IMPORT FOREIGN SCHEMA), with credentials from
+    :mod:`credentials`.
 
     Cached per configuration and credential source; a changed secret (a rotated vault
     secret) replaces the client of its source instead of adding one.  Backend's thread only
     (OffBackendThread elsewhere): it may read a vault secret.
     """
     backend.require_backend_thread("client.client_for")
-    found = credentials.for_options(options)
+    found = credentials.for_options(options, table)
     slot = (
         options.region,
         options.endpoint_url,
@@ -154,8 +156,9 @@ def _unknown_region(options: Options, exc) -> tuple[str, list[str]] | None:
 class Pool:
     """One user pool, reached with one configuration."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, table: int | None = None):
         self.options = options
+        self.table = table  # the foreign table's OID: whose server's secret it may use
         self._client = None  # set in a pinned copy only
         # Keyed by endpoint and account: the quota Cognito enforces is per account and region.
         self.limiter = limiter_for(
@@ -168,7 +171,7 @@ class Pool:
         if self._client is not None:
             return self._client
         # Looked up per request: a vault secret is re-read when its cache time is up.
-        return client_for(self.options)
+        return client_for(self.options, self.table)
 
     def pinned(self) -> Pool:
         """This pool with its client resolved now, for threads to share (backend's thread only).

@@ -161,15 +161,18 @@ class Credentials:
             ) from None
 
 
-def for_options(options: Options) -> Credentials:
+def for_options(options: Options, table: int | None = None) -> Credentials:
     """The credentials that apply to ``options`` (:func:`resolve`), with a vault secret
-    read through :func:`cognito_fdw.aws.secrets.read_secret`: on the backend's thread only
-    (OffBackendThread elsewhere), CredentialError when it cannot be read."""
+    read through :func:`cognito_fdw.aws.secrets.read_secret` for foreign table ``table`` (its
+    OID, or None): on the backend's thread only (OffBackendThread elsewhere),
+    CredentialError when it cannot be read."""
     source = resolve(options)
     if source.kind == "keys":
         keys = Keys(source.key_id, options.aws_secret_access_key, options.aws_session_token)
     elif source.kind == "vault":
-        keys = Keys(source.key_id, secrets.read_secret(source.vault))
+        keys = Keys(
+            source.key_id, secrets.read_secret(dataclasses.replace(source.vault, table=table))
+        )
     else:
         keys = None
     return Credentials(source, keys)

@@ -13,7 +13,11 @@ psycopg:
   use) is the server's: it is read as the server's owner, so a role with USAGE signs with
   it without being able to read it (``GRANT SELECT`` on the secrets to the owner only),
   as long as its mapping changes nothing of how the secret is used (no ``role_arn`` of
-  its own, say: :data:`vaultref.SECRET_USE_OPTIONS`).
+  its own, say: :data:`vaultref.SECRET_USE_OPTIONS`).  The server is the one the
+  queried foreign table is on, by its OID in the catalog (:func:`catalog.foreign_table_oid`),
+  never one found by its options: a lookalike server repeating another's options (with
+  limits of its own) is its own owner's, who reads the secret only if granted it.  Where
+  no table is known (IMPORT FOREIGN SCHEMA) the secret is read as the current role.
   Any other (one a user mapping names) is read as the backend's current role
   (:func:`backend.current_role`), so a role that may not select it cannot use it through
   the wrapper either.  The loopback session ``SET ROLE``\\ s before it reads; its user must
@@ -81,7 +85,8 @@ def read_secret(ref: VaultRef) -> str:
     backend.require_backend_thread("secrets.read_secret")
     role_oid, role_name = backend.current_role()
     # ``ref.use`` too: whether the server's owner reads it depends on how it is used.
-    key = (ref.relation, ref.column, ref.value, fingerprint(ref.conninfo), ref.use, role_oid)
+    key = (ref.relation, ref.column, ref.value, fingerprint(ref.conninfo), ref.use, ref.table,
+           role_oid)  # fmt: skip
     now = time.monotonic()
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
@@ -143,8 +148,9 @@ def _fetch(ref: VaultRef, role: str) -> str:
 
 
 def _server_owner(conn, ref: VaultRef, role: str) -> str | None:
-    """The owner of a server ``role`` may use whose own options name this secret and use it
-    exactly as ``ref`` does (:func:`vaultref.secret_use`), or None: the secret then came
+    """The owner of the server of the foreign table ``ref`` is read for, if ``role`` may
+    use that server and its own options name this secret and use it exactly as ``ref``
+    does (:func:`vaultref.secret_use`), or None: no table is known, the secret came
     from a user mapping, or a mapping changed how it is used.
 
     Multicorn hands the wrapper the server's and the mapping's options merged, so which one
@@ -157,16 +163,19 @@ def _server_owner(conn, ref: VaultRef, role: str) -> str | None:
     the loopback's statements may be logged with their parameters, and the merged options
     may hold a mapping's secrets.
     """
+    if ref.table is None:
+        return None
     wanted = [f"api_key_{ref.column}={ref.value}", f"user_pool_id={ref.pool_id}"]
     if ref.key_id:
         wanted.append(f"aws_access_key_id={ref.key_id}")
     rows = conn.execute(
-        "SELECT r.rolname, s.srvoptions FROM pg_catalog.pg_foreign_server s"
+        "SELECT r.rolname, s.srvoptions FROM pg_catalog.pg_foreign_table t"
+        " JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) t.ftserver"
         " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.srvowner"
-        " WHERE s.srvoptions OPERATOR(pg_catalog.@>) %s::pg_catalog.text[]"
-        "   AND pg_catalog.has_server_privilege(%s, s.oid, 'USAGE')"
-        " ORDER BY s.oid",
-        (wanted, role),
+        " WHERE t.ftrelid OPERATOR(pg_catalog.=) %s::pg_catalog.oid"
+        "   AND s.srvoptions OPERATOR(pg_catalog.@>) %s::pg_catalog.text[]"
+        "   AND pg_catalog.has_server_privilege(%s, s.oid, 'USAGE')",
+        (ref.table, wanted, role),
     ).fetchall()
     for owner, srvoptions in rows:
         given = dict(option.partition("=")[::2] for option in srvoptions)

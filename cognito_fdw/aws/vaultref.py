@@ -43,6 +43,9 @@ class VaultRef:
     # Every option that decides how the secret is used (:func:`secret_use`): the server's
     # owner reads it only for a server whose options give exactly these.
     use: tuple = ()
+    # The OID of the foreign table the secret is read for: only its own server's owner
+    # reads it for it (None: read as the current role).
+    table: int | None = None
 
 
 # What decides where a request signed with a vault secret goes and as whom: the secret, its

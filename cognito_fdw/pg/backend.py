@@ -122,11 +122,30 @@ def in_backend() -> bool:
 _in_transaction = c_function("IsTransactionState", ctypes.c_bool, [])
 
 
+_ignoring_cancels = False
+
+
+@contextlib.contextmanager
+def cancels_ignored():
+    """Requests that must go out whatever the statement's state (undoing what a failed
+    COMMIT sent, while the cancel that failed it is still pending): :func:`cancel_pending`
+    answers False inside, so nothing stops waiting for a cancel; every request is still
+    bounded by its deadline (``request_deadline``).  Backend's thread only."""
+    global _ignoring_cancels
+    before, _ignoring_cancels = _ignoring_cancels, True
+    try:
+        yield
+    finally:
+        _ignoring_cancels = before
+
+
 def cancel_pending() -> bool:
     """True when the statement is being cancelled (cancel, timeout) or the backend is dying.
 
     The one function any thread may call: it only reads three int variables.
     """
+    if _ignoring_cancels:
+        return False
     if _interrupt_pending is None or _cancel_pending is None or _die_pending is None:
         return False
     return bool(_interrupt_pending.value and (_cancel_pending.value or _die_pending.value))

@@ -223,7 +223,7 @@ class Members(Table):
             listed = set(names)
             for key in self.log.pending_adds():
                 if key[0] not in listed:
-                    self.log.observe(key, False)
+                    self.log.showed_pending(key)
                     yield self._row(key[0], {"Username": key[1]}, stats)
 
     def _user_rows(self, username: str, needs_user: bool, stats: Stats) -> Iterator[dict]:
@@ -242,12 +242,12 @@ class Members(Table):
         if needs_user and groups:
             # The row keeps the name the query asked for: its groups were read by it.
             user = {**(self._user_record(username, stats) or {}), "Username": username}
-        self.log.observe_user(username, set(groups))
         for group in groups:
             if self.log.wanted((group, username)) is not False:
                 yield self._row(group, user, stats)
         for group, user_name in self.log.pending_adds():
             if user_name == username and group not in groups:
+                self.log.showed_pending((group, user_name))
                 yield self._row(group, {"Username": username}, stats)
 
     def _user_record(self, username: str, stats: Stats) -> Mapping | None:
@@ -267,18 +267,14 @@ class Members(Table):
             for user in self.pool.items("ListUsersInGroup", "Users", stats, GroupName=group):
                 key = (group, user["Username"])
                 seen.add(key[1])
-                wanted = self.log.wanted(key)
-                # Only keys the transaction changed: a big group must not fill memory.
-                if wanted is not None:
-                    self.log.observe(key, True)
-                if wanted is not False:
+                if self.log.wanted(key) is not False:
                     yield self._row(group, user, stats)
         except CognitoApiError as exc:
             if not exc.missing():
                 raise
         for key in self.log.pending_adds():
             if key[0] == group and key[1] not in seen:
-                self.log.observe(key, False)
+                self.log.showed_pending(key)
                 yield self._row(group, {"Username": key[1]}, stats)
 
     def _row(self, group: str, user: Mapping, stats: Stats) -> dict:
@@ -333,9 +329,6 @@ class Members(Table):
         key = parse_membership(rowid)
         if key is None:
             raise CognitoFdwError(f"invalid membership value {rowid!r}")
-        if self.log.wanted(key) is None:
-            # The scan yielded it and the transaction had not added it: it is in Cognito.
-            self.log.observe(key, True)
         self.log.remove(*key)
         self.transaction.join(self.log, self.plan_commit)
 
@@ -346,8 +339,10 @@ class Members(Table):
         )
 
     def plan_commit(self, stats: Stats) -> list:
-        """The (change, sender) steps that bring Cognito to what the transaction wants."""
-        for username in self.log.unknown_users():
+        """The (change, sender) steps that bring Cognito to what the transaction wants, as
+        Cognito is now: every changed user's groups are read here, at COMMIT, whatever a
+        scan saw earlier (another session may have changed them since)."""
+        for username in self.log.users():
             try:
                 groups = {
                     g["GroupName"]

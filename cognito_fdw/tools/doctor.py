@@ -22,6 +22,15 @@ that is rolled back, under a ``statement_timeout``. What it checks, in order:
    Cognito requests and their latency. Its failures are the wrapper's errors, whose HINT
    is the fix.
 
+Doctor runs nothing another role wrote, as the role it connects as (often a superuser):
+a rollback does not undo what such code can do (``COPY ... TO PROGRAM``, a sequence, a
+notice to another session).  So it probes only tables it can judge safe: owned by itself
+or a superuser, on a server owned by itself or a superuser, every column of a base or enum
+type (a domain's CHECK, a composite's or range's functions would run as doctor's role).
+Any other table or server is read from the catalog only, and the report says so.  Its own
+statements run with ``search_path`` ``pg_catalog, pg_temp``, so no role's function or
+operator stands in for a built-in one.
+
 The pure part (finding the facts in answers, turning errors into fixes, the report) is
 :mod:`cognito_fdw.tools.findings`, tested without a server.
 """
@@ -73,6 +82,24 @@ def _ident(*names: str) -> str:
     return ".".join('"' + name.replace('"', '""') + '"' for name in names)
 
 
+# Whether an object's owner is the connected role or a superuser: true is safe to run.
+_TRUSTED_OWNER = (
+    "({owner} = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) "
+    "OR (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = {owner}))"
+)
+# The first column of the table (c) whose type is not a base or enum type (an array's
+# element type counted), or NULL: reading such a column runs the type's code (a domain's
+# CHECK, a composite's columns' domains, a range's functions).
+_FOREIGN_CODE = (
+    "(SELECT format('%%I (type %%s)', a.attname, ty.oid::regtype) FROM pg_attribute a "
+    "JOIN pg_type ty ON ty.oid = a.atttypid "
+    "LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A' "
+    "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+    "AND (ty.typtype NOT IN ('b', 'e') OR coalesce(el.typtype, 'b') NOT IN ('b', 'e')) "
+    "ORDER BY a.attnum LIMIT 1)"
+)
+
+
 class Doctor:
     def __init__(self, conn, timeout: float, report: Report | None = None):
         self.conn = conn
@@ -92,6 +119,7 @@ class Doctor:
             return cursor.fetchall() if cursor and cursor.description else []
 
     def run(self) -> Report:
+        self.conn.execute("SET search_path = pg_catalog, pg_temp")
         info = self.conn.info
         version = self.conn.execute("SHOW server_version").fetchone()[0]
         self.report.add(
@@ -239,7 +267,9 @@ class Doctor:
 
     def check_servers(self) -> None:
         servers = self.conn.execute(
-            "SELECT s.oid, s.srvname, s.srvoptions FROM pg_foreign_server s "
+            "SELECT s.oid, s.srvname, s.srvoptions, "
+            + _TRUSTED_OWNER.format(owner="s.srvowner")
+            + " FROM pg_foreign_server s "
             "JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw "
             "WHERE w.fdwname = 'multicorn' AND %s = ANY (s.srvoptions) ORDER BY s.srvname",
             [f"wrapper={WRAPPER}"],
@@ -252,7 +282,7 @@ class Doctor:
                 None,
             )
             return
-        for oid, name, raw in servers:
+        for oid, name, raw, trusted_server in servers:
             mappings = {
                 user: None if raw_mapping is None else options_dict(raw_mapping)
                 for user, raw_mapping in self.conn.execute(
@@ -264,15 +294,37 @@ class Doctor:
             self.report.add(INFO, f"server {name}", text)
             self.report.extend(warnings)
             tables = self.conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_foreign_table t "
+                "SELECT n.nspname, c.relname, "
+                + _TRUSTED_OWNER.format(owner="c.relowner")
+                + ", "
+                + _FOREIGN_CODE
+                + " FROM pg_foreign_table t "
                 "JOIN pg_class c ON c.oid = t.ftrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE t.ftserver = %s ORDER BY 1, 2",
                 [oid],
             ).fetchall()
-            if tables:
-                for schema, table in tables:
-                    self.probe(f"table {schema}.{table}", [], _ident(schema, table))
+            if not trusted_server:
+                self.report.add(
+                    NOTE, f"server {name}",
+                    "not probed: owned by a role that is neither this one nor a superuser "
+                    "(doctor runs no other role's objects); connect as its owner to probe it",
+                )  # fmt: skip
+            elif tables:
+                for schema, table, trusted_table, code in tables:
+                    subject = f"table {schema}.{table}"
+                    if not trusted_table or code:
+                        self.report.add(
+                            NOTE, subject,
+                            "not probed: "
+                            + (f"column {code} would run code of another role"
+                               if code and trusted_table else
+                               "owned by a role that is neither this one nor a superuser")
+                            + " (doctor runs no other role's code); connect as its owner to "
+                            "probe it",
+                        )  # fmt: skip
+                        continue
+                    self.probe(subject, [], _ident(schema, table))
             else:
                 create = (
                     "CREATE FOREIGN TABLE pg_temp.cognito_fdw_doctor_probe (username text) "

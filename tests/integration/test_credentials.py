@@ -19,6 +19,7 @@ from cognito_fdw.scrubbing import MIN_LINE
 from ..support.credentials import EXTERNAL_ID, USERS, error_of, keys_mapping, make_server, usernames
 from ..support.encodings import ENCODERS
 from ..support.postgres import literal, new_role, role_dsn
+from ..support.reliability import record
 
 SECRET = "LeakCanarySecret0123456789abcdefghijklmnop"  # a known secret for the leak tests
 
@@ -260,3 +261,35 @@ def test_odd_credentials_show_in_no_encoding_in_errors_or_the_log(keyed, admin, 
         for part in parts:
             for name, encode in ENCODERS.items():
                 assert encode(part) not in everything, f"{name} of {part!r} shows"
+
+
+def test_through_a_view_the_querying_roles_mapping_signs_not_the_view_owners(keyed, admin, aws):
+    """PostgreSQL's rule for a foreign table read through a view is the view owner's user
+    mapping; Multicorn looks up the mapping of the current user (GetUserId()), and the
+    wrapper only ever sees the merged options.  So the querying role's mapping signs (and a
+    vault secret a mapping names is read as that role): SECURITY.md says so.  This test
+    keeps that statement true."""
+    key_id, _ = aws.keys["keys"]
+    table = make_server(admin, aws)
+    owner, reader = new_role(admin), new_role(admin)
+    admin.execute(
+        f"CREATE USER MAPPING FOR {owner} SERVER {table} OPTIONS ("
+        + ", ".join(f"{k} {literal(v)}" for k, v in keys_mapping(aws).items())
+        + ")"
+    )
+    admin.execute(
+        f"CREATE USER MAPPING FOR {reader} SERVER {table} OPTIONS "
+        f"(aws_access_key_id {literal(key_id)}, aws_secret_access_key 'wrong')"
+    )
+    admin.execute(f"CREATE VIEW public.v_{table} AS SELECT username FROM public.{table}")
+    admin.execute(f"ALTER VIEW public.v_{table} OWNER TO {owner}")
+    admin.execute(f"GRANT SELECT ON public.v_{table} TO {reader}")
+    assert usernames(role_dsn(keyed.dsn, owner), f"public.v_{table}") == USERS
+    err = error_of(role_dsn(keyed.dsn, reader), f"SELECT * FROM public.v_{table}")
+    record(
+        "attack",
+        "a role reads a foreign table through a view owned by a role with another user mapping",
+        "the querying role's mapping signs (Multicorn's choice; SECURITY.md): "
+        f"{err.diag.message_primary}"[:160],
+    )
+    assert re.match(r"Cognito \w+ failed", err.diag.message_primary)

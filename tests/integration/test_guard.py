@@ -617,3 +617,280 @@ def test_a_dump_with_foreign_data_restores_without_crashing(guarded, tmp_path):
     restored = psql(guarded, "-f", str(dump))
     assert restored.returncode != 0
     assert "COPY FROM into foreign table mallory.mine is not supported" in restored.stderr
+
+
+# -- code a lesser role planted, run inside a superuser's session --------------------------
+
+PLANTED = """
+CREATE FUNCTION {schema}.act() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  -- Only where someone else's session runs it: the owner's own tests see nothing.
+  IF session_user <> current_user THEN
+    EXECUTE {ddl};
+  END IF;
+END $$;
+-- An index expression must be immutable; what it calls need not be.
+CREATE FUNCTION {schema}.planted(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  PERFORM {schema}.act();
+  RETURN x;
+END $$;
+CREATE TABLE {schema}.bait (x int);
+INSERT INTO {schema}.bait SELECT g FROM generate_series(1, 10) g;
+"""
+
+
+@pytest.fixture
+def server_owner(guarded, pool, moto):
+    """A role that may own Multicorn servers (USAGE on the multicorn wrapper) and owns one
+    cognito server, ``s2``, with a schema of its own; no superuser, no USAGE on any other
+    server.  Yields its connection; its objects are dropped after the test."""
+    role = "srv_owner"
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA IF EXISTS {role} CASCADE")
+        if admin.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO {role}")
+        admin.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    with psycopg.connect(role_dsn(guarded.dsn, role), autocommit=True) as conn:
+        conn.execute(
+            "CREATE SERVER s2 FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+            f"'cognito_fdw.CognitoFdw', user_pool_id '{pool.pool_id}', endpoint_url '{moto.url}')"
+        )
+        yield conn
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA IF EXISTS {role} CASCADE")
+        admin.execute(f"DROP OWNED BY {role}")
+
+
+def _wrapper_of(dsn: str, server: str) -> str | None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT option_value FROM pg_foreign_server s, pg_options_to_table(s.srvoptions) "
+            "WHERE s.srvname = %s AND option_name = 'wrapper'",
+            (server,),
+        ).fetchone()
+    return row and row[0]
+
+
+TO_CSV = "'ALTER SERVER s2 OPTIONS (SET wrapper ''multicorn.csvfdw.CsvFdw'')'"
+# What each entry point runs as: the table's owner, inside the superuser's session.
+ENTRY_POINTS = {
+    "ANALYZE": "ANALYZE srv_owner.bait",
+    "VACUUM ANALYZE": "VACUUM ANALYZE srv_owner.bait",
+    "VACUUM (ANALYZE, VERBOSE)": "VACUUM (ANALYZE, VERBOSE) srv_owner.bait",
+    "CREATE INDEX by the superuser": "CREATE INDEX ON srv_owner.bait (srv_owner.planted(x))",
+    "REINDEX": "REINDEX TABLE srv_owner.bait",
+    "CLUSTER": "CLUSTER srv_owner.bait USING bait_expr",
+    "REFRESH MATERIALIZED VIEW": "REFRESH MATERIALIZED VIEW srv_owner.mv",
+}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_planted_index_expression_cannot_change_a_wrapper_inside_a_superusers_command(
+    guarded, server_owner, entry
+):
+    """The issue's route: an expression index of the role's own table; a superuser's
+    ANALYZE (or VACUUM ANALYZE, vacuumdb -z, autovacuum, REINDEX, CLUSTER...) evaluates it
+    as the table's owner.  Judged by session_user, the ALTER passed as the superuser's."""
+    server_owner.execute(PLANTED.format(schema="srv_owner", ddl=TO_CSV))
+    server_owner.execute("CREATE INDEX bait_expr ON srv_owner.bait (srv_owner.planted(x))")
+    server_owner.execute(
+        "CREATE MATERIALIZED VIEW srv_owner.mv AS SELECT srv_owner.planted(x) FROM srv_owner.bait"
+    )
+    with (
+        psycopg.connect(guarded.dsn, autocommit=True) as admin,
+        pytest.raises(psycopg.Error) as caught,
+    ):
+        admin.execute(ENTRY_POINTS[entry])
+    record(
+        "attack",
+        f"planted function ALTERs its own server's wrapper during a superuser's {entry}",
+        f"refused: {caught.value.diag.message_primary}"[:160],
+    )
+    # Inside REFRESH, PostgreSQL collects no commands: the guard refuses what it cannot see.
+    expected = "cannot be judged here" if entry.startswith("REFRESH") else "may not load wrapper"
+    assert expected in caught.value.diag.message_primary
+    assert _wrapper_of(guarded.dsn, "s2") == "cognito_fdw.CognitoFdw"
+
+
+def test_vacuumdb_analyze_runs_the_planted_expression_as_its_owner_and_is_refused(
+    guarded, server_owner
+):
+    server_owner.execute(PLANTED.format(schema="srv_owner", ddl=TO_CSV))
+    server_owner.execute("CREATE INDEX bait_expr ON srv_owner.bait (srv_owner.planted(x))")
+    done = vacuumdb(guarded, "-z", "-t", "srv_owner.bait")
+    record(
+        "attack",
+        "planted function ALTERs its own server's wrapper during vacuumdb -z",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0 and "may not load wrapper" in done.stderr
+    assert _wrapper_of(guarded.dsn, "s2") == "cognito_fdw.CognitoFdw"
+
+
+def test_autovacuum_analyze_runs_the_planted_expression_as_its_owner_and_is_refused(
+    guarded, server_owner
+):
+    server_owner.execute(PLANTED.format(schema="srv_owner", ddl=TO_CSV))
+    server_owner.execute("CREATE INDEX bait_expr ON srv_owner.bait (srv_owner.planted(x))")
+    # The table's own settings make autovacuum analyze it at once (the owner may set them).
+    server_owner.execute(
+        "ALTER TABLE srv_owner.bait SET (autovacuum_analyze_threshold = 0, "
+        "autovacuum_analyze_scale_factor = 0)"
+    )
+    server_owner.execute("INSERT INTO srv_owner.bait SELECT g FROM generate_series(1, 100) g")
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        before = len(guarded.log())
+        admin.execute("ALTER SYSTEM SET autovacuum_naptime = 1")
+        admin.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 60
+            while (time.monotonic() < deadline
+                   and "may not load wrapper" not in guarded.log()[before:]):  # fmt: skip
+                time.sleep(0.5)
+        finally:
+            admin.execute("ALTER TABLE srv_owner.bait SET (autovacuum_enabled = false)")
+            admin.execute("ALTER SYSTEM RESET autovacuum_naptime")
+            admin.execute("SELECT pg_reload_conf()")
+    seen = "may not load wrapper" in guarded.log()[before:]
+    record(
+        "attack",
+        "planted function ALTERs its own server's wrapper during autovacuum's auto-analyze",
+        "refused (autovacuum's analyze of the table failed with the guard's error)"
+        if seen
+        else "autovacuum did not analyze the table within 60 s",
+    )
+    assert seen
+    assert _wrapper_of(guarded.dsn, "s2") == "cognito_fdw.CognitoFdw"
+
+
+def test_a_planted_security_definer_function_is_judged_as_its_owner(guarded, server_owner):
+    server_owner.execute(
+        "CREATE FUNCTION srv_owner.helpful() RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
+        f"AS $$ BEGIN EXECUTE {TO_CSV}; END $$"
+    )
+    with (
+        psycopg.connect(guarded.dsn, autocommit=True) as admin,
+        pytest.raises(psycopg.Error) as caught,
+    ):
+        admin.execute("SELECT srv_owner.helpful()")
+    record(
+        "attack",
+        "a superuser calls the role's SECURITY DEFINER function that ALTERs its server's wrapper",
+        f"refused: {caught.value.diag.message_primary}"[:160],
+    )
+    assert "may not load wrapper" in caught.value.diag.message_primary
+    assert _wrapper_of(guarded.dsn, "s2") == "cognito_fdw.CognitoFdw"
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "ALTER SERVER s2 RENAME TO s3",
+        "ALTER SERVER s2 OWNER TO srv_owner",
+    ],
+)
+def test_other_commands_on_the_server_from_planted_code_are_judged_as_its_owner(
+    guarded, server_owner, ddl
+):
+    """RENAME and OWNER TO are judged too: the wrapper the server carries is still checked
+    against the role that runs the command (a server whose wrapper a superuser chose stays
+    the superuser's to change)."""
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        admin.execute("ALTER SERVER s2 OPTIONS (SET wrapper 'multicorn.csvfdw.CsvFdw')")
+    server_owner.execute(
+        "CREATE FUNCTION srv_owner.helpful() RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
+        f"AS $$ BEGIN EXECUTE {literal(ddl)}; END $$"
+    )
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        with pytest.raises(psycopg.Error) as caught:
+            admin.execute("SELECT srv_owner.helpful()")
+        record(
+            "attack",
+            f"planted SECURITY DEFINER code runs {ddl.split(' s2 ')[1].split(' ')[0]} on a "
+            "server whose wrapper a superuser chose",
+            f"refused: {caught.value.diag.message_primary}"[:160],
+        )
+        assert "may not load wrapper" in caught.value.diag.message_primary
+        admin.execute("ALTER SERVER s2 OPTIONS (SET wrapper 'cognito_fdw.CognitoFdw')")
+
+
+def test_a_role_cannot_add_a_table_to_a_server_whose_wrapper_a_superuser_chose(
+    guarded, server_owner
+):
+    """The route's payoff: a foreign table on a server that is no longer cognito_fdw's,
+    with filename set to a file of the server's OS user."""
+    with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+        admin.execute("ALTER SERVER s2 OPTIONS (SET wrapper 'multicorn.csvfdw.CsvFdw')")
+    try:
+        refused(
+            server_owner,
+            "CREATE FOREIGN TABLE srv_owner.keys (id text, key text) SERVER s2 "
+            "OPTIONS (filename '/etc/passwd', delimiter ':')",
+            "a table on a Multicorn server of another class (csvfdw filename)",
+            "only a superuser may add foreign tables or user mappings",
+        )
+        refused(
+            server_owner,
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER s2 OPTIONS (filename '/etc/passwd')",
+            "a user mapping on a Multicorn server of another class",
+            "only a superuser may add foreign tables or user mappings",
+        )
+    finally:
+        with psycopg.connect(guarded.dsn, autocommit=True) as admin:
+            admin.execute("ALTER SERVER s2 OPTIONS (SET wrapper 'cognito_fdw.CognitoFdw')")
+
+
+def test_the_guards_own_judge_cannot_be_called_outside_an_event_trigger(mallory):
+    refused(
+        mallory,
+        "SELECT cognito_fdw_guard.judge(10, 'ALTER SERVER')",
+        "call the guard's judge() as a superuser's oid",
+        "can only be called in an event trigger function",
+    )
+
+
+def vacuumdb(pg, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(pg.bindir / "vacuumdb"), "-d", pg.dsn, *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_nested_refresh_does_not_clear_the_outer_one(guarded, server_owner):
+    """Inside a superuser's REFRESH, the planted code refreshes a view of its own first
+    (whose end might have looked like the outer REFRESH ending), then ALTERs its server."""
+    nested = (
+        "'REFRESH MATERIALIZED VIEW srv_owner.mv2; "
+        "ALTER SERVER s2 OPTIONS (SET wrapper ''multicorn.csvfdw.CsvFdw'')'"
+    )
+    server_owner.execute(PLANTED.format(schema="srv_owner", ddl=nested))
+    server_owner.execute("CREATE MATERIALIZED VIEW srv_owner.mv2 AS SELECT 1 AS one")
+    server_owner.execute(
+        "CREATE MATERIALIZED VIEW srv_owner.mv AS SELECT srv_owner.planted(x) FROM srv_owner.bait"
+    )
+    with (
+        psycopg.connect(guarded.dsn, autocommit=True) as admin,
+        pytest.raises(psycopg.Error) as caught,
+    ):
+        admin.execute("REFRESH MATERIALIZED VIEW srv_owner.mv")
+    record(
+        "attack",
+        "planted code refreshes a view of its own, then ALTERs its server's wrapper, inside a "
+        "superuser's REFRESH MATERIALIZED VIEW",
+        f"refused: {caught.value.diag.message_primary}"[:160],
+    )
+    assert "cannot be judged here" in caught.value.diag.message_primary
+    assert _wrapper_of(guarded.dsn, "s2") == "cognito_fdw.CognitoFdw"
+
+
+def test_a_command_that_changes_nothing_is_not_refused(mallory):
+    """Nothing collected outside a REFRESH is a command that did nothing: admitted."""
+    for sql in (
+        "CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER cognito_server",
+        f"CREATE FOREIGN TABLE IF NOT EXISTS {ROLE}.mine (username text) SERVER cognito_server "
+        "OPTIONS (object 'users')",
+        f"ALTER TABLE IF EXISTS {ROLE}.no_such_table OPTIONS (ADD endpoint_url 'http://x:1')",
+    ):
+        mallory.execute(sql)

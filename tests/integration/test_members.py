@@ -13,12 +13,17 @@ wrapper and moto, on a pool of that section's own.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import BIG
 from ..support.postgres import create_server
+from ..support.proxy import Fault
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -146,8 +151,8 @@ def test_insert_and_delete_reach_cognito_at_commit(db, gt, cognito):
             # Visible in the transaction, not yet in Cognito.
             assert ("staff", "carol") in rows(db, "SELECT group_name, username FROM gt.members")
             assert "carol" not in members(cognito, gt, "staff")
-        # At COMMIT: nothing to look up (the SELECT saw staff), then AdminAddUserToGroup.
-        assert requests_of(db)[-1] == 1
+        # At COMMIT: carol's groups read again (as Cognito is now), then AdminAddUserToGroup.
+        assert requests_of(db)[-1] == 2
     assert "carol" in members(cognito, gt, "staff")
 
     db.execute("DELETE FROM gt.members WHERE group_name = 'staff' AND username = 'carol'")
@@ -205,7 +210,7 @@ def test_a_row_inserted_and_deleted_in_one_transaction_sends_nothing(db, gt, cog
         with db.transaction():
             db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'dave')")
             db.execute("DELETE FROM gt.members WHERE group_name = 'empty' AND username = 'dave'")
-        assert requests_of(db) == [1, 0]  # the DELETE's scan; nothing at COMMIT
+        assert requests_of(db) == [1]  # the DELETE's scan; COMMIT has nothing to do
     assert members(cognito, gt, "empty") == set()
 
 
@@ -256,7 +261,8 @@ def test_delete_by_group_removes_every_member(db, gt, cognito):
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', %s)", (user,))
     with counting(db):
         deleted = db.execute("DELETE FROM gt.members WHERE group_name = 'empty'").rowcount
-        assert requests_of(db) == [1, 2]  # the scan, then two removals at COMMIT
+        # The scan; at COMMIT each user's groups read again, then two removals.
+        assert requests_of(db) == [1, 4]
     assert deleted == 2
     assert members(cognito, gt, "empty") == set()
 
@@ -454,3 +460,151 @@ def test_an_unknown_user_or_group_gets_the_hint_for_its_cause(mt, db, group, use
     assert diag.message_hint.startswith(hint)
     other = "group" if missing.startswith("user") else "user"
     assert f"Create the {other}" not in diag.message_hint
+
+
+# -- what Cognito keeps is what PostgreSQL committed ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wpool(cognito):
+    pool_id = cognito.create_user_pool(PoolName="cognito-fdw-commit")["UserPool"]["Id"]
+    for name in ("u1", "u2", "u3"):
+        cognito.admin_create_user(UserPoolId=pool_id, Username=name, MessageAction="SUPPRESS")
+    for group in ("g", "h"):
+        cognito.create_group(UserPoolId=pool_id, GroupName=group)
+    return pool_id
+
+
+@pytest.fixture(scope="module")
+def wt(setup, wpool, proxy):
+    """wt.members, writable, through the proxy (which counts what Cognito received), and a
+    local table wt.ledger for transactions that conflict."""
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA wt")
+        create_server(conn, "wt_srv", wpool, proxy.url, region="us-east-1", max_attempts="2")
+        conn.execute(
+            "CREATE FOREIGN TABLE wt.members (group_name text, username text, membership text) "
+            "SERVER wt_srv OPTIONS (object 'group_members', writable 'true')"
+        )
+        conn.execute("CREATE TABLE wt.ledger (k text)")
+    return wpool
+
+
+def received(proxy) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for operation, *_ in proxy.requests():
+        if operation != "DescribeUserPool":
+            counts[operation] = counts.get(operation, 0) + 1
+    return counts
+
+
+def session(setup) -> psycopg.Connection:
+    conn = psycopg.connect(setup.dsn, autocommit=True)
+    conn.notices = []
+    conn.add_notice_handler(lambda diag: conn.notices.append(diag.message_primary))
+    return conn
+
+
+@pytest.mark.parametrize("undo", ["succeeds", "fails"])
+def test_a_serialization_failure_at_commit_undoes_what_commit_sent(setup, wt, cognito, proxy, undo):
+    """PostgreSQL runs SERIALIZABLE's commit-time check after the wrapper's pre-commit hook
+    has sent the changes: the transaction then rolls back, and so must Cognito; a change
+    whose undo fails is a WARNING naming its group and user."""
+    with session(setup) as one, session(setup) as two:
+        for conn in (one, two):
+            conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        one.execute("SELECT count(*) FROM wt.ledger WHERE k = 'a'")
+        two.execute("SELECT count(*) FROM wt.ledger WHERE k = 'b'")
+        one.execute("INSERT INTO wt.ledger VALUES ('b')")
+        two.execute("INSERT INTO wt.ledger VALUES ('a')")
+        two.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u1')")
+        one.execute("COMMIT")
+        faults = [Fault("500", "AdminRemoveUserFromGroup", times=-1)] if undo == "fails" else []
+        proxy.arm(*faults)
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            two.execute("COMMIT")
+        counts, warnings = received(proxy), list(two.notices)
+    record(
+        "attack",
+        "SERIALIZABLE: the commit-time serialization check fails after COMMIT sent a "
+        f"membership change (the undo {undo})",
+        f"Cognito received {counts}; WARNING: {warnings[-1] if warnings else None}"[:240],
+    )
+    assert counts.get("AdminAddUserToGroup") == 1
+    if undo == "succeeds":
+        assert counts.get("AdminRemoveUserFromGroup") == 1
+        assert "u1" not in members(cognito, wt, "g")
+        assert any("undone there: add user 'u1' to group 'g'" in w for w in warnings)
+    else:
+        assert counts.get("AdminRemoveUserFromGroup", 0) >= 1  # tried, with retries
+        assert "u1" in members(cognito, wt, "g")
+        assert any(
+            "NOT undone there, still applied: add user 'u1' to group 'g'" in w for w in warnings
+        )
+        cognito.admin_remove_user_from_group(UserPoolId=wt, GroupName="g", Username="u1")
+
+
+def test_a_cancel_during_commit_undoes_the_changes_already_sent(setup, wt, cognito, proxy):
+    """pg_cancel_backend after the first of two changes was sent: the second stalls, the
+    cancel fails COMMIT, and the first is undone although the cancel is still pending."""
+    with session(setup) as conn, psycopg.connect(setup.dsn, autocommit=True) as admin:
+        pid = conn.info.backend_pid
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u1')")
+        conn.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u2')")
+        proxy.arm(Fault("stall", "AdminAddUserToGroup", skip=1, seconds=20))
+        failure: list[Exception] = []
+
+        def commit():
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=commit)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while len(proxy.requests("AdminAddUserToGroup")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        thread.join(30)
+        counts = received(proxy)
+    assert failure, "COMMIT went through"
+    message = failure[0].diag.message_primary
+    record(
+        "attack",
+        "pg_cancel_backend during COMMIT after the first of two changes was sent",
+        f"refused and undone: Cognito received {counts}; {message[:100]}",
+    )
+    assert counts.get("AdminAddUserToGroup") == 2  # the second stalled, never applied
+    assert counts.get("AdminRemoveUserFromGroup") == 1
+    assert "NOT undone" not in message
+    assert members(cognito, wt, "g") == set()
+
+
+def test_two_writers_of_one_membership_end_as_postgresql_committed(setup, wt, cognito, proxy):
+    """One session removes u3 from h, another (which saw u3 in h) adds it back and commits
+    last: Cognito must end with u3 in h, judged at the second COMMIT, not by what that
+    session saw before the first committed."""
+    cognito.admin_add_user_to_group(UserPoolId=wt, GroupName="h", Username="u3")
+    with session(setup) as one, session(setup) as two:
+        one.execute("BEGIN")
+        two.execute("BEGIN")
+        one.execute("DELETE FROM wt.members WHERE group_name = 'h' AND username = 'u3'")
+        two.execute("INSERT INTO wt.members (group_name, username) VALUES ('h', 'u3')")
+        # Two reads u3's groups after its INSERT: u3 is in h (one has not committed yet).
+        seen = two.execute("SELECT group_name FROM wt.members WHERE username = 'u3'").fetchall()
+        assert seen == [("h",)]
+        one.execute("COMMIT")
+        assert "u3" not in members(cognito, wt, "h")
+        proxy.arm()
+        two.execute("COMMIT")
+        counts = received(proxy)
+    record(
+        "attack",
+        "two sessions write one membership (DELETE commits, then an INSERT by a session that "
+        "had seen the member)",
+        f"Cognito ends as the last COMMIT wrote: u3 in h; the second COMMIT sent {counts}",
+    )
+    assert counts.get("AdminAddUserToGroup") == 1
+    assert "u3" in members(cognito, wt, "h")

@@ -21,6 +21,7 @@ from cognito_fdw.tools.seed import create_users
 from ..support.docker import serving_host
 from ..support.pool import new_user
 from ..support.postgres import TEST_KEYS, create_server, options_sql
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -162,3 +163,27 @@ def test_another_web_servers_200_to_describe_user_pool_says_what_came_back(db, m
             ), table
             assert "the body begins: 'hello from" in detail
             assert hint.startswith("endpoint_url must be Cognito's API")
+
+
+def test_a_value_from_cognito_keeps_its_newlines_out_of_the_error(db, msg, cognito):
+    """A self-service user sets an attribute to text with a newline and a line that looks
+    like one of PostgreSQL's: the error that quotes it shows it on one line, escaped."""
+    forged = "7\nERROR:  permission denied for everything"
+    cognito.admin_create_user(
+        UserPoolId=msg, Username="mal", MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "custom:rank", "Value": forged}],
+    )  # fmt: skip
+    try:
+        db.execute("CREATE FOREIGN TABLE msg.ranks (username text, rank integer) "
+                   "SERVER msg_server OPTIONS (object 'users')")  # fmt: skip
+        message, detail, hint = failure(db, "SELECT rank FROM msg.ranks WHERE username = 'mal'")
+    finally:
+        cognito.admin_delete_user(UserPoolId=msg, Username="mal")
+    record(
+        "attack",
+        "a Cognito attribute value with a newline and a forged ERROR line reaches an error",
+        f"one line, escaped: {message}"[:200],
+    )
+    for text in (message, detail, hint):
+        assert "\n" not in (text or "")
+    assert 'invalid input syntax for type integer: "7\\nERROR:  permission denied' in message

@@ -27,6 +27,7 @@ from ..support.postgres import (
     server_file,
     write_server_file,
 )
+from ..support.reliability import record
 
 
 def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
@@ -267,3 +268,81 @@ def test_a_server_matching_on_some_options_lends_no_owner_rights(keyed, admin, a
         )
         with pytest.raises(psycopg.Error, match="may not read the secret"):
             conn.execute(f"SELECT * FROM {table_a}")
+
+
+def test_a_lookalike_server_is_not_lent_another_servers_secret(keyed, admin, aws):
+    # Red team: a role that may own servers (USAGE on multicorn) and may use the server
+    # naming the secret makes a server of its own repeating every option that says how the
+    # secret is used, with limits of its own.  The secret is the queried table's server's,
+    # by that server's identity, never by matching options.
+    secret, table, dsn = server_naming_a_secret(keyed, admin, aws)
+    role = dsn.split("user=")[1].split()[0]
+    admin.execute(f"GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO {role}")
+    admin.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    options = admin.execute(
+        "SELECT srvoptions FROM pg_foreign_server WHERE srvname = %s", (table,)
+    ).fetchone()[0]
+    copied = ", ".join(
+        f"{name} {literal(value)}" for name, _, value in (o.partition("=") for o in options)
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The real server's table first: its secret is now in this backend's caches.
+        assert [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")] == USERS
+        conn.execute(
+            f"CREATE SERVER {role}_srv FOREIGN DATA WRAPPER multicorn OPTIONS ({copied}, "
+            "max_requests_per_second '1000', username_lookup 'admin_get_user')"
+        )
+        conn.execute(
+            f"CREATE FOREIGN TABLE {role}.lookalike (username text) SERVER {role}_srv "
+            "OPTIONS (object 'users')"
+        )
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(f"SELECT * FROM {role}.lookalike")
+    record(
+        "attack",
+        "a lookalike server repeats a server's secret-use options with limits of its own",
+        f"refused: {caught.value.diag.message_primary}"[:160],
+    )
+    assert f"role {role} may not read the secret" in caught.value.diag.message_primary
+    # A new session (nothing cached) is refused the same way.
+    error = error_of(dsn, f"SELECT * FROM {role}.lookalike")
+    assert f"role {role} may not read the secret" in error.diag.message_primary
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "INSERT INTO vault.secrets (name, secret) VALUES ({}, {}) RETURNING key_id",
+        "INSERT INTO vault.secrets (name, secret, key_id) VALUES ({}, {}, 1)",
+        "UPDATE vault.secrets SET secret = {1} WHERE name = {0}",
+    ],
+    ids=["older insert form", "insert with a key id", "update in place"],
+)
+def test_a_secret_written_into_the_table_is_refused_before_any_message_holds_it(
+    keyed, admin, template
+):
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT vault.create_secret('first', %s)", (name,))
+    secret = f"LeakCanaryInsert{uuid.uuid4().hex}"
+    statement = psycopg.sql.SQL(template).format(*map(psycopg.sql.Literal, (name, secret)))
+    with psycopg.connect(keyed.dsn) as conn:
+        conn.execute("SET log_statement = 'none'")  # this cluster logs every statement
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(statement)
+    diag = caught.value.diag
+    shown = " ".join(str(x) for x in (diag.message_primary, diag.message_detail, caught.value))
+    command = template.split(" (")[0].split(" SET")[0]
+    record(
+        "attack",
+        f"a secret written into vault.secrets directly ({command})",
+        f"refused: {diag.message_primary}"[:160],
+    )
+    assert "vault.create_secret" in diag.message_hint
+    hexed = secret.encode().hex()
+    log = keyed.log()
+    assert secret not in shown and hexed not in shown
+    assert secret not in log and hexed not in log
+    # The secret stored by create_secret is unchanged.
+    assert admin.execute(
+        "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = %s", (name,)
+    ).fetchone() == ("first",)

@@ -12,8 +12,10 @@ import pytest
 from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
+from ..support.planted import superuser_run
 from ..support.pool import new_user
-from ..support.postgres import SCRIPTS, create_server, psql
+from ..support.postgres import SCRIPTS, Database, create_server, psql
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -160,3 +162,134 @@ def test_reconcile_reports_and_repairs_drift_both_ways(db, app, cognito):
     assert groups_of(cognito, app, "cat") == set()
     assert groups_of(cognito, app, "ben") == {"editor"}
     assert db.execute("SELECT * FROM app.reconcile_roles()").fetchall() == []
+
+
+def sub_of(cognito, pool_id, username) -> str:
+    found = cognito.admin_get_user(UserPoolId=pool_id, Username=username)["UserAttributes"]
+    return {a["Name"]: a["Value"] for a in found}["sub"]
+
+
+def test_a_username_reused_by_a_new_sub_never_stalls_the_sync(db, app, cognito):
+    """Sign up as NAME, wait for a sync, delete the account, sign up as NAME again: the new
+    sub's username is one app.users still holds for the old sub.  The mirror follows
+    Cognito: the old row gives the username up (keeping its id and roles), the new sub gets
+    a row of its own, and neither sync form fails."""
+    db.execute("SELECT * FROM app.sync_users()")
+    db.execute("INSERT INTO app.roles (name) VALUES ('editor') ON CONFLICT DO NOTHING")
+    for name in ("eve", "fay"):
+        create_users(cognito, app, [new_user(name, {"email": f"{name}@example.com"})])
+    db.execute("SELECT * FROM app.sync_users()")
+    grant(db, "eve", "editor")
+    assert groups_of(cognito, app, "eve") == {"editor"}
+    old = {n: sub_of(cognito, app, n) for n in ("eve", "fay")}
+    for name in ("eve", "fay"):
+        cognito.admin_delete_user(UserPoolId=app, Username=name)
+        create_users(cognito, app, [new_user(name, {"email": f"new-{name}@example.com"})])
+    new = {n: sub_of(cognito, app, n) for n in ("eve", "fay")}
+    assert old["eve"] != new["eve"] and old["fay"] != new["fay"]
+
+    # The one-shot sync, and the part-by-part one (fay's new sub), both go through.
+    first = db.execute("SELECT * FROM app.sync_users()").fetchone()
+    db.execute("CALL app.sync_users_in_parts()")
+    failed = db.execute("SELECT part, error FROM app.sync_parts WHERE error IS NOT NULL")
+    assert failed.fetchall() == []
+    # The first sight of a sub through app.user_for_sub takes a reused name too.
+    db.execute("DELETE FROM app.users WHERE sub = %s", (new["fay"],))
+    row = db.execute("SELECT username FROM app.user_for_sub(%s)", (new["fay"],)).fetchone()
+    assert row == ("fay",)
+
+    rows = dict(db.execute(
+        "SELECT sub::text, username FROM app.users WHERE sub = ANY (%s::uuid[])",
+        ([*old.values(), *new.values()],),
+    ).fetchall())  # fmt: skip
+    assert rows == {old["eve"]: None, old["fay"]: None, new["eve"]: "eve", new["fay"]: "fay"}
+    assert first[0] == 2  # the two new subs inserted
+    # The old row keeps its role in the database, and it is not the new sub's.
+    roles = db.execute(
+        "SELECT u.sub::text FROM app.user_roles ur JOIN app.users u ON u.id = ur.user_id "
+        "JOIN app.roles r ON r.id = ur.role_id WHERE r.name = 'editor'"
+    ).fetchall()
+    assert (old["eve"],) in roles and (new["eve"],) not in roles
+    assert groups_of(cognito, app, "eve") == set()  # Cognito dropped the deleted user's
+    # A role granted to the old row fails clearly; one revoked from it sends nothing.
+    with pytest.raises(psycopg.Error, match="has no username") as caught:
+        db.execute(
+            "INSERT INTO app.user_roles SELECT u.id, r.id FROM app.users u, app.roles r "
+            "WHERE u.sub = %s AND r.name = 'admin'",
+            (old["fay"],),
+        )
+    with counting(db):
+        db.execute("DELETE FROM app.user_roles ur USING app.users u "
+                   "WHERE ur.user_id = u.id AND u.sub = %s", (old["eve"],))  # fmt: skip
+        assert requests_of(db) == []
+    assert ("add", "editor", None) not in db.execute("SELECT * FROM app.reconcile_roles(false)")
+    record(
+        "attack",
+        "a self-service user signs up as NAME, is synced, deletes the account and signs up as "
+        "NAME again (a new sub with a username app.users holds)",
+        "both sync forms go through; the old row gives the username up (roles kept, sent "
+        f"nowhere); granting it a role: {caught.value.diag.message_primary}"[:200],
+    )
+    for name in ("eve", "fay"):
+        cognito.admin_delete_user(UserPoolId=app, Username=name)
+    db.execute("DELETE FROM app.users WHERE email LIKE '%%eve@%%' OR email LIKE '%%fay@%%'")
+
+
+# -- run by a superuser where other roles can create objects -----------------------------
+
+# The test's own statements qualify their operators: the public-first path is for what
+# sync.sql's functions and procedure do, not for these.
+SUPERUSER_CALLS = """
+SELECT * FROM app.sync_users();
+SELECT * FROM app.sync_users('a');
+CALL app.sync_users_in_parts();
+CALL app.sync_users_in_parts(2);
+INSERT INTO app.roles (name) VALUES ('admin') ON CONFLICT DO NOTHING;
+INSERT INTO app.user_roles SELECT u.id, r.id FROM app.users u, app.roles r
+ WHERE u.username OPERATOR(pg_catalog.=) 'ben' AND r.name OPERATOR(pg_catalog.=) 'admin';
+SELECT * FROM app.reconcile_roles(repair => false);
+DELETE FROM app.user_roles;
+SELECT app.user_for_sub(sub) FROM app.users WHERE username OPERATOR(pg_catalog.=) 'ann';
+DELETE FROM app.users WHERE username OPERATOR(pg_catalog.=) 'ann';
+SELECT app.user_for_sub(%(ann)L::uuid);
+DELETE FROM app.roles;
+"""
+
+
+@pytest.mark.parametrize("path", ["default", "public first"])
+def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, cognito, path):
+    """Functions and operators named like everything sync.sql calls, planted in public by a
+    role with CREATE there (PostgreSQL 14 and older grant it to PUBLIC) and in the
+    superuser's own pg_temp, are never called: not by the script, nor by its functions and
+    procedure, with the superuser's search_path as it comes or with public first."""
+    name = f"planted_{path.split()[0]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+            create_server(conn, "planted_server", spool, setup.endpoint)
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            conn.execute(f"IMPORT FOREIGN SCHEMA cognito FROM SERVER planted_server INTO {SCHEMA} "
+                         "OPTIONS (writable 'true')")  # fmt: skip
+        ann = cognito.admin_get_user(UserPoolId=spool, Username="ann")["UserAttributes"]
+        ann_sub = {a["Name"]: a["Value"] for a in ann}["sub"]
+        calls = SUPERUSER_CALLS.replace("%(ann)L", f"'{ann_sub}'")
+        run = superuser_run(
+            target, SYNC_SQL, calls, path == "public first", "-v", f"cognito_schema={SCHEMA}"
+        )
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            users = conn.execute("SELECT count(*) FROM app.users").fetchone()[0]
+        record(
+            "attack",
+            f"sync.sql and its functions run by a superuser ({path} search_path) with "
+            f"{run.planted} functions/operators planted in public and pg_temp",
+            f"none called ({run.calls} calls; the control reached {run.control})",
+        )
+        assert run.planted > 1000 and run.control >= 1
+        assert run.calls == 0, run.called()
+        assert users == len(PEOPLE)
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

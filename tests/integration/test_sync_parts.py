@@ -15,13 +15,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import collect_notices, counting, requests_of
-from ..support.postgres import SCRIPTS, create_server, psql
+from ..support.postgres import SCRIPTS, Database, create_server, psql
 from ..support.proxy import Fault, Proxy
 
 pytestmark = pytest.mark.server
@@ -30,14 +29,6 @@ USERS = 1200  # about 75 users a part: most parts take two ListUsers pages
 PARTS = "0123456789abcdef"
 SYNC_SQL = SCRIPTS / "sync.sql"
 DATABASE = "sync_parts"  # app.* is per database: test_sync.py has its own in the main one
-
-
-class Database:
-    """The test server's connection details, pointed at another database (for psql)."""
-
-    def __init__(self, server, dbname):
-        self.dsn = make_conninfo(server.dsn, dbname=dbname)
-        self.bindir = getattr(server, "bindir", None)
 
 
 def cognito_users(cognito, pool_id) -> dict[str, tuple]:

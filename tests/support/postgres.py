@@ -53,6 +53,16 @@ def literal(value) -> str:
     return sql.Literal(str(value)).as_string(None).strip()
 
 
+class Database:
+    """A test server's connection details, pointed at another of its databases (for psql)."""
+
+    def __init__(self, server, dbname: str):
+        from psycopg.conninfo import make_conninfo
+
+        self.dsn = make_conninfo(server.dsn, dbname=dbname)
+        self.bindir = getattr(server, "bindir", None)
+
+
 def role_dsn(dsn: str, role: str) -> str:
     """``dsn`` (as the superuser postgres) as ``role`` instead."""
     return dsn.replace("user=postgres", f"user={role}")

@@ -16,16 +16,18 @@ def planned(log: ChangeLog) -> list[tuple]:
 def test_insert_then_delete_of_an_absent_member_sends_nothing():
     log = ChangeLog()
     log.add("admins", "alice")
-    log.observe(("admins", "alice"), False)
+    log.showed_pending(("admins", "alice"))  # the DELETE's scan showed the insert only
     log.remove("admins", "alice")
-    assert planned(log) == []
+    # Another session added alice meanwhile: this transaction took back only its own row.
+    log.observe_user("alice", {"admins"})
+    assert planned(log) == [] and not log
 
 
 def test_insert_then_delete_of_an_existing_member_removes_it():
     log = ChangeLog()
     log.add("admins", "alice")
-    log.observe(("admins", "alice"), True)
     log.remove("admins", "alice")
+    log.observe_user("alice", {"admins"})
     assert planned(log) == [("admins", "alice", False)]
 
 
@@ -38,15 +40,15 @@ def test_adding_an_existing_member_and_removing_a_non_member_send_nothing():
     assert planned(log) == []
 
 
-def test_unknown_users_are_the_ones_no_scan_has_seen():
+def test_every_changed_user_is_read_at_commit_whatever_was_seen_before():
     log = ChangeLog()
     log.add("admins", "alice")
     log.add("staff", "alice")
     log.add("admins", "bob")
-    log.observe(("admins", "bob"), False)
-    assert log.unknown_users() == ["alice"]
+    assert log.users() == ["alice", "bob"]
+    log.observe_user("bob", {"admins"})  # an earlier read...
+    log.observe_user("bob", set())  # ...is replaced by the one at COMMIT
     log.observe_user("alice", set())
-    assert log.unknown_users() == []
     assert planned(log) == [
         ("admins", "alice", True),
         ("staff", "alice", True),
@@ -166,11 +168,11 @@ def test_clear_forgets_wishes_observations_and_savepoints():
     transaction = joined(log)
     transaction.sub_begin(2)
     log.add("g", "a")
-    log.observe(("g", "a"), True)
+    log.observe_user("a", {"g"})
     transaction.clear()
     assert not log
     log.add("g", "a")
-    assert log.unknown_users() == ["a"]
+    assert planned(log) == [("g", "a", True)]  # the observation went with the rest
     transaction.sub_rollback(2)  # no savepoint left (and the log has left): nothing to restore
     assert log.pending_adds() == [("g", "a")]
 
@@ -234,3 +236,50 @@ def test_a_change_that_changed_nothing_is_not_undone():
     assert cognito.members == set()
     assert cognito.sent == [Change("g", "x", False), Change("nope", "a", True)]
     assert caught.value.detail == "AWS error code: X"
+
+
+def sent_then_rolled_back(cognito: FakeCognito, changes: list[Change]) -> list[str]:
+    """A transaction whose COMMIT sent ``changes``, then rolled back: the WARNINGs."""
+    log = ChangeLog()
+    transaction = Transaction()
+    transaction.join(log, lambda context: [(c, cognito.send) for c in changes])
+    log.add("g", "anyone")  # the transaction has something to send
+    transaction.send(None)
+    warnings: list[str] = []
+    transaction.undo_sent(warnings.append)
+    transaction.undo_sent(warnings.append)  # once per instance: the second finds nothing
+    return warnings
+
+
+def test_a_rollback_after_commit_sent_its_changes_undoes_them():
+    cognito = FakeCognito({("g", "old")})
+    warnings = sent_then_rolled_back(cognito, [Change("g", "a", True), Change("g", "old", False)])
+    assert cognito.members == {("g", "old")}
+    assert warnings == [
+        "cognito_fdw: the transaction was rolled back after its COMMIT had sent 2 change(s) to "
+        "Cognito; undone there: add user 'a' to group 'g', remove user 'old' from group 'g'"
+    ]
+
+
+def test_each_change_a_rollback_could_not_undo_is_a_warning_naming_group_and_user():
+    cognito = FakeCognito(set(), fail={(("g", "a"), False)})
+    warnings = sent_then_rolled_back(cognito, [Change("g", "a", True), Change("g", "b", True)])
+    assert cognito.members == {("g", "a")}
+    assert warnings[1] == (
+        "cognito_fdw: the transaction was rolled back after its COMMIT had sent changes to "
+        "Cognito; NOT undone there, still applied: add user 'a' to group 'g' (the undo failed: "
+        "boom)"
+    )
+    assert "undone there: add user 'b' to group 'g'" in warnings[0]
+
+
+def test_a_commit_forgets_what_was_sent():
+    cognito = FakeCognito(set())
+    log = ChangeLog()
+    transaction = Transaction()
+    transaction.join(log, lambda context: [(Change("g", "a", True), cognito.send)])
+    log.add("g", "a")
+    transaction.send(None)
+    transaction.clear()  # commit()
+    transaction.undo_sent(pytest.fail)
+    assert cognito.members == {("g", "a")}

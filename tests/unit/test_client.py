@@ -28,7 +28,7 @@ def pool(monkeypatch):
         aws_access_key_id="AKIDTEST",
         aws_secret_access_key="secret",
     )
-    monkeypatch.setattr(client_module, "client_for", lambda options: real)
+    monkeypatch.setattr(client_module, "client_for", lambda options, table=None: real)
     pool = Pool(parse_options({"user_pool_id": POOL, "object": "users"}))
     with Stubber(real) as stubber:
         pool.stubber = stubber
@@ -209,7 +209,7 @@ class DescribeCounter:
 @pytest.mark.parametrize("ttl, describes", [("300", 1), ("0", 3)])
 def test_describe_user_pool_is_cached_for_describe_ttl(monkeypatch, ttl, describes):
     fake = DescribeCounter()
-    monkeypatch.setattr(client_module, "client_for", lambda options: fake)
+    monkeypatch.setattr(client_module, "client_for", lambda options, table=None: fake)
     monkeypatch.setattr(client_module, "_descriptions", {})
     pool = Pool(parse_options({"user_pool_id": POOL, "object": "users", "describe_ttl": ttl}))
     estimates = [pool.estimated_users() for _ in range(3)]

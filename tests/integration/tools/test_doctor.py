@@ -22,7 +22,8 @@ from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 
 from ...support.managed import without_multicorn
 from ...support.pool import POOL_REGION
-from ...support.postgres import SCRIPTS, create_server
+from ...support.postgres import SCRIPTS, create_server, literal
+from ...support.reliability import record
 
 
 def doctor(capsys, dsn: str) -> tuple[int, str]:
@@ -264,3 +265,59 @@ def test_settings_that_expose_multicorn_crashes_are_reported(database, pool, cap
     ).fetchone()[0] + " ON exposed_members")  # fmt: skip
     status, out = doctor(capsys, database.dsn)
     assert "FAIL  COPY FROM: not refused on exposed_members" in out
+
+
+def test_doctor_runs_no_code_of_another_role(database, pool, capsys):
+    """The issue's route: a role's own foreign table with a column of a domain whose CHECK
+    calls the role's function ran that function as doctor's superuser (its COPY ... TO
+    PROGRAM escaped the rollback).  Here the function advances a sequence of the role's,
+    which a rollback does not undo either."""
+    conn = database.conn
+    make_server(conn, "good", pool.pool_id, database.endpoint)
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    conn.execute(f"GRANT USAGE ON FOREIGN SERVER good TO {role}")
+    dsn = database.dsn.replace("user=postgres", f"user={role}")
+    with psycopg.connect(dsn, autocommit=True) as mine:
+        mine.execute(f"CREATE SEQUENCE {role}.ran")
+        mine.execute(
+            f"CREATE FUNCTION {role}.check(text) RETURNS boolean LANGUAGE plpgsql AS $$ "
+            f"BEGIN IF current_user <> {literal(role)} THEN PERFORM nextval('{role}.ran'); "
+            "END IF; RETURN true; END $$"
+        )
+        mine.execute(f"CREATE DOMAIN {role}.name AS text CHECK ({role}.check(VALUE))")
+        mine.execute(f"GRANT USAGE ON SCHEMA {role} TO PUBLIC")
+        mine.execute(
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER good OPTIONS "
+            "(aws_access_key_id 'AKIDTESTING', aws_secret_access_key 'testing-secret')"
+        )
+        mine.execute(f"CREATE FOREIGN TABLE {role}.bait (username {role}.name) SERVER good "
+                     "OPTIONS (object 'users')")  # fmt: skip
+        assert mine.execute(f"SELECT count(*) FROM {role}.bait").fetchone()[0] > 0
+    # A superuser's own table with the role's domain in a column runs the role's code too.
+    conn.execute(f"CREATE FOREIGN TABLE public.admins_bait (username {role}.name) SERVER good "
+                 "OPTIONS (object 'users')")  # fmt: skip
+    # And a planted function in public with an exact signature for doctor's own query.
+    conn.execute(
+        "CREATE FUNCTION public.planted_eq(text, text) RETURNS boolean LANGUAGE sql AS "
+        f"$$ SELECT nextval('{role}.ran') IS NULL $$"
+    )
+    conn.execute(
+        "CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = planted_eq)"
+    )
+
+    status, out = doctor(capsys, database.dsn + " options='-c search_path=public,pg_catalog'")
+
+    with psycopg.connect(dsn, autocommit=True) as mine:
+        ran = mine.execute(f"SELECT last_value, is_called FROM {role}.ran").fetchone()
+    record(
+        "attack",
+        "cognito-fdw doctor (as a superuser) meets a role's table with a domain whose CHECK "
+        "calls the role's function",
+        "not probed; the role's function never ran" if not ran[1] else "the function ran",
+    )
+    assert not ran[1], out
+    assert f"note  table {role}.bait: not probed: owned by a role" in out
+    assert "note  table public.admins_bait: not probed: column username (type" in out
+    assert "ok    table public.good_users" in out

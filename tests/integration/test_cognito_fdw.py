@@ -1,0 +1,58 @@
+"""Tier 2: sql/cognito_fdw.sql run by a superuser in a database where other roles create
+objects.  What it installs is tested through the README's path (test_readme_path.py) and
+the guard's tests (test_guard.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from ..support.planted import superuser_run
+from ..support.postgres import SCRIPTS, Database
+from ..support.reliability import record
+
+COGNITO_FDW_SQL = SCRIPTS / "cognito_fdw.sql"
+# The superuser's DDL after the install, which the guard (sql/guard.sql, included) judges.
+GUARDED_DDL = """
+ALTER SERVER cognito_server OPTIONS (ADD max_attempts '3', ADD connect_timeout '2.5');
+CREATE FOREIGN TABLE cognito.members (group_name text, username text, membership text)
+  SERVER cognito_server OPTIONS (object 'group_members', writable 'true', max_attempts '2');
+ALTER USER MAPPING FOR CURRENT_USER SERVER cognito_server OPTIONS (
+  ADD role_arn 'arn:aws:iam::123456789012:role/r', ADD role_session_name 'x1');
+SELECT * FROM cognito_fdw_guard.audit();
+"""
+
+
+@pytest.mark.parametrize("path", ["default", "public first"])
+def test_a_superuser_running_cognito_fdw_sql_calls_no_planted_function(server, path):
+    name = f"install_{path.split()[0]}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+        run = superuser_run(
+            target, COGNITO_FDW_SQL, GUARDED_DDL, path == "public first",
+            "-v", "user_pool_id=us-east-1_Abc123", "-v", "endpoint_url=http://127.0.0.1:9",
+            "-v", "aws_access_key_id=AKIDX", "-v", "aws_secret_access_key=secret",
+            also=(SCRIPTS / "guard.sql",),
+        )  # fmt: skip
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            installed = conn.execute("SELECT count(*) FROM pg_catalog.pg_foreign_table").fetchone()[
+                0
+            ]
+        record(
+            "attack",
+            f"cognito_fdw.sql run by a superuser ({path} search_path) with "
+            f"{run.planted} functions/operators planted in public and pg_temp",
+            f"none called ({run.calls} calls; the control reached {run.control})",
+        )
+        assert run.planted > 100 and run.control >= 1
+        assert run.calls == 0, run.called()
+        assert installed == 2
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -1,0 +1,62 @@
+"""Tier 2: sql/vault.sql run by a superuser in a database where other roles create objects.
+
+Its secrets' behaviour (read by name or id, cached, rotated, kept out of logs) is tested in
+test_secrets.py, on the server of tests/support/credentials.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from ..support.planted import superuser_run
+from ..support.postgres import SCRIPTS, Database
+from ..support.reliability import record
+
+VAULT_SQL = SCRIPTS / "vault.sql"
+
+# What a superuser does with the vault after installing it; every function of it runs.
+CALLS = """
+SELECT vault.create_secret('first secret', 'planted_check', 'a description') AS id \\gset
+SELECT vault.update_secret(:'id', new_secret => 'second secret');
+SELECT vault.update_secret(:'id', new_name => 'planted_check2', new_description => 'd');
+SELECT vault.rotate_key();
+SELECT decrypted_secret FROM vault.decrypted_secrets;
+"""
+
+
+@pytest.mark.parametrize("path", ["default", "public first"])
+def test_a_superuser_running_vault_sql_calls_no_planted_function(server, path):
+    name = f"vault_{path.split()[0]}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        # Installed before: a role that may create in public could otherwise keep pgcrypto
+        # from installing there (its gen_random_uuid() taken), which is PostgreSQL's matter.
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pgcrypto")
+            conn.execute("CREATE EXTENSION file_fdw")
+        key_file = server.base / f"{name}.keys"
+        run = superuser_run(
+            target, VAULT_SQL, CALLS, path == "public first", "-v", f"vault_key_file={key_file}"
+        )
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            secret = conn.execute(
+                "SELECT decrypted_secret FROM vault.decrypted_secrets "
+                "WHERE name OPERATOR(pg_catalog.=) 'planted_check2'"
+            ).fetchone()
+        record(
+            "attack",
+            f"vault.sql and its functions run by a superuser ({path} search_path) with "
+            f"{run.planted} functions/operators planted in public and pg_temp",
+            f"none called ({run.calls} calls; the control reached {run.control})",
+        )
+        assert run.planted > 500 and run.control >= 1
+        assert run.calls == 0, run.called()
+        assert secret == ("second secret",)
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
