@@ -51,6 +51,7 @@ from .plans import (
     Refusal,
     Request,
 )
+from .quals import qual_text
 from .values import BOOLEAN_TYPES, EXACT_TEXT_TYPES
 
 # Option username_lookup's values: how a username is looked up.
@@ -368,21 +369,3 @@ def _enabled_candidate(qual, operator, value):
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
     share = _STATUS_SHARE["status"]
     return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share, text=False)
-
-
-def qual_text(qual) -> str:
-    operator = qual.operator
-    if isinstance(operator, (tuple, list)):
-        operator = f"{operator[0]} {'ANY' if operator[1] else 'ALL'}"
-    op = {"~~": "LIKE", "~~*": "ILIKE", "!~~": "NOT LIKE", "!~~*": "NOT ILIKE"}.get(
-        operator, operator
-    )
-    return f"{qual.field_name} {op} {_literal(qual.value)}"
-
-
-def _literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(_literal(v) for v in value) + ")"
-    return "'" + str(value).replace("'", "''") + "'"

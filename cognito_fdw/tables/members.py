@@ -35,9 +35,9 @@ from ..changes import Change, ChangeLog, Transaction, membership_key, parse_memb
 from ..columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
 from ..errors import THIS_TABLE, CognitoApiError, CognitoFdwError
 from ..pg import backend
+from ..quals import condition_lines, equal_values, impossible, pushable
 from ..rows import user_row
 from ..values import EXACT_TEXT_TYPES, STRING, type_family
-from .groups import condition_lines, equal_values, impossible, pushable
 from .table import COLUMN_WIDTH, Table
 from .users import Users, username_lookup
 
@@ -123,14 +123,14 @@ class Members(Table):
         if condition is not None:
             return Access("none", [], condition)
         found = None
-        if pushable(self.fdw_columns, ROWID, self.pool.options):
+        if pushable(self.fdw_columns, ROWID, self.collations):
             found = equal_values(quals, ROWID, names=False)
         if found is not None:
             pairs = [k for k in map(parse_membership, found[0]) if k]
             names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
             return Access("users" if names else "none", names, found[1])
         for kind, column in (("users", "username"), ("groups", "group_name")):
-            if pushable(self.fdw_columns, column, self.pool.options):
+            if pushable(self.fdw_columns, column, self.collations):
                 found = equal_values(quals, column)
                 if found is not None:
                     return Access(kind if found[0] else "none", found[0], found[1])
@@ -154,8 +154,11 @@ class Members(Table):
         # crashes the backend (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes),
         # and citext is not pushed anyway.
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
-        options = self.pool.options
-        return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name, options)]
+        return [
+            ((name,), rows)
+            for name, rows in keys
+            if pushable(self.fdw_columns, name, self.collations)
+        ]
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         kind, values, condition = self.plan(quals)
@@ -182,7 +185,9 @@ class Members(Table):
                 "of each"
             ]
         keys = [name for name in (ROWID, "username", "group_name") if name in self.fdw_columns]
-        return lines + condition_lines(quals, condition, keys, self, "memberships")
+        return lines + condition_lines(
+            quals, condition, keys, self.fdw_columns, self.collations, "memberships"
+        )
 
     def _record_lines(self, usernames) -> list[str]:
         requests = [

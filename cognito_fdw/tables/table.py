@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ..columns import Column, Field, ImportedColumn, resolve_fields
 from ..errors import CognitoFdwError
 from ..objects import OBJECTS
+from ..pg import catalog
 
 if TYPE_CHECKING:
     from ..aws.client import Pool, Stats
@@ -78,6 +79,14 @@ class Table(abc.ABC):
     def __init__(self, pool: Pool, fdw_columns: Mapping):
         self.pool = pool
         self.fdw_columns = fdw_columns
+
+    def collations(self) -> tuple[str, ...]:
+        """The nondeterministic collations a comparison on the table may use: those of the
+        database (docs/multicorn.md H10: quals carry no collation), or none when the table
+        asserts so (option ``deterministic_collations``)."""
+        if self.pool.options.deterministic_collations:
+            return ()
+        return catalog.nondeterministic_collations()
 
     def record_columns(self) -> list[Column]:
         """The declared columns, resolved against :attr:`fields` (ColumnError otherwise)."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import pushdown
 from ..aws.client import Stats
 from ..columns import Field
+from ..quals import qual_text
 from ..rows import record_row
 from ..values import INSTANT, JSON, NUMBER, STRING
 from .table import COLUMN_WIDTH, Table
@@ -58,8 +58,7 @@ class UserPool(Table):
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         return ["Cognito: DescribeUserPool, 1 request"] + [
-            f"Cognito: left to PostgreSQL: {pushdown.qual_text(qual)}: the pool is one row, "
-            "read whole"
+            f"Cognito: left to PostgreSQL: {qual_text(qual)}: the pool is one row, read whole"
             for qual in quals
         ]
 

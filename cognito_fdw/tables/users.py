@@ -25,7 +25,8 @@ from ..columns import (
     ImportedColumn,
     resolve_columns,
 )
-from ..pg import backend, catalog
+from ..pg import backend
+from ..quals import qual_text
 from ..rows import database_encoding, read_columns, user_row
 from ..values import JSON, STRING
 from .importer import column_name
@@ -61,7 +62,7 @@ class Users(Table):
             offset=offset,
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
-            collations=self._collations,
+            collations=self.collations,
             null_tests=nulls.PLANNED_NULL_TESTS,
             stable=stable,
         )
@@ -69,17 +70,10 @@ class Users(Table):
     def _stable(self, quals, statement) -> frozenset[str]:
         """The texts of the quals that held the same value at this statement's previous
         scan of the table (see pushdown.plan_scan); remembers these for the next one."""
-        texts = frozenset(pushdown.qual_text(q) for q in quals)
+        texts = frozenset(qual_text(q) for q in quals)
         before = self._previous[1] if self._previous[0] == statement else frozenset()
         self._previous = (statement, texts)
         return texts & before
-
-    def _collations(self) -> tuple[str, ...]:
-        """The nondeterministic collations a comparison on the table may use: those of the database
-        (docs/multicorn.md H10: quals carry no collation), or none when the table asserts so."""
-        if self.pool.options.deterministic_collations:
-            return ()
-        return catalog.nondeterministic_collations()
 
     # -- planning --------------------------------------------------------------------
 
@@ -95,7 +89,7 @@ class Users(Table):
     def path_keys(self):
         if not self.pool.options.pushdown:
             return []
-        return pushdown.path_keys(self.searchable, self._collations())
+        return pushdown.path_keys(self.searchable, self.collations())
 
     def can_limit(self, limit, offset) -> bool:
         # Accepted, PostgreSQL drops its Limit node and rows() applies both.  With pushdown

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from cognito_fdw import nulls, plans, pushdown
 from cognito_fdw.columns import resolve_columns
 from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
+from cognito_fdw.quals import qual_text
 
 from ..support.multicorn import Qual, column_definitions
 
@@ -234,7 +235,7 @@ def test_a_qual_no_row_can_satisfy_asks_nothing(qual):
         assert p.kind == NONE and p.requests == () and p.estimated_requests == 0
         assert p.explain() == [
             "Cognito: no request: the condition cannot be true (NULL, an empty list or no "
-            "name Cognito could hold): " + pushdown.qual_text(qual)
+            "name Cognito could hold): " + qual_text(qual)
         ]
 
 
@@ -592,10 +593,10 @@ def test_a_rescans_stable_lookup_is_preferred_to_the_join_key():
     # the first scan, so one request in all instead of one per outer row.
     quals = (Qual("sub", "=", "0f0f"), Qual("email", "=", "ann@example.com"))
     assert plan(*quals).requests == (Request(LIST_USERS, filter='sub = "0f0f"'),)
-    stable = {pushdown.qual_text(quals[1])}
+    stable = {qual_text(quals[1])}
     chosen = plan(*quals, stable=stable)
     assert chosen.requests == (Request(LIST_USERS, filter='email = "ann@example.com"'),)
     prefix = (Qual("sub", "=", "0f0f"), Qual("email", "~~", "ann%"))
     assert (
-        plan(*prefix, stable={pushdown.qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
+        plan(*prefix, stable={qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
     )  # only a lookup is cached: a stable LIKE prefix is no reason to scan
