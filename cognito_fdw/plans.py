@@ -29,7 +29,8 @@ BILLED = (
 REQUEST_COST = 500
 MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
 
-# Why a qual was left to PostgreSQL.  This table is the complete list of refusals.
+# Why a qual was left to PostgreSQL, for every table.  This table is the complete list of
+# refusals: EXPLAIN shows no other reason.  ``{found_by}`` is the Refusal's own.
 REFUSALS = {
     "off": "pushdown is off (option pushdown 'false')",
     "column": "Cognito cannot search this column (only username, sub, email, phone_number, "
@@ -63,6 +64,14 @@ REFUSALS = {
     "in-bound": f"more than {MAX_LOOKUPS} distinct IN values: one lookup each would cost more "
     "than it saves",
     "not-chosen": "Cognito takes one filter per request and a more selective qual was pushed",
+    # Tables of names (groups, group_members): Cognito finds a row by a name only.
+    "not-a-key": "Cognito finds {found_by} only",
+    "name-type": "the column's type compares differently from Cognito's exact names: only "
+    "text and varchar are pushed (citext ignores case)",
+    "name-operator": "Cognito has no such search: only = and IN/= ANY are pushed",
+    "name-not-chosen": "one condition is sent to Cognito per scan, and a more selective one was",
+    # user_pool: one request whatever the quals.
+    "one-row": "the pool is one row, read whole",
 }
 
 
@@ -84,9 +93,10 @@ class Request:
 class Refusal:
     qual: str
     reason: str  # a key of REFUSALS
+    found_by: str = ""  # for "not-a-key": what the table finds by which columns
 
     def describe(self) -> str:
-        return f"{self.qual}: {REFUSALS[self.reason]}"
+        return f"{self.qual}: {REFUSALS[self.reason].format(found_by=self.found_by)}"
 
 
 SCAN, LOOKUPS, PARTS, NONE = "scan", "lookups", "parts", "none"
@@ -98,6 +108,13 @@ def no_request_line(condition: str) -> str:
         "Cognito: no request: the condition cannot be true (NULL, an empty list or no name "
         f"Cognito could hold): {condition}"
     )
+
+
+def condition_lines(pushed: str | None, refused: Sequence[Refusal]) -> list[str]:
+    """EXPLAIN's lines for a scan's conditions: the one ``pushed`` down to Cognito (its
+    text, or None), then each one left to PostgreSQL, with why."""
+    lines = [f"Cognito: pushed down: {pushed}"] if pushed else []
+    return lines + [f"Cognito: left to PostgreSQL: {r.describe()}" for r in refused]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,9 +178,7 @@ class Plan:
             lines = [f"Cognito: {self.requests[0].describe()}, page size {page}{limited}, {about}"]
         if any(r.operation == ADMIN_GET_USER for r in self.requests):
             lines.append(f"Cognito: billed: {BILLED}")
-        if self.pushed:
-            lines.append(f"Cognito: pushed down: {self.pushed}")
-        lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
+        lines.extend(condition_lines(self.pushed, self.refused))
         if self.collations:
             lines.append(
                 "Cognito: nondeterministic collations in this database: "

@@ -92,37 +92,32 @@ def words(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def condition_lines(
+def refusals(
     quals,
     pushed: str | None,
     keys: Sequence[str],
     fdw_columns: Mapping,
     collations: Callable[[], Sequence[str]],
     what: str,
-) -> list[str]:
-    """EXPLAIN's lines for a scan's conditions on a table of names: ``pushed`` (the text of
-    the one sent to Cognito, or None), then every other one, left to PostgreSQL with the
-    reason.  ``keys`` are the columns Cognito finds ``what`` (the rows) by, most selective
-    first; ``collations`` as for :func:`pushable`."""
-    lines = [f"Cognito: pushed down: {pushed}"] if pushed else []
+) -> tuple[plans.Refusal, ...]:
+    """Why each of a scan's conditions on a table of names but ``pushed`` (the text of the
+    one sent to Cognito, or None) is left to PostgreSQL.  ``keys`` are the columns Cognito
+    finds ``what`` (the rows) by, most selective first; ``collations`` as for
+    :func:`pushable`."""
+    found = []
     for qual in quals:
         text = qual_text(qual)
         if text == pushed:
             pushed = None  # the one sent; an identical second one is left
             continue
         if qual.field_name not in keys:
-            reason = f"Cognito finds {what} by {words(keys)} only"
-        elif not pushable(fdw_columns, qual.field_name, collations):
-            if exact_text(fdw_columns, qual.field_name):
-                reason = plans.REFUSALS["collation"]
-            else:
-                reason = (
-                    "the column's type compares differently from Cognito's exact names: only "
-                    "text and varchar are pushed (citext ignores case)"
-                )
+            found.append(plans.Refusal(text, "not-a-key", f"{what} by {words(keys)}"))
+            continue
+        if not pushable(fdw_columns, qual.field_name, collations):
+            reason = "collation" if exact_text(fdw_columns, qual.field_name) else "name-type"
         elif equal_values([qual], qual.field_name, names=False) is None:
-            reason = "Cognito has no such search: only = and IN/= ANY are pushed"
+            reason = "name-operator"
         else:
-            reason = "one condition is sent to Cognito per scan, and a more selective one was"
-        lines.append(f"Cognito: left to PostgreSQL: {text}: {reason}")
-    return lines
+            reason = "name-not-chosen"
+        found.append(plans.Refusal(text, reason))
+    return tuple(found)

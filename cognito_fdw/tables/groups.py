@@ -15,7 +15,7 @@ from ..api import PAGE_SIZE
 from ..aws.client import Pool, Stats
 from ..columns import Field
 from ..errors import CognitoApiError
-from ..quals import condition_lines, equal_values, impossible, pushable
+from ..quals import equal_values, impossible, pushable, refusals
 from ..rows import record_row
 from ..values import INSTANT, NUMBER, STRING
 from .table import COLUMN_WIDTH, Table
@@ -73,8 +73,9 @@ class Groups(Table):
         else:
             count = len(dict.fromkeys(names))
             lines = [f"Cognito: GetGroup for {count} group(s), {count} request(s)"]
-        return lines + condition_lines(
-            quals, condition, ["group_name"], self.fdw_columns, self.collations, "groups"
+        return lines + plans.condition_lines(
+            condition,
+            refusals(quals, condition, ["group_name"], self.fdw_columns, self.collations, "groups"),
         )
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:

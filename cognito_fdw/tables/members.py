@@ -35,7 +35,7 @@ from ..changes import Change, ChangeLog, Transaction, membership_key, parse_memb
 from ..columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
 from ..errors import THIS_TABLE, CognitoApiError, CognitoFdwError
 from ..pg import backend
-from ..quals import condition_lines, equal_values, impossible, pushable
+from ..quals import equal_values, impossible, pushable, refusals
 from ..rows import user_row
 from ..values import EXACT_TEXT_TYPES, STRING, type_family
 from .table import COLUMN_WIDTH, Table
@@ -185,8 +185,9 @@ class Members(Table):
                 "of each"
             ]
         keys = [name for name in (ROWID, "username", "group_name") if name in self.fdw_columns]
-        return lines + condition_lines(
-            quals, condition, keys, self.fdw_columns, self.collations, "memberships"
+        return lines + plans.condition_lines(
+            condition,
+            refusals(quals, condition, keys, self.fdw_columns, self.collations, "memberships"),
         )
 
     def _record_lines(self, usernames) -> list[str]:

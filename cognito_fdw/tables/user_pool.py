@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .. import plans
 from ..aws.client import Stats
 from ..columns import Field
 from ..quals import qual_text
@@ -57,10 +58,8 @@ class UserPool(Table):
         return 1, len(columns) * COLUMN_WIDTH, 0
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
-        return ["Cognito: DescribeUserPool, 1 request"] + [
-            f"Cognito: left to PostgreSQL: {qual_text(qual)}: the pool is one row, read whole"
-            for qual in quals
-        ]
+        refused = tuple(plans.Refusal(qual_text(qual), "one-row") for qual in quals)
+        return ["Cognito: DescribeUserPool, 1 request", *plans.condition_lines(None, refused)]
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
         stats.rows += 1

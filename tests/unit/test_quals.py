@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cognito_fdw.quals import equal_values, impossible, pushable, qual_text, words
+from cognito_fdw import plans
+from cognito_fdw.quals import equal_values, impossible, pushable, qual_text, refusals, words
 
 from ..support.multicorn import Qual, column_definitions
 
@@ -41,3 +42,32 @@ def test_a_name_column_is_pushed_when_text_and_no_collation_may_apply():
     assert not pushable(columns, "g2", lambda: ())
     assert not pushable(columns, "missing", lambda: ())
     assert words(["a", "b", "c"]) == "a, b and c"
+
+
+def test_every_reason_a_name_table_gives_is_a_refusal_of_the_one_list():
+    columns = column_definitions(group_name="text", username="citext", membership="text")
+    quals = [
+        Qual("membership", "=", "x"),  # pushed
+        Qual("group_name", "~~", "a%"),
+        Qual("username", "=", "bob"),
+        Qual("email", "=", "a@example.com"),
+        Qual("group_name", "=", "admins"),
+    ]
+    keys = ["membership", "username", "group_name"]
+    found = refusals(quals, "membership = 'x'", keys, columns, lambda: (), "memberships")
+    assert [(r.qual, r.reason) for r in found] == [
+        ("group_name LIKE 'a%'", "name-operator"),
+        ("username = 'bob'", "name-type"),
+        ("email = 'a@example.com'", "not-a-key"),
+        ("group_name = 'admins'", "name-not-chosen"),
+    ]
+    assert all(r.reason in plans.REFUSALS for r in found)
+    assert found[2].describe() == (
+        "email = 'a@example.com': Cognito finds memberships by membership, username and "
+        "group_name only"
+    )
+    collated = refusals(quals[1:2], None, keys, columns, lambda: ("ci",), "memberships")
+    assert collated[0].reason == "collation"
+    # Every reason reads whole: none holds a placeholder but not-a-key's.
+    for reason in plans.REFUSALS:
+        assert "{" not in plans.Refusal("q", reason, "x").describe(), reason
