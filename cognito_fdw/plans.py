@@ -99,7 +99,10 @@ class Refusal:
         return f"{self.qual}: {REFUSALS[self.reason].format(found_by=self.found_by)}"
 
 
+# A plan's kind: how the scan reaches Cognito (see Plan).  The first three read users;
+# BY_USER, BY_GROUP and ALL read the tables of names (groups, group_members); NONE any.
 SCAN, LOOKUPS, PARTS, NONE = "scan", "lookups", "parts", "none"
+BY_USER, BY_GROUP, ALL = "by user", "by group", "all"
 
 
 def no_request_line(condition: str) -> str:
@@ -119,12 +122,17 @@ def condition_lines(pushed: str | None, refused: Sequence[Refusal]) -> list[str]
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What one scan asks Cognito.
+    """What one scan asks Cognito, for every table.
 
     ``kind`` is SCAN (one paged ListUsers, maybe filtered, maybe limited), LOOKUPS (each
     request answers one value, up to ``workers`` at a time; users are de-duplicated by
     username), PARTS (disjoint parts of the pool, read concurrently by ``workers``
-    threads) or NONE (``pushed`` cannot be true: no request, no row).
+    threads) or NONE (``pushed`` cannot be true: no request, no row).  A table of names
+    (groups, group_members) plans BY_USER or BY_GROUP (requests for each of ``values``, the
+    user or group names ``pushed`` allows) or ALL (every group), or NONE; it has no
+    :class:`Request` of users and shows its own requests in EXPLAIN (:meth:`explain` is the
+    users table's).  ``estimated_rows`` is 0 when the quals do not decide it (group_members
+    read whole: the pool's size does, asked only by the planner).
     """
 
     kind: str
@@ -135,6 +143,7 @@ class Plan:
     limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
     workers: int = 1
     collations: tuple[str, ...] = ()  # the nondeterministic collations that refused quals
+    values: tuple[str, ...] = ()  # BY_USER, BY_GROUP: the names, in the order given
 
     @property
     def estimated_requests(self) -> int:

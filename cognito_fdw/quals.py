@@ -87,6 +87,18 @@ def pushable(fdw_columns: Mapping, name: str, collations: Callable[[], Sequence[
     return exact_text(fdw_columns, name) and not collations()
 
 
+def once(function: Callable[[], Sequence[str]]) -> Callable[[], Sequence[str]]:
+    """``function``, called at most once: the collations one plan is made under."""
+    answers: list[Sequence[str]] = []
+
+    def answer() -> Sequence[str]:
+        if not answers:
+            answers.append(function())
+        return answers[0]
+
+    return answer
+
+
 def words(names: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -15,7 +15,7 @@ from ..api import PAGE_SIZE
 from ..aws.client import Pool, Stats
 from ..columns import Field
 from ..errors import CognitoApiError
-from ..quals import equal_values, impossible, pushable, refusals
+from ..quals import equal_values, impossible, once, pushable, refusals
 from ..rows import record_row
 from ..values import INSTANT, NUMBER, STRING
 from .table import COLUMN_WIDTH, Table
@@ -47,40 +47,46 @@ class Groups(Table):
         super().__init__(pool, fdw_columns)
         self.columns = self.record_columns()
 
-    def _names(self, quals) -> tuple[list | None, str | None]:
-        """(the group names to get, or None for all; the text of the condition that decided
-        it: the one pushed, or one that cannot be true when there is no name)."""
+    def _plan(self, quals) -> plans.Plan:
+        """GetGroup for each name ``group_name = g`` or ``IN (...)`` allows (BY_GROUP), no
+        request when a qual cannot be true (NONE), else ListGroups (ALL)."""
+        collations = once(self.collations)
         condition = impossible(quals, {"group_name"})
         if condition is not None:
-            return [], condition
+            return plans.Plan(plans.NONE, (), 1, condition)
         found = equal_values(quals, "group_name")
-        if found is None or not pushable(self.fdw_columns, "group_name", self.collations):
-            return None, None
-        return found
+        if found is None or not pushable(self.fdw_columns, "group_name", collations):
+            found = None, None
+        names, pushed = found
+        refused = refusals(quals, pushed, ["group_name"], self.fdw_columns, collations, "groups")
+        if names is None:
+            return plans.Plan(plans.ALL, (), _GROUPS, None, refused)
+        if not names:
+            return plans.Plan(plans.NONE, (), 1, pushed)
+        values = tuple(dict.fromkeys(names))
+        return plans.Plan(plans.BY_GROUP, (), len(names), pushed, refused, values=values)
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
-        names, _ = self._names(quals)
-        return _GROUPS if names is None else max(1, len(names)), len(columns) * COLUMN_WIDTH, 0
+        return self._plan(quals).estimated_rows, len(columns) * COLUMN_WIDTH, 0
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
-        names, condition = self._names(quals)
-        if names == []:
-            return [plans.no_request_line(condition)]
-        if names is None:
+        plan = self._plan(quals)
+        if plan.kind == plans.NONE:
+            return [plans.no_request_line(plan.pushed)]
+        if plan.kind == plans.ALL:
             lines = [
                 f"Cognito: ListGroups, page size {PAGE_SIZE}, a request per {PAGE_SIZE} groups"
             ]
         else:
-            count = len(dict.fromkeys(names))
+            count = len(plan.values)
             lines = [f"Cognito: GetGroup for {count} group(s), {count} request(s)"]
-        return lines + plans.condition_lines(
-            condition,
-            refusals(quals, condition, ["group_name"], self.fdw_columns, self.collations, "groups"),
-        )
+        return lines + plans.condition_lines(plan.pushed, plan.refused)
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
-        names, _ = self._names(quals)
-        for group in self._groups(names, stats):
+        plan = self._plan(quals)
+        if plan.kind == plans.NONE:
+            return
+        for group in self._groups(plan.values if plan.kind == plans.BY_GROUP else None, stats):
             stats.rows += 1
             yield record_row(group, self.columns)
 
@@ -88,7 +94,7 @@ class Groups(Table):
         if names is None:
             yield from self.pool.items("ListGroups", "Groups", stats)
             return
-        for name in dict.fromkeys(names):
+        for name in names:
             try:
                 yield self.pool.call("GetGroup", stats, GroupName=name)["Group"]
             except CognitoApiError as exc:
