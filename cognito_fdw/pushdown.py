@@ -51,7 +51,7 @@ from .plans import (
     Refusal,
     Request,
 )
-from .quals import qual_text
+from .quals import condition_text, qual_text
 from .values import BOOLEAN_TYPES, EXACT_TEXT_TYPES
 
 # Option username_lookup's values: how a username is looked up.
@@ -232,6 +232,33 @@ def plan_scan(
     return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, collations=doubt)
 
 
+# The username column of a users table, as group_members looks a member up.
+_USERNAME = Target("username", "username", True, never_null=True)
+
+
+def username_plan(
+    username: str,
+    *,
+    estimated_users: int | Callable[[], int],
+    username_lookup: str = BY_LIST_USERS,
+) -> Plan:
+    """The plan of ``username = 'x'`` on a users table, as :func:`plan_scan` makes it: one
+    ListUsers filter, or AdminGetUser under ``username_lookup`` BY_ADMIN_GET_USER (billed);
+    a name no filter can carry exactly reads the pool, one no user can have asks nothing.
+    group_members reads a member's user columns with it."""
+    text = condition_text("username", "=", username)
+    outcome = _in_candidate(text, _USERNAME, [username], username_lookup == BY_ADMIN_GET_USER)
+    if isinstance(outcome, str):
+
+        def users() -> int:
+            return max(1, estimated_users() if callable(estimated_users) else estimated_users)
+
+        return _full_scan(users, None, 0, 1, (Refusal(text, outcome),))
+    if not outcome.requests:
+        return Plan(NONE, (), 1, text)
+    return Plan(LOOKUPS, outcome.requests, max(1, outcome.rows), text)
+
+
 def _full_scan(users: Callable[[], int], wanted, offset, workers, refused) -> Plan:
     if wanted is not None:  # a pushed LIMIT: the pool's size does not matter
         requests = () if wanted == 0 else (Request(LIST_USERS),)
@@ -256,19 +283,21 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
             return "operator"
         if not isinstance(value, (list, tuple)):
             return "mistyped"
-        return _in_candidate(qual, target, value, admin_get_user)
+        return _in_candidate(qual_text(qual), target, value, admin_get_user)
     if value is None:
         return "null"
     if target.attribute == "status":
         return _enabled_candidate(qual, operator, value)
     if operator == "=":
-        return _in_candidate(qual, target, [value], admin_get_user)
+        return _in_candidate(qual_text(qual), target, [value], admin_get_user)
     if operator == "~~" and target.attribute in _EQUALITY:
         return _prefix_candidate(qual, target, value)
     return "operator"
 
 
-def _in_candidate(qual, target: Target, values, admin_get_user: bool):
+def _in_candidate(text: str, target: Target, values, admin_get_user: bool):
+    """A lookup _Candidate for the qual of text ``text`` allowing ``values``, or the
+    REFUSALS key saying why not."""
     if not all(v is None or isinstance(v, str) for v in values):
         # A text column's values arrive as str (docs/multicorn.md H12: other types are mistyped).
         return "value"
@@ -289,7 +318,6 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
         if isinstance(request, str):
             return request
         requests.append(request)
-    text = qual_text(qual)
     share = None
     if target.attribute == "cognito:user_status":
         rank, rows, share = _STATUS_RANK, len(distinct), _STATUS_SHARE[target.attribute]

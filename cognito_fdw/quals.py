@@ -18,13 +18,17 @@ from .values import EXACT_TEXT_TYPES, type_family
 
 def qual_text(qual) -> str:
     """The qual as EXPLAIN shows it: ``email = 'a@example.com'``."""
-    operator = qual.operator
+    return condition_text(qual.field_name, qual.operator, qual.value)
+
+
+def condition_text(column: str, operator, value) -> str:
+    """``column operator value`` as EXPLAIN shows it (``operator`` as in a qual)."""
     if isinstance(operator, (tuple, list)):
         operator = f"{operator[0]} {'ANY' if operator[1] else 'ALL'}"
     op = {"~~": "LIKE", "~~*": "ILIKE", "!~~": "NOT LIKE", "!~~*": "NOT ILIKE"}.get(
         operator, operator
     )
-    return f"{qual.field_name} {op} {_literal(qual.value)}"
+    return f"{column} {op} {_literal(value)}"
 
 
 def _literal(value) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from .. import changes, plans
+from .. import changes, plans, pushdown
 from ..api import PAGE_SIZE, is_cognito_name
 from ..aws.client import Pool, Stats
 from ..aws.scan import LookupCache, run
@@ -38,7 +38,7 @@ from ..quals import equal_values, impossible, once, pushable, refusals
 from ..rows import user_row
 from ..values import EXACT_TEXT_TYPES, STRING, type_family
 from .table import COLUMN_WIDTH, Table
-from .users import Users, username_lookup
+from .users import Users
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {
@@ -182,13 +182,20 @@ class Members(Table):
         return lines + plans.condition_lines(plan.pushed, plan.refused)
 
     def _record_lines(self, usernames) -> list[str]:
-        requests = [
-            request for name in usernames for request in username_lookup(self.pool, name).requests
-        ]
+        requests = [request for name in usernames for request in self._lookup(name).requests]
         lines = [f"Cognito: {request.describe()}" for request in requests]
         if any(request.operation == plans.ADMIN_GET_USER for request in requests):
             lines.append(f"Cognito: billed: {plans.BILLED}")
         return lines
+
+    def _lookup(self, username: str) -> plans.Plan:
+        """The plan reading user ``username``'s record as the users table looks a username up
+        (server option ``username_lookup``)."""
+        return pushdown.username_plan(
+            username,
+            estimated_users=self.pool.estimated_users,
+            username_lookup=self.pool.options.username_lookup,
+        )
 
     def _needs_user(self, columns) -> bool:
         # No columns means count(*) or a whole-row reference: read everything to be safe.
@@ -248,7 +255,7 @@ class Members(Table):
     def _user_record(self, username: str, stats: Stats) -> Mapping | None:
         """The record of user ``username``, None when the lookup finds no such user (a user
         ListUsers does not show yet: it is eventually consistent)."""
-        found = list(run(username_lookup(self.pool, username), self.pool, stats, self._cache))
+        found = list(run(self._lookup(username), self.pool, stats, self._cache))
         exact = [user for user in found if user.get("Username") == username]
         if exact:
             return exact[0]

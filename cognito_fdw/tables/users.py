@@ -8,7 +8,6 @@ record becomes a row in :mod:`cognito_fdw.rows`.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -144,32 +143,6 @@ class Users(Table):
             kind = CUSTOM_KINDS.get(data_type, STRING)
             columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {ATTRIBUTE: attribute}))
         return columns
-
-
-@dataclasses.dataclass(frozen=True)
-class _Equal:
-    """A qual as Multicorn passes one: ``field_name operator value``."""
-
-    field_name: str
-    operator: str
-    value: str
-
-
-# A username column, as username_lookup searches it.
-_USERNAME = {"username": pushdown.Target("username", "username", True, never_null=True)}
-
-
-def username_lookup(pool: Pool, username: str) -> plans.Plan:
-    """The plan of ``username = 'x'`` on a users table of ``pool``: one ListUsers filter, or
-    AdminGetUser under the server option ``username_lookup 'admin_get_user'`` (billed); a
-    name no filter can carry exactly reads the pool.  group_members reads a member's user
-    columns with it."""
-    return pushdown.plan_scan(
-        [_Equal("username", "=", username)],
-        _USERNAME,
-        estimated_users=pool.estimated_users,
-        username_lookup=pool.options.username_lookup,
-    )
 
 
 def _wanted(limit, offset) -> int | None:

@@ -13,7 +13,6 @@ from cognito_fdw import plans, pushdown
 from cognito_fdw.aws.client import Stats
 from cognito_fdw.errors import ColumnError
 from cognito_fdw.tables.members import Members, membership_key, parse_membership
-from cognito_fdw.tables.users import username_lookup
 
 from ..support.multicorn import Qual, column_definitions
 
@@ -159,9 +158,10 @@ def test_the_record_is_the_users_exact_or_only_match(names, asked, found):
 
 
 def test_the_lookup_follows_username_lookup():
-    lookup = username_lookup(CaseBlindPool(username_lookup=pushdown.BY_ADMIN_GET_USER), "alice")
-    assert [r.operation for r in lookup.requests] == [plans.ADMIN_GET_USER]
-    default = username_lookup(CaseBlindPool(), "alice")
+    columns = column_definitions(group_name="text", username="text", email="text")
+    billed = Members(CaseBlindPool(username_lookup=pushdown.BY_ADMIN_GET_USER), columns)
+    assert [r.operation for r in billed._lookup("alice").requests] == [plans.ADMIN_GET_USER]
+    default = Members(CaseBlindPool(), columns)._lookup("alice")
     assert [r.describe() for r in default.requests] == ['ListUsers Filter: username = "alice"']
 
 

@@ -600,3 +600,21 @@ def test_a_rescans_stable_lookup_is_preferred_to_the_join_key():
     assert (
         plan(*prefix, stable={qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
     )  # only a lookup is cached: a stable LIKE prefix is no reason to scan
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    username=st.one_of(
+        st.sampled_from(["alice", "", " alice", 'a"b', "a\\b", "a\nb", "x" * 200, "a" * 129]),
+        st.text(max_size=40),
+    ),
+    lookup=st.sampled_from([pushdown.BY_LIST_USERS, pushdown.BY_ADMIN_GET_USER]),
+)
+def test_the_username_lookup_plan_is_the_plan_of_username_equal(username, lookup):
+    # group_members looks a member up without making a qual: the same plan as the users
+    # table makes for username = 'x' (a lookup, a read of the pool with its reason, or none).
+    column = {"username": pushdown.Target("username", "username", True, never_null=True)}
+    made = pushdown.plan_scan(
+        [Qual("username", "=", username)], column, estimated_users=7, username_lookup=lookup
+    )
+    assert pushdown.username_plan(username, estimated_users=7, username_lookup=lookup) == made
