@@ -1,5 +1,6 @@
-"""NULL in a qual: which quals no row can satisfy, and this backend's planned IS NULL tests
-that tell ``col IS NULL`` from a NULL join key or parameter (pure).
+"""NULL in a qual: which quals no row can satisfy, and what records the planned IS NULL
+tests that tell ``col IS NULL`` from a NULL join key or parameter (pure: the backend's record
+is the users table's, :data:`cognito_fdw.tables.users.PLANNED_NULL_TESTS`).
 
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
 a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
@@ -85,8 +86,3 @@ class NullTests:
 
     def may_be_null_test(self, column: str) -> bool:
         return column in self._columns
-
-
-# This backend's planned IS NULL tests on tables of users (module state lives as long as
-# the backend; see NullTests).
-PLANNED_NULL_TESTS = NullTests()

@@ -31,6 +31,10 @@ from ..values import JSON, STRING
 from .importer import column_name
 from .table import Table
 
+# This backend's planned IS NULL tests on tables of users: module state, as long as the
+# backend lives, shared by every wrapper instance (see nulls.NullTests).
+PLANNED_NULL_TESTS = nulls.NullTests()
+
 
 class Users(Table):
     """The ``users`` table: read-only; WHERE, LIMIT and joins pushed down (pushdown.py)."""
@@ -62,7 +66,7 @@ class Users(Table):
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
             collations=self.collations,
-            null_tests=nulls.PLANNED_NULL_TESTS,
+            null_tests=PLANNED_NULL_TESTS,
             stable=stable,
         )
 
@@ -81,7 +85,7 @@ class Users(Table):
         # zero makes PostgreSQL's Limit node over a full scan cost more than the pushed LIMIT
         # (at zero they tie and PostgreSQL keeps its own, which reads a page ahead it does
         # not need); no more than one row's width, no path's total.
-        nulls.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
+        PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
         rows, width = plans.planner_size(self._plan(quals))
         return rows, width, width
 
