@@ -94,7 +94,7 @@ class Spent:
         self.running: dict[int, Stats] = {}
 
     def began(self) -> Stats:
-        stats = Stats(log=log_to_postgres)
+        stats = Stats()
         self.running[id(stats)] = stats
         return stats
 
@@ -165,7 +165,9 @@ class CognitoFdw(ForeignDataWrapper):
         columns validated) and kept for the instance's life."""
         if self._instance is None:
             options = parse_options(self._raw_options)
-            self._instance = table_class(options.object)(Pool(options), self._fdw_columns)
+            self._instance = table_class(options.object)(
+                Pool(options), self._fdw_columns, progress=log_to_postgres
+            )
         return self._instance
 
     def _fail(self, exc: Exception) -> None:

@@ -78,9 +78,13 @@ class Members(Table):
     importable_writable = True
 
     def __init__(
-        self, pool: Pool, fdw_columns: Mapping, transaction: Transaction = changes.transaction
+        self,
+        pool: Pool,
+        fdw_columns: Mapping,
+        progress=None,
+        transaction: Transaction = changes.transaction,
     ):
-        super().__init__(pool, fdw_columns)
+        super().__init__(pool, fdw_columns, progress)
         self.writable = pool.options.writable
         self.log = ChangeLog()
         self.transaction = transaction
@@ -255,7 +259,7 @@ class Members(Table):
     def _user_record(self, username: str, stats: Stats) -> Mapping | None:
         """The record of user ``username``, None when the lookup finds no such user (a user
         ListUsers does not show yet: it is eventually consistent)."""
-        found = list(run(self._lookup(username), self.pool, stats, self._cache))
+        found = list(run(self._lookup(username), self.pool, stats, self._cache, self.progress))
         exact = [user for user in found if user.get("Username") == username]
         if exact:
             return exact[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ..columns import Column, Field, ImportedColumn, resolve_fields
@@ -76,9 +76,11 @@ class Table(abc.ABC):
     read_only_message: ClassVar[str | None] = None
     read_only_hint: ClassVar[str] = ""
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping):
+    def __init__(self, pool: Pool, fdw_columns: Mapping, progress: Callable | None = None):
         self.pool = pool
         self.fdw_columns = fdw_columns
+        #: Multicorn's ``log_to_postgres``, for a long scan's progress NOTICE (None: none).
+        self.progress = progress
 
     def collations(self) -> tuple[str, ...]:
         """The nondeterministic collations a comparison on the table may use: those of the

@@ -46,8 +46,8 @@ class Users(Table):
         "change at the next query."
     )
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping):
-        super().__init__(pool, fdw_columns)
+    def __init__(self, pool: Pool, fdw_columns: Mapping, progress=None):
+        super().__init__(pool, fdw_columns, progress)
         self.columns = resolve_columns(fdw_columns, pool.custom_attributes)
         self.searchable = pushdown.targets(fdw_columns, self.columns)
         self._cache = LookupCache()
@@ -114,7 +114,7 @@ class Users(Table):
         statement = backend.statement_started()
         plan = self._plan(quals, limit, offset, self._stable(quals, statement))
         self._cache.claim(statement)
-        users = run(plan, self.pool, stats, self._cache)
+        users = run(plan, self.pool, stats, self._cache, self.progress)
         try:
             for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):
                 yield user_row(user, read, encoding)
