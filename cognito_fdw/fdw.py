@@ -166,7 +166,7 @@ class CognitoFdw(ForeignDataWrapper):
         if self._instance is None:
             options = parse_options(self._raw_options)
             self._instance = table_class(options.object)(
-                Pool(options), self._fdw_columns, progress=log_to_postgres
+                options, Pool(options), self._fdw_columns, progress=log_to_postgres
             )
         return self._instance
 
@@ -198,7 +198,7 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
         table = self._table()
-        options = table.pool.options
+        options = table.options
         lines = table.explain(quals, columns, limit=limit, offset=offset)
         lines.append(
             f"Cognito: at most {options.max_requests_per_second:g} requests/s, "

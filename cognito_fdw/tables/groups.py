@@ -43,8 +43,8 @@ class Groups(Table):
         "OPTIONS (object 'group_members', writable 'true')."
     )
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping, progress=None):
-        super().__init__(pool, fdw_columns, progress)
+    def __init__(self, options, pool: Pool, fdw_columns: Mapping, progress=None):
+        super().__init__(options, pool, fdw_columns, progress)
         self.columns = self.record_columns()
 
     def _plan(self, quals) -> plans.Plan:

@@ -79,13 +79,14 @@ class Members(Table):
 
     def __init__(
         self,
+        options,
         pool: Pool,
         fdw_columns: Mapping,
         progress=None,
         transaction: Transaction = changes.transaction,
     ):
-        super().__init__(pool, fdw_columns, progress)
-        self.writable = pool.options.writable
+        super().__init__(options, pool, fdw_columns, progress)
+        self.writable = options.writable
         self.log = ChangeLog()
         self.transaction = transaction
         problems = [
@@ -198,7 +199,7 @@ class Members(Table):
         return pushdown.username_plan(
             username,
             estimated_users=self.pool.estimated_users,
-            username_lookup=self.pool.options.username_lookup,
+            username_lookup=self.options.username_lookup,
         )
 
     def _needs_user(self, columns) -> bool:
@@ -386,7 +387,7 @@ class Members(Table):
                 what, hint = f"group {change.group_name!r}", _NO_GROUP
             raise exc.reworded(
                 f"Cognito {operation} failed: {what} does not exist in user pool "
-                f"{self.pool.options.user_pool_id} ({exc.code})",
+                f"{self.options.user_pool_id} ({exc.code})",
                 hint=hint,
             ) from None
         return True

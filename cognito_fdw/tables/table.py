@@ -9,8 +9,8 @@ The adapter holds the error boundary and the transaction hooks; a table only rai
 :class:`~cognito_fdw.errors.CognitoFdwError` and knows nothing of Multicorn.
 
 A table is made once per wrapper instance (docs/multicorn.md M3: one instance per backend and
-table), at its first hook, from the pool (which holds the parsed options) and Multicorn's column
-definitions; making it validates the columns.
+table), at its first hook, from its parsed options, the pool that reaches Cognito for them
+and Multicorn's column definitions; making it validates the columns.
 
 :func:`table_class` finds the class of an object of :data:`cognito_fdw.objects.OBJECTS`,
 the one list of objects.
@@ -30,6 +30,7 @@ from ..pg import catalog
 
 if TYPE_CHECKING:
     from ..aws.client import Pool, Stats
+    from ..options import Options
 
 # Planner width of one column of a table whose cost is not counted in requests.
 COLUMN_WIDTH = 24
@@ -76,7 +77,16 @@ class Table(abc.ABC):
     read_only_message: ClassVar[str | None] = None
     read_only_hint: ClassVar[str] = ""
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping, progress: Callable | None = None):
+    def __init__(
+        self,
+        options: Options,
+        pool: Pool,
+        fdw_columns: Mapping,
+        progress: Callable | None = None,
+    ):
+        #: The table's parsed options (its server's, user mapping's and its own).
+        self.options = options
+        #: What reaches Cognito, for these options.
         self.pool = pool
         self.fdw_columns = fdw_columns
         #: Multicorn's ``log_to_postgres``, for a long scan's progress NOTICE (None: none).
@@ -86,7 +96,7 @@ class Table(abc.ABC):
         """The nondeterministic collations a comparison on the table may use: those of the
         database (docs/multicorn.md H10: quals carry no collation), or none when the table
         asserts so (option ``deterministic_collations``)."""
-        if self.pool.options.deterministic_collations:
+        if self.options.deterministic_collations:
             return ()
         return catalog.nondeterministic_collations()
 
@@ -125,7 +135,7 @@ class Table(abc.ABC):
 
     def where(self) -> str:
         """EXPLAIN VERBOSE's line naming the region and the pool."""
-        options = self.pool.options
+        options = self.options
         return f"Cognito: region {options.region}, user pool {options.user_pool_id}"
 
     # -- scanning ----------------------------------------------------------------------

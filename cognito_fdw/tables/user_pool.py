@@ -50,8 +50,8 @@ class UserPool(Table):
         "the table shows them at the next query."
     )
 
-    def __init__(self, pool, fdw_columns, progress=None):
-        super().__init__(pool, fdw_columns, progress)
+    def __init__(self, options, pool, fdw_columns, progress=None):
+        super().__init__(options, pool, fdw_columns, progress)
         self.columns = self.record_columns()
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:

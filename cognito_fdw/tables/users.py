@@ -46,8 +46,8 @@ class Users(Table):
         "change at the next query."
     )
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping, progress=None):
-        super().__init__(pool, fdw_columns, progress)
+    def __init__(self, options, pool: Pool, fdw_columns: Mapping, progress=None):
+        super().__init__(options, pool, fdw_columns, progress)
         self.columns = resolve_columns(fdw_columns, pool.custom_attributes)
         self.searchable = pushdown.targets(fdw_columns, self.columns)
         self._cache = LookupCache()
@@ -55,7 +55,7 @@ class Users(Table):
 
     def _plan(self, quals, limit=None, offset=None, stable=()) -> plans.Plan:
         """The one request plan that planning, EXPLAIN and execution all use."""
-        options = self.pool.options
+        options = self.options
         return pushdown.plan_scan(
             quals,
             self.searchable,
@@ -90,14 +90,14 @@ class Users(Table):
         return rows, width, width
 
     def path_keys(self):
-        if not self.pool.options.pushdown:
+        if not self.options.pushdown:
             return []
         return pushdown.path_keys(self.searchable, self.collations())
 
     def can_limit(self, limit, offset) -> bool:
         # Accepted, PostgreSQL drops its Limit node and rows() applies both.  With pushdown
         # off PostgreSQL keeps it (the scan still stops when it stops pulling).
-        return self.pool.options.pushdown
+        return self.options.pushdown
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         return self._plan(quals, limit, offset).explain()

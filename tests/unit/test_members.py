@@ -29,7 +29,7 @@ class FakePool:
 
 def members(**types):
     types = types or {"group_name": "text", "username": "text", "membership": "text"}
-    return Members(FakePool(), column_definitions(**types))
+    return Members(FakePool.options, FakePool(), column_definitions(**types))
 
 
 @given(st.text(min_size=1), st.text(min_size=1))
@@ -136,7 +136,8 @@ class CaseBlindPool:
 
 
 def record(pool, username):
-    table = Members(pool, column_definitions(group_name="text", username="text", email="text"))
+    columns = column_definitions(group_name="text", username="text", email="text")
+    table = Members(pool.options, pool, columns)
     return table._user_record(username, Stats())
 
 
@@ -159,16 +160,18 @@ def test_the_record_is_the_users_exact_or_only_match(names, asked, found):
 
 def test_the_lookup_follows_username_lookup():
     columns = column_definitions(group_name="text", username="text", email="text")
-    billed = Members(CaseBlindPool(username_lookup=pushdown.BY_ADMIN_GET_USER), columns)
-    assert [r.operation for r in billed._lookup("alice").requests] == [plans.ADMIN_GET_USER]
-    default = Members(CaseBlindPool(), columns)._lookup("alice")
+    pool = CaseBlindPool(username_lookup=pushdown.BY_ADMIN_GET_USER)
+    billed = Members(pool.options, pool, columns)._lookup("alice")
+    assert [r.operation for r in billed.requests] == [plans.ADMIN_GET_USER]
+    pool = CaseBlindPool()
+    default = Members(pool.options, pool, columns)._lookup("alice")
     assert [r.describe() for r in default.requests] == ['ListUsers Filter: username = "alice"']
 
 
 def test_explain_says_what_is_pushed_and_why_the_rest_is_left():
-    table = Members(
-        CaseBlindPool(), column_definitions(group_name="citext", username="text", email="text")
-    )
+    pool = CaseBlindPool()
+    columns = column_definitions(group_name="citext", username="text", email="text")
+    table = Members(pool.options, pool, columns)
     lines = table.explain(
         [
             Qual("group_name", "=", "admins"),
