@@ -17,9 +17,6 @@ from collections.abc import Iterable
 _STRICT = frozenset(
     {"=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*"}
 )
-# What every Cognito user record has, so a column reading it is never NULL: the user
-# name, the status, the Enabled flag and the sub attribute.
-NEVER_NULL_ATTRIBUTES = frozenset({"username", "sub", "cognito:user_status", "status"})
 
 
 def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 from .api import MAX_FILTER_LENGTH, PAGE_SIZE
+from .columns import SEARCHABLE
 
 ADMIN_GET_USER = "AdminGetUser"
 LIST_USERS = "ListUsers"
@@ -29,12 +30,15 @@ BILLED = (
 REQUEST_COST = 500
 MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
 
+# The columns Cognito searches, in words (columns.SEARCHABLE).
+_SEARCHED = ", ".join(s.column for s in SEARCHABLE.values())
+_SEARCHED = " and ".join(_SEARCHED.rsplit(", ", 1))
+
 # Why a qual was left to PostgreSQL, for every table.  This table is the complete list of
 # refusals: EXPLAIN shows no other reason.  ``{found_by}`` is the Refusal's own.
 REFUSALS = {
     "off": "pushdown is off (option pushdown 'false')",
-    "column": "Cognito cannot search this column (only username, sub, email, phone_number, "
-    "name, given_name, family_name, preferred_username, status and enabled)",
+    "column": f"Cognito cannot search this column (only {_SEARCHED})",
     "type": "the column's type compares differently from Cognito: only text and varchar "
     "(boolean for enabled, uuid for sub) are pushed; citext is case-insensitive, a domain "
     "or char(n) has its own equality",

@@ -38,7 +38,8 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from .api import MAX_FILTER_LENGTH, is_cognito_name
-from .nulls import NEVER_NULL_ATTRIBUTES, NullTests, cannot_match
+from .columns import SEARCHABLE
+from .nulls import NullTests, cannot_match
 from .plans import (
     ADMIN_GET_USER,
     LIST_USERS,
@@ -60,23 +61,9 @@ BY_LIST_USERS, BY_ADMIN_GET_USER = "list_users", "admin_get_user"
 PARTITION_MIN_USERS = 2000  # below this, 16 parts cost more requests than they save time
 PARTITIONS = tuple("0123456789abcdef")  # sub is a lowercase UUID: these prefixes cover all
 
-# Searchable attribute -> (selectivity rank, estimated users per value)
-_EQUALITY = {
-    "username": (0, 1),
-    "sub": (0, 1),
-    "email": (1, 2),
-    "phone_number": (1, 2),
-    "name": (2, 10),
-    "given_name": (2, 10),
-    "family_name": (2, 10),
-    "preferred_username": (2, 10),
-}
+# What each attribute Cognito searches is (rank, users per value, path key, ...):
+# columns.SEARCHABLE, read at each call.  A LIKE prefix ranks between the names and a status.
 _PREFIX_RANK = 3
-_STATUS_RANK = 4
-_STATUS_SHARE = {"cognito:user_status": 3, "status": 2}  # a third / half of the pool
-_RECORD_FIELDS = {"Username": "username", "UserStatus": "cognito:user_status", "Enabled": "status"}
-# The columns offered to the planner for parameterized (join) scans: one lookup per value.
-PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +89,11 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
     found = {}
     for column in resolved:
         if column.field is not None:
-            attribute = _RECORD_FIELDS.get(column.field)
+            fields = {s.field: name for name, s in SEARCHABLE.items() if s.field}
+            attribute = fields.get(column.field)
         else:
-            attribute = column.attribute if column.attribute in _EQUALITY else None
+            search = SEARCHABLE.get(column.attribute)
+            attribute = column.attribute if search and search.field is None else None
         if attribute is None:
             continue
         definition = fdw_columns[column.name]
@@ -112,7 +101,7 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
         # Cognito's subs are canonical lowercase UUIDs, so uuid equality on sub is exact.
         is_uuid = attribute == "sub" and base == "uuid"
         allowed = BOOLEAN_TYPES if attribute == "status" else EXACT_TEXT_TYPES
-        never_null = attribute in NEVER_NULL_ATTRIBUTES
+        never_null = SEARCHABLE[attribute].never_null
         found[column.name] = Target(
             column.name, attribute, base in allowed or is_uuid, never_null, is_uuid
         )
@@ -132,9 +121,9 @@ def path_keys(
     path key.
     """
     return [
-        ((t.column,), _EQUALITY[t.attribute][1])
+        ((t.column,), SEARCHABLE[t.attribute].per_value)
         for t in found.values()
-        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES and not collations
+        if t.type_ok and not t.uuid and SEARCHABLE[t.attribute].path_key and not collations
     ]
 
 
@@ -290,7 +279,7 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
         return _enabled_candidate(qual, operator, value)
     if operator == "=":
         return _in_candidate(qual_text(qual), target, [value], admin_get_user)
-    if operator == "~~" and target.attribute in _EQUALITY:
+    if operator == "~~" and SEARCHABLE[target.attribute].like:
         return _prefix_candidate(qual, target, value)
     return "operator"
 
@@ -318,12 +307,9 @@ def _in_candidate(text: str, target: Target, values, admin_get_user: bool):
         if isinstance(request, str):
             return request
         requests.append(request)
-    share = None
-    if target.attribute == "cognito:user_status":
-        rank, rows, share = _STATUS_RANK, len(distinct), _STATUS_SHARE[target.attribute]
-    else:
-        rank, per_value = _EQUALITY[target.attribute]
-        rows = len(distinct) * per_value
+    search = SEARCHABLE[target.attribute]
+    rank, share = search.rank, search.share
+    rows = len(distinct) if share else len(distinct) * search.per_value
     if not requests:
         rank = -1  # no value any user can have: no row at all, known without asking
     return _Candidate(
@@ -395,5 +381,7 @@ def _enabled_candidate(qual, operator, value):
     elif operator not in ("=", "IS"):
         return "operator"
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
-    share = _STATUS_SHARE["status"]
-    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share, text=False)
+    search = SEARCHABLE["status"]
+    return _Candidate(
+        (search.rank, 1), (request,), 1, qual_text(qual), False, search.share, text=False
+    )

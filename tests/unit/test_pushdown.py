@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cognito_fdw import columns as registry
 from cognito_fdw import nulls, plans, pushdown
-from cognito_fdw.columns import resolve_columns
+from cognito_fdw.columns import Searchable, resolve_columns
 from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
 from cognito_fdw.quals import qual_text
 
@@ -618,3 +619,27 @@ def test_the_username_lookup_plan_is_the_plan_of_username_equal(username, lookup
         [Qual("username", "=", username)], column, estimated_users=7, username_lookup=lookup
     )
     assert pushdown.username_plan(username, estimated_users=7, username_lookup=lookup) == made
+
+
+def test_a_new_pushable_column_is_one_registry_row(monkeypatch):
+    # nickname is a standard attribute Cognito does not search: refused for its column.
+    columns = column_definitions(username="text", nickname="text")
+    quals = [Qual("nickname", "=", "bo"), Qual("nickname", "~~", "bo%")]
+    assert reasons(plan(*quals, columns=columns)) == ["column", "column"]
+    assert "nickname" not in plans.REFUSALS["column"]
+    # One row, and the planner pushes it: equality, a LIKE prefix, a join's path key.
+    row = Searchable("nickname", 2, 10, path_key=True)
+    monkeypatch.setitem(registry.SEARCHABLE, "nickname", row)
+    found = targets(columns)
+    assert found["nickname"] == pushdown.Target("nickname", "nickname", True)
+    pushed = plan(quals[0], columns=columns)
+    assert (pushed.kind, reasons(pushed)) == (LOOKUPS, [])
+    assert pushed.requests == (Request(LIST_USERS, filter='nickname = "bo"'),)
+    assert plan(quals[1], columns=columns).requests[0].filter == 'nickname ^= "bo"'
+    assert (("nickname",), 10) in pushdown.path_keys(found)
+
+
+def test_the_refusal_lists_the_registrys_searchable_columns_in_its_order():
+    names = [s.column for s in registry.SEARCHABLE.values()]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    assert plans.REFUSALS["column"] == f"Cognito cannot search this column (only {listed})"
