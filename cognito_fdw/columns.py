@@ -100,6 +100,44 @@ class Field:
 
 
 @dataclasses.dataclass(frozen=True)
+class Searchable:
+    """A column of users that Cognito's ListUsers ``Filter`` can search (see pushdown.py):
+    the column's name as the docs and the refusal list it, its selectivity ``rank`` (lower
+    is pushed first), the users each value finds (``per_value``) or, for a status, the
+    share of the pool it finds (one in ``share``), the user record's ``field`` it reads
+    (None: the attribute of the filter's name), whether a join may look users up by it
+    (``path_key``), whether every user has it (``never_null``), and whether a LIKE prefix is
+    searched (``like``)."""
+
+    column: str
+    rank: int
+    per_value: int = 1
+    share: int | None = None
+    field: str | None = None
+    path_key: bool = False
+    never_null: bool = False
+    like: bool = True
+
+
+# The filter attributes Cognito's ListUsers searches, by attribute: a new pushable column
+# is one row here.  The Enabled flag's attribute is "status" (its column: enabled).
+SEARCHABLE = {
+    "username": Searchable("username", 0, 1, field="Username", path_key=True, never_null=True),
+    "sub": Searchable("sub", 0, 1, path_key=True, never_null=True),
+    "email": Searchable("email", 1, 2, path_key=True),
+    "phone_number": Searchable("phone_number", 1, 2),
+    "name": Searchable("name", 2, 10),
+    "given_name": Searchable("given_name", 2, 10),
+    "family_name": Searchable("family_name", 2, 10),
+    "preferred_username": Searchable("preferred_username", 2, 10),
+    "cognito:user_status": Searchable(
+        "status", 4, share=3, field="UserStatus", never_null=True, like=False
+    ),
+    "status": Searchable("enabled", 4, share=2, field="Enabled", never_null=True, like=False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class ImportedColumn:
     """A column IMPORT FOREIGN SCHEMA declares: its name, type and column options."""
 

@@ -97,7 +97,7 @@ class Spent:
         self.running: dict[int, Stats] = {}
 
     def began(self) -> Stats:
-        stats = Stats(log=log_to_postgres)
+        stats = Stats()
         self.running[id(stats)] = stats
         return stats
 
@@ -171,7 +171,9 @@ class CognitoFdw(ForeignDataWrapper):
             options = parse_options(self._raw_options)
             # The table's OID says which server a vault secret is asked for (secrets.py).
             pool = Pool(options, table=catalog.foreign_table_oid(self))
-            self._instance = table_class(options.object)(pool, self._fdw_columns)
+            self._instance = table_class(options.object)(
+                options, pool, self._fdw_columns, progress=log_to_postgres
+            )
         return self._instance
 
     def _fail(self, exc: Exception) -> None:
@@ -202,7 +204,7 @@ class CognitoFdw(ForeignDataWrapper):
     @_guarded
     def explain(self, quals, columns, sortkeys=None, verbose=False, limit=None, offset=None):
         table = self._table()
-        options = table.pool.options
+        options = table.options
         lines = table.explain(quals, columns, limit=limit, offset=offset)
         lines.append(
             f"Cognito: at most {options.max_requests_per_second:g} requests/s, "

@@ -1,5 +1,6 @@
-"""NULL in a qual: which quals no row can satisfy, and this backend's planned IS NULL tests
-that tell ``col IS NULL`` from a NULL join key or parameter (pure).
+"""NULL in a qual: which quals no row can satisfy, and what records the planned IS NULL
+tests that tell ``col IS NULL`` from a NULL join key or parameter (pure: the backend's record
+is the users table's, :data:`cognito_fdw.tables.users.PLANNED_NULL_TESTS`).
 
 A qual no row can satisfy (a comparison with NULL, ``= ANY`` of an empty array, ``NOT IN``
 a list holding NULL; see :func:`cannot_match`) makes a NONE plan: no request, no row.
@@ -16,9 +17,6 @@ from collections.abc import Iterable
 _STRICT = frozenset(
     {"=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*"}
 )
-# What every Cognito user record has, so a column reading it is never NULL: the user
-# name, the status, the Enabled flag and the sub attribute.
-NEVER_NULL_ATTRIBUTES = frozenset({"username", "sub", "cognito:user_status", "status"})
 
 
 def cannot_match(qual, never_null: bool, may_be_null_test: bool = True) -> bool:
@@ -85,8 +83,3 @@ class NullTests:
 
     def may_be_null_test(self, column: str) -> bool:
         return column in self._columns
-
-
-# This backend's planned IS NULL tests on tables of users (module state lives as long as
-# the backend; see NullTests).
-PLANNED_NULL_TESTS = NullTests()

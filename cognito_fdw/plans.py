@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 from .api import MAX_FILTER_LENGTH, PAGE_SIZE
+from .columns import SEARCHABLE
 
 ADMIN_GET_USER = "AdminGetUser"
 LIST_USERS = "ListUsers"
@@ -29,11 +30,15 @@ BILLED = (
 REQUEST_COST = 500
 MAX_LOOKUPS = 50  # distinct IN values looked up one by one; a longer list scans the pool
 
-# Why a qual was left to PostgreSQL.  This table is the complete list of refusals.
+# The columns Cognito searches, in words (columns.SEARCHABLE).
+_SEARCHED = ", ".join(s.column for s in SEARCHABLE.values())
+_SEARCHED = " and ".join(_SEARCHED.rsplit(", ", 1))
+
+# Why a qual was left to PostgreSQL, for every table.  This table is the complete list of
+# refusals: EXPLAIN shows no other reason.  ``{found_by}`` is the Refusal's own.
 REFUSALS = {
     "off": "pushdown is off (option pushdown 'false')",
-    "column": "Cognito cannot search this column (only username, sub, email, phone_number, "
-    "name, given_name, family_name, preferred_username, status and enabled)",
+    "column": f"Cognito cannot search this column (only {_SEARCHED})",
     "type": "the column's type compares differently from Cognito: only text and varchar "
     "(boolean for enabled, uuid for sub) are pushed; citext is case-insensitive, a domain "
     "or char(n) has its own equality",
@@ -63,6 +68,14 @@ REFUSALS = {
     "in-bound": f"more than {MAX_LOOKUPS} distinct IN values: one lookup each would cost more "
     "than it saves",
     "not-chosen": "Cognito takes one filter per request and a more selective qual was pushed",
+    # Tables of names (groups, group_members): Cognito finds a row by a name only.
+    "not-a-key": "Cognito finds {found_by} only",
+    "name-type": "the column's type compares differently from Cognito's exact names: only "
+    "text and varchar are pushed (citext ignores case)",
+    "name-operator": "Cognito has no such search: only = and IN/= ANY are pushed",
+    "name-not-chosen": "one condition is sent to Cognito per scan, and a more selective one was",
+    # user_pool: one request whatever the quals.
+    "one-row": "the pool is one row, read whole",
 }
 
 
@@ -84,12 +97,16 @@ class Request:
 class Refusal:
     qual: str
     reason: str  # a key of REFUSALS
+    found_by: str = ""  # for "not-a-key": what the table finds by which columns
 
     def describe(self) -> str:
-        return f"{self.qual}: {REFUSALS[self.reason]}"
+        return f"{self.qual}: {REFUSALS[self.reason].format(found_by=self.found_by)}"
 
 
+# A plan's kind: how the scan reaches Cognito (see Plan).  The first three read users;
+# BY_USER, BY_GROUP and ALL read the tables of names (groups, group_members); NONE any.
 SCAN, LOOKUPS, PARTS, NONE = "scan", "lookups", "parts", "none"
+BY_USER, BY_GROUP, ALL = "by user", "by group", "all"
 
 
 def no_request_line(condition: str) -> str:
@@ -100,14 +117,26 @@ def no_request_line(condition: str) -> str:
     )
 
 
+def condition_lines(pushed: str | None, refused: Sequence[Refusal]) -> list[str]:
+    """EXPLAIN's lines for a scan's conditions: the one ``pushed`` down to Cognito (its
+    text, or None), then each one left to PostgreSQL, with why."""
+    lines = [f"Cognito: pushed down: {pushed}"] if pushed else []
+    return lines + [f"Cognito: left to PostgreSQL: {r.describe()}" for r in refused]
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What one scan asks Cognito.
+    """What one scan asks Cognito, for every table.
 
     ``kind`` is SCAN (one paged ListUsers, maybe filtered, maybe limited), LOOKUPS (each
     request answers one value, up to ``workers`` at a time; users are de-duplicated by
     username), PARTS (disjoint parts of the pool, read concurrently by ``workers``
-    threads) or NONE (``pushed`` cannot be true: no request, no row).
+    threads) or NONE (``pushed`` cannot be true: no request, no row).  A table of names
+    (groups, group_members) plans BY_USER or BY_GROUP (requests for each of ``values``, the
+    user or group names ``pushed`` allows) or ALL (every group), or NONE; it has no
+    :class:`Request` of users and shows its own requests in EXPLAIN (:meth:`explain` is the
+    users table's).  ``estimated_rows`` is 0 when the quals do not decide it (group_members
+    read whole: the pool's size does, asked only by the planner).
     """
 
     kind: str
@@ -118,6 +147,7 @@ class Plan:
     limit: int | None = None  # users wanted from Cognito: OFFSET + LIMIT
     workers: int = 1
     collations: tuple[str, ...] = ()  # the nondeterministic collations that refused quals
+    values: tuple[str, ...] = ()  # BY_USER, BY_GROUP: the names, in the order given
 
     @property
     def estimated_requests(self) -> int:
@@ -161,9 +191,7 @@ class Plan:
             lines = [f"Cognito: {self.requests[0].describe()}, page size {page}{limited}, {about}"]
         if any(r.operation == ADMIN_GET_USER for r in self.requests):
             lines.append(f"Cognito: billed: {BILLED}")
-        if self.pushed:
-            lines.append(f"Cognito: pushed down: {self.pushed}")
-        lines.extend(f"Cognito: left to PostgreSQL: {r.describe()}" for r in self.refused)
+        lines.extend(condition_lines(self.pushed, self.refused))
         if self.collations:
             lines.append(
                 "Cognito: nondeterministic collations in this database: "

@@ -38,7 +38,8 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from .api import MAX_FILTER_LENGTH, is_cognito_name
-from .nulls import NEVER_NULL_ATTRIBUTES, NullTests, cannot_match
+from .columns import SEARCHABLE
+from .nulls import NullTests, cannot_match
 from .plans import (
     ADMIN_GET_USER,
     LIST_USERS,
@@ -51,6 +52,7 @@ from .plans import (
     Refusal,
     Request,
 )
+from .quals import condition_text, qual_text
 from .values import BOOLEAN_TYPES, EXACT_TEXT_TYPES
 
 # Option username_lookup's values: how a username is looked up.
@@ -59,23 +61,9 @@ BY_LIST_USERS, BY_ADMIN_GET_USER = "list_users", "admin_get_user"
 PARTITION_MIN_USERS = 2000  # below this, 16 parts cost more requests than they save time
 PARTITIONS = tuple("0123456789abcdef")  # sub is a lowercase UUID: these prefixes cover all
 
-# Searchable attribute -> (selectivity rank, estimated users per value)
-_EQUALITY = {
-    "username": (0, 1),
-    "sub": (0, 1),
-    "email": (1, 2),
-    "phone_number": (1, 2),
-    "name": (2, 10),
-    "given_name": (2, 10),
-    "family_name": (2, 10),
-    "preferred_username": (2, 10),
-}
+# What each attribute Cognito searches is (rank, users per value, path key, ...):
+# columns.SEARCHABLE, read at each call.  A LIKE prefix ranks between the names and a status.
 _PREFIX_RANK = 3
-_STATUS_RANK = 4
-_STATUS_SHARE = {"cognito:user_status": 3, "status": 2}  # a third / half of the pool
-_RECORD_FIELDS = {"Username": "username", "UserStatus": "cognito:user_status", "Enabled": "status"}
-# The columns offered to the planner for parameterized (join) scans: one lookup per value.
-PATH_KEY_ATTRIBUTES = ("username", "sub", "email")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +89,11 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
     found = {}
     for column in resolved:
         if column.field is not None:
-            attribute = _RECORD_FIELDS.get(column.field)
+            fields = {s.field: name for name, s in SEARCHABLE.items() if s.field}
+            attribute = fields.get(column.field)
         else:
-            attribute = column.attribute if column.attribute in _EQUALITY else None
+            search = SEARCHABLE.get(column.attribute)
+            attribute = column.attribute if search and search.field is None else None
         if attribute is None:
             continue
         definition = fdw_columns[column.name]
@@ -111,7 +101,7 @@ def targets(fdw_columns: Mapping, resolved: Iterable) -> dict[str, Target]:
         # Cognito's subs are canonical lowercase UUIDs, so uuid equality on sub is exact.
         is_uuid = attribute == "sub" and base == "uuid"
         allowed = BOOLEAN_TYPES if attribute == "status" else EXACT_TEXT_TYPES
-        never_null = attribute in NEVER_NULL_ATTRIBUTES
+        never_null = SEARCHABLE[attribute].never_null
         found[column.name] = Target(
             column.name, attribute, base in allowed or is_uuid, never_null, is_uuid
         )
@@ -131,9 +121,9 @@ def path_keys(
     path key.
     """
     return [
-        ((t.column,), _EQUALITY[t.attribute][1])
+        ((t.column,), SEARCHABLE[t.attribute].per_value)
         for t in found.values()
-        if t.type_ok and not t.uuid and t.attribute in PATH_KEY_ATTRIBUTES and not collations
+        if t.type_ok and not t.uuid and SEARCHABLE[t.attribute].path_key and not collations
     ]
 
 
@@ -231,6 +221,33 @@ def plan_scan(
     return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, collations=doubt)
 
 
+# The username column of a users table, as group_members looks a member up.
+_USERNAME = Target("username", "username", True, never_null=True)
+
+
+def username_plan(
+    username: str,
+    *,
+    estimated_users: int | Callable[[], int],
+    username_lookup: str = BY_LIST_USERS,
+) -> Plan:
+    """The plan of ``username = 'x'`` on a users table, as :func:`plan_scan` makes it: one
+    ListUsers filter, or AdminGetUser under ``username_lookup`` BY_ADMIN_GET_USER (billed);
+    a name no filter can carry exactly reads the pool, one no user can have asks nothing.
+    group_members reads a member's user columns with it."""
+    text = condition_text("username", "=", username)
+    outcome = _in_candidate(text, _USERNAME, [username], username_lookup == BY_ADMIN_GET_USER)
+    if isinstance(outcome, str):
+
+        def users() -> int:
+            return max(1, estimated_users() if callable(estimated_users) else estimated_users)
+
+        return _full_scan(users, None, 0, 1, (Refusal(text, outcome),))
+    if not outcome.requests:
+        return Plan(NONE, (), 1, text)
+    return Plan(LOOKUPS, outcome.requests, max(1, outcome.rows), text)
+
+
 def _full_scan(users: Callable[[], int], wanted, offset, workers, refused) -> Plan:
     if wanted is not None:  # a pushed LIMIT: the pool's size does not matter
         requests = () if wanted == 0 else (Request(LIST_USERS),)
@@ -255,19 +272,21 @@ def _candidate(qual, found: Mapping[str, Target], admin_get_user: bool):
             return "operator"
         if not isinstance(value, (list, tuple)):
             return "mistyped"
-        return _in_candidate(qual, target, value, admin_get_user)
+        return _in_candidate(qual_text(qual), target, value, admin_get_user)
     if value is None:
         return "null"
     if target.attribute == "status":
         return _enabled_candidate(qual, operator, value)
     if operator == "=":
-        return _in_candidate(qual, target, [value], admin_get_user)
-    if operator == "~~" and target.attribute in _EQUALITY:
+        return _in_candidate(qual_text(qual), target, [value], admin_get_user)
+    if operator == "~~" and SEARCHABLE[target.attribute].like:
         return _prefix_candidate(qual, target, value)
     return "operator"
 
 
-def _in_candidate(qual, target: Target, values, admin_get_user: bool):
+def _in_candidate(text: str, target: Target, values, admin_get_user: bool):
+    """A lookup _Candidate for the qual of text ``text`` allowing ``values``, or the
+    REFUSALS key saying why not."""
     if not all(v is None or isinstance(v, str) for v in values):
         # A text column's values arrive as str (docs/multicorn.md H12: other types are mistyped).
         return "value"
@@ -288,13 +307,9 @@ def _in_candidate(qual, target: Target, values, admin_get_user: bool):
         if isinstance(request, str):
             return request
         requests.append(request)
-    text = qual_text(qual)
-    share = None
-    if target.attribute == "cognito:user_status":
-        rank, rows, share = _STATUS_RANK, len(distinct), _STATUS_SHARE[target.attribute]
-    else:
-        rank, per_value = _EQUALITY[target.attribute]
-        rows = len(distinct) * per_value
+    search = SEARCHABLE[target.attribute]
+    rank, share = search.rank, search.share
+    rows = len(distinct) if share else len(distinct) * search.per_value
     if not requests:
         rank = -1  # no value any user can have: no row at all, known without asking
     return _Candidate(
@@ -366,23 +381,7 @@ def _enabled_candidate(qual, operator, value):
     elif operator not in ("=", "IS"):
         return "operator"
     request = Request(LIST_USERS, filter=f'status = "{"Enabled" if truth else "Disabled"}"')
-    share = _STATUS_SHARE["status"]
-    return _Candidate((_STATUS_RANK, 1), (request,), 1, qual_text(qual), False, share, text=False)
-
-
-def qual_text(qual) -> str:
-    operator = qual.operator
-    if isinstance(operator, (tuple, list)):
-        operator = f"{operator[0]} {'ANY' if operator[1] else 'ALL'}"
-    op = {"~~": "LIKE", "~~*": "ILIKE", "!~~": "NOT LIKE", "!~~*": "NOT ILIKE"}.get(
-        operator, operator
+    search = SEARCHABLE["status"]
+    return _Candidate(
+        (search.rank, 1), (request,), 1, qual_text(qual), False, search.share, text=False
     )
-    return f"{qual.field_name} {op} {_literal(qual.value)}"
-
-
-def _literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(_literal(v) for v in value) + ")"
-    return "'" + str(value).replace("'", "''") + "'"

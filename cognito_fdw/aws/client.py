@@ -20,7 +20,7 @@ import dataclasses
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import botocore
 import botocore.config
@@ -69,8 +69,6 @@ class Stats:
     throttled: int = 0
     cognito_seconds: float = 0.0
     cap_seconds: float = 0.0
-    #: Multicorn's ``log_to_postgres``, for a long scan's progress NOTICE (None: no progress).
-    log: Callable | None = None
 
     def add(self, other: Stats) -> None:
         """Count ``other``'s work (a scan worker's) in this one's."""

@@ -26,7 +26,7 @@ import collections
 import logging
 import queue
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -78,12 +78,15 @@ class LookupCache:
             self._entries.popitem(last=False)
 
 
-def run(plan: Plan, pool: Pool, stats: Stats, cache: LookupCache) -> Iterator[Mapping]:
+def run(
+    plan: Plan, pool: Pool, stats: Stats, cache: LookupCache, log: Callable | None = None
+) -> Iterator[Mapping]:
     """The users the plan asks for (before OFFSET/LIMIT, which the caller applies).
 
-    A long scan reports its progress through ``stats.log`` (none without it)."""
+    A long scan reports its progress through ``log`` (Multicorn's ``log_to_postgres``; none
+    without it)."""
     scope = ratelimit.Scope()
-    users = _users(plan, pool, stats, cache, stats.log, scope)
+    users = _users(plan, pool, stats, cache, log, scope)
     try:
         for user in users:
             with scope.outside():  # the row goes to PostgreSQL

@@ -25,9 +25,8 @@ columns until COMMIT).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
 
-from .. import changes, plans
+from .. import changes, plans, pushdown
 from ..api import PAGE_SIZE, is_cognito_name
 from ..aws.client import Pool, Stats
 from ..aws.scan import LookupCache, run
@@ -35,11 +34,11 @@ from ..changes import Change, ChangeLog, Transaction, membership_key, parse_memb
 from ..columns import IMPORT_TYPES, ImportedColumn, resolve_columns, unreadable_columns
 from ..errors import THIS_TABLE, CognitoApiError, CognitoFdwError
 from ..pg import backend
+from ..quals import equal_values, impossible, once, pushable, refusals
 from ..rows import user_row
 from ..values import EXACT_TEXT_TYPES, STRING, type_family
-from .groups import condition_lines, equal_values, impossible, pushable
 from .table import COLUMN_WIDTH, Table
-from .users import Users, username_lookup
+from .users import Users
 
 # group_members' own columns; every other column is read as in the users table.
 MEMBER_COLUMNS = {
@@ -51,6 +50,8 @@ ROWID = "membership"
 _CHEAP = set(MEMBER_COLUMNS)
 # Every row has a group and a user name (a membership key too); a user column may be NULL.
 _NEVER_NULL = set(MEMBER_COLUMNS)
+# The columns Cognito finds memberships by, most selective first.
+_KEYS = (ROWID, "username", "group_name")
 
 # The users table's columns IMPORT FOREIGN SCHEMA declares in group_members too.
 _IMPORTED_USER_COLUMNS = ("sub", "email", "enabled", "status")
@@ -70,17 +71,6 @@ _MEMBERS_PER_USER = 5
 _MEMBERS_PER_GROUP = 100
 
 
-class Access(NamedTuple):
-    """How a scan of group_members reads Cognito: ``kind`` is "users" (AdminListGroupsForUser
-    for each of ``values``), "groups" (ListUsersInGroup for each), "all" (every group's
-    members) or "none" (no request: ``condition`` cannot be true); ``condition`` is the text
-    of the condition that decided it."""
-
-    kind: str
-    values: list
-    condition: str | None = None
-
-
 class Members(Table):
     """The ``group_members`` table, its scans and its pending changes."""
 
@@ -88,10 +78,15 @@ class Members(Table):
     importable_writable = True
 
     def __init__(
-        self, pool: Pool, fdw_columns: Mapping, transaction: Transaction = changes.transaction
+        self,
+        options,
+        pool: Pool,
+        fdw_columns: Mapping,
+        progress=None,
+        transaction: Transaction = changes.transaction,
     ):
-        super().__init__(pool, fdw_columns)
-        self.writable = pool.options.writable
+        super().__init__(options, pool, fdw_columns, progress)
+        self.writable = options.writable
         self.log = ChangeLog()
         self.transaction = transaction
         problems = [
@@ -117,60 +112,68 @@ class Members(Table):
 
     # -- planning ----------------------------------------------------------------------
 
-    def plan(self, quals) -> Access:
-        """How a scan with these quals reads Cognito (see :class:`Access`)."""
+    def plan(self, quals) -> plans.Plan:
+        """How a scan with these quals reads Cognito: AdminListGroupsForUser for each user a
+        ``membership`` or ``username`` qual names (BY_USER), ListUsersInGroup for each group
+        a ``group_name`` qual names (BY_GROUP), every group's members (ALL), or nothing (NONE:
+        ``pushed`` cannot be true); ``pushed`` is the text of the condition that decided it."""
+        collations = once(self.collations)
         condition = impossible(quals, _NEVER_NULL)
         if condition is not None:
-            return Access("none", [], condition)
+            return plans.Plan(plans.NONE, (), 1, condition)
+        keys = [name for name in _KEYS if name in self.fdw_columns]
         found = None
-        if pushable(self.fdw_columns, ROWID, self.pool.options):
+        if pushable(self.fdw_columns, ROWID, collations):
             found = equal_values(quals, ROWID, names=False)
         if found is not None:
             pairs = [k for k in map(parse_membership, found[0]) if k]
             names = [u for g, u in pairs if is_cognito_name(g) and is_cognito_name(u)]
-            return Access("users" if names else "none", names, found[1])
-        for kind, column in (("users", "username"), ("groups", "group_name")):
-            if pushable(self.fdw_columns, column, self.pool.options):
-                found = equal_values(quals, column)
-                if found is not None:
-                    return Access(kind if found[0] else "none", found[0], found[1])
-        return Access("all", [])
+            kind = plans.BY_USER
+        else:
+            kind, names = plans.ALL, []
+            for by, column in ((plans.BY_USER, "username"), (plans.BY_GROUP, "group_name")):
+                if pushable(self.fdw_columns, column, collations):
+                    found = equal_values(quals, column)
+                    if found is not None:
+                        kind, names = by, found[0]
+                        break
+        pushed = None if found is None else found[1]
+        if kind != plans.ALL and not names:
+            return plans.Plan(plans.NONE, (), 1, pushed)
+        refused = refusals(quals, pushed, keys, self.fdw_columns, collations, "memberships")
+        per_name = {plans.BY_USER: _MEMBERS_PER_USER, plans.BY_GROUP: _MEMBERS_PER_GROUP}
+        rows = per_name.get(kind, 0) * len(names)  # ALL: 0, the pool's size decides
+        return plans.Plan(kind, (), rows, pushed, refused, values=tuple(dict.fromkeys(names)))
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
-        return self._rows_estimate(quals), len(columns) * COLUMN_WIDTH, 0
-
-    def _rows_estimate(self, quals) -> int:
-        kind, values, _ = self.plan(quals)
-        if kind == "users":
-            return max(1, _MEMBERS_PER_USER * len(values))
-        if kind == "groups":
-            return max(1, _MEMBERS_PER_GROUP * len(values))
-        if kind == "none":
-            return 1
-        return self.pool.estimated_users() * 2
+        rows = self.plan(quals).estimated_rows or self.pool.estimated_users() * 2
+        return rows, len(columns) * COLUMN_WIDTH, 0
 
     def path_keys(self) -> list:
         # Only text columns: EXPLAIN of a join parameter of a by-reference type such as citext
         # crashes the backend (docs/multicorn.md H1: EXPLAIN of a by-reference parameter crashes),
         # and citext is not pushed anyway.
         keys = [(ROWID, 1), ("username", _MEMBERS_PER_USER), ("group_name", _MEMBERS_PER_GROUP)]
-        options = self.pool.options
-        return [((name,), rows) for name, rows in keys if pushable(self.fdw_columns, name, options)]
+        return [
+            ((name,), rows)
+            for name, rows in keys
+            if pushable(self.fdw_columns, name, self.collations)
+        ]
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
-        kind, values, condition = self.plan(quals)
-        if kind == "none":
-            return [plans.no_request_line(condition)]
-        count = len(dict.fromkeys(values))
-        if kind == "users":
+        plan = self.plan(quals)
+        if plan.kind == plans.NONE:
+            return [plans.no_request_line(plan.pushed)]
+        count = len(plan.values)
+        if plan.kind == plans.BY_USER:
             lines = [
                 f"Cognito: AdminListGroupsForUser for {count} user(s), page size {PAGE_SIZE}, "
                 f"a request per {PAGE_SIZE} groups of each"
             ]
             if self._needs_user(columns):
                 lines[0] += ", then the record of each one in a group"
-                lines.extend(self._record_lines(values))
-        elif kind == "groups":
+                lines.extend(self._record_lines(plan.values))
+        elif plan.kind == plans.BY_GROUP:
             lines = [
                 f"Cognito: ListUsersInGroup for {count} group(s), page size {PAGE_SIZE}, "
                 f"a request per {PAGE_SIZE} members of each"
@@ -181,19 +184,23 @@ class Members(Table):
                 f"{PAGE_SIZE}, a request per {PAGE_SIZE} groups and per {PAGE_SIZE} members "
                 "of each"
             ]
-        keys = [name for name in (ROWID, "username", "group_name") if name in self.fdw_columns]
-        return lines + condition_lines(quals, condition, keys, self, "memberships")
+        return lines + plans.condition_lines(plan.pushed, plan.refused)
 
     def _record_lines(self, usernames) -> list[str]:
-        requests = [
-            request
-            for name in dict.fromkeys(usernames)
-            for request in username_lookup(self.pool, name).requests
-        ]
+        requests = [request for name in usernames for request in self._lookup(name).requests]
         lines = [f"Cognito: {request.describe()}" for request in requests]
         if any(request.operation == plans.ADMIN_GET_USER for request in requests):
             lines.append(f"Cognito: billed: {plans.BILLED}")
         return lines
+
+    def _lookup(self, username: str) -> plans.Plan:
+        """The plan reading user ``username``'s record as the users table looks a username up
+        (server option ``username_lookup``)."""
+        return pushdown.username_plan(
+            username,
+            estimated_users=self.pool.estimated_users,
+            username_lookup=self.options.username_lookup,
+        )
 
     def _needs_user(self, columns) -> bool:
         # No columns means count(*) or a whole-row reference: read everything to be safe.
@@ -203,22 +210,22 @@ class Members(Table):
     # -- scanning ----------------------------------------------------------------------
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
-        kind, values, _ = self.plan(quals)
-        if kind == "none":
+        plan = self.plan(quals)
+        if plan.kind == plans.NONE:
             return
         self._cache.claim(backend.statement_started())
-        if kind == "users":
-            for username in dict.fromkeys(values):
+        if plan.kind == plans.BY_USER:
+            for username in plan.values:
                 yield from self._user_rows(username, self._needs_user(columns), stats)
             return
         names = (
-            values
-            if kind == "groups"
+            plan.values
+            if plan.kind == plans.BY_GROUP
             else [g["GroupName"] for g in self.pool.items("ListGroups", "Groups", stats)]
         )
         for group in dict.fromkeys(names):
             yield from self._group_rows(group, stats)
-        if kind == "all":
+        if plan.kind == plans.ALL:
             # Groups created by nobody: pending adds to groups the listing did not show.
             listed = set(names)
             for key in self.log.pending_adds():
@@ -253,7 +260,7 @@ class Members(Table):
     def _user_record(self, username: str, stats: Stats) -> Mapping | None:
         """The record of user ``username``, None when the lookup finds no such user (a user
         ListUsers does not show yet: it is eventually consistent)."""
-        found = list(run(username_lookup(self.pool, username), self.pool, stats, self._cache))
+        found = list(run(self._lookup(username), self.pool, stats, self._cache, self.progress))
         exact = [user for user in found if user.get("Username") == username]
         if exact:
             return exact[0]
@@ -375,7 +382,7 @@ class Members(Table):
                 what, hint = f"group {change.group_name!r}", _NO_GROUP
             raise exc.reworded(
                 f"Cognito {operation} failed: {what} does not exist in user pool "
-                f"{self.pool.options.user_pool_id} ({exc.code})",
+                f"{self.options.user_pool_id} ({exc.code})",
                 hint=hint,
             ) from None
         return True

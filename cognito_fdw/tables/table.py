@@ -9,8 +9,8 @@ The adapter holds the error boundary and the transaction hooks; a table only rai
 :class:`~cognito_fdw.errors.CognitoFdwError` and knows nothing of Multicorn.
 
 A table is made once per wrapper instance (docs/multicorn.md M3: one instance per backend and
-table), at its first hook, from the pool (which holds the parsed options) and Multicorn's column
-definitions; making it validates the columns.
+table), at its first hook, from its parsed options, the pool that reaches Cognito for them
+and Multicorn's column definitions; making it validates the columns.
 
 :func:`table_class` finds the class of an object of :data:`cognito_fdw.objects.OBJECTS`,
 the one list of objects.
@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ..columns import Column, Field, ImportedColumn, resolve_fields
 from ..errors import CognitoFdwError
 from ..objects import OBJECTS
+from ..pg import catalog
 
 if TYPE_CHECKING:
     from ..aws.client import Pool, Stats
+    from ..options import Options
 
 # Planner width of one column of a table whose cost is not counted in requests.
 COLUMN_WIDTH = 24
@@ -75,9 +77,28 @@ class Table(abc.ABC):
     read_only_message: ClassVar[str | None] = None
     read_only_hint: ClassVar[str] = ""
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping):
+    def __init__(
+        self,
+        options: Options,
+        pool: Pool,
+        fdw_columns: Mapping,
+        progress: Callable | None = None,
+    ):
+        #: The table's parsed options (its server's, user mapping's and its own).
+        self.options = options
+        #: What reaches Cognito, for these options.
         self.pool = pool
         self.fdw_columns = fdw_columns
+        #: Multicorn's ``log_to_postgres``, for a long scan's progress NOTICE (None: none).
+        self.progress = progress
+
+    def collations(self) -> tuple[str, ...]:
+        """The nondeterministic collations a comparison on the table may use: those of the
+        database (docs/multicorn.md H10: quals carry no collation), or none when the table
+        asserts so (option ``deterministic_collations``)."""
+        if self.options.deterministic_collations:
+            return ()
+        return catalog.nondeterministic_collations()
 
     def record_columns(self) -> list[Column]:
         """The declared columns, resolved against :attr:`fields` (ColumnError otherwise)."""
@@ -114,7 +135,7 @@ class Table(abc.ABC):
 
     def where(self) -> str:
         """EXPLAIN VERBOSE's line naming the region and the pool."""
-        options = self.pool.options
+        options = self.options
         return f"Cognito: region {options.region}, user pool {options.user_pool_id}"
 
     # -- scanning ----------------------------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import pushdown
+from .. import plans
 from ..aws.client import Stats
 from ..columns import Field
+from ..quals import qual_text
 from ..rows import record_row
 from ..values import INSTANT, JSON, NUMBER, STRING
 from .table import COLUMN_WIDTH, Table
@@ -49,19 +50,16 @@ class UserPool(Table):
         "the table shows them at the next query."
     )
 
-    def __init__(self, pool, fdw_columns):
-        super().__init__(pool, fdw_columns)
+    def __init__(self, options, pool, fdw_columns, progress=None):
+        super().__init__(options, pool, fdw_columns, progress)
         self.columns = self.record_columns()
 
     def rel_size(self, quals, columns) -> tuple[int, int, int]:
         return 1, len(columns) * COLUMN_WIDTH, 0
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
-        return ["Cognito: DescribeUserPool, 1 request"] + [
-            f"Cognito: left to PostgreSQL: {pushdown.qual_text(qual)}: the pool is one row, "
-            "read whole"
-            for qual in quals
-        ]
+        refused = tuple(plans.Refusal(qual_text(qual), "one-row") for qual in quals)
+        return ["Cognito: DescribeUserPool, 1 request", *plans.condition_lines(None, refused)]
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
         stats.rows += 1

@@ -8,7 +8,6 @@ record becomes a row in :mod:`cognito_fdw.rows`.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -25,11 +24,16 @@ from ..columns import (
     ImportedColumn,
     resolve_columns,
 )
-from ..pg import backend, catalog
+from ..pg import backend
+from ..quals import qual_text
 from ..rows import database_encoding, read_columns, user_row
 from ..values import JSON, STRING
 from .importer import column_name
 from .table import Table
+
+# This backend's planned IS NULL tests on tables of users: module state, as long as the
+# backend lives, shared by every wrapper instance (see nulls.NullTests).
+PLANNED_NULL_TESTS = nulls.NullTests()
 
 
 class Users(Table):
@@ -42,8 +46,8 @@ class Users(Table):
         "change at the next query."
     )
 
-    def __init__(self, pool: Pool, fdw_columns: Mapping):
-        super().__init__(pool, fdw_columns)
+    def __init__(self, options, pool: Pool, fdw_columns: Mapping, progress=None):
+        super().__init__(options, pool, fdw_columns, progress)
         self.columns = resolve_columns(fdw_columns, pool.custom_attributes)
         self.searchable = pushdown.targets(fdw_columns, self.columns)
         self._cache = LookupCache()
@@ -51,7 +55,7 @@ class Users(Table):
 
     def _plan(self, quals, limit=None, offset=None, stable=()) -> plans.Plan:
         """The one request plan that planning, EXPLAIN and execution all use."""
-        options = self.pool.options
+        options = self.options
         return pushdown.plan_scan(
             quals,
             self.searchable,
@@ -61,25 +65,18 @@ class Users(Table):
             offset=offset,
             workers=options.scan_workers,
             username_lookup=options.username_lookup,
-            collations=self._collations,
-            null_tests=nulls.PLANNED_NULL_TESTS,
+            collations=self.collations,
+            null_tests=PLANNED_NULL_TESTS,
             stable=stable,
         )
 
     def _stable(self, quals, statement) -> frozenset[str]:
         """The texts of the quals that held the same value at this statement's previous
         scan of the table (see pushdown.plan_scan); remembers these for the next one."""
-        texts = frozenset(pushdown.qual_text(q) for q in quals)
+        texts = frozenset(qual_text(q) for q in quals)
         before = self._previous[1] if self._previous[0] == statement else frozenset()
         self._previous = (statement, texts)
         return texts & before
-
-    def _collations(self) -> tuple[str, ...]:
-        """The nondeterministic collations a comparison on the table may use: those of the database
-        (docs/multicorn.md H10: quals carry no collation), or none when the table asserts so."""
-        if self.pool.options.deterministic_collations:
-            return ()
-        return catalog.nondeterministic_collations()
 
     # -- planning --------------------------------------------------------------------
 
@@ -88,19 +85,19 @@ class Users(Table):
         # zero makes PostgreSQL's Limit node over a full scan cost more than the pushed LIMIT
         # (at zero they tie and PostgreSQL keeps its own, which reads a page ahead it does
         # not need); no more than one row's width, no path's total.
-        nulls.PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
+        PLANNED_NULL_TESTS.note(quals)  # first: what tells IS NULL from a NULL key
         rows, width = plans.planner_size(self._plan(quals))
         return rows, width, width
 
     def path_keys(self):
-        if not self.pool.options.pushdown:
+        if not self.options.pushdown:
             return []
-        return pushdown.path_keys(self.searchable, self._collations())
+        return pushdown.path_keys(self.searchable, self.collations())
 
     def can_limit(self, limit, offset) -> bool:
         # Accepted, PostgreSQL drops its Limit node and rows() applies both.  With pushdown
         # off PostgreSQL keeps it (the scan still stops when it stops pulling).
-        return self.pool.options.pushdown
+        return self.options.pushdown
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
         return self._plan(quals, limit, offset).explain()
@@ -117,7 +114,7 @@ class Users(Table):
         statement = backend.statement_started()
         plan = self._plan(quals, limit, offset, self._stable(quals, statement))
         self._cache.claim(statement)
-        users = run(plan, self.pool, stats, self._cache)
+        users = run(plan, self.pool, stats, self._cache, self.progress)
         try:
             for user in itertools.islice(users, offset or 0, _wanted(limit, offset)):
                 yield user_row(user, read, encoding)
@@ -150,32 +147,6 @@ class Users(Table):
             kind = CUSTOM_KINDS.get(data_type, STRING)
             columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {ATTRIBUTE: attribute}))
         return columns
-
-
-@dataclasses.dataclass(frozen=True)
-class _Equal:
-    """A qual as Multicorn passes one: ``field_name operator value``."""
-
-    field_name: str
-    operator: str
-    value: str
-
-
-# A username column, as username_lookup searches it.
-_USERNAME = {"username": pushdown.Target("username", "username", True, never_null=True)}
-
-
-def username_lookup(pool: Pool, username: str) -> plans.Plan:
-    """The plan of ``username = 'x'`` on a users table of ``pool``: one ListUsers filter, or
-    AdminGetUser under the server option ``username_lookup 'admin_get_user'`` (billed); a
-    name no filter can carry exactly reads the pool.  group_members reads a member's user
-    columns with it."""
-    return pushdown.plan_scan(
-        [_Equal("username", "=", username)],
-        _USERNAME,
-        estimated_users=pool.estimated_users,
-        username_lookup=pool.options.username_lookup,
-    )
 
 
 def _wanted(limit, offset) -> int | None:

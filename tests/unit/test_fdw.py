@@ -66,9 +66,7 @@ class CountingTable:
     """A table whose scans each send one ListUsers and yield three rows, recording closes."""
 
     def __init__(self):
-        self.pool = SimpleNamespace(
-            options=SimpleNamespace(max_requests_per_second=25, region="r", user_pool_id="p")
-        )
+        self.options = SimpleNamespace(max_requests_per_second=25, region="r", user_pool_id="p")
         self.closed = 0
 
     def explain(self, quals, columns, limit=None, offset=None):

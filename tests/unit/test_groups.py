@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from cognito_fdw.columns import resolve_fields
@@ -21,7 +23,8 @@ class NoRequests:
 
 
 def test_groups_table_asks_nothing_for_a_null_or_empty_name():
-    table = Groups(NoRequests(), column_definitions(group_name="text", description="text"))
+    columns = column_definitions(group_name="text", description="text")
+    table = Groups(SimpleNamespace(deterministic_collations=True), NoRequests(), columns)
     for qual in (Qual("group_name", "=", None), Qual("group_name", ("=", True), [])):
         assert table.explain([qual], [])[0].startswith(NO_REQUEST)
         assert list(table.rows([qual], [], stats=None)) == []
@@ -35,7 +38,9 @@ def test_group_columns():
     )
     assert [c.name for c in resolved] == ["group_name", "precedence"]
     with pytest.raises(ColumnError, match="nope: not a column of groups") as caught:
-        Groups(NoRequests(), column_definitions(nope="text", precedence="boolean"))
+        Groups(
+            SimpleNamespace(), NoRequests(), column_definitions(nope="text", precedence="boolean")
+        )
     assert "precedence: type boolean cannot hold a number" in caught.value.message
     assert caught.value.hint.startswith("Columns of object 'groups': group_name, description")
 
@@ -54,11 +59,6 @@ def test_group_columns():
 )
 def test_a_value_of_the_wrong_shape_reads_every_group(qual):
     # docs/multicorn.md H12: dropping or trusting it would lose the group's row.
-    class Options:
-        deterministic_collations = True
-
-    class Pool:
-        options = Options()
-
-    table = Groups(Pool(), column_definitions(group_name="text"))
+    options = SimpleNamespace(deterministic_collations=True)
+    table = Groups(options, NoRequests(), column_definitions(group_name="text"))
     assert table.explain([qual], [])[0].startswith("Cognito: ListGroups")

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cognito_fdw import columns as registry
 from cognito_fdw import nulls, plans, pushdown
-from cognito_fdw.columns import resolve_columns
+from cognito_fdw.columns import Searchable, resolve_columns
 from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, NONE, PARTS, SCAN, Request
+from cognito_fdw.quals import qual_text
 
 from ..support.multicorn import Qual, column_definitions
 
@@ -234,7 +236,7 @@ def test_a_qual_no_row_can_satisfy_asks_nothing(qual):
         assert p.kind == NONE and p.requests == () and p.estimated_requests == 0
         assert p.explain() == [
             "Cognito: no request: the condition cannot be true (NULL, an empty list or no "
-            "name Cognito could hold): " + pushdown.qual_text(qual)
+            "name Cognito could hold): " + qual_text(qual)
         ]
 
 
@@ -592,10 +594,52 @@ def test_a_rescans_stable_lookup_is_preferred_to_the_join_key():
     # the first scan, so one request in all instead of one per outer row.
     quals = (Qual("sub", "=", "0f0f"), Qual("email", "=", "ann@example.com"))
     assert plan(*quals).requests == (Request(LIST_USERS, filter='sub = "0f0f"'),)
-    stable = {pushdown.qual_text(quals[1])}
+    stable = {qual_text(quals[1])}
     chosen = plan(*quals, stable=stable)
     assert chosen.requests == (Request(LIST_USERS, filter='email = "ann@example.com"'),)
     prefix = (Qual("sub", "=", "0f0f"), Qual("email", "~~", "ann%"))
     assert (
-        plan(*prefix, stable={pushdown.qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
+        plan(*prefix, stable={qual_text(prefix[1])}).requests[0].filter.startswith("sub =")
     )  # only a lookup is cached: a stable LIKE prefix is no reason to scan
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    username=st.one_of(
+        st.sampled_from(["alice", "", " alice", 'a"b', "a\\b", "a\nb", "x" * 200, "a" * 129]),
+        st.text(max_size=40),
+    ),
+    lookup=st.sampled_from([pushdown.BY_LIST_USERS, pushdown.BY_ADMIN_GET_USER]),
+)
+def test_the_username_lookup_plan_is_the_plan_of_username_equal(username, lookup):
+    # group_members looks a member up without making a qual: the same plan as the users
+    # table makes for username = 'x' (a lookup, a read of the pool with its reason, or none).
+    column = {"username": pushdown.Target("username", "username", True, never_null=True)}
+    made = pushdown.plan_scan(
+        [Qual("username", "=", username)], column, estimated_users=7, username_lookup=lookup
+    )
+    assert pushdown.username_plan(username, estimated_users=7, username_lookup=lookup) == made
+
+
+def test_a_new_pushable_column_is_one_registry_row(monkeypatch):
+    # nickname is a standard attribute Cognito does not search: refused for its column.
+    columns = column_definitions(username="text", nickname="text")
+    quals = [Qual("nickname", "=", "bo"), Qual("nickname", "~~", "bo%")]
+    assert reasons(plan(*quals, columns=columns)) == ["column", "column"]
+    assert "nickname" not in plans.REFUSALS["column"]
+    # One row, and the planner pushes it: equality, a LIKE prefix, a join's path key.
+    row = Searchable("nickname", 2, 10, path_key=True)
+    monkeypatch.setitem(registry.SEARCHABLE, "nickname", row)
+    found = targets(columns)
+    assert found["nickname"] == pushdown.Target("nickname", "nickname", True)
+    pushed = plan(quals[0], columns=columns)
+    assert (pushed.kind, reasons(pushed)) == (LOOKUPS, [])
+    assert pushed.requests == (Request(LIST_USERS, filter='nickname = "bo"'),)
+    assert plan(quals[1], columns=columns).requests[0].filter == 'nickname ^= "bo"'
+    assert (("nickname",), 10) in pushdown.path_keys(found)
+
+
+def test_the_refusal_lists_the_registrys_searchable_columns_in_its_order():
+    names = [s.column for s in registry.SEARCHABLE.values()]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    assert plans.REFUSALS["column"] == f"Cognito cannot search this column (only {listed})"

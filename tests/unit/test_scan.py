@@ -288,7 +288,7 @@ def test_a_long_scan_reports_its_progress_and_a_short_one_does_not(monkeypatch):
     monkeypatch.setattr(scan, "PROGRESS_SECONDS", 0.2)
     log = Log()
     pool = FakePool(USERS * 4, page_delay=0.05)  # 16 parts of 5 pages, 4 workers: ~1 s
-    assert len(list(scan.run(PARTS_PLAN, pool, Stats(log=log), scan.LookupCache()))) == 4000
+    assert len(list(scan.run(PARTS_PLAN, pool, Stats(), scan.LookupCache(), log))) == 4000
     assert 2 <= len(log.messages) <= 6  # about one every 0.2 s, none in the first 0.2 s
     assert {level for level, _ in log.messages} == {logging.INFO}  # a NOTICE
     shape = re.compile(
@@ -301,5 +301,5 @@ def test_a_long_scan_reports_its_progress_and_a_short_one_does_not(monkeypatch):
     for column in zip(*numbers):  # users, requests and parts done only grow
         assert list(column) == sorted(column)
     quick = Log()
-    list(scan.run(PARTS_PLAN, FakePool(USERS), Stats(log=quick), scan.LookupCache()))
+    list(scan.run(PARTS_PLAN, FakePool(USERS), Stats(), scan.LookupCache(), quick))
     assert quick.messages == []

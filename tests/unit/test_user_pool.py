@@ -40,7 +40,7 @@ class FakePool:
 
 
 def table(**types):
-    return UserPool(FakePool(), column_definitions(**types))
+    return UserPool(FakePool.options, FakePool(), column_definitions(**types))
 
 
 def test_a_scan_is_one_describe_user_pool_and_one_row():
