@@ -142,7 +142,7 @@ def setup(server, pool):
 
 
 @pytest.fixture(scope="session")
-def gt(setup, cognito):
+def groups_pool_id(setup, cognito):
     """The groups pool (tests/support/pool.py) in schema gt: groups, a writable members table
     and a read-only one, on server groups_server; the pool's id."""
     pool_id = seed_groups_pool(cognito)

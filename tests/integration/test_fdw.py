@@ -15,7 +15,7 @@ pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
-def lt(setup):
+def lifetime_table(setup):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE FOREIGN TABLE cognito.lifetime (username text, email text) "
@@ -24,7 +24,7 @@ def lt(setup):
     return setup
 
 
-def test_a_self_join_reads_both_sides_whole(lt, db, pool):
+def test_a_self_join_reads_both_sides_whole(lifetime_table, db, pool):
     emails = [a["Value"] for u in pool.users for a in u["Attributes"] if a["Name"] == "email"]
     with db.transaction():
         for setting in ("enable_hashjoin", "enable_mergejoin"):
@@ -35,7 +35,7 @@ def test_a_self_join_reads_both_sides_whole(lt, db, pool):
     assert got == (len(emails),) and len(emails) > 100
 
 
-def test_a_cursor_survives_another_scan_of_its_table(lt, db, pool):
+def test_a_cursor_survives_another_scan_of_its_table(lifetime_table, db, pool):
     with db.transaction():
         db.execute("DECLARE c CURSOR FOR SELECT username FROM cognito.lifetime")
         first = db.execute("FETCH 10 FROM c").fetchall()
@@ -44,7 +44,7 @@ def test_a_cursor_survives_another_scan_of_its_table(lt, db, pool):
     assert sorted(first + rest) == sorted((u["Username"],) for u in pool.users)
 
 
-def test_a_cursor_survives_a_failed_statement_rolled_back_to_a_savepoint(lt, db, pool):
+def test_a_cursor_survives_a_failed_statement_rolled_back_to_a_savepoint(lifetime_table, db, pool):
     with db.transaction():
         db.execute("DECLARE c CURSOR FOR SELECT username FROM cognito.lifetime")
         first = db.execute("FETCH 10 FROM c").fetchall()

@@ -16,7 +16,7 @@ def rows(db, sql):
     return db.execute(sql).fetchall()
 
 
-def test_groups_table(db, gt):
+def test_groups_table(db, groups_pool_id):
     with counting(db):
         got = rows(db, "SELECT group_name, description, precedence FROM gt.groups ORDER BY 1")
         assert requests_of(db) == [1]

@@ -64,7 +64,7 @@ def rows(db, sql, params=None):
         ("username LIKE 'al%'", {("admins", "alice"), ("staff", "alice")}, [1 + 1 + 1 + 1 + 2]),
     ],
 )
-def test_member_access_paths_and_their_requests(db, gt, where, expected, requests):
+def test_member_access_paths_and_their_requests(db, groups_pool_id, where, expected, requests):
     with counting(db):
         got = set(rows(db, f"SELECT group_name, username FROM gt.members WHERE {where}"))
         assert requests_of(db) == requests
@@ -72,7 +72,7 @@ def test_member_access_paths_and_their_requests(db, gt, where, expected, request
         assert got == expected
 
 
-def test_user_columns_cost_one_record_lookup_on_the_user_path(db, gt):
+def test_user_columns_cost_one_record_lookup_on_the_user_path(db, groups_pool_id):
     with counting(db):
         got = rows(db, "SELECT group_name, email FROM gt.members WHERE username = 'bob'")
         assert requests_of(db) == [2]
@@ -81,14 +81,14 @@ def test_user_columns_cost_one_record_lookup_on_the_user_path(db, gt):
         assert requests_of(db) == [1]  # ListUsersInGroup brings the attributes
 
 
-def test_a_group_scan_pages_through_every_member(db, gt):
+def test_a_group_scan_pages_through_every_member(db, groups_pool_id):
     with counting(db):
         got = rows(db, "SELECT count(*) FROM gt.members WHERE group_name = 'big'")
         assert requests_of(db) == [2]
     assert got == [(BIG,)]
 
 
-def test_explain_names_the_cognito_calls(db, gt):
+def test_explain_names_the_cognito_calls(db, groups_pool_id):
     def plan(where):
         return "\n".join(r[0] for r in rows(db, f"EXPLAIN SELECT * FROM gt.members WHERE {where}"))
 
@@ -97,10 +97,11 @@ def test_explain_names_the_cognito_calls(db, gt):
     assert "ListUsersInGroup for 1 group(s)" in plan("group_name = 'x'")
     assert "ListGroups, then ListUsersInGroup for every group" in plan("true")
     verbose = rows(db, "EXPLAIN VERBOSE SELECT * FROM gt.groups")
-    assert f"Cognito: region us-east-1, user pool {gt}" in "\n".join(r[0] for r in verbose)
+    verbose_text = "\n".join(r[0] for r in verbose)
+    assert f"Cognito: region us-east-1, user pool {groups_pool_id}" in verbose_text
 
 
-def test_a_join_reads_one_user_per_outer_row(db, gt):
+def test_a_join_reads_one_user_per_outer_row(db, groups_pool_id):
     with counting(db):
         got = rows(
             db,
@@ -134,7 +135,7 @@ def test_a_join_reads_one_user_per_outer_row(db, gt):
         ),
     ],
 )
-def test_refused_writes_say_why(db, gt, sql, message):
+def test_refused_writes_say_why(db, groups_pool_id, sql, message):
     with pytest.raises(psycopg.Error) as caught:
         db.execute(sql)
     assert message in caught.value.diag.message_primary
@@ -144,22 +145,22 @@ def test_refused_writes_say_why(db, gt, sql, message):
 # -- writing at COMMIT -------------------------------------------------------------------
 
 
-def test_insert_and_delete_reach_cognito_at_commit(db, gt, cognito):
+def test_insert_and_delete_reach_cognito_at_commit(db, groups_pool_id, cognito):
     with counting(db):
         with db.transaction():
             db.execute("INSERT INTO gt.members (group_name, username) VALUES ('staff', 'carol')")
             # Visible in the transaction, not yet in Cognito.
             assert ("staff", "carol") in rows(db, "SELECT group_name, username FROM gt.members")
-            assert "carol" not in members(cognito, gt, "staff")
+            assert "carol" not in members(cognito, groups_pool_id, "staff")
         # At COMMIT: carol's groups read again (as Cognito is now), then AdminAddUserToGroup.
         assert requests_of(db)[-1] == 2
-    assert "carol" in members(cognito, gt, "staff")
+    assert "carol" in members(cognito, groups_pool_id, "staff")
 
     db.execute("DELETE FROM gt.members WHERE group_name = 'staff' AND username = 'carol'")
-    assert "carol" not in members(cognito, gt, "staff")
+    assert "carol" not in members(cognito, groups_pool_id, "staff")
 
 
-def test_insert_returning_gives_the_membership_key(db, gt, cognito):
+def test_insert_returning_gives_the_membership_key(db, groups_pool_id, cognito):
     with db.transaction():
         got = rows(
             db,
@@ -168,21 +169,21 @@ def test_insert_returning_gives_the_membership_key(db, gt, cognito):
         )
         assert got == [('["empty", "erin"]',)]
         db.execute("DELETE FROM gt.members WHERE membership = %s", (got[0][0],))
-    assert members(cognito, gt, "empty") == set()
+    assert members(cognito, groups_pool_id, "empty") == set()
 
 
-def test_rollback_sends_nothing(db, gt, cognito):
-    before = members(cognito, gt, "admins")
+def test_rollback_sends_nothing(db, groups_pool_id, cognito):
+    before = members(cognito, groups_pool_id, "admins")
     with counting(db):
         db.execute("BEGIN")
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('admins', 'dave')")
         db.execute("DELETE FROM gt.members WHERE group_name = 'admins' AND username = 'bob'")
         db.execute("ROLLBACK")
         assert requests_of(db) == [1]  # only the DELETE's scan
-    assert members(cognito, gt, "admins") == before
+    assert members(cognito, groups_pool_id, "admins") == before
 
 
-def test_rollback_to_savepoint_drops_the_changes_since_it(db, gt, cognito):
+def test_rollback_to_savepoint_drops_the_changes_since_it(db, groups_pool_id, cognito):
     db.execute("BEGIN")
     db.execute("INSERT INTO gt.members (group_name, username) VALUES ('staff', 'bob')")
     db.execute("SAVEPOINT s1")
@@ -196,33 +197,33 @@ def test_rollback_to_savepoint_drops_the_changes_since_it(db, gt, cognito):
     db.execute("SAVEPOINT s3")
     db.execute("DELETE FROM gt.members WHERE group_name = 'staff' AND username = 'alice'")
     db.execute("RELEASE SAVEPOINT s3")
-    assert "dave" not in members(cognito, gt, "staff")
+    assert "dave" not in members(cognito, groups_pool_id, "staff")
     db.execute("COMMIT")
-    assert members(cognito, gt, "staff") == {"bob"}
+    assert members(cognito, groups_pool_id, "staff") == {"bob"}
     # Put staff back as it was.
     db.execute("INSERT INTO gt.members (group_name, username) VALUES ('staff', 'alice')")
     db.execute("DELETE FROM gt.members WHERE group_name = 'staff' AND username = 'bob'")
-    assert members(cognito, gt, "staff") == {"alice"}
+    assert members(cognito, groups_pool_id, "staff") == {"alice"}
 
 
-def test_a_row_inserted_and_deleted_in_one_transaction_sends_nothing(db, gt, cognito):
+def test_a_row_inserted_and_deleted_in_one_transaction_sends_nothing(db, groups_pool_id, cognito):
     with counting(db):
         with db.transaction():
             db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'dave')")
             db.execute("DELETE FROM gt.members WHERE group_name = 'empty' AND username = 'dave'")
         assert requests_of(db) == [1]  # the DELETE's scan; COMMIT has nothing to do
-    assert members(cognito, gt, "empty") == set()
+    assert members(cognito, groups_pool_id, "empty") == set()
 
 
-def test_adding_an_existing_member_is_quiet_and_sends_no_write(db, gt, cognito):
+def test_adding_an_existing_member_is_quiet_and_sends_no_write(db, groups_pool_id, cognito):
     with counting(db):
         with db.transaction():
             db.execute("INSERT INTO gt.members (group_name, username) VALUES ('admins', 'alice')")
         assert requests_of(db) == [1]  # alice's groups: already a member
-    assert members(cognito, gt, "admins") == {"alice", "bob"}
+    assert members(cognito, groups_pool_id, "admins") == {"alice", "bob"}
 
 
-def test_a_failing_commit_aborts_undoes_and_names_the_failure(db, gt, cognito):
+def test_a_failing_commit_aborts_undoes_and_names_the_failure(db, groups_pool_id, cognito):
     db.execute("BEGIN")
     db.execute("INSERT INTO gt.local_log VALUES ('granted')")
     db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'carol')")
@@ -233,7 +234,7 @@ def test_a_failing_commit_aborts_undoes_and_names_the_failure(db, gt, cognito):
     diag = caught.value.diag
     assert diag.message_primary.startswith(
         "cannot add user 'carol' to group 'no-such-group' at COMMIT: Cognito AdminAddUserToGroup "
-        f"failed: group 'no-such-group' does not exist in user pool {gt} "
+        f"failed: group 'no-such-group' does not exist in user pool {groups_pool_id} "
         "(ResourceNotFoundException); the transaction is rolled back"
     )
     assert "the transaction is rolled back" in diag.message_primary
@@ -242,21 +243,21 @@ def test_a_failing_commit_aborts_undoes_and_names_the_failure(db, gt, cognito):
     assert "undone in Cognito: the 2 change(s)" in diag.message_detail
     assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert rows(db, "SELECT * FROM gt.local_log") == []
-    assert members(cognito, gt, "empty") == set()
-    assert members(cognito, gt, "admins") == {"alice", "bob"}
+    assert members(cognito, groups_pool_id, "empty") == set()
+    assert members(cognito, groups_pool_id, "admins") == {"alice", "bob"}
 
 
-def test_an_unknown_user_fails_at_commit_with_its_name(db, gt, cognito):
+def test_an_unknown_user_fails_at_commit_with_its_name(db, groups_pool_id, cognito):
     with pytest.raises(psycopg.Error) as caught:
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('staff', 'ghost')")
     assert caught.value.diag.message_primary.startswith(
         "cannot add user 'ghost' to group 'staff' at COMMIT: Cognito AdminAddUserToGroup "
         "failed: user 'ghost' does not exist"
     )
-    assert members(cognito, gt, "staff") == {"alice"}
+    assert members(cognito, groups_pool_id, "staff") == {"alice"}
 
 
-def test_delete_by_group_removes_every_member(db, gt, cognito):
+def test_delete_by_group_removes_every_member(db, groups_pool_id, cognito):
     for user in ("carol", "dave"):
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', %s)", (user,))
     with counting(db):
@@ -264,22 +265,22 @@ def test_delete_by_group_removes_every_member(db, gt, cognito):
         # The scan; at COMMIT each user's groups read again, then two removals.
         assert requests_of(db) == [1, 4]
     assert deleted == 2
-    assert members(cognito, gt, "empty") == set()
+    assert members(cognito, groups_pool_id, "empty") == set()
 
 
-def test_changes_survive_the_table_being_altered_in_the_transaction(db, gt, cognito):
+def test_changes_survive_the_table_being_altered_in_the_transaction(db, groups_pool_id, cognito):
     # ALTER makes Multicorn drop the wrapper instance holding the change and make another.
     with db.transaction():
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'erin')")
         db.execute("ALTER FOREIGN TABLE gt.members OPTIONS (ADD read_timeout '20')")
         assert rows(db, "SELECT username FROM gt.members WHERE group_name = 'empty'") == []
-    assert members(cognito, gt, "empty") == {"erin"}
+    assert members(cognito, groups_pool_id, "empty") == {"erin"}
     db.execute("ALTER FOREIGN TABLE gt.members OPTIONS (DROP read_timeout)")
     db.execute("DELETE FROM gt.members WHERE group_name = 'empty'")
-    assert members(cognito, gt, "empty") == set()
+    assert members(cognito, groups_pool_id, "empty") == set()
 
 
-def test_two_tables_commit_together_and_are_undone_together(db, gt, cognito):
+def test_two_tables_commit_together_and_are_undone_together(db, groups_pool_id, cognito):
     db.execute(
         "CREATE FOREIGN TABLE gt.members2 (group_name text, username text, membership text) "
         "SERVER groups_server OPTIONS (object 'group_members', writable 'true')"
@@ -289,14 +290,14 @@ def test_two_tables_commit_together_and_are_undone_together(db, gt, cognito):
     db.execute("INSERT INTO gt.members2 (group_name, username) VALUES ('nope', 'dave')")
     with pytest.raises(psycopg.Error, match="cannot add user 'dave' to group 'nope'"):
         db.execute("COMMIT")
-    assert members(cognito, gt, "empty") == set()
+    assert members(cognito, groups_pool_id, "empty") == set()
     with db.transaction():
         db.execute("INSERT INTO gt.members (group_name, username) VALUES ('empty', 'dave')")
         db.execute("INSERT INTO gt.members2 (group_name, username) VALUES ('staff', 'dave')")
-    assert members(cognito, gt, "empty") == {"dave"}
-    assert "dave" in members(cognito, gt, "staff")
+    assert members(cognito, groups_pool_id, "empty") == {"dave"}
+    assert "dave" in members(cognito, groups_pool_id, "staff")
     db.execute("DELETE FROM gt.members2 WHERE username = 'dave'")
-    assert groups_of_dave(cognito, gt) == set()
+    assert groups_of_dave(cognito, groups_pool_id) == set()
 
 
 def groups_of_dave(cognito, pool_id) -> set[str]:

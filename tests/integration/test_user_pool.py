@@ -42,7 +42,7 @@ def described(cognito):
 
 
 @pytest.fixture(scope="module")
-def up(setup, described):
+def pool_table(setup, described):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "pool_server", described["Id"], setup.endpoint)
         conn.execute("CREATE SCHEMA up")
@@ -53,32 +53,33 @@ def up(setup, described):
     return described
 
 
-def test_the_row_is_what_describe_user_pool_returns(db, up):
+def test_the_row_is_what_describe_user_pool_returns(db, pool_table):
     db.execute("SET TimeZone = 'America/Los_Angeles'")  # instants must not depend on it
     row = db.execute("SELECT * FROM up.user_pool").fetchall()
     assert len(row) == 1
     (pool_id, name, tier, users, mfa, usernames, aliases, created, updated, schema) = row[0]
     assert (pool_id, name, tier, mfa) == (
-        up["Id"], up["Name"], up["UserPoolTier"], up["MfaConfiguration"]
+        pool_table["Id"], pool_table["Name"], pool_table["UserPoolTier"],
+        pool_table["MfaConfiguration"],
     )  # fmt: skip
-    assert users == up["EstimatedNumberOfUsers"] == 3
-    assert usernames == up["UsernameAttributes"] == ["email"]
-    assert aliases == up.get("AliasAttributes")  # not set: NULL
-    assert created == up["CreationDate"].astimezone(timezone.utc)
-    assert updated == up["LastModifiedDate"].astimezone(timezone.utc)
-    assert schema == json.loads(json.dumps(up["SchemaAttributes"], default=str))
+    assert users == pool_table["EstimatedNumberOfUsers"] == 3
+    assert usernames == pool_table["UsernameAttributes"] == ["email"]
+    assert aliases == pool_table.get("AliasAttributes")  # not set: NULL
+    assert created == pool_table["CreationDate"].astimezone(timezone.utc)
+    assert updated == pool_table["LastModifiedDate"].astimezone(timezone.utc)
+    assert schema == json.loads(json.dumps(pool_table["SchemaAttributes"], default=str))
     assert "custom:tenant" in {a["Name"] for a in schema}
 
 
-def test_each_scan_is_one_request_and_explain_says_so(db, up):
+def test_each_scan_is_one_request_and_explain_says_so(db, pool_table):
     plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT name FROM up.user_pool"))
     assert "Cognito: DescribeUserPool, 1 request" in plan
     verbose = "\n".join(r[0] for r in db.execute("EXPLAIN VERBOSE SELECT * FROM up.user_pool"))
-    assert f"Cognito: region us-east-1, user pool {up['Id']}" in verbose
+    assert f"Cognito: region us-east-1, user pool {pool_table['Id']}" in verbose
     with counting(db):
         got = db.execute("SELECT name FROM up.user_pool WHERE tier = 'ESSENTIALS'").fetchall()
         assert requests_of(db) == [1]
-    assert got == [(up["Name"],)]
+    assert got == [(pool_table["Name"],)]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_each_scan_is_one_request_and_explain_says_so(db, up):
         "DELETE FROM up.user_pool",
     ],
 )
-def test_writes_are_refused_with_a_clear_error(db, up, statement):
+def test_writes_are_refused_with_a_clear_error(db, pool_table, statement):
     with pytest.raises(psycopg.Error) as caught:
         db.execute(statement)
     error = caught.value.diag
@@ -97,7 +98,7 @@ def test_writes_are_refused_with_a_clear_error(db, up, statement):
     assert "UpdateUserPool" in error.message_hint
 
 
-def test_a_column_it_does_not_have_is_named(db, up):
+def test_a_column_it_does_not_have_is_named(db, pool_table):
     db.execute(
         "CREATE FOREIGN TABLE up.bad (name text, users integer, tier boolean) "
         "SERVER pool_server OPTIONS (object 'user_pool')"
