@@ -19,8 +19,8 @@ import weakref
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, MulticornException, log_to_postgres
 
-from . import backend, catalog, changes, credentials, dateguard, importer
-from .client import Pool, Stats
+from . import backend, budget, catalog, changes, credentials, dateguard, importer
+from .client import Pool, Stats, flush_counts
 from .errors import CognitoFdwError
 from .options import UNSHOWN_OPTIONS, parse_options
 from .scrubbing import scrub
@@ -128,6 +128,7 @@ class CognitoFdw(ForeignDataWrapper):
         return catalog.foreign_table_name(self)
 
     def _report(self, stats: Stats) -> None:
+        flush_counts()  # into the counters every backend shares (the request_stats view)
         backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)
 
     # -- planning --------------------------------------------------------------------
@@ -152,7 +153,8 @@ class CognitoFdw(ForeignDataWrapper):
         lines = table.explain(quals, columns, limit=limit, offset=offset)
         lines.append(
             f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
-            "shared by every connection to this account"
+            "shared by every connection to this account; at most "
+            f"{options.max_requests_per_statement:,} per statement (max_requests_per_statement)"
         )
         if verbose:
             lines.append(table.where())
@@ -172,6 +174,7 @@ class CognitoFdw(ForeignDataWrapper):
         statement = backend.statement_started()
         if statement != self._statement:
             self._statement, self._actual = statement, []
+        budget.statement.claim(statement)
         stats = Stats(log=log_to_postgres)
         self._actual.append(stats)
         scan = self._rows(quals, columns, limit, offset, stats)
@@ -258,6 +261,7 @@ class CognitoFdw(ForeignDataWrapper):
         # (docs/multicorn.md H4); an error here aborts the transaction cleanly.
         if not changes.transaction:
             return
+        budget.statement.suspend()  # the transaction's writes are not a statement's reads
         stats = Stats()
         changes.transaction.send(stats)
         self._report(stats)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import catalog, nulls, plans, pushdown
+from . import budget, catalog, nulls, plans, pushdown
 from .api import PAGE_SIZE, is_cognito_name
 from .client import Pool, Stats
 from .columns import Field
@@ -155,17 +155,28 @@ class Groups(Table):
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
         names, _ = self._names(quals)
+        if names:
+            count = len(dict.fromkeys(names))
+            budget.statement.check_plan(
+                count, self.pool.options.max_requests_per_statement, f"GetGroup for {count} groups"
+            )
         for group in self._groups(names, stats):
             stats.rows += 1
             yield record_row(group, self.columns)
 
     def _groups(self, names, stats) -> Iterator[Mapping]:
         if names is None:
-            yield from self.pool.items("ListGroups", "Groups", stats)
+            yield from self.pool.remembered(
+                stats, "ListGroups", (), self.pool.items("ListGroups", "Groups", stats)
+            )
             return
         for name in dict.fromkeys(names):
-            try:
-                yield self.pool.call("GetGroup", stats, GroupName=name)["Group"]
-            except CognitoApiError as exc:
-                if not exc.missing():
-                    raise
+            yield from self.pool.remembered(stats, "GetGroup", (name,), self._group(name, stats))
+
+    def _group(self, name: str, stats: Stats) -> Iterator[Mapping]:
+        """The group ``name`` (nothing when there is no such group)."""
+        try:
+            yield self.pool.call("GetGroup", stats, GroupName=name)["Group"]
+        except CognitoApiError as exc:
+            if not exc.missing():
+                raise

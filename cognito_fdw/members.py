@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-from . import backend, changes, plans
+from . import backend, budget, changes, plans
 from .api import PAGE_SIZE, is_cognito_name
 from .changes import Change, ChangeLog, Transaction, membership_key, parse_membership
 from .client import Pool, Stats
@@ -91,6 +91,9 @@ class Members(Table):
     ):
         super().__init__(pool, fdw_columns)
         self.writable = pool.options.writable
+        # A writable table reads Cognito itself: what a DELETE finds and what a COMMIT
+        # plans from must be what Cognito holds now, never a cached answer.
+        self.reads = pool.uncached() if self.writable else pool
         self.log = ChangeLog()
         self.transaction = transaction
         problems = [
@@ -204,6 +207,15 @@ class Members(Table):
         kind, values, _ = self.plan(quals)
         if kind == "none":
             return
+        if kind in ("users", "groups"):
+            count = len(dict.fromkeys(values))
+            per = 2 if kind == "users" and self._needs_user(columns) else 1
+            operation = "AdminListGroupsForUser" if kind == "users" else "ListUsersInGroup"
+            budget.statement.check_plan(
+                count * per,
+                self.pool.options.max_requests_per_statement,
+                f"{operation} for {count} {kind}" + (" and their records" if per > 1 else ""),
+            )
         self._cache.claim(backend.statement_started())
         if kind == "users":
             for username in dict.fromkeys(values):
@@ -212,7 +224,12 @@ class Members(Table):
         names = (
             values
             if kind == "groups"
-            else [g["GroupName"] for g in self.pool.items("ListGroups", "Groups", stats)]
+            else [
+                g["GroupName"]
+                for g in self.reads.remembered(
+                    stats, "ListGroups", (), self.reads.items("ListGroups", "Groups", stats)
+                )
+            ]
         )
         for group in dict.fromkeys(names):
             yield from self._group_rows(group, stats)
@@ -228,8 +245,11 @@ class Members(Table):
         try:
             groups = [
                 g["GroupName"]
-                for g in self.pool.items(
-                    "AdminListGroupsForUser", "Groups", stats, Username=username
+                for g in self.reads.remembered(
+                    stats,
+                    "AdminListGroupsForUser",
+                    (username,),
+                    self.reads.items("AdminListGroupsForUser", "Groups", stats, Username=username),
                 )
             ]
         except CognitoApiError as exc:
@@ -251,7 +271,7 @@ class Members(Table):
     def _user_record(self, username: str, stats: Stats) -> Mapping | None:
         """The record of user ``username``, None when the lookup finds no such user (a user
         ListUsers does not show yet: it is eventually consistent)."""
-        found = list(run(username_lookup(self.pool, username), self.pool, stats, self._cache))
+        found = list(run(username_lookup(self.pool, username), self.reads, stats, self._cache))
         exact = [user for user in found if user.get("Username") == username]
         if exact:
             return exact[0]
@@ -262,7 +282,8 @@ class Members(Table):
     def _group_rows(self, group: str, stats: Stats) -> Iterator[dict]:
         seen = set()
         try:
-            for user in self.pool.items("ListUsersInGroup", "Users", stats, GroupName=group):
+            users = self.reads.items("ListUsersInGroup", "Users", stats, GroupName=group)
+            for user in self.reads.remembered(stats, "ListUsersInGroup", (group,), users):
                 key = (group, user["Username"])
                 seen.add(key[1])
                 wanted = self.log.wanted(key)
@@ -381,4 +402,7 @@ class Members(Table):
                 f"{self.pool.options.user_pool_id} ({exc.code})",
                 hint=hint,
             ) from None
+        finally:
+            # Sent or maybe sent: every backend's cached memberships of the pool are stale.
+            self.pool.forget_memberships()
         return True

@@ -206,6 +206,19 @@ REGISTRY: tuple[Option, ...] = (
            "lookups of an IN list, {range}. A scan keeps to the rate cap only with about "
            "cap x round trip requests in flight (25/s x 0.15 s = 4) and some to spare.",
            default=8, low=1, high=16, limit=True),
+    Option("cache_ttl", "float", (SERVER, TABLE),
+           "Seconds a repeated request (same pool, credentials, operation, filter and limit) "
+           "is answered from the cache every connection of the PostgreSQL server shares, "
+           "{range} (0: no cache). A `users` scan of the whole pool and a writable "
+           "`group_members` table always read Cognito; a COMMIT of membership changes clears "
+           "the pool's memberships. See docs/hot-paths.md for the default.",
+           default=10.0, low=0.0, high=3600.0, limit=True),
+    Option("max_requests_per_statement", "int", (SERVER, TABLE),
+           "Cognito requests one statement may send, {range}: a scan whose plan needs more "
+           "fails before sending any, one that reaches it while running (a join or sub-select "
+           "looking up every outer row, a long IN list) stops. 1000 reads a pool of up to "
+           "about 60,000 users; an accidental scan of a million users (16,667) fails.",
+           default=1000, low=1, high=100000, limit=True),
     Option("describe_ttl", "float", _S,
            "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
            "attributes), {range}.", default=300.0, low=0.0, high=86400.0),

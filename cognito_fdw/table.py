@@ -40,6 +40,9 @@ OBJECTS = {
     "groups": "groups:Groups",
     "group_members": "members:Members",
     "user_pool": "user_pool:UserPool",
+    "request_stats": "monitor:RequestStats",
+    "rate_budget": "monitor:RateBudget",
+    "cache": "monitor:CacheEntries",
 }
 
 # Planner width of one column of a table whose cost is not counted in requests.
@@ -56,6 +59,17 @@ def actual_lines(scans: Sequence[Stats]) -> list[str]:
     cognito_ms = sum(s.cognito_seconds for s in scans) * 1000
     cap_ms = sum(s.cap_seconds for s in scans) * 1000
     by_operation = ", ".join(f"{name} {count}" for name, count in sorted(operations.items()))
+    hits, misses = sum(s.cache_hits for s in scans), sum(s.cache_misses for s in scans)
+    ages = [s.cache_age for s in scans if s.cache_age is not None]
+    cached = (
+        [
+            f"Cognito actual: {hits} answer{'s' if hits != 1 else ''} from the cache"
+            + (f", the oldest {max(ages):.1f} s old" if ages else "")
+            + f"; {misses} not in it"
+        ]
+        if hits or misses
+        else []
+    )
     return [
         f"Cognito actual: {requests} request{'s' if requests != 1 else ''}"
         f"{f' ({by_operation})' if by_operation else ''} in {len(scans)} "
@@ -63,7 +77,7 @@ def actual_lines(scans: Sequence[Stats]) -> list[str]:
         f"Cognito actual: {retries} retr{'ies' if retries != 1 else 'y'}, "
         f"{sum(s.throttled for s in scans)} throttled, {cognito_ms:.0f} ms in Cognito "
         f"requests, {cap_ms:.0f} ms waiting for the request-rate cap",
-    ]
+    ] + cached
 
 
 def table_class(name: str) -> type[Table]:
@@ -87,6 +101,8 @@ class Table(abc.ABC):
     fields: ClassVar[Mapping[str, Field]] = {}
     #: Whether IMPORT FOREIGN SCHEMA's option ``writable`` is set on its table.
     importable_writable: ClassVar[bool] = False
+    #: Whether IMPORT FOREIGN SCHEMA creates a table of it (not the server's own state's).
+    imported: ClassVar[bool] = True
     #: The error refusing a write: its message (by default naming the object) and HINT.
     read_only_message: ClassVar[str | None] = None
     read_only_hint: ClassVar[str] = ""

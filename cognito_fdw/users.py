@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from . import backend, catalog, nulls, plans, pushdown
+from . import backend, budget, catalog, nulls, plans, pushdown
 from .client import Pool, Stats
 from .columns import (
     ALL_ATTRIBUTES,
@@ -26,7 +26,7 @@ from .columns import (
 )
 from .importer import column_name
 from .rows import database_encoding, read_columns, user_row
-from .scan import LookupCache, run
+from .scan import LookupCache, cache_request, run
 from .table import Table
 from .values import JSON, STRING
 
@@ -92,7 +92,30 @@ class Users(Table):
         return self.pool.options.pushdown
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
-        return self._plan(quals, limit, offset).explain()
+        plan = self._plan(quals, limit, offset)
+        return plan.explain() + self._cache_lines(plan)
+
+    def _cache_lines(self, plan: plans.Plan) -> list[str]:
+        """EXPLAIN's word on the shared cache: which answers it holds now, how old."""
+        ttl = self.pool.cache_ttl
+        if not plan.requests or plan.kind == plans.NONE or ttl <= 0:
+            return []
+        if plan.kind == plans.PARTS:
+            return [f"Cognito: cache: not kept for a scan of the whole pool (cache_ttl {ttl:g} s)"]
+        limit = plan.limit if plan.kind == plans.SCAN else None
+        ages = [
+            self.pool.cached_age(request.operation, cache_request(request, limit))
+            for request in plan.requests
+        ]
+        held = [age for age in ages if age is not None]
+        if not held:
+            return [f"Cognito: cache: no answer cached yet, kept for {ttl:g} s (cache_ttl)"]
+        return [
+            f"Cognito: cache: {len(held)} of {len(ages)} answer{'s' if len(ages) != 1 else ''} "
+            f"cached, the oldest {max(held):.1f} s old (cache_ttl {ttl:g} s): "
+            f"{len(ages) - len(held)} request stream{'s' if len(ages) - len(held) != 1 else ''} "
+            "to send"
+        ]
 
     # -- scanning --------------------------------------------------------------------
 
@@ -104,6 +127,12 @@ class Users(Table):
         read = read_columns(self.columns, columns)
         encoding = database_encoding(backend.database_encoding())
         plan = self._plan(quals, limit, offset)
+        if plan.requests and plan.kind != plans.NONE:
+            budget.statement.check_plan(
+                plan.estimated_requests,
+                self.pool.options.max_requests_per_statement,
+                _scan_words(plan),
+            )
         self._cache.claim(backend.statement_started())
         users = run(plan, self.pool, stats, self._cache)
         try:
@@ -164,6 +193,15 @@ def username_lookup(pool: Pool, username: str) -> plans.Plan:
         estimated_users=pool.estimated_users,
         username_lookup=pool.options.username_lookup,
     )
+
+
+def _scan_words(plan: plans.Plan) -> str:
+    """The scan a refusal names: what it would read."""
+    if plan.kind == plans.PARTS or (plan.kind == plans.SCAN and plan.requests[0].filter is None):
+        return f"a scan of the whole user pool (about {plan.estimated_rows:,} users)"
+    if plan.kind == plans.LOOKUPS:
+        return f"{len(plan.requests)} lookups"
+    return f"a scan of {plan.requests[0].describe()}"
 
 
 def _wanted(limit, offset) -> int | None:

@@ -66,7 +66,12 @@ class CountingTable:
 
     def __init__(self):
         self.pool = SimpleNamespace(
-            options=SimpleNamespace(max_requests_per_second=25, region="r", user_pool_id="p")
+            options=SimpleNamespace(
+                max_requests_per_second=25,
+                max_requests_per_statement=1000,
+                region="r",
+                user_pool_id="p",
+            )
         )
         self.closed = 0
 
@@ -95,7 +100,8 @@ def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
     wrapper, table = counting_wrapper(monkeypatch)
     assert wrapper.explain([], set()) == [
         "Cognito: the plan",
-        "Cognito: at most 25 requests/s, shared by every connection to this account",
+        "Cognito: at most 25 requests/s, shared by every connection to this account; at most "
+        "1,000 per statement (max_requests_per_statement)",
     ]  # plain EXPLAIN: no scan began
     first = wrapper.execute([], set())
     next(first)

@@ -16,9 +16,10 @@ from cognito_fdw.members import Members, membership_key, parse_membership
 from cognito_fdw.users import username_lookup
 
 from ..support.multicorn import Qual, column_definitions
+from ..support.nocache import NoCache
 
 
-class FakePool:
+class FakePool(NoCache):
     options = SimpleNamespace(writable=True, deterministic_collations=False)
 
     def custom_attributes(self):
@@ -106,7 +107,7 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
         members(group_name="integer", username="text")
 
 
-class CaseBlindPool:
+class CaseBlindPool(NoCache):
     """ListUsers of a pool whose usernames ignore case, as Cognito can be configured."""
 
     def __init__(self, *names, username_lookup=pushdown.BY_LIST_USERS):
