@@ -74,3 +74,6 @@ SELECT format(
   ') SERVER %I OPTIONS (object %L)',
   :'schema', :'server', 'users'
 ) \gexec
+
+-- Views of the wrapper's request counters, rate budgets and cache for pg_monitor.
+\ir monitor.sql
