@@ -64,10 +64,13 @@ class Budget:
             if not self.active or self.used + estimate <= limit:
                 return
             used = self.used
-        spent = f"; {used:,} already sent by this statement" if used else ""
+        if estimate <= limit:
+            # The scan alone fits: the statement's earlier scans (a join's, a sub-select's
+            # earlier loops) spent the budget.
+            raise self._reached(limit, used, what)
         raise BudgetExceeded(
             f"cognito_fdw: {what} would send about {estimate:,} Cognito requests, more than "
-            f"{OPTION} ({limit:,}) allows{spent}; nothing was sent",
+            f"{OPTION} ({limit:,}) allows; nothing was sent",
             hint=_NARROW,
             detail=f"Each request is a page of 60 users (or one lookup); at 25 requests a "
             f"second, {estimate:,} take about {estimate / 25:,.0f} s of the account's whole "
@@ -84,9 +87,13 @@ class Budget:
             else:
                 self.used += 1
                 return
-        raise BudgetExceeded(
+        raise self._reached(limit, used, f"its next {operation} request")
+
+    @staticmethod
+    def _reached(limit: int, used: int, what: str) -> BudgetExceeded:
+        return BudgetExceeded(
             f"cognito_fdw: the statement reached {OPTION} ({limit:,} Cognito requests) and "
-            f"was stopped before its next {operation} request",
+            f"was stopped before {what}",
             hint="A join or a sub-select that looks Cognito up once per outer row, and an IN "
             "list, send a request per value. " + _NARROW,
             detail=f"{used:,} requests sent by this statement.",

@@ -200,7 +200,8 @@ def _scan_words(plan: plans.Plan) -> str:
     if plan.kind == plans.PARTS or (plan.kind == plans.SCAN and plan.requests[0].filter is None):
         return f"a scan of the whole user pool (about {plan.estimated_rows:,} users)"
     if plan.kind == plans.LOOKUPS:
-        return f"{len(plan.requests)} lookups"
+        count = len(plan.requests)
+        return f"{count} lookup{'s' if count != 1 else ''}"
     return f"a scan of {plan.requests[0].describe()}"
 
 
