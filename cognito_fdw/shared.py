@@ -243,7 +243,16 @@ def store() -> Store | None:
     try:
         from .quota import shared_directory
 
-        _store = Store(os.path.join(shared_directory(data_directory), FILE))
+        path = os.path.join(shared_directory(data_directory), FILE)
+        try:
+            _store = Store(path)
+        except sqlite3.DatabaseError:
+            # Not a database (damaged, or something else in its place): it holds nothing
+            # that cannot be read again, so it is made anew, once.
+            for name in (path, path + "-wal", path + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+            _store = Store(path)
     except (sqlite3.Error, OSError) as exc:
         _failed = f"{type(exc).__name__}: {exc}"
         return None
