@@ -24,7 +24,7 @@ from cognito_fdw.tools.host import postgres_bindir
 from tests.support.proxy import Proxy
 
 from .quota import say
-from .run import KEYS, ROOT, cognito_client, connect, ensure_pool
+from .run import KEYS, NO_CACHE, ROOT, cognito_client, connect, ensure_pool
 
 USERS = 20000
 SCHEMA = "sync_cognito"
@@ -83,7 +83,8 @@ def install(dsn: str, pool_id: str, endpoint: str) -> None:
     with connect(dsn) as conn:
         conn.execute(
             f"CREATE SERVER sync_server FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
-            f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}')"
+            f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}', "
+            f"{NO_CACHE})"
         )
         conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER sync_server OPTIONS ({KEYS})")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
