@@ -246,6 +246,8 @@ def store() -> Store | None:
         path = os.path.join(shared_directory(data_directory), FILE)
         try:
             _store = Store(path)
+        except sqlite3.OperationalError:
+            return None  # busy (many backends opening it at once): try again next time
         except sqlite3.DatabaseError:
             # Not a database (damaged, or something else in its place): it holds nothing
             # that cannot be read again, so it is made anew, once.
@@ -253,6 +255,8 @@ def store() -> Store | None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name)
             _store = Store(path)
+    except sqlite3.OperationalError:
+        return None
     except (sqlite3.Error, OSError) as exc:
         _failed = f"{type(exc).__name__}: {exc}"
         return None

@@ -4,6 +4,7 @@ each reader's own TTL, what a key hides, counters that add up."""
 from __future__ import annotations
 
 import datetime
+import sqlite3
 
 from cognito_fdw import shared
 from cognito_fdw.shared import Store
@@ -87,3 +88,18 @@ def test_a_damaged_file_is_made_anew_and_an_unusable_one_fails_nothing(tmp_path,
     assert shared.store() is None
     assert "mode 0755, not 0700" in shared.unavailable()
     assert shared.safely(lambda store: 1 / 0, "default") == "default"
+
+
+def test_a_busy_file_is_tried_again_not_given_up(tmp_path, monkeypatch):
+    directory = tmp_path / "cognito_fdw_quota"
+    directory.mkdir(mode=0o700)
+    Store(str(directory / shared.FILE))  # made, in WAL mode
+    monkeypatch.setattr(shared.backend, "data_directory", lambda: str(tmp_path))
+    monkeypatch.setattr(shared, "_store", None)
+    monkeypatch.setattr(shared, "_failed", None)
+    holder = sqlite3.connect(str(directory / shared.FILE), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another backend in the middle of a write
+    assert shared.store() is None
+    assert shared.unavailable() is None
+    holder.execute("ROLLBACK")
+    assert shared.store() is not None
