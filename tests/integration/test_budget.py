@@ -35,6 +35,10 @@ def budgeted(setup, pool, gt, proxy):
             "CREATE FOREIGN TABLE bu.groups (group_name text) SERVER bg_srv "
             "OPTIONS (object 'groups')"
         )
+        conn.execute(
+            "CREATE FOREIGN TABLE bu.members (group_name text, username text) SERVER bg_srv "
+            "OPTIONS (object 'group_members')"
+        )
         conn.execute("CREATE TABLE bu.names (username text)")
         conn.cursor().executemany(
             "INSERT INTO bu.names VALUES (%s)", [(u["Username"],) for u in pool.users[:5]]
@@ -90,3 +94,26 @@ def test_an_in_list_of_groups_over_the_budget_sends_nothing(db, budgeted, proxy)
     for names in ("'admins', 'staff'", "'admins', 'big'"):
         found = db.execute(f"SELECT * FROM bu.groups WHERE group_name IN ({names})").fetchall()
         assert len(found) == 2
+
+
+def test_a_correlated_sub_select_stops_at_the_budget(db, budgeted, proxy):
+    proxy.clear()
+    with pytest.raises(psycopg.Error) as failed:
+        db.execute(
+            "SELECT n.username, (SELECT u.email FROM bu.users u WHERE u.username = n.username) "
+            "FROM bu.names n"
+        )
+    assert "reached max_requests_per_statement (2 Cognito requests)" in (
+        failed.value.diag.message_primary
+    )
+    assert len(proxy.requests("ListUsers")) == BUDGET
+
+
+def test_a_members_in_list_over_the_budget_sends_nothing(db, budgeted, proxy):
+    proxy.clear()
+    with pytest.raises(psycopg.Error) as failed:
+        db.execute("SELECT * FROM bu.members WHERE username IN ('alice', 'bob', 'carol')")
+    assert "AdminListGroupsForUser for 3 users would send about 3" in (
+        failed.value.diag.message_primary
+    )
+    assert proxy.requests() == []
