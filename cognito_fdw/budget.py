@@ -11,11 +11,12 @@ GetGroup each).  So a statement has a budget of requests:
 * every request is charged as it is made (:meth:`Budget.charge`, from any thread), and the
   one past the budget stops the statement with the same kind of error.
 
-The budget belongs to the backend's statement (``backend.statement_started()``): every scan
-of every table in it (each rescan of a join's inner side included) draws on it, each
-request held to the limit of its own table.  Answers from the cache cost nothing.  The
-requests a COMMIT sends (the membership changes a transaction made) are not charged: they
-are the statements' writes, bounded by what they wrote.
+The budget belongs to the backend's statement (``backend.statement_started()``) and its
+transaction: every scan of every table in it (each rescan of a join's inner side included)
+draws on it, each request held to the limit of its own table; a procedure that COMMITs
+(``app.sync_users_in_parts``) starts a budget with each transaction.  Answers from the
+cache cost nothing.  The requests a COMMIT sends (the membership changes a transaction
+made) are not charged: they are the statements' writes, bounded by what they wrote.
 """
 
 from __future__ import annotations

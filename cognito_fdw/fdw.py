@@ -174,7 +174,9 @@ class CognitoFdw(ForeignDataWrapper):
         statement = backend.statement_started()
         if statement != self._statement:
             self._statement, self._actual = statement, []
-        budget.statement.claim(statement)
+        # A procedure's transactions (sql/sync.sql's parts, each COMMITted) each have a
+        # budget: they are one statement, but each is a scan the caller chose to commit.
+        budget.statement.claim((statement, backend.transaction_started()))
         stats = Stats(log=log_to_postgres)
         self._actual.append(stats)
         scan = self._rows(quals, columns, limit, offset, stats)
