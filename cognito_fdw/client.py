@@ -284,13 +284,17 @@ class Pool:
             )
         )
 
-    def remembered(self, stats: Stats, operation: str, request, live: Iterator) -> Iterator:
+    def remembered(
+        self, stats: Stats, operation: str, request, live: Iterator, rows: bool = False
+    ) -> Iterator:
         """The items of ``live`` (a stream of ``operation`` with ``request``, not yet
         started), from the cache when it has them; a stream read to its end whole and small
-        enough is kept.  A stream stopped early is not."""
+        enough is kept.  A stream stopped early is not.  ``rows``: count the cached items
+        as ``stats.rows`` (the caller counts the live ones' as they are read)."""
         found = self.recall(stats, operation, request)
         if found is not None:
-            stats.rows += len(found)
+            if rows:
+                stats.rows += len(found)
             yield from found
             return
         kept: list | None = [] if self.cache_ttl > 0 else None

@@ -113,6 +113,7 @@ def _users(plan, pool, stats, cache, log, scope) -> Iterator[Mapping]:
             request.operation,
             cache_request(request, plan.limit),
             _concurrently(plan.requests, 1, pool, stats, scope, plan.limit, log=log),
+            rows=True,  # a live stream's users are counted by list_user_pages
         )
 
 
