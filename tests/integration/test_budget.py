@@ -117,3 +117,14 @@ def test_a_members_in_list_over_the_budget_sends_nothing(db, budgeted, proxy):
         failed.value.diag.message_primary
     )
     assert proxy.requests() == []
+
+
+def test_each_transaction_of_a_procedure_has_a_budget_of_its_own(db, budgeted, proxy):
+    """As sql/sync.sql's parts do: two lookups, COMMIT, two more, within a budget of two."""
+    names = [u["Username"] for u in budgeted.users[10:14]]
+    lookups = [f"PERFORM * FROM bu.users WHERE username = '{name}';" for name in names]
+    proxy.clear()
+    db.execute(f"DO $$ BEGIN {' '.join(lookups[:2])} COMMIT; {' '.join(lookups[2:])} END $$")
+    assert len(proxy.requests("ListUsers")) == 4
+    with pytest.raises(psycopg.Error, match="reached max_requests_per_statement"):
+        db.execute(f"DO $$ BEGIN {' '.join(lookups[:3])} END $$")
