@@ -18,7 +18,7 @@ class NoCache:
     def remember(self, operation, request, value):
         pass
 
-    def remembered(self, stats, operation, request, live):
+    def remembered(self, stats, operation, request, live, rows=False):
         yield from live
 
     def uncached(self):
