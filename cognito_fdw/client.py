@@ -233,14 +233,26 @@ class Pool:
         statement = backend.statement_started()
         if self._signed is None or self._signed[0] != statement:
             found = credentials.for_options(self.options)
-            source, keys = found.source, found.keys
-            vault = source.vault
+            source, keys, vault, role = (
+                found.source,
+                found.keys,
+                found.source.vault,
+                found.source.role,
+            )
             signer = (
                 source.kind,
                 source.key_id,
                 source.profile,
                 vault and (vault.relation, vault.column, vault.value),
-                source.role,
+                # Field by field: a repr() leaves the external id out.
+                role
+                and (
+                    role.arn,
+                    role.session_name,
+                    role.duration,
+                    role.external_id,
+                    role.sts_endpoint_url,
+                ),
                 keys and (keys.secret_key, keys.token),
             )
             self._signed = (statement, signer)
