@@ -9,8 +9,9 @@ the sync's pool)::
                         [--only latency,crowd]
 
 ``--moto-url`` reuses a running moto whose pools ``bench-1000`` ... are already seeded.
-``--only`` runs some sections (queries, latency, costs, crowd, startup, memory, sync) and replaces
-just those in the existing file.
+``--only`` runs some sections (queries, latency, costs, crowd, hot, startup, memory, sync,
+image) and replaces just those in the existing file; ``--hot-seconds`` is how long each way of
+the hot paths runs (bench/hot.py; 30 by default; BENCHMARKS.md's figures used 60).
 """
 
 from __future__ import annotations
@@ -31,19 +32,20 @@ from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import multicorn_missing, postgres_bindir
 from tests.support.proxy import Proxy
 
-from . import memory, quota, sync
+from . import hot, memory, quota, sync
 from .queries import query_rows, render_queries
 from .quota import LATENCY, say
-from .stack import KEYS, ROOT, cognito_client, connect, ensure_pool
+from .stack import KEYS, NO_CACHE, ROOT, cognito_client, connect, ensure_pool
 
 COLUMNS = "username text, sub text, email text, given_name text, status text, enabled boolean"
 LOAD = os.getloadavg()
-SECTIONS = ("queries", "latency", "costs", "crowd", "startup", "memory", "sync", "image")
+SECTIONS = ("queries", "latency", "costs", "crowd", "hot", "startup", "memory", "sync", "image")
 # How each section of BENCHMARKS.md begins (the queries are the part before any "## ").
 HEADINGS = {
     "latency": "## Full scan of",
     "costs": "## What it costs besides requests",
     "crowd": f"## {quota.CROWD} sessions scanning at once",
+    "hot": "## Hot paths",
     "startup": "## First query on a new connection",
     "memory": f"## Backend memory over {memory.LOOKUPS:,} lookups",
     "sync": "## `sql/sync.sql`",
@@ -80,13 +82,14 @@ def create_tables(conn, server, pool_id, endpoint, size, prefix=""):
     ``..._seq25`` (one worker) and ``..._seq`` (one worker, rate cap lifted)."""
     conn.execute(
         f"CREATE SERVER {server} FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
-        f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}')"
+        f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}', "
+        f"{NO_CACHE})"
     )
     conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {server} OPTIONS ({KEYS})")
     conn.execute(
         f"CREATE SERVER {server}_uncapped FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
         f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}', "
-        "max_requests_per_second '1000')"
+        f"max_requests_per_second '1000', {NO_CACHE})"
     )
     conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {server}_uncapped OPTIONS ({KEYS})")
     for suffix, target, options in (
@@ -151,11 +154,14 @@ def machine(conn) -> list[str]:
 
 
 def main() -> None:
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moto-url")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
+    parser.add_argument("--hot-seconds", type=float, default=hot.SECONDS,
+                        help="how long each way of the hot section runs")  # fmt: skip
     args = parser.parse_args()
     only = [name for name in args.only.split(",") if name]
     if unknown := set(only) - set(SECTIONS):
@@ -184,7 +190,7 @@ def main() -> None:
             conn.execute(
                 "CREATE SERVER crowd FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
                 f"'cognito_fdw.CognitoFdw', user_pool_id '{pools[small]}', "
-                f"endpoint_url '{live.url}')"
+                f"endpoint_url '{live.url}', {NO_CACHE})"
             )
             conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER crowd OPTIONS ({KEYS})")
             conn.execute(
@@ -192,6 +198,8 @@ def main() -> None:
             )
             header = machine(conn)
         sections = run_sections(only, pg.dsn, cognito, pools, replaying, live, header)
+        if "hot" in only:
+            sections["hot"] = hot.section(pg, cognito, moto_url, args.hot_seconds)
         if "sync" in only:
             say("sync: seeding and syncing the sync's pool")
             sections["sync"] = sync.section(pg.dsn, cognito, moto_url)

@@ -14,6 +14,7 @@ import math
 import re
 import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from cognito_fdw.tools.devstack import LocalPostgres, MotoServer
 from cognito_fdw.tools.host import postgres_bindir
 from tests.support.proxy import Proxy
 
-from .quota import say
-from .stack import KEYS, ROOT, cognito_client, connect, ensure_pool
+from .quota import LATENCY, say
+from .stack import KEYS, NO_CACHE, ROOT, cognito_client, connect, ensure_pool
 
 USERS = 20000
 SCHEMA = "sync_cognito"
@@ -83,7 +84,8 @@ def install(dsn: str, pool_id: str, endpoint: str) -> None:
     with connect(dsn) as conn:
         conn.execute(
             f"CREATE SERVER sync_server FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
-            f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}')"
+            f"'cognito_fdw.CognitoFdw', user_pool_id '{pool_id}', endpoint_url '{endpoint}', "
+            f"{NO_CACHE})"
         )
         conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER sync_server OPTIONS ({KEYS})")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
@@ -151,6 +153,59 @@ def interrupted_round(session: SyncSession, proxy: Proxy, timeout: float) -> dic
     }  # fmt: skip
 
 
+CALLERS = (1, 2, 4)  # concurrent CALLs of a round at an AWS-like round trip
+CAP = 25
+
+
+def callers_at_once(dsn: str, callers: int, proxy: Proxy) -> tuple:
+    """One whole round by ``callers`` connections CALLing app.sync_users_in_parts() at
+    once (they share the parts: each is locked while it syncs): (callers, requests,
+    seconds from the first request to the last, requests/s, share of the cap, the most in
+    any one second, parts each caller synced, each caller's RssAnon before and after)."""
+    sessions = [SyncSession(dsn) for _ in range(callers)]
+    for session in sessions:  # warm: the wrapper loaded, the client made
+        session.conn.execute("SELECT count(*) FROM app.cognito_users WHERE sub = 'warm-up'")
+        session.parts_read()
+    time.sleep(1.1)  # the warm-ups leave the rate window
+    before = [rss_mb(session.pid) for session in sessions]
+    proxy.clear()
+    barrier = threading.Barrier(callers)
+
+    def call(session):
+        barrier.wait()
+        session.call()
+
+    threads = [threading.Thread(target=call, args=(session,)) for session in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    arrived = proxy.arrived("ListUsers")
+    seconds = arrived[-1] - arrived[0] if len(arrived) > 1 else 0.0
+    rate = (len(arrived) - 1) / seconds if seconds else 0.0
+    parts = [len(session.parts_read()) for session in sessions]
+    after = [rss_mb(session.pid) for session in sessions]
+    for session in sessions:
+        session.conn.close()
+    say(f"sync: {callers} callers: {len(arrived)} requests at {rate:.1f}/s")
+    return (callers, len(arrived), seconds, rate, rate / CAP, proxy.peak("ListUsers"), parts,
+            before, after)  # fmt: skip
+
+
+def at_the_cap(dsn: str, moto_url: str) -> list[tuple]:
+    """Rounds by 1, 2 and 4 callers at once through a replaying proxy that adds
+    LATENCY to every request (a round first fills its memory, moto answering)."""
+    proxy = Proxy(moto_url, LATENCY, replay=True).start()
+    try:
+        with connect(dsn) as conn:
+            conn.execute(f"ALTER SERVER sync_server OPTIONS (SET endpoint_url '{proxy.url}')")
+        say("sync: a round to fill the replaying proxy")
+        SyncSession(dsn).call()
+        return [callers_at_once(dsn, callers, proxy) for callers in CALLERS]
+    finally:
+        proxy.stop()
+
+
 def first_sight(session: SyncSession) -> list[tuple]:
     """app.user_for_sub on subs whose rows were just deleted: (call, calls, requests, median
     ms)."""
@@ -186,12 +241,13 @@ def section(dsn: str, cognito, moto_url: str, size: int = USERS) -> list[str]:
         cut = interrupted_round(session, proxy, timeout=rounds[-1][4] / 2)
         sight = first_sight(session)
         session.conn.close()
+        capped = at_the_cap(dsn, moto_url)
     finally:
         proxy.stop()
-    return render(size, rounds, cut, sight)
+    return render(size, rounds, cut, sight, capped)
 
 
-def render(size, rounds, cut, sight) -> list[str]:
+def render(size, rounds, cut, sight, capped) -> list[str]:
     def mb(value):
         return "n/a" if value is None else f"{value[0]:.0f} / {value[1]:.0f}"
 
@@ -232,6 +288,32 @@ def render(size, rounds, cut, sight) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
     out += [f"| {n} | {c} | {r} | {ms:.1f} |" for n, c, r, ms in sight]
+    out += [
+        "",
+        "### A round at the cap: callers at once",
+        "",
+        "The rounds above go at moto's pace: one process that filters the "
+        f"{size:,} users in Python for every request, whatever the wrapper does.  Here a "
+        f"replaying proxy answers every request after {LATENCY * 1000:.0f} ms and nothing "
+        "else (an AWS-like round trip), and a round is run by 1, 2 or 4 connections "
+        "CALLing `app.sync_users_in_parts()` at once: they share the round's parts (each "
+        "locked while it syncs, skipped by the others), and all their requests share the "
+        f"account's budget of {CAP}/s.  Requests/s: from the first request of the round to "
+        "its last; the rate window (`ratelimit.py`) allows at most "
+        f"{CAP / 1.05:.1f}/s ({100 / 1.05:.0f} % of the cap) over a long run.",
+        "",
+        "| callers | requests | time (s) | requests/s | share of the cap | max requests/s "
+        "| parts per caller | RssAnon before → after (MB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for callers, requests, seconds, rate, share, peak, parts, before, after in capped:
+        memory = ", ".join(
+            "n/a" if b is None else f"{b[1]:.0f} → {a[1]:.0f}" for b, a in zip(before, after)
+        )
+        out.append(
+            f"| {callers} | {requests} | {seconds:.1f} | {rate:.1f} | {share:.0%} | {peak} | "
+            f"{', '.join(map(str, parts))} | {memory} |"
+        )
     out.append("")
     return out
 

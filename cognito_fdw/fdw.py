@@ -20,9 +20,9 @@ import weakref
 from multicorn import ForeignDataWrapper
 from multicorn.utils import DEBUG, ERROR, WARNING, MulticornException, log_to_postgres
 
-from . import changes
+from . import budget, changes
 from .aws import credentials
-from .aws.client import Pool, Stats, runtime
+from .aws.client import Pool, Stats, flush_counts, runtime
 from .errors import CognitoFdwError, one_line
 from .options import UNSHOWN_OPTIONS, parse_options
 from .pg import backend, catalog, dateguard
@@ -184,6 +184,7 @@ class CognitoFdw(ForeignDataWrapper):
         return catalog.foreign_table_name(self)
 
     def _report(self, stats: Stats) -> None:
+        flush_counts()  # into the counters every backend shares (the request_stats view)
         backend.report(log_to_postgres, f"cognito_fdw: {stats.summary()}", DEBUG)
 
     # -- planning --------------------------------------------------------------------
@@ -208,7 +209,8 @@ class CognitoFdw(ForeignDataWrapper):
         lines = table.explain(quals, columns, limit=limit, offset=offset)
         lines.append(
             f"Cognito: at most {options.max_requests_per_second:g} requests/s, "
-            "shared by every connection to this account"
+            "shared by every connection to this account; at most "
+            f"{options.max_requests_per_statement:,} per statement (max_requests_per_statement)"
         )
         if verbose:
             lines.append(table.where())
@@ -231,6 +233,9 @@ class CognitoFdw(ForeignDataWrapper):
         if statement != self._spent.statement:
             self._spent = Spent(statement)
         self._spent.scans += 1
+        # A procedure's transactions (sql/sync.sql's parts, each COMMITted) each have a
+        # budget: they are one statement, but each is a scan the caller chose to commit.
+        budget.statement.claim((statement, backend.transaction_started()))
         scan = self._rows(quals, columns, limit, offset, self._spent)
         self._open[scan] = (self._level, statement)
         return scan
@@ -319,6 +324,7 @@ class CognitoFdw(ForeignDataWrapper):
         # transaction cleanly.
         if not changes.transaction:
             return
+        budget.statement.suspend()  # the transaction's writes are not a statement's reads
         stats = Stats()
         changes.transaction.send(stats, undoing=backend.cancels_ignored)
         self._report(stats)

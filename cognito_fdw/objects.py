@@ -14,4 +14,7 @@ OBJECTS = {
     "groups": "groups:Groups",
     "group_members": "members:Members",
     "user_pool": "user_pool:UserPool",
+    "request_stats": "monitor:RequestStats",
+    "rate_budget": "monitor:RateBudget",
+    "cache": "monitor:CacheEntries",
 }

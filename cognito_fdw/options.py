@@ -239,6 +239,16 @@ REGISTRY: tuple[Option, ...] = (
            "lookups of an IN list, {range}.",
            default=8, low=1, high=16, limit=True,
            group=LIMITS),
+    Option("cache_ttl", "float", (SERVER, TABLE),
+           "Seconds a repeated request is answered from the cache all connections of the "
+           "server share, {range} (0: none): docs/hot-paths.md.",
+           default=10.0, low=0.0, high=3600.0, limit=True,
+           group=PUSHDOWN),
+    Option("max_requests_per_statement", "int", (SERVER, TABLE),
+           "Cognito requests one statement may send, {range}: a plan needing more fails "
+           "before sending, a statement reaching it stops (docs/hot-paths.md).",
+           default=1000, low=1, high=100000, limit=True,
+           group=LIMITS),
     Option("describe_ttl", "float", _S,
            "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
            "attributes), {range}.", default=300.0, low=0.0, high=86400.0,

@@ -79,4 +79,6 @@ SELECT format(
   :'schema', :'server', 'users'
 ) \gexec
 
+-- Views of the wrapper's request counters, rate budgets and cache for pg_monitor.
+\ir monitor.sql
 RESET search_path;

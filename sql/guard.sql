@@ -55,7 +55,7 @@ AS $rules$
   SELECT * FROM (VALUES
     ('user_pool_id', 'pattern', ARRAY['server'], NULL, NULL, NULL, '[A-Za-z0-9_-]+_[0-9A-Za-z]+', 'A user pool id is the region, an underscore and letters or digits, e.g. us-east-1_AbCdEf123 (the Cognito console shows it on the pool''s overview).', false, NULL),
     ('region', 'pattern', ARRAY['server'], NULL, NULL, NULL, '[a-z]{2}(-[a-z]+)+-[0-9]+', 'Set region to an AWS region name such as us-east-1 or eu-west-2.', false, NULL),
-    ('object', 'choice', ARRAY['table'], NULL, NULL, ARRAY['users', 'groups', 'group_members', 'user_pool'], NULL, 'Set object to one of: users, groups, group_members, user_pool.', false, NULL),
+    ('object', 'choice', ARRAY['table'], NULL, NULL, ARRAY['users', 'groups', 'group_members', 'user_pool', 'request_stats', 'rate_budget', 'cache'], NULL, 'Set object to one of: users, groups, group_members, user_pool, request_stats, rate_budget, cache.', false, NULL),
     ('writable', 'bool', ARRAY['table'], NULL, NULL, NULL, NULL, 'Set writable to ''true'' or ''false'' (default false).', false, 'false'),
     ('deterministic_collations', 'bool', ARRAY['table'], NULL, NULL, NULL, NULL, 'Set deterministic_collations to ''true'' or ''false'' (default false).', false, 'false'),
     ('pushdown', 'bool', ARRAY['server', 'table'], NULL, NULL, NULL, NULL, 'Set pushdown to ''true'' or ''false'' (default true).', false, 'true'),
@@ -82,6 +82,8 @@ AS $rules$
     ('max_requests_per_second', 'int', ARRAY['server'], 1, 1000, NULL, NULL, 'Set max_requests_per_second to a whole number from 1 to 1000 (default 25).', false, '25'),
     ('username_lookup', 'choice', ARRAY['server'], NULL, NULL, ARRAY['list_users', 'admin_get_user'], NULL, 'Set username_lookup to one of: list_users, admin_get_user.', false, 'list_users'),
     ('scan_workers', 'int', ARRAY['server', 'table'], 1, 16, NULL, NULL, 'Set scan_workers to a whole number from 1 to 16 (default 8).', true, '8'),
+    ('cache_ttl', 'float', ARRAY['server', 'table'], 0, 3600, NULL, NULL, 'Set cache_ttl to a number of seconds from 0 to 3600 (default 10).', true, '10'),
+    ('max_requests_per_statement', 'int', ARRAY['server', 'table'], 1, 100000, NULL, NULL, 'Set max_requests_per_statement to a whole number from 1 to 100000 (default 1000).', true, '1000'),
     ('describe_ttl', 'float', ARRAY['server'], 0, 86400, NULL, NULL, 'Set describe_ttl to a number of seconds from 0 to 86400 (default 300).', false, '300')
   ) AS r(name, kind, places, low, high, choices, pattern, hint, is_limit, default_value)
 $rules$;

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import os
 import platform
 import threading
 import time
@@ -27,13 +28,13 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from .. import __version__
+from .. import __version__, budget
 from ..api import PAGE_SIZE
 from ..errors import CognitoApiError, from_botocore_error, from_client_error, not_cognito_answer
 from ..options import Options, nearest
 from ..pg import backend
-from . import attempts, credentials, retries
-from .quota import limiter_for
+from . import attempts, credentials, retries, shared
+from .quota import budget_key, limiter_for
 
 
 def runtime() -> str:
@@ -47,10 +48,45 @@ def runtime() -> str:
 
 
 DEFAULT_ESTIMATE = 1000
+# What a COMMIT of membership changes makes stale (Pool.forget_memberships).
+MEMBERSHIP_OPERATIONS = ("AdminListGroupsForUser", "ListUsersInGroup")
 
 _clients: dict[tuple, object] = {}
 _descriptions: dict[tuple, tuple[float, Mapping]] = {}
 _lock = threading.Lock()
+# Counts not yet added to the shared counters (flush_counts): (pool, region, endpoint,
+# operation) -> counter -> value.  Any thread adds, the backend's thread flushes.
+_pending: dict[tuple, dict[str, float]] = {}
+_pending_lock = threading.Lock()
+
+
+def _count(where: tuple, operation: str, **values: float) -> None:
+    with _pending_lock:
+        totals = _pending.get((*where, operation))
+        if totals is None:
+            totals = _pending[(*where, operation)] = {}
+        for name, value in values.items():
+            totals[name] = totals.get(name, 0) + value
+
+
+def flush_counts() -> None:
+    """Add this backend's counts to the counters every backend shares (backend's thread;
+    kept for the next time if the shared state is busy)."""
+    with _pending_lock:
+        batch = dict(_pending)
+        _pending.clear()
+    if not batch:
+        return
+    if shared.safely(lambda store: store.add_counts(batch) or True) is None:
+        for (*where, operation), values in batch.items():
+            _count(tuple(where), operation, **values)
+
+
+def _rows_in(answer: Mapping) -> int:
+    for key in ("Users", "Groups"):
+        if isinstance(answer.get(key), list):
+            return len(answer[key])
+    return 1 if any(key in answer for key in ("Username", "Group", "UserPool")) else 0
 
 
 @dataclasses.dataclass
@@ -69,6 +105,11 @@ class Stats:
     throttled: int = 0
     cognito_seconds: float = 0.0
     cap_seconds: float = 0.0
+    #: Request streams answered from the shared cache, those it could not answer, and the
+    #: age in seconds of the oldest answer it gave (None: none).
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_age: float | None = None
 
     def add(self, other: Stats) -> None:
         """Count ``other``'s work (a scan worker's) in this one's."""
@@ -79,10 +120,19 @@ class Stats:
         self.throttled += other.throttled
         self.cognito_seconds += other.cognito_seconds
         self.cap_seconds += other.cap_seconds
+        self.cache_hits += other.cache_hits
+        self.cache_misses += other.cache_misses
+        self.cached(other.cache_age)
+
+    def cached(self, age: float | None) -> None:
+        """Note an answer of that age from the cache (None: no answer)."""
+        if age is not None:
+            self.cache_age = age if self.cache_age is None else max(self.cache_age, age)
 
     def summary(self) -> str:
         ms = (time.monotonic() - self.started) * 1000
-        return f"{self.requests} requests, {self.rows} rows, {ms:.0f} ms"
+        cached = f", {self.cache_hits} from the cache" if self.cache_hits else ""
+        return f"{self.requests} requests{cached}, {self.rows} rows, {ms:.0f} ms"
 
 
 def client_for(options: Options, table: int | None = None):
@@ -158,11 +208,131 @@ class Pool:
         self.options = options
         self.table = table  # the foreign table's OID: whose server's secret it may use
         self._client = None  # set in a pinned copy only
+        self.cache_ttl = options.cache_ttl  # 0 in an uncached() copy
+        self._signed: tuple | None = None  # (statement, the signer of the cache's keys)
         # Keyed by endpoint and account: the quota Cognito enforces is per account and region.
-        self.limiter = limiter_for(
-            (options.region, options.endpoint_url, options.aws_access_key_id),
-            options.max_requests_per_second,
+        self.limiter = limiter_for(budget_key(options), options.max_requests_per_second)
+        path = getattr(self.limiter, "path", None)
+        if path is not None:  # for the rate_budget view: which window, what cap
+            shared.safely(
+                lambda store: store.note_budget(
+                    os.path.basename(path), *self.where[1:], options.max_requests_per_second
+                )
+            )
+
+    @property
+    def where(self) -> tuple[str, str, str]:
+        """(pool id, region, endpoint): what the counters and the cache's entries name."""
+        options = self.options
+        return (options.user_pool_id, options.region, options.endpoint_url or "AWS")
+
+    def uncached(self) -> Pool:
+        """This pool, always asking Cognito (a writable table's reads)."""
+        copy_ = copy.copy(self)
+        copy_.cache_ttl = 0.0
+        return copy_
+
+    # -- the shared cache (backend's thread only: elsewhere nothing is cached) ----------------
+
+    def _cache_key(self, store, operation: str, request) -> str:
+        return store.digest((self._signer(), self.where, operation, request))
+
+    def _signer(self) -> tuple:
+        """Who signs: the key id, the secret and token, the role assumed and with what; a
+        wrong secret for a known key id is another signer.  Only ever hashed
+        (``Store.digest``), and resolved once per statement (a vault secret is read once)."""
+        statement = backend.statement_started()
+        if self._signed is None or self._signed[0] != statement:
+            found = credentials.for_options(self.options)
+            source, keys, vault, role = (
+                found.source,
+                found.keys,
+                found.source.vault,
+                found.source.role,
+            )
+            signer = (
+                source.kind,
+                source.key_id,
+                source.profile,
+                vault and (vault.relation, vault.column, vault.value),
+                # Field by field: a repr() leaves the external id out.
+                role
+                and (
+                    role.arn,
+                    role.session_name,
+                    role.duration,
+                    role.external_id,
+                    role.sts_endpoint_url,
+                ),
+                keys and (keys.secret_key, keys.token),
+            )
+            self._signed = (statement, signer)
+        return self._signed[1]
+
+    def recall(self, stats: Stats, operation: str, request) -> list | None:
+        """The cached answer to ``operation`` with ``request`` (its parameters, hashable),
+        if one younger than ``cache_ttl`` exists; counted as a hit or a miss."""
+        if self.cache_ttl <= 0 or not backend.on_backend_thread():
+            return None
+        found = shared.safely(
+            lambda store: store.get(self._cache_key(store, operation, request), self.cache_ttl)
         )
+        if found is None:
+            stats.cache_misses += 1
+            _count(self.where, operation, cache_misses=1)
+            return None
+        stats.cache_hits += 1
+        stats.cached(found[1])
+        _count(self.where, operation, cache_hits=1)
+        return found[0]
+
+    def cached_age(self, operation: str, request) -> float | None:
+        """How old the cached answer is (seconds), None when there is none within the TTL
+        (for EXPLAIN: nothing is counted)."""
+        if self.cache_ttl <= 0 or not backend.on_backend_thread():
+            return None
+        age = shared.safely(lambda store: store.age(self._cache_key(store, operation, request)))
+        return age if age is not None and 0 <= age < self.cache_ttl else None
+
+    def remember(self, operation: str, request, value: list) -> None:
+        """Keep ``value`` as the answer to ``operation`` with ``request``, if it is small
+        enough (see :mod:`cognito_fdw.shared`)."""
+        if self.cache_ttl <= 0 or not backend.on_backend_thread():
+            return
+        if len(value) > shared.MAX_ENTRY_ITEMS:
+            return
+        shared.safely(
+            lambda store: store.put(
+                self._cache_key(store, operation, request), self.where, operation, value
+            )
+        )
+
+    def remembered(
+        self, stats: Stats, operation: str, request, live: Iterator, rows: bool = False
+    ) -> Iterator:
+        """The items of ``live`` (a stream of ``operation`` with ``request``, not yet
+        started), from the cache when it has them; a stream read to its end whole and small
+        enough is kept.  A stream stopped early is not.  ``rows``: count the cached items
+        as ``stats.rows`` (the caller counts the live ones' as they are read)."""
+        found = self.recall(stats, operation, request)
+        if found is not None:
+            if rows:
+                stats.rows += len(found)
+            yield from found
+            return
+        kept: list | None = [] if self.cache_ttl > 0 else None
+        for item in live:
+            if kept is not None:
+                kept.append(item)
+                if len(kept) > shared.MAX_ENTRY_ITEMS:
+                    kept = None  # too big to keep: memory stays flat whatever the stream
+            yield item
+        if kept is not None:
+            self.remember(operation, request, kept)
+
+    def forget_memberships(self) -> None:
+        """Membership answers of this pool are stale (a COMMIT changed memberships)."""
+        shared.safely(lambda store: store.forget(self.where, MEMBERSHIP_OPERATIONS))
 
     @property
     def client(self):
@@ -184,6 +354,7 @@ class Pool:
     def call(self, operation: str, stats: Stats | None = None, **params) -> Mapping:
         """Call a Cognito API operation by its API name (``ListUsers``); translate every
         failure into a :class:`CognitoApiError` naming the operation."""
+        budget.statement.charge(self.options.max_requests_per_statement, operation)
         # Resolved here, on the calling thread: run_cancellable's helper thread gets a bound
         # method and its arguments, nothing it would have to look up.
         client = self.client
@@ -200,8 +371,10 @@ class Pool:
             # As the request goes out (or is answered without a send: a test's Stubber); a
             # call abandoned while it waited for the rate cap (a LIMIT reached while a
             # worker read a page ahead) sent nothing and counts nothing.
-            if stats is not None and not counted:
-                counted.append(True)
+            if counted:
+                return
+            counted.append(True)
+            if stats is not None:
                 stats.requests += 1
                 stats.operations[operation] += 1
 
@@ -212,9 +385,11 @@ class Pool:
         def send():
             return attempts.send(in_flight, method, params)
 
+        failed = True
         try:
             answer = backend.run_cancellable(send, deadline=in_flight.deadline)
             count()
+            failed = False
             return answer
         except backend.DeadlinePassed:
             raise self._deadline_error(operation, in_flight.attempts) from None
@@ -233,11 +408,23 @@ class Pool:
             # A helper thread still sending (a cancel, the deadline) starts no attempt
             # more; a slot reserved and never used holds up nobody.
             in_flight.abandon()
+            cognito_seconds = time.monotonic() - started - in_flight.waited
+            _count(
+                self.where,
+                operation,
+                requests=len(counted),
+                throttled=in_flight.throttled,
+                retries=max(0, in_flight.attempts - 1),
+                errors=int(failed),
+                rows=0 if failed else _rows_in(answer),
+                cognito_ms=cognito_seconds * 1000,
+                cap_ms=in_flight.waited * 1000,
+            )
             if stats is not None:
                 stats.retries += max(0, in_flight.attempts - 1)
                 stats.throttled += in_flight.throttled
                 stats.cap_seconds += in_flight.waited
-                stats.cognito_seconds += time.monotonic() - started - in_flight.waited
+                stats.cognito_seconds += cognito_seconds
 
     def _deadline_error(self, operation: str, attempts: int) -> CognitoApiError:
         seconds = self.options.request_deadline

@@ -189,6 +189,18 @@ def window_file(directory: str, key: tuple) -> str:
     return os.path.join(directory, f"{digest}.window")
 
 
+def budget_key(options) -> tuple:
+    """What one request-rate budget is per: the region, the endpoint and the account whose
+    quota the requests count against, named by the credential that signs them (the access
+    key id; for a role assumed, the role's account, which owns the pool).  Roles signing
+    with another account's keys take their turns in another window: they never wait
+    behind a budget they do not share."""
+    account = options.aws_access_key_id
+    if options.role_arn:
+        account = "account:" + options.role_arn.split(":")[4]
+    return (options.region, options.endpoint_url, account)
+
+
 _limiters: dict[tuple, RateLimiter] = {}
 _lock = threading.Lock()
 

@@ -111,8 +111,16 @@ def _users(plan, pool, stats, cache, log, scope) -> Iterator[Mapping]:
                     yield user
     elif plan.requests:
         # One stream, read by one worker a page ahead: the next request is in flight while
-        # PostgreSQL consumes this page's rows.
-        yield from _concurrently(plan.requests, 1, pool, stats, scope, plan.limit, log=log)
+        # PostgreSQL consumes this page's rows.  Its answer is kept in the shared cache if
+        # it is small and read to its end (a PARTS scan, the whole pool, never is).
+        request = plan.requests[0]
+        yield from pool.remembered(
+            stats,
+            request.operation,
+            cache_request(request, plan.limit),
+            _concurrently(plan.requests, 1, pool, stats, scope, plan.limit, log=log),
+            rows=True,  # a live stream's users are counted by list_user_pages
+        )
 
 
 def _lookups(
@@ -120,7 +128,7 @@ def _lookups(
 ) -> Iterator[list]:
     """Each request's users, in plan order; up to ``plan.workers`` threads fetch the
     requests the cache cannot answer."""
-    cached = {request: cache.get(request) for request in plan.requests}
+    cached = {request: _recalled(request, pool, stats, cache) for request in plan.requests}
     missing = [request for request, users in cached.items() if users is None]
     if plan.workers <= 1 or len(missing) <= 1:
         for request in plan.requests:
@@ -128,7 +136,7 @@ def _lookups(
             yield (
                 users
                 if users is not None
-                else _remember(request, _fetch(request, pool, stats), cache)
+                else _remember(request, _fetch(request, pool, stats), cache, pool)
             )
         return
     worker_stats = [Stats() for _ in missing]
@@ -143,7 +151,7 @@ def _lookups(
     try:
         for request in plan.requests:
             if request in futures:
-                yield _remember(request, _result(futures[request]), cache)
+                yield _remember(request, _result(futures[request]), cache, pool)
             else:
                 yield cached[request]
     finally:
@@ -151,6 +159,23 @@ def _lookups(
         executor.shutdown(wait=False, cancel_futures=True)
         for done in worker_stats:
             stats.add(done)
+
+
+def cache_request(request: Request, limit: int | None = None) -> tuple:
+    """What tells the shared cache's answers to ``request`` apart (beside the pool, the
+    credentials and the operation): its filter or user name, and the users asked for."""
+    return (request.filter, request.username, limit)
+
+
+def _recalled(request: Request, pool: Pool, stats: Stats, cache: LookupCache) -> list | None:
+    """The request's users from this statement's cache, else from the shared one."""
+    users = cache.get(request)
+    if users is None:
+        users = pool.recall(stats, request.operation, cache_request(request))
+        if users is not None:
+            stats.rows += len(users)
+            cache.put(request, users)
+    return users
 
 
 def _fetch(request: Request, pool: Pool, stats: Stats, scope: ratelimit.Scope | None = None):
@@ -165,9 +190,10 @@ def _fetch(request: Request, pool: Pool, stats: Stats, scope: ratelimit.Scope | 
         return users
 
 
-def _remember(request: Request, users: list, cache: LookupCache) -> list:
+def _remember(request: Request, users: list, cache: LookupCache, pool: Pool) -> list:
     if len(users) <= PAGE_SIZE:
         cache.put(request, users)
+    pool.remember(request.operation, cache_request(request), users)
     return users
 
 

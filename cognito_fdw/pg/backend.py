@@ -103,6 +103,7 @@ _port = c_variable("PostPortNumber", ctypes.c_int)
 _socket_dirs = c_variable("Unix_socket_directories", ctypes.c_char_p)
 _data_dir = c_variable("DataDir", ctypes.c_char_p)
 _statement_start = c_function("GetCurrentStatementStartTimestamp", ctypes.c_int64, [])
+_transaction_start = c_function("GetCurrentTransactionStartTimestamp", ctypes.c_int64, [])
 _get_user_id = c_function("GetUserId", ctypes.c_uint32, [])
 _user_name = c_function("GetUserNameFromId", ctypes.c_char_p, [ctypes.c_uint32, ctypes.c_bool])
 _database_name = c_function("get_database_name", ctypes.c_char_p, [ctypes.c_uint32])
@@ -208,6 +209,13 @@ def run_cancellable(
 def statement_started() -> int | None:
     """When the running statement started (microseconds), identifying it; None outside."""
     return None if _statement_start is None else _statement_start()
+
+
+@backend_thread_only
+def transaction_started() -> int | None:
+    """When the running transaction started (microseconds); None outside.  Inside a
+    procedure each COMMIT starts a transaction with a time of its own."""
+    return None if _transaction_start is None else _transaction_start()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from .. import plans
+from .. import budget, plans
 from ..api import PAGE_SIZE
 from ..aws.client import Pool, Stats
 from ..columns import Field
@@ -86,17 +86,29 @@ class Groups(Table):
         plan = self._plan(quals)
         if plan.kind == plans.NONE:
             return
-        for group in self._groups(plan.values if plan.kind == plans.BY_GROUP else None, stats):
+        names = plan.values if plan.kind == plans.BY_GROUP else None
+        if names:
+            count = len(names)
+            budget.statement.check_plan(
+                count, self.options.max_requests_per_statement, f"GetGroup for {count} groups"
+            )
+        for group in self._groups(names, stats):
             stats.rows += 1
             yield record_row(group, self.columns)
 
     def _groups(self, names, stats) -> Iterator[Mapping]:
         if names is None:
-            yield from self.pool.items("ListGroups", "Groups", stats)
+            yield from self.pool.remembered(
+                stats, "ListGroups", (), self.pool.items("ListGroups", "Groups", stats)
+            )
             return
         for name in names:
-            try:
-                yield self.pool.call("GetGroup", stats, GroupName=name)["Group"]
-            except CognitoApiError as exc:
-                if not exc.missing():
-                    raise
+            yield from self.pool.remembered(stats, "GetGroup", (name,), self._group(name, stats))
+
+    def _group(self, name: str, stats: Stats) -> Iterator[Mapping]:
+        """The group ``name`` (nothing when there is no such group)."""
+        try:
+            yield self.pool.call("GetGroup", stats, GroupName=name)["Group"]
+        except CognitoApiError as exc:
+            if not exc.missing():
+                raise

@@ -72,6 +72,8 @@ def table_definitions(custom: Mapping[str, str], options: Mapping[str, str]) -> 
     tables = []
     for name in OBJECTS:
         cls = table_class(name)
+        if not cls.imported:
+            continue
         table_options = {"object": name}
         if cls.importable_writable:
             table_options["writable"] = writable

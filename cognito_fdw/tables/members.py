@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from .. import changes, plans, pushdown
+from .. import budget, changes, plans, pushdown
 from ..api import PAGE_SIZE, is_cognito_name
 from ..aws.client import Pool, Stats
 from ..aws.scan import LookupCache, run
@@ -87,6 +87,9 @@ class Members(Table):
     ):
         super().__init__(options, pool, fdw_columns, progress)
         self.writable = options.writable
+        # A writable table reads Cognito itself: what a DELETE finds and what a COMMIT
+        # plans from must be what Cognito holds now, never a cached answer.
+        self.reads = pool.uncached() if self.writable else pool
         self.log = ChangeLog()
         self.transaction = transaction
         problems = [
@@ -213,6 +216,16 @@ class Members(Table):
         plan = self.plan(quals)
         if plan.kind == plans.NONE:
             return
+        if plan.kind in (plans.BY_USER, plans.BY_GROUP):
+            kind = "users" if plan.kind == plans.BY_USER else "groups"
+            count = len(dict.fromkeys(plan.values))
+            per = 2 if kind == "users" and self._needs_user(columns) else 1
+            operation = "AdminListGroupsForUser" if kind == "users" else "ListUsersInGroup"
+            budget.statement.check_plan(
+                count * per,
+                self.options.max_requests_per_statement,
+                f"{operation} for {count} {kind}" + (" and their records" if per > 1 else ""),
+            )
         self._cache.claim(backend.statement_started())
         if plan.kind == plans.BY_USER:
             for username in plan.values:
@@ -221,7 +234,12 @@ class Members(Table):
         names = (
             plan.values
             if plan.kind == plans.BY_GROUP
-            else [g["GroupName"] for g in self.pool.items("ListGroups", "Groups", stats)]
+            else [
+                g["GroupName"]
+                for g in self.reads.remembered(
+                    stats, "ListGroups", (), self.reads.items("ListGroups", "Groups", stats)
+                )
+            ]
         )
         for group in dict.fromkeys(names):
             yield from self._group_rows(group, stats)
@@ -237,8 +255,11 @@ class Members(Table):
         try:
             groups = [
                 g["GroupName"]
-                for g in self.pool.items(
-                    "AdminListGroupsForUser", "Groups", stats, Username=username
+                for g in self.reads.remembered(
+                    stats,
+                    "AdminListGroupsForUser",
+                    (username,),
+                    self.reads.items("AdminListGroupsForUser", "Groups", stats, Username=username),
                 )
             ]
         except CognitoApiError as exc:
@@ -260,7 +281,7 @@ class Members(Table):
     def _user_record(self, username: str, stats: Stats) -> Mapping | None:
         """The record of user ``username``, None when the lookup finds no such user (a user
         ListUsers does not show yet: it is eventually consistent)."""
-        found = list(run(self._lookup(username), self.pool, stats, self._cache, self.progress))
+        found = list(run(self._lookup(username), self.reads, stats, self._cache, self.progress))
         exact = [user for user in found if user.get("Username") == username]
         if exact:
             return exact[0]
@@ -271,7 +292,8 @@ class Members(Table):
     def _group_rows(self, group: str, stats: Stats) -> Iterator[dict]:
         seen = set()
         try:
-            for user in self.pool.items("ListUsersInGroup", "Users", stats, GroupName=group):
+            users = self.reads.items("ListUsersInGroup", "Users", stats, GroupName=group)
+            for user in self.reads.remembered(stats, "ListUsersInGroup", (group,), users):
                 key = (group, user["Username"])
                 seen.add(key[1])
                 if self.log.wanted(key) is not False:
@@ -385,4 +407,7 @@ class Members(Table):
                 f"{self.options.user_pool_id} ({exc.code})",
                 hint=hint,
             ) from None
+        finally:
+            # Sent or maybe sent: every backend's cached memberships of the pool are stale.
+            self.pool.forget_memberships()
         return True

@@ -42,6 +42,16 @@ def actual_lines(spent: Stats, scans: int) -> list[str]:
     ``spent``."""
     requests, retries = spent.requests, spent.retries
     by_operation = ", ".join(f"{name} {n}" for name, n in sorted(spent.operations.items()))
+    hits, misses = spent.cache_hits, spent.cache_misses
+    cached = (
+        [
+            f"Cognito actual: {hits} answer{'s' if hits != 1 else ''} from the cache"
+            + (f", the oldest {spent.cache_age:.1f} s old" if spent.cache_age is not None else "")
+            + f"; {misses} not in it"
+        ]
+        if hits or misses
+        else []
+    )
     return [
         f"Cognito actual: {requests} request{'s' if requests != 1 else ''}"
         f"{f' ({by_operation})' if by_operation else ''} in {scans} "
@@ -49,7 +59,7 @@ def actual_lines(spent: Stats, scans: int) -> list[str]:
         f"Cognito actual: {retries} retr{'ies' if retries != 1 else 'y'}, "
         f"{spent.throttled} throttled, {spent.cognito_seconds * 1000:.0f} ms in Cognito "
         f"requests, {spent.cap_seconds * 1000:.0f} ms waiting for the request-rate cap",
-    ]
+    ] + cached
 
 
 def table_class(name: str) -> type[Table]:
@@ -73,6 +83,8 @@ class Table(abc.ABC):
     fields: ClassVar[Mapping[str, Field]] = {}
     #: Whether IMPORT FOREIGN SCHEMA's option ``writable`` is set on its table.
     importable_writable: ClassVar[bool] = False
+    #: Whether IMPORT FOREIGN SCHEMA creates a table of it (not the server's own state's).
+    imported: ClassVar[bool] = True
     #: The error refusing a write: its message (by default naming the object) and HINT.
     read_only_message: ClassVar[str | None] = None
     read_only_hint: ClassVar[str] = ""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 
-from .. import nulls, plans, pushdown
+from .. import budget, nulls, plans, pushdown
 from ..aws.client import Pool, Stats
-from ..aws.scan import LookupCache, run
+from ..aws.scan import LookupCache, cache_request, run
 from ..columns import (
     ALL_ATTRIBUTES,
     ATTRIBUTE,
@@ -100,7 +100,30 @@ class Users(Table):
         return self.options.pushdown
 
     def explain(self, quals, columns, limit=None, offset=None) -> list[str]:
-        return self._plan(quals, limit, offset).explain()
+        plan = self._plan(quals, limit, offset)
+        return plan.explain() + self._cache_lines(plan)
+
+    def _cache_lines(self, plan: plans.Plan) -> list[str]:
+        """EXPLAIN's word on the shared cache: which answers it holds now, how old."""
+        ttl = self.pool.cache_ttl
+        if not plan.requests or plan.kind == plans.NONE or ttl <= 0:
+            return []
+        if plan.kind == plans.PARTS:
+            return [f"Cognito: cache: not kept for a scan of the whole pool (cache_ttl {ttl:g} s)"]
+        limit = plan.limit if plan.kind == plans.SCAN else None
+        ages = [
+            self.pool.cached_age(request.operation, cache_request(request, limit))
+            for request in plan.requests
+        ]
+        held = [age for age in ages if age is not None]
+        if not held:
+            return [f"Cognito: cache: no answer cached yet, kept for {ttl:g} s (cache_ttl)"]
+        return [
+            f"Cognito: cache: {len(held)} of {len(ages)} answer{'s' if len(ages) != 1 else ''} "
+            f"cached, the oldest {max(held):.1f} s old (cache_ttl {ttl:g} s): "
+            f"{len(ages) - len(held)} request stream{'s' if len(ages) - len(held) != 1 else ''} "
+            "to send"
+        ]
 
     # -- scanning --------------------------------------------------------------------
 
@@ -113,6 +136,12 @@ class Users(Table):
         encoding = database_encoding(backend.database_encoding())
         statement = backend.statement_started()
         plan = self._plan(quals, limit, offset, self._stable(quals, statement))
+        if plan.requests and plan.kind != plans.NONE:
+            budget.statement.check_plan(
+                plan.estimated_requests,
+                self.options.max_requests_per_statement,
+                _scan_words(plan),
+            )
         self._cache.claim(statement)
         users = run(plan, self.pool, stats, self._cache, self.progress)
         try:
@@ -147,6 +176,16 @@ class Users(Table):
             kind = CUSTOM_KINDS.get(data_type, STRING)
             columns.append(ImportedColumn(name, IMPORT_TYPES[kind], {ATTRIBUTE: attribute}))
         return columns
+
+
+def _scan_words(plan: plans.Plan) -> str:
+    """The scan a refusal names: what it would read."""
+    if plan.kind == plans.PARTS or (plan.kind == plans.SCAN and plan.requests[0].filter is None):
+        return f"a scan of the whole user pool (about {plan.estimated_rows:,} users)"
+    if plan.kind == plans.LOOKUPS:
+        count = len(plan.requests)
+        return f"{count} lookup{'s' if count != 1 else ''}"
+    return f"a scan of {plan.requests[0].describe()}"
 
 
 def _wanted(limit, offset) -> int | None:

@@ -159,6 +159,9 @@ MAPPING_ATTACKS = [
     ("misspelling", "ADD endpont_url 'http://127.0.0.1:47001'",
      "unknown option: endpont_url (did you mean endpoint_url?)"),
     ("limit", "ADD max_requests_per_second '1000'", "may not set max_requests_per_second"),
+    ("statement budget", "ADD max_requests_per_statement '100000'",
+     "may not set max_requests_per_statement"),
+    ("cache", "ADD cache_ttl '3600'", "may not set cache_ttl"),
 ]  # fmt: skip
 
 

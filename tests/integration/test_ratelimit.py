@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import threading
 import time
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from ..support.pool import POOL_REGION
-from ..support.postgres import create_server
+from ..support.postgres import create_server, new_role, role_dsn
 from ..support.reliability import record
 
 pytestmark = pytest.mark.server
@@ -90,10 +91,17 @@ def test_the_budget_lives_in_a_private_directory_of_the_data_directory(setup, ca
     info = os.lstat(directory)
     assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
     files = os.listdir(directory)
-    assert files and all(name.endswith(".window") for name in files)
+    windows = [name for name in files if name.endswith(".window")]
+    # Beside the windows, the shared state (cognito_fdw/shared.py): SQLite's file, its WAL.
+    assert windows and set(files) - set(windows) <= {
+        "state.sqlite3",
+        "state.sqlite3-wal",
+        "state.sqlite3-shm",
+    }
     assert not any("AKID" in name for name in files)  # the key id is hashed
     for name in files:
         assert stat.S_IMODE(os.lstat(os.path.join(directory, name)).st_mode) == 0o600
+    for name in windows:
         assert os.path.getsize(os.path.join(directory, name)) <= 28 + 8 * 1000
 
 
@@ -115,3 +123,47 @@ def test_an_unsafe_budget_directory_is_a_clear_error(setup, capped):
     assert "mode 0777, not 0700" in err.value.diag.message_primary
     assert data not in err.value.diag.message_primary
     assert "remove it" in err.value.diag.message_hint
+
+
+WAITED = re.compile(r"(\d+) ms waiting for the request-rate cap")
+
+
+def test_another_accounts_keys_do_not_wait_behind_a_saturated_budget(setup, capped, proxy):
+    """Four sessions keep the PUBLIC mapping's budget (CAP a second) saturated; a role
+    signing with another account's key id looks a user up meanwhile.  By the wrapper's own
+    accounting it waited nothing for the cap, while the saturating sessions waited, and its
+    request reached Cognito before theirs were all sent."""
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        role = new_role(conn)
+        conn.execute(
+            f"CREATE USER MAPPING FOR {role} SERVER quota_server OPTIONS "
+            "(aws_access_key_id 'AKIDOTHERACCOUNT', aws_secret_access_key 'other-secret')"
+        )
+        conn.execute(f"GRANT USAGE ON SCHEMA cognito TO {role}")
+        conn.execute(f"GRANT SELECT ON cognito.quota_users TO {role}")
+    name = capped.users[9]["Username"]
+    with psycopg.connect(role_dsn(setup.dsn, role), autocommit=True) as other:
+        other.execute("SELECT count(*) FROM cognito.quota_users WHERE username = 'warm-up'")
+        time.sleep(1.0)
+        waits: list = []
+        saturating = threading.Thread(
+            target=lambda: waits.extend(
+                scan_at_once(
+                    setup.dsn, 4, "EXPLAIN ANALYZE SELECT count(*) FROM cognito.quota_users"
+                )[1]
+            )
+        )
+        saturating.start()
+        time.sleep(2.0)  # the four sessions' twelve requests need three seconds at CAP 4
+        mine = [
+            row[0]
+            for row in other.execute(
+                f"EXPLAIN ANALYZE SELECT * FROM cognito.quota_users WHERE username = '{name}'"
+            )
+        ]
+        looked_up = time.monotonic()
+        saturating.join(60)
+    assert [int(m.group(1)) for line in mine if (m := WAITED.search(line))] == [0]
+    theirs = [int(m.group(1)) for rows in waits for (line,) in rows if (m := WAITED.search(line))]
+    assert len(theirs) == 4 and sum(theirs) > 1000  # the budget was saturated
+    assert proxy.arrived("ListUsers")[-1] > looked_up  # theirs were still being sent

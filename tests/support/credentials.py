@@ -129,7 +129,9 @@ def make_server(conn, aws: Aws, mapping: dict | None = None, **options) -> str:
     """A cognito_fdw server on ``aws``'s pool with ``options``, a PUBLIC user mapping with
     ``mapping`` (if any), and a users table of the same name everyone may read; its name."""
     name = f"c_{uuid.uuid4().hex[:8]}"
-    opts = {"wrapper": "cognito_fdw.CognitoFdw", "user_pool_id": aws.pool_id, **options}
+    # The shared cache off: each query here must reach the endpoint with its credentials.
+    opts = {"wrapper": "cognito_fdw.CognitoFdw", "user_pool_id": aws.pool_id, "cache_ttl": "0"}
+    opts.update(options)
     opts.setdefault("endpoint_url", aws.url)
     conn.execute(
         f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS ({options_sql(opts)})"

@@ -81,9 +81,15 @@ def options_sql(options: dict) -> str:
 
 
 def create_server(conn, name: str, pool_id: str, endpoint: str, keys: bool = True, **options):
-    """A cognito_fdw server on the emulator; the test keys in a PUBLIC user mapping."""
+    """A cognito_fdw server on the emulator; the test keys in a PUBLIC user mapping.
+
+    The shared cache is off (``cache_ttl 0``) unless ``cache_ttl`` is given (None: the
+    default): a test counting the requests of a repeated query counts requests."""
+    given = {
+        name: value for name, value in {"cache_ttl": "0", **options}.items() if value is not None
+    }
     server = {"wrapper": "cognito_fdw.CognitoFdw", "user_pool_id": pool_id,
-              "endpoint_url": endpoint, **options}  # fmt: skip
+              "endpoint_url": endpoint, **given}  # fmt: skip
     conn.execute(
         f"CREATE SERVER {name} FOREIGN DATA WRAPPER multicorn OPTIONS ({options_sql(server)})"
     )

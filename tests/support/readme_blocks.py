@@ -34,6 +34,7 @@ PAGES = (
     "docs/credentials.md",
     "docs/pushdown.md",
     "docs/sync.md",
+    "docs/hot-paths.md",
     "docs/errors.md",
     "docs/architecture.md",
 )

@@ -232,3 +232,24 @@ def test_a_region_botocore_does_not_know_is_named_with_the_nearest_ones():
     assert unknown("us-est-1") == ("us-est-1", ["us-east-1", "us-west-1", "us-east-2"])
     assert unknown("us-east-1") is None  # known: some other connection failure
     assert unknown("us-est-1", "http://127.0.0.1:9") is None  # not AWS: any region goes
+
+
+def test_the_caches_signer_tells_every_credential_apart():
+    """What the shared cache's keys are made of: another secret, token, key id or role
+    (its external id included) is another signer; the same options are the same one."""
+    from cognito_fdw.options import parse_options
+
+    base = {"user_pool_id": "us-east-1_Abc", "object": "users",
+            "aws_access_key_id": "AKIDONE", "aws_secret_access_key": "s1"}  # fmt: skip
+    role = {"role_arn": "arn:aws:iam::123456789012:role/r", "external_id": "x1"}
+    variants = [
+        base,
+        {**base, "aws_secret_access_key": "s2"},
+        {**base, "aws_access_key_id": "AKIDTWO"},
+        {**base, "aws_session_token": "t"},
+        {**base, **role},
+        {**base, **role, "external_id": "x2"},
+    ]
+    signers = [client_module.Pool(parse_options(v))._signer() for v in variants]
+    assert len(set(signers)) == len(variants)
+    assert client_module.Pool(parse_options(base))._signer() == signers[0]

@@ -66,7 +66,10 @@ class CountingTable:
     """A table whose scans each send one ListUsers and yield three rows, recording closes."""
 
     def __init__(self):
-        self.options = SimpleNamespace(max_requests_per_second=25, region="r", user_pool_id="p")
+        self.options = SimpleNamespace(
+            max_requests_per_second=25, max_requests_per_statement=1000, region="r",
+            user_pool_id="p",
+        )  # fmt: skip
         self.closed = 0
 
     def explain(self, quals, columns, limit=None, offset=None):
@@ -100,7 +103,8 @@ def test_explain_after_the_statements_scans_adds_what_they_sent(monkeypatch):
     wrapper, table = counting_wrapper(monkeypatch)
     assert lines_of(wrapper) == [
         "Cognito: the plan",
-        "Cognito: at most 25 requests/s, shared by every connection to this account",
+        "Cognito: at most 25 requests/s, shared by every connection to this account; at most "
+        "1,000 per statement (max_requests_per_statement)",
     ]  # plain EXPLAIN: no scan began
     first = wrapper.execute([], set())
     next(first)

@@ -15,9 +15,10 @@ from cognito_fdw.errors import ColumnError
 from cognito_fdw.tables.members import Members, membership_key, parse_membership
 
 from ..support.multicorn import Qual, column_definitions
+from ..support.nocache import NoCache
 
 
-class FakePool:
+class FakePool(NoCache):
     options = SimpleNamespace(writable=True, deterministic_collations=False)
 
     def custom_attributes(self):
@@ -113,7 +114,7 @@ def test_member_columns_resolve_user_columns_and_refuse_bad_types():
         members(group_name="integer", username="text")
 
 
-class CaseBlindPool:
+class CaseBlindPool(NoCache):
     """ListUsers of a pool whose usernames ignore case, as Cognito can be configured."""
 
     def __init__(self, *names, username_lookup=pushdown.BY_LIST_USERS):

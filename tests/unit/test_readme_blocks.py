@@ -67,7 +67,7 @@ def test_every_page_under_docs_is_on_the_path_or_declared_off_it():
 
 def test_the_readme_lists_its_pages_in_the_paths_order():
     further = README.read_text().split("## Further reading", 1)[1]
-    listed = re.findall(r"^\d+\. \[[^]]+\]\((docs/[\w.]+\.md)\)", further, re.MULTILINE)
+    listed = re.findall(r"^\d+\. \[[^]]+\]\((docs/[\w.-]+\.md)\)", further, re.MULTILINE)
     assert listed == list(PAGES[1:])
 
 

@@ -18,13 +18,14 @@ from cognito_fdw.plans import ADMIN_GET_USER, LIST_USERS, LOOKUPS, PARTS, SCAN, 
 from cognito_fdw.pushdown import PARTITIONS
 
 from ..support.clock import FakeClock
+from ..support.nocache import NoCache
 
 
 def user(name, sub):
     return {"Username": name, "Attributes": [{"Name": "sub", "Value": sub}]}
 
 
-class FakePool:
+class FakePool(NoCache):
     """Pages like ListUsers (60 a page) over a list of users; records every request."""
 
     def __init__(self, users, fail_on=None, page_delay=0.0):

@@ -1,0 +1,84 @@
+"""Tier 2: sql/monitor.sql's views (cognito_fdw/monitor.py) read as a pg_monitor role with
+no USAGE on any server and no user mapping: the counters agree with the proxy's count,
+the rate budget shows its cap, and nothing in them is a key id or a secret."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ..support.pool import POOL_REGION
+from ..support.postgres import SCRIPTS, TEST_KEYS, create_server, new_role, psql, role_dsn
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def monitored(setup, pool, proxy):
+    """mo.users on server mo_srv through the proxy; the monitor views; a login role in
+    pg_monitor only."""
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        create_server(
+            conn, "mo_srv", pool.pool_id, proxy.url, region=POOL_REGION,
+            max_requests_per_second=7, cache_ttl="30",
+        )  # fmt: skip
+        conn.execute("CREATE SCHEMA mo")
+        conn.execute(
+            "CREATE FOREIGN TABLE mo.users (username text, email text) "
+            "SERVER mo_srv OPTIONS (object 'users')"
+        )
+        watcher = new_role(conn)
+        conn.execute(f"GRANT pg_monitor TO {watcher}")
+    done = psql(setup, "-v", "server=mo_srv", "-f", str(SCRIPTS / "monitor.sql"))
+    assert done.returncode == 0, done.stderr
+    return watcher
+
+
+def stats(conn, endpoint: str) -> dict:
+    rows = conn.execute(
+        "SELECT operation, requests, rows, cache_hits, cache_misses, errors, cognito_ms, servers "
+        "FROM cognito_fdw_monitor.request_stats WHERE endpoint = %s",
+        (endpoint,),
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_a_monitoring_role_reads_the_counters_without_usage(setup, db, pool, monitored, proxy):
+    with psycopg.connect(role_dsn(setup.dsn, monitored), autocommit=True) as watcher:
+        assert not watcher.execute("SELECT has_server_privilege('mo_srv', 'USAGE')").fetchone()[0]
+        before = stats(watcher, proxy.url)
+        proxy.clear()
+        name = pool.users[7]["Username"]
+        for _ in range(3):  # one request, then two answers from the cache
+            db.execute("SELECT * FROM mo.users WHERE username = %s", (name,)).fetchall()
+        db.execute("SELECT count(*) FROM mo.users").fetchall()  # a scan: 3 pages
+        after = stats(watcher, proxy.url)
+        sent = len(proxy.requests("ListUsers"))
+        assert sent == 4
+        old = before.get("ListUsers", (0, 0, 0, 0, 0, 0.0, None))
+        new = after["ListUsers"]
+        assert new[0] - old[0] == sent  # requests, as the proxy counted them
+        assert new[1] - old[1] == 1 + len(pool.users)  # rows: the lookup's and the scan's
+        assert new[2] - old[2] == 2  # cache hits
+        assert new[3] - old[3] >= 1  # the first lookup's miss
+        assert new[4] == old[4]  # no error
+        assert new[5] > old[5]  # time in Cognito
+        assert "mo_srv" in new[6]
+        budget = watcher.execute(
+            "SELECT cap, sent_last_second, waiting FROM cognito_fdw_monitor.rate_budget "
+            "WHERE endpoint = %s",
+            (proxy.url,),
+        ).fetchall()
+        assert (7,) in [row[:1] for row in budget]
+        assert all(row[1] >= 0 and row[2] >= 0 for row in budget)
+        everything = repr(
+            [
+                watcher.execute(f"SELECT * FROM cognito_fdw_monitor.{view}").fetchall()
+                for view in ("request_stats", "rate_budget", "cache")
+            ]
+        )
+        for secret in TEST_KEYS.values():
+            assert secret not in everything
+        # The tables under the views are not the monitoring role's.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            watcher.execute("SELECT * FROM cognito_fdw_monitor.cache_source")
