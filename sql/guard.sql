@@ -512,8 +512,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION cognito_fdw_guard.insert_guards(text) FROM PUBLIC;
 
--- SECURITY DEFINER: pg_user_mapping (user-mapping options) is readable only by superusers.
-CREATE OR REPLACE FUNCTION cognito_fdw_guard.on_ddl() RETURNS event_trigger
 -- What the guard judges is what the command's role may do: current_user, the role whose
 -- privileges run the command.  Not session_user: code a role planted (an index expression
 -- that ANALYZE, VACUUM or autovacuum evaluates as the table's owner, a SECURITY DEFINER
@@ -593,7 +591,7 @@ BEGIN
       PERFORM cognito_fdw_guard.check_server(server_oid, cmd.classid, cmd.objid, who);
     END IF;
   END LOOP;
-  PERFORM cognito_fdw_guard.insert_guards(TG_TAG);
+  PERFORM cognito_fdw_guard.insert_guards(tag);
 END
 $$;
 

@@ -38,7 +38,7 @@ def test_a_superuser_running_cognito_fdw_sql_calls_no_planted_function(server, p
             target, COGNITO_FDW_SQL, GUARDED_DDL, path == "public first",
             "-v", "user_pool_id=us-east-1_Abc123", "-v", "endpoint_url=http://127.0.0.1:9",
             "-v", "aws_access_key_id=AKIDX", "-v", "aws_secret_access_key=secret",
-            also=(SCRIPTS / "guard.sql",),
+            also=(SCRIPTS / "guard.sql", SCRIPTS / "monitor.sql"),
         )  # fmt: skip
         with psycopg.connect(target.dsn, autocommit=True) as conn:
             installed = conn.execute("SELECT count(*) FROM pg_catalog.pg_foreign_table").fetchone()[
@@ -52,7 +52,7 @@ def test_a_superuser_running_cognito_fdw_sql_calls_no_planted_function(server, p
         )
         assert run.planted > 100 and run.control >= 1
         assert run.calls == 0, run.called()
-        assert installed == 2
+        assert installed == 5  # users, group_members, and monitor.sql's three
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
