@@ -257,14 +257,15 @@ def test_settings_that_expose_multicorn_crashes_are_reported(database, pool, cap
         conn.execute(f"ALTER DATABASE {name} RESET auto_explain.log_min_duration")
     assert status == 1
     assert "FAIL  auto_explain: loaded (session_preload_libraries, database setting)" in out
-    assert f"warn  INSERT: granted on exposed_members to {role}" in out
+    # doctor pins search_path to pg_catalog, so names come schema-qualified.
+    assert f"warn  INSERT: granted on public.exposed_members to {role}" in out
     assert "COPY FROM: not refused" not in out  # the guard's trigger is on both tables
     conn.execute("DROP EVENT TRIGGER cognito_fdw_guard")
     conn.execute("DROP TRIGGER " + conn.execute(
         "SELECT tgname FROM pg_trigger WHERE tgrelid = 'exposed_members'::regclass"
     ).fetchone()[0] + " ON exposed_members")  # fmt: skip
     status, out = doctor(capsys, database.dsn)
-    assert "FAIL  COPY FROM: not refused on exposed_members" in out
+    assert "FAIL  COPY FROM: not refused on public.exposed_members" in out
 
 
 def test_doctor_runs_no_code_of_another_role(database, pool, capsys):
