@@ -17,7 +17,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import POOL_REGION
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_text
 from ..support.proxy import Fault
 
 pytestmark = pytest.mark.server
@@ -40,7 +40,7 @@ def big(setup, cognito):
 
 
 def test_a_large_pool_is_read_in_sixteen_concurrent_parts(db, big):
-    plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT count(*) FROM cognito.big"))
+    plan = explain_text(db, "EXPLAIN SELECT count(*) FROM cognito.big")
     assert "ListUsers in 16 concurrent parts" in plan and "8 workers" in plan
     with counting(db):
         rows = db.execute("SELECT count(*), count(DISTINCT username) FROM cognito.big").fetchall()

@@ -20,6 +20,7 @@ from cognito_fdw.aws.secrets import APPLICATION_NAME
 
 from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
 from ..support.postgres import (
+    explain_lines,
     literal,
     new_role,
     pg_dump,
@@ -37,7 +38,7 @@ def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
     assert usernames(keyed.dsn, by_name) == USERS
     assert usernames(keyed.dsn, by_id) == USERS
     with psycopg.connect(keyed.dsn, autocommit=True) as conn:
-        plan = [r[0] for r in conn.execute(f"EXPLAIN VERBOSE SELECT * FROM {by_id}")]
+        plan = explain_lines(conn, f"EXPLAIN VERBOSE SELECT * FROM {by_id}")
     lines = [line.strip() for line in plan]
     assert "Cognito: credentials from a secret in vault.decrypted_secrets (by id)" in lines
 

@@ -16,7 +16,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_text
 
 pytestmark = pytest.mark.server
 
@@ -72,9 +72,9 @@ def test_the_row_is_what_describe_user_pool_returns(db, pool_table):
 
 
 def test_each_scan_is_one_request_and_explain_says_so(db, pool_table):
-    plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT name FROM up.user_pool"))
+    plan = explain_text(db, "EXPLAIN SELECT name FROM up.user_pool")
     assert "Cognito: DescribeUserPool, 1 request" in plan
-    verbose = "\n".join(r[0] for r in db.execute("EXPLAIN VERBOSE SELECT * FROM up.user_pool"))
+    verbose = explain_text(db, "EXPLAIN VERBOSE SELECT * FROM up.user_pool")
     assert f"Cognito: region us-east-1, user pool {pool_table['Id']}" in verbose
     with counting(db):
         got = db.execute("SELECT name FROM up.user_pool WHERE tier = 'ESSENTIALS'").fetchall()

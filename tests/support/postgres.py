@@ -93,6 +93,16 @@ def create_server(conn, name: str, pool_id: str, endpoint: str, keys: bool = Tru
         )
 
 
+def explain_lines(conn, statement: str) -> list[str]:
+    """The lines of the plan ``statement`` (an EXPLAIN, with its options) prints on ``conn``."""
+    return [row[0] for row in conn.execute(statement)]
+
+
+def explain_text(conn, statement: str) -> str:
+    """The plan ``statement`` (an EXPLAIN) prints on ``conn``, as one text."""
+    return "\n".join(explain_lines(conn, statement))
+
+
 def psql(server, *args: str) -> subprocess.CompletedProcess:
     """``psql -X -q -v ON_ERROR_STOP=1 *args`` on ``server.dsn`` (the server's own psql where
     it has a ``bindir``); statements are not logged (a script's variables may hold keys)."""
