@@ -21,7 +21,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import LOGIN, create_server, explain_text, new_role, role_dsn
+from ..support.postgres import LOGIN, create_server, create_table, explain_text, new_role, role_dsn
 
 pytestmark = pytest.mark.server
 
@@ -91,9 +91,8 @@ def coll(setup, pool_id):
             conn.execute(CI.format(name="ci"))
             conn.execute(AI)
             for table, columns in TABLES.items():
-                conn.execute(
-                    f"CREATE FOREIGN TABLE {table} ({columns}) SERVER coll_server "
-                    f"OPTIONS (object '{OBJECTS.get(table, 'users')}')"
+                create_table(
+                    conn, table, columns, "coll_server", object=OBJECTS.get(table, "users")
                 )
                 conn.execute(f"CREATE TABLE local_{table} ({columns})")
                 conn.execute(f"INSERT INTO local_{table} SELECT * FROM {table}")

@@ -20,7 +20,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.docker import serving_host
 from ..support.pool import new_user
-from ..support.postgres import TEST_KEYS, create_server, options_sql
+from ..support.postgres import TEST_KEYS, create_server, create_table, options_sql
 from ..support.reliability import record
 
 pytestmark = pytest.mark.server
@@ -150,12 +150,10 @@ def test_another_web_servers_200_to_describe_user_pool_says_what_came_back(db, m
     # came out as "cognito_fdw internal error: KeyError: 'UserPool'".
     with web_server(200, "text/plain", b"hello from some other service") as url:
         create_server(db, "web_describe", "us-east-1_Web1", url, max_attempts="1")
-        db.execute("CREATE FOREIGN TABLE msg.web_describe (username text) SERVER web_describe "
-                   "OPTIONS (object 'users')")  # fmt: skip
+        create_table(db, "msg.web_describe", "username text", "web_describe", object="users")
         for table in ("msg.web_describe", "msg.web_describe_pool"):
             if table.endswith("_pool"):
-                db.execute(f"CREATE FOREIGN TABLE {table} (name text) SERVER web_describe "
-                           "OPTIONS (object 'user_pool')")  # fmt: skip
+                create_table(db, table, "name text", "web_describe", object="user_pool")
             message, detail, hint = failure(db, f"SELECT * FROM {table}")
             assert message == (
                 "Cognito DescribeUserPool failed: the endpoint answered HTTP 200 (text/plain), "

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ..support.docker import server_python
+from ..support.postgres import create_table
 
 pytestmark = pytest.mark.server
 
@@ -52,10 +53,7 @@ def test_each_table_is_named_quoted_and_qualified(names, db):
 
 
 def test_a_column_error_names_the_table(names, db):
-    db.execute(
-        "CREATE FOREIGN TABLE tn.bad_columns (username text, nope text) "
-        "SERVER cognito_server OPTIONS (object 'users')"
-    )
+    create_table(db, "tn.bad_columns", "username text, nope text", object="users")
     with pytest.raises(psycopg.Error) as caught:
         db.execute("SELECT * FROM tn.bad_columns")
     message = caught.value.diag.message_primary

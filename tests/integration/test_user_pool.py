@@ -16,7 +16,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import create_server, explain_text
+from ..support.postgres import create_server, create_table, explain_text
 
 pytestmark = pytest.mark.server
 
@@ -99,10 +99,8 @@ def test_writes_are_refused_with_a_clear_error(db, pool_table, statement):
 
 
 def test_a_column_it_does_not_have_is_named(db, pool_table):
-    db.execute(
-        "CREATE FOREIGN TABLE up.bad (name text, users integer, tier boolean) "
-        "SERVER pool_server OPTIONS (object 'user_pool')"
-    )
+    columns = "name text, users integer, tier boolean"
+    create_table(db, "up.bad", columns, "pool_server", object="user_pool")
     with pytest.raises(psycopg.Error) as caught:
         db.execute("SELECT * FROM up.bad")
     message = caught.value.diag.message_primary

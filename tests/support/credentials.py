@@ -23,7 +23,7 @@ import pytest
 from cognito_fdw.tools.seed import create_users
 
 from .pool import POOL_REGION, new_user
-from .postgres import DockerPostgres, install_readme_setup, options_sql, own_server
+from .postgres import DockerPostgres, create_table, install_readme_setup, options_sql, own_server
 
 ALLOW_ALL = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -138,9 +138,7 @@ def make_server(conn, aws: Aws, mapping: dict | None = None, **options) -> str:
         conn.execute(
             f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({options_sql(mapping)})"
         )
-    conn.execute(
-        f"CREATE FOREIGN TABLE public.{name} (username text) SERVER {name} OPTIONS (object 'users')"
-    )
+    create_table(conn, f"public.{name}", "username text", name, object="users")
     conn.execute(f"GRANT USAGE ON FOREIGN SERVER {name} TO PUBLIC")
     conn.execute(f"GRANT SELECT ON public.{name} TO PUBLIC")
     return name

@@ -93,6 +93,13 @@ def create_server(conn, name: str, pool_id: str, endpoint: str, keys: bool = Tru
         )
 
 
+def create_table(conn, name: str, columns: str, server: str = "cognito_server", **options):
+    """The foreign table ``name`` (``columns`` as CREATE TABLE writes them) on ``server``."""
+    conn.execute(
+        f"CREATE FOREIGN TABLE {name} ({columns}) SERVER {server} OPTIONS ({options_sql(options)})"
+    )
+
+
 def explain_lines(conn, statement: str) -> list[str]:
     """The lines of the plan ``statement`` (an EXPLAIN, with its options) prints on ``conn``."""
     return [row[0] for row in conn.execute(statement)]
