@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from ..support.docker import server_python
-from ..support.postgres import create_table
+from ..support.postgres import create_table, error_of
 
 pytestmark = pytest.mark.server
 
@@ -37,14 +37,8 @@ def names(setup):
     return setup
 
 
-def hint_of(db, sql) -> str:
-    with pytest.raises(psycopg.Error) as caught:
-        db.execute(sql)
-    return caught.value.diag.message_hint or ""
-
-
 def insert_hint(db, table) -> str:
-    return hint_of(db, f"INSERT INTO {table} VALUES ('g', 'u')")
+    return error_of(db, f"INSERT INTO {table} VALUES ('g', 'u')").diag.message_hint or ""
 
 
 def test_each_table_is_named_quoted_and_qualified(names, db):

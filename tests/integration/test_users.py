@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
-from ..support.postgres import create_server, create_table
+from ..support.postgres import create_server, create_table, error_of
 
 COLUMNS = """
     username text, email text, status text, enabled boolean,
@@ -154,16 +154,6 @@ def test_users_are_read_only(users, db):
 def _server(db, name, pool_id, endpoint, keys=True, **options):
     db.execute(f"DROP SERVER IF EXISTS {name} CASCADE")
     create_server(db, name, pool_id, endpoint, keys, **options)
-
-
-def error_of(db, sql) -> psycopg.Error:
-    with pytest.raises(psycopg.Error) as caught:
-        db.execute(sql)
-    err = caught.value
-    text = f"{err.diag.message_primary} {err.diag.message_detail} {err.diag.message_hint}"
-    assert "Error in python" not in text and "Traceback" not in text
-    assert "testing-secret" not in text
-    return err
 
 
 def test_error_unknown_pool(users, db, pool):
