@@ -28,7 +28,14 @@ from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.devstack import LocalPostgres
 from cognito_fdw.tools.seed import create_users
 
-from ..support.postgres import create_server, damage, install_readme_setup, options_sql, role_dsn
+from ..support.postgres import (
+    create_server,
+    damage,
+    explain_text,
+    install_readme_setup,
+    options_sql,
+    role_dsn,
+)
 
 pytestmark = pytest.mark.server
 
@@ -111,7 +118,7 @@ def _started(dsn: str, wait: float = 30.0):
 def test_the_plans_use_workers(pg):
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         for table in TABLES:
-            scan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN SELECT count(*) FROM {table}"))
+            scan = explain_text(conn, f"EXPLAIN SELECT count(*) FROM {table}")
             assert "ListUsers in 16 concurrent parts" in scan and "4 workers" in scan
             lookups = "\n".join(
                 r[0]

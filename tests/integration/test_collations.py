@@ -21,7 +21,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import LOGIN, create_server, new_role, role_dsn
+from ..support.postgres import LOGIN, create_server, create_table, explain_text, new_role, role_dsn
 
 pytestmark = pytest.mark.server
 
@@ -91,9 +91,8 @@ def coll(setup, pool_id):
             conn.execute(CI.format(name="ci"))
             conn.execute(AI)
             for table, columns in TABLES.items():
-                conn.execute(
-                    f"CREATE FOREIGN TABLE {table} ({columns}) SERVER coll_server "
-                    f"OPTIONS (object '{OBJECTS.get(table, 'users')}')"
+                create_table(
+                    conn, table, columns, "coll_server", object=OBJECTS.get(table, "users")
                 )
                 conn.execute(f"CREATE TABLE local_{table} ({columns})")
                 conn.execute(f"INSERT INTO local_{table} SELECT * FROM {table}")
@@ -122,10 +121,6 @@ def answer(conn, sql, params=None):
         return sorted(conn.execute(sql, params).fetchall())
     except psycopg.Error as exc:
         return exc.diag.message_primary
-
-
-def explain(conn, sql) -> str:
-    return "\n".join(row[0] for row in conn.execute("EXPLAIN " + sql))
 
 
 CASES = [
@@ -183,13 +178,15 @@ def test_a_prepared_generic_plan_under_a_collation_answers_as_postgresql(coll):
 
 def test_explain_says_why_and_names_the_collations(coll):
     with connect(coll) as conn:
-        plan = explain(conn, "SELECT * FROM plain WHERE email = 'x' COLLATE ci AND enabled")
+        plan = explain_text(
+            conn, "EXPLAIN SELECT * FROM plain WHERE email = 'x' COLLATE ci AND enabled"
+        )
         assert f"{NONDETERMINISTIC}: ai, ci" in plan
         assert "left to PostgreSQL: email = 'x': the database has a nondeterministic" in plan
         # enabled has no collation: still pushed
         assert 'ListUsers Filter: status = "Enabled"' in plan
         # No lookup per key while a collation may apply: a join reads the pool once.
-        join = explain(conn, "SELECT * FROM keys k JOIN ci_users u ON u.email = k.e")
+        join = explain_text(conn, "EXPLAIN SELECT * FROM keys k JOIN ci_users u ON u.email = k.e")
         assert "lookup" not in join and "ListUsers (no filter)" in join
 
 
@@ -205,7 +202,7 @@ def test_a_uuid_sub_has_no_collation_and_is_still_pushed(coll, pool_id, cognito)
             "SERVER coll_server OPTIONS (object 'users')"
         )
         sql = f"SELECT username FROM by_sub WHERE sub = '{sub.upper()}'"
-        assert f'Filter: sub = "{sub}"' in explain(conn, sql)
+        assert f'Filter: sub = "{sub}"' in explain_text(conn, "EXPLAIN " + sql)
         with counting(conn):
             assert answer(conn, sql) == [("bob",)]
             assert requests_of(conn) == [1]
@@ -214,7 +211,7 @@ def test_a_uuid_sub_has_no_collation_and_is_still_pushed(coll, pool_id, cognito)
 def test_the_table_option_asserts_deterministic_comparisons(coll):
     with connect(coll) as conn:
         sql = "SELECT username FROM asserted WHERE username = 'bob'"
-        assert 'ListUsers Filter: username = "bob"' in explain(conn, sql)
+        assert 'ListUsers Filter: username = "bob"' in explain_text(conn, "EXPLAIN " + sql)
         with counting(conn):
             assert answer(conn, sql) == [("bob",)]
             assert requests_of(conn) == [1]
@@ -243,8 +240,8 @@ def bare(setup, pool_id):
 def test_a_collation_created_or_dropped_is_seen_at_once(bare):
     sql = "SELECT username FROM {p}plain WHERE email = 'mixed.case@example.com' COLLATE ci"
     with connect(bare) as conn, connect(bare) as other:
-        assert 'Filter: email = "bob@example.com"' in explain(
-            conn, "SELECT * FROM plain WHERE email = 'bob@example.com'"
+        assert 'Filter: email = "bob@example.com"' in explain_text(
+            conn, "EXPLAIN SELECT * FROM plain WHERE email = 'bob@example.com'"
         )
         # Created in this very transaction:
         conn.execute("BEGIN")
@@ -254,12 +251,16 @@ def test_a_collation_created_or_dropped_is_seen_at_once(bare):
         conn.execute("ROLLBACK")
         # Committed by another session while this one is inside a transaction:
         conn.execute("BEGIN")
-        assert "ListUsers Filter" in explain(conn, "SELECT * FROM plain WHERE username = 'a'")
+        assert "ListUsers Filter" in explain_text(
+            conn, "EXPLAIN SELECT * FROM plain WHERE username = 'a'"
+        )
         other.execute(CI.format(name="ci"))
         assert answer(conn, sql.format(p="")) == [("alice",)]
         conn.execute("COMMIT")
         other.execute("DROP COLLATION ci")
-        assert "ListUsers Filter" in explain(conn, "SELECT * FROM plain WHERE username = 'a'")
+        assert "ListUsers Filter" in explain_text(
+            conn, "EXPLAIN SELECT * FROM plain WHERE username = 'a'"
+        )
 
 
 def test_another_sessions_temporary_collation_leaves_this_ones_pushdown_on(bare, setup):
@@ -269,11 +270,11 @@ def test_another_sessions_temporary_collation_leaves_this_ones_pushdown_on(bare,
     sql = "SELECT username FROM {p}plain WHERE email = 'mixed.case@example.com'"
     with connect(bare) as conn, connect(role_dsn(bare, role)) as other:
         other.execute(CI.format(name="pg_temp.tci"))
-        plan = explain(conn, "SELECT * FROM plain WHERE username = 'bob'")
+        plan = explain_text(conn, "EXPLAIN SELECT * FROM plain WHERE username = 'bob'")
         assert 'Filter: username = "bob"' in plan and "tci" not in plan
         assert answer(conn, sql.format(p="")) == answer(conn, sql.format(p="local_"))
         conn.execute(CI.format(name="pg_temp.mine"))
-        plan = explain(conn, "SELECT * FROM plain WHERE username = 'bob'")
+        plan = explain_text(conn, "EXPLAIN SELECT * FROM plain WHERE username = 'bob'")
         assert "mine" in plan and "ListUsers (no filter)" in plan
         assert "tci" not in plan
 
@@ -292,7 +293,7 @@ def test_a_locked_catalog_is_taken_for_a_nondeterministic_collation(bare):
         other.execute("BEGIN")
         other.execute("LOCK pg_collation IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
-        plan = explain(conn, "SELECT * FROM plain WHERE username = 'bob'")
+        plan = explain_text(conn, "EXPLAIN SELECT * FROM plain WHERE username = 'bob'")
         assert time.monotonic() - started < 2
         assert "(pg_collation could not be read)" in plan and "ListUsers (no filter)" in plan
         assert answer(conn, "SELECT username FROM plain WHERE username = 'bob'") == [("bob",)]

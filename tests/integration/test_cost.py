@@ -19,7 +19,7 @@ import pytest
 from cognito_fdw.tools.demousers import bulk_users
 from cognito_fdw.tools.seed import create_users
 
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_text
 from ..support.proxy import Fault
 from ..support.reliability import record
 
@@ -77,9 +77,7 @@ def test_username_lookups_send_no_admin_get_user_by_default(billing, db, proxy, 
 
 
 def test_the_lookup_join_is_a_nested_loop_of_list_users(billing, db):
-    plan = "\n".join(
-        r[0] for r in db.execute("EXPLAIN " + QUERIES["lookup join"].format(t="bill.users"))
-    )
+    plan = explain_text(db, "EXPLAIN " + QUERIES["lookup join"].format(t="bill.users"))
     assert "Nested Loop" in plan
     assert 'Cognito: ListUsers Filter: username = "?"' in plan
     assert "AdminGetUser" not in plan and "billed" not in plan
@@ -87,8 +85,7 @@ def test_the_lookup_join_is_a_nested_loop_of_list_users(billing, db):
 
 def test_explain_names_the_operation_and_says_when_it_is_billed(billing, db):
     def explain(table):
-        sql = f"EXPLAIN SELECT * FROM {table} WHERE username = 'user005'"
-        return "\n".join(r[0] for r in db.execute(sql))
+        return explain_text(db, f"EXPLAIN SELECT * FROM {table} WHERE username = 'user005'")
 
     default = explain("bill.users")
     assert 'ListUsers Filter: username = "user005"' in default and "billed" not in default

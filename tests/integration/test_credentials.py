@@ -16,7 +16,14 @@ import pytest
 
 from cognito_fdw.scrubbing import MIN_LINE
 
-from ..support.credentials import EXTERNAL_ID, USERS, error_of, keys_mapping, make_server, usernames
+from ..support.credentials import (
+    EXTERNAL_ID,
+    USERS,
+    error_in_session,
+    keys_mapping,
+    make_server,
+    usernames,
+)
 from ..support.encodings import ENCODERS
 from ..support.postgres import literal, new_role, role_dsn
 from ..support.reliability import record
@@ -36,7 +43,7 @@ def test_wrong_keys_are_refused_so_the_sources_below_prove_something(keyed, admi
     key_id, _ = aws.keys["keys"]
     table = make_server(admin, aws, mapping={"aws_access_key_id": key_id,
                                              "aws_secret_access_key": "wrong"})  # fmt: skip
-    err = error_of(keyed.dsn, f"SELECT * FROM {table}")
+    err = error_in_session(keyed.dsn, f"SELECT * FROM {table}")
     assert re.match(r"Cognito \w+ failed", err.diag.message_primary)
 
 
@@ -52,7 +59,7 @@ def test_profile_of_the_server_os_user(keyed, admin, aws):
 
 def test_missing_profile_is_named(keyed, admin, aws):
     table = make_server(admin, aws, aws_profile="nosuchprofile")
-    err = error_of(keyed.dsn, f"SELECT * FROM {table}")
+    err = error_in_session(keyed.dsn, f"SELECT * FROM {table}")
     assert err.diag.message_primary == (
         "AWS profile 'nosuchprofile' (option aws_profile) was not found"
     )
@@ -73,7 +80,10 @@ def test_assume_role_on_top_of_keys_with_external_id(keyed, admin, aws):
         role_arn="arn:aws:iam::123456789012:role/guarded", external_id="wrong",
         sts_endpoint_url=aws.url,
     )  # fmt: skip
-    assert "(AccessDenied)" in error_of(keyed.dsn, f"SELECT * FROM {wrong}").diag.message_primary
+    assert (
+        "(AccessDenied)"
+        in error_in_session(keyed.dsn, f"SELECT * FROM {wrong}").diag.message_primary
+    )
 
 
 def test_assume_role_on_top_of_the_default_chain(keyed, admin, aws):
@@ -106,7 +116,7 @@ def test_assume_role_refused_by_iam_is_reported_as_such(keyed, admin, aws):
         admin, aws, mapping=keys_mapping(aws, "limited"),
         role_arn="arn:aws:iam::123456789012:role/other", sts_endpoint_url=aws.url,
     )  # fmt: skip
-    err = error_of(keyed.dsn, f"SELECT * FROM {table}")
+    err = error_in_session(keyed.dsn, f"SELECT * FROM {table}")
     assert err.diag.message_primary.startswith(
         "STS AssumeRole of arn:aws:iam::123456789012:role/other failed ("
     )
@@ -285,7 +295,7 @@ def test_through_a_view_the_querying_roles_mapping_signs_not_the_view_owners(key
     admin.execute(f"ALTER VIEW public.v_{table} OWNER TO {owner}")
     admin.execute(f"GRANT SELECT ON public.v_{table} TO {reader}")
     assert usernames(role_dsn(keyed.dsn, owner), f"public.v_{table}") == USERS
-    err = error_of(role_dsn(keyed.dsn, reader), f"SELECT * FROM public.v_{table}")
+    err = error_in_session(role_dsn(keyed.dsn, reader), f"SELECT * FROM public.v_{table}")
     record(
         "attack",
         "a role reads a foreign table through a view owned by a role with another user mapping",

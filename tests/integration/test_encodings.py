@@ -16,7 +16,7 @@ import pytest
 from cognito_fdw.tools.seed import create_users
 
 from ..support.pool import new_user
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_text
 
 pytestmark = pytest.mark.server
 
@@ -100,7 +100,7 @@ def test_explain_of_every_shape_is_fine(enc, setup):
         "SELECT name FROM users",
         "SELECT name FROM users WHERE username = 'kei'",
     ):
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql).fetchall())
+        plan = explain_text(conn, "EXPLAIN " + sql)
         assert "Foreign Scan on users" in plan
     analyzed = conn.execute("EXPLAIN ANALYZE SELECT count(username) FROM users").fetchall()
     assert any("rows=3" in r[0] for r in analyzed)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_lines, explain_text
 from ..support.proxy import Fault
 
 pytestmark = pytest.mark.server
@@ -54,10 +54,6 @@ def ex(setup, pool, proxy):
     return setup
 
 
-def plan(db, sql) -> list[str]:
-    return [row[0] for row in db.execute(sql)]
-
-
 def actual(lines) -> dict:
     """The numbers of the "Cognito actual" lines of one scan node."""
     found = {}
@@ -91,9 +87,9 @@ def analyze(db, proxy, sql, *faults):
     """EXPLAIN ANALYZE's numbers for ``sql``, and what the proxy saw go out during the
     execution (the plan is made first, by a plain EXPLAIN, so that the planner's
     DescribeUserPool is not counted)."""
-    plan(db, "EXPLAIN " + sql)
+    explain_lines(db, "EXPLAIN " + sql)
     proxy.arm(*faults)
-    lines = plan(db, "EXPLAIN ANALYZE " + sql)
+    lines = explain_lines(db, "EXPLAIN ANALYZE " + sql)
     return actual(lines), sent_by_operation(proxy), lines
 
 
@@ -157,30 +153,28 @@ def test_analyze_of_a_join_counts_every_loop(ex, db, proxy):
 def test_plain_explain_sends_nothing_and_shows_no_actual_line(ex, db, proxy):
     analyze(db, proxy, "SELECT * FROM ex.users")  # a scan just before, in this session
     proxy.arm()
-    lines = plan(db, "EXPLAIN SELECT * FROM ex.users WHERE username = 'user007'")
+    lines = explain_lines(db, "EXPLAIN SELECT * FROM ex.users WHERE username = 'user007'")
     assert not any("Cognito actual" in line for line in lines)
     assert proxy.requests("ListUsers") == []
     # Nor after a statement that failed mid-scan (Multicorn never ends its scans).
     with pytest.raises(psycopg.Error):
         db.execute("SELECT username, 1 / (length(username) - 7) FROM ex.users")
-    assert not any("Cognito actual" in line for line in plan(db, "EXPLAIN SELECT * FROM ex.users"))
+    assert not any(
+        "Cognito actual" in line for line in explain_lines(db, "EXPLAIN SELECT * FROM ex.users")
+    )
 
 
 def test_a_node_that_never_ran_shows_no_actual_line(ex, db, proxy):
     sql = "SELECT * FROM ex.keys k JOIN ex.users u ON u.username = k.username WHERE false"
-    lines = plan(db, "EXPLAIN ANALYZE " + sql)
+    lines = explain_lines(db, "EXPLAIN ANALYZE " + sql)
     assert not any("Cognito actual" in line for line in lines)
 
 
 # -- every table shows what is pushed and what is left ------------------------------------
 
 
-def lines_of(db, sql) -> str:
-    return "\n".join(plan(db, sql))
-
-
 def test_groups_explain_shows_pushed_and_left_conditions(ex, db):
-    text = lines_of(
+    text = explain_text(
         db,
         "EXPLAIN SELECT * FROM ex.groups WHERE group_name IN ('admins', 'staff') "
         "AND description LIKE 'the%' AND precedence > 0",
@@ -190,13 +184,13 @@ def test_groups_explain_shows_pushed_and_left_conditions(ex, db):
     assert "left to PostgreSQL: description LIKE 'the%': Cognito finds groups by group_name" in text
     assert "left to PostgreSQL: precedence > " in text
     assert "Cognito: at most 25 requests/s" in text
-    text = lines_of(db, "EXPLAIN SELECT * FROM ex.groups WHERE group_name LIKE 'a%'")
+    text = explain_text(db, "EXPLAIN SELECT * FROM ex.groups WHERE group_name LIKE 'a%'")
     assert "Cognito: ListGroups, page size 60" in text and "pushed down" not in text
     assert "group_name LIKE 'a%': Cognito has no such search: only = and IN/= ANY" in text
 
 
 def test_group_members_explain_shows_pushed_and_left_conditions(ex, db):
-    text = lines_of(
+    text = explain_text(
         db,
         "EXPLAIN SELECT * FROM ex.members WHERE username = 'alice' AND group_name = 'admins' "
         "AND email LIKE 'a%'",
@@ -216,7 +210,7 @@ def test_group_members_explain_shows_pushed_and_left_conditions(ex, db):
 
 
 def test_user_pool_explain_leaves_every_condition_to_postgresql(ex, db):
-    text = lines_of(db, "EXPLAIN SELECT * FROM ex.pool WHERE name = 'x'")
+    text = explain_text(db, "EXPLAIN SELECT * FROM ex.pool WHERE name = 'x'")
     assert "Cognito: DescribeUserPool, 1 request" in text
     assert "left to PostgreSQL: name = 'x': the pool is one row, read whole" in text
     assert "Cognito: at most 25 requests/s" in text
@@ -224,7 +218,7 @@ def test_user_pool_explain_leaves_every_condition_to_postgresql(ex, db):
 
 @pytest.mark.parametrize("table", ["ex.users", "ex.groups", "ex.members", "ex.pool"])
 def test_explain_verbose_names_the_pool_and_the_credentials_on_every_table(ex, db, table):
-    text = lines_of(db, f"EXPLAIN VERBOSE SELECT * FROM {table}")
+    text = explain_text(db, f"EXPLAIN VERBOSE SELECT * FROM {table}")
     assert "Cognito: region us-east-1, user pool " in text
     assert "Cognito: credentials from access keys in the options" in text
     assert "testing-secret" not in text
@@ -245,7 +239,7 @@ def test_every_explain_format_parses_with_every_wrapper_line(ex, db, proxy, anal
     # docs/multicorn.md M14: JSON and YAML kept only the last of the repeated key.
     sql = "SELECT * FROM ex.users WHERE username = 'user001' AND email LIKE '%x'"
     options = "ANALYZE, VERBOSE, " if analyze else "VERBOSE, "
-    text = "\n".join(plan(db, f"EXPLAIN ({options}FORMAT TEXT) {sql}"))
+    text = "\n".join(explain_lines(db, f"EXPLAIN ({options}FORMAT TEXT) {sql}"))
     lines = [line.strip().removeprefix("Multicorn: ") for line in text.splitlines()]
     # Every line of the wrapper's: Cognito's, and VERBOSE's runtime versions (doctor reads them).
     wanted = [line for line in lines if line.startswith(("Cognito", "Runtime: cognito_fdw"))]

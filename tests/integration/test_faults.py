@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
-from ..support.postgres import create_server
+from ..support.postgres import create_server, create_table
 from ..support.proxy import Fault
 from ..support.reliability import record
 
@@ -184,9 +184,9 @@ def fault_groups(faulty, cognito, pool):
             UserPoolId=pool.pool_id, GroupName="fault_big", Username=f"user{i:03d}"
         )
     with psycopg.connect(faulty.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FOREIGN TABLE fault_members (group_name text, username text, "
-            "membership text) SERVER fault_srv OPTIONS (object 'group_members', writable 'true')"
+        columns = "group_name text, username text, membership text"
+        create_table(
+            conn, "fault_members", columns, "fault_srv", object="group_members", writable="true"
         )
     return faulty
 

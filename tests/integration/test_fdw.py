@@ -11,16 +11,15 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from ..support.postgres import create_table
+
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
 def lifetime_table(setup):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FOREIGN TABLE cognito.lifetime (username text, email text) "
-            "SERVER cognito_server OPTIONS (object 'users')"
-        )
+        create_table(conn, "cognito.lifetime", "username text, email text", object="users")
     return setup
 
 

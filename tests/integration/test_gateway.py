@@ -35,7 +35,16 @@ from ..support.managed import (
     without_multicorn,
 )
 from ..support.pool import new_user
-from ..support.postgres import SCRIPTS, TEST_KEYS, create_server, damage, psql, role_dsn
+from ..support.postgres import (
+    SCRIPTS,
+    TEST_KEYS,
+    create_server,
+    damage,
+    explain_lines,
+    explain_text,
+    psql,
+    role_dsn,
+)
 
 pytestmark = pytest.mark.server
 
@@ -237,7 +246,7 @@ def test_a_lookup_through_the_hop_is_one_request(app, proxy, cognito, gw_pool, c
 
 
 def _remote_sql(conn, query: str) -> str:
-    plan = [r[0] for r in conn.execute("EXPLAIN VERBOSE " + query)]
+    plan = explain_lines(conn, "EXPLAIN VERBOSE " + query)
     return next(line for line in plan if "Remote SQL:" in line)
 
 
@@ -277,7 +286,7 @@ def test_a_plain_join_reads_the_whole_pool_through_the_hop(wanted, proxy):
     # Measured for the page: without use_remote_estimate postgres_fdw has no parameterized
     # remote query, so the join hashes a full scan of the pool.
     query = "SELECT u.email FROM wanted w JOIN cognito.users u ON u.email = w.email"
-    assert "Hash Join" in "\n".join(r[0] for r in wanted.execute("EXPLAIN " + query))
+    assert "Hash Join" in explain_text(wanted, "EXPLAIN " + query)
     assert sorted(r[0] for r in wanted.execute(query)) == sorted(KEYS)
     assert sent(proxy, "ListUsers") >= math.ceil(USERS / PAGE_SIZE)
 

@@ -27,6 +27,7 @@ from ..support.postgres import (
     LOGIN,
     TEST_KEYS,
     damage,
+    error_of,
     install_readme_setup,
     literal,
     options_sql,
@@ -80,9 +81,7 @@ def mallory(guarded):
 
 def refused(conn, sql: str, case: str, match: str = "") -> psycopg.Error:
     """Run ``sql`` as the attacker; it must fail (and nothing of it stay)."""
-    with pytest.raises(psycopg.Error) as caught:
-        conn.execute(sql)
-    error = caught.value
+    error = error_of(conn, sql)
     record("attack", case, f"refused: {error.diag.message_primary}"[:160])
     assert match in error.diag.message_primary
     return error

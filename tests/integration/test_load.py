@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ..support.postgres import create_table
 from ..support.reliability import record
 
 SESSIONS = 8
@@ -21,10 +22,8 @@ SECONDS = float(os.environ.get("COGNITO_FDW_LOAD_SECONDS", "60"))
 @pytest.fixture(scope="module")
 def load_table(setup):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FOREIGN TABLE load_users (username text, email text, sub text, enabled boolean)"
-            " SERVER cognito_server OPTIONS (object 'users')"
-        )
+        columns = "username text, email text, sub text, enabled boolean"
+        create_table(conn, "load_users", columns, object="users")
     return setup
 
 

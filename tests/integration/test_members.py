@@ -21,7 +21,7 @@ import pytest
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import BIG
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_text
 from ..support.proxy import Fault
 from ..support.reliability import record
 
@@ -90,14 +90,13 @@ def test_a_group_scan_pages_through_every_member(db, groups_pool_id):
 
 def test_explain_names_the_cognito_calls(db, groups_pool_id):
     def plan(where):
-        return "\n".join(r[0] for r in rows(db, f"EXPLAIN SELECT * FROM gt.members WHERE {where}"))
+        return explain_text(db, f"EXPLAIN SELECT * FROM gt.members WHERE {where}")
 
     assert "AdminListGroupsForUser for 1 user(s), page size 60" in plan("username = 'x'")
     assert "then the record of each one in a group" in plan("username = 'x'")
     assert "ListUsersInGroup for 1 group(s)" in plan("group_name = 'x'")
     assert "ListGroups, then ListUsersInGroup for every group" in plan("true")
-    verbose = rows(db, "EXPLAIN VERBOSE SELECT * FROM gt.groups")
-    verbose_text = "\n".join(r[0] for r in verbose)
+    verbose_text = explain_text(db, "EXPLAIN VERBOSE SELECT * FROM gt.groups")
     assert f"Cognito: region us-east-1, user pool {groups_pool_id}" in verbose_text
 
 
@@ -429,8 +428,7 @@ def test_without_user_columns_no_record_is_read(mt, db, proxy):
 
 def test_explain_names_the_record_lookup_and_says_when_it_is_billed(mt, db):
     def plan(table):
-        sql = f"EXPLAIN SELECT email FROM mt.{table} WHERE username = 'ann'"
-        return "\n".join(r[0] for r in db.execute(sql))
+        return explain_text(db, f"EXPLAIN SELECT email FROM mt.{table} WHERE username = 'ann'")
 
     default = plan("members")
     assert "Cognito: AdminListGroupsForUser for 1 user(s), page size 60" in default

@@ -20,7 +20,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.docker import serving_host
 from ..support.pool import new_user
-from ..support.postgres import TEST_KEYS, create_server, options_sql
+from ..support.postgres import TEST_KEYS, create_server, create_table, message_of, options_sql
 from ..support.reliability import record
 
 pytestmark = pytest.mark.server
@@ -53,13 +53,6 @@ def web_server(status: int, content_type: str | None, body: bytes):
         thread.join()
 
 
-def failure(conn, sql):
-    with pytest.raises(psycopg.Error) as caught:
-        conn.execute(sql).fetchall()
-    diag = caught.value.diag
-    return diag.message_primary, diag.message_detail, diag.message_hint
-
-
 @pytest.fixture(scope="module")
 def msg(setup, cognito):
     """Schema msg on a small pool of its own: ann (tier 'enterprise', rank 3000000000)."""
@@ -89,7 +82,7 @@ def test_an_endpoint_that_is_some_other_web_server(db, msg, status, content_type
         create_server(db, name, "us-east-1_Web1", url + "/cognito", max_attempts="1")
         db.execute(f"CREATE FOREIGN TABLE msg.{name} (username text) SERVER {name} "
                    "OPTIONS (object 'users')")  # fmt: skip
-        message, detail, hint = failure(db, f"SELECT * FROM msg.{name} WHERE username = 'a'")
+        message, detail, hint = message_of(db, f"SELECT * FROM msg.{name} WHERE username = 'a'")
     kind = (content_type or "no content type").split(";")[0]
     assert message == (
         f"Cognito ListUsers failed: the endpoint answered HTTP {status} ({kind}), which is not "
@@ -111,7 +104,7 @@ def test_a_mistyped_region_against_aws_names_the_nearest_regions(db, msg):
     )
     db.execute("CREATE FOREIGN TABLE msg.typo (username text) SERVER typo_server "
                "OPTIONS (object 'users')")  # fmt: skip
-    message, detail, hint = failure(db, "SELECT * FROM msg.typo WHERE username = 'a'")
+    message, detail, hint = message_of(db, "SELECT * FROM msg.typo WHERE username = 'a'")
     assert message.startswith("Cognito ListUsers failed: 'us-est-1' is not an AWS region")
     assert "cognito-idp.us-est-1.amazonaws.com" in message
     assert hint.endswith("The nearest AWS regions with Cognito user pools: "
@@ -137,7 +130,7 @@ def test_a_column_that_cannot_hold_a_value_is_named(db, msg, columns, sql, expec
     name = "c_" + "".join(c if c.isalnum() else "_" for c in columns.split(",")[-1].strip())
     db.execute(f"CREATE FOREIGN TABLE msg.{name} ({columns}) SERVER msg_server "
                "OPTIONS (object 'users')")  # fmt: skip
-    message, detail, hint = failure(db, sql.format(t=f"msg.{name}"))
+    message, detail, hint = message_of(db, sql.format(t=f"msg.{name}"))
     assert expected in message
     if "too long" in expected:
         assert detail == "The value is 10 characters long." and "22001" in hint
@@ -150,13 +143,11 @@ def test_another_web_servers_200_to_describe_user_pool_says_what_came_back(db, m
     # came out as "cognito_fdw internal error: KeyError: 'UserPool'".
     with web_server(200, "text/plain", b"hello from some other service") as url:
         create_server(db, "web_describe", "us-east-1_Web1", url, max_attempts="1")
-        db.execute("CREATE FOREIGN TABLE msg.web_describe (username text) SERVER web_describe "
-                   "OPTIONS (object 'users')")  # fmt: skip
+        create_table(db, "msg.web_describe", "username text", "web_describe", object="users")
         for table in ("msg.web_describe", "msg.web_describe_pool"):
             if table.endswith("_pool"):
-                db.execute(f"CREATE FOREIGN TABLE {table} (name text) SERVER web_describe "
-                           "OPTIONS (object 'user_pool')")  # fmt: skip
-            message, detail, hint = failure(db, f"SELECT * FROM {table}")
+                create_table(db, table, "name text", "web_describe", object="user_pool")
+            message, detail, hint = message_of(db, f"SELECT * FROM {table}")
             assert message == (
                 "Cognito DescribeUserPool failed: the endpoint answered HTTP 200 (text/plain), "
                 f"which is not an answer of Cognito's API ({url})"
@@ -176,7 +167,7 @@ def test_a_value_from_cognito_keeps_its_newlines_out_of_the_error(db, msg, cogni
     try:
         db.execute("CREATE FOREIGN TABLE msg.ranks (username text, rank integer) "
                    "SERVER msg_server OPTIONS (object 'users')")  # fmt: skip
-        message, detail, hint = failure(db, "SELECT rank FROM msg.ranks WHERE username = 'mal'")
+        message, detail, hint = message_of(db, "SELECT rank FROM msg.ranks WHERE username = 'mal'")
     finally:
         cognito.admin_delete_user(UserPoolId=msg, Username="mal")
     record(

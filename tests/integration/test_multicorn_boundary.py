@@ -31,6 +31,7 @@ from ..support.postgres import (
     TEST_KEYS,
     create_server,
     damage,
+    explain_text,
     install_readme_setup,
     literal,
     psql,
@@ -387,7 +388,7 @@ LATERAL = (
 def test_9_the_wrappers_cost_of_many_rescans_is_bounded(watch):
     # EXPLAIN ANALYZE counts every rescan in one sum: the request count is what was sent.
     with session(watch, READER) as conn:
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN ANALYZE " + LATERAL.format(n=3000)))
+        plan = explain_text(conn, "EXPLAIN ANALYZE " + LATERAL.format(n=3000))
         assert "Cognito actual: 2 requests (ListUsers 2) in 3000 scans" in plan
 
 
@@ -480,7 +481,7 @@ def test_11_a_generic_join_filtered_by_a_parameter_asks_once_not_per_outer_row(w
         conn.execute(f"PREPARE j(text) AS {sql.format(u='imported.users')}" % "$1")
         execute = f"EXECUTE j({literal(email)})"
         assert conn.execute(execute).fetchall() == local
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN ANALYZE " + execute))
+        plan = explain_text(conn, "EXPLAIN ANALYZE " + execute)
         # The first scan looks sub up (the join key); from the second on, email = $1 held
         # its value, so its cached lookup answers every other outer row.
         requests = int(re.search(r"Cognito actual: (\d+) requests? ", plan).group(1))

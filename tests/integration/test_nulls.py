@@ -21,7 +21,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import create_server
+from ..support.postgres import create_server, explain_text
 
 pytestmark = pytest.mark.server
 
@@ -85,10 +85,6 @@ def same(db, nl):
     return run
 
 
-def explain(db, sql) -> str:
-    return "\n".join(r[0] for r in db.execute(sql))
-
-
 def pages(pool) -> int:
     return math.ceil(len(pool.users) / 60)
 
@@ -113,10 +109,10 @@ IMPOSSIBLE = [
 def test_a_condition_no_row_satisfies_costs_nothing(db, same, condition):
     rows, requests = same(f"SELECT count(*) FROM {{t}} WHERE {condition}")
     assert rows == [(0,)] and requests == [0]
-    plan = explain(db, f"EXPLAIN SELECT * FROM nl.users WHERE {condition}")
+    plan = explain_text(db, f"EXPLAIN SELECT * FROM nl.users WHERE {condition}")
     assert NO_REQUEST in plan
     with counting(db):
-        analyzed = explain(db, f"EXPLAIN ANALYZE SELECT * FROM nl.users WHERE {condition}")
+        analyzed = explain_text(db, f"EXPLAIN ANALYZE SELECT * FROM nl.users WHERE {condition}")
         assert requests_of(db) == [0]
     assert NO_REQUEST in analyzed and "rows=0 loops=1" in analyzed
 
@@ -125,7 +121,7 @@ def test_a_literal_comparison_with_null_never_reaches_the_wrapper(db, same):
     # PostgreSQL folds it to false: no scan runs at all.
     for condition in ("email = NULL", "username = NULL", "email LIKE NULL"):
         assert same(f"SELECT count(*) FROM {{t}} WHERE {condition}") == ([(0,)], [])
-        assert "One-Time Filter: false" in explain(
+        assert "One-Time Filter: false" in explain_text(
             db, f"EXPLAIN SELECT * FROM nl.users WHERE {condition}"
         )
 
@@ -146,19 +142,19 @@ def test_a_null_condition_that_can_be_true_answers_right(same, pool, condition, 
 
 def test_a_join_on_username_asks_once_per_distinct_non_null_key(db, same):
     sql = "SELECT k.username, u.email FROM nl.keys k JOIN {t} u ON u.username = k.username"
-    assert "Nested Loop" in explain(db, "EXPLAIN " + sql.replace("{t}", "nl.users"))
+    assert "Nested Loop" in explain_text(db, "EXPLAIN " + sql.replace("{t}", "nl.users"))
     rows, requests = same(sql)
     assert len(rows) == 4
     assert sum(requests) == 3  # user001, user002, user007; the three NULL keys cost nothing
     with counting(db):
-        analyzed = explain(db, "EXPLAIN ANALYZE " + sql.replace("{t}", "nl.users"))
+        analyzed = explain_text(db, "EXPLAIN ANALYZE " + sql.replace("{t}", "nl.users"))
         assert sum(requests_of(db)) == 3
     assert 'ListUsers Filter: username = "?"' in analyzed
 
 
 def test_a_join_on_email_asks_nothing_for_a_null_key(db, same, pool):
     sql = "SELECT k.username, u.username FROM nl.keys k JOIN {t} u ON u.email = k.email"
-    assert "Nested Loop" in explain(db, "EXPLAIN " + sql.replace("{t}", "nl.users"))
+    assert "Nested Loop" in explain_text(db, "EXPLAIN " + sql.replace("{t}", "nl.users"))
     rows, requests = same(sql)
     assert len(rows) == 4
     # 3 distinct emails; the 3 NULL keys and the repeated email cost nothing
@@ -264,9 +260,11 @@ def test_generic_plan_equality_with_a_null_parameter(db, nl, pool):
 def test_group_members_ask_nothing_for_a_condition_no_row_satisfies(db, same, condition):
     rows, requests = same(f"SELECT count(*) FROM {{t}} WHERE {condition}", table="members")
     assert rows == [(0,)] and requests == [0]
-    plan = explain(db, f"EXPLAIN SELECT * FROM nl.members WHERE {condition}")
+    plan = explain_text(db, f"EXPLAIN SELECT * FROM nl.members WHERE {condition}")
     assert NO_REQUEST in plan
-    assert NO_REQUEST in explain(db, f"EXPLAIN ANALYZE SELECT * FROM nl.members WHERE {condition}")
+    assert NO_REQUEST in explain_text(
+        db, f"EXPLAIN ANALYZE SELECT * FROM nl.members WHERE {condition}"
+    )
 
 
 def test_group_members_null_keys_in_a_join_cost_nothing(db, same):
@@ -274,7 +272,9 @@ def test_group_members_null_keys_in_a_join_cost_nothing(db, same):
     db.execute("INSERT INTO mk VALUES ('ann'), (NULL), ('cid'), (NULL), ('ann')")
     db.execute("ANALYZE mk")
     sql = "SELECT mk.username, m.group_name FROM mk JOIN {t} m ON m.username = mk.username"
-    assert "AdminListGroupsForUser" in explain(db, "EXPLAIN " + sql.replace("{t}", "nl.members"))
+    assert "AdminListGroupsForUser" in explain_text(
+        db, "EXPLAIN " + sql.replace("{t}", "nl.members")
+    )
     rows, requests = same(
         "SELECT mk.username, m.group_name FROM mk JOIN {t} m ON m.username = mk.username",
         table="members",
@@ -296,4 +296,4 @@ def test_group_members_null_user_column_reads_every_group(same):
 def test_groups_ask_nothing_for_a_null_name(db, same, condition):
     rows, requests = same(f"SELECT count(*) FROM {{t}} WHERE {condition}", table="groups")
     assert rows == [(0,)] and requests == [0]
-    assert NO_REQUEST in explain(db, f"EXPLAIN SELECT * FROM nl.groups WHERE {condition}")
+    assert NO_REQUEST in explain_text(db, f"EXPLAIN SELECT * FROM nl.groups WHERE {condition}")

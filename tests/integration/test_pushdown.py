@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
+from ..support.postgres import explain_text
 
 pytestmark = pytest.mark.server
 
@@ -140,7 +141,7 @@ def test_lookup_join_is_one_request_per_distinct_outer_value(db, q):
         "SELECT w.username, u.email FROM wanted w "
         "JOIN cognito.pd_users u ON u.username = w.username"
     )
-    plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + sql))
+    plan = explain_text(db, "EXPLAIN " + sql)
     assert "Nested Loop" in plan and 'ListUsers Filter: username = "?"' in plan
     rows, requests = q(sql)
     assert len(rows) == 19
@@ -171,7 +172,7 @@ def test_explain_shows_the_request_plan_and_no_secret(db, tables):
     assert "left to PostgreSQL: given_name ILIKE 'x%'" in plan
     assert "Cognito: region us-east-1, user pool us-east-1_" in plan
     assert "testing-secret" not in plan
-    plain = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT * FROM cognito.pd_users LIMIT 10"))
+    plain = explain_text(db, "EXPLAIN SELECT * FROM cognito.pd_users LIMIT 10")
     assert "ListUsers (no filter), page size 10, at most 10 users, about 1 request" in plain
     assert "Limit" not in plain  # accepted: PostgreSQL trusts the wrapper with it
 

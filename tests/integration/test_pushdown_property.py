@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cognito_fdw.tools.seed import create_users
 
 from ..support.pool import POOL_REGION, new_user
-from ..support.postgres import create_server
+from ..support.postgres import create_server, create_table
 from ..support.typeddata import TABLES, declare, seed_typed_pool
 
 pytestmark = pytest.mark.server
@@ -58,9 +58,13 @@ def hostile(setup, cognito):
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "hostile_server", pool_id, setup.endpoint, region=POOL_REGION)
         for name, pushdown in (("hostile_on", "true"), ("hostile_off", "false")):
-            conn.execute(
-                f"CREATE FOREIGN TABLE cognito.{name} ({columns}) SERVER hostile_server "
-                f"OPTIONS (object 'users', pushdown '{pushdown}')"
+            create_table(
+                conn,
+                f"cognito.{name}",
+                columns,
+                "hostile_server",
+                object="users",
+                pushdown=pushdown,
             )
     values = sorted({u.username for u in users} | {v for u in users for v in u.attributes.values()})
     return values

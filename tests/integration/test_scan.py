@@ -17,7 +17,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import POOL_REGION
-from ..support.postgres import create_server
+from ..support.postgres import create_server, create_table, explain_text
 from ..support.proxy import Fault
 
 pytestmark = pytest.mark.server
@@ -31,16 +31,14 @@ def big(setup, cognito):
     create_users(cognito, pool_id, bulk_users(USERS), threads=16)
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "big_server", pool_id, setup.endpoint, region=POOL_REGION)
-        for name, extra in (("big", ""), ("big_slow", ", max_requests_per_second '2'")):
-            conn.execute(
-                f"CREATE FOREIGN TABLE cognito.{name} (username text, email text, sub text) "
-                f"SERVER big_server OPTIONS (object 'users'{extra})"
-            )
+        for name, extra in (("big", {}), ("big_slow", {"max_requests_per_second": 2})):
+            columns = "username text, email text, sub text"
+            create_table(conn, f"cognito.{name}", columns, "big_server", object="users", **extra)
     return pool_id
 
 
 def test_a_large_pool_is_read_in_sixteen_concurrent_parts(db, big):
-    plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT count(*) FROM cognito.big"))
+    plan = explain_text(db, "EXPLAIN SELECT count(*) FROM cognito.big")
     assert "ListUsers in 16 concurrent parts" in plan and "8 workers" in plan
     with counting(db):
         rows = db.execute("SELECT count(*), count(DISTINCT username) FROM cognito.big").fetchall()

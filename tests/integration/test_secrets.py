@@ -18,8 +18,9 @@ import pytest
 
 from cognito_fdw.aws.secrets import APPLICATION_NAME
 
-from ..support.credentials import USERS, error_of, make_server, usernames, vault_secret
+from ..support.credentials import USERS, error_in_session, make_server, usernames, vault_secret
 from ..support.postgres import (
+    explain_lines,
     literal,
     new_role,
     pg_dump,
@@ -37,7 +38,7 @@ def test_vault_secret_by_name_and_by_id(keyed, admin, aws):
     assert usernames(keyed.dsn, by_name) == USERS
     assert usernames(keyed.dsn, by_id) == USERS
     with psycopg.connect(keyed.dsn, autocommit=True) as conn:
-        plan = [r[0] for r in conn.execute(f"EXPLAIN VERBOSE SELECT * FROM {by_id}")]
+        plan = explain_lines(conn, f"EXPLAIN VERBOSE SELECT * FROM {by_id}")
     lines = [line.strip() for line in plan]
     assert "Cognito: credentials from a secret in vault.decrypted_secrets (by id)" in lines
 
@@ -65,7 +66,9 @@ def test_secret_update_is_picked_up_after_the_cache_time(keyed, admin, aws):
         admin.execute("SELECT vault.update_secret(%s, 'not-the-secret')", (secret_id,))
         # The same backend still holds the secret it read; another one reads the new one.
         assert [r[0] for r in held.execute(f"SELECT username FROM {cached} ORDER BY 1")] == USERS
-        assert re.match(r"Cognito \w+ failed", str(error_of(keyed.dsn, f"SELECT * FROM {fresh}")))
+        assert re.match(
+            r"Cognito \w+ failed", str(error_in_session(keyed.dsn, f"SELECT * FROM {fresh}"))
+        )
         admin.execute("SELECT vault.update_secret(%s, %s)", (secret_id, secret))
     assert usernames(keyed.dsn, fresh) == USERS
 
@@ -110,7 +113,7 @@ def test_a_role_that_cannot_read_its_mappings_secret_cannot_use_it(keyed, admin,
     table = make_server(admin, aws, mapping={"aws_access_key_id": key_id, "api_key_name": name})
     role = new_role(admin)
     dsn = role_dsn(keyed.dsn, role)
-    err = error_of(dsn, f"SELECT * FROM {table}")
+    err = error_in_session(dsn, f"SELECT * FROM {table}")
     assert err.diag.message_primary == (
         f"role {role} may not read the secret in vault.decrypted_secrets"
     )
@@ -132,7 +135,7 @@ def test_a_secrets_relation_not_owned_by_a_superuser_is_refused(keyed, admin, aw
     table = make_server(
         admin, aws, aws_access_key_id="AKIDX", api_key_name="x", secrets_relation=f"public.{role}"
     )
-    err = error_of(keyed.dsn, f"SELECT * FROM {table}")
+    err = error_in_session(keyed.dsn, f"SELECT * FROM {table}")
     assert err.diag.message_primary == f"secrets relation public.{role} is not owned by a superuser"
 
 
@@ -145,7 +148,9 @@ def test_the_loopback_shows_no_secret_and_gives_up_on_a_lock(keyed, admin, aws):
     with psycopg.connect(keyed.dsn) as locker:
         locker.execute("LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE")
         reader = threading.Thread(
-            target=lambda: result.update(error=error_of(keyed.dsn, f"SELECT * FROM {table}"))
+            target=lambda: result.update(
+                error=error_in_session(keyed.dsn, f"SELECT * FROM {table}")
+            )
         )
         reader.start()
         rows = []
@@ -305,7 +310,7 @@ def test_a_lookalike_server_is_not_lent_another_servers_secret(keyed, admin, aws
     )
     assert f"role {role} may not read the secret" in caught.value.diag.message_primary
     # A new session (nothing cached) is refused the same way.
-    error = error_of(dsn, f"SELECT * FROM {role}.lookalike")
+    error = error_in_session(dsn, f"SELECT * FROM {role}.lookalike")
     assert f"role {role} may not read the secret" in error.diag.message_primary
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ..support.docker import server_python
+from ..support.postgres import create_table, error_of
 
 pytestmark = pytest.mark.server
 
@@ -36,14 +37,8 @@ def names(setup):
     return setup
 
 
-def hint_of(db, sql) -> str:
-    with pytest.raises(psycopg.Error) as caught:
-        db.execute(sql)
-    return caught.value.diag.message_hint or ""
-
-
 def insert_hint(db, table) -> str:
-    return hint_of(db, f"INSERT INTO {table} VALUES ('g', 'u')")
+    return error_of(db, f"INSERT INTO {table} VALUES ('g', 'u')").diag.message_hint or ""
 
 
 def test_each_table_is_named_quoted_and_qualified(names, db):
@@ -52,10 +47,7 @@ def test_each_table_is_named_quoted_and_qualified(names, db):
 
 
 def test_a_column_error_names_the_table(names, db):
-    db.execute(
-        "CREATE FOREIGN TABLE tn.bad_columns (username text, nope text) "
-        "SERVER cognito_server OPTIONS (object 'users')"
-    )
+    create_table(db, "tn.bad_columns", "username text, nope text", object="users")
     with pytest.raises(psycopg.Error) as caught:
         db.execute("SELECT * FROM tn.bad_columns")
     message = caught.value.diag.message_primary

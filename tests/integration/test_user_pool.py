@@ -16,7 +16,7 @@ from cognito_fdw.tools.seed import create_users
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import new_user
-from ..support.postgres import create_server
+from ..support.postgres import create_server, create_table, explain_text
 
 pytestmark = pytest.mark.server
 
@@ -72,9 +72,9 @@ def test_the_row_is_what_describe_user_pool_returns(db, pool_table):
 
 
 def test_each_scan_is_one_request_and_explain_says_so(db, pool_table):
-    plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT name FROM up.user_pool"))
+    plan = explain_text(db, "EXPLAIN SELECT name FROM up.user_pool")
     assert "Cognito: DescribeUserPool, 1 request" in plan
-    verbose = "\n".join(r[0] for r in db.execute("EXPLAIN VERBOSE SELECT * FROM up.user_pool"))
+    verbose = explain_text(db, "EXPLAIN VERBOSE SELECT * FROM up.user_pool")
     assert f"Cognito: region us-east-1, user pool {pool_table['Id']}" in verbose
     with counting(db):
         got = db.execute("SELECT name FROM up.user_pool WHERE tier = 'ESSENTIALS'").fetchall()
@@ -99,10 +99,8 @@ def test_writes_are_refused_with_a_clear_error(db, pool_table, statement):
 
 
 def test_a_column_it_does_not_have_is_named(db, pool_table):
-    db.execute(
-        "CREATE FOREIGN TABLE up.bad (name text, users integer, tier boolean) "
-        "SERVER pool_server OPTIONS (object 'user_pool')"
-    )
+    columns = "name text, users integer, tier boolean"
+    create_table(db, "up.bad", columns, "pool_server", object="user_pool")
     with pytest.raises(psycopg.Error) as caught:
         db.execute("SELECT * FROM up.bad")
     message = caught.value.diag.message_primary

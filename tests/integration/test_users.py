@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
-from ..support.postgres import create_server
+from ..support.postgres import create_server, create_table, error_of
 
 COLUMNS = """
     username text, email text, status text, enabled boolean,
@@ -151,29 +151,14 @@ def test_users_are_read_only(users, db):
         assert "Error in python" not in str(caught.value)
 
 
-def _table(db, name, server, columns="username text", options="object 'users'"):
-    db.execute(f"DROP FOREIGN TABLE IF EXISTS {name}")
-    db.execute(f"CREATE FOREIGN TABLE {name} ({columns}) SERVER {server} OPTIONS ({options})")
-
-
 def _server(db, name, pool_id, endpoint, keys=True, **options):
     db.execute(f"DROP SERVER IF EXISTS {name} CASCADE")
     create_server(db, name, pool_id, endpoint, keys, **options)
 
 
-def error_of(db, sql) -> psycopg.Error:
-    with pytest.raises(psycopg.Error) as caught:
-        db.execute(sql)
-    err = caught.value
-    text = f"{err.diag.message_primary} {err.diag.message_detail} {err.diag.message_hint}"
-    assert "Error in python" not in text and "Traceback" not in text
-    assert "testing-secret" not in text
-    return err
-
-
 def test_error_unknown_pool(users, db, pool):
     _server(db, "err_pool", "us-east-1_Nope123", users.endpoint)
-    _table(db, "err_pool_users", "err_pool")
+    create_table(db, "err_pool_users", "username text", "err_pool", object="users")
     err = error_of(db, "SELECT * FROM err_pool_users")
     assert "ResourceNotFoundException" in err.diag.message_primary
     assert "us-east-1_Nope123" in err.diag.message_primary
@@ -182,25 +167,22 @@ def test_error_unknown_pool(users, db, pool):
 
 def test_error_options_named_with_value_and_fix(users, db, pool):
     _server(db, "err_opts", pool.pool_id, users.endpoint, region="eu-west-1", conect_timeout=3)
-    _table(db, "err_opts_users", "err_opts")
+    create_table(db, "err_opts_users", "username text", "err_opts", object="users")
     err = error_of(db, "SELECT * FROM err_opts_users")
     assert "conect_timeout (did you mean connect_timeout?)" in err.diag.message_primary
     db.execute("ALTER SERVER err_opts OPTIONS (DROP conect_timeout)")
     err = error_of(db, "SELECT * FROM err_opts_users")
     assert "region" in err.diag.message_primary and "us-east-1" in err.diag.message_hint
     db.execute("ALTER SERVER err_opts OPTIONS (DROP region)")
-    _table(db, "err_opts_users", "err_opts", options="object 'roles'")
+    db.execute("DROP FOREIGN TABLE err_opts_users")
+    create_table(db, "err_opts_users", "username text", "err_opts", object="roles")
     err = error_of(db, "SELECT * FROM err_opts_users")
     assert "'roles'" in err.diag.message_primary and "users" in err.diag.message_hint
 
 
 def test_error_columns_all_named_once(users, db, pool):
-    _table(
-        db,
-        "err_cols",
-        "cognito_server",
-        columns="username text, shoe_size int, email int, tenant boolean",
-    )
+    columns = "username text, shoe_size int, email int, tenant boolean"
+    create_table(db, "err_cols", columns, object="users")
     err = error_of(db, "SELECT username FROM err_cols")
     for name in ("shoe_size", "email", "tenant"):
         assert f"{name}:" in err.diag.message_primary
@@ -212,7 +194,7 @@ def test_error_unreachable_endpoint_is_quick_and_names_it(users, db, pool):
 
     port = free_port()  # nothing listens there
     _server(db, "err_net", pool.pool_id, f"http://127.0.0.1:{port}", max_attempts=2)
-    _table(db, "err_net_users", "err_net")
+    create_table(db, "err_net_users", "username text", "err_net", object="users")
     started = time.monotonic()
     err = error_of(db, "SELECT * FROM err_net_users")
     assert time.monotonic() - started < 30  # bounded, not a hang (a refused connection)
@@ -222,7 +204,7 @@ def test_error_unreachable_endpoint_is_quick_and_names_it(users, db, pool):
 
 def test_credentials_come_from_the_user_mapping_of_the_current_role(users, db, pool):
     _server(db, "cred_srv", pool.pool_id, users.endpoint, keys=False)
-    _table(db, "cred_users", "cred_srv")
+    create_table(db, "cred_users", "username text", "cred_srv", object="users")
     db.execute("GRANT USAGE ON FOREIGN SERVER cred_srv TO PUBLIC")
     db.execute("GRANT SELECT ON cred_users TO PUBLIC")
     db.execute("DROP ROLE IF EXISTS app_reader")

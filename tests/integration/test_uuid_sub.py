@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from ..support.accounting import counting, requests_of
+from ..support.postgres import explain_text
 
 pytestmark = pytest.mark.server
 
@@ -59,10 +60,6 @@ def us(setup, pool):
     return subs
 
 
-def explain(db, sql: str) -> str:
-    return "\n".join(row[0] for row in db.execute(sql).fetchall())
-
-
 def started(db):
     return db.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
 
@@ -86,7 +83,7 @@ def test_lookup_on_the_imported_sub_is_one_request(db, us, pool):
 
 
 def test_the_readme_join_costs_at_most_one_request_per_distinct_key(db, us):
-    plan = explain(db, "EXPLAIN " + README_JOIN)
+    plan = explain_text(db, "EXPLAIN " + README_JOIN)
     assert "Filter: (enabled AND (sub = o.user_sub))" in plan
     assert 'ListUsers Filter: sub = "?"' in plan
     local = README_JOIN.replace("us.users", "us.local_users")
@@ -112,7 +109,9 @@ def test_a_uuid_key_joined_through_a_casting_subquery_costs_one_request_per_key(
 
 def test_a_declared_uuid_sub_pushes_constant_equality_in_canonical_form(db, us, pool):
     sql = "SELECT username FROM us.users_uuid WHERE sub = %s"
-    plan = explain(db, f"EXPLAIN SELECT username FROM us.users_uuid WHERE sub = '{us[3].upper()}'")
+    plan = explain_text(
+        db, f"EXPLAIN SELECT username FROM us.users_uuid WHERE sub = '{us[3].upper()}'"
+    )
     assert f'ListUsers Filter: sub = "{us[3]}"' in plan
     with counting(db):
         rows = db.execute(sql, (us[3].upper(),)).fetchall()
@@ -121,7 +120,7 @@ def test_a_declared_uuid_sub_pushes_constant_equality_in_canonical_form(db, us, 
 
 
 def test_a_declared_uuid_sub_is_never_a_join_parameter(db, us):
-    plan = explain(
+    plan = explain_text(
         db,
         "EXPLAIN SELECT o.id, u.username FROM us.orders_uuid o "
         "JOIN us.users_uuid u ON u.sub = o.user_sub",
@@ -134,14 +133,14 @@ def test_explain_analyze_and_generic_plans_of_the_sub_joins_never_crash(db, us, 
     before = started(db)
     db.execute("SET plan_cache_mode = force_generic_plan")
     try:
-        assert "Foreign Scan" in explain(db, "EXPLAIN " + join)
-        assert "Foreign Scan" in explain(db, "EXPLAIN ANALYZE " + join)
+        assert "Foreign Scan" in explain_text(db, "EXPLAIN " + join)
+        assert "Foreign Scan" in explain_text(db, "EXPLAIN ANALYZE " + join)
         db.execute(f"PREPARE sj AS {join} AND o.id < $1")
-        assert "Foreign Scan" in explain(db, "EXPLAIN EXECUTE sj(4)")
-        assert "Foreign Scan" in explain(db, "EXPLAIN ANALYZE EXECUTE sj(4)")
+        assert "Foreign Scan" in explain_text(db, "EXPLAIN EXECUTE sj(4)")
+        assert "Foreign Scan" in explain_text(db, "EXPLAIN ANALYZE EXECUTE sj(4)")
         assert len(db.execute("EXECUTE sj(4)").fetchall()) == 4
         db.execute("PREPARE sl(text) AS SELECT username FROM us.users WHERE sub = $1")
-        assert 'sub = "?"' in explain(db, f"EXPLAIN EXECUTE sl('{us[0]}')")
+        assert 'sub = "?"' in explain_text(db, f"EXPLAIN EXECUTE sl('{us[0]}')")
         assert len(db.execute(f"EXECUTE sl('{us[0]}')").fetchall()) == 1
     finally:
         db.execute("DEALLOCATE ALL")

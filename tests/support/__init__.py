@@ -2,8 +2,9 @@
 
 - ``multicorn``: the Multicorn double the unit tests run on, and the shapes of the column
   definitions and quals Multicorn hands a wrapper.
-- ``postgres``: SQL for the tests' servers and mappings, psql, the README's install, crash
-  signs in a server log, the server in a container, a server of a module's own.
+- ``postgres``: SQL for the tests' servers, mappings and foreign tables, a plan's lines, an
+  error's message, psql, the README's install, crash signs in a server log, the server in a
+  container, a server of a module's own.
 - ``docker``: the tiers (``COGNITO_FDW_TIER``), the engine and BuildKit, the offline
   stand-ins of the official images (``standins/``), the image, the compose stack.
 - ``credentials``: moto with IAM authentication on, and a server with every credential source.

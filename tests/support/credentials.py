@@ -18,12 +18,18 @@ from typing import NamedTuple
 
 import boto3
 import psycopg
-import pytest
 
 from cognito_fdw.tools.seed import create_users
 
 from .pool import POOL_REGION, new_user
-from .postgres import DockerPostgres, install_readme_setup, options_sql, own_server
+from .postgres import (
+    DockerPostgres,
+    create_table,
+    error_of,
+    install_readme_setup,
+    options_sql,
+    own_server,
+)
 
 ALLOW_ALL = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -140,9 +146,7 @@ def make_server(conn, aws: Aws, mapping: dict | None = None, **options) -> str:
         conn.execute(
             f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({options_sql(mapping)})"
         )
-    conn.execute(
-        f"CREATE FOREIGN TABLE public.{name} (username text) SERVER {name} OPTIONS (object 'users')"
-    )
+    create_table(conn, f"public.{name}", "username text", name, object="users")
     conn.execute(f"GRANT USAGE ON FOREIGN SERVER {name} TO PUBLIC")
     conn.execute(f"GRANT SELECT ON public.{name} TO PUBLIC")
     return name
@@ -175,8 +179,7 @@ def usernames(dsn: str, table: str) -> list[str]:
         return [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY 1")]
 
 
-def error_of(dsn: str, sql: str) -> psycopg.Error:
-    """The error ``sql`` raises in a new session on ``dsn`` (the test fails if none)."""
-    with psycopg.connect(dsn, autocommit=True) as conn, pytest.raises(psycopg.Error) as info:
-        conn.execute(sql).fetchall()
-    return info.value
+def error_in_session(dsn: str, sql: str) -> psycopg.Error:
+    """The error ``sql`` raises in a new session on ``dsn`` (:func:`postgres.error_of`)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return error_of(conn, sql)

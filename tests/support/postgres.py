@@ -1,4 +1,5 @@
-"""The tests' PostgreSQL: SQL for wrapper servers, psql, the README's install, crash signs,
+"""The tests' PostgreSQL: SQL for wrapper servers and foreign tables, EXPLAIN's lines, an
+error's message (no traceback, no key), psql, the README's install, crash signs,
 and the server in a container of a Docker tier's image (tests/support/docker.py).
 
 The container carries Multicorn2 and this checkout's cognito_fdw; the emulator stays on the
@@ -19,6 +20,7 @@ import uuid
 from pathlib import PurePosixPath
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from cognito_fdw.tools.devstack import LocalPostgres
@@ -97,6 +99,41 @@ def create_server(conn, name: str, pool_id: str, endpoint: str, keys: bool = Tru
         conn.execute(
             f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({options_sql(TEST_KEYS)})"
         )
+
+
+def create_table(conn, name: str, columns: str, server: str = "cognito_server", **options):
+    """The foreign table ``name`` (``columns`` as CREATE TABLE writes them) on ``server``."""
+    conn.execute(
+        f"CREATE FOREIGN TABLE {name} ({columns}) SERVER {server} OPTIONS ({options_sql(options)})"
+    )
+
+
+def explain_lines(conn, statement: str) -> list[str]:
+    """The lines of the plan ``statement`` (an EXPLAIN, with its options) prints on ``conn``."""
+    return [row[0] for row in conn.execute(statement)]
+
+
+def explain_text(conn, statement: str) -> str:
+    """The plan ``statement`` (an EXPLAIN) prints on ``conn``, as one text."""
+    return "\n".join(explain_lines(conn, statement))
+
+
+def error_of(conn, statement: str, params=None) -> psycopg.Error:
+    """The error ``statement`` raises on ``conn``: the test fails if none, or if the message
+    shows a Python traceback or the test keys' secret."""
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute(statement, params)
+    diag = caught.value.diag
+    text = f"{diag.message_primary} {diag.message_detail} {diag.message_hint}"
+    assert "Error in python" not in text and "Traceback" not in text
+    assert TEST_KEYS["aws_secret_access_key"] not in text
+    return caught.value
+
+
+def message_of(conn, statement: str) -> tuple[str, str | None, str | None]:
+    """The primary message, detail and hint of the error ``statement`` raises (:func:`error_of`)."""
+    diag = error_of(conn, statement).diag
+    return diag.message_primary, diag.message_detail, diag.message_hint
 
 
 def psql(server, *args: str) -> subprocess.CompletedProcess:
