@@ -15,7 +15,7 @@ BUDGET = 2
 
 
 @pytest.fixture(scope="module")
-def budgeted(setup, pool, gt, proxy):
+def budgeted(setup, pool, groups_pool_id, proxy):
     """Schema bu: users (150 users: 3 pages) and groups on servers whose statements may send
     BUDGET requests, through the proxy; bu.names holds five usernames.  (That a table may
     only lower the budget and a user mapping may not set it is the guard's: test_guard.py
@@ -25,7 +25,7 @@ def budgeted(setup, pool, gt, proxy):
             conn, "bu_srv", pool.pool_id, proxy.url, region=POOL_REGION,
             max_requests_per_statement=BUDGET,
         )  # fmt: skip
-        create_server(conn, "bg_srv", gt, proxy.url, max_requests_per_statement=BUDGET)
+        create_server(conn, "bg_srv", groups_pool_id, proxy.url, max_requests_per_statement=BUDGET)
         conn.execute("CREATE SCHEMA bu")
         conn.execute(
             "CREATE FOREIGN TABLE bu.users (username text, email text) "

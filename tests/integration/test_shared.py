@@ -16,13 +16,13 @@ pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
-def cached(setup, pool, gt, proxy):
+def cached(setup, pool, groups_pool_id, proxy):
     """Schema ca: users on a server with the default cache_ttl, users_fresh (table
     cache_ttl 0) and members (read-only) and wmembers (writable) of the groups pool, all
     through the proxy; the monitor views on the server."""
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         create_server(conn, "ca_srv", pool.pool_id, proxy.url, region=POOL_REGION, cache_ttl=None)
-        create_server(conn, "cg_srv", gt, proxy.url, cache_ttl="30")
+        create_server(conn, "cg_srv", groups_pool_id, proxy.url, cache_ttl="30")
         conn.execute("CREATE SCHEMA ca")
         conn.execute("GRANT USAGE ON SCHEMA ca TO PUBLIC")
         for name, options in (("users", ""), ("users_fresh", ", cache_ttl '0'")):
