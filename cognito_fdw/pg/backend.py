@@ -336,3 +336,24 @@ def current_role_is_superuser() -> bool:
         return False
     with interrupts_held():
         return bool(_in_transaction() and _superuser())
+
+
+_has_privs_of_role = c_function("has_privs_of_role", ctypes.c_bool, [ctypes.c_uint32] * 2)
+#: The predefined role pg_monitor's OID (catalog/pg_authid.dat), the same since PostgreSQL 10.
+PG_MONITOR = 3373
+
+
+@backend_thread_only
+def current_role_may_monitor() -> bool:
+    """True when the backend's current role is a superuser or has pg_monitor's privileges
+    (directly or through membership); False outside a backend or a healthy transaction.
+
+    ``has_privs_of_role`` reads the role memberships' catalog cache and raises no ERROR for a
+    role that is gone; interrupts are held around it.
+    """
+    if current_role_is_superuser():
+        return True
+    if None in (_has_privs_of_role, _get_user_id, _in_transaction, _holdoff):
+        return False
+    with interrupts_held():
+        return bool(_in_transaction() and _has_privs_of_role(_get_user_id(), PG_MONITOR))

@@ -1,7 +1,7 @@
 """The numbers in SQL: objects ``request_stats``, ``rate_budget`` and ``cache``.
 
-They read the state every backend of the PostgreSQL server shares (:mod:`cognito_fdw.shared`
-and the rate windows of :mod:`cognito_fdw.quota`), never Cognito: no credential is used
+They read the state every backend of the PostgreSQL server shares (:mod:`cognito_fdw.aws.shared`
+and the rate windows of :mod:`cognito_fdw.aws.quota`), never Cognito: no credential is used
 and none is shown (a budget is named by its window's file, a hash, not by its key id).
 ``sql/monitor.sql`` puts views over them for a monitoring role (``pg_monitor``), which
 needs neither USAGE on a server nor a user mapping: Multicorn reads a table's options
@@ -14,8 +14,10 @@ without a mapping (and the pool id a server names is public in ``pg_foreign_serv
 * ``rate_budget``: per budget (region, endpoint, account) now: its cap, the requests sent
   in the last second, and the requests waiting for a slot.
 * ``cache``: per pool and operation, the entries held, their bytes and the oldest one's
-  age; ``DELETE`` drops them (``cognito_fdw_monitor.clear_cache()``), the ``DELETE``
-  privilege deciding who may.
+  age; ``DELETE`` drops them (``cognito_fdw_monitor.clear_cache()``), a superuser's alone.
+
+The state is every database's, so the role running a query of these objects must be a
+superuser or have ``pg_monitor``'s privileges, whoever owns the table.
 """
 
 from __future__ import annotations
@@ -105,6 +107,15 @@ class _Monitor(Table):
         """The rows, as records whose fields are the column names."""
 
     def rows(self, quals, columns, stats: Stats, limit=None, offset=None) -> Iterator[dict]:
+        # The state is the whole PostgreSQL server's (every database's pools and counters),
+        # and any role that may create a foreign table can name this object: the role that
+        # runs the query must be a monitoring one, whoever owns the table.
+        if not backend.current_role_may_monitor():
+            raise CognitoFdwError(
+                f"cognito_fdw: reading {self.object} needs pg_monitor",
+                hint="It shows every database's Cognito pools and counters: GRANT pg_monitor "
+                "to the role, or read the views of sql/monitor.sql as a member of pg_monitor.",
+            )
         for record in self.records():
             stats.rows += 1
             yield record_row(record, self.columns)
@@ -169,6 +180,13 @@ class CacheEntries(_Monitor):
         return "entry"
 
     def delete(self, rowid) -> None:
+        # Emptying the cache sends every backend of every database back to Cognito: a
+        # superuser's decision (cognito_fdw_monitor.clear_cache()), whoever owns the table.
+        if not backend.current_role_is_superuser():
+            raise CognitoFdwError(
+                "cognito_fdw: only a superuser may clear the cache",
+                hint="A superuser runs SELECT cognito_fdw_monitor.clear_cache().",
+            )
         try:
             pool_id, region, endpoint, operation = json.loads(rowid)
         except (TypeError, ValueError):

@@ -82,3 +82,44 @@ def test_a_monitoring_role_reads_the_counters_without_usage(setup, db, pool, mon
         # The tables under the views are not the monitoring role's.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             watcher.execute("SELECT * FROM cognito_fdw_monitor.cache_source")
+
+
+def test_a_role_that_names_the_objects_itself_reads_and_clears_nothing(setup, db, monitored):
+    # The state is the whole server's (every database's pools and counters), so whoever runs
+    # the query must be a monitoring role, and only a superuser empties the cache, whoever
+    # owns the foreign table: any role that may create one on a cognito server could name
+    # these objects.  The cache holds an answer of mo_srv's from the test above.
+    intruder = new_role(db)
+    db.execute(f"GRANT USAGE ON FOREIGN SERVER mo_srv TO {intruder}")
+    db.execute(f"CREATE SCHEMA {intruder} AUTHORIZATION {intruder}")
+    db.execute(f"GRANT {intruder} TO {monitored}")  # so the watcher may use its tables too
+    with psycopg.connect(role_dsn(setup.dsn, intruder), autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FOREIGN TABLE {intruder}.c (entry text, pool_id text, region text, "
+            "endpoint text, operation text, entries bigint, bytes bigint, "
+            "oldest_seconds double precision) SERVER mo_srv OPTIONS (object 'cache')"
+        )
+        conn.execute(
+            f"CREATE FOREIGN TABLE {intruder}.s (pool_id text, operation text, requests bigint) "
+            "SERVER mo_srv OPTIONS (object 'request_stats')"
+        )
+        for statement in (f"SELECT * FROM {intruder}.c", f"SELECT * FROM {intruder}.s",
+                          f"DELETE FROM {intruder}.c"):  # fmt: skip
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(statement).fetchall()
+            assert caught.value.diag.message_primary.endswith("needs pg_monitor"), statement
+            assert "pg_monitor" in caught.value.diag.message_hint
+    entries = db.execute("SELECT sum(entries) FROM cognito_fdw_monitor.cache").fetchone()[0]
+    assert entries
+    # A monitoring role reads through the intruder's table too, but may not empty the cache.
+    with psycopg.connect(role_dsn(setup.dsn, monitored), autocommit=True) as watcher:
+        assert watcher.execute(f"SELECT count(*) FROM {intruder}.c").fetchone()[0] >= 1
+        with pytest.raises(psycopg.Error) as caught:
+            watcher.execute(f"DELETE FROM {intruder}.c")
+        assert caught.value.diag.message_primary == (
+            "cognito_fdw: only a superuser may clear the cache"
+        )
+    assert db.execute("SELECT sum(entries) FROM cognito_fdw_monitor.cache").fetchone()[0] == (
+        entries
+    )
+    assert db.execute("SELECT cognito_fdw_monitor.clear_cache()").fetchone()[0] == entries
