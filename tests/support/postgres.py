@@ -151,7 +151,9 @@ def psql(server, *args: str) -> subprocess.CompletedProcess:
 def install_readme_setup(server, **variables: str) -> None:
     """The README's install on ``server``: sql/cognito_fdw.sql with ``variables`` (psql
     ``-v name=value``: user_pool_id, endpoint_url, keys), then sql/vault.sql with its key
-    file in the cluster's directory (``server.base / "vault.keys"``)."""
+    file in the cluster's directory (``server.base / "vault.keys"``).  The server's cache is
+    then turned off (``cache_ttl '0'``, as :func:`create_server` makes servers): the tests
+    count what each statement sends."""
     scripts = (
         ("cognito_fdw.sql", variables),
         ("vault.sql", {"vault_key_file": str(server.base / "vault.keys")}),
@@ -160,6 +162,8 @@ def install_readme_setup(server, **variables: str) -> None:
         settings = [arg for name, value in values.items() for arg in ("-v", f"{name}={value}")]
         done = psql(server, *settings, "-f", str(SCRIPTS / script))
         assert done.returncode == 0, f"sql/{script}: {done.stderr}"
+    done = psql(server, "-c", "ALTER SERVER cognito_server OPTIONS (ADD cache_ttl '0')")
+    assert done.returncode == 0, done.stderr
 
 
 def own_server(env: dict | None = None):
