@@ -243,7 +243,7 @@ class Pool:
         (``Store.digest``), and resolved once per statement (a vault secret is read once)."""
         statement = backend.statement_started()
         if self._signed is None or self._signed[0] != statement:
-            found = credentials.for_options(self.options)
+            found = credentials.for_options(self.options, self.table)
             source, keys, vault, role = (
                 found.source,
                 found.keys,
