@@ -607,6 +607,7 @@ def test_the_copy_trigger_cannot_be_dropped_or_disabled_by_the_tables_owner(guar
     assert count == 1
 
 
+@pytest.mark.local_only  # the server's own pg_dump, from this machine's binaries
 def test_a_dump_with_foreign_data_restores_without_crashing(guarded, tmp_path):
     dump = tmp_path / "members.sql"
     done = subprocess.run(

@@ -256,6 +256,7 @@ DELETE FROM app.roles;
 """
 
 
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
 @pytest.mark.parametrize("path", ["default", "public first"])
 def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, cognito, path):
     """Functions and operators named like everything sync.sql calls, planted in public by a
