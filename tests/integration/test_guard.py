@@ -545,6 +545,12 @@ def copy_rows(conn, table: str, columns: str, rows: list[tuple]) -> None:
 
 def test_copy_from_into_any_multicorn_table_is_refused_and_insert_still_works(guarded, pool):
     with psycopg.connect(guarded.dsn, autocommit=True) as conn:
+        if conn.info.server_version >= 160000:
+            # Measured in the docker17 tier: COPY asks Multicorn for its batch size before
+            # any row trigger fires, and the backend crashes (every session of the container
+            # restarts, so the tests after it would fail too).
+            pytest.skip("COPY FROM crashes Multicorn on PostgreSQL 16+ before the guard's "
+                        "trigger fires: SECURITY.md, 'What the guard cannot stop'")  # fmt: skip
         conn.execute(
             "CREATE FOREIGN TABLE cognito.members_w (group_name text, username text, "
             "membership text) SERVER cognito_server "
