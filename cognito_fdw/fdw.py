@@ -243,7 +243,9 @@ class CognitoFdw(ForeignDataWrapper):
     def _rows(self, quals, columns, limit, offset, spent: Spent):
         stats = spent.began()
         try:
-            rows = self._table().rows(quals, columns, stats, limit=limit, offset=offset)
+            table = self._table()
+            budget.check_scans(spent.scans, table.options.max_scans_per_statement, self._name())
+            rows = table.rows(quals, columns, stats, limit=limit, offset=offset)
             try:
                 yield from rows
             finally:

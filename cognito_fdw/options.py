@@ -249,6 +249,12 @@ REGISTRY: tuple[Option, ...] = (
            "before sending, a statement reaching it stops (docs/hot-paths.md).",
            default=1000, low=1, high=100000, limit=True,
            group=LIMITS),
+    Option("max_scans_per_statement", "int", (SERVER, TABLE),
+           "Scans of one table a statement may make, {range}: a join's inner side is "
+           "scanned once per outer row, and each scan keeps memory in Multicorn until the "
+           "statement ends ([a budget per statement](docs/hot-paths.md#a-budget-per-statement)).",
+           default=10000, low=1, high=100000, limit=True,
+           group=LIMITS),
     Option("describe_ttl", "float", _S,
            "Seconds a connection caches DescribeUserPool (the planner's user count, custom "
            "attributes), {range}.", default=300.0, low=0.0, high=86400.0,

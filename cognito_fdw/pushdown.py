@@ -151,6 +151,7 @@ def plan_scan(
     collations: Sequence[str] | Callable[[], Sequence[str]] = (),
     null_tests: NullTests | None = None,
     stable: Collection[str] = (),
+    first_scan: bool = False,
 ) -> Plan:
     """The request plan for a scan with these quals (Multicorn ``Qual`` objects).
 
@@ -166,7 +167,10 @@ def plan_scan(
     ``stable``: the texts of the quals that held the same value at the previous scan of this
     statement (a rescan: a join's inner side); a lookup by one of them is preferred, as
     its answer is cached after the first scan (a generic plan's ``email = $1`` beside a
-    join's ``sub`` key: one request in all, not one per outer row).
+    join's ``sub`` key: one request in all, not one per outer row).  ``first_scan``: this is
+    the statement's first scan of the table, when nothing is known to be stable yet; an
+    equality on a path key that follows another lookup may then be a join's key (see
+    _join_key_last), so the earlier lookup is preferred.
     """
 
     known: list[int] = []
@@ -193,12 +197,14 @@ def plan_scan(
         null_test = null_tests is None or null_tests.may_be_null_test(qual.field_name)
         if cannot_match(qual, never_null, null_test):
             return Plan(NONE, (), 1, qual_text(qual))
-    candidates, refused = [], []
+    candidates, refused, later = [], [], set()
     for qual in quals:
         outcome = _candidate(qual, found, username_lookup == BY_ADMIN_GET_USER)
         if isinstance(outcome, _Candidate) and outcome.text and nondeterministic():
             outcome = "collation"
         if isinstance(outcome, _Candidate):
+            if first_scan and _join_key_last(qual, found, candidates):
+                later.add(outcome.qual)
             candidates.append(outcome)
         else:
             refused.append(Refusal(qual_text(qual), outcome))
@@ -206,7 +212,9 @@ def plan_scan(
     if not candidates:
         plan = _full_scan(users, wanted, offset or 0, workers, tuple(refused))
         return dataclasses.replace(plan, collations=doubt)
-    best = min(candidates, key=lambda c: (not (c.lookups and c.qual in stable), c.key))
+    best = min(
+        candidates, key=lambda c: (not (c.lookups and c.qual in stable), c.qual in later, c.key)
+    )
     refused.extend(Refusal(c.qual, "not-chosen") for c in candidates if c is not best)
     rows = max(
         1, best.rows if best.share is None else min(users(), users() * best.rows // best.share)
@@ -219,6 +227,24 @@ def plan_scan(
             collations=doubt,
         )  # fmt: skip
     return Plan(SCAN, best.requests, rows, best.qual, tuple(refused), wanted, collations=doubt)
+
+
+def _join_key_last(qual, found: Mapping[str, Target], before: Sequence[_Candidate]) -> bool:
+    """Whether this qual may be a parameterized scan's join key, with a lookup before it.
+
+    PostgreSQL hands a parameterized scan its table's own conditions first and the join's
+    conditions after them (create_scan_plan appends the path's ``ppi_clauses`` to
+    ``baserestrictinfo``), and Multicorn keeps that order.  A join key is an equality on a
+    column path_keys offered; its value changes with every outer row, while the conditions
+    before it (a constant, a generic plan's ``$1``) hold for the whole statement.
+    """
+    target = found.get(qual.field_name)
+    return (
+        qual.operator == "="
+        and target is not None
+        and (((target.column,), SEARCHABLE[target.attribute].per_value) in path_keys(found))
+        and any(c.lookups for c in before)
+    )
 
 
 # The username column of a users table, as group_members looks a member up.

@@ -84,6 +84,7 @@ AS $rules$
     ('scan_workers', 'int', ARRAY['server', 'table'], 1, 16, NULL, NULL, 'Set scan_workers to a whole number from 1 to 16 (default 8).', true, '8'),
     ('cache_ttl', 'float', ARRAY['server', 'table'], 0, 3600, NULL, NULL, 'Set cache_ttl to a number of seconds from 0 to 3600 (default 10).', true, '10'),
     ('max_requests_per_statement', 'int', ARRAY['server', 'table'], 1, 100000, NULL, NULL, 'Set max_requests_per_statement to a whole number from 1 to 100000 (default 1000).', true, '1000'),
+    ('max_scans_per_statement', 'int', ARRAY['server', 'table'], 1, 100000, NULL, NULL, 'Set max_scans_per_statement to a whole number from 1 to 100000 (default 10000).', true, '10000'),
     ('describe_ttl', 'float', ARRAY['server'], 0, 86400, NULL, NULL, 'Set describe_ttl to a number of seconds from 0 to 86400 (default 300).', false, '300')
   ) AS r(name, kind, places, low, high, choices, pattern, hint, is_limit, default_value)
 $rules$;

@@ -53,7 +53,7 @@ class Users(Table):
         self._cache = LookupCache()
         self._previous: tuple[object, frozenset[str]] = (None, frozenset())
 
-    def _plan(self, quals, limit=None, offset=None, stable=()) -> plans.Plan:
+    def _plan(self, quals, limit=None, offset=None, stable=(), first_scan=False) -> plans.Plan:
         """The one request plan that planning, EXPLAIN and execution all use."""
         options = self.options
         return pushdown.plan_scan(
@@ -68,15 +68,18 @@ class Users(Table):
             collations=self.collations,
             null_tests=PLANNED_NULL_TESTS,
             stable=stable,
+            first_scan=first_scan,
         )
 
-    def _stable(self, quals, statement) -> frozenset[str]:
+    def _stable(self, quals, statement) -> tuple[frozenset[str], bool]:
         """The texts of the quals that held the same value at this statement's previous
-        scan of the table (see pushdown.plan_scan); remembers these for the next one."""
+        scan of the table, and whether this is its first scan (see pushdown.plan_scan);
+        remembers these for the next one."""
         texts = frozenset(qual_text(q) for q in quals)
-        before = self._previous[1] if self._previous[0] == statement else frozenset()
+        first = self._previous[0] != statement
+        before = frozenset() if first else self._previous[1]
         self._previous = (statement, texts)
-        return texts & before
+        return texts & before, first
 
     # -- planning --------------------------------------------------------------------
 
@@ -135,7 +138,7 @@ class Users(Table):
         read = read_columns(self.columns, columns)
         encoding = database_encoding(backend.database_encoding())
         statement = backend.statement_started()
-        plan = self._plan(quals, limit, offset, self._stable(quals, statement))
+        plan = self._plan(quals, limit, offset, *self._stable(quals, statement))
         if plan.requests and plan.kind != plans.NONE:
             budget.statement.check_plan(
                 plan.estimated_requests,

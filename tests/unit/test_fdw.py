@@ -68,6 +68,7 @@ class CountingTable:
     def __init__(self):
         self.options = SimpleNamespace(
             max_requests_per_second=25, max_requests_per_statement=1000, region="r",
+            max_scans_per_statement=10000,
             user_pool_id="p",
         )  # fmt: skip
         self.closed = 0

@@ -603,6 +603,20 @@ def test_a_rescans_stable_lookup_is_preferred_to_the_join_key():
     )  # only a lookup is cached: a stable LIKE prefix is no reason to scan
 
 
+def test_at_the_first_scan_a_path_key_after_another_lookup_is_taken_for_a_join_key():
+    # PostgreSQL puts a parameterized scan's join keys after the table's own conditions.
+    quals = (Qual("email", "=", "ann@example.com"), Qual("sub", "=", "0f0f"))
+    assert plan(*quals).requests == (Request(LIST_USERS, filter='sub = "0f0f"'),)
+    first = plan(*quals, first_scan=True)
+    assert first.requests == (Request(LIST_USERS, filter='email = "ann@example.com"'),)
+    # Alone, or first, or not a lookup before it: nothing to defer to.
+    assert plan(quals[1], first_scan=True).requests == plan(quals[1]).requests
+    reverse = (quals[1], quals[0])
+    assert plan(*reverse, first_scan=True).requests == plan(*reverse).requests
+    prefix = (Qual("email", "~~", "ann%"), Qual("sub", "=", "0f0f"))
+    assert plan(*prefix, first_scan=True).requests[0].filter == 'sub = "0f0f"'
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     username=st.one_of(
