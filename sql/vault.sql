@@ -173,7 +173,8 @@ BEGIN
     CONTINUE WHEN line = '';
     IF line !~ E'^[0-9]{1,9}\t[^\t]+$' THEN
       RAISE EXCEPTION 'vault: line % of the key file is not a key number, a tab and a key',
-        number USING HINT = 'See sql/vault.sql; the line is not shown (it may hold a key).';
+        number USING HINT = 'The vault''s owner finds its path in vault.key_file; the line is '
+                              'not shown (it may hold a key).';
     END IF;
     id := split_part(line, E'\t', 1)::int;
     IF id = ANY (seen) THEN
