@@ -11,15 +11,15 @@
 -- database: it lives in a file of the database server's OS user, read with pg_read_file by
 -- this script's functions, which run as its owner.  So pg_dump output, logical copies and
 -- the table itself hold ciphertext only; keep the key file out of the data directory (base
--- backups copy that) and back it up apart from the database.  The file's path is kept in
+-- backups copy that) and back it up apart from the database.  In a container the default
+-- is inside the data directory, the one place that outlives it (the image's data volume);
+-- a base backup of it then holds the key too (docs/docker.md).  The file's path is kept in
 -- vault.key_file, which only the owner may read: no catalog, function body, view or message
--- another role can read names it (a file_fdw table's options would, in pg_foreign_table).  In a container the
--- default is inside the data directory, the one place that outlives it (the image's data
--- volume); a base backup of it then holds the key too (docs/docker.md).
+-- another role can read names it (a file_fdw table's options would, in pg_foreign_table).
 --
 -- The key file has one line per key: a key number, a tab, the key.  Without it, this script
--- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New secrets use the highest
--- number; each secret remembers its own.
+-- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New
+-- secrets use the highest number; each secret remembers its own.
 --
 -- Re-running this script over an install keeps its key file (the path it recorded, or the
 -- filename of the file_fdw table vault.keys of an older install, which it then drops with
@@ -35,8 +35,7 @@
 --   GRANT USAGE ON SCHEMA vault TO alice;
 --   GRANT SELECT ON vault.decrypted_secrets TO alice;
 -- (the view decrypts with vault._decrypt(), whose EXECUTE an event trigger keeps granted to
--- exactly the roles that may select the view: see there).
--- and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
+-- exactly the roles that may select the view: see there), and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
 -- A failed create_secret or update_secret does not log its statement; but log_statement =
 -- 'all' ('ddl' and 'mod' leave a SELECT out), a statement that fails before the function
 -- runs (a syntax error, a malformed uuid) and auto_explain still record the secret: see the
@@ -54,6 +53,28 @@ CREATE EXTENSION IF NOT EXISTS pgcrypto;
 -- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
 -- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
 SET search_path = pg_catalog, pg_temp;
+
+-- An existing schema vault: the functions below look names up in it before pgcrypto's
+-- schema, vault.key_file in it says which file they read as a superuser, and this script
+-- reads what is in it: one another role owns (it may drop and replace what is in it) or
+-- may create in is refused before anything in it is read.
+SELECT NOT EXISTS (
+  SELECT FROM pg_namespace n JOIN pg_roles o ON o.oid = n.nspowner
+   WHERE n.nspname = 'vault' AND (NOT o.rolsuper
+         OR EXISTS (SELECT FROM pg_roles r
+                     WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')
+                       AND NOT r.rolsuper AND r.oid <> n.nspowner)
+         OR has_schema_privilege('public', n.oid, 'CREATE'))) AS vault_schema_is_safe \gset
+\if :vault_schema_is_safe
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'vault.sql: schema vault is not safe to install into',
+    DETAIL = 'It is owned by a role that is not a superuser, or a role that is not one may '
+             'CREATE in it: its objects would run, or name the file read, as a superuser.',
+    HINT = 'ALTER SCHEMA vault OWNER TO <a superuser>; REVOKE CREATE ON SCHEMA vault FROM '
+           '<them>; or drop the schema if it is not the vault''s.';
+  END $$;
+\endif
 
 -- The key file of an existing install: the path this script recorded, or an older
 -- install's file_fdw table's filename.  It is kept: a new key file would leave every
@@ -277,8 +298,10 @@ SELECT EXISTS (
 \if :vault_file_fdw
   DO $$
   BEGIN
-    IF EXISTS (SELECT o.id, o.key FROM vault.keys o EXCEPT SELECT n.id, n.key FROM vault._keys() n)
-       OR EXISTS (SELECT n.id, n.key FROM vault._keys() n EXCEPT SELECT o.id, o.key FROM vault.keys o)
+    IF EXISTS (SELECT o.id, o.key FROM vault.keys o
+               EXCEPT SELECT n.id, n.key FROM vault._keys() n)
+       OR EXISTS (SELECT n.id, n.key FROM vault._keys() n
+                  EXCEPT SELECT o.id, o.key FROM vault.keys o)
     THEN
       RAISE EXCEPTION 'vault: the key file reads other keys than vault.keys showed; the '
                       'install is left as it was'

@@ -70,6 +70,48 @@ def test_a_superuser_running_vault_sql_calls_no_planted_function(server, path):
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+@pytest.mark.parametrize("how", ["owns it", "may create in it"])
+def test_a_schema_vault_another_role_controls_is_refused_before_anything_in_it_runs(server, how):
+    """Its vault.key_file, a view calling the role's function, would run as the superuser
+    running the script and name the file the vault's functions read."""
+    name = f"vault_schema_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            role = new_role(admin)
+            if how == "owns it":
+                admin.execute(f"CREATE SCHEMA vault AUTHORIZATION {role}")
+            else:
+                admin.execute("CREATE SCHEMA vault")
+                admin.execute(f"GRANT USAGE, CREATE ON SCHEMA vault TO {role}")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute("CREATE SEQUENCE vault.calls")
+            conn.execute("GRANT USAGE ON SEQUENCE vault.calls TO PUBLIC")
+            conn.execute(
+                "CREATE FUNCTION vault.planted() RETURNS text LANGUAGE sql "
+                "AS 'SELECT nextval(''vault.calls'')::text'"
+            )
+            conn.execute("CREATE VIEW vault.key_file AS SELECT vault.planted() AS path")
+        done = psql(target, "-f", str(VAULT_SQL))
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            calls = admin.execute("SELECT is_called FROM vault.calls").fetchone()[0]
+            installed = admin.execute("SELECT to_regprocedure('vault._keys()')").fetchone()[0]
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    record(
+        "attack",
+        f"a role that {how} (schema vault) plants vault.key_file for the superuser running "
+        "sql/vault.sql",
+        "refused: vault.sql: schema vault is not safe to install into; nothing of it ran",
+    )
+    assert done.returncode != 0
+    assert "vault.sql: schema vault is not safe to install into" in done.stderr
+    assert not calls and installed is None
+
+
 @pytest.fixture(scope="module")
 def vault_db(server):
     """A database of its own with multicorn and sql/vault.sql; its key file's name holds
