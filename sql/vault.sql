@@ -179,13 +179,12 @@ BEGIN
   BEGIN
     content := pg_read_file(file);
   EXCEPTION WHEN OTHERS THEN
-    -- An error about the file (it names it: missing, permission denied) says why with the
-    -- path left out; any other (an invalid byte sequence, say) would quote the file's
-    -- bytes, so only its code is kept.
+    -- Why, with the path left out (missing, permission denied: the message names it); an
+    -- invalid byte sequence's message would quote the file's bytes, so not that one.
     RAISE EXCEPTION 'vault: the key file cannot be read'
-      USING DETAIL = CASE WHEN strpos(SQLERRM, file) > 0
-                          THEN replace(SQLERRM, file, '<the key file>')
-                          ELSE format('SQLSTATE %s.', SQLSTATE) END,
+      USING DETAIL = CASE WHEN SQLSTATE = '22021'
+                          THEN 'It is not text in the database''s encoding.'
+                          ELSE replace(SQLERRM, file, '<the key file>') END,
             HINT = 'The vault''s owner finds its path in vault.key_file; see sql/vault.sql.';
   END;
   FOREACH line IN ARRAY string_to_array(content, E'\n') LOOP
