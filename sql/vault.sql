@@ -8,16 +8,22 @@
 --   SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'cognito';
 --
 -- Secrets are encrypted with pgcrypto (pgp_sym_encrypt, AES-256).  The key is not in the
--- database: it lives in a file of the database server's OS user, read through a file_fdw
--- foreign table only this script's owner may select.  So pg_dump output, logical copies
--- and the table itself hold ciphertext only; keep the key file out of the data directory
--- (base backups copy that) and back it up apart from the database.  In a container the
--- default is inside the data directory, the one place that outlives it (the image's data
--- volume); a base backup of it then holds the key too (docs/docker.md).
+-- database: it lives in a file of the database server's OS user, read with pg_read_file by
+-- this script's functions, which run as its owner.  So pg_dump output, logical copies and
+-- the table itself hold ciphertext only; keep the key file out of the data directory (base
+-- backups copy that) and back it up apart from the database.  In a container the default
+-- is inside the data directory, the one place that outlives it (the image's data volume);
+-- a base backup of it then holds the key too (docs/docker.md).  The file's path is kept in
+-- vault.key_file, which only the owner may read: no catalog, function body, view or message
+-- another role can read names it (a file_fdw table's options would, in pg_foreign_table).
 --
 -- The key file has one line per key: a key number, a tab, the key.  Without it, this script
--- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New secrets use the highest
--- number; each secret remembers its own.
+-- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New
+-- secrets use the highest number; each secret remembers its own.
+--
+-- Re-running this script over an install keeps its key file (the path it recorded, or the
+-- filename of the file_fdw table vault.keys of an older install, which it then drops with
+-- its server); -v vault_key_file naming another file is refused.
 --
 -- Rotating the key:
 --   1. append a line with the next number and a new key, as the server's OS user:
@@ -28,7 +34,8 @@
 -- Who can read: nobody but the owner (the role running this script) and the roles it grants:
 --   GRANT USAGE ON SCHEMA vault TO alice;
 --   GRANT SELECT ON vault.decrypted_secrets TO alice;
--- and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
+-- (the view decrypts with vault._decrypt(), whose EXECUTE an event trigger keeps granted to
+-- exactly the roles that may select the view: see there), and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
 -- A failed create_secret or update_secret does not log its statement; but log_statement =
 -- 'all' ('ddl' and 'mod' leave a SELECT out), a statement that fails before the function
 -- runs (a syntax error, a malformed uuid) and auto_explain still record the secret: see the
@@ -37,15 +44,66 @@
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 
+-- One transaction: an upgrade that fails half-way leaves the install as it was.
+BEGIN;
+
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
-CREATE EXTENSION IF NOT EXISTS file_fdw;
 -- From here on every name resolves in pg_catalog first and never in a schema another role
 -- may create in (public, say: PostgreSQL 14 and older let every role): this script runs as
 -- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
 -- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
 SET search_path = pg_catalog, pg_temp;
 
-\if :{?vault_key_file}
+-- An existing schema vault: the functions below look names up in it before pgcrypto's
+-- schema, vault.key_file in it says which file they read as a superuser, and this script
+-- reads what is in it: one another role owns (it may drop and replace what is in it) or
+-- may create in is refused before anything in it is read.
+SELECT NOT EXISTS (
+  SELECT FROM pg_namespace n JOIN pg_roles o ON o.oid = n.nspowner
+   WHERE n.nspname = 'vault' AND (NOT o.rolsuper
+         OR EXISTS (SELECT FROM pg_roles r
+                     WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')
+                       AND NOT r.rolsuper AND r.oid <> n.nspowner)
+         OR has_schema_privilege('public', n.oid, 'CREATE'))) AS vault_schema_is_safe \gset
+\if :vault_schema_is_safe
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'vault.sql: schema vault is not safe to install into',
+    DETAIL = 'It is owned by a role that is not a superuser, or a role that is not one may '
+             'CREATE in it: its objects would run, or name the file read, as a superuser.',
+    HINT = 'ALTER SCHEMA vault OWNER TO <a superuser>; REVOKE CREATE ON SCHEMA vault FROM '
+           '<them>; or drop the schema if it is not the vault''s.';
+  END $$;
+\endif
+
+-- The key file of an existing install: the path this script recorded, or an older
+-- install's file_fdw table's filename.  It is kept: a new key file would leave every
+-- secret undecryptable.
+SELECT to_regclass('vault.key_file') IS NOT NULL AS vault_recorded \gset
+\if :vault_recorded
+  SELECT (SELECT f.path FROM vault.key_file f) AS vault_installed_key_file \gset
+\else
+  SELECT (SELECT substr(o, length('filename=') + 1)
+            FROM pg_foreign_table t, unnest(t.ftoptions) o
+           WHERE t.ftrelid = to_regclass('vault.keys') AND starts_with(o, 'filename='))
+    AS vault_installed_key_file \gset
+\endif
+
+\if :{?vault_installed_key_file}
+  \if :{?vault_key_file}
+    SELECT format('DO %L', format(
+        'BEGIN RAISE EXCEPTION USING MESSAGE = %L, DETAIL = %L, HINT = %L; END',
+        'vault: this database''s vault already has its key file',
+        format('It is %s; -v vault_key_file names %s.',
+               :'vault_installed_key_file', :'vault_key_file'),
+        'Leave -v vault_key_file out to keep it.  To move the key file, move it as the '
+        'server''s OS user, then UPDATE vault.key_file SET path = ''<new path>'' as a '
+        'superuser.'))
+     WHERE :'vault_key_file' <> :'vault_installed_key_file' \gexec
+  \else
+    SELECT :'vault_installed_key_file' AS vault_key_file \gset
+  \endif
+\elif :{?vault_key_file}
 \else
   -- Beside the data directory, not inside it; but in a container (the files Docker and
   -- Podman leave at its root) inside it, since the data volume is all that outlives the
@@ -71,13 +129,15 @@ SELECT format(
 CREATE SCHEMA IF NOT EXISTS vault;
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;
 
-CREATE SERVER IF NOT EXISTS vault_key_file FOREIGN DATA WRAPPER file_fdw;
-SELECT format(
-  'CREATE FOREIGN TABLE IF NOT EXISTS vault.keys (id int, key text) '
-  'SERVER vault_key_file OPTIONS (filename %L, format %L)',
-  :'vault_key_file', 'text'
-) \gexec
-REVOKE ALL ON vault.keys FROM PUBLIC;
+-- Where the key file is, for the functions below (they run as its owner) and nobody else:
+-- pg_class, pg_proc, pg_views and pg_foreign_table are every role's to read, this table is
+-- not.  One row.
+CREATE TABLE IF NOT EXISTS vault.key_file (
+  path text NOT NULL,
+  one_row boolean PRIMARY KEY DEFAULT true CHECK (one_row)
+);
+REVOKE ALL ON vault.key_file FROM PUBLIC;
+INSERT INTO vault.key_file (path) VALUES (:'vault_key_file') ON CONFLICT (one_row) DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS vault.secrets (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -98,19 +158,163 @@ SELECT set_config('search_path', format('pg_catalog, vault, %I, pg_temp', n.nspn
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pgcrypto' \gset
 
--- The key is joined in by the view's owner, so a reader never holds it.
-CREATE OR REPLACE VIEW vault.decrypted_secrets AS
-SELECT s.id, s.name, s.description, s.secret,
-       pgp_sym_decrypt(s.secret, k.key) AS decrypted_secret,
-       s.key_id, s.created_at, s.updated_at
-  FROM vault.secrets s
-  LEFT JOIN vault.keys k ON k.id = s.key_id;
-REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
+-- The key file's keys, read as this function's owner (a superuser: pg_read_file).  Each
+-- line is a key number, a tab and the key; blank lines are skipped.  What it raises never
+-- names the file (a reader of vault.decrypted_secrets may see it) nor shows a line of it (a
+-- line holds a key).
+CREATE OR REPLACE FUNCTION vault._keys() RETURNS TABLE (id int, key text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+DECLARE
+  file text := (SELECT f.path FROM vault.key_file f);
+  content text;
+  line text;
+  number int := 0;
+  seen int[] := '{}';
+BEGIN
+  IF file IS NULL THEN
+    RAISE EXCEPTION 'vault: no key file is recorded in vault.key_file'
+      USING HINT = 'Run sql/vault.sql again as a superuser.';
+  END IF;
+  BEGIN
+    content := pg_read_file(file);
+  EXCEPTION WHEN OTHERS THEN
+    -- Why, with the path left out (missing, permission denied: the message names it); an
+    -- invalid byte sequence's message would quote the file's bytes, so not that one.
+    RAISE EXCEPTION 'vault: the key file cannot be read'
+      USING DETAIL = CASE WHEN SQLSTATE = '22021'
+                          THEN 'It is not text in the database''s encoding.'
+                          ELSE replace(SQLERRM, file, '<the key file>') END,
+            HINT = 'The vault''s owner finds its path in vault.key_file; see sql/vault.sql.';
+  END;
+  FOREACH line IN ARRAY string_to_array(content, E'\n') LOOP
+    number := number + 1;
+    line := rtrim(line, E'\r');
+    CONTINUE WHEN line = '';
+    IF line !~ E'^[0-9]{1,9}\t[^\t]+$' THEN
+      RAISE EXCEPTION 'vault: line % of the key file is not a key number, a tab and a key',
+        number USING HINT = 'The vault''s owner finds its path in vault.key_file; the line is '
+                              'not shown (it may hold a key).';
+    END IF;
+    id := split_part(line, E'\t', 1)::int;
+    IF id = ANY (seen) THEN
+      RAISE EXCEPTION 'vault: key number % is in the key file twice', id;
+    END IF;
+    seen := seen || id;
+    key := split_part(line, E'\t', 2);
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION vault._keys() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION vault._current_key(OUT id int, OUT key text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
-AS $$ SELECT id, key FROM vault.keys ORDER BY id DESC LIMIT 1 $$;
+AS $$ SELECT k.id, k.key FROM vault._keys() k ORDER BY k.id DESC LIMIT 1 $$;
 REVOKE ALL ON FUNCTION vault._current_key() FROM PUBLIC;
+
+-- One secret, decrypted: what vault.decrypted_secrets shows of it, never the key.  It is
+-- looked up by id (not handed a ciphertext), so a role that may call it decrypts only what
+-- the view would show it, not a ciphertext from an old dump.
+CREATE OR REPLACE FUNCTION vault._decrypt(secret_id uuid) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+  SELECT pgp_sym_decrypt(s.secret, k.key)
+    FROM vault.secrets s JOIN vault._keys() k ON k.id = s.key_id
+   WHERE s.id = secret_id
+$$;
+REVOKE ALL ON FUNCTION vault._decrypt(uuid) FROM PUBLIC;
+
+-- The view decrypts with its owner's function, so a reader never holds the key.
+CREATE OR REPLACE VIEW vault.decrypted_secrets AS
+SELECT s.id, s.name, s.description, s.secret,
+       vault._decrypt(s.id) AS decrypted_secret,
+       s.key_id, s.created_at, s.updated_at
+  FROM vault.secrets s;
+REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
+
+-- PostgreSQL checks a function a view calls against the role querying the view, not the
+-- view's owner: a role granted SELECT on vault.decrypted_secrets needs EXECUTE on
+-- vault._decrypt too.  This keeps the two grants equal (either's owners aside), run after
+-- every GRANT and REVOKE in the database, so granting the view is all it takes, as in
+-- Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to match the view.
+CREATE OR REPLACE FUNCTION vault._mirror_reader_grants() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+DECLARE
+  view_oid oid := to_regclass('vault.decrypted_secrets');
+  decrypt oid := to_regprocedure('vault._decrypt(uuid)');
+  change record;
+BEGIN
+  IF view_oid IS NULL OR decrypt IS NULL THEN
+    RETURN;
+  END IF;
+  FOR change IN
+    WITH owners AS (
+      SELECT c.relowner AS role FROM pg_class c WHERE c.oid = view_oid
+      UNION SELECT p.proowner FROM pg_proc p WHERE p.oid = decrypt
+    ), readers AS (
+      SELECT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+       WHERE c.oid = view_oid AND a.privilege_type = 'SELECT'
+         AND a.grantee NOT IN (SELECT o.role FROM owners o)
+    ), callers AS (
+      SELECT a.grantee FROM pg_proc p, aclexplode(p.proacl) a
+       WHERE p.oid = decrypt AND a.privilege_type = 'EXECUTE'
+         AND a.grantee NOT IN (SELECT o.role FROM owners o)
+    )
+    SELECT DISTINCT r.grantee, 'GRANT' AS verb, 'TO' AS direction FROM readers r
+     WHERE r.grantee NOT IN (SELECT c.grantee FROM callers c)
+    UNION
+    SELECT c.grantee, 'REVOKE', 'FROM' FROM callers c
+     WHERE c.grantee NOT IN (SELECT r.grantee FROM readers r)
+  LOOP
+    EXECUTE format('%s EXECUTE ON FUNCTION vault._decrypt(uuid) %s %s', change.verb,
+                   change.direction, CASE WHEN change.grantee = 0 THEN 'PUBLIC'
+                   ELSE quote_ident(pg_get_userbyid(change.grantee)) END);
+  END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION vault._mirror_reader_grants() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vault._on_grant() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$ BEGIN PERFORM vault._mirror_reader_grants(); END $$;
+REVOKE ALL ON FUNCTION vault._on_grant() FROM PUBLIC;
+DROP EVENT TRIGGER IF EXISTS vault_reader_grants;
+CREATE EVENT TRIGGER vault_reader_grants ON ddl_command_end WHEN TAG IN ('GRANT', 'REVOKE')
+  EXECUTE FUNCTION vault._on_grant();
+-- The roles an install before this one granted the view.
+DO $$ BEGIN PERFORM vault._mirror_reader_grants(); END $$;
+
+-- An older install read the key through the file_fdw table vault.keys, whose filename
+-- option every role reads in pg_foreign_table.  It goes, with its server if nothing else
+-- uses that, once the key file reads the same keys through vault._keys() (else this
+-- transaction, and so the whole upgrade, is undone).
+SELECT EXISTS (
+    SELECT FROM pg_foreign_table t JOIN pg_foreign_server v ON v.oid = t.ftserver
+     WHERE t.ftrelid = to_regclass('vault.keys') AND v.srvname = 'vault_key_file'
+  ) AS vault_file_fdw \gset
+\if :vault_file_fdw
+  DO $$
+  BEGIN
+    IF EXISTS (SELECT o.id, o.key FROM vault.keys o
+               EXCEPT SELECT n.id, n.key FROM vault._keys() n)
+       OR EXISTS (SELECT n.id, n.key FROM vault._keys() n
+                  EXCEPT SELECT o.id, o.key FROM vault.keys o)
+    THEN
+      RAISE EXCEPTION 'vault: the key file reads other keys than vault.keys showed; the '
+                      'install is left as it was'
+        USING HINT = 'Each line of the key file must be a key number, a tab and the key, '
+                     'with no backslash escapes: fix the file, then run sql/vault.sql again.';
+    END IF;
+  END
+  $$;
+  DROP FOREIGN TABLE vault.keys;
+  SELECT 'DROP SERVER vault_key_file' FROM pg_foreign_server v
+   WHERE v.srvname = 'vault_key_file'
+     AND NOT EXISTS (SELECT FROM pg_foreign_table t WHERE t.ftserver = v.oid)
+     AND NOT EXISTS (SELECT FROM pg_user_mapping m WHERE m.umserver = v.oid) \gexec
+\endif
 
 -- A failed call would have PostgreSQL log the statement, secret included
 -- (log_min_error_statement = error by default), so the two functions that take a secret
@@ -174,7 +378,7 @@ BEGIN
     secret = pgp_sym_encrypt(pgp_sym_decrypt(s.secret, old.key), k.key,
                              'cipher-algo=aes256, s2k-mode=1'),
     key_id = k.id
-  FROM vault.keys old
+  FROM vault._keys() old
   WHERE old.id = s.key_id AND s.key_id <> k.id;
   GET DIAGNOSTICS n = ROW_COUNT;
   IF EXISTS (SELECT FROM vault.secrets s WHERE s.key_id <> k.id) THEN
@@ -217,6 +421,8 @@ CREATE TRIGGER refuse_plain_secret BEFORE INSERT OR UPDATE OF secret, key_id ON 
 REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.rotate_key() FROM PUBLIC;
+
+COMMIT;
 
 RESET search_path;
 RESET client_min_messages;

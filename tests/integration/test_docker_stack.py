@@ -94,11 +94,7 @@ def test_vault_secrets_survive_down_and_up(stack):
             "-f", "/usr/share/cognito-fdw/sql/vault.sql")  # fmt: skip
     with psycopg.connect(compose.dsn(password), autocommit=True) as conn:
         conn.execute("SELECT vault.create_secret('kept-secret', 'stack_test', 'test')")
-        (key_file,) = conn.execute(
-            "SELECT option_value FROM pg_options_to_table("
-            "(SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'vault.keys'::regclass))"
-            " WHERE option_name = 'filename'"
-        ).fetchone()
+        (key_file,) = conn.execute("SELECT path FROM vault.key_file").fetchone()
     assert key_file == "/var/lib/postgresql/data/vault.keys"
     compose("down", expect="Removed")
     with docker.archive_served():

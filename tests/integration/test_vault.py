@@ -1,4 +1,6 @@
-"""Tier 2: sql/vault.sql run by a superuser in a database where other roles create objects.
+"""Tier 2: sql/vault.sql run by a superuser in a database where other roles create objects;
+where its key file is named (only where its owner reads), who decrypts, and the upgrade of
+an install that read its key through a file_fdw table.
 
 Its secrets' behaviour (read by name or id, cached, rotated, kept out of logs) is tested in
 test_secrets.py, on the server of tests/support/credentials.py.
@@ -6,16 +8,23 @@ test_secrets.py, on the server of tests/support/credentials.py.
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from ..support.catalogs import places_naming
 from ..support.planted import superuser_run
-from ..support.postgres import SCRIPTS, Database
+from ..support.postgres import SCRIPTS, Database, error_of, new_role, psql, role_dsn
 from ..support.reliability import record
 
 VAULT_SQL = SCRIPTS / "vault.sql"
+#: The install before the key file's path left the catalogs (a frozen copy).
+OLD_VAULT_SQL = Path(__file__).parents[1] / "support" / "vault_file_fdw.sql"
+#: In the key file's name: no catalog holds it by chance.
+MARKER = "vaultkeyfilemarker"
 
 # What a superuser does with the vault after installing it; every function of it runs.
 CALLS = """
@@ -38,7 +47,6 @@ def test_a_superuser_running_vault_sql_calls_no_planted_function(server, path):
         # from installing there (its gen_random_uuid() taken), which is PostgreSQL's matter.
         with psycopg.connect(target.dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pgcrypto")
-            conn.execute("CREATE EXTENSION file_fdw")
         key_file = server.base / f"{name}.keys"
         run = superuser_run(
             target, VAULT_SQL, CALLS, path == "public first", "-v", f"vault_key_file={key_file}"
@@ -60,3 +68,297 @@ def test_a_superuser_running_vault_sql_calls_no_planted_function(server, path):
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.parametrize("how", ["owns it", "may create in it"])
+def test_a_schema_vault_another_role_controls_is_refused_before_anything_in_it_runs(server, how):
+    """Its vault.key_file, a view calling the role's function, would run as the superuser
+    running the script and name the file the vault's functions read."""
+    name = f"vault_schema_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            role = new_role(admin)
+            if how == "owns it":
+                admin.execute(f"CREATE SCHEMA vault AUTHORIZATION {role}")
+            else:
+                admin.execute("CREATE SCHEMA vault")
+                admin.execute(f"GRANT USAGE, CREATE ON SCHEMA vault TO {role}")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute("CREATE SEQUENCE vault.calls")
+            conn.execute("GRANT USAGE ON SEQUENCE vault.calls TO PUBLIC")
+            conn.execute(
+                "CREATE FUNCTION vault.planted() RETURNS text LANGUAGE sql "
+                "AS 'SELECT nextval(''vault.calls'')::text'"
+            )
+            conn.execute("CREATE VIEW vault.key_file AS SELECT vault.planted() AS path")
+        done = psql(target, "-f", str(VAULT_SQL))
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            calls = admin.execute("SELECT is_called FROM vault.calls").fetchone()[0]
+            installed = admin.execute("SELECT to_regprocedure('vault._keys()')").fetchone()[0]
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    record(
+        "attack",
+        f"a role that {how} (schema vault) plants vault.key_file for the superuser running "
+        "sql/vault.sql",
+        "refused: vault.sql: schema vault is not safe to install into; nothing of it ran",
+    )
+    assert done.returncode != 0
+    assert "vault.sql: schema vault is not safe to install into" in done.stderr
+    assert not calls and installed is None
+
+
+@pytest.fixture(scope="module")
+def vault_db(server):
+    """A database of its own with multicorn and sql/vault.sql; its key file's name holds
+    MARKER.  Yields the database and the key file's path."""
+    name = f"vault_path_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    key_file = server.base / f"{name}_{MARKER}.keys"
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+        done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+        assert done.returncode == 0, done.stderr
+        yield target, key_file
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        key_file.unlink(missing_ok=True)
+
+
+def _role(admin, *grants: str) -> str:
+    """A new login role granted ``grants`` (each with ``{role}`` for its name)."""
+    role = new_role(admin)
+    for grant in grants:
+        admin.execute(grant.format(role=role))
+    return role
+
+
+# The roles that search, what they are granted, and what each does first with it.
+ROLES = {
+    "SELECT on a table": (
+        ["CREATE TABLE public.{role}_t (x int)", "GRANT SELECT ON public.{role}_t TO {role}"],
+        ["SELECT * FROM public.{role}_t"],
+    ),
+    "CREATE on a schema and USAGE on the multicorn wrapper": (
+        ["CREATE SCHEMA {role}_s", "GRANT USAGE, CREATE ON SCHEMA {role}_s TO {role}",
+         "GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO {role}"],
+        ["CREATE SERVER {role}_srv FOREIGN DATA WRAPPER multicorn "
+         "OPTIONS (wrapper 'cognito_fdw.CognitoFdw')",
+         "CREATE TABLE {role}_s.mine (x text)"],
+    ),
+    "SELECT on vault.decrypted_secrets": (
+        ["GRANT USAGE ON SCHEMA vault TO {role}",
+         "GRANT SELECT ON vault.decrypted_secrets TO {role}"],
+        ["SELECT * FROM vault.decrypted_secrets",
+         "SELECT vault._decrypt(id) FROM vault.decrypted_secrets"],
+    ),
+    "EXECUTE on create_secret and update_secret": (
+        ["GRANT USAGE ON SCHEMA vault TO {role}",
+         "GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret TO {role}"],
+        ["SELECT vault.update_secret(vault.create_secret('a', '{role}'), new_secret => 'b')"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ROLES)
+def test_no_role_but_the_vault_owner_reads_where_its_key_file_is(vault_db, kind):
+    target, key_file = vault_db
+    grants, uses = ROLES[kind]
+    with psycopg.connect(target.dsn, autocommit=True) as admin:
+        role = _role(admin, *grants)
+        # A superuser's session that ran every vault function stays open beside it.
+        admin.execute(f"SELECT vault.create_secret('s', 'for_{role}')")
+        admin.execute("SELECT vault.rotate_key()")
+        admin.execute("SELECT count(decrypted_secret) FROM vault.decrypted_secrets")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            for use in uses:
+                conn.execute(use.format(role=role))
+            found, searched = places_naming(conn, key_file.name)
+        # The control: the owner finds it, so the search would.
+        owners, _ = places_naming(admin, key_file.name)
+    record(
+        "attack",
+        f"a role with {kind} searches every relation and definition it may read for the "
+        "vault's key file path",
+        f"found in none of {searched} places (the owner finds it in {', '.join(owners)})",
+    )
+    assert "vault.key_file" in owners
+    assert searched > 100
+    assert found == []
+
+
+@pytest.fixture
+def broken_key_file(vault_db, request):
+    """The key file missing, unreadable, or with a malformed line holding a key; restored
+    after.  Yields which, and the text no message may show."""
+    target, key_file = vault_db
+    with psycopg.connect(target.dsn, autocommit=True) as admin:  # one to decrypt
+        admin.execute("SELECT vault.create_secret('s', %s)", (f"s_{uuid.uuid4().hex[:8]}",))
+    kept, owner = key_file.read_bytes(), key_file.stat()
+    shown = MARKER
+    if request.param == "missing":
+        key_file.rename(key_file.with_suffix(".away"))
+    elif request.param == "unreadable":
+        key_file.chmod(0)
+    else:
+        shown = f"LeakCanaryKey{uuid.uuid4().hex}"
+        with key_file.open("a") as file:
+            file.write(f"7 {shown}\n")  # a space, not a tab
+    try:
+        yield request.param, shown
+    finally:
+        key_file.with_suffix(".away").unlink(missing_ok=True)
+        key_file.write_bytes(kept)  # as root: given back to the server's OS user
+        os.chown(key_file, owner.st_uid, owner.st_gid)
+        key_file.chmod(0o600)
+
+
+@pytest.mark.parametrize(
+    "broken_key_file", ["missing", "unreadable", "holding a malformed line"], indirect=True
+)
+def test_a_key_file_that_cannot_be_read_is_not_named_in_any_message(
+    server, vault_db, broken_key_file
+):
+    target, key_file = vault_db
+    case, shown = broken_key_file
+    with psycopg.connect(target.dsn, autocommit=True) as admin:
+        role = _role(admin, *ROLES["SELECT on vault.decrypted_secrets"][0],
+                     *ROLES["EXECUTE on create_secret and update_secret"][0])  # fmt: skip
+    with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+        errors = [
+            error_of(conn, "SELECT decrypted_secret FROM vault.decrypted_secrets"),
+            error_of(conn, "SELECT vault.create_secret('x', %s)", (f"new_{role}",)),
+        ]
+    for error in errors:
+        diag = error.diag
+        text = " ".join(
+            str(x) for x in (error, diag.message_detail, diag.message_hint, diag.context)
+        )
+        assert diag.message_primary.startswith("vault: "), text
+        assert "vault.key_file" in (diag.message_hint or "") + diag.message_primary
+        assert str(key_file) not in text and shown not in text, text
+    assert shown not in server.log()
+    record(
+        "attack",
+        f"a reader of vault.decrypted_secrets and a secret writer make the vault fail with "
+        f"its key file {case}",
+        f"{errors[0].diag.message_primary} ({errors[0].diag.message_detail or 'no detail'})"
+        ": no path, no line",
+    )
+
+
+def test_only_the_views_readers_decrypt_and_none_reads_the_key(vault_db):
+    target, _ = vault_db
+    with psycopg.connect(target.dsn, autocommit=True) as admin:
+        group = new_role(admin, login=False)
+        reader = _role(admin, f"GRANT {group} TO {{role}}")
+        outsider = _role(admin)
+        name = f"for_{reader}"
+        secret_id = admin.execute("SELECT vault.create_secret('the secret', %s)", (name,))
+        secret_id = secret_id.fetchone()[0]
+        admin.execute(f"GRANT USAGE ON SCHEMA vault TO {group}, {outsider}")
+        admin.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {group}")
+
+        def as_role(role, statement, params=()):
+            with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+                return conn.execute(statement, params).fetchall()
+
+        def refused(role, statement, params=()):
+            with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+                return error_of(conn, statement, params).diag.message_primary
+
+        read = "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = %s"
+        assert as_role(reader, read, (name,)) == [("the secret",)]
+        assert as_role(reader, "SELECT vault._decrypt(%s)", (secret_id,)) == [("the secret",)]
+        for key_reader in ("vault._keys()", "vault._current_key()"):
+            message = refused(reader, f"SELECT * FROM {key_reader}")
+            assert message.startswith("permission denied for function"), message
+        for role in (outsider, reader):
+            if role == reader:
+                admin.execute(f"REVOKE SELECT ON vault.decrypted_secrets FROM {group}")
+            assert refused(role, read, (name,)) == "permission denied for view decrypted_secrets"
+            assert refused(role, "SELECT vault._decrypt(%s)", (secret_id,)) == (
+                "permission denied for function _decrypt"
+            )
+        # Granted to PUBLIC, every role reads; revoked, none again.
+        admin.execute("GRANT SELECT ON vault.decrypted_secrets TO PUBLIC")
+        assert as_role(outsider, read, (name,)) == [("the secret",)]
+        admin.execute("REVOKE SELECT ON vault.decrypted_secrets FROM PUBLIC")
+        assert refused(outsider, "SELECT vault._decrypt(%s)", (secret_id,)) == (
+            "permission denied for function _decrypt"
+        )
+    record(
+        "attack",
+        "a reader of vault.decrypted_secrets calls vault._keys() or vault._current_key() for "
+        "the key; a role whose SELECT was revoked calls vault._decrypt()",
+        "refused: permission denied for function (EXECUTE on _decrypt follows the view's "
+        "SELECT grants)",
+    )
+
+
+def test_an_install_that_read_its_key_through_file_fdw_upgrades_keeping_its_key(server):
+    name = f"vault_old_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    key_file = server.base / f"{name}_{MARKER}.keys"
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(OLD_VAULT_SQL))
+            assert done.returncode == 0, done.stderr
+            # A second key, as a rotation leaves it, and a secret under each.
+            admin.execute("SELECT vault.create_secret('under key 1', 'one')")
+            with key_file.open("a") as file:
+                file.write(f"2\t{os.urandom(32).hex()}\n")
+            admin.execute("SELECT vault.create_secret('under key 2', 'two')")
+            reader = _role(admin, "GRANT USAGE ON SCHEMA vault TO {role}",
+                           "GRANT SELECT ON vault.decrypted_secrets TO {role}")  # fmt: skip
+            looker = _role(admin)
+            with psycopg.connect(role_dsn(target.dsn, looker)) as conn:
+                before, _ = places_naming(conn, key_file.name)
+            kept = key_file.read_bytes()
+
+            # Another key file named: refused, the old install left as it was.
+            other = psql(target, "-v", f"vault_key_file={key_file}.other", "-f", str(VAULT_SQL))
+            assert other.returncode != 0
+            assert "vault: this database's vault already has its key file" in other.stderr
+            assert admin.execute("SELECT to_regclass('vault.keys')").fetchone()[0] is not None
+            for _ in range(2):  # the upgrade, then a run over the new install
+                done = psql(target, "-f", str(VAULT_SQL))
+                assert done.returncode == 0, done.stderr
+            assert admin.execute(
+                "SELECT to_regclass('vault.keys'), (SELECT count(*) FROM pg_foreign_server "
+                "WHERE srvname = 'vault_key_file'), (SELECT path FROM vault.key_file)"
+            ).fetchone() == (None, 0, str(key_file))
+            assert key_file.read_bytes() == kept
+            with psycopg.connect(role_dsn(target.dsn, reader), autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT name, key_id, decrypted_secret FROM vault.decrypted_secrets "
+                    "ORDER BY name"
+                ).fetchall()
+            with psycopg.connect(role_dsn(target.dsn, looker)) as conn:
+                after, searched = places_naming(conn, key_file.name)
+            assert admin.execute("SELECT vault.rotate_key()").fetchone() == (1,)
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        for leftover in (key_file, Path(f"{key_file}.other")):
+            leftover.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a role with no grant reads the vault key file's path of an install that read it "
+        "through a file_fdw table, before and after sql/vault.sql runs again",
+        f"before: in {', '.join(before)}; after: in none of {searched} places (key file "
+        "unchanged, both keys' secrets read)",
+    )
+    assert "pg_foreign_table" in before
+    assert rows == [("one", 1, "under key 1"), ("two", 2, "under key 2")]
+    assert after == []

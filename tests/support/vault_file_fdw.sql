@@ -1,0 +1,227 @@
+-- sql/vault.sql as released before the key file's path left the catalogs (commit 126ea43):
+-- the install tests/integration/test_vault.py upgrades.  It read the key through the file_fdw
+-- table vault.keys, whose filename option every role reads in pg_foreign_table.  Frozen: do
+-- not edit.
+
+-- vault: the part of Supabase Vault's interface cognito_fdw and its users need, for a
+-- self-hosted PostgreSQL (15 or later; run as a superuser):
+--
+--   psql [-v vault_key_file=/var/lib/postgresql/vault.keys] -f sql/vault.sql
+--
+--   SELECT vault.create_secret('<secret access key>', 'cognito', 'Cognito reader key');  -- id
+--   SELECT vault.update_secret('<id>', new_secret => '<new secret access key>');
+--   SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'cognito';
+--
+-- Secrets are encrypted with pgcrypto (pgp_sym_encrypt, AES-256).  The key is not in the
+-- database: it lives in a file of the database server's OS user, read through a file_fdw
+-- foreign table only this script's owner may select.  So pg_dump output, logical copies
+-- and the table itself hold ciphertext only; keep the key file out of the data directory
+-- (base backups copy that) and back it up apart from the database.  In a container the
+-- default is inside the data directory, the one place that outlives it (the image's data
+-- volume); a base backup of it then holds the key too (docs/docker.md).
+--
+-- The key file has one line per key: a key number, a tab, the key.  Without it, this script
+-- creates it (mode 0600, through COPY TO PROGRAM) with key 1, 32 random bytes in hex.  New secrets use the highest
+-- number; each secret remembers its own.
+--
+-- Rotating the key:
+--   1. append a line with the next number and a new key, as the server's OS user:
+--        printf '2\t%s\n' "$(openssl rand -hex 32)" >> /var/lib/postgresql/vault.keys
+--   2. SELECT vault.rotate_key();   -- re-encrypts every secret under the highest key
+--   3. delete the old line from the file (and from its backups, in time).
+--
+-- Who can read: nobody but the owner (the role running this script) and the roles it grants:
+--   GRANT USAGE ON SCHEMA vault TO alice;
+--   GRANT SELECT ON vault.decrypted_secrets TO alice;
+-- and who can write: GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret ...
+-- A failed create_secret or update_secret does not log its statement; but log_statement =
+-- 'all' ('ddl' and 'mod' leave a SELECT out), a statement that fails before the function
+-- runs (a syntax error, a malformed uuid) and auto_explain still record the secret: see the
+-- docs/credentials.md, "Where a secret can still reach the server log".
+
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE EXTENSION IF NOT EXISTS file_fdw;
+-- From here on every name resolves in pg_catalog first and never in a schema another role
+-- may create in (public, say: PostgreSQL 14 and older let every role): this script runs as
+-- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
+-- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
+SET search_path = pg_catalog, pg_temp;
+
+\if :{?vault_key_file}
+\else
+  -- Beside the data directory, not inside it; but in a container (the files Docker and
+  -- Podman leave at its root) inside it, since the data volume is all that outlives the
+  -- container (the official images' VOLUME is the data directory through 17).
+  SELECT CASE
+      WHEN (pg_stat_file('/.dockerenv', true)).size IS NOT NULL
+        OR (pg_stat_file('/run/.containerenv', true)).size IS NOT NULL
+      THEN current_setting('data_directory') || '/vault.keys'
+      ELSE regexp_replace(current_setting('data_directory'), '/[^/]+/?$', '') || '/vault.keys'
+    END AS vault_key_file \gset
+\endif
+
+-- The key file, created only when it is missing (never overwritten), readable by the
+-- server's OS user alone: COPY TO a file would create it world-readable, so a shell with
+-- umask 077 writes it.
+SELECT format(
+  'COPY (SELECT 1, encode(%I.gen_random_bytes(32), %L)) TO PROGRAM %L',
+  (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'pgcrypto'),
+  'hex', 'umask 077 && cat > ''' || replace(:'vault_key_file', '''', '''\''''') || ''''
+) WHERE pg_stat_file(:'vault_key_file', true) IS NULL \gexec
+
+CREATE SCHEMA IF NOT EXISTS vault;
+REVOKE ALL ON SCHEMA vault FROM PUBLIC;
+
+CREATE SERVER IF NOT EXISTS vault_key_file FOREIGN DATA WRAPPER file_fdw;
+SELECT format(
+  'CREATE FOREIGN TABLE IF NOT EXISTS vault.keys (id int, key text) '
+  'SERVER vault_key_file OPTIONS (filename %L, format %L)',
+  :'vault_key_file', 'text'
+) \gexec
+REVOKE ALL ON vault.keys FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS vault.secrets (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  name text UNIQUE,
+  description text NOT NULL DEFAULT '',
+  secret bytea NOT NULL,
+  key_id int NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON vault.secrets FROM PUBLIC;
+
+-- Function bodies resolve names with this path (SET search_path FROM CURRENT): the
+-- catalog first, then pgcrypto's schema, pg_temp last (unlisted, it would be searched first),
+-- so no role's objects, temporary ones included, can stand in for them.
+SELECT set_config('search_path', format('pg_catalog, vault, %I, pg_temp', n.nspname), false)
+    AS vault_search_path
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'pgcrypto' \gset
+
+-- The key is joined in by the view's owner, so a reader never holds it.
+CREATE OR REPLACE VIEW vault.decrypted_secrets AS
+SELECT s.id, s.name, s.description, s.secret,
+       pgp_sym_decrypt(s.secret, k.key) AS decrypted_secret,
+       s.key_id, s.created_at, s.updated_at
+  FROM vault.secrets s
+  LEFT JOIN vault.keys k ON k.id = s.key_id;
+REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vault._current_key(OUT id int, OUT key text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+AS $$ SELECT id, key FROM vault.keys ORDER BY id DESC LIMIT 1 $$;
+REVOKE ALL ON FUNCTION vault._current_key() FROM PUBLIC;
+
+-- A failed call would have PostgreSQL log the statement, secret included
+-- (log_min_error_statement = error by default), so the two functions that take a secret
+-- raise the level for their run.  It still holds when PostgreSQL reports the error (the
+-- transaction is aborted, and the setting undone, only after that); only a superuser may
+-- set it, which these SECURITY DEFINER functions are while they run, whoever calls them.
+CREATE OR REPLACE FUNCTION vault.create_secret(
+  new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT ''
+) RETURNS uuid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+  k record := vault._current_key();
+  new_id uuid;
+BEGIN
+  IF k.key IS NULL THEN
+    RAISE EXCEPTION 'vault: the key file has no key' USING HINT = 'See sql/vault.sql.';
+  END IF;
+  INSERT INTO vault.secrets (name, description, secret, key_id)
+  VALUES (new_name, coalesce(new_description, ''),
+          pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1'), k.id)
+  RETURNING id INTO new_id;
+  RETURN new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vault.update_secret(
+  secret_id uuid, new_secret text DEFAULT NULL, new_name text DEFAULT NULL,
+  new_description text DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+  k record := vault._current_key();
+BEGIN
+  UPDATE vault.secrets s SET
+    secret = CASE WHEN new_secret IS NULL THEN s.secret
+             ELSE pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1') END,
+    key_id = CASE WHEN new_secret IS NULL THEN s.key_id ELSE k.id END,
+    name = coalesce(new_name, s.name),
+    description = coalesce(new_description, s.description),
+    updated_at = now()
+  WHERE s.id = secret_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'vault: no secret with id %', secret_id;
+  END IF;
+END
+$$;
+
+-- Re-encrypts every secret under the highest key in the key file; returns how many.
+CREATE OR REPLACE FUNCTION vault.rotate_key() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+DECLARE
+  k record := vault._current_key();
+  n bigint;
+BEGIN
+  UPDATE vault.secrets s SET
+    secret = pgp_sym_encrypt(pgp_sym_decrypt(s.secret, old.key), k.key,
+                             'cipher-algo=aes256, s2k-mode=1'),
+    key_id = k.id
+  FROM vault.keys old
+  WHERE old.id = s.key_id AND s.key_id <> k.id;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF EXISTS (SELECT FROM vault.secrets s WHERE s.key_id <> k.id) THEN
+    RAISE EXCEPTION 'vault: some secrets use a key that is no longer in the key file'
+      USING HINT = 'Put the old key''s line back in the key file, then rotate again.';
+  END IF;
+  RETURN n;
+END
+$$;
+
+-- Secrets go in through create_secret and update_secret only.  The older Supabase form,
+-- INSERT INTO vault.secrets (name, secret) VALUES (...), would store the secret unencrypted
+-- and, failing on the missing key_id, show it (in hex) in the error's DETAIL "Failing row
+-- contains (...)" and log it beside the statement.  This trigger refuses a row whose
+-- secret is not pgcrypto's output (it starts with an OpenPGP packet tag) or that names no
+-- key, before any constraint check, with the statement kept out of the server log; its
+-- message names no value.
+CREATE OR REPLACE FUNCTION vault._refuse_plain_secret() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF NEW.key_id IS NULL OR NEW.secret IS NULL OR pg_catalog.length(NEW.secret) < 2
+     OR pg_catalog.get_byte(NEW.secret, 0) NOT IN (140, 195) THEN  -- 0x8c, 0xc3: tag 3
+    PERFORM pg_catalog.set_config('log_min_error_statement', 'panic', true);
+    RAISE EXCEPTION 'vault: a secret is stored with vault.create_secret(), not written into '
+                    'vault.secrets'
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'SELECT vault.create_secret(''<secret>'', ''<name>''); to change one: '
+                   'SELECT vault.update_secret(''<id>'', new_secret => ''<secret>'').',
+            DETAIL = 'The row was refused before it was checked or stored; it is not shown.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION vault._refuse_plain_secret() FROM PUBLIC;
+DROP TRIGGER IF EXISTS refuse_plain_secret ON vault.secrets;
+CREATE TRIGGER refuse_plain_secret BEFORE INSERT OR UPDATE OF secret, key_id ON vault.secrets
+  FOR EACH ROW EXECUTE FUNCTION vault._refuse_plain_secret();
+
+REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault.rotate_key() FROM PUBLIC;
+
+RESET search_path;
+RESET client_min_messages;
