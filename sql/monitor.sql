@@ -18,6 +18,12 @@
 \endif
 
 SET client_min_messages = warning;
+-- Run by a superuser, alone or from sql/cognito_fdw.sql: every name below resolves in
+-- pg_catalog first, never in a schema another role may create in (a role's
+-- format(text, text, text) in public is a closer match than pg_catalog's
+-- format(text, VARIADIC "any") and would run as the superuser).  Left set: a script that
+-- includes this one runs with the same path.
+SET search_path = pg_catalog, pg_temp;
 CREATE SCHEMA IF NOT EXISTS cognito_fdw_monitor;
 REVOKE ALL ON SCHEMA cognito_fdw_monitor FROM PUBLIC;
 
