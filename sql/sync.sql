@@ -19,7 +19,7 @@
 -- Safe to run as a superuser where other roles can create objects (in public, in pg_temp):
 -- the script and every function run with search_path pg_catalog, pg_temp (pg_temp last,
 -- so a temporary object never stands in for another; no schema another role may write),
--- and the procedure, which may take no SET clause, qualifies every function and operator.
+-- and the procedure, which may take no SET clause, qualifies every function, operator and type.
 -- Schema app must be this role's own or a superuser's, with CREATE for no one else: the
 -- script refuses otherwise.
 --
@@ -274,7 +274,7 @@ ON CONFLICT DO NOTHING;
 -- time share the work: each part is locked while it syncs, and skipped by the others.
 -- Requests stay under the wrapper's cap (max_requests_per_second: one budget per account).
 -- Procedures that COMMIT take no SET clause: the procedure's steps are functions with
--- their own search_path, and the procedure itself qualifies every name it calls.
+-- their own search_path, and the procedure itself qualifies every name it calls or declares.
 -- CALL it outside a transaction block (COMMIT inside one is an error).
 CREATE OR REPLACE FUNCTION app.sync_round(max_parts integer) RETURNS bigint
 LANGUAGE plpgsql
@@ -388,17 +388,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts integer DEFAULT 16)
+CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts pg_catalog.int4 DEFAULT 16)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_round   bigint;
-  v_part    text;
-  v_tried   text[] := '{}';  -- at most 16: this call's parts, each attempted once
-  v_started timestamptz;
-  v_synced  integer := 0;
-  v_failed  integer := 0;
-  r         record;
+  -- Types qualified too: a bare type name is looked up in the caller's search_path, the
+  -- session's pg_temp first (a domain named text in public, with public first in the
+  -- path, or in pg_temp, ran its CHECK as the caller at each assignment).
+  v_round   pg_catalog.int8;
+  v_part    pg_catalog.text;
+  v_tried   pg_catalog.text[] := '{}';  -- at most 16: this call's parts, each attempted once
+  v_started pg_catalog.timestamptz;
+  v_synced  pg_catalog.int4 := 0;
+  v_failed  pg_catalog.int4 := 0;
+  r         pg_catalog.record;
 BEGIN
   v_round := app.sync_round(max_parts);
   COMMIT;

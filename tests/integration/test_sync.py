@@ -251,7 +251,7 @@ SELECT * FROM app.reconcile_roles(repair => false);
 DELETE FROM app.user_roles;
 SELECT app.user_for_sub(sub) FROM app.users WHERE username OPERATOR(pg_catalog.=) 'ann';
 DELETE FROM app.users WHERE username OPERATOR(pg_catalog.=) 'ann';
-SELECT app.user_for_sub(%(ann)L::uuid);
+SELECT app.user_for_sub(%(ann)L::pg_catalog.uuid);
 DELETE FROM app.roles;
 """
 
@@ -259,10 +259,12 @@ DELETE FROM app.roles;
 @pytest.mark.local_only  # a database of its own, with roles that log in with no password
 @pytest.mark.parametrize("path", ["default", "public first"])
 def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, cognito, path):
-    """Functions and operators named like everything sync.sql calls, planted in public by a
-    role with CREATE there (PostgreSQL 14 and older grant it to PUBLIC) and in the
-    superuser's own pg_temp, are never called: not by the script, nor by its functions and
-    procedure, with the superuser's search_path as it comes or with public first."""
+    """Functions, operators and types named like everything sync.sql calls, planted in
+    public by a role with CREATE there (PostgreSQL 14 and older grant it to PUBLIC) and in
+    the superuser's own pg_temp, are never called: not by the script, nor by its functions
+    and procedure (called from a session of their own), with the superuser's search_path as
+    it comes or with public first.  The procedure declared its variables with bare type
+    names, and a domain named text ran its CHECK as the caller."""
     name = f"planted_{path.split()[0]}"
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
