@@ -128,8 +128,7 @@ def plant_statements(scripts: list[Path], schema: str) -> list[str]:
     for name in sorted(set().union(*(type_names(s) for s in scripts))):
         check = f"{schema}.planted_type_{name}"
         statements.append(
-            f"CREATE FUNCTION {check}() RETURNS boolean LANGUAGE plpgsql "
-            f"AS {_body(f'type {name}')}"
+            f"CREATE FUNCTION {check}() RETURNS boolean LANGUAGE plpgsql AS {_body(f'type {name}')}"
         )
         statements.append(
             f"CREATE DOMAIN {schema}.{_ident(name)} AS pg_catalog.{name} CHECK ({check}())"
