@@ -188,16 +188,34 @@ $$;
 -- Secrets go in through create_secret and update_secret only.  The older Supabase form,
 -- INSERT INTO vault.secrets (name, secret) VALUES (...), would store the secret unencrypted
 -- and, failing on the missing key_id, show it (in hex) in the error's DETAIL "Failing row
--- contains (...)" and log it beside the statement.  This trigger refuses a row whose
--- secret is not pgcrypto's output (it starts with an OpenPGP packet tag) or that names no
--- key, before any constraint check, with the statement kept out of the server log; its
--- message names no value.
+-- contains (...)" and log it beside the statement; COPY into the table names the row it
+-- failed on in its CONTEXT line ("COPY secrets, line 1: ..."), secret included, and a
+-- write into the view decrypted_secrets failed in PostgreSQL ("cannot insert into view"),
+-- which logs the statement.  So a row whose secret is not pgcrypto's output (it starts with
+-- an OpenPGP packet tag) or that names no key, and every row written into the view, is
+-- dropped before any constraint check (the row trigger returns NULL and marks the
+-- statement), and the statement is refused at its end (the statement trigger), where no
+-- row or COPY line is in the error's context, with the statement kept out of the server
+-- log; the message names no value.
 CREATE OR REPLACE FUNCTION vault._refuse_plain_secret() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
 BEGIN
-  IF NEW.key_id IS NULL OR NEW.secret IS NULL OR pg_catalog.length(NEW.secret) < 2
+  IF TG_TABLE_NAME = 'decrypted_secrets' OR NEW.key_id IS NULL OR NEW.secret IS NULL
+     OR pg_catalog.length(NEW.secret) < 2
      OR pg_catalog.get_byte(NEW.secret, 0) NOT IN (140, 195) THEN  -- 0x8c, 0xc3: tag 3
+    PERFORM pg_catalog.set_config('vault.plain_secret_refused', 'on', true);
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vault._refuse_plain_statement() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF pg_catalog.current_setting('vault.plain_secret_refused', true) = 'on' THEN
     PERFORM pg_catalog.set_config('log_min_error_statement', 'panic', true);
     RAISE EXCEPTION 'vault: a secret is stored with vault.create_secret(), not written into '
                     'vault.secrets'
@@ -206,13 +224,23 @@ BEGIN
                    'SELECT vault.update_secret(''<id>'', new_secret => ''<secret>'').',
             DETAIL = 'The row was refused before it was checked or stored; it is not shown.';
   END IF;
-  RETURN NEW;
+  RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION vault._refuse_plain_secret() FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault._refuse_plain_statement() FROM PUBLIC;
 DROP TRIGGER IF EXISTS refuse_plain_secret ON vault.secrets;
 CREATE TRIGGER refuse_plain_secret BEFORE INSERT OR UPDATE OF secret, key_id ON vault.secrets
   FOR EACH ROW EXECUTE FUNCTION vault._refuse_plain_secret();
+DROP TRIGGER IF EXISTS refuse_plain_statement ON vault.secrets;
+CREATE TRIGGER refuse_plain_statement AFTER INSERT OR UPDATE OF secret, key_id
+  ON vault.secrets FOR EACH STATEMENT EXECUTE FUNCTION vault._refuse_plain_statement();
+DROP TRIGGER IF EXISTS refuse_plain_secret ON vault.decrypted_secrets;
+CREATE TRIGGER refuse_plain_secret INSTEAD OF INSERT OR UPDATE ON vault.decrypted_secrets
+  FOR EACH ROW EXECUTE FUNCTION vault._refuse_plain_secret();
+DROP TRIGGER IF EXISTS refuse_plain_statement ON vault.decrypted_secrets;
+CREATE TRIGGER refuse_plain_statement AFTER INSERT OR UPDATE ON vault.decrypted_secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._refuse_plain_statement();
 
 REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;
