@@ -366,9 +366,11 @@ def test_a_secret_copied_into_the_table_is_refused_before_any_message_holds_it(k
     secret = f"LeakCanaryCopy{uuid.uuid4().hex}"
     with psycopg.connect(keyed.dsn) as conn:
         conn.execute("SET log_statement = 'none'")
-        with pytest.raises(psycopg.Error) as caught:
-            with conn.cursor().copy("COPY vault.secrets (name, secret) FROM STDIN") as copy:
-                copy.write_row((name, secret.encode()))
+        with (
+            pytest.raises(psycopg.Error) as caught,
+            conn.cursor().copy("COPY vault.secrets (name, secret) FROM STDIN") as copy,
+        ):
+            copy.write_row((name, secret.encode()))
     diag = caught.value.diag
     shown = " ".join(
         str(x) for x in (diag.message_primary, diag.message_detail, diag.context, caught.value)
