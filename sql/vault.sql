@@ -69,6 +69,30 @@ SELECT format(
 ) WHERE pg_stat_file(:'vault_key_file', true) IS NULL \gexec
 
 CREATE SCHEMA IF NOT EXISTS vault;
+-- The schema must be a superuser's, with CREATE for no other role: the owner of a schema may
+-- drop anything in it (DROP SCHEMA ... CASCADE takes event triggers and views of other
+-- owners with it) and a role that may CREATE there adds functions that this script's
+-- objects would call by name.  A role with CREATE on the database could make it first.
+DO $check$
+BEGIN
+  IF EXISTS (
+    SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+     WHERE n.nspname = 'vault'
+       AND (NOT o.rolsuper
+            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                        WHERE NOT r.rolsuper
+                          AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE'))
+            OR pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))) THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'vault.sql: schema vault is not safe to install into',
+      DETAIL = 'It is owned by a role that is not a superuser, or another role may CREATE in '
+               'it: that role could drop or stand in for what this script installs there.',
+      HINT = 'Drop the schema if it holds nothing of yours, or ALTER SCHEMA vault '
+             'OWNER TO a superuser and REVOKE CREATE ON SCHEMA vault FROM the '
+             'others; then run the script again.';
+  END IF;
+END
+$check$;
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;
 
 CREATE SERVER IF NOT EXISTS vault_key_file FOREIGN DATA WRAPPER file_fdw;

@@ -9,7 +9,7 @@ import uuid
 import psycopg
 import pytest
 
-from ..support.planted import superuser_run
+from ..support.planted import preowned_schema_run, superuser_run
 from ..support.postgres import SCRIPTS, Database
 from ..support.reliability import record
 
@@ -56,3 +56,23 @@ def test_a_superuser_running_cognito_fdw_sql_calls_no_planted_function(server, p
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.parametrize("schema", ["cognito_fdw_guard", "cognito_fdw_monitor"])
+def test_cognito_fdw_sql_refuses_a_schema_of_its_own_another_role_made_first(server, schema):
+    """A database's owner (no superuser) makes the guard's (or the monitor's) schema before
+    a superuser installs there: as the schema's owner, DROP SCHEMA cognito_fdw_guard
+    CASCADE dropped the guard's event triggers with it (PostgreSQL checks no ownership of
+    what a CASCADE takes), and the monitor's views would call a servers_of() it put back.
+    The install refuses and puts nothing there."""
+    done, functions = preowned_schema_run(
+        server, COGNITO_FDW_SQL, schema, "-v", "user_pool_id=us-east-1_Abc123"
+    )
+    record(
+        "attack",
+        f"a database owner makes schema {schema} before a superuser runs cognito_fdw.sql",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0
+    assert f"schema {schema} is not safe to install into" in done.stderr
+    assert functions == 0

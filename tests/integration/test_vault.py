@@ -11,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from ..support.planted import superuser_run
+from ..support.planted import preowned_schema_run, superuser_run
 from ..support.postgres import SCRIPTS, Database
 from ..support.reliability import record
 
@@ -60,3 +60,23 @@ def test_a_superuser_running_vault_sql_calls_no_planted_function(server, path):
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_vault_sql_refuses_a_vault_schema_another_role_made_first(server):
+    """A database's owner (no superuser) makes schema vault before a superuser installs the
+    vault there: as the schema's owner it could add vault.pgp_sym_encrypt(text, text,
+    text), found before pgcrypto's by the functions' search_path, which create_secret
+    then called as the superuser with the secret and the key (it made its author a
+    superuser), or drop the vault's objects.  The script refuses and installs nothing."""
+    key_file = server.base / f"owned_{uuid.uuid4().hex[:8]}.keys"
+    done, functions = preowned_schema_run(
+        server, VAULT_SQL, "vault", "-v", f"vault_key_file={key_file}"
+    )
+    record(
+        "attack",
+        "a database owner makes schema vault before a superuser runs vault.sql",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0
+    assert "schema vault is not safe to install into" in done.stderr
+    assert functions == 0

@@ -230,3 +230,31 @@ def superuser_run(
     with psycopg.connect(target.dsn, autocommit=True) as conn:
         total = hits(conn)
     return Run(planted, control, total - control, install.stderr + done.stderr)
+
+
+def preowned_schema_run(server, script: Path, schema: str, *psql_args: str):
+    """A database of its own, owned by a new role that is no superuser (so it may CREATE
+    schemas there), which makes ``schema`` first; a superuser then runs ``script`` in it.
+    The psql run, and how many functions ``schema`` holds after it."""
+    from .postgres import Database, psql, role_dsn
+
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    name = f"owned_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute(f"CREATE SCHEMA {schema}")
+        done = psql(target, *psql_args, "-f", str(script))
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            functions = conn.execute(
+                "SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = %s::regnamespace",
+                (schema,),
+            ).fetchone()[0]
+        return done, functions
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
