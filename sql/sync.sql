@@ -86,6 +86,28 @@ SELECT pg_catalog.to_regclass(pg_catalog.format('%I.users', :'cognito_schema')) 
 CREATE EXTENSION IF NOT EXISTS citext;
 -- From here on, no name resolves to another role's object (see the top of the file).
 SET search_path = pg_catalog, pg_temp;
+-- The extension must be a superuser's: citext is trusted, so a role with CREATE
+-- on the database may have created it first, in a schema of its own; as its owner it
+-- could drop it (CASCADE takes what depends on it) and put functions of its own under
+-- the same names, which this script's objects call.
+DO $check$
+DECLARE
+  found text;
+BEGIN
+  SELECT pg_catalog.string_agg(e.extname || ' (owned by ' || o.rolname || ')', ', ')
+    INTO found
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles o ON o.oid = e.extowner
+   WHERE e.extname IN ('citext') AND NOT o.rolsuper;
+  IF found IS NOT NULL THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'sync.sql: extension ' || found || ' is not a superuser''s',
+      DETAIL = 'Its owner may drop it and put functions of its own where this script''s '
+               'objects look for it.',
+      HINT = 'As a superuser, drop the extension if nothing else needs it, and run the '
+             'script again (it creates the extension as this role''s).';
+  END IF;
+END
+$check$;
 SELECT n.nspname AS citext_schema FROM pg_extension e
   JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'citext' \gset
 CREATE SCHEMA IF NOT EXISTS app;

@@ -80,3 +80,25 @@ def test_vault_sql_refuses_a_vault_schema_another_role_made_first(server):
     assert done.returncode != 0
     assert "schema vault is not safe to install into" in done.stderr
     assert functions == 0
+
+
+def test_vault_sql_refuses_a_pgcrypto_another_role_created_first(server):
+    """pgcrypto is a trusted extension: a database's owner (no superuser) creates it first,
+    in a schema of its own.  The vault's functions then looked for pgp_sym_encrypt there;
+    as the extension's owner it dropped it (CASCADE took vault.decrypted_secrets) and put
+    its own pgp_sym_encrypt(text, text, text) there, which create_secret called as the
+    superuser with the secret and the key (it made its author a superuser).  The script
+    refuses and installs nothing."""
+    key_file = server.base / f"owned_{uuid.uuid4().hex[:8]}.keys"
+    done, functions = preowned_schema_run(
+        server, VAULT_SQL, "mine", "-v", f"vault_key_file={key_file}",
+        then="CREATE EXTENSION pgcrypto SCHEMA mine", counted="vault",
+    )  # fmt: skip
+    record(
+        "attack",
+        "a database owner creates pgcrypto (trusted) in its own schema before vault.sql",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0
+    assert "extension pgcrypto (owned by r_" in done.stderr
+    assert functions == 0

@@ -232,10 +232,13 @@ def superuser_run(
     return Run(planted, control, total - control, install.stderr + done.stderr)
 
 
-def preowned_schema_run(server, script: Path, schema: str, *psql_args: str):
+def preowned_schema_run(
+    server, script: Path, schema: str, *psql_args: str, then: str = "", counted: str = ""
+):
     """A database of its own, owned by a new role that is no superuser (so it may CREATE
-    schemas there), which makes ``schema`` first; a superuser then runs ``script`` in it.
-    The psql run, and how many functions ``schema`` holds after it."""
+    schemas there), which makes ``schema`` first (and runs ``then``); a superuser then runs
+    ``script`` in it.  The psql run, and how many functions schema ``counted`` (default
+    ``schema``) holds after it."""
     from .postgres import Database, psql, role_dsn
 
     role = f"r_{uuid.uuid4().hex[:8]}"
@@ -247,11 +250,14 @@ def preowned_schema_run(server, script: Path, schema: str, *psql_args: str):
     try:
         with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
             owner.execute(f"CREATE SCHEMA {schema}")
+            if then:
+                owner.execute(then)
         done = psql(target, *psql_args, "-f", str(script))
         with psycopg.connect(target.dsn, autocommit=True) as conn:
             functions = conn.execute(
-                "SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = %s::regnamespace",
-                (schema,),
+                "SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = p.pronamespace WHERE n.nspname = %s",
+                (counted or schema,),
             ).fetchone()[0]
         return done, functions
     finally:
