@@ -50,6 +50,7 @@ SET search_path = pg_catalog, pg_temp;
 
 -- The event trigger that keeps user mappings and tables from redirecting the server.
 \ir guard.sql
+SET search_path = pg_catalog, pg_temp;  -- guard.sql resets it
 
 SELECT format(
   'CREATE SERVER IF NOT EXISTS %I FOREIGN DATA WRAPPER multicorn OPTIONS '

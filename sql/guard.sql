@@ -35,7 +35,7 @@
 
 SET client_min_messages = warning;
 -- Run by a superuser, alone or from sql/cognito_fdw.sql: names resolve in pg_catalog first,
--- never in a schema another role may create in.  Left set: an including script runs so too.
+-- never in a schema another role may create in (reset at the end, as the other scripts do).
 SET search_path = pg_catalog, pg_temp;
 CREATE SCHEMA IF NOT EXISTS cognito_fdw_guard;
 -- The schema must be a superuser's, with CREATE for no other role: the owner of a schema may
@@ -678,3 +678,4 @@ DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard_refresh_end;
 CREATE EVENT TRIGGER cognito_fdw_guard_refresh_end ON ddl_command_end
   WHEN TAG IN ('REFRESH MATERIALIZED VIEW') EXECUTE FUNCTION cognito_fdw_guard.refresh_end();
 RESET client_min_messages;
+RESET search_path;

@@ -21,8 +21,7 @@ SET client_min_messages = warning;
 -- Run by a superuser, alone or from sql/cognito_fdw.sql: every name below resolves in
 -- pg_catalog first, never in a schema another role may create in (a role's
 -- format(text, text, text) in public is a closer match than pg_catalog's
--- format(text, VARIADIC "any") and would run as the superuser).  Left set: a script that
--- includes this one runs with the same path.
+-- format(text, VARIADIC "any") and would run as the superuser).  Reset at the end.
 SET search_path = pg_catalog, pg_temp;
 CREATE SCHEMA IF NOT EXISTS cognito_fdw_monitor;
 -- The schema must be a superuser's, with CREATE for no other role: the owner of a schema may
@@ -116,3 +115,4 @@ GRANT USAGE ON SCHEMA cognito_fdw_monitor TO pg_monitor;
 GRANT SELECT ON cognito_fdw_monitor.request_stats, cognito_fdw_monitor.rate_budget,
   cognito_fdw_monitor.cache TO pg_monitor;
 RESET client_min_messages;
+RESET search_path;
