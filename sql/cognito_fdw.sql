@@ -50,6 +50,7 @@ SET search_path = pg_catalog, pg_temp;
 
 -- The event trigger that keeps user mappings and tables from redirecting the server.
 \ir guard.sql
+SET search_path = pg_catalog, pg_temp;  -- guard.sql resets it
 
 SELECT format(
   'CREATE SERVER IF NOT EXISTS %I FOREIGN DATA WRAPPER multicorn OPTIONS '
@@ -58,6 +59,31 @@ SELECT format(
   CASE WHEN :'region' <> '' THEN format(', region %L', :'region') ELSE '' END,
   CASE WHEN :'endpoint_url' <> '' THEN format(', endpoint_url %L', :'endpoint_url') ELSE '' END
 ) \gexec
+
+-- A server of that name that was already there must be this role's or a superuser's: a
+-- role that may own Multicorn servers could have made it first, pointed at an endpoint of
+-- its own, and the keys below would sign the requests sent there and the tables below
+-- read what it answers.  Likewise a users relation already in the schema.
+SELECT NOT EXISTS (
+  SELECT FROM pg_foreign_server s JOIN pg_roles o ON o.oid = s.srvowner
+   WHERE s.srvname = :'server' AND NOT o.rolsuper AND o.rolname <> current_user
+) AND NOT EXISTS (
+  SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_roles o ON o.oid = c.relowner
+   WHERE n.nspname = :'schema' AND c.relname = 'users'
+     AND NOT o.rolsuper AND o.rolname <> current_user
+) AS objects_are_ours \gset
+\if :objects_are_ours
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'cognito_fdw.sql: the server or the users table it would create already exists, '
+              'owned by another role that is not a superuser',
+    DETAIL = 'That role chose where its requests go and what it answers; the keys given '
+             'here would sign them, and this install would read it.',
+    HINT = 'Name another server (-v server=...) or schema (-v schema=...), or drop or take '
+           'over the objects (ALTER SERVER ... OWNER TO) if they are meant to be used.';
+  END $$;
+\endif
 
 SELECT format(
   'CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER %I OPTIONS '

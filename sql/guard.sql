@@ -34,7 +34,34 @@
 -- Objects that existed before the guard: SELECT * FROM cognito_fdw_guard.audit();
 
 SET client_min_messages = warning;
+-- Run by a superuser, alone or from sql/cognito_fdw.sql: names resolve in pg_catalog first,
+-- never in a schema another role may create in (reset at the end, as the other scripts do).
+SET search_path = pg_catalog, pg_temp;
 CREATE SCHEMA IF NOT EXISTS cognito_fdw_guard;
+-- The schema must be a superuser's, with CREATE for no other role: the owner of a schema may
+-- drop anything in it (DROP SCHEMA ... CASCADE takes event triggers and views of other
+-- owners with it) and a role that may CREATE there adds functions that this script's
+-- objects would call by name.  A role with CREATE on the database could make it first.
+DO $check$
+BEGIN
+  IF EXISTS (
+    SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+     WHERE n.nspname = 'cognito_fdw_guard'
+       AND (NOT o.rolsuper
+            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                        WHERE NOT r.rolsuper
+                          AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE'))
+            OR pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))) THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'guard.sql: schema cognito_fdw_guard is not safe to install into',
+      DETAIL = 'It is owned by a role that is not a superuser, or another role may CREATE in '
+               'it: that role could drop or stand in for what this script installs there.',
+      HINT = 'Drop the schema if it holds nothing of yours, or ALTER SCHEMA cognito_fdw_guard '
+             'OWNER TO a superuser and REVOKE CREATE ON SCHEMA cognito_fdw_guard FROM the '
+             'others; then run the script again.';
+  END IF;
+END
+$check$;
 REVOKE ALL ON SCHEMA cognito_fdw_guard FROM PUBLIC;
 
 CREATE TABLE IF NOT EXISTS cognito_fdw_guard.policy (
@@ -652,3 +679,4 @@ DROP EVENT TRIGGER IF EXISTS cognito_fdw_guard_refresh_end;
 CREATE EVENT TRIGGER cognito_fdw_guard_refresh_end ON ddl_command_end
   WHEN TAG IN ('REFRESH MATERIALIZED VIEW') EXECUTE FUNCTION cognito_fdw_guard.refresh_end();
 RESET client_min_messages;
+RESET search_path;

@@ -18,7 +18,36 @@
 \endif
 
 SET client_min_messages = warning;
+-- Run by a superuser, alone or from sql/cognito_fdw.sql: every name below resolves in
+-- pg_catalog first, never in a schema another role may create in (a role's
+-- format(text, text, text) in public is a closer match than pg_catalog's
+-- format(text, VARIADIC "any") and would run as the superuser).  Reset at the end.
+SET search_path = pg_catalog, pg_temp;
 CREATE SCHEMA IF NOT EXISTS cognito_fdw_monitor;
+-- The schema must be a superuser's, with CREATE for no other role: the owner of a schema may
+-- drop anything in it (DROP SCHEMA ... CASCADE takes event triggers and views of other
+-- owners with it) and a role that may CREATE there adds functions that this script's
+-- objects would call by name.  A role with CREATE on the database could make it first.
+DO $check$
+BEGIN
+  IF EXISTS (
+    SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+     WHERE n.nspname = 'cognito_fdw_monitor'
+       AND (NOT o.rolsuper
+            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                        WHERE NOT r.rolsuper
+                          AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE'))
+            OR pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))) THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'monitor.sql: schema cognito_fdw_monitor is not safe to install into',
+      DETAIL = 'It is owned by a role that is not a superuser, or another role may CREATE in '
+               'it: that role could drop or stand in for what this script installs there.',
+      HINT = 'Drop the schema if it holds nothing of yours, or ALTER SCHEMA cognito_fdw_monitor '
+             'OWNER TO a superuser and REVOKE CREATE ON SCHEMA cognito_fdw_monitor FROM the '
+             'others; then run the script again.';
+  END IF;
+END
+$check$;
 REVOKE ALL ON SCHEMA cognito_fdw_monitor FROM PUBLIC;
 
 SELECT format(
@@ -86,3 +115,4 @@ GRANT USAGE ON SCHEMA cognito_fdw_monitor TO pg_monitor;
 GRANT SELECT ON cognito_fdw_monitor.request_stats, cognito_fdw_monitor.rate_budget,
   cognito_fdw_monitor.cache TO pg_monitor;
 RESET client_min_messages;
+RESET search_path;

@@ -19,7 +19,7 @@
 -- Safe to run as a superuser where other roles can create objects (in public, in pg_temp):
 -- the script and every function run with search_path pg_catalog, pg_temp (pg_temp last,
 -- so a temporary object never stands in for another; no schema another role may write),
--- and the procedure, which may take no SET clause, qualifies every function and operator.
+-- and the procedure, which may take no SET clause, qualifies every function, operator and type.
 -- Schema app must be this role's own or a superuser's, with CREATE for no one else: the
 -- script refuses otherwise.
 --
@@ -86,6 +86,28 @@ SELECT pg_catalog.to_regclass(pg_catalog.format('%I.users', :'cognito_schema')) 
 CREATE EXTENSION IF NOT EXISTS citext;
 -- From here on, no name resolves to another role's object (see the top of the file).
 SET search_path = pg_catalog, pg_temp;
+-- The extension must be a superuser's: citext is trusted, so a role with CREATE
+-- on the database may have created it first, in a schema of its own; as its owner it
+-- could drop it (CASCADE takes what depends on it) and put functions of its own under
+-- the same names, which this script's objects call.
+DO $check$
+DECLARE
+  found text;
+BEGIN
+  SELECT pg_catalog.string_agg(e.extname || ' (owned by ' || o.rolname || ')', ', ')
+    INTO found
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles o ON o.oid = e.extowner
+   WHERE e.extname IN ('citext') AND NOT o.rolsuper;
+  IF found IS NOT NULL THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'sync.sql: extension ' || found || ' is not a superuser''s',
+      DETAIL = 'Its owner may drop it and put functions of its own where this script''s '
+               'objects look for it.',
+      HINT = 'As a superuser, drop the extension if nothing else needs it, and run the '
+             'script again (it creates the extension as this role''s).';
+  END IF;
+END
+$check$;
 SELECT n.nspname AS citext_schema FROM pg_extension e
   JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'citext' \gset
 CREATE SCHEMA IF NOT EXISTS app;
@@ -274,7 +296,7 @@ ON CONFLICT DO NOTHING;
 -- time share the work: each part is locked while it syncs, and skipped by the others.
 -- Requests stay under the wrapper's cap (max_requests_per_second: one budget per account).
 -- Procedures that COMMIT take no SET clause: the procedure's steps are functions with
--- their own search_path, and the procedure itself qualifies every name it calls.
+-- their own search_path, and the procedure itself qualifies every name it calls or declares.
 -- CALL it outside a transaction block (COMMIT inside one is an error).
 CREATE OR REPLACE FUNCTION app.sync_round(max_parts integer) RETURNS bigint
 LANGUAGE plpgsql
@@ -388,17 +410,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts integer DEFAULT 16)
+CREATE OR REPLACE PROCEDURE app.sync_users_in_parts(max_parts pg_catalog.int4 DEFAULT 16)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_round   bigint;
-  v_part    text;
-  v_tried   text[] := '{}';  -- at most 16: this call's parts, each attempted once
-  v_started timestamptz;
-  v_synced  integer := 0;
-  v_failed  integer := 0;
-  r         record;
+  -- Types qualified too: a bare type name is looked up in the caller's search_path, the
+  -- session's pg_temp first (a domain named text in public, with public first in the
+  -- path, or in pg_temp, ran its CHECK as the caller at each assignment).
+  v_round   pg_catalog.int8;
+  v_part    pg_catalog.text;
+  v_tried   pg_catalog.text[] := '{}';  -- at most 16: this call's parts, each attempted once
+  v_started pg_catalog.timestamptz;
+  v_synced  pg_catalog.int4 := 0;
+  v_failed  pg_catalog.int4 := 0;
+  r         pg_catalog.record;
 BEGIN
   v_round := app.sync_round(max_parts);
   COMMIT;

@@ -53,6 +53,28 @@ CREATE EXTENSION IF NOT EXISTS pgcrypto;
 -- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
 -- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
 SET search_path = pg_catalog, pg_temp;
+-- The extensions must be a superuser's: pgcrypto is trusted, so a role with CREATE on the
+-- database may have created it first, in a schema of its own; as its owner it could drop it
+-- (CASCADE takes the view with it) and put a pgp_sym_encrypt of its own in that schema,
+-- which create_secret then called as the superuser with the secret and the key.
+DO $check$
+DECLARE
+  found text;
+BEGIN
+  SELECT pg_catalog.string_agg(e.extname || ' (owned by ' || o.rolname || ')', ', ')
+    INTO found
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles o ON o.oid = e.extowner
+   WHERE e.extname IN ('pgcrypto', 'file_fdw') AND NOT o.rolsuper;
+  IF found IS NOT NULL THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'vault.sql: extension ' || found || ' is not a superuser''s',
+      DETAIL = 'Its owner may drop it and put functions of its own where this script''s '
+               'objects look for it.',
+      HINT = 'As a superuser, drop the extension if nothing else needs it, and run the '
+             'script again (it creates the extension as this role''s).';
+  END IF;
+END
+$check$;
 
 -- An existing schema vault: the functions below look names up in it before pgcrypto's
 -- schema, vault.key_file in it says which file they read as a superuser, and this script
@@ -392,16 +414,34 @@ $$;
 -- Secrets go in through create_secret and update_secret only.  The older Supabase form,
 -- INSERT INTO vault.secrets (name, secret) VALUES (...), would store the secret unencrypted
 -- and, failing on the missing key_id, show it (in hex) in the error's DETAIL "Failing row
--- contains (...)" and log it beside the statement.  This trigger refuses a row whose
--- secret is not pgcrypto's output (it starts with an OpenPGP packet tag) or that names no
--- key, before any constraint check, with the statement kept out of the server log; its
--- message names no value.
+-- contains (...)" and log it beside the statement; COPY into the table names the row it
+-- failed on in its CONTEXT line ("COPY secrets, line 1: ..."), secret included, and a
+-- write into the view decrypted_secrets failed in PostgreSQL ("cannot insert into view"),
+-- which logs the statement.  So a row whose secret is not pgcrypto's output (it starts with
+-- an OpenPGP packet tag) or that names no key, and every row written into the view, is
+-- dropped before any constraint check (the row trigger returns NULL and marks the
+-- statement), and the statement is refused at its end (the statement trigger), where no
+-- row or COPY line is in the error's context, with the statement kept out of the server
+-- log; the message names no value.
 CREATE OR REPLACE FUNCTION vault._refuse_plain_secret() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
 BEGIN
-  IF NEW.key_id IS NULL OR NEW.secret IS NULL OR pg_catalog.length(NEW.secret) < 2
+  IF TG_TABLE_NAME = 'decrypted_secrets' OR NEW.key_id IS NULL OR NEW.secret IS NULL
+     OR pg_catalog.length(NEW.secret) < 2
      OR pg_catalog.get_byte(NEW.secret, 0) NOT IN (140, 195) THEN  -- 0x8c, 0xc3: tag 3
+    PERFORM pg_catalog.set_config('vault.plain_secret_refused', 'on', true);
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vault._refuse_plain_statement() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF pg_catalog.current_setting('vault.plain_secret_refused', true) = 'on' THEN
     PERFORM pg_catalog.set_config('log_min_error_statement', 'panic', true);
     RAISE EXCEPTION 'vault: a secret is stored with vault.create_secret(), not written into '
                     'vault.secrets'
@@ -410,13 +450,23 @@ BEGIN
                    'SELECT vault.update_secret(''<id>'', new_secret => ''<secret>'').',
             DETAIL = 'The row was refused before it was checked or stored; it is not shown.';
   END IF;
-  RETURN NEW;
+  RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION vault._refuse_plain_secret() FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault._refuse_plain_statement() FROM PUBLIC;
 DROP TRIGGER IF EXISTS refuse_plain_secret ON vault.secrets;
 CREATE TRIGGER refuse_plain_secret BEFORE INSERT OR UPDATE OF secret, key_id ON vault.secrets
   FOR EACH ROW EXECUTE FUNCTION vault._refuse_plain_secret();
+DROP TRIGGER IF EXISTS refuse_plain_statement ON vault.secrets;
+CREATE TRIGGER refuse_plain_statement AFTER INSERT OR UPDATE OF secret, key_id
+  ON vault.secrets FOR EACH STATEMENT EXECUTE FUNCTION vault._refuse_plain_statement();
+DROP TRIGGER IF EXISTS refuse_plain_secret ON vault.decrypted_secrets;
+CREATE TRIGGER refuse_plain_secret INSTEAD OF INSERT OR UPDATE ON vault.decrypted_secrets
+  FOR EACH ROW EXECUTE FUNCTION vault._refuse_plain_secret();
+DROP TRIGGER IF EXISTS refuse_plain_statement ON vault.decrypted_secrets;
+CREATE TRIGGER refuse_plain_statement AFTER INSERT OR UPDATE ON vault.decrypted_secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._refuse_plain_statement();
 
 REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;

@@ -9,8 +9,8 @@ import uuid
 import psycopg
 import pytest
 
-from ..support.planted import superuser_run
-from ..support.postgres import SCRIPTS, Database
+from ..support.planted import preowned_schema_run, superuser_run
+from ..support.postgres import SCRIPTS, Database, psql, role_dsn
 from ..support.reliability import record
 
 COGNITO_FDW_SQL = SCRIPTS / "cognito_fdw.sql"
@@ -56,3 +56,71 @@ def test_a_superuser_running_cognito_fdw_sql_calls_no_planted_function(server, p
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.parametrize("schema", ["cognito_fdw_guard", "cognito_fdw_monitor"])
+def test_cognito_fdw_sql_refuses_a_schema_of_its_own_another_role_made_first(server, schema):
+    """A database's owner (no superuser) makes the guard's (or the monitor's) schema before
+    a superuser installs there: as the schema's owner, DROP SCHEMA cognito_fdw_guard
+    CASCADE dropped the guard's event triggers with it (PostgreSQL checks no ownership of
+    what a CASCADE takes), and the monitor's views would call a servers_of() it put back.
+    The install refuses and puts nothing there."""
+    done, functions = preowned_schema_run(
+        server, COGNITO_FDW_SQL, schema, "-v", "user_pool_id=us-east-1_Abc123"
+    )
+    record(
+        "attack",
+        f"a database owner makes schema {schema} before a superuser runs cognito_fdw.sql",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0
+    assert f"schema {schema} is not safe to install into" in done.stderr
+    assert functions == 0
+
+
+PLANTED_FIRST = {
+    # A role that may own Multicorn servers names one as the install will.
+    "server": "CREATE SERVER cognito_server FOREIGN DATA WRAPPER multicorn OPTIONS (wrapper "
+    "'cognito_fdw.CognitoFdw', user_pool_id 'us-east-1_Evil1', endpoint_url 'http://127.0.0.1:9')",
+    # A role that owns schema cognito puts a users table of its own there.
+    "users table": "CREATE TABLE cognito.users (username text, email text, sub text)",
+}
+
+
+@pytest.mark.parametrize("planted", PLANTED_FIRST)
+def test_cognito_fdw_sql_refuses_a_server_or_table_another_role_made_first(server, planted):
+    """CREATE SERVER IF NOT EXISTS and CREATE FOREIGN TABLE IF NOT EXISTS kept what another
+    role had made under those names: the superuser's keys went into a user mapping on that
+    role's server (signing requests sent to its endpoint), and cognito.users read what that
+    role chose.  The install refuses before the keys are written anywhere."""
+    name = f"first_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+            conn.execute(f"GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO {role}")
+            conn.execute(f"CREATE SCHEMA cognito AUTHORIZATION {role}")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(PLANTED_FIRST[planted])
+        done = psql(
+            target, "-v", "user_pool_id=us-east-1_Abc123", "-v", "aws_access_key_id=AKIDX",
+            "-v", "aws_secret_access_key=FirstCanarySecret", "-f", str(COGNITO_FDW_SQL),
+        )  # fmt: skip
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            mappings = conn.execute("SELECT count(*) FROM pg_user_mapping").fetchone()[0]
+        record(
+            "attack",
+            f"a role makes the {planted} the README's install names before a superuser runs it",
+            "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+        )
+        assert done.returncode != 0
+        assert "already exists, owned by another role" in done.stderr
+        assert mappings == 0
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")

@@ -21,7 +21,7 @@ import pytest
 
 from ..support.accounting import counting, requests_of
 from ..support.pool import BIG
-from ..support.postgres import create_server, explain_text
+from ..support.postgres import create_server, explain_text, new_role, role_dsn
 from ..support.proxy import Fault
 from ..support.reliability import record
 
@@ -541,6 +541,57 @@ def test_a_serialization_failure_at_commit_undoes_what_commit_sent(setup, wt, co
             "NOT undone there, still applied: add user 'u1' to group 'g'" in w for w in warnings
         )
         cognito.admin_remove_user_from_group(UserPoolId=wt, GroupName="g", Username="u1")
+
+
+def test_an_undo_that_fails_names_no_credential_in_its_warning(setup, wt, cognito, proxy):
+    """The WARNING for a change that could not be undone quotes why the undo failed; an
+    endpoint that refuses with what it was sent (here the session token of the writer's
+    user mapping) must not put the token in the WARNING, which the client sees and the
+    server log keeps, as an ERROR's text is scrubbed of it."""
+    token = f"EchoedTokenCanary{time.time_ns()}"
+    with psycopg.connect(setup.dsn, autocommit=True) as admin:
+        writer = new_role(admin)
+        admin.execute(f"GRANT USAGE ON FOREIGN SERVER wt_srv TO {writer}")
+        admin.execute(f"GRANT USAGE ON SCHEMA wt TO {writer}")
+        admin.execute(f"GRANT SELECT, INSERT ON wt.members, wt.ledger TO {writer}")
+        admin.execute(
+            f"CREATE USER MAPPING FOR {writer} SERVER wt_srv OPTIONS (aws_access_key_id "
+            f"'AKIDTESTING', aws_secret_access_key 'testing-secret', aws_session_token '{token}')"
+        )
+    two = psycopg.connect(role_dsn(setup.dsn, writer), autocommit=True)
+    two.notices = []
+    two.add_notice_handler(lambda diag: two.notices.append(diag.message_primary))
+    with session(setup) as one, two:
+        for conn in (one, two):
+            conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        one.execute("SELECT count(*) FROM wt.ledger WHERE k = 'a'")
+        two.execute("SELECT count(*) FROM wt.ledger WHERE k = 'b'")
+        one.execute("INSERT INTO wt.ledger VALUES ('b')")
+        two.execute("INSERT INTO wt.ledger VALUES ('a')")
+        two.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u1')")
+        one.execute("COMMIT")
+        proxy.arm(Fault("echo", "AdminRemoveUserFromGroup", times=-1))
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            two.execute("COMMIT")
+        warnings = list(two.notices)
+    cognito.admin_remove_user_from_group(UserPoolId=wt, GroupName="g", Username="u1")
+    stuck = [w for w in warnings if "NOT undone there" in w]
+    record(
+        "attack",
+        "an undo at COMMIT refused by an endpoint that echoes the writer's session token",
+        f"WARNING: {stuck[-1] if stuck else None}"[:240],
+    )
+    assert stuck and "add user 'u1' to group 'g'" in stuck[-1]
+    # The change itself refused the same way: the ERROR's DETAIL quotes AWS's message.
+    with psycopg.connect(role_dsn(setup.dsn, writer), autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO wt.members (group_name, username) VALUES ('g', 'u1')")
+        proxy.arm(Fault("echo", "AdminAddUserToGroup", times=-1))
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("COMMIT")
+    assert "bad token ***" in caught.value.diag.message_detail
+    assert token not in " ".join(warnings) + str(caught.value)
+    assert token not in setup.log()
 
 
 def test_a_cancel_during_commit_undoes_the_changes_already_sent(setup, wt, cognito, proxy):

@@ -4,11 +4,23 @@ the rate budget shows its cap, and nothing in them is a key id or a secret."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 
+from ..support.planted import superuser_run
 from ..support.pool import POOL_REGION
-from ..support.postgres import SCRIPTS, TEST_KEYS, create_server, new_role, psql, role_dsn
+from ..support.postgres import (
+    SCRIPTS,
+    TEST_KEYS,
+    Database,
+    create_server,
+    new_role,
+    psql,
+    role_dsn,
+)
+from ..support.reliability import record
 
 pytestmark = pytest.mark.server
 
@@ -123,3 +135,47 @@ def test_a_role_that_names_the_objects_itself_reads_and_clears_nothing(setup, db
         entries
     )
     assert db.execute("SELECT cognito_fdw_monitor.clear_cache()").fetchone()[0] == entries
+
+
+# What a superuser runs after the install: every view and the function the script makes.
+MONITOR_CALLS = """
+SELECT * FROM cognito_fdw_monitor.request_stats;
+SELECT * FROM cognito_fdw_monitor.rate_budget;
+SELECT * FROM cognito_fdw_monitor.cache;
+SELECT cognito_fdw_monitor.servers_of('us-east-1_Abc123');
+"""
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+@pytest.mark.parametrize("path", ["default", "public first"])
+def test_a_superuser_running_monitor_sql_alone_calls_no_planted_function(setup, path):
+    """monitor.sql run on its own, as its header says (``psql -v server=... -f
+    sql/monitor.sql``), not from cognito_fdw.sql: a role with CREATE on public planted
+    ``format(text, text, text)``, a closer match than pg_catalog's, and the script's
+    ``SELECT format(...) \\gexec`` ran it as the superuser (the role made itself one)."""
+    name = f"monitor_{path.split()[0]}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+            create_server(conn, "planted_server", "us-east-1_Abc123", "http://127.0.0.1:9")
+        run = superuser_run(
+            target, SCRIPTS / "monitor.sql", MONITOR_CALLS, path == "public first",
+            "-v", "server=planted_server",
+        )  # fmt: skip
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            installed = conn.execute("SELECT count(*) FROM pg_catalog.pg_foreign_table").fetchone()
+        record(
+            "attack",
+            f"monitor.sql run alone by a superuser ({path} search_path) with "
+            f"{run.planted} functions/operators planted in public and pg_temp",
+            f"none called ({run.calls} calls; the control reached {run.control})",
+        )
+        assert run.planted > 100 and run.control >= 1
+        assert run.calls == 0, run.called()
+        assert installed == (3,)
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -320,9 +320,14 @@ def test_a_lookalike_server_is_not_lent_another_servers_secret(keyed, admin, aws
         "INSERT INTO vault.secrets (name, secret) VALUES ({}, {}) RETURNING key_id",
         "INSERT INTO vault.secrets (name, secret, key_id) VALUES ({}, {}, 1)",
         "UPDATE vault.secrets SET secret = {1} WHERE name = {0}",
+        "INSERT INTO vault.decrypted_secrets (name, decrypted_secret) VALUES ({}, {})",
+        "UPDATE vault.decrypted_secrets SET decrypted_secret = {1} WHERE name = {0}",
+        "MERGE INTO vault.secrets s USING (VALUES ({}, {}::bytea)) v(n, x) ON s.name = v.n "
+        "WHEN MATCHED THEN UPDATE SET secret = v.x",
     ],
-    ids=["older insert form", "insert with a key id", "update in place"],
-)
+    ids=["older insert form", "insert with a key id", "update in place", "insert into the view",
+         "update the view", "merge"],
+)  # fmt: skip
 def test_a_secret_written_into_the_table_is_refused_before_any_message_holds_it(
     keyed, admin, template
 ):
@@ -351,3 +356,36 @@ def test_a_secret_written_into_the_table_is_refused_before_any_message_holds_it(
     assert admin.execute(
         "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = %s", (name,)
     ).fetchone() == ("first",)
+
+
+def test_a_secret_copied_into_the_table_is_refused_before_any_message_holds_it(keyed, admin):
+    """COPY (psql's \\copy from a file of names and secrets) fires the same row trigger; its
+    refusal carried PostgreSQL's CONTEXT line "COPY secrets, line 1: <the row>", secret
+    included, to the client and to the server log."""
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    secret = f"LeakCanaryCopy{uuid.uuid4().hex}"
+    with psycopg.connect(keyed.dsn) as conn:
+        conn.execute("SET log_statement = 'none'")
+        with (
+            pytest.raises(psycopg.Error) as caught,
+            conn.cursor().copy("COPY vault.secrets (name, secret) FROM STDIN") as copy,
+        ):
+            copy.write_row((name, secret.encode()))
+    diag = caught.value.diag
+    shown = " ".join(
+        str(x) for x in (diag.message_primary, diag.message_detail, diag.context, caught.value)
+    )
+    record(
+        "attack",
+        "a secret copied into vault.secrets (COPY FROM STDIN, psql's \\copy)",
+        f"refused: {diag.message_primary}"[:160],
+    )
+    assert "vault.create_secret" in diag.message_hint
+    # PostgreSQL cuts a CONTEXT line at 100 characters: look for the beginnings.
+    pieces = (secret[:24], secret.encode().hex()[:24])
+    log = keyed.log()
+    assert not [piece for piece in pieces if piece in shown or piece in log]
+    assert (
+        admin.execute("SELECT count(*) FROM vault.secrets WHERE name = %s", (name,)).fetchone()[0]
+        == 0
+    )

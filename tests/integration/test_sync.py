@@ -6,6 +6,8 @@ database with the group memberships following at COMMIT, and drift reconciled.
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 
@@ -14,7 +16,7 @@ from cognito_fdw.tools.seed import create_users
 from ..support.accounting import counting, requests_of
 from ..support.planted import superuser_run
 from ..support.pool import new_user
-from ..support.postgres import SCRIPTS, Database, create_server, psql
+from ..support.postgres import SCRIPTS, Database, create_server, psql, role_dsn
 from ..support.reliability import record
 
 pytestmark = pytest.mark.server
@@ -251,7 +253,7 @@ SELECT * FROM app.reconcile_roles(repair => false);
 DELETE FROM app.user_roles;
 SELECT app.user_for_sub(sub) FROM app.users WHERE username OPERATOR(pg_catalog.=) 'ann';
 DELETE FROM app.users WHERE username OPERATOR(pg_catalog.=) 'ann';
-SELECT app.user_for_sub(%(ann)L::uuid);
+SELECT app.user_for_sub(%(ann)L::pg_catalog.uuid);
 DELETE FROM app.roles;
 """
 
@@ -259,10 +261,12 @@ DELETE FROM app.roles;
 @pytest.mark.local_only  # a database of its own, with roles that log in with no password
 @pytest.mark.parametrize("path", ["default", "public first"])
 def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, cognito, path):
-    """Functions and operators named like everything sync.sql calls, planted in public by a
-    role with CREATE there (PostgreSQL 14 and older grant it to PUBLIC) and in the
-    superuser's own pg_temp, are never called: not by the script, nor by its functions and
-    procedure, with the superuser's search_path as it comes or with public first."""
+    """Functions, operators and types named like everything sync.sql calls, planted in
+    public by a role with CREATE there (PostgreSQL 14 and older grant it to PUBLIC) and in
+    the superuser's own pg_temp, are never called: not by the script, nor by its functions
+    and procedure (called from a session of their own), with the superuser's search_path as
+    it comes or with public first.  The procedure declared its variables with bare type
+    names, and a domain named text ran its CHECK as the caller."""
     name = f"planted_{path.split()[0]}"
     with psycopg.connect(setup.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
@@ -294,3 +298,38 @@ def test_a_superuser_running_sync_sql_calls_no_planted_function(setup, spool, co
     finally:
         with psycopg.connect(setup.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_sync_sql_refuses_a_citext_another_role_created_first(setup, spool):
+    """citext is a trusted extension: a database's owner (no superuser) may create it first,
+    in a schema of its own, and as its owner drop it (CASCADE takes app.users.email with
+    it) or put functions of its own in that schema.  The script refuses."""
+    name = f"citext_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+            create_server(conn, "citext_server", spool, setup.endpoint)
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            conn.execute(f"IMPORT FOREIGN SCHEMA cognito FROM SERVER citext_server INTO {SCHEMA} "
+                         "OPTIONS (writable 'true')")  # fmt: skip
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute("CREATE SCHEMA mine")
+            owner.execute("CREATE EXTENSION citext SCHEMA mine")
+        done = psql(target, "-v", f"cognito_schema={SCHEMA}", "-f", str(SYNC_SQL))
+        record(
+            "attack",
+            "a database owner creates citext (trusted) in its own schema before sync.sql",
+            "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+        )
+        assert done.returncode != 0
+        assert f"extension citext (owned by {role}) is not a superuser's" in done.stderr
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")

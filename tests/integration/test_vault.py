@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from ..support.catalogs import places_naming
-from ..support.planted import superuser_run
+from ..support.planted import preowned_schema_run, superuser_run
 from ..support.postgres import SCRIPTS, Database, error_of, new_role, psql, role_dsn
 from ..support.reliability import record
 
@@ -362,3 +362,43 @@ def test_an_install_that_read_its_key_through_file_fdw_upgrades_keeping_its_key(
     assert "pg_foreign_table" in before
     assert rows == [("one", 1, "under key 1"), ("two", 2, "under key 2")]
     assert after == []
+def test_vault_sql_refuses_a_vault_schema_another_role_made_first(server):
+    """A database's owner (no superuser) makes schema vault before a superuser installs the
+    vault there: as the schema's owner it could add vault.pgp_sym_encrypt(text, text,
+    text), found before pgcrypto's by the functions' search_path, which create_secret
+    then called as the superuser with the secret and the key (it made its author a
+    superuser), or drop the vault's objects.  The script refuses and installs nothing."""
+    key_file = server.base / f"owned_{uuid.uuid4().hex[:8]}.keys"
+    done, functions = preowned_schema_run(
+        server, VAULT_SQL, "vault", "-v", f"vault_key_file={key_file}"
+    )
+    record(
+        "attack",
+        "a database owner makes schema vault before a superuser runs vault.sql",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0
+    assert "schema vault is not safe to install into" in done.stderr
+    assert functions == 0
+
+
+def test_vault_sql_refuses_a_pgcrypto_another_role_created_first(server):
+    """pgcrypto is a trusted extension: a database's owner (no superuser) creates it first,
+    in a schema of its own.  The vault's functions then looked for pgp_sym_encrypt there;
+    as the extension's owner it dropped it (CASCADE took vault.decrypted_secrets) and put
+    its own pgp_sym_encrypt(text, text, text) there, which create_secret called as the
+    superuser with the secret and the key (it made its author a superuser).  The script
+    refuses and installs nothing."""
+    key_file = server.base / f"owned_{uuid.uuid4().hex[:8]}.keys"
+    done, functions = preowned_schema_run(
+        server, VAULT_SQL, "mine", "-v", f"vault_key_file={key_file}",
+        then="CREATE EXTENSION pgcrypto SCHEMA mine", counted="vault",
+    )  # fmt: skip
+    record(
+        "attack",
+        "a database owner creates pgcrypto (trusted) in its own schema before vault.sql",
+        "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+    )
+    assert done.returncode != 0
+    assert "extension pgcrypto (owned by r_" in done.stderr
+    assert functions == 0

@@ -5,8 +5,10 @@ functions never call them when a superuser runs them.
 The names are read from the script itself (every ``name(`` and every operator symbol in
 it), never picked by hand; each is planted with many argument types, so that an overload
 more exact than pg_catalog's (``cardinality(text[])`` against ``cardinality(anyarray)``)
-is among them.  Every planted object advances the sequence ``public.planted_hits`` (a
-sequence, so a rollback does not hide a call) and runs as its caller.
+is among them; each catalog type the script names (``text``, ``uuid``) is planted as a
+domain of that name whose CHECK counts.  Every planted object advances the sequence
+``public.planted_hits`` (a sequence, so a rollback does not hide a call) and runs as its
+caller.
 """
 
 from __future__ import annotations
@@ -66,6 +68,21 @@ def operators(script: Path) -> set[str]:
     return found
 
 
+# pg_catalog's type names that are not SQL keywords (``integer``, ``bigint``, ``boolean``
+# always name pg_catalog's type): written unqualified, each is looked up in the search_path,
+# where pg_temp comes first unless listed.
+CATALOG_TYPES = ("text", "timestamptz", "uuid", "json", "jsonb", "bytea", "oid", "name",
+                 "regclass", "regrole", "regprocedure", "regnamespace", "int2", "int4",
+                 "int8", "float8", "bool", "varchar", "citext")  # fmt: skip
+
+
+def type_names(script: Path) -> set[str]:
+    """Every name of :data:`CATALOG_TYPES` the script writes (as a type or otherwise)."""
+    text = _COMMENT.sub("", script.read_text()).lower()
+    words = set(re.findall(r"[a-z_][a-z0-9_]*", text))
+    return {name for name in CATALOG_TYPES if name in words}
+
+
 def relations(script: Path) -> set[str]:
     """Every unqualified relation name after FROM or JOIN (catalogs, mostly)."""
     text = _COMMENT.sub("", script.read_text())
@@ -104,6 +121,17 @@ def plant_statements(scripts: list[Path], schema: str) -> list[str]:
             f"CREATE OPERATOR {schema}.{symbol} (LEFTARG = {left}, RIGHTARG = {right}, "
             f"FUNCTION = {function})"
             for symbol in sorted(symbols)
+        )
+    # Last: in the session's own pg_temp a type is found before pg_catalog's, and the
+    # statements above are written with the catalog's.  A domain of the catalog's type whose
+    # CHECK counts: a variable, column or cast declared with the bare name runs it.
+    for name in sorted(set().union(*(type_names(s) for s in scripts))):
+        check = f"{schema}.planted_type_{name}"
+        statements.append(
+            f"CREATE FUNCTION {check}() RETURNS boolean LANGUAGE plpgsql AS {_body(f'type {name}')}"
+        )
+        statements.append(
+            f"CREATE DOMAIN {schema}.{_ident(name)} AS pg_catalog.{name} CHECK ({check}())"
         )
     return statements
 
@@ -153,8 +181,9 @@ def superuser_run(
     plants every name and operator of ``script`` (and of the scripts ``also`` names, which
     it includes) there; a superuser's psql session then
     plants them in its own pg_temp too (with temporary views named after the relations
-    the script reads), runs ``script`` (with ``psql_args``) and then ``calls``, with its
-    search_path as it comes or, with ``public_first``, ``public, pg_catalog``."""
+    the script reads), runs ``script`` (with ``psql_args``) and then, in a session of its
+    own planted the same way, ``calls``, with its search_path as it comes or, with
+    ``public_first``, ``public, pg_catalog``."""
     from .postgres import psql, role_dsn
 
     role = f"r_{uuid.uuid4().hex[:8]}"
@@ -189,8 +218,49 @@ def superuser_run(
         os.chmod(directory, 0o755)  # psql runs as the server's OS user
         for file in (temp, after):
             os.chmod(file, 0o644)
-        done = psql(target, *psql_args, "-f", str(temp), "-f", str(script), "-f", str(after))
-    assert done.returncode == 0, [x for x in done.stderr.splitlines() if "temp.sql" not in x]
+        # The calls in a session of their own, as a superuser (or pg_cron) makes them later:
+        # in the installing session PL/pgSQL would reuse the bodies CREATE compiled (with
+        # the script's search_path) and never resolve a name with the caller's.
+        install = psql(target, *psql_args, "-f", str(temp), "-f", str(script))
+        assert install.returncode == 0, [
+            x for x in install.stderr.splitlines() if "temp.sql" not in x
+        ]
+        done = psql(target, "-f", str(temp), "-f", str(after))
+        assert done.returncode == 0, [x for x in done.stderr.splitlines() if "temp.sql" not in x]
     with psycopg.connect(target.dsn, autocommit=True) as conn:
         total = hits(conn)
-    return Run(planted, control, total - control, done.stderr)
+    return Run(planted, control, total - control, install.stderr + done.stderr)
+
+
+def preowned_schema_run(
+    server, script: Path, schema: str, *psql_args: str, then: str = "", counted: str = ""
+):
+    """A database of its own, owned by a new role that is no superuser (so it may CREATE
+    schemas there), which makes ``schema`` first (and runs ``then``); a superuser then runs
+    ``script`` in it.  The psql run, and how many functions schema ``counted`` (default
+    ``schema``) holds after it."""
+    from .postgres import Database, psql, role_dsn
+
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    name = f"owned_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute(f"CREATE SCHEMA {schema}")
+            if then:
+                owner.execute(then)
+        done = psql(target, *psql_args, "-f", str(script))
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            functions = conn.execute(
+                "SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = p.pronamespace WHERE n.nspname = %s",
+                (counted or schema,),
+            ).fetchone()[0]
+        return done, functions
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")

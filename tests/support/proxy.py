@@ -52,7 +52,7 @@ _ERRORS = {
 
 @dataclasses.dataclass
 class Fault:
-    kind: str  # throttle, 500, 503, reset, stall, slow, truncate, repeat_token
+    kind: str  # throttle, 500, 503, reset, stall, slow, truncate, repeat_token, echo
     operation: str | None = None  # e.g. "ListUsers"; None: any operation
     skip: int = 0  # let this many matching requests through first
     times: int = 1  # then fail this many (-1: every one)
@@ -243,6 +243,10 @@ class Proxy:
                     time.sleep(proxy.delay)
                 if kind in _ERRORS:
                     return self._error(*_ERRORS[kind])
+                if kind == "echo":
+                    # An endpoint that refuses with what it was sent: the session token.
+                    token = self.headers.get("X-Amz-Security-Token", "")
+                    return self._error(400, "NotAuthorizedException", f"bad token {token}")
                 if kind == "reset":
                     # SO_LINGER 0: close with RST, as a dropped connection looks.
                     self.connection.setsockopt(
