@@ -50,6 +50,20 @@ def damage(log: str) -> list[str]:
     return DAMAGE.findall(log)
 
 
+def wait_ready(server, timeout: float = 60) -> None:
+    """Until ``server`` accepts connections again (after a crash's recovery)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(server.dsn, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def literal(value) -> str:
     """``value`` as an SQL literal (psycopg's quoting), for DDL that takes no parameters."""
     return sql.Literal(str(value)).as_string(None).strip()
