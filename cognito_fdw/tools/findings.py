@@ -257,7 +257,8 @@ def exposure_findings(facts: Exposure) -> list[Finding]:
             "auto_explain.log_min_duration = -1 here",
         ))  # fmt: skip
     # PostgreSQL 16's COPY asks Multicorn for its batch size before any trigger fires
-    # (docs/multicorn.md H13): from 16 on the guard's trigger stops no COPY FROM.
+    # (docs/multicorn.md H13: no BeginForeignInsert, so COPY FROM crashes): from 16 on the
+    # guard's trigger stops no COPY FROM.
     stopped_by_guard = facts.server_major < 16
     where = (
         "where the guard's trigger does not stop it" if stopped_by_guard

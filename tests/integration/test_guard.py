@@ -623,7 +623,8 @@ def test_copy_from_into_any_multicorn_table_is_refused_before_multicorn_inserts(
     if major >= 16:
         # PostgreSQL 16's COPY asks the FDW for its batch size (GetForeignModifyBatchSize,
         # which Multicorn answers from the state BeginForeignInsert would have made) before
-        # any trigger fires: measured on 17, the backend crashes (docs/multicorn.md H13).
+        # any trigger fires: measured on 17, the backend crashes (docs/multicorn.md H13: no
+        # BeginForeignInsert, so COPY FROM crashes).
         request.applymarker(pytest.mark.xfail(
             raises=CopyCrashed, strict=True,
             reason="SECURITY.md: COPY FROM on PostgreSQL 16 and later",
