@@ -231,6 +231,19 @@ class Doctor:
             "WHERE g.tgrelid = t.oid AND p.proname = 'refuse_copy' AND g.tgenabled <> 'D') "
             "ORDER BY 1"
         )]  # fmt: skip
+        # A table's owner has INSERT, and a role with USAGE on a Multicorn server may make a
+        # table of its own (superusers may do anything anyway).
+        copy_roles = self.conn.execute(
+            _MULTICORN_TABLES + " SELECT c.relowner::regrole::text, 'owns ' || "
+            "t.oid::regclass::text FROM t JOIN pg_class c ON c.oid = t.oid JOIN pg_roles r "
+            "ON r.oid = c.relowner WHERE NOT r.rolsuper UNION ALL SELECT CASE a.grantee "
+            "WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, 'USAGE on server ' || "
+            "quote_ident(s.srvname) FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w "
+            "ON w.oid = s.srvfdw JOIN pg_proc h ON h.oid = w.fdwhandler, "
+            "aclexplode(s.srvacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
+            "WHERE h.proname = 'multicorn_handler' AND a.privilege_type = 'USAGE' "
+            "AND a.grantee <> s.srvowner AND NOT coalesce(r.rolsuper, false) ORDER BY 1, 2"
+        ).fetchall()
         prepared = int(self.conn.execute("SHOW max_prepared_transactions").fetchone()[0])
         logs = self.conn.execute(
             "SELECT coalesce(current_setting('auto_explain.log_min_duration', true), '-1') "
@@ -239,7 +252,8 @@ class Doctor:
             "AND c <> 'auto_explain.log_min_duration=-1')"
         ).fetchone()[0]
         self.report.extend(exposure_findings(
-            Exposure(tables, preloaded, grants, writable, prepared, unguarded, logs)
+            Exposure(tables, preloaded, grants, writable, prepared, unguarded, logs,
+                     self.conn.info.server_version // 10000, copy_roles)
         ))  # fmt: skip
 
     def check_import(self) -> None:

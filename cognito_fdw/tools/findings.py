@@ -226,6 +226,10 @@ class Exposure:
     #: Whether auto_explain.log_min_duration is 0 or more anywhere doctor can see (this
     #: session, a database or role setting): loaded with -1 it explains nothing.
     auto_explain_logs: bool = True
+    server_major: int = 15
+    #: Who else may COPY FROM into a Multicorn table, superusers aside: (role, how), how being
+    #: "owns <table>" or "USAGE on server <name>" (such a role may make a table of its own).
+    copy_roles: list[tuple[str, str]] = field(default_factory=list)
 
 
 def exposure_findings(facts: Exposure) -> list[Finding]:
@@ -252,16 +256,33 @@ def exposure_findings(facts: Exposure) -> list[Finding]:
             "remove auto_explain from these settings for this database, or set "
             "auto_explain.log_min_duration = -1 here",
         ))  # fmt: skip
+    # PostgreSQL 16's COPY asks Multicorn for its batch size before any trigger fires
+    # (docs/multicorn.md H13: no BeginForeignInsert, so COPY FROM crashes): from 16 on the
+    # guard's trigger stops no COPY FROM.
+    stopped_by_guard = facts.server_major < 16
+    where = (
+        "where the guard's trigger does not stop it" if stopped_by_guard
+        else f"before the guard's trigger fires on PostgreSQL {facts.server_major}"
+    )  # fmt: skip
     if facts.insert_grants:
         shown = ", ".join(f"{table} to {grantee}" for table, grantee in facts.insert_grants[:5])
         more = len(facts.insert_grants) - 5
         found.append(Finding(
             WARN, "INSERT",
             f"granted on {shown}{f' and {more} more' if more > 0 else ''}: a COPY FROM into a "
-            "Multicorn foreign table crashes the server where the guard's trigger does not "
-            "stop it (SECURITY.md)",
+            f"Multicorn foreign table crashes the server {where} (SECURITY.md)",
             "grant INSERT only on a writable group_members table and only to roles you trust "
             "not to restart the cluster (REVOKE INSERT ON ... FROM ...)",
+        ))  # fmt: skip
+    if facts.copy_roles and not stopped_by_guard:
+        shown = ", ".join(f"{role} ({how})" for role, how in facts.copy_roles[:5])
+        more = len(facts.copy_roles) - 5
+        found.append(Finding(
+            WARN, "table owners",
+            f"may COPY FROM into a Multicorn foreign table, which crashes the server {where} "
+            f"(SECURITY.md): {shown}{f' and {more} more' if more > 0 else ''}",
+            "let a role you trust not to restart the cluster own the cognito tables and grant "
+            "SELECT on them; REVOKE USAGE ON FOREIGN SERVER ... FROM the others",
         ))  # fmt: skip
     if facts.writable and facts.max_prepared_transactions > 0:
         found.append(Finding(

@@ -21,7 +21,7 @@ from ..support import docker
 from ..support.accounting import collect_notices
 from ..support.credentials import authenticated_moto, keyed_postgres
 from ..support.pool import POOL_REGION, seed_groups_pool, seed_test_pool
-from ..support.postgres import DockerPostgres, create_server, damage
+from ..support.postgres import STARTED, DockerPostgres, create_server, damage
 from ..support.proxy import Proxy
 from ..support.reliability import RECORDER
 
@@ -217,6 +217,13 @@ def admin(keyed):
 def pytest_runtest_logreport(report):
     if report.when == "call":
         RECORDER.outcome(report.nodeid, report.outcome)
+    if report.failed and _DOCKER is not None:
+        # A container that died (or that someone removed) fails every test after it: stop
+        # the run here, with one line that says what became of it.
+        for pg in list(STARTED):
+            why = pg.gone()
+            if why:
+                pytest.exit(f"Docker tier {_TIER} stopped at {report.nodeid}: {why}", 1)
 
 
 def pytest_sessionfinish(session, exitstatus):

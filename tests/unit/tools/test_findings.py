@@ -222,3 +222,18 @@ def test_exposure_findings_name_each_setting_and_its_fix():
     assert "max_prepared_transactions" not in {
         f.subject for f in exposure_findings(Exposure(2, [], [], [], 10, []))
     }
+
+
+def test_from_postgresql_16_every_role_that_may_copy_into_a_table_is_named():
+    grants, owners = [("cognito.users", "app")], [("mallory", "USAGE on server cognito")]
+    on_15 = {f.subject: f for f in exposure_findings(Exposure(2, [], grants, [], 0, [], True,
+                                                              15, owners))}  # fmt: skip
+    # On 15 the guard's trigger refuses COPY FROM: an owner is no exposure there.
+    assert "table owners" not in on_15
+    assert "where the guard's trigger does not stop it" in on_15["INSERT"].text
+    on_17 = {f.subject: f for f in exposure_findings(Exposure(2, [], grants, [], 0, [], True,
+                                                              17, owners))}  # fmt: skip
+    assert "before the guard's trigger fires on PostgreSQL 17" in on_17["INSERT"].text
+    assert "mallory (USAGE on server cognito)" in on_17["table owners"].text
+    assert "REVOKE USAGE ON FOREIGN SERVER" in on_17["table owners"].fix
+    assert on_17["table owners"].status == WARN
