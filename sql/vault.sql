@@ -53,7 +53,7 @@ CREATE EXTENSION IF NOT EXISTS pgcrypto;
 -- a superuser, and a role's format(text, name, text, text) in public would otherwise be a
 -- closer match than pg_catalog's format(text, VARIADIC "any") and run as it.
 SET search_path = pg_catalog, pg_temp;
--- The extensions must be a superuser's: pgcrypto is trusted, so a role with CREATE on the
+-- pgcrypto must be a superuser's: it is trusted, so a role with CREATE on the
 -- database may have created it first, in a schema of its own; as its owner it could drop it
 -- (CASCADE takes the view with it) and put a pgp_sym_encrypt of its own in that schema,
 -- which create_secret then called as the superuser with the secret and the key.
@@ -64,7 +64,7 @@ BEGIN
   SELECT pg_catalog.string_agg(e.extname || ' (owned by ' || o.rolname || ')', ', ')
     INTO found
     FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles o ON o.oid = e.extowner
-   WHERE e.extname IN ('pgcrypto', 'file_fdw') AND NOT o.rolsuper;
+   WHERE e.extname = 'pgcrypto' AND NOT o.rolsuper;
   IF found IS NOT NULL THEN
     RAISE EXCEPTION USING
       MESSAGE = 'vault.sql: extension ' || found || ' is not a superuser''s',

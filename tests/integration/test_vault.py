@@ -362,6 +362,8 @@ def test_an_install_that_read_its_key_through_file_fdw_upgrades_keeping_its_key(
     assert "pg_foreign_table" in before
     assert rows == [("one", 1, "under key 1"), ("two", 2, "under key 2")]
     assert after == []
+
+
 def test_vault_sql_refuses_a_vault_schema_another_role_made_first(server):
     """A database's owner (no superuser) makes schema vault before a superuser installs the
     vault there: as the schema's owner it could add vault.pgp_sym_encrypt(text, text,
