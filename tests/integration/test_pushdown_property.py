@@ -238,6 +238,13 @@ def test_every_condition_answers_as_postgresql(db, typed, table, data):
     )
     foreign = outcome(db, f"SELECT {select} FROM typed.{table} WHERE {where}")
     local = outcome(db, f"SELECT {select} FROM typed.local_{table} WHERE {where}")
+    if isinstance(local, str) != isinstance(foreign, str):
+        # An error beside no row: PostgreSQL promises no order of evaluating conditions, so
+        # one that proves no row can match (the wrapper's `created_at = ANY(ARRAY[NULL])`)
+        # may keep another from failing (`membership ~ '[%'`), locally too.  Rows beside an
+        # error would be wrong.
+        assert (local if isinstance(foreign, str) else foreign) in ([], ["(0,)"]), where
+        return
     assert foreign == local, where
 
 
