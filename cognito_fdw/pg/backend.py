@@ -28,6 +28,7 @@ import ctypes
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -252,6 +253,12 @@ def shown(level) -> bool:
     return elevel >= _client_min_messages.value or to_log
 
 
+# Multicorn2 3.2's non-error log_to_postgres crashes the backend on Python 3.14 and later
+# (docs/multicorn.md H15: every non-error log call leaks its message, and crashes on 3.14):
+# any role could end every session with SET client_min_messages = debug1.
+LOG_CALL_CRASHES = sys.version_info >= (3, 14)
+
+
 @backend_thread_only
 def report(log, message: str, level) -> None:
     """``log_to_postgres`` at a non-error level, with interrupts held (docs/multicorn.md H3: no
@@ -260,6 +267,11 @@ def report(log, message: str, level) -> None:
     on Python 3.14 (docs/multicorn.md H15: every non-error log call leaks its message).
     """
     if not shown(level):
+        return
+    if LOG_CALL_CRASHES:
+        # There the line goes to the backend's stderr, which the server logs (its
+        # log_destination stderr, or the file pg_ctl -l and Docker keep); the client sees none.
+        print(f"{logging.getLevelName(level)}:  {message}", file=sys.stderr, flush=True)
         return
     with interrupts_held():
         log(message, level)

@@ -196,3 +196,14 @@ def test_a_report_is_sent_only_where_postgres_would_show_it(
     logged = []
     backend.report(lambda message, lvl: logged.append(message), "line", level)
     assert logged == (["line"] if expected else [])
+
+
+def test_on_python_3_14_a_report_goes_to_stderr_never_to_multicorn(monkeypatch, capsys):
+    monkeypatch.setattr(backend, "_client_min_messages", ctypes.c_int(14))  # debug1
+    monkeypatch.setattr(backend, "_log_min_messages", ctypes.c_int(19))
+    monkeypatch.setattr(backend, "LOG_CALL_CRASHES", True)
+    backend.report(lambda message, level: pytest.fail("Multicorn's log call crashes"), "l", 10)
+    assert capsys.readouterr().err == "DEBUG:  l\n"
+    monkeypatch.setattr(backend, "_client_min_messages", ctypes.c_int(19))  # warning
+    backend.report(lambda message, level: pytest.fail("not shown"), "l", logging.DEBUG)
+    assert capsys.readouterr().err == ""
