@@ -172,13 +172,29 @@ CREATE TABLE IF NOT EXISTS vault.secrets (
 );
 REVOKE ALL ON vault.secrets FROM PUBLIC;
 
--- Function bodies resolve names with this path (SET search_path FROM CURRENT): the
--- catalog first, then pgcrypto's schema, pg_temp last (unlisted, it would be searched first),
--- so no role's objects, temporary ones included, can stand in for them.
-SELECT set_config('search_path', format('pg_catalog, vault, %I, pg_temp', n.nspname), false)
-    AS vault_search_path
+-- Function bodies resolve names with this script's path (SET search_path FROM CURRENT):
+-- pg_catalog first, pg_temp last (unlisted, it would be searched first), and nothing else.
+-- Not pgcrypto's schema: that is public by default, where a database's owner may create,
+-- and a name pg_catalog has only in a polymorphic or variadic form (int[] || int,
+-- format(text, VARIADIC "any")) resolves to an exact-typed one there, which ran as the
+-- vault's owner.  pgcrypto is called through these two, which name its schema and pass
+-- exactly the types its functions take (a name in a schema cannot have two functions of
+-- one signature).
+SELECT format($create$
+CREATE OR REPLACE FUNCTION vault._encrypt(data text, key text) RETURNS bytea
+LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+AS $body$
+  SELECT %1$I.pgp_sym_encrypt(data, key, 'cipher-algo=aes256, s2k-mode=1'::pg_catalog.text)
+$body$
+$create$, n.nspname), format($create$
+CREATE OR REPLACE FUNCTION vault._decrypt_with(data bytea, key text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $body$ SELECT %1$I.pgp_sym_decrypt(data, key) $body$
+$create$, n.nspname)
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'pgcrypto' \gset
+ WHERE e.extname = 'pgcrypto' \gexec
+REVOKE ALL ON FUNCTION vault._encrypt(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault._decrypt_with(bytea, text) FROM PUBLIC;
 
 -- The key file's keys, read as this function's owner (a superuser: pg_read_file).  Each
 -- line is a key number, a tab and the key; blank lines are skipped.  What it raises never
@@ -241,7 +257,7 @@ REVOKE ALL ON FUNCTION vault._current_key() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION vault._decrypt(secret_id uuid) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
-  SELECT pgp_sym_decrypt(s.secret, k.key)
+  SELECT vault._decrypt_with(s.secret, k.key)
     FROM vault.secrets s JOIN vault._keys() k ON k.id = s.key_id
    WHERE s.id = secret_id
 $$;
@@ -358,7 +374,7 @@ BEGIN
   END IF;
   INSERT INTO vault.secrets (name, description, secret, key_id)
   VALUES (new_name, coalesce(new_description, ''),
-          pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1'), k.id)
+          vault._encrypt(new_secret, k.key), k.id)
   RETURNING id INTO new_id;
   RETURN new_id;
 END
@@ -376,7 +392,7 @@ DECLARE
 BEGIN
   UPDATE vault.secrets s SET
     secret = CASE WHEN new_secret IS NULL THEN s.secret
-             ELSE pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1') END,
+             ELSE vault._encrypt(new_secret, k.key) END,
     key_id = CASE WHEN new_secret IS NULL THEN s.key_id ELSE k.id END,
     name = coalesce(new_name, s.name),
     description = coalesce(new_description, s.description),
@@ -397,8 +413,7 @@ DECLARE
   n bigint;
 BEGIN
   UPDATE vault.secrets s SET
-    secret = pgp_sym_encrypt(pgp_sym_decrypt(s.secret, old.key), k.key,
-                             'cipher-algo=aes256, s2k-mode=1'),
+    secret = vault._encrypt(vault._decrypt_with(s.secret, old.key), k.key),
     key_id = k.id
   FROM vault._keys() old
   WHERE old.id = s.key_id AND s.key_id <> k.id;

@@ -33,6 +33,8 @@ SELECT vault.update_secret(:'id', new_secret => 'second secret');
 SELECT vault.update_secret(:'id', new_name => 'planted_check2', new_description => 'd');
 SELECT vault.rotate_key();
 SELECT decrypted_secret FROM vault.decrypted_secrets;
+GRANT SELECT ON vault.decrypted_secrets TO PUBLIC;
+REVOKE SELECT ON vault.decrypted_secrets FROM PUBLIC;
 """
 
 
@@ -404,3 +406,73 @@ def test_vault_sql_refuses_a_pgcrypto_another_role_created_first(server):
     assert done.returncode != 0
     assert "extension pgcrypto (owned by r_" in done.stderr
     assert functions == 0
+
+
+# What a database's owner (no superuser; PostgreSQL 15 gives it CREATE on public, where
+# pgcrypto goes by default) plants for the vault's functions, and what makes each run.
+# Each is more exact than pg_catalog's (anycompatiblearray || anycompatible, format(text,
+# VARIADIC "any")), so it wins wherever public is in a function's search_path.
+PLANTS = {
+    "a reader of the view (the key file's int[] || int)": (
+        "CREATE FUNCTION public.append(a integer[], b integer) RETURNS integer[] "
+        "LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.loot VALUES (current_user); "
+        "RETURN pg_catalog.array_append(a, b); END$$",
+        "CREATE OPERATOR public.|| (LEFTARG = integer[], RIGHTARG = integer, "
+        "FUNCTION = public.append)",
+        "SELECT count(decrypted_secret) FROM vault.decrypted_secrets",
+    ),
+    "a GRANT of the view (the event trigger's format)": (
+        "CREATE FUNCTION public.format(f text, a text, b text, c text) RETURNS text "
+        "LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.loot VALUES (current_user); "
+        "RETURN pg_catalog.format(f, a, b, c); END$$",
+        "SELECT 1",
+        "GRANT SELECT ON vault.decrypted_secrets TO PUBLIC",
+    ),
+}
+
+
+@pytest.mark.parametrize("trigger", PLANTS)
+def test_a_database_owner_plants_nothing_the_vaults_functions_call(server, trigger):
+    """vault.sql's functions searched pgcrypto's schema (public, by default) for names
+    pg_catalog has only in a polymorphic or variadic form: a database owner (CREATE on
+    public) planted an exact-typed one, which ran as the vault's owner (a superuser) when
+    a reader read the view or a superuser granted it."""
+    function, operator, statement = PLANTS[trigger]
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    name = f"vault_owned_{uuid.uuid4().hex[:6]}"
+    key_file = server.base / f"{name}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION pgcrypto")  # a superuser's, in public
+        done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("SELECT vault.create_secret('the secret', 'planted')")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute("CREATE TABLE public.loot (who name)")
+            owner.execute("GRANT INSERT ON public.loot TO PUBLIC")
+            owner.execute(function)
+            owner.execute(operator)
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute(statement)
+            secret = admin.execute(
+                "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'planted'"
+            ).fetchone()
+            loot = admin.execute("SELECT DISTINCT who FROM public.loot").fetchall()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+        key_file.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a database owner (CREATE on public, where pgcrypto is) plants an operator or "
+        f"function more exact than pg_catalog's for the vault's functions; {trigger} runs",
+        f"none ran ({len(loot)} calls as another role)",
+    )
+    assert secret == ("the secret",)
+    assert loot == []
