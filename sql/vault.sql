@@ -274,8 +274,8 @@ REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
 -- PostgreSQL checks a function a view calls against the role querying the view, not the
 -- view's owner: a role granted SELECT on vault.decrypted_secrets needs EXECUTE on
 -- vault._decrypt too.  This keeps the two grants equal (either's owners aside), run after
--- every GRANT and REVOKE in the database, so granting the view is all it takes, as in
--- Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to match the view.
+-- every GRANT, REVOKE and DROP OWNED in the database, so granting the view is all it
+-- takes, as in Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to match the view.
 CREATE OR REPLACE FUNCTION vault._mirror_reader_grants() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
@@ -319,7 +319,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$ BEGIN PERFORM vault._mirror_reader_grants(); END $$;
 REVOKE ALL ON FUNCTION vault._on_grant() FROM PUBLIC;
 DROP EVENT TRIGGER IF EXISTS vault_reader_grants;
-CREATE EVENT TRIGGER vault_reader_grants ON ddl_command_end WHEN TAG IN ('GRANT', 'REVOKE')
+-- Not only GRANT and REVOKE change the view's grants: DROP OWNED revokes what a role was
+-- granted and, CASCADE, what it granted with its grant option (a reader it granted lost
+-- the view and kept _decrypt).
+CREATE EVENT TRIGGER vault_reader_grants ON ddl_command_end
+  WHEN TAG IN ('GRANT', 'REVOKE', 'DROP OWNED')
   EXECUTE FUNCTION vault._on_grant();
 -- The roles an install before this one granted the view.
 DO $$ BEGIN PERFORM vault._mirror_reader_grants(); END $$;

@@ -476,3 +476,37 @@ def test_a_database_owner_plants_nothing_the_vaults_functions_call(server, trigg
     )
     assert secret == ("the secret",)
     assert loot == []
+
+
+def test_a_reader_granted_by_a_dropped_role_keeps_no_decrypt(vault_db):
+    """REASSIGN OWNED, DROP OWNED, DROP ROLE (PostgreSQL's way to remove a role) revokes
+    what a role granted with its grant option, CASCADE: the view's SELECT of a reader it
+    granted went, by no GRANT or REVOKE statement; EXECUTE on vault._decrypt stayed, and
+    the reader decrypted by id what the view no longer showed it (a rotated secret too)."""
+    target, _ = vault_db
+    with psycopg.connect(target.dsn, autocommit=True) as admin:
+        granter = _role(admin, "GRANT USAGE ON SCHEMA vault TO {role}")
+        reader = _role(admin, "GRANT USAGE ON SCHEMA vault TO {role}")
+        secret_id = admin.execute(
+            "SELECT vault.create_secret('old secret', %s)", (f"for_{reader}",)
+        ).fetchone()[0]
+        admin.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {granter} WITH GRANT OPTION")
+        with psycopg.connect(role_dsn(target.dsn, granter), autocommit=True) as conn:
+            conn.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {reader}")
+        with psycopg.connect(role_dsn(target.dsn, reader), autocommit=True) as conn:
+            before = conn.execute("SELECT vault._decrypt(%s)", (secret_id,)).fetchone()
+        admin.execute(f"DROP OWNED BY {granter}")
+        admin.execute(f"DROP ROLE {granter}")
+        admin.execute("SELECT vault.update_secret(%s, new_secret => 'new secret')", (secret_id,))
+        with psycopg.connect(role_dsn(target.dsn, reader), autocommit=True) as conn:
+            view = error_of(conn, "SELECT * FROM vault.decrypted_secrets").diag.message_primary
+            decrypt = error_of(conn, "SELECT vault._decrypt(%s)", (secret_id,))
+    record(
+        "attack",
+        "a reader of vault.decrypted_secrets granted by a role with the grant option, which "
+        "DROP OWNED then removes, calls vault._decrypt() for a secret updated after",
+        f"refused: {decrypt.diag.message_primary} (the event trigger follows DROP OWNED)",
+    )
+    assert before == ("old secret",)
+    assert view == "permission denied for view decrypted_secrets"
+    assert decrypt.diag.message_primary == "permission denied for function _decrypt"
