@@ -177,19 +177,24 @@ REVOKE ALL ON vault.secrets FROM PUBLIC;
 -- Not pgcrypto's schema: that is public by default, where a database's owner may create,
 -- and a name pg_catalog has only in a polymorphic or variadic form (int[] || int,
 -- format(text, VARIADIC "any")) resolves to an exact-typed one there, which ran as the
--- vault's owner.  pgcrypto is called through these two, which name its schema and pass
--- exactly the types its functions take (a name in a schema cannot have two functions of
--- one signature).
+-- vault's owner.  pgcrypto is called through these two, whose bodies (BEGIN ATOMIC) are
+-- bound to its functions when they are created, not looked up by name at each call: on
+-- PostgreSQL 15 public belongs to the database's owner, which may DROP SCHEMA public
+-- CASCADE (pgcrypto goes with it) and put a pgp_sym_decrypt of its own there, which a
+-- lookup by name, even a qualified one, then called with the key.  Bound, they go with
+-- pgcrypto and the vault fails until this script runs again.
 SELECT format($create$
 CREATE OR REPLACE FUNCTION vault._encrypt(data text, key text) RETURNS bytea
 LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp
-AS $body$
-  SELECT %1$I.pgp_sym_encrypt(data, key, 'cipher-algo=aes256, s2k-mode=1'::pg_catalog.text)
-$body$
+BEGIN ATOMIC
+  SELECT %1$I.pgp_sym_encrypt(data, key, 'cipher-algo=aes256, s2k-mode=1'::pg_catalog.text);
+END
 $create$, n.nspname), format($create$
 CREATE OR REPLACE FUNCTION vault._decrypt_with(data bytea, key text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
-AS $body$ SELECT %1$I.pgp_sym_decrypt(data, key) $body$
+BEGIN ATOMIC
+  SELECT %1$I.pgp_sym_decrypt(data, key);
+END
 $create$, n.nspname)
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pgcrypto' \gexec

@@ -510,3 +510,64 @@ def test_a_reader_granted_by_a_dropped_role_keeps_no_decrypt(vault_db):
     assert before == ("old secret",)
     assert view == "permission denied for view decrypted_secrets"
     assert decrypt.diag.message_primary == "permission denied for function _decrypt"
+
+
+def test_a_database_owner_that_drops_public_gets_no_key(server):
+    """PostgreSQL 15's public belongs to pg_database_owner: a database's owner (no
+    superuser) may DROP SCHEMA public CASCADE, which takes pgcrypto (installed there by
+    default) with it, make public again and put a pgp_sym_decrypt(bytea, text) of its own
+    there.  A vault function that calls pgcrypto by name, even a qualified one, then called
+    it as the vault's owner with the key; bound to pgcrypto's functions by OID, they go with
+    them and the vault fails instead."""
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    name = f"vault_public_{uuid.uuid4().hex[:6]}"
+    key_file = server.base / f"{name}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            schema = admin.execute(
+                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                "ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'"
+            ).fetchone()
+            admin.execute("SELECT vault.create_secret('the secret', 'planted')")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute("DROP SCHEMA public CASCADE")
+            owner.execute("CREATE SCHEMA public")
+            owner.execute("CREATE TABLE public.loot (who name, what text)")
+            owner.execute("GRANT INSERT ON public.loot TO PUBLIC")
+            for function, signature, returns, value in [
+                ("pgp_sym_decrypt", "data bytea, key text", "text", "key"),
+                ("pgp_sym_encrypt", "data text, key text, options text", "bytea", "data || key"),
+            ]:
+                owner.execute(
+                    f"CREATE FUNCTION public.{function}({signature}) RETURNS {returns} "
+                    "LANGUAGE plpgsql AS $$BEGIN "
+                    f"INSERT INTO public.loot VALUES (current_user, {value}); RETURN NULL; END$$"
+                )
+        errors = []
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            for statement in (
+                "SELECT count(decrypted_secret) FROM vault.decrypted_secrets",
+                "SELECT vault.create_secret('another secret', 'second')",
+            ):
+                errors.append(error_of(admin, statement).diag.message_primary)
+            loot = admin.execute("SELECT who, what FROM public.loot").fetchall()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+        key_file.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a database owner drops schema public (pgcrypto's, PostgreSQL 15 gives it to "
+        "pg_database_owner) and puts its own pgp_sym_decrypt/pgp_sym_encrypt there",
+        f"none ran ({len(loot)} calls); the vault fails until sql/vault.sql runs again: "
+        f"{errors[0]}",
+    )
+    assert schema == ("public",)
+    assert loot == []
