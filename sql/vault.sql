@@ -222,12 +222,15 @@ BEGIN
   BEGIN
     content := pg_read_file(file);
   EXCEPTION WHEN OTHERS THEN
-    -- Why, with the path left out (missing, permission denied: the message names it); an
-    -- invalid byte sequence's message would quote the file's bytes, so not that one.
+    -- Why, with the path left out (missing, permission denied: the message names it, in
+    -- double quotes, as PostgreSQL canonicalized it: not always as vault.key_file has it,
+    -- so what is quoted goes); an invalid byte sequence's message would quote the file's
+    -- bytes, so not that one.
     RAISE EXCEPTION 'vault: the key file cannot be read'
       USING DETAIL = CASE WHEN SQLSTATE = '22021'
                           THEN 'It is not text in the database''s encoding.'
-                          ELSE replace(SQLERRM, file, '<the key file>') END,
+                          ELSE regexp_replace(replace(SQLERRM, file, '<the key file>'),
+                                              '".*"', '<the key file>') END,
             HINT = 'The vault''s owner finds its path in vault.key_file; see sql/vault.sql.';
   END;
   FOREACH line IN ARRAY string_to_array(content, E'\n') LOOP

@@ -206,8 +206,14 @@ def broken_key_file(vault_db, request):
         admin.execute("SELECT vault.create_secret('s', %s)", (f"s_{uuid.uuid4().hex[:8]}",))
     kept, owner = key_file.read_bytes(), key_file.stat()
     shown = MARKER
-    if request.param == "missing":
+    if request.param.startswith("missing"):
         key_file.rename(key_file.with_suffix(".away"))
+    if request.param == "missing, recorded as a path PostgreSQL writes otherwise":
+        # pg_read_file names the file as it canonicalizes it (no '//', no '/./').
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute(
+                "UPDATE vault.key_file SET path = %s", (f"{key_file.parent}//./{key_file.name}",)
+            )
     elif request.param == "unreadable":
         key_file.chmod(0)
     else:
@@ -218,13 +224,22 @@ def broken_key_file(vault_db, request):
         yield request.param, shown
     finally:
         key_file.with_suffix(".away").unlink(missing_ok=True)
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("UPDATE vault.key_file SET path = %s", (str(key_file),))
         key_file.write_bytes(kept)  # as root: given back to the server's OS user
         os.chown(key_file, owner.st_uid, owner.st_gid)
         key_file.chmod(0o600)
 
 
 @pytest.mark.parametrize(
-    "broken_key_file", ["missing", "unreadable", "holding a malformed line"], indirect=True
+    "broken_key_file",
+    [
+        "missing",
+        "missing, recorded as a path PostgreSQL writes otherwise",
+        "unreadable",
+        "holding a malformed line",
+    ],
+    indirect=True,
 )
 def test_a_key_file_that_cannot_be_read_is_not_named_in_any_message(
     server, vault_db, broken_key_file
