@@ -148,6 +148,7 @@ SELECT format(
   'hex', 'umask 077 && cat > ''' || replace(:'vault_key_file', '''', '''\''''') || ''''
 ) WHERE pg_stat_file(:'vault_key_file', true) IS NULL \gexec
 
+SELECT to_regnamespace('vault') IS NULL AS vault_fresh \gset
 CREATE SCHEMA IF NOT EXISTS vault;
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;
 
@@ -283,7 +284,8 @@ REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
 -- view's owner: a role granted SELECT on vault.decrypted_secrets needs EXECUTE on
 -- vault._decrypt too.  This keeps the two grants equal (either's owners aside), run after
 -- every GRANT, REVOKE and DROP OWNED in the database, so granting the view is all it
--- takes, as in Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to match the view.
+-- takes, as in Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to
+-- match the view.
 CREATE OR REPLACE FUNCTION vault._mirror_reader_grants() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
@@ -498,6 +500,31 @@ CREATE TRIGGER refuse_plain_statement AFTER INSERT OR UPDATE ON vault.decrypted_
 REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.rotate_key() FROM PUBLIC;
+
+-- What this script creates is its owner's alone, whatever ALTER DEFAULT PRIVILEGES this
+-- role set (a reporting role granted SELECT on every new table, EXECUTE on every new
+-- function and USAGE on every new schema read vault.key_file, vault._keys() and, through
+-- the view, every secret): every grant to another role is revoked, on a fresh install
+-- from everything in vault, over an install from the internals only (the schema, the
+-- view and create_secret, update_secret, rotate_key keep what was granted since).
+-- vault._decrypt follows the view (the event trigger, at each REVOKE here).
+SELECT DISTINCT format('REVOKE ALL ON %s %s FROM %s', o.kind, o.object,
+         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+  FROM (SELECT 'TABLE' AS kind, c.oid::regclass::text AS object, c.relname AS name,
+               c.relacl AS acl, c.relowner AS owner
+          FROM pg_class c
+         WHERE c.relnamespace = 'vault'::regnamespace AND c.relkind IN ('r', 'v')
+        UNION ALL
+        SELECT 'FUNCTION', p.oid::regprocedure::text, p.proname, p.proacl, p.proowner
+          FROM pg_proc p WHERE p.pronamespace = 'vault'::regnamespace AND p.proname <> '_decrypt'
+        UNION ALL
+        SELECT 'SCHEMA', 'vault', 'vault', n.nspacl, n.nspowner
+          FROM pg_namespace n WHERE n.nspname = 'vault') o,
+       aclexplode(o.acl) a
+ WHERE a.grantee <> o.owner
+   AND (:'vault_fresh'::boolean
+        OR o.name NOT IN ('vault', 'decrypted_secrets', 'create_secret', 'update_secret',
+                          'rotate_key')) \gexec
 
 COMMIT;
 

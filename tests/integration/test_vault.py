@@ -586,3 +586,66 @@ def test_a_database_owner_that_drops_public_gets_no_key(server):
     )
     assert schema == ("public",)
     assert loot == []
+
+
+def test_default_privileges_give_no_role_the_vault(server):
+    """ALTER DEFAULT PRIVILEGES of the superuser that runs vault.sql (a read-only
+    reporting role granted every new table, function and schema: a common pattern) gave
+    that role vault.key_file, vault._keys() and, through the view, every secret: the
+    script revoked what it creates from PUBLIC only.  On a fresh install every object is
+    its owner's alone; a run over an install keeps what was granted since, and the
+    internals stay the owner's."""
+    name = f"vault_defacl_{uuid.uuid4().hex[:6]}"
+    key_file = server.base / f"{name}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            reporting = _role(admin)
+            granted = _role(admin)
+            for kind, privilege in (("TABLES", "SELECT"), ("FUNCTIONS", "EXECUTE"),
+                                    ("SCHEMAS", "USAGE")):  # fmt: skip
+                admin.execute(
+                    f"ALTER DEFAULT PRIVILEGES GRANT {privilege} ON {kind} TO {reporting}"
+                )
+        for run in ("fresh", "again"):
+            done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+            assert done.returncode == 0, done.stderr
+            with psycopg.connect(target.dsn, autocommit=True) as admin:
+                if run == "fresh":
+                    admin.execute("SELECT vault.create_secret('the secret', 'planted')")
+                    admin.execute(f"GRANT USAGE ON SCHEMA vault TO {granted}")
+                    admin.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {granted}")
+        with psycopg.connect(role_dsn(target.dsn, reporting), autocommit=True) as conn:
+            schema = error_of(conn, "SELECT * FROM vault.secrets").diag.message_primary
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            # Each object its own defence, as if the schema were granted for another reason.
+            admin.execute(f"GRANT USAGE ON SCHEMA vault TO {reporting}")
+        refused = []
+        with psycopg.connect(role_dsn(target.dsn, reporting), autocommit=True) as conn:
+            for statement in ("SELECT decrypted_secret FROM vault.decrypted_secrets",
+                              "SELECT * FROM vault._keys()", "SELECT path FROM vault.key_file",
+                              "SELECT vault._decrypt_with(s.secret, 'k') FROM vault.secrets s",
+                              ):  # fmt: skip
+                refused.append(error_of(conn, statement).diag.message_primary)
+        with psycopg.connect(role_dsn(target.dsn, granted), autocommit=True) as conn:
+            kept = conn.execute("SELECT decrypted_secret FROM vault.decrypted_secrets").fetchall()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        key_file.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a role the vault's installer gives every new table, function and schema by ALTER "
+        "DEFAULT PRIVILEGES reads the view, vault._keys(), vault.key_file",
+        f"refused: {refused[0]}; a role granted the view since keeps it over a re-run",
+    )
+    assert schema == "permission denied for schema vault"
+    assert refused == [
+        "permission denied for view decrypted_secrets",
+        "permission denied for function _keys",
+        "permission denied for table key_file",
+        "permission denied for table secrets",
+    ]
+    assert kept == [("the secret",)]
