@@ -657,8 +657,39 @@ $$;
 REVOKE ALL ON FUNCTION cognito_fdw_guard.audit() FROM PUBLIC;
 
 -- Every role's DDL runs on_ddl as that role, which calls judge(): the schema's USAGE and
--- judge's EXECUTE are PUBLIC's, and nothing else of the schema is.
+-- judge's EXECUTE are PUBLIC's, and nothing else of the schema is.  Not what ALTER DEFAULT
+-- PRIVILEGES of this role grants either (a role given every new table could DELETE its
+-- backend's row of refreshing inside a REFRESH, after which DDL there went unjudged, or
+-- UPDATE the policy; one given every new function, call audit()): every grant to another
+-- role is revoked, and the two above made again.
 DROP FUNCTION IF EXISTS cognito_fdw_guard.check_server(oid, oid, oid);
+DO $revoke$
+DECLARE
+  statement text;
+BEGIN
+  FOR statement IN
+    SELECT DISTINCT pg_catalog.format('REVOKE ALL ON %s %s FROM %s', o.kind, o.object,
+             CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END)
+      FROM (SELECT 'TABLE' AS kind, c.oid::pg_catalog.regclass::text AS object,
+                   c.relacl AS acl, c.relowner AS owner
+              FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = 'cognito_fdw_guard'::pg_catalog.regnamespace
+               AND c.relkind IN ('r', 'v')
+            UNION ALL
+            SELECT 'FUNCTION', p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner
+              FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'cognito_fdw_guard'::pg_catalog.regnamespace
+            UNION ALL
+            SELECT 'SCHEMA', 'cognito_fdw_guard', n.nspacl, n.nspowner
+              FROM pg_catalog.pg_namespace n WHERE n.nspname = 'cognito_fdw_guard') o,
+           pg_catalog.aclexplode(o.acl) a
+     WHERE a.grantee OPERATOR(pg_catalog.<>) o.owner
+  LOOP
+    EXECUTE statement;
+  END LOOP;
+END
+$revoke$;
 GRANT USAGE ON SCHEMA cognito_fdw_guard TO PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cognito_fdw_guard FROM PUBLIC;
 DROP FUNCTION IF EXISTS cognito_fdw_guard.judge(oid);

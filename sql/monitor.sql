@@ -23,6 +23,7 @@ SET client_min_messages = warning;
 -- format(text, text, text) in public is a closer match than pg_catalog's
 -- format(text, VARIADIC "any") and would run as the superuser).  Reset at the end.
 SET search_path = pg_catalog, pg_temp;
+SELECT to_regnamespace('cognito_fdw_monitor') IS NULL AS monitor_fresh \gset
 CREATE SCHEMA IF NOT EXISTS cognito_fdw_monitor;
 -- The schema must be a superuser's, with CREATE for no other role: the owner of a schema may
 -- drop anything in it (DROP SCHEMA ... CASCADE takes event triggers and views of other
@@ -111,6 +112,29 @@ END
 $$;
 REVOKE ALL ON FUNCTION cognito_fdw_monitor.clear_cache() FROM PUBLIC;
 
+-- Nor what ALTER DEFAULT PRIVILEGES of this role grants (a role given every new table
+-- could DELETE FROM cache_source, one given every new function call clear_cache()): every
+-- grant to another role on the tables and clear_cache() is revoked; on a fresh install
+-- also on the schema and the views (a run over an install keeps what was granted since).
+-- servers_of() stays PUBLIC's: the views' readers call it.
+SELECT DISTINCT format('REVOKE ALL ON %s %s FROM %s', o.kind, o.object,
+         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+  FROM (SELECT 'TABLE' AS kind, c.oid::regclass::text AS object, c.relname AS name,
+               c.relacl AS acl, c.relowner AS owner
+          FROM pg_class c
+         WHERE c.relnamespace = 'cognito_fdw_monitor'::regnamespace
+           AND c.relkind IN ('r', 'v', 'f')
+        UNION ALL
+        SELECT 'FUNCTION', p.oid::regprocedure::text, p.proname, p.proacl, p.proowner
+          FROM pg_proc p
+         WHERE p.pronamespace = 'cognito_fdw_monitor'::regnamespace
+           AND p.proname <> 'servers_of'
+        UNION ALL
+        SELECT 'SCHEMA', 'cognito_fdw_monitor', 'cognito_fdw_monitor', n.nspacl, n.nspowner
+          FROM pg_namespace n WHERE n.nspname = 'cognito_fdw_monitor') o,
+       aclexplode(o.acl) a
+ WHERE a.grantee <> o.owner
+   AND (o.name LIKE '%\_source' OR o.name = 'clear_cache' OR :'monitor_fresh'::boolean) \gexec
 GRANT USAGE ON SCHEMA cognito_fdw_monitor TO pg_monitor;
 GRANT SELECT ON cognito_fdw_monitor.request_stats, cognito_fdw_monitor.rate_budget,
   cognito_fdw_monitor.cache TO pg_monitor;

@@ -148,6 +148,7 @@ SELECT format(
   'hex', 'umask 077 && cat > ''' || replace(:'vault_key_file', '''', '''\''''') || ''''
 ) WHERE pg_stat_file(:'vault_key_file', true) IS NULL \gexec
 
+SELECT to_regnamespace('vault') IS NULL AS vault_fresh \gset
 CREATE SCHEMA IF NOT EXISTS vault;
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;
 
@@ -172,13 +173,34 @@ CREATE TABLE IF NOT EXISTS vault.secrets (
 );
 REVOKE ALL ON vault.secrets FROM PUBLIC;
 
--- Function bodies resolve names with this path (SET search_path FROM CURRENT): the
--- catalog first, then pgcrypto's schema, pg_temp last (unlisted, it would be searched first),
--- so no role's objects, temporary ones included, can stand in for them.
-SELECT set_config('search_path', format('pg_catalog, vault, %I, pg_temp', n.nspname), false)
-    AS vault_search_path
+-- Function bodies resolve names with this script's path (SET search_path FROM CURRENT):
+-- pg_catalog first, pg_temp last (unlisted, it would be searched first), and nothing else.
+-- Not pgcrypto's schema: that is public by default, where a database's owner may create,
+-- and a name pg_catalog has only in a polymorphic or variadic form (int[] || int,
+-- format(text, VARIADIC "any")) resolves to an exact-typed one there, which ran as the
+-- vault's owner.  pgcrypto is called through these two, whose bodies (BEGIN ATOMIC) are
+-- bound to its functions when they are created, not looked up by name at each call: on
+-- PostgreSQL 15 public belongs to the database's owner, which may DROP SCHEMA public
+-- CASCADE (pgcrypto goes with it) and put a pgp_sym_decrypt of its own there, which a
+-- lookup by name, even a qualified one, then called with the key.  Bound, they go with
+-- pgcrypto and the vault fails until this script runs again.
+SELECT format($create$
+CREATE OR REPLACE FUNCTION vault._encrypt(data text, key text) RETURNS bytea
+LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT %1$I.pgp_sym_encrypt(data, key, 'cipher-algo=aes256, s2k-mode=1'::pg_catalog.text);
+END
+$create$, n.nspname), format($create$
+CREATE OR REPLACE FUNCTION vault._decrypt_with(data bytea, key text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT %1$I.pgp_sym_decrypt(data, key);
+END
+$create$, n.nspname)
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'pgcrypto' \gset
+ WHERE e.extname = 'pgcrypto' \gexec
+REVOKE ALL ON FUNCTION vault._encrypt(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault._decrypt_with(bytea, text) FROM PUBLIC;
 
 -- The key file's keys, read as this function's owner (a superuser: pg_read_file).  Each
 -- line is a key number, a tab and the key; blank lines are skipped.  What it raises never
@@ -201,12 +223,15 @@ BEGIN
   BEGIN
     content := pg_read_file(file);
   EXCEPTION WHEN OTHERS THEN
-    -- Why, with the path left out (missing, permission denied: the message names it); an
-    -- invalid byte sequence's message would quote the file's bytes, so not that one.
+    -- Why, with the path left out (missing, permission denied: the message names it, in
+    -- double quotes, as PostgreSQL canonicalized it: not always as vault.key_file has it,
+    -- so what is quoted goes); an invalid byte sequence's message would quote the file's
+    -- bytes, so not that one.
     RAISE EXCEPTION 'vault: the key file cannot be read'
       USING DETAIL = CASE WHEN SQLSTATE = '22021'
                           THEN 'It is not text in the database''s encoding.'
-                          ELSE replace(SQLERRM, file, '<the key file>') END,
+                          ELSE regexp_replace(replace(SQLERRM, file, '<the key file>'),
+                                              '".*"', '<the key file>') END,
             HINT = 'The vault''s owner finds its path in vault.key_file; see sql/vault.sql.';
   END;
   FOREACH line IN ARRAY string_to_array(content, E'\n') LOOP
@@ -241,7 +266,7 @@ REVOKE ALL ON FUNCTION vault._current_key() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION vault._decrypt(secret_id uuid) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
-  SELECT pgp_sym_decrypt(s.secret, k.key)
+  SELECT vault._decrypt_with(s.secret, k.key)
     FROM vault.secrets s JOIN vault._keys() k ON k.id = s.key_id
    WHERE s.id = secret_id
 $$;
@@ -258,8 +283,9 @@ REVOKE ALL ON vault.decrypted_secrets FROM PUBLIC;
 -- PostgreSQL checks a function a view calls against the role querying the view, not the
 -- view's owner: a role granted SELECT on vault.decrypted_secrets needs EXECUTE on
 -- vault._decrypt too.  This keeps the two grants equal (either's owners aside), run after
--- every GRANT and REVOKE in the database, so granting the view is all it takes, as in
--- Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to match the view.
+-- every GRANT, REVOKE and DROP OWNED in the database, so granting the view is all it
+-- takes, as in Supabase Vault.  It grants and revokes only EXECUTE on _decrypt, only to
+-- match the view.
 CREATE OR REPLACE FUNCTION vault._mirror_reader_grants() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$
@@ -303,7 +329,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 AS $$ BEGIN PERFORM vault._mirror_reader_grants(); END $$;
 REVOKE ALL ON FUNCTION vault._on_grant() FROM PUBLIC;
 DROP EVENT TRIGGER IF EXISTS vault_reader_grants;
-CREATE EVENT TRIGGER vault_reader_grants ON ddl_command_end WHEN TAG IN ('GRANT', 'REVOKE')
+-- Not only GRANT and REVOKE change the view's grants: DROP OWNED revokes what a role was
+-- granted and, CASCADE, what it granted with its grant option (a reader it granted lost
+-- the view and kept _decrypt).
+CREATE EVENT TRIGGER vault_reader_grants ON ddl_command_end
+  WHEN TAG IN ('GRANT', 'REVOKE', 'DROP OWNED')
   EXECUTE FUNCTION vault._on_grant();
 -- The roles an install before this one granted the view.
 DO $$ BEGIN PERFORM vault._mirror_reader_grants(); END $$;
@@ -358,7 +388,7 @@ BEGIN
   END IF;
   INSERT INTO vault.secrets (name, description, secret, key_id)
   VALUES (new_name, coalesce(new_description, ''),
-          pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1'), k.id)
+          vault._encrypt(new_secret, k.key), k.id)
   RETURNING id INTO new_id;
   RETURN new_id;
 END
@@ -376,7 +406,7 @@ DECLARE
 BEGIN
   UPDATE vault.secrets s SET
     secret = CASE WHEN new_secret IS NULL THEN s.secret
-             ELSE pgp_sym_encrypt(new_secret, k.key, 'cipher-algo=aes256, s2k-mode=1') END,
+             ELSE vault._encrypt(new_secret, k.key) END,
     key_id = CASE WHEN new_secret IS NULL THEN s.key_id ELSE k.id END,
     name = coalesce(new_name, s.name),
     description = coalesce(new_description, s.description),
@@ -397,8 +427,7 @@ DECLARE
   n bigint;
 BEGIN
   UPDATE vault.secrets s SET
-    secret = pgp_sym_encrypt(pgp_sym_decrypt(s.secret, old.key), k.key,
-                             'cipher-algo=aes256, s2k-mode=1'),
+    secret = vault._encrypt(vault._decrypt_with(s.secret, old.key), k.key),
     key_id = k.id
   FROM vault._keys() old
   WHERE old.id = s.key_id AND s.key_id <> k.id;
@@ -471,6 +500,31 @@ CREATE TRIGGER refuse_plain_statement AFTER INSERT OR UPDATE ON vault.decrypted_
 REVOKE ALL ON FUNCTION vault.create_secret(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.update_secret(uuid, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.rotate_key() FROM PUBLIC;
+
+-- What this script creates is its owner's alone, whatever ALTER DEFAULT PRIVILEGES this
+-- role set (a reporting role granted SELECT on every new table, EXECUTE on every new
+-- function and USAGE on every new schema read vault.key_file, vault._keys() and, through
+-- the view, every secret): every grant to another role is revoked, on a fresh install
+-- from everything in vault, over an install from the internals only (the schema, the
+-- view and create_secret, update_secret, rotate_key keep what was granted since).
+-- vault._decrypt follows the view (the event trigger, at each REVOKE here).
+SELECT DISTINCT format('REVOKE ALL ON %s %s FROM %s', o.kind, o.object,
+         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+  FROM (SELECT 'TABLE' AS kind, c.oid::regclass::text AS object, c.relname AS name,
+               c.relacl AS acl, c.relowner AS owner
+          FROM pg_class c
+         WHERE c.relnamespace = 'vault'::regnamespace AND c.relkind IN ('r', 'v')
+        UNION ALL
+        SELECT 'FUNCTION', p.oid::regprocedure::text, p.proname, p.proacl, p.proowner
+          FROM pg_proc p WHERE p.pronamespace = 'vault'::regnamespace AND p.proname <> '_decrypt'
+        UNION ALL
+        SELECT 'SCHEMA', 'vault', 'vault', n.nspacl, n.nspowner
+          FROM pg_namespace n WHERE n.nspname = 'vault') o,
+       aclexplode(o.acl) a
+ WHERE a.grantee <> o.owner
+   AND (:'vault_fresh'::boolean
+        OR o.name NOT IN ('vault', 'decrypted_secrets', 'create_secret', 'update_secret',
+                          'rotate_key')) \gexec
 
 COMMIT;
 

@@ -14,6 +14,7 @@ import http.server
 import subprocess
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -25,11 +26,14 @@ from ..support.docker import serving_host
 from ..support.pool import POOL_REGION
 from ..support.postgres import (
     LOGIN,
+    SCRIPTS,
     TEST_KEYS,
+    Database,
     damage,
     error_of,
     install_readme_setup,
     literal,
+    new_role,
     options_sql,
     own_server,
     psql,
@@ -976,3 +980,53 @@ def test_a_command_that_changes_nothing_is_not_refused(mallory):
         f"ALTER TABLE IF EXISTS {ROLE}.no_such_table OPTIONS (ADD endpoint_url 'http://x:1')",
     ):
         mallory.execute(sql)
+
+
+def test_default_privileges_give_no_role_the_guards_tables_or_functions(server):
+    """ALTER DEFAULT PRIVILEGES of the superuser that runs guard.sql (an application role
+    granted every new table, function and schema: a common pattern) gave that role DELETE
+    on cognito_fdw_guard.refreshing (its own row gone inside a REFRESH, DDL there went
+    unjudged), UPDATE on the policy and audit(): guard.sql revoked from PUBLIC only."""
+    name = f"guard_defacl_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            app = new_role(admin)
+            # (CREATE on new schemas too makes guard.sql refuse its own new schema.)
+            for kind, privilege in (("TABLES", "ALL"), ("FUNCTIONS", "EXECUTE"),
+                                    ("SCHEMAS", "USAGE")):  # fmt: skip
+                admin.execute(f"ALTER DEFAULT PRIVILEGES GRANT {privilege} ON {kind} TO {app}")
+        done = psql(target, "-f", str(SCRIPTS / "guard.sql"))
+        assert done.returncode == 0, done.stderr
+        refused = []
+        with psycopg.connect(role_dsn(target.dsn, app), autocommit=True) as conn:
+            for statement in (
+                "DELETE FROM cognito_fdw_guard.refreshing",
+                "UPDATE cognito_fdw_guard.policy SET plaintext_keys = 'allowed'",
+                "SELECT * FROM cognito_fdw_guard.audit()",
+                "CREATE FUNCTION cognito_fdw_guard.planted() RETURNS int LANGUAGE sql "
+                "AS 'SELECT 1'",
+            ):
+                refused.append(error_of(conn, statement).diag.message_primary)
+            judge = conn.execute(
+                "SELECT has_function_privilege('cognito_fdw_guard.judge(oid, text)', 'EXECUTE')"
+            ).fetchone()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    record(
+        "attack",
+        "a role the guard's installer gives every new table, function and schema by ALTER "
+        "DEFAULT PRIVILEGES deletes its REFRESH row, updates the policy, calls audit(), "
+        "creates in cognito_fdw_guard",
+        f"refused: {refused[0]} (each of the four)",
+    )
+    assert refused == [
+        "permission denied for table refreshing",
+        "permission denied for table policy",
+        "permission denied for function audit",
+        "permission denied for schema cognito_fdw_guard",
+    ]
+    assert judge == (True,)

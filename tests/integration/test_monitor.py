@@ -16,6 +16,7 @@ from ..support.postgres import (
     TEST_KEYS,
     Database,
     create_server,
+    error_of,
     new_role,
     psql,
     role_dsn,
@@ -179,3 +180,54 @@ def test_a_superuser_running_monitor_sql_alone_calls_no_planted_function(setup, 
     finally:
         with psycopg.connect(setup.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_default_privileges_give_no_role_the_cache_or_the_counters(setup):
+    """ALTER DEFAULT PRIVILEGES of the superuser that runs monitor.sql (a role granted
+    every new table, function and schema) gave that role DELETE on cache_source and
+    clear_cache(), which empty every backend's cache, and the views: monitor.sql revoked
+    from PUBLIC only.  pg_monitor keeps its views."""
+    name = f"monitor_defacl_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION multicorn")
+            create_server(admin, "defacl_server", "us-east-1_Abc123", "http://127.0.0.1:9")
+            app = new_role(admin)
+            for kind, privilege in (("TABLES", "ALL"), ("FUNCTIONS", "EXECUTE"),
+                                    ("SCHEMAS", "USAGE")):  # fmt: skip
+                admin.execute(f"ALTER DEFAULT PRIVILEGES GRANT {privilege} ON {kind} TO {app}")
+        done = psql(target, "-v", "server=defacl_server", "-f", str(SCRIPTS / "monitor.sql"))
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            # Each object its own defence, as if the schema were granted for another reason.
+            admin.execute(f"GRANT USAGE ON SCHEMA cognito_fdw_monitor TO {app}")
+            monitor = admin.execute(
+                "SELECT has_table_privilege('pg_monitor', 'cognito_fdw_monitor.cache', 'SELECT')"
+            ).fetchone()
+        refused = []
+        with psycopg.connect(role_dsn(target.dsn, app), autocommit=True) as conn:
+            for statement in (
+                "DELETE FROM cognito_fdw_monitor.cache_source",
+                "SELECT cognito_fdw_monitor.clear_cache()",
+                "SELECT * FROM cognito_fdw_monitor.cache",
+            ):
+                refused.append(error_of(conn, statement).diag.message_primary)
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    record(
+        "attack",
+        "a role the monitor's installer gives every new table, function and schema by ALTER "
+        "DEFAULT PRIVILEGES empties the cache (DELETE, clear_cache()) or reads the views",
+        f"refused: {refused[0]} (each of the three); pg_monitor keeps its views",
+    )
+    assert refused == [
+        "permission denied for foreign table cache_source",
+        "permission denied for function clear_cache",
+        "permission denied for view cache",
+    ]
+    assert monitor == (True,)

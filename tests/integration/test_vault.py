@@ -33,6 +33,8 @@ SELECT vault.update_secret(:'id', new_secret => 'second secret');
 SELECT vault.update_secret(:'id', new_name => 'planted_check2', new_description => 'd');
 SELECT vault.rotate_key();
 SELECT decrypted_secret FROM vault.decrypted_secrets;
+GRANT SELECT ON vault.decrypted_secrets TO PUBLIC;
+REVOKE SELECT ON vault.decrypted_secrets FROM PUBLIC;
 """
 
 
@@ -204,8 +206,14 @@ def broken_key_file(vault_db, request):
         admin.execute("SELECT vault.create_secret('s', %s)", (f"s_{uuid.uuid4().hex[:8]}",))
     kept, owner = key_file.read_bytes(), key_file.stat()
     shown = MARKER
-    if request.param == "missing":
+    if request.param.startswith("missing"):
         key_file.rename(key_file.with_suffix(".away"))
+    if request.param == "missing, recorded as a path PostgreSQL writes otherwise":
+        # pg_read_file names the file as it canonicalizes it (no '//', no '/./').
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute(
+                "UPDATE vault.key_file SET path = %s", (f"{key_file.parent}//./{key_file.name}",)
+            )
     elif request.param == "unreadable":
         key_file.chmod(0)
     else:
@@ -216,13 +224,22 @@ def broken_key_file(vault_db, request):
         yield request.param, shown
     finally:
         key_file.with_suffix(".away").unlink(missing_ok=True)
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("UPDATE vault.key_file SET path = %s", (str(key_file),))
         key_file.write_bytes(kept)  # as root: given back to the server's OS user
         os.chown(key_file, owner.st_uid, owner.st_gid)
         key_file.chmod(0o600)
 
 
 @pytest.mark.parametrize(
-    "broken_key_file", ["missing", "unreadable", "holding a malformed line"], indirect=True
+    "broken_key_file",
+    [
+        "missing",
+        "missing, recorded as a path PostgreSQL writes otherwise",
+        "unreadable",
+        "holding a malformed line",
+    ],
+    indirect=True,
 )
 def test_a_key_file_that_cannot_be_read_is_not_named_in_any_message(
     server, vault_db, broken_key_file
@@ -404,3 +421,231 @@ def test_vault_sql_refuses_a_pgcrypto_another_role_created_first(server):
     assert done.returncode != 0
     assert "extension pgcrypto (owned by r_" in done.stderr
     assert functions == 0
+
+
+# What a database's owner (no superuser; PostgreSQL 15 gives it CREATE on public, where
+# pgcrypto goes by default) plants for the vault's functions, and what makes each run.
+# Each is more exact than pg_catalog's (anycompatiblearray || anycompatible, format(text,
+# VARIADIC "any")), so it wins wherever public is in a function's search_path.
+PLANTS = {
+    "a reader of the view (the key file's int[] || int)": (
+        "CREATE FUNCTION public.append(a integer[], b integer) RETURNS integer[] "
+        "LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.loot VALUES (current_user); "
+        "RETURN pg_catalog.array_append(a, b); END$$",
+        "CREATE OPERATOR public.|| (LEFTARG = integer[], RIGHTARG = integer, "
+        "FUNCTION = public.append)",
+        "SELECT count(decrypted_secret) FROM vault.decrypted_secrets",
+    ),
+    "a GRANT of the view (the event trigger's format)": (
+        "CREATE FUNCTION public.format(f text, a text, b text, c text) RETURNS text "
+        "LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.loot VALUES (current_user); "
+        "RETURN pg_catalog.format(f, a, b, c); END$$",
+        "SELECT 1",
+        "GRANT SELECT ON vault.decrypted_secrets TO PUBLIC",
+    ),
+}
+
+
+@pytest.mark.parametrize("trigger", PLANTS)
+def test_a_database_owner_plants_nothing_the_vaults_functions_call(server, trigger):
+    """vault.sql's functions searched pgcrypto's schema (public, by default) for names
+    pg_catalog has only in a polymorphic or variadic form: a database owner (CREATE on
+    public) planted an exact-typed one, which ran as the vault's owner (a superuser) when
+    a reader read the view or a superuser granted it."""
+    function, operator, statement = PLANTS[trigger]
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    name = f"vault_owned_{uuid.uuid4().hex[:6]}"
+    key_file = server.base / f"{name}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION pgcrypto")  # a superuser's, in public
+        done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute("SELECT vault.create_secret('the secret', 'planted')")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute("CREATE TABLE public.loot (who name)")
+            owner.execute("GRANT INSERT ON public.loot TO PUBLIC")
+            owner.execute(function)
+            owner.execute(operator)
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            admin.execute(statement)
+            secret = admin.execute(
+                "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'planted'"
+            ).fetchone()
+            loot = admin.execute("SELECT DISTINCT who FROM public.loot").fetchall()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+        key_file.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a database owner (CREATE on public, where pgcrypto is) plants an operator or "
+        f"function more exact than pg_catalog's for the vault's functions; {trigger} runs",
+        f"none ran ({len(loot)} calls as another role)",
+    )
+    assert secret == ("the secret",)
+    assert loot == []
+
+
+def test_a_reader_granted_by_a_dropped_role_keeps_no_decrypt(vault_db):
+    """REASSIGN OWNED, DROP OWNED, DROP ROLE (PostgreSQL's way to remove a role) revokes
+    what a role granted with its grant option, CASCADE: the view's SELECT of a reader it
+    granted went, by no GRANT or REVOKE statement; EXECUTE on vault._decrypt stayed, and
+    the reader decrypted by id what the view no longer showed it (a rotated secret too)."""
+    target, _ = vault_db
+    with psycopg.connect(target.dsn, autocommit=True) as admin:
+        granter = _role(admin, "GRANT USAGE ON SCHEMA vault TO {role}")
+        reader = _role(admin, "GRANT USAGE ON SCHEMA vault TO {role}")
+        secret_id = admin.execute(
+            "SELECT vault.create_secret('old secret', %s)", (f"for_{reader}",)
+        ).fetchone()[0]
+        admin.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {granter} WITH GRANT OPTION")
+        with psycopg.connect(role_dsn(target.dsn, granter), autocommit=True) as conn:
+            conn.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {reader}")
+        with psycopg.connect(role_dsn(target.dsn, reader), autocommit=True) as conn:
+            before = conn.execute("SELECT vault._decrypt(%s)", (secret_id,)).fetchone()
+        admin.execute(f"DROP OWNED BY {granter}")
+        admin.execute(f"DROP ROLE {granter}")
+        admin.execute("SELECT vault.update_secret(%s, new_secret => 'new secret')", (secret_id,))
+        with psycopg.connect(role_dsn(target.dsn, reader), autocommit=True) as conn:
+            view = error_of(conn, "SELECT * FROM vault.decrypted_secrets").diag.message_primary
+            decrypt = error_of(conn, "SELECT vault._decrypt(%s)", (secret_id,))
+    record(
+        "attack",
+        "a reader of vault.decrypted_secrets granted by a role with the grant option, which "
+        "DROP OWNED then removes, calls vault._decrypt() for a secret updated after",
+        f"refused: {decrypt.diag.message_primary} (the event trigger follows DROP OWNED)",
+    )
+    assert before == ("old secret",)
+    assert view == "permission denied for view decrypted_secrets"
+    assert decrypt.diag.message_primary == "permission denied for function _decrypt"
+
+
+def test_a_database_owner_that_drops_public_gets_no_key(server):
+    """PostgreSQL 15's public belongs to pg_database_owner: a database's owner (no
+    superuser) may DROP SCHEMA public CASCADE, which takes pgcrypto (installed there by
+    default) with it, make public again and put a pgp_sym_decrypt(bytea, text) of its own
+    there.  A vault function that calls pgcrypto by name, even a qualified one, then called
+    it as the vault's owner with the key; bound to pgcrypto's functions by OID, they go with
+    them and the vault fails instead."""
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    name = f"vault_public_{uuid.uuid4().hex[:6]}"
+    key_file = server.base / f"{name}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            schema = admin.execute(
+                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                "ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'"
+            ).fetchone()
+            admin.execute("SELECT vault.create_secret('the secret', 'planted')")
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute("DROP SCHEMA public CASCADE")
+            owner.execute("CREATE SCHEMA public")
+            owner.execute("CREATE TABLE public.loot (who name, what text)")
+            owner.execute("GRANT INSERT ON public.loot TO PUBLIC")
+            for function, signature, returns, value in [
+                ("pgp_sym_decrypt", "data bytea, key text", "text", "key"),
+                ("pgp_sym_encrypt", "data text, key text, options text", "bytea", "data || key"),
+            ]:
+                owner.execute(
+                    f"CREATE FUNCTION public.{function}({signature}) RETURNS {returns} "
+                    "LANGUAGE plpgsql AS $$BEGIN "
+                    f"INSERT INTO public.loot VALUES (current_user, {value}); RETURN NULL; END$$"
+                )
+        errors = []
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            for statement in (
+                "SELECT count(decrypted_secret) FROM vault.decrypted_secrets",
+                "SELECT vault.create_secret('another secret', 'second')",
+            ):
+                errors.append(error_of(admin, statement).diag.message_primary)
+            loot = admin.execute("SELECT who, what FROM public.loot").fetchall()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+        key_file.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a database owner drops schema public (pgcrypto's, PostgreSQL 15 gives it to "
+        "pg_database_owner) and puts its own pgp_sym_decrypt/pgp_sym_encrypt there",
+        f"none ran ({len(loot)} calls); the vault fails until sql/vault.sql runs again: "
+        f"{errors[0]}",
+    )
+    assert schema == ("public",)
+    assert loot == []
+
+
+def test_default_privileges_give_no_role_the_vault(server):
+    """ALTER DEFAULT PRIVILEGES of the superuser that runs vault.sql (a read-only
+    reporting role granted every new table, function and schema: a common pattern) gave
+    that role vault.key_file, vault._keys() and, through the view, every secret: the
+    script revoked what it creates from PUBLIC only.  On a fresh install every object is
+    its owner's alone; a run over an install keeps what was granted since, and the
+    internals stay the owner's."""
+    name = f"vault_defacl_{uuid.uuid4().hex[:6]}"
+    key_file = server.base / f"{name}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            reporting = _role(admin)
+            granted = _role(admin)
+            for kind, privilege in (("TABLES", "SELECT"), ("FUNCTIONS", "EXECUTE"),
+                                    ("SCHEMAS", "USAGE")):  # fmt: skip
+                admin.execute(
+                    f"ALTER DEFAULT PRIVILEGES GRANT {privilege} ON {kind} TO {reporting}"
+                )
+        for run in ("fresh", "again"):
+            done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+            assert done.returncode == 0, done.stderr
+            with psycopg.connect(target.dsn, autocommit=True) as admin:
+                if run == "fresh":
+                    admin.execute("SELECT vault.create_secret('the secret', 'planted')")
+                    admin.execute(f"GRANT USAGE ON SCHEMA vault TO {granted}")
+                    admin.execute(f"GRANT SELECT ON vault.decrypted_secrets TO {granted}")
+        with psycopg.connect(role_dsn(target.dsn, reporting), autocommit=True) as conn:
+            schema = error_of(conn, "SELECT * FROM vault.secrets").diag.message_primary
+        with psycopg.connect(target.dsn, autocommit=True) as admin:
+            # Each object its own defence, as if the schema were granted for another reason.
+            admin.execute(f"GRANT USAGE ON SCHEMA vault TO {reporting}")
+        refused = []
+        with psycopg.connect(role_dsn(target.dsn, reporting), autocommit=True) as conn:
+            for statement in ("SELECT decrypted_secret FROM vault.decrypted_secrets",
+                              "SELECT * FROM vault._keys()", "SELECT path FROM vault.key_file",
+                              "SELECT vault._decrypt_with(s.secret, 'k') FROM vault.secrets s",
+                              ):  # fmt: skip
+                refused.append(error_of(conn, statement).diag.message_primary)
+        with psycopg.connect(role_dsn(target.dsn, granted), autocommit=True) as conn:
+            kept = conn.execute("SELECT decrypted_secret FROM vault.decrypted_secrets").fetchall()
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        key_file.unlink(missing_ok=True)
+    record(
+        "attack",
+        "a role the vault's installer gives every new table, function and schema by ALTER "
+        "DEFAULT PRIVILEGES reads the view, vault._keys(), vault.key_file",
+        f"refused: {refused[0]}; a role granted the view since keeps it over a re-run",
+    )
+    assert schema == "permission denied for schema vault"
+    assert refused == [
+        "permission denied for view decrypted_secrets",
+        "permission denied for function _keys",
+        "permission denied for table key_file",
+        "permission denied for table secrets",
+    ]
+    assert kept == [("the secret",)]

@@ -38,9 +38,9 @@ SIGNATURES = (
     + [["bytea", "text", "text"], ["text", "name", "text", "text"], ["uuid", "text"],
        ["text", "text", "boolean"], ["timestamptz", "timestamptz"]]
 )  # fmt: skip
-# Operand types of every operator planted.
-OPERANDS = ["text", "text[]", "integer", "bigint", "numeric", "uuid", "timestamptz", "bytea",
-            "boolean", "name", "\"char\"", "interval", "double precision"]  # fmt: skip
+# Operand types of every operator planted (integer[]: pg_catalog's || takes anycompatiblearray).
+OPERANDS = ["text", "text[]", "integer", "integer[]", "bigint", "numeric", "uuid", "timestamptz",
+            "bytea", "boolean", "name", "\"char\"", "interval", "double precision"]  # fmt: skip
 
 _COMMENT = re.compile(r"--[^\n]*")
 _CALL = re.compile(r"(?:\b([A-Za-z_]\w*)\.)?\b([A-Za-z_]\w*)\s*\(")
