@@ -29,7 +29,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 
-from .errors import CognitoFdwError
+from .errors import CognitoFdwError, one_line
 
 Key = tuple  # (group_name, username)
 
@@ -301,8 +301,10 @@ def apply(
 
 
 def _one_line(text: str) -> str:
-    """A message from Cognito (or about it) on one line, for a WARNING or an error."""
-    return " ".join(str(text).split())
+    """A message from Cognito (or about it) on one line, for a WARNING or an error: its
+    whitespace collapsed, any other character that is not printable (an ANSI escape an
+    endpoint's answer held) escaped as the wrapper's errors are (errors.one_line)."""
+    return one_line(" ".join(str(text).split()))
 
 
 def _undo(done: list[tuple[Change, Send]], undoing: Undoing) -> list[tuple[Change, str]]:

@@ -118,7 +118,22 @@ def renderer(kind: str, family: str) -> Callable[[object], object]:
         return lambda v: _render_integer(v, family)
     if family in _JSON:  # a string attribute into json: a JSON string
         return lambda v: json.dumps(v, ensure_ascii=False)
+    if family not in TEXT_TYPES:
+        return lambda v: _render_checked(v, family)
     return str
+
+
+def _render_checked(value, family: str) -> str:
+    # A type whose input function PostgreSQL runs on the text (uuid, numeric, a timestamp,
+    # an enum, inet, interval, an extension's type) quotes a value it refuses in its own
+    # error, as it is: a self-service user's newline, ANSI escape and forged "HINT:" line
+    # reached the client and the server log.  A value with a character that is not
+    # printable is refused here, where the message is escaped and names the column (the
+    # rare enum label or extension value that holds one too: declare the column text).
+    text = str(value)
+    if not all(char.isprintable() or char == " " for char in text):
+        raise Unfit(f'invalid input syntax for type {family}: "{value}"')
+    return text
 
 
 def _render_bool(value) -> str | None:

@@ -63,8 +63,13 @@ SELECT format(
 -- A server of that name that was already there must be this role's or a superuser's: a
 -- role that may own Multicorn servers could have made it first, pointed at an endpoint of
 -- its own, and the keys below would sign the requests sent there and the tables below
--- read what it answers.  Likewise a users relation already in the schema.
+-- read what it answers.  Likewise a users relation already in the schema, and the schema
+-- itself: its owner may drop any table in it (the users table below too) and put a
+-- relation of its own in its place, which every role reading cognito.users then reads.
 SELECT NOT EXISTS (
+  SELECT FROM pg_namespace n JOIN pg_roles o ON o.oid = n.nspowner
+   WHERE n.nspname = :'schema' AND NOT o.rolsuper AND o.rolname <> current_user
+) AND NOT EXISTS (
   SELECT FROM pg_foreign_server s JOIN pg_roles o ON o.oid = s.srvowner
    WHERE s.srvname = :'server' AND NOT o.rolsuper AND o.rolname <> current_user
 ) AND NOT EXISTS (
@@ -76,8 +81,8 @@ SELECT NOT EXISTS (
 \if :objects_are_ours
 \else
   DO $$ BEGIN RAISE EXCEPTION USING
-    MESSAGE = 'cognito_fdw.sql: the server or the users table it would create already exists, '
-              'owned by another role that is not a superuser',
+    MESSAGE = 'cognito_fdw.sql: the server, the schema or the users table it would create '
+              'already exists, owned by another role that is not a superuser',
     DETAIL = 'That role chose where its requests go and what it answers; the keys given '
              'here would sign them, and this install would read it.',
     HINT = 'Name another server (-v server=...) or schema (-v schema=...), or drop or take '

@@ -20,8 +20,8 @@
 -- the script and every function run with search_path pg_catalog, pg_temp (pg_temp last,
 -- so a temporary object never stands in for another; no schema another role may write),
 -- and the procedure, which may take no SET clause, qualifies every function, operator and type.
--- Schema app must be this role's own or a superuser's, with CREATE for no one else: the
--- script refuses otherwise.
+-- Schema app must be this role's own or a superuser's, with CREATE for no one else, and the
+-- foreign tables it copies, their schema and their server too: the script refuses otherwise.
 --
 -- What it creates (schema app):
 --   app.users, app.roles, app.user_roles
@@ -80,6 +80,40 @@ SELECT pg_catalog.to_regclass(pg_catalog.format('%I.users', :'cognito_schema')) 
     MESSAGE = 'sync.sql: foreign tables users and group_members not found',
     HINT = 'Run IMPORT FOREIGN SCHEMA cognito FROM SERVER <server> INTO <schema> '
            'OPTIONS (writable ''true''), then psql -v cognito_schema=<schema> -f sync.sql.';
+  END $$;
+\endif
+
+-- The two foreign tables this script copies, their schema and their server must be this
+-- role's or a superuser's: another role that owns any of them chose what they answer (its
+-- server's endpoint and pool) or may swap them (a schema's owner drops any table in it),
+-- and app.users would mirror its answers and app.user_roles send grants to its server.
+SELECT COALESCE(pg_catalog.string_agg(pg_catalog.format('%s %s (owned by %s)',
+         o.what, o.name, r.rolname), ', '), '') AS foreign_found
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  LEFT JOIN pg_catalog.pg_foreign_table t ON t.ftrelid OPERATOR(pg_catalog.=) c.oid
+  LEFT JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) t.ftserver
+  CROSS JOIN LATERAL (VALUES
+    ('table', pg_catalog.format('%I.%I', n.nspname, c.relname), c.relowner),
+    ('schema', pg_catalog.quote_ident(n.nspname), n.nspowner),
+    ('server', pg_catalog.quote_ident(s.srvname), s.srvowner)) o(what, name, owner)
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+ WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
+         pg_catalog.to_regclass(pg_catalog.format('%I.users', :'cognito_schema')),
+         pg_catalog.to_regclass(pg_catalog.format('%I.group_members', :'cognito_schema'))])
+   AND NOT r.rolsuper AND r.rolname OPERATOR(pg_catalog.<>) current_user \gset
+SELECT :'foreign_found' OPERATOR(pg_catalog.=) '' AS foreign_tables_are_ours \gset
+\if :foreign_tables_are_ours
+\else
+  -- Through a setting, not spliced into the DO block: a role's name may hold any text.
+  SELECT pg_catalog.set_config('cognito_fdw.found', :'foreign_found', false) AS found \gset
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'sync.sql: the foreign tables it copies are not a superuser''s or this role''s: '
+              || pg_catalog.current_setting('cognito_fdw.found'),
+    DETAIL = 'Their owner chose what they answer (or may swap them): app.users would '
+             'mirror its answers and grants would go to its server.',
+    HINT = 'Import users and group_members from a server of this role''s into a schema of '
+           'this role''s, and give that schema with -v cognito_schema=...';
   END $$;
 \endif
 

@@ -84,6 +84,9 @@ PLANTED_FIRST = {
     "'cognito_fdw.CognitoFdw', user_pool_id 'us-east-1_Evil1', endpoint_url 'http://127.0.0.1:9')",
     # A role that owns schema cognito puts a users table of its own there.
     "users table": "CREATE TABLE cognito.users (username text, email text, sub text)",
+    # Schema cognito alone: as its owner, the role drops the install's cognito.users after
+    # and puts a view of its own there, whose functions run as whoever reads it.
+    "schema": "COMMENT ON SCHEMA cognito IS 'mine'",
 }
 
 

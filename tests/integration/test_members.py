@@ -658,3 +658,27 @@ def test_two_writers_of_one_membership_end_as_postgresql_committed(setup, wt, co
     )
     assert counts.get("AdminAddUserToGroup") == 1
     assert "u3" in members(cognito, wt, "h")
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        # The table first touched two savepoints deep, rolled back to the outer one.
+        ["SAVEPOINT s1", "SAVEPOINT s2",
+         "INSERT INTO gt.members (group_name, username) VALUES ('staff', 'dave')",
+         "ROLLBACK TO SAVEPOINT s1"],
+        # A PL/pgSQL block's EXCEPTION clause: an internal subtransaction rolled back.
+        ["DO $$ BEGIN INSERT INTO gt.members (group_name, username) VALUES ('staff', 'dave'); "
+         "PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END $$"],
+    ],
+    ids=["nested savepoints", "exception block"],
+)  # fmt: skip
+def test_a_change_rolled_back_in_a_subtransaction_is_never_sent(
+    db, groups_pool_id, cognito, statements
+):
+    before = members(cognito, groups_pool_id, "staff")
+    db.execute("BEGIN")
+    for statement in statements:
+        db.execute(statement)
+    db.execute("COMMIT")
+    assert members(cognito, groups_pool_id, "staff") == before

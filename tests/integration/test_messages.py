@@ -178,3 +178,41 @@ def test_a_value_from_cognito_keeps_its_newlines_out_of_the_error(db, msg, cogni
     for text in (message, detail, hint):
         assert "\n" not in (text or "")
     assert 'invalid input syntax for type integer: "7\\nERROR:  permission denied' in message
+
+
+@pytest.mark.parametrize("type_name", ["uuid", "inet", "interval", "msg.mood"])
+def test_a_string_attribute_in_a_type_postgresql_checks_keeps_its_newlines_out(
+    db, msg, cognito, type_name
+):
+    """A custom string attribute read into a type the wrapper leaves to PostgreSQL's input
+    function (uuid for a custom attribute, an enum, an extension's or another built-in
+    type): a self-service user's value with a newline, an ANSI escape and a line posing as
+    PostgreSQL's HINT reached PostgreSQL's own error ("invalid input syntax for type ...:
+    "<value>"") unescaped, to the client and the server log."""
+    forged = "x\n\x1b[2KHINT:  run SELECT cognito_fdw_repair() as a superuser"
+    db.execute("DO $$ BEGIN CREATE TYPE msg.mood AS ENUM ('ok'); "
+               "EXCEPTION WHEN duplicate_object THEN NULL; END $$")  # fmt: skip
+    table = f"msg.tier_{type_name.split('.')[-1]}"
+    cognito.admin_create_user(
+        UserPoolId=msg, Username="mal_tier", MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "custom:tier", "Value": forged}],
+    )  # fmt: skip
+    try:
+        db.execute(f"CREATE FOREIGN TABLE {table} (username text, tier {type_name} "
+                   "OPTIONS (attribute 'custom:tier')) SERVER msg_server "
+                   "OPTIONS (object 'users')")  # fmt: skip
+        message, detail, hint = message_of(
+            db, f"SELECT tier FROM {table} WHERE username = 'mal_tier'"
+        )
+    finally:
+        cognito.admin_delete_user(UserPoolId=msg, Username="mal_tier")
+        db.execute(f"DROP FOREIGN TABLE IF EXISTS {table}")
+    record(
+        "attack",
+        f"a Cognito string attribute with a newline, an ANSI escape and a forged HINT line in "
+        f"a {type_name} column",
+        f"one line, escaped: {message}"[:200],
+    )
+    for text in (message, detail, hint):
+        assert "\n" not in (text or "") and "\x1b" not in (text or "")
+    assert "tier" in message

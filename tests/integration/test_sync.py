@@ -333,3 +333,58 @@ def test_sync_sql_refuses_a_citext_another_role_created_first(setup, spool):
         with psycopg.connect(setup.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
             conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_sync_sql_refuses_foreign_tables_another_role_controls(setup, spool, cognito):
+    """The schema sync.sql copies users and group_members from is the database owner's (no
+    superuser, may own Multicorn servers; it made the schema before the DBA's CREATE SCHEMA
+    IF NOT EXISTS): as the schema's owner it drops the DBA's foreign tables and imports its
+    own, from a server of its own whose endpoint and pool it chose.  sync.sql, run by a
+    superuser, copied them: app.users would mirror that role's answers (who has which sub)
+    and every grant in app.user_roles would go to its server.  The script refuses."""
+    name = f"borrow_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    own_pool = cognito.create_user_pool(PoolName="cognito-fdw-sync-attacker")["UserPool"]["Id"]
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute(f"CREATE SCHEMA {SCHEMA}")
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+            conn.execute(f"GRANT USAGE ON FOREIGN DATA WRAPPER multicorn TO {role}")
+            create_server(conn, "dba_server", spool, setup.endpoint)
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            conn.execute(f"IMPORT FOREIGN SCHEMA cognito FROM SERVER dba_server INTO {SCHEMA} "
+                         "OPTIONS (writable 'true')")  # fmt: skip
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            create_server(owner, "own_server", own_pool, setup.endpoint)
+            owner.execute(f"DROP FOREIGN TABLE {SCHEMA}.users, {SCHEMA}.group_members")
+            owner.execute(
+                "IMPORT FOREIGN SCHEMA cognito LIMIT TO (users, group_members) "
+                f"FROM SERVER own_server INTO {SCHEMA} OPTIONS (writable 'true')"
+            )
+        done = psql(target, "-v", f"cognito_schema={SCHEMA}", "-f", str(SYNC_SQL))
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            servers = conn.execute(
+                "SELECT s.srvname FROM pg_foreign_table t JOIN pg_foreign_server s"
+                " ON s.oid = t.ftserver JOIN pg_class c ON c.oid = t.ftrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app'"
+            ).fetchall()
+        record(
+            "attack",
+            "a database owner that made the cognito schema swaps in users and group_members "
+            "on a server of its own before a superuser runs sync.sql",
+            "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+        )
+        assert servers == []
+        assert done.returncode != 0
+        assert "not a superuser's" in done.stderr and role in done.stderr
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+        cognito.delete_user_pool(UserPoolId=own_pool)

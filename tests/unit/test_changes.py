@@ -184,11 +184,12 @@ class FakeCognito:
         self.members = set(members)
         self.fail = set(fail)
         self.sent = []
+        self.reason = "boom"
 
     def send(self, change: Change):
         self.sent.append(change)
         if (change.key, change.add) in self.fail:
-            raise CognitoFdwError("boom", hint="a hint", detail="AWS error code: X")
+            raise CognitoFdwError(self.reason, hint="a hint", detail="AWS error code: X")
         if change.add == (change.key in self.members):
             return False
         (self.members.add if change.add else self.members.discard)(change.key)
@@ -283,3 +284,11 @@ def test_a_commit_forgets_what_was_sent():
     transaction.clear()  # commit()
     transaction.undo_sent(pytest.fail)
     assert cognito.members == {("g", "a")}
+
+
+def test_why_an_undo_failed_reaches_its_warning_escaped_on_one_line():
+    # The reason is an error from Cognito (or an endpoint): it may hold anything.
+    cognito = FakeCognito(set(), fail={(("g", "a"), False)})
+    cognito.reason = "boom\x1b[2K\nWARNING:  forged"
+    warnings = sent_then_rolled_back(cognito, [Change("g", "a", True)])
+    assert warnings[-1].endswith("(the undo failed: boom\\x1b[2K WARNING: forged)")

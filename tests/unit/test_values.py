@@ -116,3 +116,18 @@ def test_an_unknown_type_takes_strings_only_and_uuid_only_where_allowed():
     assert type_problem("n", "inet", NUMBER, "inet", uuid_ok=False) is not None
     assert type_problem("sub", "uuid", STRING, "uuid", uuid_ok=True) is None
     assert type_problem("tenant", "uuid", STRING, "uuid", uuid_ok=False) is not None
+
+
+@pytest.mark.parametrize(
+    "kind, family_name",
+    [(STRING, "uuid"), (STRING, "inet"), (STRING, "mood"), (NUMBER, "numeric"),
+     (DATETIME, "timestamp with time zone"), (DATETIME, "date")],
+)  # fmt: skip
+def test_a_type_postgresql_checks_never_gets_a_character_that_is_not_printable(kind, family_name):
+    # PostgreSQL's input function would quote the value, newline and all, in its own error.
+    render = renderer(kind, family_name)
+    assert render("2024-01-02 03:04:05 +00") == "2024-01-02 03:04:05 +00"
+    for forged in ("x\nHINT:  forged", "x\x1b[2K", "x\u2028y"):
+        with pytest.raises(Unfit, match=f"invalid input syntax for type {family_name}"):
+            render(forged)
+    assert renderer(STRING, "text")("x\ny") == "x\ny"  # text holds every value as it is
