@@ -15,7 +15,9 @@
 \if :{?user_pool_id}
 \else
   \echo 'cognito_fdw.sql: set the pool with -v user_pool_id=us-east-1_AbCdEf123'
-  SELECT 1 / 0 AS missing_user_pool_id;
+  -- Qualified: the search_path is not pinned yet, and a database's owner may have set
+  -- it (ALTER DATABASE ... SET) to find its own /(integer, integer) first.
+  SELECT 1 OPERATOR(pg_catalog./) 0 AS missing_user_pool_id;
 \endif
 \if :{?server}
 \else

@@ -20,6 +20,9 @@
 -- the script and every function run with search_path pg_catalog, pg_temp (pg_temp last,
 -- so a temporary object never stands in for another; no schema another role may write),
 -- and the procedure, which may take no SET clause, qualifies every function, operator and type.
+-- What runs before the script pins that path (CREATE EXTENSION citext takes the caller's)
+-- qualifies every function and operator too: a database's owner sets the path every
+-- session of it starts with (ALTER DATABASE ... SET search_path), a superuser's too.
 -- Schema app must be this role's own or a superuser's, with CREATE for no one else, and the
 -- foreign tables it copies, their schema and their server too: the script refuses otherwise.
 --
@@ -108,8 +111,11 @@ SELECT :'foreign_found' OPERATOR(pg_catalog.=) '' AS foreign_tables_are_ours \gs
   -- Through a setting, not spliced into the DO block: a role's name may hold any text.
   SELECT pg_catalog.set_config('cognito_fdw.found', :'foreign_found', false) AS found \gset
   DO $$ BEGIN RAISE EXCEPTION USING
-    MESSAGE = 'sync.sql: the foreign tables it copies are not a superuser''s or this role''s: '
-              || pg_catalog.current_setting('cognito_fdw.found'),
+    -- No bare operator before the search_path is pinned: the database's owner may have
+    -- set the path (ALTER DATABASE ... SET search_path = public, pg_catalog) and put its
+    -- own ||(text, text) first, which ran here as the superuser.
+    MESSAGE = pg_catalog.format('sync.sql: the foreign tables it copies are not a '
+              'superuser''s or this role''s: %s', pg_catalog.current_setting('cognito_fdw.found')),
     DETAIL = 'Their owner chose what they answer (or may swap them): app.users would '
              'mirror its answers and grants would go to its server.',
     HINT = 'Import users and group_members from a server of this role''s into a schema of '

@@ -127,3 +127,53 @@ def test_cognito_fdw_sql_refuses_a_server_or_table_another_role_made_first(serve
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
             conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_cognito_fdw_sql_without_a_pool_runs_no_operator_of_the_database_owner(server):
+    """A database's owner (no superuser) sets the database's search_path to ``public,
+    pg_catalog`` (ALTER DATABASE ... SET: a superuser's psql session starts with it too) and
+    plants ``/(integer, integer)`` in public (its own on PostgreSQL 15).  A superuser runs
+    cognito_fdw.sql without -v user_pool_id: the script stops, and ran its stop (``1 / 0``,
+    before it pins its search_path) through the owner's operator, as the superuser."""
+    name = f"nopool_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute(f"ALTER DATABASE {name} SET search_path = public, pg_catalog")
+            owner.execute("CREATE SEQUENCE public.ran_as_superuser")
+            owner.execute("GRANT USAGE, UPDATE ON SEQUENCE public.ran_as_superuser TO PUBLIC")
+            owner.execute(
+                "CREATE FUNCTION public.div(integer, integer) RETURNS integer LANGUAGE plpgsql"
+                " AS $f$BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r"
+                "               WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN"
+                "  PERFORM pg_catalog.nextval('public.ran_as_superuser'); END IF;"
+                " RETURN 1; END$f$"
+            )
+            owner.execute(
+                "CREATE OPERATOR public./ (LEFTARG = integer, RIGHTARG = integer,"
+                " FUNCTION = public.div)"
+            )
+        done = psql(target, "-f", str(COGNITO_FDW_SQL))
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            ran = conn.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.ran_as_superuser"
+            ).fetchone()[0]
+        record(
+            "attack",
+            "a database owner sets the database's search_path to public first and plants "
+            "/(integer, integer) there; a superuser runs cognito_fdw.sql without a pool",
+            f"stopped, the operator called {ran} times as the superuser: "
+            + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:100],
+        )
+        assert done.returncode != 0
+        assert "set the pool with -v user_pool_id" in done.stdout + done.stderr
+        assert ran == 0
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")

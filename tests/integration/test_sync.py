@@ -388,3 +388,57 @@ def test_sync_sql_refuses_foreign_tables_another_role_controls(setup, spool, cog
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
             conn.execute(f"DROP ROLE {role}")
         cognito.delete_user_pool(UserPoolId=own_pool)
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_sync_sql_refusing_runs_no_operator_of_the_database_owner(setup):
+    """A database's owner (no superuser) sets the database's search_path to ``public,
+    pg_catalog`` (ALTER DATABASE ... SET, which every later session takes, a superuser's
+    psql too), plants ``||(text, text)`` in public (its own on PostgreSQL 15) and makes
+    the schema sync.sql copies from, with tables of its own.  sync.sql, run by a superuser,
+    refuses them: the refusal ran before the script pinned its search_path and joined its
+    message with ``||``, so the owner's operator ran as the superuser."""
+    name = f"dbpath_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER {role}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as owner:
+            owner.execute(f"ALTER DATABASE {name} SET search_path = public, pg_catalog")
+            owner.execute("CREATE SEQUENCE public.ran_as_superuser")
+            owner.execute("GRANT USAGE, UPDATE ON SEQUENCE public.ran_as_superuser TO PUBLIC")
+            owner.execute(
+                "CREATE FUNCTION public.cat(text, text) RETURNS text LANGUAGE plpgsql AS $f$"
+                "BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r"
+                "          WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN"
+                "  PERFORM pg_catalog.nextval('public.ran_as_superuser'); END IF;"
+                " RETURN pg_catalog.textcat($1, $2); END$f$"
+            )
+            owner.execute(
+                "CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = public.cat)"
+            )
+            owner.execute(f"CREATE SCHEMA {SCHEMA}")
+            owner.execute(f"CREATE TABLE {SCHEMA}.users (id integer)")
+            owner.execute(f"CREATE TABLE {SCHEMA}.group_members (id integer)")
+        done = psql(target, "-v", f"cognito_schema={SCHEMA}", "-f", str(SYNC_SQL))
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            ran = conn.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.ran_as_superuser"
+            ).fetchone()[0]
+        record(
+            "attack",
+            "a database owner sets the database's search_path to public first, plants "
+            "||(text, text) there and owns the tables sync.sql copies, before a superuser "
+            "runs sync.sql",
+            f"refused, the operator called {ran} times as the superuser: "
+            + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:100],
+        )
+        assert done.returncode != 0
+        assert "not a superuser's" in done.stderr and role in done.stderr
+        assert ran == 0
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
