@@ -211,7 +211,7 @@ def test_cognito_fdw_sql_creates_multicorn_in_no_schema_another_role_owns(server
         record(
             "attack",
             "a role with CREATE on the database makes a schema named after the installing "
-            "superuser (first in \"$user\", public) before cognito_fdw.sql, then DROP SCHEMA "
+            'superuser (first in "$user", public) before cognito_fdw.sql, then DROP SCHEMA '
             "CASCADE",
             "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
         )
