@@ -44,6 +44,36 @@
   \set aws_secret_access_key ''
 \endif
 
+-- CREATE EXTENSION puts multicorn in the first schema of the caller's search_path: by
+-- default "$user", a schema named after the role running this, which a role with CREATE
+-- on the database may have made (or one the database's owner put first with ALTER DATABASE
+-- ... SET search_path).  As that schema's owner it may DROP SCHEMA ... CASCADE, and
+-- PostgreSQL checks no ownership of what a CASCADE takes: multicorn, its wrapper, every
+-- server, user mapping and foreign table on it.  So the schema (an existing multicorn's,
+-- or the one it would go to) must be a superuser's, or the database owner's (public on
+-- PostgreSQL 15, pg_database_owner's: that owner may drop the whole database anyway).
+-- Qualified: the search_path is not pinned yet (pinned, pg_catalog would be the target).
+SELECT NOT EXISTS (
+  SELECT FROM pg_catalog.pg_namespace n
+    JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
+   WHERE n.oid OPERATOR(pg_catalog.=) COALESCE(
+           (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+             WHERE e.extname OPERATOR(pg_catalog.=) 'multicorn'),
+           (SELECT s.oid FROM pg_catalog.pg_namespace s
+             WHERE s.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema()))
+     AND NOT o.rolsuper AND o.rolname OPERATOR(pg_catalog.<>) 'pg_database_owner'
+) AS multicorn_schema_is_safe \gset
+\if :multicorn_schema_is_safe
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'cognito_fdw.sql: extension multicorn is, or would be created, in a schema '
+              'another role that is not a superuser owns',
+    DETAIL = 'As its owner that role may DROP SCHEMA ... CASCADE, which takes multicorn '
+             'with every server, user mapping and foreign table on it.',
+    HINT = 'As a superuser: CREATE EXTENSION multicorn SCHEMA public (or ALTER EXTENSION '
+           'multicorn SET SCHEMA public), then run the script again.';
+  END $$;
+\endif
 CREATE EXTENSION IF NOT EXISTS multicorn;
 -- Run by a superuser: every name below resolves in pg_catalog first, never in a schema
 -- another role may create in (a role's format(text, text, ...) in public would otherwise

@@ -123,6 +123,34 @@ SELECT :'foreign_found' OPERATOR(pg_catalog.=) '' AS foreign_tables_are_ours \gs
   END $$;
 \endif
 
+-- CREATE EXTENSION puts citext in the first schema of the caller's search_path: by
+-- default "$user", a schema named after the role running this, which a role with CREATE
+-- on the database may have made.  As that schema's owner it may DROP SCHEMA ... CASCADE
+-- (PostgreSQL checks no ownership of what a CASCADE takes): citext, and app.users.email
+-- with it.  So the schema (an existing citext's, or the one it would go to) must be a
+-- superuser's, or the database owner's (public on PostgreSQL 15: that owner may drop the
+-- whole database anyway).  Qualified: the search_path is not pinned yet.
+SELECT NOT EXISTS (
+  SELECT FROM pg_catalog.pg_namespace n
+    JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
+   WHERE n.oid OPERATOR(pg_catalog.=) COALESCE(
+           (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+             WHERE e.extname OPERATOR(pg_catalog.=) 'citext'),
+           (SELECT s.oid FROM pg_catalog.pg_namespace s
+             WHERE s.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema()))
+     AND NOT o.rolsuper AND o.rolname OPERATOR(pg_catalog.<>) 'pg_database_owner'
+) AS citext_schema_is_safe \gset
+\if :citext_schema_is_safe
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'sync.sql: extension citext is, or would be created, in a schema another '
+              'role that is not a superuser owns',
+    DETAIL = 'As its owner that role may DROP SCHEMA ... CASCADE, which takes citext and '
+             'app.users.email with it.',
+    HINT = 'As a superuser: CREATE EXTENSION citext SCHEMA public (or ALTER EXTENSION '
+           'citext SET SCHEMA public), then run the script again.';
+  END $$;
+\endif
 CREATE EXTENSION IF NOT EXISTS citext;
 -- From here on, no name resolves to another role's object (see the top of the file).
 SET search_path = pg_catalog, pg_temp;

@@ -47,6 +47,34 @@ SET client_min_messages = warning;
 -- One transaction: an upgrade that fails half-way leaves the install as it was.
 BEGIN;
 
+-- CREATE EXTENSION puts pgcrypto in the first schema of the caller's search_path: by
+-- default "$user", a schema named after the role running this, which a role with CREATE
+-- on the database may have made.  As that schema's owner it may DROP SCHEMA ... CASCADE
+-- (PostgreSQL checks no ownership of what a CASCADE takes): pgcrypto, and the vault's
+-- functions bound to it.  So the schema (an existing pgcrypto's, or the one it would go
+-- to) must be a superuser's, or the database owner's (public on PostgreSQL 15: that owner
+-- may drop the whole database anyway).  Qualified: the search_path is not pinned yet.
+SELECT NOT EXISTS (
+  SELECT FROM pg_catalog.pg_namespace n
+    JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
+   WHERE n.oid OPERATOR(pg_catalog.=) COALESCE(
+           (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+             WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto'),
+           (SELECT s.oid FROM pg_catalog.pg_namespace s
+             WHERE s.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema()))
+     AND NOT o.rolsuper AND o.rolname OPERATOR(pg_catalog.<>) 'pg_database_owner'
+) AS pgcrypto_schema_is_safe \gset
+\if :pgcrypto_schema_is_safe
+\else
+  DO $$ BEGIN RAISE EXCEPTION USING
+    MESSAGE = 'vault.sql: extension pgcrypto is, or would be created, in a schema another '
+              'role that is not a superuser owns',
+    DETAIL = 'As its owner that role may DROP SCHEMA ... CASCADE, which takes pgcrypto and '
+             'the vault''s functions with it.',
+    HINT = 'As a superuser: CREATE EXTENSION pgcrypto SCHEMA public (or ALTER EXTENSION '
+           'pgcrypto SET SCHEMA public), then run the script again.';
+  END $$;
+\endif
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 -- From here on every name resolves in pg_catalog first and never in a schema another role
 -- may create in (public, say: PostgreSQL 14 and older let every role): this script runs as

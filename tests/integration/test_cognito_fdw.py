@@ -177,3 +177,48 @@ def test_cognito_fdw_sql_without_a_pool_runs_no_operator_of_the_database_owner(s
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
             conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_cognito_fdw_sql_creates_multicorn_in_no_schema_another_role_owns(server):
+    """A role with CREATE on the database (no superuser, not its owner) makes a schema named
+    after the superuser that will install: first in the default search_path ("$user",
+    public), it is where CREATE EXTENSION puts multicorn.  As that schema's owner, DROP
+    SCHEMA ... CASCADE then took multicorn with its wrapper, the install's server, user
+    mapping and users table.  The install refuses before creating the extension there."""
+    name = f"userschema_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        superuser = conn.execute("SELECT current_user").fetchone()[0]
+        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT CREATE ON DATABASE {name} TO {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{superuser}"')
+        done = psql(
+            target, "-v", "user_pool_id=us-east-1_Abc123", "-v", "aws_access_key_id=AKIDX",
+            "-v", "aws_secret_access_key=secret", "-f", str(COGNITO_FDW_SQL),
+        )  # fmt: skip
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{superuser}" CASCADE')
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            extensions = conn.execute(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'multicorn'"
+            ).fetchone()[0]
+            servers = conn.execute("SELECT count(*) FROM pg_foreign_server").fetchone()[0]
+        record(
+            "attack",
+            "a role with CREATE on the database makes a schema named after the installing "
+            'superuser (first in "$user", public) before cognito_fdw.sql, then DROP SCHEMA '
+            "CASCADE",
+            "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+        )
+        assert done.returncode != 0, (extensions, servers)
+        assert "extension multicorn is, or would be created, in a schema" in done.stderr
+        assert extensions == 0 and servers == 0
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")

@@ -328,7 +328,8 @@ def test_sync_sql_refuses_a_citext_another_role_created_first(setup, spool):
             "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
         )
         assert done.returncode != 0
-        assert f"extension citext (owned by {role}) is not a superuser's" in done.stderr
+        # Its schema is the role's too, which the script refuses first.
+        assert "extension citext is, or would be created, in a schema" in done.stderr
     finally:
         with psycopg.connect(setup.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
@@ -438,6 +439,56 @@ def test_sync_sql_refusing_runs_no_operator_of_the_database_owner(setup):
         assert done.returncode != 0
         assert "not a superuser's" in done.stderr and role in done.stderr
         assert ran == 0
+    finally:
+        with psycopg.connect(setup.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_sync_sql_creates_citext_in_no_schema_another_role_owns(setup, spool):
+    """A role with CREATE on the database (no superuser, not its owner) makes a schema named
+    after the superuser that will run sync.sql: first in the default search_path ("$user",
+    public), it is where CREATE EXTENSION puts citext.  As that schema's owner, DROP SCHEMA
+    ... CASCADE then took citext and with it app.users.email, every user's address.  The
+    script refuses before creating the extension there."""
+    name = f"citextu_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(setup.dsn, autocommit=True) as conn:
+        superuser = conn.execute("SELECT current_user").fetchone()[0]
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"GRANT CREATE ON DATABASE {name} TO {role}")
+    target = Database(setup, name)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION multicorn")
+            create_server(conn, "citext_server", spool, setup.endpoint)
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            conn.execute(f"IMPORT FOREIGN SCHEMA cognito FROM SERVER citext_server INTO {SCHEMA} "
+                         "OPTIONS (writable 'true')")  # fmt: skip
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{superuser}"')
+        done = psql(target, "-v", f"cognito_schema={SCHEMA}", "-f", str(SYNC_SQL))
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{superuser}" CASCADE')
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            email = conn.execute(
+                "SELECT count(*) FROM pg_attribute WHERE attname = 'email' AND NOT attisdropped"
+                " AND attrelid = to_regclass('app.users')"
+            ).fetchone()[0]
+            extensions = conn.execute(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'citext'"
+            ).fetchone()[0]
+        record(
+            "attack",
+            "a role with CREATE on the database makes a schema named after the superuser "
+            "(first in $user, public) before sync.sql, then DROP SCHEMA CASCADE",
+            "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+        )
+        assert done.returncode != 0, (email, extensions)
+        assert "extension citext is, or would be created, in a schema" in done.stderr
+        assert extensions == 0
     finally:
         with psycopg.connect(setup.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -419,7 +419,8 @@ def test_vault_sql_refuses_a_pgcrypto_another_role_created_first(server):
         "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
     )
     assert done.returncode != 0
-    assert "extension pgcrypto (owned by r_" in done.stderr
+    # Its schema is the role's too, which the script refuses first.
+    assert "extension pgcrypto is, or would be created, in a schema" in done.stderr
     assert functions == 0
 
 
@@ -649,3 +650,50 @@ def test_default_privileges_give_no_role_the_vault(server):
         "permission denied for table secrets",
     ]
     assert kept == [("the secret",)]
+
+
+@pytest.mark.local_only  # a database of its own, with roles that log in with no password
+def test_vault_sql_creates_pgcrypto_in_no_schema_another_role_owns(server):
+    """A role with CREATE on the database (no superuser, not its owner) makes a schema named
+    after the superuser that will run vault.sql: first in the default search_path ("$user",
+    public), it is where CREATE EXTENSION puts pgcrypto.  As that schema's owner, DROP
+    SCHEMA ... CASCADE then took pgcrypto and the vault's functions bound to it: every
+    read and write of a secret failed until a superuser ran the script again, which put
+    pgcrypto back in whatever schema of that name the role had made by then.  The script
+    refuses before creating the extension there."""
+    name = f"vaultu_{uuid.uuid4().hex[:8]}"
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    key_file = server.base / f"userschema_{uuid.uuid4().hex[:8]}.keys"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        superuser = conn.execute("SELECT current_user").fetchone()[0]
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"GRANT CREATE ON DATABASE {name} TO {role}")
+    target = Database(server, name)
+    try:
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{superuser}"')
+        done = psql(target, "-v", f"vault_key_file={key_file}", "-f", str(VAULT_SQL))
+        with psycopg.connect(role_dsn(target.dsn, role), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{superuser}" CASCADE')
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            view = conn.execute(
+                "SELECT to_regclass('vault.decrypted_secrets') IS NOT NULL"
+            ).fetchone()[0]
+            extensions = conn.execute(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'"
+            ).fetchone()[0]
+        record(
+            "attack",
+            "a role with CREATE on the database makes a schema named after the superuser "
+            "(first in $user, public) before vault.sql, then DROP SCHEMA CASCADE",
+            "refused: " + next((x for x in done.stderr.splitlines() if "ERROR" in x), "?")[:140],
+        )
+        assert done.returncode != 0, (view, extensions)
+        assert "extension pgcrypto is, or would be created, in a schema" in done.stderr
+        assert extensions == 0
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE {role}")
+        key_file.unlink(missing_ok=True)
